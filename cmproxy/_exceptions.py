@@ -1,0 +1,159 @@
+"""The one error tree of cmproxy.
+
+    CMProxyError
+    ├── ValidationError (also ValueError)     bad input: names the field, the value and the rule
+    │   └── RuleViolation                      a desired state the product rules (R1–R14) refuse
+    ├── PlanError                              a plan that cannot be built (e.g. unknown server)
+    ├── ConflictError                          the server changed since it was read; nothing written
+    ├── ConnectionError                        the endpoint cannot be reached
+    │   ├── AuthenticationError                credentials refused
+    │   └── TLSError                           certificate not trusted / TLS failure
+    ├── TransportError                         the WinRM/PSRP exchange failed (may be transient)
+    ├── SessionError                           bootstrap failed (module, site drive)
+    │   ├── ConsoleNotInstalledError
+    │   └── SiteDriveError
+    ├── PowerShellError                        a remote error record (FullyQualifiedErrorId, …)
+    │   ├── ItemNotFoundError
+    │   └── ParameterBindingError
+    └── TransactionError                       a change failed; says which state each server is in
+        └── RollbackError                      rolling back failed too: manual action needed
+
+Secrets never appear in any message: constructors take already-masked values.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "AuthenticationError",
+    "CMProxyError",
+    "ConflictError",
+    "ConnectionError",
+    "ConsoleNotInstalledError",
+    "ItemNotFoundError",
+    "ParameterBindingError",
+    "PlanError",
+    "PowerShellError",
+    "RollbackError",
+    "RuleViolation",
+    "SessionError",
+    "SiteDriveError",
+    "TLSError",
+    "TransactionError",
+    "TransportError",
+    "ValidationError",
+]
+
+
+class CMProxyError(Exception):
+    """Root of every error cmproxy raises on purpose."""
+
+
+class ValidationError(CMProxyError, ValueError):
+    """Bad input. `field`, `value` and `rule` say exactly what and why; nothing was written."""
+
+    def __init__(self, field: str, value: Any, reason: str, *, rule: str | None = None) -> None:
+        self.field = field
+        self.value = value
+        self.reason = reason
+        self.rule = rule
+        prefix = f"[{rule}] " if rule else ""
+        super().__init__(f"{prefix}{field}={value!r}: {reason}")
+
+
+class RuleViolation(ValidationError):
+    """A desired state that a product rule refuses; `rule` is always set (R1…R14)."""
+
+    def __init__(self, rule: str, field: str, value: Any, reason: str) -> None:
+        super().__init__(field, value, reason, rule=rule)
+
+
+class PlanError(CMProxyError):
+    """A plan cannot be built from the given current and desired state."""
+
+
+class ConflictError(CMProxyError):
+    """The server changed since it was read (optimistic check failed); nothing was written."""
+
+    def __init__(self, server: str, detail: str) -> None:
+        self.server = server
+        self.detail = detail
+        super().__init__(
+            f"{server}: changed since it was read ({detail}); nothing was written. "
+            "Read the site again and re-plan."
+        )
+
+
+class ConnectionError(CMProxyError):  # noqa: A001 - deliberately ours, not the builtin
+    """The WinRM endpoint cannot be reached."""
+
+
+class AuthenticationError(ConnectionError):
+    """The endpoint refused the credentials."""
+
+
+class TLSError(ConnectionError):
+    """The endpoint's certificate is not trusted or TLS failed."""
+
+
+class TransportError(CMProxyError):
+    """The WinRM / PSRP exchange failed after the connection was made."""
+
+
+class SessionError(CMProxyError):
+    """The remote session could not be prepared for ConfigMgr cmdlets."""
+
+
+class ConsoleNotInstalledError(SessionError):
+    """The ConfigurationManager module (shipped with the console) is not on the target."""
+
+
+class SiteDriveError(SessionError):
+    """The CMSite drive for the site code is missing or clashes with another drive."""
+
+
+class PowerShellError(CMProxyError):
+    """A PowerShell error record from the remote side."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        fully_qualified_error_id: str = "",
+        category: str = "",
+        target: str = "",
+        command: str = "",
+    ) -> None:
+        self.message = message
+        self.fully_qualified_error_id = fully_qualified_error_id
+        self.category = category
+        self.target = target
+        self.command = command
+        where = f" ({command})" if command else ""
+        fqid = f" [{fully_qualified_error_id}]" if fully_qualified_error_id else ""
+        super().__init__(f"{message}{where}{fqid}")
+
+    @property
+    def error_id(self) -> str:
+        return self.fully_qualified_error_id.split(",", 1)[0]
+
+
+class ItemNotFoundError(PowerShellError):
+    """The remote object does not exist (ItemNotFound, ObjectNotFound)."""
+
+
+class ParameterBindingError(PowerShellError):
+    """The remote cmdlet refused its parameters (binding or validation)."""
+
+
+class TransactionError(CMProxyError):
+    """A change failed. `outcomes` says, per server, whether it is in its old or new state."""
+
+    def __init__(self, message: str, outcomes: Any = None) -> None:
+        self.outcomes = outcomes
+        super().__init__(message)
+
+
+class RollbackError(TransactionError):
+    """A change failed and so did the rollback: the server needs a person."""

@@ -1,0 +1,82 @@
+"""Emulator settings: unconfirmed product behaviour, costs and faults.
+
+Shared by the protocol layer (HTTP/WSMan/shells) and the engine (cmdlets). Every behaviour the
+reference marks [UNCONFIRMED] is a field here, never a guess baked into a cmdlet. The object is
+mutable on purpose: tests change faults between calls on a running emulator.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import attrs
+
+
+@attrs.define
+class ProductBehaviour:
+    """Choices where the ConfigMgr reference is [UNCONFIRMED] (configmgr-cmdlets.md §3.5, §9)."""
+
+    #: `Set-CMSiteSystemServer -EnableProxy $false` also clears ProxyName/Port/UserName.
+    disable_clears_proxy_fields: bool = False
+    #: A Set that enables the proxy without -ProxyServerPort resets the port to 80.
+    enable_without_port_resets_to_80: bool = True
+    #: A Set that enables the proxy without -ProxyAccessAccount resets to the System account.
+    enable_without_account_resets_to_system: bool = True
+    #: `Set-CMSoftwareUpdatePoint -UseProxy $true` on a server without a proxy is accepted (the
+    #: cmdlet does not check; WSUS fails later, reference §7 issue #33) and a WCM error is logged.
+    sup_flags_without_server_proxy_accepted: bool = True
+
+
+@attrs.define
+class Costs:
+    """Simulated time, in seconds (0 = instant). Applied with the emulator's injectable sleep."""
+
+    http_exchange: float = 0.0
+    module_import: float = 0.0
+    get_cmdlet: float = 0.0
+    set_cmdlet: float = 0.0
+    #: A real site serialises writes to its site control data; on by default.
+    serialise_site_writes: bool = True
+
+
+@attrs.define
+class Faults:
+    """Faults to inject. Counters are 1-based and count since the fault was set."""
+
+    #: Drop the TCP connection instead of answering the Nth WSMan request (0 = never).
+    drop_connection_on_request: int = 0
+    #: Answer the Nth WSMan request with this HTTP status (500 or 503) instead (0 = never).
+    http_error_on_request: int = 0
+    http_error_status: int = 503
+    #: Answer the Nth WSMan request with a WSMan fault (code below) instead (0 = never).
+    wsman_fault_on_request: int = 0
+    wsman_fault_code: int = 2150858843
+    #: Make the Nth call of this cmdlet fail with a terminating error ("" = none).
+    fail_cmdlet: str = ""
+    fail_cmdlet_on_call: int = 0
+    fail_cmdlet_error_id: str = "ProviderBusy"
+    #: The ambiguous case: apply the Nth call of this cmdlet, then lose the answer (drop the
+    #: connection) ("" = none).
+    lose_answer_cmdlet: str = ""
+    lose_answer_on_call: int = 0
+
+
+@attrs.define
+class EmulatorSettings:
+    behaviour: ProductBehaviour = attrs.field(factory=ProductBehaviour)
+    costs: Costs = attrs.field(factory=Costs)
+    faults: Faults = attrs.field(factory=Faults)
+    #: Serialises updates of the counters below across server threads.
+    lock: threading.Lock = attrs.field(factory=threading.Lock, eq=False, repr=False)
+    request_count: int = 0
+    cmdlet_calls: dict[str, int] = attrs.field(factory=dict)
+
+    def reset_faults(self) -> None:
+        with self.lock:
+            self.faults = Faults()
+            self.request_count = 0
+            self.cmdlet_calls = {}
+
+
+class AnswerLost(Exception):  # noqa: N818 - a signal, not an error the user sees
+    """Raised by the engine after a write was committed, to make the shell drop the answer."""
