@@ -62,7 +62,7 @@ class ValidationError(CMProxyError, ValueError):
         super().__init__(f"{prefix}{field}={value!r}: {reason}")
 
 
-class RuleViolation(ValidationError):
+class RuleViolation(ValidationError):  # noqa: N818 - reads as what it is
     """A desired state that a product rule refuses; `rule` is always set (R1…R14)."""
 
     def __init__(self, rule: str, field: str, value: Any, reason: str) -> None:
@@ -85,7 +85,7 @@ class ConflictError(CMProxyError):
         )
 
 
-class ConnectionError(CMProxyError):  # noqa: A001 - deliberately ours, not the builtin
+class ConnectionError(CMProxyError):
     """The WinRM endpoint cannot be reached."""
 
 

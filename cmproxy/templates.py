@@ -1,0 +1,42 @@
+"""Load the PowerShell templates shipped in the package (`cmproxy/ps_templates/` in a wheel).
+
+The repository keeps them in top-level `ps_templates/`; the wheel build puts them inside the
+package, and an editable install falls back to the repository copy.
+"""
+
+from __future__ import annotations
+
+import functools
+from importlib import resources
+from importlib.resources.abc import Traversable
+from pathlib import Path
+
+__all__ = ["load_template", "template_names", "templates_root"]
+
+
+@functools.cache
+def templates_root() -> Traversable:
+    """Where the .ps1 templates live for this installation."""
+    packaged = resources.files("cmproxy").joinpath("ps_templates")
+    if packaged.is_dir():
+        return packaged
+    source = Path(__file__).resolve().parent.parent / "ps_templates"
+    if source.is_dir():
+        return source
+    raise FileNotFoundError("cmproxy's ps_templates are missing from this installation")
+
+
+def template_names() -> list[str]:
+    """Template names (file stems), sorted."""
+    return sorted(
+        p.name.removesuffix(".ps1") for p in templates_root().iterdir() if p.name.endswith(".ps1")
+    )
+
+
+@functools.cache
+def load_template(name: str) -> str:
+    """The text of template `name` (without `.ps1`)."""
+    path = templates_root().joinpath(f"{name}.ps1")
+    if not path.is_file():
+        raise KeyError(f"no PowerShell template named {name!r}; known: {template_names()}")
+    return path.read_text(encoding="utf-8")
