@@ -1,0 +1,285 @@
+"""HTTP authentication for the emulator: Basic, and NTLM/Negotiate through pyspnego's acceptor.
+
+NTLM authenticates a TCP connection, not a request, so one `ConnectionAuth` lives per
+connection. Message encryption (`multipart/encrypted`, HTTP-SPNEGO-session-encrypted) uses the
+completed context's `wrap_winrm` / `unwrap_winrm`, exactly the framing pypsrp and pywinrm use.
+pyspnego reads users from the file named by `NTLM_USER_FILE`; that variable is process-global,
+so `UserStore` writes one file per process holding every user any emulator was started with.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+import re
+import struct
+import tempfile
+import threading
+from typing import Any
+
+import attrs
+import spnego
+from spnego.channel_bindings import GssChannelBindings
+
+ENCRYPTED_PROTOCOL = "application/HTTP-SPNEGO-session-encrypted"
+BOUNDARY = b"--Encrypted Boundary"
+ENCRYPTED_CONTENT_TYPE = (
+    f'multipart/encrypted;protocol="{ENCRYPTED_PROTOCOL}";boundary="Encrypted Boundary"'
+)
+
+
+class AuthError(Exception):
+    """Authentication failed: answer 401 and forget the connection's auth state."""
+
+
+class EncryptionError(Exception):
+    """An encrypted body could not be unwrapped (answer 400, never a crash)."""
+
+
+def split_user(name: str) -> tuple[str, str]:
+    """`DOMAIN\\user` or `user@domain` or `user` → (domain, user)."""
+    if "\\" in name:
+        domain, user = name.split("\\", 1)
+        return domain, user
+    if "@" in name:
+        user, domain = name.split("@", 1)
+        return domain, user
+    return "", name
+
+
+class UserStore:
+    """All configured users of this process; keeps the NTLM_USER_FILE in step with them."""
+
+    _lock = threading.Lock()
+    _users: dict[str, str] = {}  # noqa: RUF012 - process-global on purpose (NTLM_USER_FILE)
+    _path: str | None = None
+
+    @classmethod
+    def register(cls, users: dict[str, str]) -> None:
+        with cls._lock:
+            changed = False
+            for name, password in users.items():
+                if cls._users.get(name) != password:
+                    cls._users[name] = password
+                    changed = True
+            if changed or cls._path is None or os.environ.get("NTLM_USER_FILE") != cls._path:
+                cls._write()
+
+    @classmethod
+    def _write(cls) -> None:
+        lines = []
+        for name, password in cls._users.items():
+            domain, user = split_user(name)
+            lines.append(f"{domain}:{user}:{password}")
+            if domain:
+                # A client that gives no domain (user "admin") sends an empty domain name.
+                lines.append(f":{user}:{password}")
+        if cls._path is None:
+            fd, path = tempfile.mkstemp(prefix="cmproxy-emulator-ntlm-", suffix=".txt")
+            os.close(fd)
+            cls._path = path
+        tmp = cls._path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write("\n".join(lines) + "\n")
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, cls._path)
+        os.environ["NTLM_USER_FILE"] = cls._path
+
+
+@attrs.define
+class AuthConfig:
+    """What a connection's authenticator needs to know about the server."""
+
+    users: dict[str, str]
+    https: bool
+    #: tls-server-end-point bindings over HTTPS (None over HTTP).
+    channel_bindings: GssChannelBindings | None = None
+    #: Accept unencrypted bodies over HTTP with Basic (WinRM's AllowUnencrypted).
+    allow_unencrypted: bool = True
+    #: Offer and accept Basic at all.
+    allow_basic: bool = True
+
+    def check_basic(self, name: str, password: str) -> str | None:
+        """The canonical user name if `name`/`password` match a configured user."""
+        domain, user = split_user(name)
+        for known, known_pw in self.users.items():
+            kdom, kuser = split_user(known)
+            if kuser.lower() != user.lower():
+                continue
+            if domain and kdom and domain.lower() != kdom.lower():
+                continue
+            if known_pw == password:
+                return known
+        return None
+
+
+def tls_server_end_point(cert_der: bytes) -> GssChannelBindings:
+    """RFC 5929 tls-server-end-point bindings for a SHA-256 (or weaker → SHA-256) certificate."""
+    digest = hashlib.sha256(cert_der).digest()
+    return GssChannelBindings(application_data=b"tls-server-end-point:" + digest)
+
+
+@attrs.define
+class Challenge:
+    """Answer 401 with these WWW-Authenticate values."""
+
+    headers: list[str]
+
+
+class ConnectionAuth:
+    """Auth state of one TCP connection."""
+
+    def __init__(self, config: AuthConfig) -> None:
+        self.config = config
+        self.user: str | None = None
+        self.scheme: str | None = None  # "basic" | "negotiate"
+        self._ctx: Any = None  # spnego ContextProxy once NTLM/Negotiate has started
+        self._final_token: bytes | None = None
+
+    def offer(self) -> list[str]:
+        offers = ["Negotiate"]
+        if self.config.allow_basic:
+            offers.append('Basic realm="WSMAN"')
+        return offers
+
+    def reset(self) -> None:
+        self.user = None
+        self.scheme = None
+        self._ctx = None
+
+    @property
+    def can_encrypt(self) -> bool:
+        return self._ctx is not None and self.user is not None and self.scheme == "negotiate"
+
+    def authenticate(self, header: str | None) -> Challenge | None:
+        """Process an Authorization header. None = authenticated; Challenge = answer 401.
+
+        Raises AuthError on bad credentials (401 without a token).
+        """
+        self._final_token = None
+        if not header:
+            if self.user is not None and self.scheme == "negotiate":
+                return None  # NTLM: the connection is authenticated
+            return Challenge(self.offer())
+        scheme, _, value = header.strip().partition(" ")
+        scheme_l = scheme.lower()
+        if scheme_l == "basic":
+            if not self.config.allow_basic:
+                raise AuthError("Basic is disabled")
+            try:
+                raw = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+            except (binascii.Error, UnicodeDecodeError, ValueError):
+                raise AuthError("malformed Basic credentials") from None
+            name, sep, password = raw.partition(":")
+            user = self.config.check_basic(name, password) if sep else None
+            if user is None:
+                self.reset()
+                raise AuthError("bad Basic credentials")
+            self.user, self.scheme, self._ctx = user, "basic", None
+            return None
+        if scheme_l in ("negotiate", "ntlm"):
+            try:
+                token = base64.b64decode(value.strip(), validate=True)
+            except (binascii.Error, ValueError):
+                self.reset()
+                raise AuthError("malformed token") from None
+            if not token:
+                self.reset()
+                raise AuthError("empty token")
+            # A fresh NTLM NEGOTIATE_MESSAGE (type 1) or a SPNEGO NegTokenInit restarts auth.
+            if self._ctx is None or self.user is not None or _is_initial_token(token):
+                self.user = None
+                self._ctx = spnego.server(
+                    protocol="negotiate",
+                    channel_bindings=self.config.channel_bindings,
+                    options=spnego.NegotiateOptions.use_negotiate,
+                )
+            try:
+                out = self._ctx.step(token)
+            except Exception as exc:  # wrong password, bad bindings, garbage tokens
+                self.reset()
+                raise AuthError(f"{type(exc).__name__}") from None
+            if not self._ctx.complete:
+                b64 = base64.b64encode(out or b"").decode("ascii")
+                return Challenge([f"{scheme} {b64}".strip()])
+            principal = self._ctx.client_principal or ""
+            self.user = self._canonical(principal)
+            self.scheme = "negotiate"
+            self._final_token = out
+            self._final_scheme = scheme
+            return None
+        self.reset()
+        raise AuthError(f"unsupported scheme {scheme!r}")
+
+    def final_header(self) -> str | None:
+        """WWW-Authenticate of the 200 that completes a SPNEGO exchange (mechListMIC)."""
+        if self._final_token:
+            return f"{self._final_scheme} {base64.b64encode(self._final_token).decode('ascii')}"
+        return None
+
+    def _canonical(self, principal: str) -> str:
+        domain, user = split_user(principal)
+        for known in self.config.users:
+            kdom, kuser = split_user(known)
+            if kuser.lower() == user.lower() and (not domain or kdom.lower() == domain.lower()):
+                return known
+        return principal
+
+    # -- message encryption -------------------------------------------------------------
+
+    def unwrap(self, body: bytes, content_type: str) -> bytes:
+        if not self.can_encrypt:
+            raise EncryptionError("no security context for an encrypted body")
+        m = re.search(r'boundary="?([^";]+)"?', content_type)
+        boundary = m.group(1).encode() if m else b"Encrypted Boundary"
+        marker = b"--" + boundary
+        out = b""
+        try:
+            parts = [p for p in re.split(re.escape(marker) + rb"\r\n", body) if p]
+            for i in range(0, len(parts) - 1, 2):
+                header, payload = parts[i], parts[i + 1]
+                if payload.endswith(marker + b"--\r\n"):
+                    payload = payload[: -len(marker + b"--\r\n")]
+                expected = int(header.split(b"Length=")[1].split(b"\r\n")[0].strip())
+                data = payload.replace(b"\tContent-Type: application/octet-stream\r\n", b"", 1)
+                (hlen,) = struct.unpack("<i", data[:4])
+                if hlen < 0 or hlen > len(data) - 4:
+                    raise EncryptionError("bad signature length")
+                plain = self._ctx.unwrap_winrm(data[4 : 4 + hlen], data[4 + hlen :])
+                if len(plain) != expected:
+                    raise EncryptionError("length mismatch")
+                out += plain
+        except EncryptionError:
+            raise
+        except Exception as exc:
+            raise EncryptionError(type(exc).__name__) from None
+        if not out:
+            raise EncryptionError("no encrypted part")
+        return out
+
+    def wrap(self, data: bytes) -> bytes:
+        header, enc, padding = self._ctx.wrap_winrm(data)
+        return (
+            BOUNDARY + b"\r\n"
+            b"\tContent-Type: " + ENCRYPTED_PROTOCOL.encode() + b"\r\n"
+            b"\tOriginalContent: type=application/soap+xml;charset=UTF-8;Length="
+            + str(len(data) + padding).encode()
+            + b"\r\n"
+            + BOUNDARY
+            + b"\r\n"
+            b"\tContent-Type: application/octet-stream\r\n"
+            + struct.pack("<i", len(header))
+            + header
+            + enc
+            + BOUNDARY
+            + b"--\r\n"
+        )
+
+
+def _is_initial_token(token: bytes) -> bool:
+    if token.startswith(b"NTLMSSP\x00"):
+        return token[8:12] == b"\x01\x00\x00\x00"
+    # SPNEGO NegTokenInit is an [APPLICATION 0] GSS wrapper (0x60); NegTokenResp is 0xa1.
+    return token[:1] == b"\x60"

@@ -1,0 +1,370 @@
+"""The emulator's WinRM endpoint: HTTP/1.1 keep-alive on /wsman, auth, encryption, WSMan.
+
+One handler object lives per TCP connection (http.server calls handle_one_request in a loop),
+which is where NTLM's per-connection auth state belongs. Faults and costs from the shared
+`EmulatorSettings` are applied here, before a request reaches a shell.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import logging
+import socket
+import ssl
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from cmproxy.emulator import wsman
+from cmproxy.emulator.cmd_shell import CmdShell
+from cmproxy.emulator.engine.api import Engine
+from cmproxy.emulator.http_auth import (
+    ENCRYPTED_CONTENT_TYPE,
+    AuthConfig,
+    AuthError,
+    ConnectionAuth,
+    EncryptionError,
+)
+from cmproxy.emulator.psrp_shell import PSRPShell
+from cmproxy.emulator.settings import EmulatorSettings
+
+log = logging.getLogger(__name__)
+
+Shell = PSRPShell | CmdShell
+
+
+@attrs.define
+class ServerConfig:
+    """Protocol knobs (not product behaviour: that lives in EmulatorSettings)."""
+
+    #: Longest a Receive blocks before answering w:TimedOut (also capped by OperationTimeout).
+    receive_timeout: float = 20.0
+    #: Advertised cfg:MaxEnvelopeSizekb (pypsrp raises its envelope to this after Get).
+    max_envelope_kb: int = 500
+    #: Idle keep-alive connections are closed after this many seconds.
+    idle_timeout: float = 120.0
+    sleep: Callable[[float], None] = time.sleep
+
+
+class WSManService:
+    """Dispatches parsed WSMan requests to shells; knows nothing about HTTP."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        settings: EmulatorSettings,
+        config: ServerConfig,
+        endpoint: str = "",
+    ) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.config = config
+        self.endpoint = endpoint
+        self.shells: dict[str, Shell] = {}
+        self.lock = threading.Lock()
+
+    def handle(self, req: wsman.Request, user: str, client_ip: str) -> bytes:
+        action = req.action
+        if action == wsman.ACTION_GET:
+            return self._get(req)
+        if action == wsman.ACTION_CREATE:
+            return self._create(req, user, client_ip)
+        if action not in (
+            wsman.ACTION_COMMAND,
+            wsman.ACTION_SEND,
+            wsman.ACTION_RECEIVE,
+            wsman.ACTION_SIGNAL,
+            wsman.ACTION_DELETE,
+        ):
+            raise wsman.WSManFault(
+                wsman.CODE_ACTION_NOT_SUPPORTED,
+                f"The WS-Management service does not support the action {action[:200]}.",
+            )
+        shell = self._shell(req)
+        if action == wsman.ACTION_DELETE:
+            with self.lock:
+                self.shells.pop(shell.shell_id, None)
+            shell.close()
+            return wsman.response(req, [])
+        if action == wsman.ACTION_COMMAND:
+            return wsman.response(req, [shell.command(req)])
+        if action == wsman.ACTION_SEND:
+            return wsman.response(req, [shell.send(req)])
+        if action == wsman.ACTION_SIGNAL:
+            return wsman.response(req, [shell.signal(req)])
+        wait = wsman.receive_wait(req, self.config.receive_timeout)
+        return wsman.response(req, [shell.receive(req, wait)])
+
+    def _shell(self, req: wsman.Request) -> Shell:
+        shell_id = req.selectors.get("ShellId", "")
+        if not shell_id:
+            raise wsman.WSManFault(
+                wsman.CODE_SHELL_NOT_FOUND,
+                "The WS-Management service cannot process the request because the request "
+                "contained invalid selectors for the resource.",
+            )
+        with self.lock:
+            shell = self.shells.get(shell_id.upper())
+        if shell is None or (req.resource_uri and req.resource_uri.lower() not in (
+            shell.resource_uri.lower(), wsman.RESOURCE_SHELL.lower()
+        )):
+            raise wsman.shell_not_found(shell_id)
+        return shell
+
+    def _get(self, req: wsman.Request) -> bytes:
+        uri = req.resource_uri.lower()
+        if uri.startswith(wsman.RESOURCE_CONFIG.lower()):
+            return wsman.response(req, [wsman.config_element(self.config.max_envelope_kb)])
+        shell = self._shell(req)
+        info = wsman.shell_element(shell.shell_id, shell.resource_uri, "", "", shell.shell_info())
+        return wsman.response(req, [info])
+
+    def _create(self, req: wsman.Request, user: str, client_ip: str) -> bytes:
+        uri = req.resource_uri
+        body_shell = req.body.find("rsp:Shell", wsman.NS)
+        if body_shell is None:
+            raise wsman.WSManFault(wsman.CODE_INVALID_SOAP_BODY, "Create needs an rsp:Shell body.")
+        shell_id = (body_shell.attrib.get("ShellId") or str(uuid.uuid4())).upper()
+        try:
+            uuid.UUID(shell_id)
+        except ValueError:
+            raise wsman.WSManFault(wsman.CODE_INVALID_SOAP_BODY, "ShellId is not a GUID.") from None
+
+        def factory() -> Any:
+            return self.engine.open_runspace(user)
+
+        shell: Shell
+        if uri.lower() == wsman.RESOURCE_PWSH.lower():
+            shell = PSRPShell(shell_id, factory)
+        elif uri.lower() == wsman.RESOURCE_CMD.lower():
+            shell = CmdShell(shell_id, factory, req.options.get("WINRS_CODEPAGE", "437"))
+        else:
+            raise wsman.WSManFault(
+                wsman.CODE_DESTINATION_UNREACHABLE,
+                f"The WS-Management service cannot process the request. The resource URI "
+                f"{uri[:200]} was not found in the WS-Management catalog.",
+            )
+        with self.lock:
+            if shell_id in self.shells:
+                raise wsman.WSManFault(wsman.CODE_ALREADY_EXISTS, "The shell already exists.")
+            self.shells[shell_id] = shell
+        try:
+            shell.create(req)
+        except Exception:
+            with self.lock:
+                self.shells.pop(shell_id, None)
+            shell.close()
+            raise
+        created = wsman.resource_created(self.endpoint, uri, shell_id)
+        info = wsman.shell_element(shell_id, uri, user, client_ip, shell.shell_info())
+        return wsman.response(req, [created, info])
+
+    def close_all(self) -> None:
+        with self.lock:
+            shells = list(self.shells.values())
+            self.shells.clear()
+        for shell in shells:
+            shell.close()
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "Microsoft-HTTPAPI/2.0"
+    sys_version = ""
+    server: EmulatorHTTPServer
+
+    def setup(self) -> None:
+        super().setup()
+        self.timeout = self.server.config.idle_timeout
+        self.connection.settimeout(self.server.config.idle_timeout)
+        self.auth = ConnectionAuth(self.server.auth_config)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        log.debug("%s %s", self.address_string(), format % args)
+
+    # -- answers ---------------------------------------------------------------------------
+
+    def _answer(
+        self,
+        status: int,
+        body: bytes = b"",
+        content_type: str | None = None,
+        headers: list[tuple[str, str]] | None = None,
+        close: bool = False,
+    ) -> None:
+        self.send_response(status)
+        for name, value in headers or []:
+            self.send_header(name, value)
+        if body and content_type:
+            self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        if close:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.end_headers()
+        if body:
+            self.wfile.write(body)
+        self.wfile.flush()
+
+    def _drop(self) -> None:
+        """Close the socket without answering (the client sees a broken connection)."""
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
+
+    def do_GET(self) -> None:
+        self._answer(405, close=False, headers=[("Allow", "POST")])
+
+    def do_PUT(self) -> None:
+        self.do_GET()
+
+    def do_DELETE(self) -> None:
+        self.do_GET()
+
+    def do_POST(self) -> None:
+        srv = self.server
+        srv.config.sleep(srv.settings.costs.http_exchange) if srv.settings.costs.http_exchange else None
+        path = self.path.split("?", 1)[0].rstrip("/").lower()
+        length_text = self.headers.get("Content-Length")
+        if self.headers.get("Transfer-Encoding"):
+            self._answer(411, close=True)
+            return
+        try:
+            length = int(length_text or "0")
+        except ValueError:
+            self._answer(400, close=True)
+            return
+        if length < 0:
+            self._answer(400, close=True)
+            return
+        if length > wsman.MAX_BODY_BYTES:
+            self._answer(413, close=True)
+            return
+        body = self.rfile.read(length) if length else b""
+        if len(body) != length:
+            self.close_connection = True
+            return
+        if path != "/wsman":
+            self._answer(404)
+            return
+
+        try:
+            challenge = self.auth.authenticate(self.headers.get("Authorization"))
+        except AuthError as exc:
+            log.info("auth failed from %s: %s", self.client_address[0], exc)
+            self._answer(401, headers=[("WWW-Authenticate", h) for h in self.auth.offer()])
+            return
+        if challenge is not None:
+            self._answer(401, headers=[("WWW-Authenticate", h) for h in challenge.headers])
+            return
+        extra: list[tuple[str, str]] = []
+        final = self.auth.final_header()
+        if final:
+            extra.append(("WWW-Authenticate", final))
+
+        content_type = self.headers.get("Content-Type", "")
+        encrypted = content_type.lower().startswith(("multipart/encrypted", "multipart/x-multi-encrypted"))
+        if not body:
+            self._answer(200, headers=extra)  # the empty POST that sets up encryption
+            return
+        if encrypted:
+            try:
+                body = self.auth.unwrap(body, content_type)
+            except EncryptionError as exc:
+                log.info("bad encrypted body: %s", exc)
+                self._answer(400, headers=extra)
+                return
+        elif not srv.https and (
+            self.auth.scheme == "negotiate" or not srv.auth_config.allow_unencrypted
+        ):
+            # WinRM with AllowUnencrypted=false: plaintext SOAP over HTTP is refused.
+            self._answer(401, headers=[("WWW-Authenticate", h) for h in self.auth.offer()])
+            self.auth.reset()
+            return
+
+        user = self.auth.user or ""
+        status, answer = self._wsman(body, user)
+        if status == 0:
+            self._drop()
+            return
+        if encrypted and answer and self.auth.can_encrypt:
+            answer = self.auth.wrap(answer)
+            self._answer(status, answer, ENCRYPTED_CONTENT_TYPE, extra)
+        else:
+            self._answer(status, answer, "application/soap+xml;charset=UTF-8", extra)
+
+    def _wsman(self, body: bytes, user: str) -> tuple[int, bytes]:
+        """(HTTP status, body) for one WSMan request; status 0 = drop the connection."""
+        srv = self.server
+        settings = srv.settings
+        with settings.lock:
+            settings.request_count += 1
+            n = settings.request_count
+            faults = settings.faults
+            drop = faults.drop_connection_on_request == n
+            http_error = faults.http_error_status if faults.http_error_on_request == n else 0
+            fault_code = faults.wsman_fault_code if faults.wsman_fault_on_request == n else 0
+        if drop:
+            return 0, b""
+        if http_error:
+            return http_error, b""
+        try:
+            req = wsman.parse_request(body)
+        except wsman.WSManFault as fault:
+            return fault.http_status, wsman.fault_bytes(fault, wsman.try_message_id(body))
+        if fault_code:
+            fault = wsman.WSManFault(fault_code, "Injected fault.")
+            return 500, wsman.fault_bytes(fault, req.message_id)
+        try:
+            return 200, srv.service.handle(req, user, self.client_address[0])
+        except wsman.DropConnection:
+            return 0, b""
+        except wsman.WSManFault as fault:
+            return fault.http_status, wsman.fault_bytes(fault, req.message_id)
+        except Exception:
+            log.exception("internal error on %s", req.action)
+            fault = wsman.WSManFault(wsman.CODE_INTERNAL, "Internal error in the emulator.")
+            return 500, wsman.fault_bytes(fault, req.message_id)
+
+
+class EmulatorHTTPServer(http.server.ThreadingHTTPServer):
+    """Threaded HTTP(S) server; TLS handshakes happen on the connection's own thread."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 64
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        service: WSManService,
+        settings: EmulatorSettings,
+        auth_config: AuthConfig,
+        config: ServerConfig,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.service = service
+        self.settings = settings
+        self.auth_config = auth_config
+        self.config = config
+        self.ssl_context = ssl_context
+        self.https = ssl_context is not None
+        super().__init__(address, _Handler)
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        if self.ssl_context is not None:
+            try:
+                request.settimeout(10)
+                request = self.ssl_context.wrap_socket(request, server_side=True)
+            except (OSError, ssl.SSLError) as exc:
+                log.debug("TLS handshake failed: %s", exc)
+                return
+        super().finish_request(request, client_address)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.debug("connection error from %s", client_address, exc_info=True)
