@@ -55,6 +55,8 @@ def _request_server(value: Any) -> str:
 
 
 class ChangeKind(enum.Enum):
+    """What a change writes; also its place in the plan's order (accounts first)."""
+
     CREATE_ACCOUNT = "create account"
     SET_SERVER_PROXY = "set server proxy"
     SET_SUP_FLAGS = "set SUP proxy options"
@@ -181,13 +183,25 @@ class SupFlagsRequest:
     use_proxy_for_adr: bool | None = None
 
 
+def _proxy_requests(value: Iterable[ProxyRequest]) -> tuple[ProxyRequest, ...]:
+    return tuple(value)
+
+
+def _sup_requests(value: Iterable[SupFlagsRequest]) -> tuple[SupFlagsRequest, ...]:
+    return tuple(value)
+
+
+def _accounts(value: Iterable[Account]) -> tuple[Account, ...]:
+    return tuple(value)
+
+
 @attrs.frozen
 class DesiredState:
     """What the caller wants. Accounts carry passwords for those that must be created."""
 
-    proxies: tuple[ProxyRequest, ...] = attrs.field(factory=tuple, converter=tuple)
-    sup_flags: tuple[SupFlagsRequest, ...] = attrs.field(factory=tuple, converter=tuple)
-    accounts: tuple[Account, ...] = attrs.field(factory=tuple, converter=tuple)
+    proxies: tuple[ProxyRequest, ...] = attrs.field(factory=tuple, converter=_proxy_requests)
+    sup_flags: tuple[SupFlagsRequest, ...] = attrs.field(factory=tuple, converter=_sup_requests)
+    accounts: tuple[Account, ...] = attrs.field(factory=tuple, converter=_accounts)
 
 
 @attrs.frozen

@@ -90,6 +90,8 @@ class Role:
 
 @attrs.frozen
 class AssetIntelligenceSyncPoint(Role):
+    """Downloads the Asset Intelligence catalog through its server's proxy (R4)."""
+
     ROLE_NAME: ClassVar[str] = "AI Update Service Point"
     DISPLAY_NAME: ClassVar[str] = "Asset Intelligence synchronization point"
     CONNECTS_TO: ClassVar[str] = "Microsoft (Asset Intelligence catalog)"
@@ -132,6 +134,8 @@ class CloudDistributionPoint(Role):
 
 @attrs.frozen
 class CMGConnectionPoint(Role):
+    """Talks to the cloud management gateway in Azure through its server's proxy."""
+
     ROLE_NAME: ClassVar[str] = "SMS Cloud Proxy Connector"
     DISPLAY_NAME: ClassVar[str] = "CMG connection point"
     CONNECTS_TO: ClassVar[str] = "the cloud management gateway service in Azure"
@@ -160,6 +164,8 @@ class ServiceConnectionPoint(Role):
 
 @attrs.frozen
 class ExchangeServerConnector(Role):
+    """Reaches Exchange Server (also Exchange Online) through its server's proxy (R7)."""
+
     # [UNCONFIRMED] role name: the reference lists no Get-CMSiteRole name for the connector.
     ROLE_NAME: ClassVar[str] = "SMS Exchange Server Connector"
     DISPLAY_NAME: ClassVar[str] = "Exchange Server connector"
@@ -211,6 +217,8 @@ class SoftwareUpdatePoint(Role):
 
 @attrs.frozen
 class DistributionPoint(Role):
+    """An on-premises distribution point without Connected Cache: no Internet access."""
+
     ROLE_NAME: ClassVar[str] = "SMS Distribution Point"
     DISPLAY_NAME: ClassVar[str] = "distribution point"
 

@@ -1,0 +1,46 @@
+"""The built wheel installs in a fresh venv and finds its PowerShell templates inside itself."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.timeout(600)
+def test_wheel_installs_and_reads_a_template_from_the_installed_package(tmp_path: Path) -> None:
+    dist = tmp_path / "dist"
+    subprocess.run(
+        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(dist)],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = dist.glob("cmproxy-*.whl")
+    env_dir = tmp_path / "venv"
+    # system_site_packages: the dependencies are already here; the wheel itself is installed
+    # into the new venv and must shadow the editable checkout.
+    venv.create(env_dir, with_pip=True, system_site_packages=True)
+    python = env_dir / "bin" / "python"
+    subprocess.run(
+        [python, "-m", "pip", "install", "--no-deps", "--no-index", "--quiet", str(wheel)],
+        check=True,
+        capture_output=True,
+    )
+    probe = (
+        "import cmproxy, cmproxy.templates as t, pathlib;"
+        "root = pathlib.Path(str(t.templates_root()));"
+        "assert 'site-packages' in str(root), root;"
+        "names = t.template_names(); assert names, names;"
+        "text = t.load_template(names[0]); assert 'param(' in text;"
+        "print(cmproxy.__file__, len(names))"
+    )
+    out = subprocess.run(
+        [python, "-I", "-c", probe], cwd=tmp_path, check=True, capture_output=True, text=True
+    )
+    assert "site-packages" in out.stdout
