@@ -1,0 +1,31 @@
+"""Transports: how a session's steps reach the SMS Provider (PSRP or WinRS).
+
+Only `psrp.py` imports pypsrp and only `winrm.py` imports pywinrm; both are loaded on demand,
+so importing cmproxy does not import either library.
+"""
+
+from __future__ import annotations
+
+from cmproxy.connection import ConnectionInfo
+from cmproxy.transports.base import ErrorInfo, FakeTransport, Result, Script, Step, Transport
+
+__all__ = [
+    "ErrorInfo",
+    "FakeTransport",
+    "Result",
+    "Script",
+    "Step",
+    "Transport",
+    "create_transport",
+]
+
+
+def create_transport(info: ConnectionInfo, setup: Step | None = None) -> Transport:
+    """The transport `info.transport` names, not yet connected."""
+    if info.transport == "winrm":
+        from cmproxy.transports.winrm import WinRSTransport
+
+        return WinRSTransport(info, setup)
+    from cmproxy.transports.psrp import PSRPTransport
+
+    return PSRPTransport(info, setup)

@@ -1,0 +1,394 @@
+"""The one narrow interface between a session and the wire, plus a fake for unit tests.
+
+A transport runs a `Step` (a PowerShell script, usually a template, with bound parameters)
+and brings back a `Result` of plain objects (dicts of primitives), whatever the protocol.
+Remote PowerShell errors and foreign exceptions (requests, pypsrp, pywinrm, spnego, ssl) are
+turned into cmproxy's own exceptions here, so nothing above this layer sees a library type.
+
+Values are never formatted into script text: PSRP binds them as parameters, WinRS carries them
+as JSON on stdin. A `Secret` travels as a SecureString (see docs/sessions.md).
+"""
+
+from __future__ import annotations
+
+import abc
+import errno
+import socket
+import ssl
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from cmproxy._exceptions import (
+    AuthenticationError,
+    CMProxyError,
+    ConnectionError,
+    ItemNotFoundError,
+    ParameterBindingError,
+    PowerShellError,
+    TLSError,
+    TransportError,
+)
+from cmproxy.connection import ConnectionInfo
+from cmproxy.model import Secret
+from cmproxy.templates import load_template
+
+__all__ = [
+    "ErrorInfo",
+    "FakeTransport",
+    "Result",
+    "Script",
+    "Step",
+    "Transport",
+    "category_name",
+    "error_from_info",
+    "plain",
+    "translate_exception",
+]
+
+#: Parameter values a transport can bind.
+Value = str | int | bool | float | Secret | None | Sequence[str]
+
+
+@attrs.frozen
+class Script:
+    """PowerShell text with a name for logs and errors (the template name)."""
+
+    name: str
+    text: str = attrs.field(repr=False)
+
+    @classmethod
+    def template(cls, name: str) -> Script:
+        return cls(name, load_template(name))
+
+
+@attrs.frozen
+class Step:
+    """A script and the parameters bound to its `param()` block, in order."""
+
+    script: Script
+    parameters: tuple[tuple[str, Any], ...] = ()
+
+    @classmethod
+    def of(cls, template: str | Script, **parameters: Any) -> Step:
+        """A step for template `template` (a name or a Script); None values are left out."""
+        script = Script.template(template) if isinstance(template, str) else template
+        return cls(script, tuple((k, v) for k, v in parameters.items() if v is not None))
+
+    @property
+    def has_secret(self) -> bool:
+        return any(isinstance(v, Secret) for _, v in self.parameters)
+
+    def describe(self) -> str:
+        """The step for logs: parameter names and values, secrets masked."""
+        shown = ", ".join(
+            f"{k}={'<SecureString>' if isinstance(v, Secret) else repr(v)}"
+            for k, v in self.parameters
+        )
+        return f"{self.script.name}({shown})"
+
+
+@attrs.frozen
+class ErrorInfo:
+    """What cmproxy keeps of a PowerShell ErrorRecord."""
+
+    message: str
+    fully_qualified_error_id: str = ""
+    category: str = ""
+    target: str = ""
+    command: str = ""
+    exception_type: str = ""
+
+    @property
+    def error_id(self) -> str:
+        return self.fully_qualified_error_id.split(",", 1)[0]
+
+
+@attrs.frozen
+class Result:
+    """What one step brought back: output objects as plain data, and the other streams."""
+
+    output: tuple[Any, ...] = ()
+    errors: tuple[ErrorInfo, ...] = ()
+    warnings: tuple[str, ...] = ()
+    verbose: tuple[str, ...] = ()
+    information: tuple[str, ...] = ()
+
+    def records(self) -> list[dict[str, Any]]:
+        """The output objects that are property bags (projected template output)."""
+        return [o for o in self.output if isinstance(o, dict)]
+
+
+_BINDING_IDS = frozenset(
+    {
+        "ParameterArgumentValidationError",
+        "ParameterArgumentTransformationError",
+        "NamedParameterNotFound",
+        "AmbiguousParameterSet",
+        "MissingMandatoryParameter",
+        "ParameterBindingFailed",
+        "PositionalParameterNotFound",
+        "InputObjectNotBound",
+        "CannotConvertArgumentNoMessage",
+        "ParameterArgumentValidationErrorNullNotAllowed",
+        "ParameterArgumentValidationErrorEmptyStringNotAllowed",
+    }
+)
+_NOT_FOUND_IDS = frozenset({"ItemNotFound", "ObjectNotFound", "PathNotFound", "DriveNotFound"})
+
+
+#: System.Management.Automation.ErrorCategory, by value.
+_CATEGORIES = [
+    "NotSpecified",
+    "OpenError",
+    "CloseError",
+    "DeviceError",
+    "DeadlockDetected",
+    "InvalidArgument",
+    "InvalidData",
+    "InvalidOperation",
+    "InvalidResult",
+    "InvalidType",
+    "MetadataError",
+    "NotImplemented",
+    "NotInstalled",
+    "ObjectNotFound",
+    "OperationStopped",
+    "OperationTimeout",
+    "SyntaxError",
+    "ParserError",
+    "PermissionDenied",
+    "ResourceBusy",
+    "ResourceExists",
+    "ResourceUnavailable",
+    "ReadError",
+    "WriteError",
+    "FromStdErr",
+    "SecurityError",
+    "ProtocolError",
+    "ConnectionError",
+    "AuthenticationError",
+    "LimitsExceeded",
+    "QuotaExceeded",
+    "NotEnabled",
+]
+
+
+def category_name(value: Any) -> str:
+    """An ErrorCategory name from its number or name (PSRP sends the number)."""
+    if value is None or value == "":
+        return ""
+    if isinstance(value, int) and 0 <= value < len(_CATEGORIES):
+        return _CATEGORIES[value]
+    text = str(value)
+    if text.isdigit() and int(text) < len(_CATEGORIES):
+        return _CATEGORIES[int(text)]
+    return text
+
+
+def error_from_info(info: ErrorInfo) -> PowerShellError:
+    """The cmproxy exception for a remote error record (FullyQualifiedErrorId → class)."""
+    kwargs: dict[str, Any] = {
+        "fully_qualified_error_id": info.fully_qualified_error_id,
+        "category": info.category,
+        "target": info.target,
+        "command": info.command,
+    }
+    if info.error_id in _BINDING_IDS or info.exception_type.endswith("ParameterBindingException"):
+        return ParameterBindingError(info.message, **kwargs)
+    if info.error_id in _NOT_FOUND_IDS or info.category == "ObjectNotFound":
+        return ItemNotFoundError(info.message, **kwargs)
+    return PowerShellError(info.message, **kwargs)
+
+
+def plain(value: Any, _depth: int = 0) -> Any:
+    """JSON-like plain data from a deserialised value (dicts, lists, primitives)."""
+    if _depth > 8:
+        return str(value)
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): plain(v, _depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v, _depth + 1) for v in value]
+    return str(value)
+
+
+# -- foreign exceptions ---------------------------------------------------------------------
+
+
+def _chain(exc: BaseException) -> Iterable[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        for arg in getattr(current, "args", ()):
+            if isinstance(arg, BaseException) and id(arg) not in seen:
+                yield from _chain(arg)
+        reason = getattr(current, "reason", None)
+        if isinstance(reason, BaseException) and id(reason) not in seen:
+            yield from _chain(reason)
+        current = current.__cause__ or current.__context__
+
+
+def _names(exc: BaseException) -> set[str]:
+    return {f"{cls.__module__}.{cls.__qualname__}" for cls in type(exc).__mro__}
+
+
+def translate_exception(
+    exc: BaseException,
+    info: ConnectionInfo,
+    *,
+    auth_errors: tuple[type[BaseException], ...] = (),
+    stage: str = "",
+) -> CMProxyError:
+    """The cmproxy exception for a foreign one, with a message that says what to do.
+
+    The one place where library exceptions become ours: each transport passes its own
+    library's authentication error types; requests/urllib3/ssl/socket/spnego errors are
+    recognised here. The password never appears: messages are built from `info` fields and
+    exception class names, not from request bodies.
+    """
+    if isinstance(exc, CMProxyError):
+        return exc
+    where = f"{info.endpoint}"
+    doing = f" while {stage}" if stage else ""
+    chain = list(_chain(exc))
+    names: set[str] = set()
+    for e in chain:
+        names |= _names(e)
+
+    if isinstance(exc, auth_errors) or any(
+        n.startswith("spnego.exceptions.") and "Error" in n for n in names
+    ):
+        return AuthenticationError(
+            f"{where} refused the credentials of {info.username or '(no user)'!r} "
+            f"(auth={info.auth}){doing}. Check the user name (DOMAIN\\user), the password, "
+            "that the account is allowed to use WinRM on the SMS Provider, and that the "
+            "auth protocol is enabled in the WinRM service configuration."
+        )
+    if any(isinstance(e, ssl.SSLError) for e in chain) or "requests.exceptions.SSLError" in names:
+        if info.cert_validation:
+            hint = (
+                f"pass ca_cert=<PEM file of the CA that issued it> (now {info.ca_cert!r})"
+                if info.ca_cert is None
+                else f"check that {info.ca_cert} holds the CA that issued it"
+            )
+            return TLSError(
+                f"the TLS certificate of {where} is not trusted{doing}: {hint}, or use the "
+                "server's name as it appears in the certificate. cert_validation=False turns "
+                "the check off (lab only)."
+            )
+        return TLSError(f"TLS with {where} failed{doing}: {type(exc).__name__}")
+    if (
+        "requests.exceptions.ConnectTimeout" in names
+        or "urllib3.exceptions.ConnectTimeoutError" in names
+    ):
+        return ConnectionError(
+            f"connecting to {where} timed out after {info.connection_timeout:g}s{doing}. Check "
+            "the server name and port, that the WinRM listener runs, and firewalls between."
+        )
+    refused = any(
+        isinstance(e, ConnectionRefusedError)
+        or (isinstance(e, OSError) and e.errno in {errno.ECONNREFUSED, errno.EHOSTUNREACH})
+        for e in chain
+    )
+    unresolved = any(isinstance(e, socket.gaierror) for e in chain)
+    if refused or unresolved or "requests.exceptions.ConnectionError" in names:
+        if unresolved:
+            why = f"the name {info.server!r} does not resolve"
+        elif refused:
+            why = "the connection was refused (nothing listens on that port)"
+        else:
+            why = "the connection failed"
+        return ConnectionError(
+            f"cannot reach {where}{doing}: {why}. Check the server name, the port "
+            f"({info.effective_port}: 5986 for https, 5985 for http), that WinRM listens "
+            "(winrm quickconfig / Enable-PSRemoting) and firewalls between."
+        )
+    if "requests.exceptions.Timeout" in names or isinstance(exc, TimeoutError):
+        return TransportError(
+            f"{where} did not answer within read_timeout={info.read_timeout:g}s{doing}; the "
+            "operation may still be running on the server."
+        )
+    return TransportError(f"the WinRM exchange with {where} failed{doing}: {_describe(exc)}")
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    if len(text) > 300:
+        text = text[:300] + "…"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+# -- the interface --------------------------------------------------------------------------
+
+
+class Transport(abc.ABC):
+    """Runs steps on one endpoint. Implementations: PSRP (pypsrp) and WinRS (pywinrm).
+
+    `setup` is run before the first step in every fresh PowerShell process or runspace (the
+    session bootstrap: module import and site drive); it is the transport that knows when a
+    runspace is fresh. Its output is kept in `last_setup` for the session to inspect.
+    """
+
+    def __init__(self, info: ConnectionInfo, setup: Step | None = None) -> None:
+        self.info = info
+        self.setup = setup
+        self.last_setup: Result | None = None
+
+    @abc.abstractmethod
+    def run(self, step: Step) -> Result:
+        """Run `step`; raise a PowerShellError for a terminating remote error."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the remote runspace/shell; safe to call twice."""
+
+    def __enter__(self) -> Transport:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+Handler = Callable[[Step], Result | Sequence[Any]]
+
+
+class FakeTransport(Transport):
+    """A strict stub for unit tests: `handler(step)` answers each step; every step is kept.
+
+    The handler returns a `Result` or a list of output objects, or raises a cmproxy error.
+    """
+
+    def __init__(
+        self,
+        handler: Handler,
+        info: ConnectionInfo | None = None,
+        setup: Step | None = None,
+    ) -> None:
+        super().__init__(info or ConnectionInfo(server="fake.invalid", auth="kerberos"), setup)
+        self.handler = handler
+        self.steps: list[Step] = []
+        self.closed = False
+        self._set_up = False
+
+    def _call(self, step: Step) -> Result:
+        self.steps.append(step)
+        answer = self.handler(step)
+        if isinstance(answer, Result):
+            return answer
+        return Result(output=tuple(answer))
+
+    def run(self, step: Step) -> Result:
+        if self.closed:
+            raise TransportError("the fake transport was closed")
+        if self.setup is not None and not self._set_up:
+            self.last_setup = self._call(self.setup)
+            self._set_up = True
+        return self._call(step)
+
+    def close(self) -> None:
+        self.closed = True

@@ -1,0 +1,240 @@
+"""PSRP transport (pypsrp): one RunspacePool per session, reused, health-checked, recreated.
+
+Scripts run with `add_script(template)` and their values are bound with `add_parameter`, so
+no value ever becomes script text. A `Secret` is sent as a PowerShell SecureString
+(`<SS>`), encrypted with the session key from `RunspacePool.exchange_keys()`; the clear text
+only exists inside this process and inside the remote runspace.
+
+The pool holds one runspace, so the session bootstrap (module import, site drive, location)
+done once stays in effect for every later pipeline. When the pool dies (idle timeout, server
+restart) it is recreated and the bootstrap runs again before the next step.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from pypsrp.complex_objects import GenericComplexObject, PSInvocationState, RunspacePoolState
+from pypsrp.exceptions import AuthenticationError as PypsrpAuthenticationError
+from pypsrp.exceptions import WSManFaultError
+from pypsrp.powershell import PowerShell, RunspacePool
+from pypsrp.serializer import TaggedValue
+from pypsrp.wsman import WSMan
+
+from cmproxy._exceptions import CMProxyError, TransportError
+from cmproxy.connection import ConnectionInfo
+from cmproxy.model import Secret
+from cmproxy.transports.base import (
+    ErrorInfo,
+    Result,
+    Step,
+    Transport,
+    category_name,
+    error_from_info,
+    plain,
+    translate_exception,
+)
+
+__all__ = ["PSRPTransport"]
+
+log = logging.getLogger(__name__)
+
+#: WSMan fault codes meaning "that shell/pool no longer exists on the server".
+_POOL_GONE = frozenset({0x8033805B, 0x80338029})
+
+
+class PSRPTransport(Transport):
+    """Runs steps in one long-lived remote runspace pool.
+
+    `health_check_after` (seconds idle) decides when the pool is probed with `is_alive()`
+    before it is used again; a dead pool is replaced and the setup step re-run.
+    """
+
+    def __init__(
+        self,
+        info: ConnectionInfo,
+        setup: Step | None = None,
+        *,
+        health_check_after: float = 10.0,
+    ) -> None:
+        super().__init__(info, setup)
+        self.health_check_after = health_check_after
+        self._wsman: WSMan | None = None
+        self._pool: RunspacePool | None = None
+        self._keys_exchanged = False
+        self._last_used = 0.0
+        #: How many pools were opened; a new generation means a fresh runspace.
+        self.generation = 0
+
+    # -- pool life cycle --------------------------------------------------------------------
+
+    def _open_pool(self) -> RunspacePool:
+        self._discard_pool()
+        try:
+            self._wsman = WSMan(**self.info.to_pypsrp_kwargs())
+            pool = RunspacePool(
+                self._wsman,
+                configuration_name=self.info.configuration_name,
+                min_runspaces=1,
+                max_runspaces=1,
+            )
+            pool.open()
+        except Exception as exc:
+            raise self._translate(exc, "opening the PowerShell runspace") from None
+        self._pool = pool
+        self._keys_exchanged = False
+        self.generation += 1
+        log.debug("opened runspace pool #%d on %s", self.generation, self.info.endpoint)
+        if self.setup is not None:
+            self.last_setup = self._invoke(pool, self.setup)
+        return pool
+
+    def _discard_pool(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None and pool.state == RunspacePoolState.OPENED:
+            try:
+                pool.close()
+            except Exception:  # closing a broken pool must not mask anything
+                log.debug("closing a runspace pool failed", exc_info=True)
+        wsman, self._wsman = self._wsman, None
+        if wsman is not None:
+            try:
+                wsman.close()
+            except Exception:
+                log.debug("closing the WSMan connection failed", exc_info=True)
+
+    def _healthy_pool(self) -> RunspacePool:
+        pool = self._pool
+        if pool is None or pool.state != RunspacePoolState.OPENED:
+            return self._open_pool()
+        if time.monotonic() - self._last_used >= self.health_check_after:
+            try:
+                alive = pool.is_alive(timeout=int(self.info.connection_timeout))
+            except Exception:  # any failure to probe means "not usable"
+                alive = False
+            if not alive:
+                log.info("the runspace pool on %s died; opening a new one", self.info.endpoint)
+                return self._open_pool()
+        return pool
+
+    def _translate(self, exc: BaseException, stage: str) -> CMProxyError:
+        return translate_exception(
+            exc, self.info, auth_errors=(PypsrpAuthenticationError,), stage=stage
+        )
+
+    # -- running ----------------------------------------------------------------------------
+
+    def run(self, step: Step) -> Result:
+        pool = self._healthy_pool()
+        try:
+            return self._invoke(pool, step)
+        except _PoolGone:
+            # The command never started (the server did not know the pool): safe to retry once
+            # on a new pool, which also re-runs the bootstrap.
+            log.info("runspace pool vanished on %s; retrying on a new pool", self.info.endpoint)
+            return self._invoke(self._open_pool(), step)
+
+    def _invoke(self, pool: RunspacePool, step: Step) -> Result:
+        log.debug("PSRP run %s", step.describe())
+        if step.has_secret and not self._keys_exchanged:
+            try:
+                pool.exchange_keys()
+            except Exception as exc:
+                raise self._translate(exc, "exchanging the SecureString session key") from None
+            self._keys_exchanged = True
+        ps = PowerShell(pool)
+        ps.add_script(step.script.text)
+        for name, value in step.parameters:
+            ps.add_parameter(name, _to_wire(value))
+        started = False
+        try:
+            ps.begin_invoke()
+            started = True
+            output = ps.end_invoke()
+        except WSManFaultError as exc:
+            if not started and exc.code in _POOL_GONE:
+                raise _PoolGone from None
+            raise self._translate(exc, f"running {step.script.name}") from None
+        except Exception as exc:
+            raise self._translate(exc, f"running {step.script.name}") from None
+        finally:
+            self._last_used = time.monotonic()
+        try:
+            ps.close()
+        except Exception:  # the result is in; a failed close is not the user's
+            log.debug("closing a pipeline failed", exc_info=True)
+        result = Result(
+            output=tuple(_to_plain(o) for o in output),
+            errors=tuple(_error_info(e, step) for e in ps.streams.error),
+            warnings=tuple(str(w) for w in ps.streams.warning),
+            verbose=tuple(str(v) for v in ps.streams.verbose),
+            information=tuple(str(i) for i in ps.streams.information),
+        )
+        if ps.state == PSInvocationState.FAILED or ps.had_errors:
+            raise error_from_info(
+                result.errors[-1]
+                if result.errors
+                else ErrorInfo(f"{step.script.name} failed without an error record")
+            )
+        if ps.state == PSInvocationState.STOPPED:
+            raise TransportError(f"{step.script.name} was stopped on the server")
+        return result
+
+    def close(self) -> None:
+        self._discard_pool()
+
+
+class _PoolGone(Exception):  # noqa: N818 - internal signal
+    """The server no longer knows our runspace pool; the command was not started."""
+
+
+def _to_wire(value: Any) -> Any:
+    if isinstance(value, Secret):
+        return TaggedValue("SS", value.reveal())
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def _to_plain(value: Any) -> Any:
+    if isinstance(value, GenericComplexObject):
+        props: dict[str, Any] = {}
+        props.update(value.adapted_properties)
+        props.update(value.extended_properties)
+        if not props:
+            return str(value)
+        return {k: _to_plain(v) for k, v in props.items()}
+    if isinstance(value, list):
+        return [_to_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _to_plain(v) for k, v in value.items()}
+    return plain(value)
+
+
+def _error_info(record: Any, step: Step) -> ErrorInfo:
+    exception = getattr(record, "exception", None)
+    message = ""
+    exception_type = ""
+    if isinstance(exception, GenericComplexObject):
+        message = str(
+            exception.adapted_properties.get("Message")
+            or exception.extended_properties.get("Message")
+            or ""
+        )
+        exception_type = exception.types[0] if exception.types else ""
+    message = message or str(getattr(record, "details_message", None) or "") or str(record)
+    category = getattr(record, "category", None)
+    return ErrorInfo(
+        message=message,
+        fully_qualified_error_id=str(getattr(record, "fq_error", None) or ""),
+        category=category_name(category),
+        target=str(getattr(record, "target_name", None) or ""),
+        command=str(
+            getattr(record, "command_name", None)
+            or getattr(record, "activity", None)
+            or step.script.name
+        ),
+        exception_type=exception_type.removeprefix("Deserialized."),
+    )
