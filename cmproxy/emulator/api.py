@@ -23,7 +23,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
-from cmproxy.emulator import certs
+from cmproxy.emulator import certs, seeds, state
 from cmproxy.emulator.engine.api import Engine
 from cmproxy.emulator.http_auth import AuthConfig, UserStore, tls_server_end_point
 from cmproxy.emulator.server import EmulatorHTTPServer, ServerConfig, WSManService
@@ -31,7 +31,7 @@ from cmproxy.emulator.settings import EmulatorSettings
 
 #: The user every emulator accepts unless told otherwise.
 DEFAULT_USER = "CONTOSO\\cmadmin"
-DEFAULT_PASSWORD = "Emulat0r-Passw0rd!"
+DEFAULT_PASSWORD = "Emulat0r-Passw0rd!"  # noqa: S105 - a well-known test credential
 
 EngineFactory = Callable[[Any, EmulatorSettings], Engine]
 
@@ -48,8 +48,6 @@ def default_engine_factory(state: Any, settings: EmulatorSettings) -> Engine:
 
 def open_state(path: str, seed: str) -> Any:
     """Open (and on first use seed) the SQLite site state."""
-    from cmproxy.emulator import seeds, state
-
     site_state = state.SiteState(path)
     seeds.apply_seed(site_state, seed)
     return site_state
@@ -61,13 +59,13 @@ class Emulator:
     def __init__(
         self,
         seed: str = "demo",
+        *,
         users: dict[str, str] | None = None,
         https: bool = False,
         state_path: str | None = None,
         settings: EmulatorSettings | None = None,
         port: int = 0,
         host: str = "127.0.0.1",
-        *,
         allow_unencrypted: bool = True,
         allow_basic: bool = True,
         receive_timeout: float = 20.0,
@@ -149,13 +147,20 @@ class Emulator:
         )
         self.service = WSManService(self.engine, self.settings, self.config)
         server = EmulatorHTTPServer(
-            (self.host, self.port), self.service, self.settings, auth, self.config, ssl_context
+            (self.host, self.port),
+            service=self.service,
+            settings=self.settings,
+            auth_config=auth,
+            config=self.config,
+            ssl_context=ssl_context,
         )
         self.port = server.server_address[1]
         self.service.endpoint = self.endpoint
         self._server = server
         self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True,
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            daemon=True,
             name=f"cmproxy-emulator-{self.port}",
         )
         self._thread.start()

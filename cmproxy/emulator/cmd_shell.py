@@ -15,7 +15,7 @@ import logging
 import shlex
 import threading
 import uuid
-import xml.etree.ElementTree as ET  # noqa: S405 - building only
+import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from typing import Any
 from xml.sax.saxutils import escape
@@ -124,9 +124,7 @@ def render_value(value: Any) -> str:
         if value.string is not None or not value.properties:
             return value.to_string()
         width = max(len(k) for k in value.properties)
-        lines = [
-            f"{k.ljust(width)} : {_inline(v)}" for k, v in value.properties.items()
-        ]
+        lines = [f"{k.ljust(width)} : {_inline(v)}" for k, v in value.properties.items()]
         return "\r\n" + "\r\n".join(lines) + "\r\n"
     if isinstance(value, dict):
         return "\r\n".join(f"{k} {_inline(v)}" for k, v in value.items())
@@ -153,9 +151,10 @@ def error_text(rec: ErrorRecord) -> str:
     prefix = f"{rec.command_name} : " if rec.command_name else ""
     reason = rec.reason or rec.exception_type.rsplit(".", 1)[-1]
     target = rec.target_name or (str(rec.target_object) if rec.target_object is not None else "")
+    category = f"{rec.category}: ({target}:) [{rec.command_name}], {reason}"
     return (
         f"{prefix}{rec.message}\r\n"
-        f"    + CategoryInfo          : {rec.category}: ({target}:) [{rec.command_name}], {reason}\r\n"
+        f"    + CategoryInfo          : {category}\r\n"
         f"    + FullyQualifiedErrorId : {rec.fully_qualified_error_id}\r\n"
         " \r\n"
     )
@@ -280,7 +279,9 @@ class CmdShell:
             log.exception("engine failed on cmd command %s", proc.command_id)
             stdout = ""
             stderr = render_stderr(
-                InvocationResult(terminating=ErrorRecord(f"Emulator engine error: {exc}", "EmulatorEngineError"))
+                InvocationResult(
+                    terminating=ErrorRecord(f"Emulator engine error: {exc}", "EmulatorEngineError")
+                )
             )
             exit_code = 1
         with self.cond:

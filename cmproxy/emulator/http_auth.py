@@ -261,7 +261,7 @@ class ConnectionAuth:
 
     def wrap(self, data: bytes) -> bytes:
         header, enc, padding = self._ctx.wrap_winrm(data)
-        return (
+        wrapped: bytes = (
             BOUNDARY + b"\r\n"
             b"\tContent-Type: " + ENCRYPTED_PROTOCOL.encode() + b"\r\n"
             b"\tOriginalContent: type=application/soap+xml;charset=UTF-8;Length="
@@ -276,6 +276,7 @@ class ConnectionAuth:
             + BOUNDARY
             + b"--\r\n"
         )
+        return wrapped
 
 
 def _is_initial_token(token: bytes) -> bool:

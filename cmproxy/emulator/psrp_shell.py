@@ -16,7 +16,7 @@ import enum
 import logging
 import threading
 import uuid
-import xml.etree.ElementTree as ET  # noqa: S405 - building only
+import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from typing import Any
 
@@ -101,7 +101,9 @@ def command_specs(pipeline_meta: Any) -> list[list[CommandSpec]]:
             else:
                 params.append((pname, from_ps(value)))
         statements[-1].append(
-            CommandSpec(name=str(cmd.command_text), is_script=bool(cmd.is_script), parameters=tuple(params))
+            CommandSpec(
+                name=str(cmd.command_text), is_script=bool(cmd.is_script), parameters=tuple(params)
+            )
         )
         if cmd.end_of_statement:
             statements.append([])
@@ -152,7 +154,14 @@ def to_ps(value: Any, depth: int = 2) -> Any:
     return str(value)
 
 
+_PBE_CHAIN = [
+    "System.Management.Automation.ParameterBindingException",
+    "System.Management.Automation.RuntimeException",
+    "System.SystemException",
+]
 _EXCEPTION_BASES = {
+    "System.Management.Automation.ParameterBindingValidationException": _PBE_CHAIN,
+    "System.Management.Automation.ParameterBindingArgumentTransformationException": _PBE_CHAIN,
     "System.Management.Automation.ParameterBindingException": [
         "System.Management.Automation.RuntimeException",
         "System.SystemException",
@@ -207,7 +216,8 @@ def to_ps_error(rec: ErrorRecord) -> psrpcore.types.ErrorRecord:
         Category=category,
         Activity=rec.command_name or None,
         Reason=rec.reason or rec.exception_type.rsplit(".", 1)[-1],
-        TargetName=rec.target_name or (str(rec.target_object) if rec.target_object is not None else None),
+        TargetName=rec.target_name
+        or (str(rec.target_object) if rec.target_object is not None else None),
         TargetType=target_type or None,
     )
     return psrpcore.types.ErrorRecord(
@@ -489,9 +499,11 @@ class PSRPShell:
                     f"The command {cid} was not found on shell {self.shell_id}.",
                 )
             ok = self.cond.wait_for(
-                lambda: self.closed
-                or bool(self.queues.get(target))
-                or (target is not None and self.pipes[target].lost),
+                lambda: (
+                    self.closed
+                    or bool(self.queues.get(target))
+                    or (target is not None and self.pipes[target].lost)
+                ),
                 timeout=wait,
             )
             if self.closed:

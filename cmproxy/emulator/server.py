@@ -110,9 +110,11 @@ class WSManService:
             )
         with self.lock:
             shell = self.shells.get(shell_id.upper())
-        if shell is None or (req.resource_uri and req.resource_uri.lower() not in (
-            shell.resource_uri.lower(), wsman.RESOURCE_SHELL.lower()
-        )):
+        if shell is None or (
+            req.resource_uri
+            and req.resource_uri.lower()
+            not in (shell.resource_uri.lower(), wsman.RESOURCE_SHELL.lower())
+        ):
             raise wsman.shell_not_found(shell_id)
         return shell
 
@@ -180,11 +182,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
-        self.timeout = self.server.config.idle_timeout
         self.connection.settimeout(self.server.config.idle_timeout)
         self.auth = ConnectionAuth(self.server.auth_config)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.address_string(), format % args)
 
     # -- answers ---------------------------------------------------------------------------
@@ -228,7 +229,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         srv = self.server
-        srv.config.sleep(srv.settings.costs.http_exchange) if srv.settings.costs.http_exchange else None
+        srv.config.sleep(
+            srv.settings.costs.http_exchange
+        ) if srv.settings.costs.http_exchange else None
         path = self.path.split("?", 1)[0].rstrip("/").lower()
         length_text = self.headers.get("Content-Length")
         if self.headers.get("Transfer-Encoding"):
@@ -268,7 +271,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             extra.append(("WWW-Authenticate", final))
 
         content_type = self.headers.get("Content-Type", "")
-        encrypted = content_type.lower().startswith(("multipart/encrypted", "multipart/x-multi-encrypted"))
+        encrypted = content_type.lower().startswith(
+            ("multipart/encrypted", "multipart/x-multi-encrypted")
+        )
         if not body:
             self._answer(200, headers=extra)  # the empty POST that sets up encryption
             return
@@ -318,8 +323,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         except wsman.WSManFault as fault:
             return fault.http_status, wsman.fault_bytes(fault, wsman.try_message_id(body))
         if fault_code:
-            fault = wsman.WSManFault(fault_code, "Injected fault.")
-            return 500, wsman.fault_bytes(fault, req.message_id)
+            injected = wsman.WSManFault(fault_code, "Injected fault.")
+            return 500, wsman.fault_bytes(injected, req.message_id)
         try:
             return 200, srv.service.handle(req, user, self.client_address[0])
         except wsman.DropConnection:
@@ -328,8 +333,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return fault.http_status, wsman.fault_bytes(fault, req.message_id)
         except Exception:
             log.exception("internal error on %s", req.action)
-            fault = wsman.WSManFault(wsman.CODE_INTERNAL, "Internal error in the emulator.")
-            return 500, wsman.fault_bytes(fault, req.message_id)
+            internal = wsman.WSManFault(wsman.CODE_INTERNAL, "Internal error in the emulator.")
+            return 500, wsman.fault_bytes(internal, req.message_id)
 
 
 class EmulatorHTTPServer(http.server.ThreadingHTTPServer):
@@ -342,6 +347,7 @@ class EmulatorHTTPServer(http.server.ThreadingHTTPServer):
     def __init__(
         self,
         address: tuple[str, int],
+        *,
         service: WSManService,
         settings: EmulatorSettings,
         auth_config: AuthConfig,

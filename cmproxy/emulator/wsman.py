@@ -6,9 +6,10 @@ read local files; anything it refuses becomes a WSMan fault, never a crash.
 
 from __future__ import annotations
 
+import base64
 import re
 import uuid
-import xml.etree.ElementTree as ET  # noqa: S405 - building only; parsing uses defusedxml
+import xml.etree.ElementTree as ET
 from typing import Any
 
 import attrs
@@ -213,7 +214,8 @@ def envelope(action: str, relates_to: str, body_children: list[ET.Element]) -> E
 
 
 def to_bytes(env: ET.Element) -> bytes:
-    return ET.tostring(env, encoding="utf-8", xml_declaration=False)
+    data: bytes = ET.tostring(env, encoding="utf-8", xml_declaration=False)
+    return data
 
 
 def response(req: Request, body_children: list[ET.Element]) -> bytes:
@@ -295,8 +297,6 @@ def receive_response(
     exit_code: int | None = None,
 ) -> ET.Element:
     """`streams` = (name, data, CommandId); `state` = Running/Done/Pending or None to omit."""
-    import base64
-
     rr = el(q("rsp", "ReceiveResponse"))
     for name, data, cid in streams:
         attrib = {"Name": name}

@@ -1,0 +1,101 @@
+"""`python -m cmproxy.emulator serve …`: the emulator in the foreground until SIGTERM/SIGINT.
+
+`main(argv) -> int` so the `cmproxy emulator serve` CLI can wrap it without a subprocess.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+from cmproxy.emulator.api import DEFAULT_PASSWORD, DEFAULT_USER, Emulator
+from cmproxy.emulator.settings import EmulatorSettings
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m cmproxy.emulator",
+        description="Run an emulated ConfigMgr site behind a WinRM endpoint.",
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("serve", help="serve in the foreground until SIGTERM/SIGINT")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=5985)
+    s.add_argument("--https", action="store_true", help="TLS with a generated self-signed cert")
+    s.add_argument(
+        "--user",
+        action="append",
+        metavar="NAME:PASSWORD",
+        help=f"an accepted user (repeatable); default {DEFAULT_USER}:{DEFAULT_PASSWORD}",
+    )
+    s.add_argument("--state", default=None, help="SQLite state file (default: a temp file)")
+    s.add_argument("--seed", default="demo", choices=["demo", "empty"])
+    s.add_argument("--latency", type=float, default=0.0, help="seconds added per HTTP exchange")
+    s.add_argument("--module-import", type=float, default=0.0, help="seconds Import-Module costs")
+    s.add_argument("--get-cost", type=float, default=0.0, help="seconds a Get-CM* cmdlet costs")
+    s.add_argument("--set-cost", type=float, default=0.0, help="seconds a Set-CM* cmdlet costs")
+    s.add_argument(
+        "--no-unencrypted",
+        action="store_true",
+        help="refuse Basic over plain HTTP (WinRM AllowUnencrypted=false)",
+    )
+    s.add_argument("--receive-timeout", type=float, default=20.0)
+    return p
+
+
+def parse_users(values: Sequence[str] | None) -> dict[str, str]:
+    users: dict[str, str] = {}
+    for value in values or []:
+        name, sep, password = value.partition(":")
+        if not sep or not name:
+            raise SystemExit(f"--user needs NAME:PASSWORD, got {value!r}")
+        users[name] = password
+    return users or {DEFAULT_USER: DEFAULT_PASSWORD}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = EmulatorSettings()
+    settings.costs.http_exchange = args.latency
+    settings.costs.module_import = args.module_import
+    settings.costs.get_cmdlet = args.get_cost
+    settings.costs.set_cmdlet = args.set_cost
+    emu = Emulator(
+        seed=args.seed,
+        users=parse_users(args.user),
+        https=args.https,
+        state_path=args.state,
+        settings=settings,
+        port=args.port,
+        host=args.host,
+        allow_unencrypted=not args.no_unencrypted,
+        receive_timeout=args.receive_timeout,
+    )
+    done = threading.Event()
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        done.set()
+
+    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        emu.start()
+        print(f"cmproxy emulator listening on {emu.endpoint}", flush=True)
+        if emu.cert_path:
+            print(f"certificate (trust this CA): {emu.cert_path}", flush=True)
+        print(f"users: {', '.join(emu.users)}  state: {emu.state_path}", flush=True)
+        while not done.wait(0.5):
+            pass
+    finally:
+        emu.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    print("cmproxy emulator stopped", flush=True)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
