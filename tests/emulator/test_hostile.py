@@ -169,11 +169,15 @@ def test_garbage_auth_tokens(emu: Emulator) -> None:
 def test_garbage_psrp_fragments_answer_a_fault(emu: Emulator) -> None:
     shell = open_pool(emu)
     for junk in (b"\x00" * 5, b"\xff" * 64, b"\x00" * 21 + b"garbage-message-body" * 3):
-        body = f'<rsp:Send><rsp:Stream Name="stdin">{base64.b64encode(junk).decode()}</rsp:Stream></rsp:Send>'
+        b64 = base64.b64encode(junk).decode()
+        body = f'<rsp:Send><rsp:Stream Name="stdin">{b64}</rsp:Stream></rsp:Send>'
         assert_refused(post(emu, soap(wsman.ACTION_SEND, body, shell)))
     body = '<rsp:Send><rsp:Stream Name="stdin">not base64 !!</rsp:Stream></rsp:Send>'
     assert_refused(post(emu, soap(wsman.ACTION_SEND, body, shell)))
-    body = f'<rsp:CommandLine CommandId="{uuid.uuid4()}"><rsp:Arguments>AAAA</rsp:Arguments></rsp:CommandLine>'
+    body = (
+        f'<rsp:CommandLine CommandId="{uuid.uuid4()}">'
+        "<rsp:Arguments>AAAA</rsp:Arguments></rsp:CommandLine>"
+    )
     post(emu, soap(wsman.ACTION_COMMAND, body, shell))  # incomplete fragment: no crash
     client_still_works(emu)
 
