@@ -1,0 +1,226 @@
+"""A durable local journal of transactions, so a killed process can be recovered.
+
+SQLite with `synchronous=FULL` (every commit is fsynced) records, before each write, the
+transaction's intent, its snapshot of every server it touches and the progress of each change.
+Secrets are never written: values go in through their `to_dict()`, which excludes passwords.
+
+The journal also *claims* servers: a server held by an open transaction cannot be claimed by
+another one sharing the journal, which closes the read-check-write race between two
+transactions on one machine (see docs/transactions.md for the limits).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from cmproxy._exceptions import ConflictError
+
+__all__ = ["Journal", "JournalEntry", "JournalTransaction", "default_journal_path"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS transactions (
+    id TEXT PRIMARY KEY,
+    created REAL NOT NULL,
+    endpoint TEXT NOT NULL,
+    status TEXT NOT NULL,          -- open, committed, rolled_back, failed
+    detail TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS servers (
+    tx_id TEXT NOT NULL REFERENCES transactions(id),
+    server TEXT NOT NULL,          -- lower-case key
+    site_code TEXT NOT NULL,
+    before TEXT NOT NULL,          -- JSON snapshot (no secrets)
+    after TEXT NOT NULL,           -- JSON desired state (no secrets)
+    PRIMARY KEY (tx_id, server)
+);
+CREATE TABLE IF NOT EXISTS changes (
+    tx_id TEXT NOT NULL REFERENCES transactions(id),
+    seq INTEGER NOT NULL,
+    target TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    change TEXT NOT NULL,          -- JSON of Change.to_dict() (secrets masked)
+    state TEXT NOT NULL,           -- planned, applying, applied, rolling_back, rolled_back
+    updated REAL NOT NULL,
+    PRIMARY KEY (tx_id, seq)
+);
+"""
+
+
+def default_journal_path() -> Path:
+    """`$CMPROXY_JOURNAL`, else `~/.cmproxy/journal.sqlite3`."""
+    env = os.environ.get("CMPROXY_JOURNAL")
+    return Path(env) if env else Path.home() / ".cmproxy" / "journal.sqlite3"
+
+
+@attrs.frozen
+class JournalEntry:
+    """One server of a transaction: its snapshot and its desired state."""
+
+    server: str
+    site_code: str
+    before: dict[str, Any]
+    after: dict[str, Any]
+
+
+@attrs.frozen
+class JournalTransaction:
+    """An open (unfinished) transaction as the journal knows it."""
+
+    id: str
+    endpoint: str
+    created: float
+    servers: tuple[JournalEntry, ...]
+    changes: tuple[tuple[int, str, str, str], ...]  # (seq, target, kind, state)
+
+
+class Journal:
+    """The journal file. Thread-safe; every write is its own fsynced SQLite transaction."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self.path = Path(path) if path is not None else default_journal_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=30
+        )
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def begin(
+        self,
+        endpoint: str,
+        entries: Sequence[JournalEntry],
+        changes: Sequence[tuple[str, str, dict[str, Any]]],
+    ) -> str:
+        """Record intent and snapshot, claiming the servers; `ConflictError` if one is held."""
+        tx_id = uuid.uuid4().hex
+        now = time.time()
+        with self._write() as db:
+            for entry in entries:
+                row = db.execute(
+                    "SELECT t.id FROM servers s JOIN transactions t ON t.id = s.tx_id "
+                    "WHERE s.server = ? AND t.status = 'open' AND t.endpoint = ?",
+                    (entry.server.lower(), endpoint),
+                ).fetchone()
+                if row is not None:
+                    raise ConflictError(
+                        entry.server, f"transaction {row[0][:8]} is changing it right now"
+                    )
+            db.execute(
+                "INSERT INTO transactions (id, created, endpoint, status) VALUES (?, ?, ?, 'open')",
+                (tx_id, now, endpoint),
+            )
+            db.executemany(
+                "INSERT INTO servers VALUES (?, ?, ?, ?, ?)",
+                [
+                    (
+                        tx_id,
+                        e.server.lower(),
+                        e.site_code,
+                        json.dumps(e.before, sort_keys=True),
+                        json.dumps(e.after, sort_keys=True),
+                    )
+                    for e in entries
+                ],
+            )
+            db.executemany(
+                "INSERT INTO changes VALUES (?, ?, ?, ?, ?, 'planned', ?)",
+                [
+                    (tx_id, seq, target, kind, json.dumps(change, sort_keys=True), now)
+                    for seq, (target, kind, change) in enumerate(changes)
+                ],
+            )
+        return tx_id
+
+    def mark_change(self, tx_id: str, seq: int, state: str) -> None:
+        with self._write() as db:
+            db.execute(
+                "UPDATE changes SET state = ?, updated = ? WHERE tx_id = ? AND seq = ?",
+                (state, time.time(), tx_id, seq),
+            )
+
+    def finish(self, tx_id: str, status: str, detail: str = "") -> None:
+        """Close a transaction: committed, rolled_back or failed (needs a person)."""
+        if status not in {"committed", "rolled_back", "failed"}:
+            raise ValueError(f"unknown journal status {status!r}")
+        with self._write() as db:
+            db.execute(
+                "UPDATE transactions SET status = ?, detail = ? WHERE id = ?",
+                (status, detail, tx_id),
+            )
+
+    def status(self, tx_id: str) -> str:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT status FROM transactions WHERE id = ?", (tx_id,)
+            ).fetchone()
+        if row is None:
+            raise KeyError(tx_id)
+        return str(row[0])
+
+    def open_transactions(self, endpoint: str | None = None) -> list[JournalTransaction]:
+        """Unfinished transactions, oldest first (all endpoints unless one is named)."""
+        with self._lock:
+            query = "SELECT id, endpoint, created FROM transactions WHERE status = 'open'"
+            args: tuple[Any, ...] = ()
+            if endpoint is not None:
+                query += " AND endpoint = ?"
+                args = (endpoint,)
+            rows = self._db.execute(query + " ORDER BY created", args).fetchall()
+            result = []
+            for tx_id, ep, created in rows:
+                servers = tuple(
+                    JournalEntry(s, site, json.loads(b), json.loads(a))
+                    for s, site, b, a in self._db.execute(
+                        "SELECT server, site_code, before, after FROM servers WHERE tx_id = ? "
+                        "ORDER BY server",
+                        (tx_id,),
+                    )
+                )
+                changes = tuple(
+                    (int(seq), str(t), str(k), str(st))
+                    for seq, t, k, st in self._db.execute(
+                        "SELECT seq, target, kind, state FROM changes WHERE tx_id = ? ORDER BY seq",
+                        (tx_id,),
+                    )
+                )
+                result.append(JournalTransaction(tx_id, ep, created, servers, changes))
+        return result
+
+    def dump(self) -> str:
+        """The whole journal as text (tests check that no secret is in it)."""
+        with self._lock:
+            return "\n".join(str(row) for row in self._db.iterdump())

@@ -1,0 +1,292 @@
+"""Transactions over the in-memory site: atomic per transaction, retries bounded, journal closed.
+
+The same guarantees are checked end to end against the emulator in tests/e2e.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cmproxy import (
+    ConflictError,
+    DesiredState,
+    PowerShellError,
+    ProxyRequest,
+    ProxySettings,
+    SiteState,
+    SupFlagsRequest,
+    TransactionError,
+    TransportError,
+)
+from cmproxy.journal import Journal, JournalEntry
+from cmproxy.retry import RetryPolicy
+from cmproxy.testing import InMemorySite
+from cmproxy.transaction import (
+    Outcome,
+    ServerSnapshot,
+    Transaction,
+    TransactionEvent,
+    recover,
+    run_transaction,
+)
+
+SCP = "cm-scp01.contoso.com"
+NEW = ProxySettings(
+    server="proxy-new.contoso.com", port=3128, account="CONTOSO\\svc-new", password="S3cret-pw!"
+)
+THREE_STEPS = DesiredState(
+    proxies=[ProxyRequest(SCP, NEW)], sup_flags=[SupFlagsRequest(SCP, True, True)]
+)
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Journal:
+    return Journal(tmp_path / "journal.sqlite3")
+
+
+def test_three_step_change_commits_and_closes_the_journal(
+    state: SiteState, journal: Journal
+) -> None:
+    site = InMemorySite(state)
+    result = run_transaction(site, THREE_STEPS, journal=journal, policy=RetryPolicy.for_tests())
+    assert result.ok and result.changed
+    assert [c.kind.name for c in result.plan] == [
+        "CREATE_ACCOUNT",
+        "SET_SERVER_PROXY",
+        "SET_SUP_FLAGS",
+    ]
+    out = result.outcome(SCP)
+    assert out.outcome is Outcome.CHANGED
+    assert ServerSnapshot.of(site.state, SCP) == out.after
+    assert journal.open_transactions() == []
+    assert journal.status(result.transaction_id or "") == "committed"
+    assert "S3cret-pw!" not in journal.dump()
+
+
+@pytest.mark.parametrize("failing_call", [1, 2, 3])
+def test_a_failure_at_any_step_rolls_back_to_the_snapshot(
+    state: SiteState, journal: Journal, failing_call: int
+) -> None:
+    site = InMemorySite(state)
+    before = ServerSnapshot.of(state, SCP)
+    site.fail_on(failing_call)
+    result = run_transaction(site, THREE_STEPS, journal=journal, policy=RetryPolicy.for_tests())
+    out = result.outcome(SCP)
+    assert out.outcome is Outcome.ROLLED_BACK
+    assert ServerSnapshot.of(site.state, SCP) == before
+    assert "ProviderError" in out.reason
+    assert journal.open_transactions() == []
+
+
+def test_a_lost_answer_is_settled_by_rereading_not_by_repeating(
+    state: SiteState, journal: Journal
+) -> None:
+    site = InMemorySite(state)
+    site.lose_answer_on(2)  # the server proxy write happens, its answer is lost
+    events: list[TransactionEvent] = []
+    result = run_transaction(
+        site, THREE_STEPS, journal=journal, policy=RetryPolicy.for_tests(), hooks=[events.append]
+    )
+    assert result.ok
+    assert site.calls == 3  # no blind repetition of the lost write
+    assert [e.kind for e in events].count("ambiguous") == 1
+
+
+def test_a_transient_failure_before_the_write_is_retried(
+    state: SiteState, journal: Journal
+) -> None:
+    site = InMemorySite(state)
+    site.fail_on(2, TransportError("HTTP 503"))
+    result = run_transaction(site, THREE_STEPS, journal=journal, policy=RetryPolicy.for_tests())
+    assert result.ok
+    assert site.calls == 4
+
+
+def test_a_non_transient_error_is_never_retried(state: SiteState, journal: Journal) -> None:
+    site = InMemorySite(state)
+    site.fail_on(
+        2, PowerShellError("bad", fully_qualified_error_id="ParameterArgumentValidationError")
+    )
+    result = run_transaction(site, THREE_STEPS, journal=journal, policy=RetryPolicy.for_tests())
+    assert result.outcome(SCP).outcome is Outcome.ROLLED_BACK
+    # 3 calls: account, failing proxy write, and no retry of it; restore of SUP needs none.
+    assert site.calls == 2
+
+
+def test_conflict_when_the_server_changed_since_it_was_read(
+    state: SiteState, journal: Journal
+) -> None:
+    site = InMemorySite(state)
+    server = state.server(SCP)
+    assert server is not None
+    import attrs
+
+    site.state = state.with_server(attrs.evolve(server, proxy=ProxySettings(server="someone-else")))
+    with pytest.raises(ConflictError, match=SCP):
+        run_transaction(site, THREE_STEPS, journal=journal, base=state)
+    assert site.applied == []
+    assert journal.open_transactions() == []
+
+
+def test_an_open_claim_makes_a_second_transaction_conflict(
+    state: SiteState, journal: Journal
+) -> None:
+    site = InMemorySite(state)
+    results: list[object] = []
+
+    def race(_change: object) -> None:
+        if results:
+            return
+        try:
+            run_transaction(
+                site,
+                DesiredState(proxies=[ProxyRequest(SCP, NEW.replace(port=9))]),
+                journal=journal,
+                policy=RetryPolicy.for_tests(),
+            )
+        except ConflictError as error:
+            results.append(error)
+
+    site.before_apply = race
+    result = run_transaction(site, THREE_STEPS, journal=journal, policy=RetryPolicy.for_tests())
+    assert result.ok
+    assert isinstance(results[0], ConflictError)
+    assert ServerSnapshot.of(site.state, SCP) == result.outcome(SCP).after
+
+
+def test_someone_elses_change_is_never_overwritten_by_a_rollback(
+    state: SiteState, journal: Journal
+) -> None:
+    site = InMemorySite(state)
+    import attrs
+
+    def meddle(change: object) -> None:
+        if site.calls == 2:  # after the proxy write, another admin edits the server
+            server = site.state.server(SCP)
+            assert server is not None
+            site.state = site.state.with_server(
+                attrs.evolve(server, proxy=ProxySettings(server="theirs"))
+            )
+
+    site.before_apply = meddle
+    result = run_transaction(site, THREE_STEPS, journal=journal, policy=RetryPolicy.for_tests())
+    out = result.outcome(SCP)
+    assert out.outcome is Outcome.FAILED
+    assert "someone else" in out.reason
+    server = site.state.server(SCP)
+    assert server is not None and server.proxy.server == "theirs"
+    assert journal.open_transactions() == []
+
+
+def test_dry_run_touches_nothing(state: SiteState, journal: Journal) -> None:
+    site = InMemorySite(state)
+    result = run_transaction(site, THREE_STEPS, journal=journal, dry_run=True)
+    assert result.dry_run and len(result.plan) == 3
+    assert site.calls == 0
+    assert journal.open_transactions() == []
+
+
+def test_context_manager_raises_with_outcomes(state: SiteState, journal: Journal) -> None:
+    site = InMemorySite(state)
+    site.fail_on(2)
+    with (
+        pytest.raises(TransactionError) as err,
+        Transaction(site, journal=journal, policy=RetryPolicy.for_tests()) as tx,
+    ):
+        tx.set_proxy(SCP, NEW)
+    assert err.value.outcomes[0].outcome is Outcome.ROLLED_BACK
+    with Transaction(site, journal=journal, policy=RetryPolicy.for_tests()) as tx:
+        tx.set_proxy(SCP, NEW)
+    assert tx.result is not None and tx.result.changed
+
+
+def test_recover_rolls_a_half_done_transaction_back(state: SiteState, journal: Journal) -> None:
+    site = InMemorySite(state)
+    before = ServerSnapshot.of(state, SCP)
+    assert before is not None
+    desired = DesiredState(
+        proxies=[ProxyRequest(SCP, NEW.replace(account=None, password=None))],
+        sup_flags=[SupFlagsRequest(SCP, True, False)],
+    )
+    planned = run_transaction(site, desired, journal=journal, dry_run=True).plan
+    proxy_change, sup_change = planned.changes
+    after = ServerSnapshot(proxy_change.after, sup_change.after)  # type: ignore[arg-type]
+    # A process applied the proxy write, then died: the journal still holds it open.
+    journal.begin(
+        site.endpoint,
+        [JournalEntry(SCP, "PS1", before.to_dict(), after.to_dict())],
+        [(c.target, c.kind.name, c.to_dict()) for c in planned],
+    )
+    site.apply(proxy_change)
+    (done,) = recover(site, journal, policy=RetryPolicy.for_tests())
+    assert done.status == "rolled_back"
+    assert ServerSnapshot.of(site.state, SCP) == before
+    assert journal.open_transactions() == []
+
+
+def test_recover_rolls_forward_when_everything_was_written(
+    state: SiteState, journal: Journal
+) -> None:
+    site = InMemorySite(state)
+    before = ServerSnapshot.of(state, SCP)
+    assert before is not None
+    result = run_transaction(
+        site,
+        DesiredState(proxies=[ProxyRequest(SCP, NEW.replace(account=None, password=None))]),
+        journal=journal,
+        dry_run=True,
+    )
+    change = result.plan.changes[0]
+    after = ServerSnapshot(change.after, before.sup)  # type: ignore[arg-type]
+    journal.begin(
+        site.endpoint,
+        [JournalEntry(SCP, "PS1", before.to_dict(), after.to_dict())],
+        [(change.target, change.kind.name, change.to_dict())],
+    )
+    site.apply(change)
+    site.apply(change)
+    (done,) = recover(site, journal)
+    assert done.status == "committed"
+    assert journal.open_transactions() == []
+
+
+def test_retry_policy_bounds_attempts_and_deadline() -> None:
+    calls: list[int] = []
+    now = [0.0]
+
+    def flaky() -> int:
+        calls.append(1)
+        raise TransportError("reset")
+
+    policy = RetryPolicy(
+        attempts=5,
+        deadline=100.0,
+        initial_backoff=1,
+        max_backoff=1,
+        jitter=0,
+        sleep=lambda s: now.__setitem__(0, now[0] + s),
+        clock=lambda: now[0],
+    )
+    with pytest.raises(TransportError):
+        policy.call(flaky, operation="x", idempotent=True)
+    assert len(calls) == 5
+    calls.clear()
+    now[0] = 0.0
+    short = RetryPolicy(
+        attempts=50,
+        deadline=3.5,
+        initial_backoff=1,
+        max_backoff=1,
+        jitter=0,
+        sleep=lambda s: now.__setitem__(0, now[0] + s),
+        clock=lambda: now[0],
+    )
+    with pytest.raises(TransportError):
+        short.call(flaky, operation="x", idempotent=True)
+    assert len(calls) == 4  # tries at t=0,1,2,3; the next would end past 3.5
+    calls.clear()
+    with pytest.raises(TransportError):
+        policy.call(flaky, operation="x", idempotent=False)
+    assert len(calls) == 1
