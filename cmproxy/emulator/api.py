@@ -37,12 +37,9 @@ EngineFactory = Callable[[Any, EmulatorSettings], Engine]
 
 
 def default_engine_factory(state: Any, settings: EmulatorSettings) -> Engine:
-    """The engine package's own factory (`cmproxy.emulator.engine.create_engine`)."""
-    module = importlib.import_module("cmproxy.emulator.engine")
-    create = getattr(module, "create_engine", None)
-    if create is None:
-        raise RuntimeError("cmproxy.emulator.engine.create_engine is not available yet")
-    engine: Engine = create(state=state, settings=settings)
+    """The engine package's SiteEngine over the site state (imported late: it is heavy)."""
+    module = importlib.import_module("cmproxy.emulator.engine.runspace")
+    engine: Engine = module.SiteEngine(state, settings)
     return engine
 
 
@@ -174,6 +171,7 @@ class Emulator:
             server.server_close()
             if self.service is not None:
                 self.service.close_all()
+            server.close_connections()
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None

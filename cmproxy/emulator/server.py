@@ -364,17 +364,34 @@ class EmulatorHTTPServer(http.server.ThreadingHTTPServer):
         self.config = config
         self.ssl_context = ssl_context
         self.https = ssl_context is not None
+        self._open: set[Any] = set()
+        self._open_lock = threading.Lock()
         super().__init__(address, _Handler)
 
     def finish_request(self, request: Any, client_address: Any) -> None:
-        if self.ssl_context is not None:
-            try:
-                request.settimeout(10)
-                request = self.ssl_context.wrap_socket(request, server_side=True)
-            except (OSError, ssl.SSLError) as exc:
-                log.debug("TLS handshake failed: %s", exc)
-                return
-        super().finish_request(request, client_address)
+        raw = request
+        with self._open_lock:
+            self._open.add(raw)
+        try:
+            if self.ssl_context is not None:
+                try:
+                    request.settimeout(10)
+                    request = self.ssl_context.wrap_socket(request, server_side=True)
+                except (OSError, ssl.SSLError) as exc:
+                    log.debug("TLS handshake failed: %s", exc)
+                    return
+            super().finish_request(request, client_address)
+        finally:
+            with self._open_lock:
+                self._open.discard(raw)
+
+    def close_connections(self) -> None:
+        """Cut every open keep-alive connection (a server going away does the same)."""
+        with self._open_lock:
+            sockets = list(self._open)
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         log.debug("connection error from %s", client_address, exc_info=True)
