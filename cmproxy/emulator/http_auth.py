@@ -9,8 +9,10 @@ so `UserStore` writes one file per process holding every user any emulator was s
 
 from __future__ import annotations
 
+import atexit
 import base64
 import binascii
+import contextlib
 import hashlib
 import os
 import re
@@ -80,6 +82,7 @@ class UserStore:
             fd, path = tempfile.mkstemp(prefix="cmproxy-emulator-ntlm-", suffix=".txt")
             os.close(fd)
             cls._path = path
+            atexit.register(_remove_quietly, path)
         tmp = cls._path + ".tmp"
         with open(tmp, "w", encoding="utf-8") as fh:
             fh.write("\n".join(lines) + "\n")
@@ -277,6 +280,11 @@ class ConnectionAuth:
             + b"--\r\n"
         )
         return wrapped
+
+
+def _remove_quietly(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.remove(path)
 
 
 def _is_initial_token(token: bytes) -> bool:
