@@ -23,9 +23,9 @@ __all__ = [
 def create_transport(info: ConnectionInfo, setup: Step | None = None) -> Transport:
     """The transport `info.transport` names, not yet connected."""
     if info.transport == "winrm":
-        from cmproxy.transports.winrm import WinRSTransport
+        from cmproxy.transports.winrm import WinRSTransport  # noqa: PLC0415 - lazy: pywinrm
 
         return WinRSTransport(info, setup)
-    from cmproxy.transports.psrp import PSRPTransport
+    from cmproxy.transports.psrp import PSRPTransport  # noqa: PLC0415 - lazy: pypsrp
 
     return PSRPTransport(info, setup)

@@ -340,6 +340,10 @@ class Transport(abc.ABC):
         self.last_setup: Result | None = None
 
     @abc.abstractmethod
+    def connect(self) -> Result | None:
+        """Connect now and run the setup step once; its result (None without setup)."""
+
+    @abc.abstractmethod
     def run(self, step: Step) -> Result:
         """Run `step`; raise a PowerShellError for a terminating remote error."""
 
@@ -382,12 +386,16 @@ class FakeTransport(Transport):
             return answer
         return Result(output=tuple(answer))
 
-    def run(self, step: Step) -> Result:
+    def connect(self) -> Result | None:
         if self.closed:
             raise TransportError("the fake transport was closed")
         if self.setup is not None and not self._set_up:
             self.last_setup = self._call(self.setup)
             self._set_up = True
+        return self.last_setup
+
+    def run(self, step: Step) -> Result:
+        self.connect()
         return self._call(step)
 
     def close(self) -> None:

@@ -126,6 +126,10 @@ class PSRPTransport(Transport):
 
     # -- running ----------------------------------------------------------------------------
 
+    def connect(self) -> Result | None:
+        self._healthy_pool()
+        return self.last_setup
+
     def run(self, step: Step) -> Result:
         pool = self._healthy_pool()
         try:

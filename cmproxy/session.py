@@ -1,0 +1,250 @@
+"""A live session to one SMS Provider: transport, bootstrap once, reads and writes.
+
+`Session(info)` is configuration plus a closed transport; `open()` (or `with`, or
+`cmproxy.connect(info)`) connects and runs the bootstrap (`ps_templates/Initialize-CMSession.ps1`):
+import the ConfigurationManager module, make sure the site drive exists, `Set-Location` onto
+it. Over PSRP that happens once per runspace pool (again only if the pool had to be
+recreated); over WinRS every step is a new process, so the transport runs it before each
+step. Bootstrap failures become `ConsoleNotInstalledError` or `SiteDriveError` with a message
+that says what to do.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from cmproxy._exceptions import (
+    CMProxyError,
+    ConsoleNotInstalledError,
+    ItemNotFoundError,
+    PowerShellError,
+    SessionError,
+    SiteDriveError,
+)
+from cmproxy.connection import ConnectionInfo
+from cmproxy.model import SiteState, validate_site_code
+from cmproxy.reader import SiteRead, read_site_state
+from cmproxy.transports import Result, Step, Transport, create_transport
+
+if TYPE_CHECKING:
+    from cmproxy.plan import Change, Plan
+    from cmproxy.writer import WriteResult
+
+__all__ = ["BOOTSTRAP_TEMPLATE", "READ_TEMPLATE", "Session", "connect", "map_session_error"]
+
+log = logging.getLogger(__name__)
+
+BOOTSTRAP_TEMPLATE = "Initialize-CMSession"
+READ_TEMPLATE = "Get-SiteState"
+#: Parameter names the Python side binds, per template (checked against each param() block).
+SESSION_TEMPLATE_PARAMETERS: dict[str, frozenset[str]] = {
+    BOOTSTRAP_TEMPLATE: frozenset({"SiteCode", "ProviderMachineName", "ModulePath"}),
+    READ_TEMPLATE: frozenset({"SiteCode"}),
+}
+
+_MARKER = "cmproxy:"
+
+
+def _marker(exc: PowerShellError) -> tuple[str, str] | None:
+    text = exc.message
+    start = text.find(_MARKER)
+    if start < 0:
+        return None
+    code, _, detail = text[start + len(_MARKER) :].partition(":")
+    return code.strip(), detail.strip()
+
+
+def map_session_error(exc: CMProxyError, info: ConnectionInfo) -> CMProxyError:
+    """Turn a template's `cmproxy:<Code>:` error (or a missing CM cmdlet) into the right class."""
+    if not isinstance(exc, PowerShellError):
+        return exc
+    marker = _marker(exc)
+    where = info.server
+    if marker is None:
+        if exc.error_id == "CommandNotFoundException" and "-CM" in exc.message:
+            return ConsoleNotInstalledError(
+                f"{where}: a ConfigurationManager cmdlet is missing ({exc.message}). Install the "
+                "Configuration Manager console on the SMS Provider (it ships the module), or "
+                "set module_path / CMPROXY_MODULE_PATH to ConfigurationManager.psd1."
+            )
+        return exc
+    code, detail = marker
+    if code == "ConsoleNotInstalled":
+        return ConsoleNotInstalledError(
+            f"{where}: the ConfigurationManager PowerShell module was not found ({detail}). "
+            "Install the Configuration Manager console on that server (it ships the module), "
+            "or set module_path / CMPROXY_MODULE_PATH to the full path of "
+            "ConfigurationManager.psd1 (…\\AdminConsole\\bin\\ConfigurationManager.psd1)."
+        )
+    if code == "DriveClash":
+        return SiteDriveError(
+            f"{where}: the site drive cannot be used: {detail}. The site code clashes with an "
+            "existing PowerShell drive of another provider (for example a site code ENV). "
+            "Remove that drive for the cmproxy account, or connect with a different account."
+        )
+    if code == "SiteDriveMissing":
+        return SiteDriveError(
+            f"{where}: {detail}. Check the site code and that provider_machine_name "
+            "(CMPROXY_PROVIDER_MACHINE_NAME) names the SMS Provider, and that the account is "
+            "a Configuration Manager administrative user."
+        )
+    if code == "SiteCodeUnknown":
+        return SiteDriveError(
+            f"{where}: the site code was not given and could not be guessed ({detail}); set "
+            "site_code (CMPROXY_SITE_CODE)."
+        )
+    if code in {"AccountNotFound", "ServerNotFound"}:
+        return ItemNotFoundError(
+            detail,
+            fully_qualified_error_id=exc.fully_qualified_error_id,
+            category="ObjectNotFound",
+            target=exc.target,
+            command=exc.command,
+        )
+    return exc
+
+
+class Session:
+    """A live connection to one SMS Provider, prepared for the ConfigMgr cmdlets.
+
+    Nothing connects in the constructor; `open()` does (and `with Session(info) as s:`).
+    `transport` is for tests: pass a `FakeTransport` to run without a network.
+    """
+
+    def __init__(self, info: ConnectionInfo, *, transport: Transport | None = None) -> None:
+        self.info = info
+        self._transport = transport
+        self._opened = False
+        self.site_code: str | None = info.site_code
+        self.module_version: str = ""
+        self.module_path: str = ""
+
+    def __repr__(self) -> str:
+        state = "open" if self._opened else "closed"
+        return f"Session({self.info.endpoint!r}, site_code={self.site_code!r}, {state})"
+
+    # -- life cycle -------------------------------------------------------------------------
+
+    def _setup_step(self) -> Step:
+        return Step.of(
+            BOOTSTRAP_TEMPLATE,
+            SiteCode=self.site_code,
+            ProviderMachineName=self.info.provider_machine_name,
+            ModulePath=self.info.module_path,
+        )
+
+    def open(self) -> Session:
+        """Connect and bootstrap; raises ConnectionError/AuthenticationError/TLSError or a
+        SessionError subclass that says what to fix on the server."""
+        if self._opened:
+            return self
+        if self._transport is None:
+            self._transport = create_transport(self.info, self._setup_step())
+        else:
+            self._transport.setup = self._setup_step()
+        try:
+            result = self._transport.connect()
+        except CMProxyError as exc:
+            self._close_transport()
+            raise map_session_error(exc, self.info) from None
+        self._absorb_bootstrap(result)
+        self._opened = True
+        return self
+
+    def _absorb_bootstrap(self, result: Result | None) -> None:
+        records = result.records() if result is not None else []
+        if not records:
+            raise SessionError(
+                f"{self.info.server}: the session bootstrap returned nothing; the endpoint does "
+                "not look like a Windows PowerShell host with the ConfigurationManager module."
+            )
+        boot = records[-1]
+        site_code = str(boot.get("SiteCode") or "")
+        self.site_code = validate_site_code(site_code, "site_code")
+        self.module_version = str(boot.get("ModuleVersion") or "")
+        self.module_path = str(boot.get("ModulePath") or "")
+        log.info(
+            "session to %s ready: site %s, ConfigurationManager %s%s",
+            self.info.endpoint,
+            self.site_code,
+            self.module_version or "(version unknown)",
+            " (site drive created)" if boot.get("DriveCreated") else "",
+        )
+        assert self._transport is not None
+        # Later fresh runspaces/processes bootstrap straight to the known site.
+        self._transport.setup = self._setup_step()
+
+    def _close_transport(self) -> None:
+        transport, self._transport = self._transport, None
+        if transport is not None:
+            transport.close()
+
+    def close(self) -> None:
+        """Close the remote runspace/shell. Safe to call twice."""
+        self._opened = False
+        self._close_transport()
+
+    def __enter__(self) -> Session:
+        return self.open()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def is_open(self) -> bool:
+        return self._opened
+
+    # -- running ----------------------------------------------------------------------------
+
+    def run_step(self, step: Step) -> Result:
+        """Run one step (a template with bound values) in the prepared runspace."""
+        if not self._opened:
+            self.open()
+        assert self._transport is not None
+        try:
+            return self._transport.run(step)
+        except CMProxyError as exc:
+            raise map_session_error(exc, self.info) from None
+
+    def run(self, template: str, **parameters: Any) -> Result:
+        """Run template `template` with `parameters` bound to its param() block."""
+        return self.run_step(Step.of(template, **parameters))
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def read(self, site_codes: Iterable[str] | None = None) -> SiteRead:
+        """The hierarchy (or the given sites) in one pipeline, with any read issues."""
+        codes: Sequence[str] | None = None
+        if site_codes is not None:
+            codes = tuple(validate_site_code(c, "site_codes") for c in site_codes)
+        result = self.run(READ_TEMPLATE, SiteCode=codes)
+        return read_site_state(result.records())
+
+    def read_state(self, site_codes: Iterable[str] | None = None) -> SiteState:
+        """Sites, servers with proxies and roles, SUP flags and sync source, accounts."""
+        return self.read(site_codes).state
+
+    # -- writes -----------------------------------------------------------------------------
+
+    def apply(self, change: Change) -> WriteResult:
+        """Execute one planned change and read back what the site now holds."""
+        from cmproxy.writer import apply_change  # noqa: PLC0415 - writer imports session types
+
+        return apply_change(self, change)
+
+    def apply_plan(self, plan: Plan) -> list[WriteResult]:
+        """Apply every change in order, stopping at the first error (no rollback here)."""
+        return [self.apply(change) for change in plan]
+
+
+def connect(info: ConnectionInfo) -> Session:
+    """An open session to `info` (use it as a context manager to close it)."""
+    return Session(info).open()

@@ -1,0 +1,50 @@
+# Sets (or removes) the one proxy of a site system server with Set-CMSiteSystemServer, then
+# reads the server back. The proxy account is looked up here with Get-CMAccount because
+# -ProxyAccessAccount takes the account object, not a name (configmgr-cmdlets.md §3.5).
+[CmdletBinding()]
+param(
+    [Parameter(Mandatory = $true)]
+    [string]$SiteCode,
+    [Parameter(Mandatory = $true)]
+    [string]$SiteSystemServerName,
+    [Parameter(Mandatory = $true)]
+    [bool]$EnableProxy,
+    [string]$ProxyServerName,
+    [int]$ProxyServerPort = 80,
+    [string]$ProxyAccessAccountName
+)
+$ErrorActionPreference = 'Stop'
+
+if ($EnableProxy) {
+    if ($ProxyAccessAccountName) {
+        $account = Get-CMAccount -UserName $ProxyAccessAccountName -SiteCode $SiteCode
+        if (-not $account) {
+            throw ('cmproxy:AccountNotFound: the account ' + $ProxyAccessAccountName + ' is not registered at site ' + $SiteCode)
+        }
+        Set-CMSiteSystemServer -SiteSystemServerName $SiteSystemServerName -SiteCode $SiteCode -EnableProxy $true -ProxyServerName $ProxyServerName -ProxyServerPort $ProxyServerPort -ProxyAccessAccount $account
+    } else {
+        Set-CMSiteSystemServer -SiteSystemServerName $SiteSystemServerName -SiteCode $SiteCode -EnableProxy $true -ProxyServerName $ProxyServerName -ProxyServerPort $ProxyServerPort
+    }
+} else {
+    Set-CMSiteSystemServer -SiteSystemServerName $SiteSystemServerName -SiteCode $SiteCode -EnableProxy $false
+}
+
+$server = Get-CMSiteSystemServer -SiteSystemServerName $SiteSystemServerName -SiteCode $SiteCode
+if (-not $server) {
+    throw ('cmproxy:ServerNotFound: ' + $SiteSystemServerName + ' is not a site system server of site ' + $SiteCode)
+}
+$props = @{}
+foreach ($prop in $server.Props) {
+    $props[$prop.PropertyName] = $prop
+}
+[pscustomobject]@{
+    Kind                 = 'Role'
+    SiteCode             = $SiteCode
+    ServerName           = [string]$server.NetworkOSPath
+    RoleName             = [string]$server.RoleName
+    UseProxy             = $props['UseProxy'].Value
+    ProxyName            = $props['ProxyName'].Value2
+    ProxyServerPort      = $props['ProxyServerPort'].Value
+    ProxyUserName        = $props['ProxyUserName'].Value2
+    AnonymousProxyAccess = $props['AnonymousProxyAccess'].Value
+}
