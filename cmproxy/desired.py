@@ -1,0 +1,279 @@
+"""Desired state from YAML: a default proxy per site, per-server overrides, SUP options, accounts.
+
+Errors point at the line and column of the file (`DesiredStateError.line`). Passwords are
+never in the file: an account names an environment variable (`password_env`) or asks for a
+prompt (`prompt: true`), answered by the caller's `prompt` function.
+
+    version: 1
+    options:
+      sup_flags_on_proxy_removal: refuse     # or turn_off (R11)
+    sites:
+      PS1:
+        proxy: {server: proxy.contoso.com, port: 3128, account: CONTOSO\\svc-proxy}
+        sup: {use_proxy: true, use_proxy_for_adr: true}
+    servers:
+      cm-dmz01.contoso.com:
+        proxy: {server: dmz-proxy.contoso.com, port: 8080}
+      cm-lab01.contoso.com:
+        proxy: none                          # no proxy
+    accounts:
+      - name: CONTOSO\\svc-proxy
+        password_env: CMPROXY_SVC_PROXY_PASSWORD
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+import yaml
+
+from cmproxy._exceptions import ValidationError
+from cmproxy.model import Account, ProxySettings, SiteState, validate_site_code
+from cmproxy.plan import DesiredState, PlanOptions, ProxyRequest, SupFlagsRequest
+from cmproxy.roles import CloudDistributionPoint, SoftwareUpdatePoint
+
+__all__ = ["DesiredSpec", "DesiredStateError", "SiteDefaults", "load_desired", "parse_desired"]
+
+Prompt = Callable[[str], str]
+
+
+class DesiredStateError(ValidationError):
+    """A desired-state file is wrong at `line`:`column` (1-based)."""
+
+    def __init__(
+        self, source: str, line: int, column: int, *, path: str, value: Any, reason: str
+    ) -> None:
+        self.source = source
+        self.line = line
+        self.column = column
+        self.path = path
+        super().__init__(path, value, reason)
+        self.args = (f"{source}:{line}:{column}: {path}: {reason} (got {value!r})",)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+@attrs.frozen
+class SiteDefaults:
+    """What every server of a site should have unless a server override says otherwise."""
+
+    proxy: ProxySettings | None = None
+    use_proxy: bool | None = None
+    use_proxy_for_adr: bool | None = None
+
+
+@attrs.frozen
+class DesiredSpec:
+    """A parsed desired-state file, before it meets a site (`resolve`)."""
+
+    sites: Mapping[str, SiteDefaults] = attrs.field(factory=dict)
+    servers: Mapping[str, SiteDefaults] = attrs.field(factory=dict)
+    accounts: tuple[Account, ...] = ()
+    options: PlanOptions = attrs.field(factory=PlanOptions)
+
+    def resolve(self, state: SiteState) -> DesiredState:
+        """Expand site defaults over the servers `state` holds; overrides win.
+
+        Cloud distribution points are skipped by site defaults: their proxy is the one of the
+        primary site server that manages them (R5).
+        """
+        proxies: dict[str, ProxyRequest] = {}
+        flags: dict[str, SupFlagsRequest] = {}
+
+        def apply(server_name: str, spec: SiteDefaults, origin: str) -> None:
+            server = state.server(server_name)
+            if server is None:
+                raise ValidationError(
+                    f"servers.{server_name}", server_name, "is not a site system server of the site"
+                )
+            if spec.proxy is not None:
+                proxies[server.key] = ProxyRequest(server.name, spec.proxy, role=origin)
+            sup = server.role(SoftwareUpdatePoint)
+            if isinstance(sup, SoftwareUpdatePoint) and (
+                spec.use_proxy is not None or spec.use_proxy_for_adr is not None
+            ):
+                flags[server.key] = SupFlagsRequest(
+                    server.name, spec.use_proxy, spec.use_proxy_for_adr
+                )
+
+        for code, defaults in self.sites.items():
+            if state.site(code) is None:
+                raise ValidationError(f"sites.{code}", code, "is not a site in the state read")
+            for server in state.servers:
+                if server.site_code == code and not server.has_role(CloudDistributionPoint):
+                    apply(server.name, defaults, f"site {code} default")
+        for name, override in self.servers.items():
+            apply(name, override, f"override for {name}")
+        return DesiredState(
+            proxies=tuple(proxies.values()),
+            sup_flags=tuple(flags.values()),
+            accounts=self.accounts,
+        )
+
+
+def load_desired(path: str | os.PathLike[str], prompt: Prompt | None = None) -> DesiredSpec:
+    """Read and validate a desired-state YAML file."""
+    p = Path(path)
+    return parse_desired(p.read_text(encoding="utf-8"), source=str(p), prompt=prompt)
+
+
+def parse_desired(
+    text: str, source: str = "<desired>", prompt: Prompt | None = None
+) -> DesiredSpec:
+    """Validate desired-state YAML text; every error names its line."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        raise DesiredStateError(
+            source, line, col, path="<file>", value=None, reason=str(error.problem)
+        ) from None
+    return _Parser(source, prompt).document(root)
+
+
+class _Parser:
+    def __init__(self, source: str, prompt: Prompt | None) -> None:
+        self.source = source
+        self.prompt = prompt
+        self.loader = yaml.SafeLoader("")
+
+    def fail(self, node: yaml.Node | None, path: str, value: Any, reason: str) -> DesiredStateError:
+        mark = node.start_mark if node is not None else None
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        return DesiredStateError(self.source, line, col, path=path, value=value, reason=reason)
+
+    def scalar(self, node: yaml.Node) -> Any:
+        if not isinstance(node, yaml.ScalarNode):
+            return None
+        return self.loader.construct_object(node, deep=True)
+
+    def mapping(
+        self, node: yaml.Node | None, path: str, allowed: set[str]
+    ) -> dict[str, tuple[yaml.Node, yaml.Node]]:
+        if not isinstance(node, yaml.MappingNode):
+            raise self.fail(node, path, self.scalar(node) if node else None, "must be a mapping")
+        result: dict[str, tuple[yaml.Node, yaml.Node]] = {}
+        for key_node, value_node in node.value:
+            key = str(self.scalar(key_node))
+            if allowed and key not in allowed:
+                hint = ""
+                if key == "password":
+                    hint = "; passwords never go in the file: use password_env or prompt: true"
+                raise self.fail(
+                    key_node,
+                    f"{path}.{key}",
+                    key,
+                    f"unknown key (expected one of: {', '.join(sorted(allowed))}){hint}",
+                )
+            if key in result:
+                raise self.fail(key_node, f"{path}.{key}", key, "appears twice")
+            result[key] = (key_node, value_node)
+        return result
+
+    def document(self, root: yaml.Node | None) -> DesiredSpec:
+        if root is None:
+            raise self.fail(None, "<file>", None, "is empty")
+        top = self.mapping(root, "$", {"version", "options", "sites", "servers", "accounts"})
+        if "version" in top:
+            key_node, value_node = top["version"]
+            if self.scalar(value_node) != 1:
+                raise self.fail(value_node, "version", self.scalar(value_node), "must be 1")
+        options = PlanOptions()
+        if "options" in top:
+            opts = self.mapping(top["options"][1], "options", {"sup_flags_on_proxy_removal"})
+            if "sup_flags_on_proxy_removal" in opts:
+                node = opts["sup_flags_on_proxy_removal"][1]
+                value = self.scalar(node)
+                if value not in ("refuse", "turn_off"):
+                    raise self.fail(
+                        node,
+                        "options.sup_flags_on_proxy_removal",
+                        value,
+                        "must be 'refuse' or 'turn_off' (R11)",
+                    )
+                options = PlanOptions(sup_flags_on_proxy_removal=value)
+        sites: dict[str, SiteDefaults] = {}
+        if "sites" in top:
+            for code, (key_node, value_node) in self.mapping(
+                top["sites"][1], "sites", set()
+            ).items():
+                try:
+                    code = validate_site_code(code, f"sites.{code}")
+                except ValidationError as error:
+                    raise self.fail(key_node, f"sites.{code}", code, error.reason) from None
+                sites[code] = self.defaults(value_node, f"sites.{code}")
+        servers: dict[str, SiteDefaults] = {}
+        if "servers" in top:
+            for name, (_k, value_node) in self.mapping(top["servers"][1], "servers", set()).items():
+                servers[name] = self.defaults(value_node, f"servers.{name}")
+        accounts: list[Account] = []
+        if "accounts" in top:
+            node = top["accounts"][1]
+            if not isinstance(node, yaml.SequenceNode):
+                raise self.fail(node, "accounts", self.scalar(node), "must be a list")
+            accounts = [self.account(item, f"accounts[{i}]") for i, item in enumerate(node.value)]
+        return DesiredSpec(sites, servers, tuple(accounts), options)
+
+    def defaults(self, node: yaml.Node, path: str) -> SiteDefaults:
+        fields = self.mapping(node, path, {"proxy", "sup"})
+        proxy = self.proxy(fields["proxy"][1], f"{path}.proxy") if "proxy" in fields else None
+        use_proxy = use_adr = None
+        if "sup" in fields:
+            sup = self.mapping(fields["sup"][1], f"{path}.sup", {"use_proxy", "use_proxy_for_adr"})
+            use_proxy = self.boolean(sup.get("use_proxy"), f"{path}.sup.use_proxy")
+            use_adr = self.boolean(sup.get("use_proxy_for_adr"), f"{path}.sup.use_proxy_for_adr")
+        return SiteDefaults(proxy, use_proxy, use_adr)
+
+    def boolean(self, pair: tuple[yaml.Node, yaml.Node] | None, path: str) -> bool | None:
+        if pair is None:
+            return None
+        value = self.scalar(pair[1])
+        if not isinstance(value, bool):
+            raise self.fail(pair[1], path, value, "must be true or false")
+        return value
+
+    def proxy(self, node: yaml.Node, path: str) -> ProxySettings:
+        if isinstance(node, yaml.ScalarNode) and self.scalar(node) in (None, False, "none"):
+            return ProxySettings.disabled()
+        fields = self.mapping(node, path, {"server", "port", "account"})
+        values = {k: self.scalar(v) for k, (_key, v) in fields.items()}
+        try:
+            return ProxySettings(**values)
+        except ValidationError as error:
+            name = error.field.rsplit(".", 1)[-1]
+            where = fields[name][1] if name in fields else node
+            raise self.fail(where, f"{path}.{name}", error.value, error.reason) from None
+
+    def account(self, node: yaml.Node, path: str) -> Account:
+        fields = self.mapping(node, path, {"name", "password_env", "prompt"})
+        if "name" not in fields:
+            raise self.fail(node, f"{path}.name", None, "is required")
+        name = self.scalar(fields["name"][1])
+        password: str | None = None
+        if "password_env" in fields:
+            var_node = fields["password_env"][1]
+            var = str(self.scalar(var_node))
+            password = os.environ.get(var)
+            if not password:
+                raise self.fail(
+                    var_node, f"{path}.password_env", var, "environment variable is not set"
+                )
+        elif "prompt" in fields and self.scalar(fields["prompt"][1]) is True:
+            if self.prompt is None:
+                raise self.fail(
+                    fields["prompt"][1],
+                    f"{path}.prompt",
+                    True,
+                    "no prompt is available here; use password_env",
+                )
+            password = self.prompt(f"Password for {name}: ")
+        try:
+            return Account(name, password=password)
+        except ValidationError as error:
+            raise self.fail(fields["name"][1], f"{path}.name", name, error.reason) from None
