@@ -200,13 +200,13 @@ class _Parser:
                 options = PlanOptions(sup_flags_on_proxy_removal=value)
         sites: dict[str, SiteDefaults] = {}
         if "sites" in top:
-            for code, (key_node, value_node) in self.mapping(
+            for raw, (key_node, value_node) in self.mapping(
                 top["sites"][1], "sites", set()
             ).items():
                 try:
-                    code = validate_site_code(code, f"sites.{code}")
+                    code = validate_site_code(raw, f"sites.{raw}")
                 except ValidationError as error:
-                    raise self.fail(key_node, f"sites.{code}", code, error.reason) from None
+                    raise self.fail(key_node, f"sites.{raw}", raw, error.reason) from None
                 sites[code] = self.defaults(value_node, f"sites.{code}")
         servers: dict[str, SiteDefaults] = {}
         if "servers" in top:
