@@ -25,6 +25,9 @@ class ProductBehaviour:
     #: `Set-CMSoftwareUpdatePoint -UseProxy $true` on a server without a proxy is accepted (the
     #: cmdlet does not check; WSUS fails later, reference §7 issue #33) and a WCM error is logged.
     sup_flags_without_server_proxy_accepted: bool = True
+    #: `Set-CMSiteSystemServer -ProxyAccessAccount $null` clears the account (back to the System
+    #: account) instead of being ignored (reference §9).
+    null_proxy_account_clears: bool = True
 
 
 @attrs.define

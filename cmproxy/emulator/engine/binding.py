@@ -1,0 +1,524 @@
+"""Parameter binding the way PowerShell does it, driven by declarative definitions.
+
+Order (as in PowerShell's ParameterBinderController): named arguments (exact name or alias,
+then unambiguous prefix), positional arguments, parameter-set resolution, mandatory check,
+then, per pipeline object, ValueFromPipeline binding. Error ids and texts are PowerShell's own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import attrs
+
+from cmproxy.emulator.engine import conv
+from cmproxy.emulator.engine.errors import PBATE, PBE, PBVE, PSError, binding_error
+from cmproxy.emulator.engine.values import SWITCH_PRESENT, PSObj, SecureValue
+
+ALL_SETS = "__AllParameterSets"
+
+#: .NET names of the parameter types the definitions use.
+TYPE_NAMES = {
+    "string": "System.String",
+    "bool": "System.Boolean",
+    "switch": "System.Management.Automation.SwitchParameter",
+    "uint32": "System.UInt32",
+    "int": "System.Int32",
+    "long": "System.Int64",
+    "securestring": "System.Security.SecureString",
+    "object": "System.Object",
+    "string[]": "System.String[]",
+    "object[]": "System.Object[]",
+    "scriptblock": "System.Management.Automation.ScriptBlock",
+    "hashtable": "System.Collections.Hashtable",
+}
+
+
+@attrs.define
+class ParamDef:
+    name: str
+    type: str = "string"
+    #: Parameter sets the parameter belongs to; empty = all sets.
+    sets: tuple[str, ...] = ()
+    mandatory: bool = False
+    position: int | None = None
+    aliases: tuple[str, ...] = ()
+    pipeline: bool = False
+    validate_range: tuple[int, int] | None = None
+    not_null_or_empty: bool = False
+    #: PSTypeName constraint, e.g. "IResultObject#SMS_SCI_Reserved" or
+    #: "IResultObject#SMS_SCI_SysResUse;RoleName=SMS Site System".
+    ps_type_name: str | None = None
+    #: Allowed values (ValidateSet / enum names), matched case-insensitively.
+    choices: tuple[str, ...] = ()
+    #: Enum type name for the error text when `choices` do not match.
+    enum_type: str = ""
+    secret: bool = False
+    default: Any = None
+
+    def in_set(self, s: str) -> bool:
+        return not self.sets or s in self.sets
+
+
+COMMON_PARAMS: tuple[ParamDef, ...] = (
+    ParamDef("Verbose", "switch", aliases=("vb",)),
+    ParamDef("Debug", "switch", aliases=("db",)),
+    ParamDef("ErrorAction", "string", aliases=("ea",)),
+    ParamDef("WarningAction", "string", aliases=("wa",)),
+    ParamDef("InformationAction", "string", aliases=("infa",)),
+    ParamDef("ErrorVariable", "string", aliases=("ev",)),
+    ParamDef("WarningVariable", "string", aliases=("wv",)),
+    ParamDef("InformationVariable", "string", aliases=("iv",)),
+    ParamDef("OutVariable", "string", aliases=("ov",)),
+    ParamDef("OutBuffer", "int", aliases=("ob",)),
+    ParamDef("PipelineVariable", "string", aliases=("pv",)),
+)
+SHOULD_PROCESS_PARAMS: tuple[ParamDef, ...] = (
+    ParamDef("WhatIf", "switch", aliases=("wi",)),
+    ParamDef("Confirm", "switch", aliases=("cf",)),
+)
+ACTION_VALUES = ("SilentlyContinue", "Stop", "Continue", "Inquire", "Ignore", "Suspend")
+
+
+@attrs.define
+class CommandDef:
+    """A command the engine knows: its parameters and what runs it."""
+
+    name: str
+    params: list[ParamDef]
+    #: .NET class for FullyQualifiedErrorId suffixes.
+    cls: str
+    run: Callable[..., Any]
+    default_set: str | None = None
+    should_process: bool = False
+    #: Called once with all pipeline input instead of once per object.
+    collects_input: bool = False
+    #: ConfigMgr cmdlet: needs the module and a site drive as current location.
+    configmgr: bool = False
+    writes: bool = False
+    #: Functions defined by scripts: no common parameters unless [CmdletBinding()].
+    advanced: bool = True
+
+    def all_params(self) -> list[ParamDef]:
+        extra: list[ParamDef] = []
+        if self.advanced:
+            extra += COMMON_PARAMS
+            if self.should_process:
+                extra += SHOULD_PROCESS_PARAMS
+        return [*self.params, *extra]
+
+    def sets(self) -> list[str]:
+        found: list[str] = []
+        for p in self.params:
+            for s in p.sets:
+                if s not in found:
+                    found.append(s)
+        return found or [ALL_SETS]
+
+
+@attrs.define
+class Arg:
+    """One command element before binding: `-Name`, `-Name:value`, or a positional value."""
+
+    name: str | None
+    value: Any = None
+    #: A `-Name` token with no `:value` (script syntax): it may take the next element.
+    bare: bool = False
+    #: Original spelling for error messages.
+    text: str = ""
+
+
+@attrs.define
+class Bound:
+    """Result of binding: values by canonical name, and the chosen set."""
+
+    values: dict[str, Any]
+    parameter_set: str
+    explicit: set[str] = attrs.field(factory=set)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self.values.get(name, default)
+
+    def has(self, name: str) -> bool:
+        return name in self.values
+
+
+def mask_value(p: ParamDef | None, v: Any) -> Any:
+    if isinstance(v, SecureValue) or (p is not None and p.secret):
+        return "********"
+    if isinstance(v, PSObj):
+        return _psobj_label(v)
+    if isinstance(v, list | tuple):
+        return [mask_value(None, x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): mask_value(None, x) for k, x in v.items()}
+    if v is SWITCH_PRESENT:
+        return True
+    if isinstance(v, conv.ScriptBlock):
+        return "{" + str(v) + "}"
+    if v is None or isinstance(v, bool | int | float | str):
+        return v
+    return conv.to_str(v)
+
+
+def _psobj_label(o: PSObj) -> str | dict[str, Any]:
+    if o.type_names and o.type_names[0].startswith("IResultObject#"):
+        keys = ("SiteCode", "NetworkOSPath", "RoleName", "UserName", "ComponentName")
+        label = {k: o.properties[k] for k in keys if k in o.properties}
+        return {"type": o.type_names[0], **label}
+    return conv.to_str(o)
+
+
+class Binder:
+    """Binds one command's arguments; errors carry the command's class."""
+
+    def __init__(self, cmd: CommandDef) -> None:
+        self.cmd = cmd
+        self.params = cmd.all_params()
+
+    def _err(self, message: str, error_id: str, exc: str = PBE) -> PSError:
+        return binding_error(message, error_id, self.cmd.cls, self.cmd.name, exception=exc)
+
+    # -- names ------------------------------------------------------------------------------
+    def resolve_name(self, given: str) -> ParamDef:
+        low = given.lower()
+        for p in self.params:
+            if p.name.lower() == low or low in (a.lower() for a in p.aliases):
+                return p
+        matches: list[ParamDef] = []
+        for p in self.params:
+            names = [p.name, *p.aliases]
+            if any(n.lower().startswith(low) for n in names) and p not in matches:
+                matches.append(p)
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            raise self._err(
+                f"A parameter cannot be found that matches parameter name '{given}'.",
+                "NamedParameterNotFound",
+            )
+        listed = " ".join(f"-{m.name}" for m in matches)
+        raise self._err(
+            f"Parameter cannot be processed because the parameter name '{given}' is ambiguous. "
+            f"Possible matches include: {listed}.",
+            "AmbiguousParameter",
+        )
+
+    # -- conversion -------------------------------------------------------------------------
+    def coerce(self, p: ParamDef, v: Any) -> Any:
+        """Argument transformation + validation for one parameter."""
+        t = p.type
+        tn = TYPE_NAMES.get(t, "System.Object")
+        try:
+            v = self._convert(p, t, v)
+        except conv.ConversionError as e:
+            raise self._err(
+                f"Cannot process argument transformation on parameter '{p.name}'. {e}",
+                "ParameterArgumentTransformationError",
+                PBATE,
+            ) from None
+        self._validate(p, v, tn)
+        return v
+
+    def _convert(self, p: ParamDef, t: str, v: Any) -> Any:
+        if v is SWITCH_PRESENT:
+            v = True if t in ("switch", "bool") else None
+        if t == "switch":
+            if isinstance(v, bool):
+                return v
+            if isinstance(v, int | float):
+                return v != 0
+            if v is None:
+                return False
+            raise conv.ConversionError(v, TYPE_NAMES[t])
+        if t == "bool":
+            if isinstance(v, bool):
+                return v
+            if isinstance(v, int | float):
+                return v != 0
+            if isinstance(v, list) and len(v) == 1 and isinstance(v[0], bool | int):
+                return bool(v[0])
+            shown = conv.type_name(v) if v is not None else ""
+            raise conv.ConversionError(
+                v,
+                TYPE_NAMES[t],
+                message=f'Cannot convert value "{shown}" to type "System.Boolean". Boolean '
+                "parameters accept only Boolean values and numbers, such as $True, $False, 1 "
+                "or 0.",
+            )
+        if t in ("uint32", "int", "long"):
+            if v is None:
+                return None
+            if isinstance(v, list | PSObj | dict):
+                raise conv.ConversionError(v, TYPE_NAMES[t])
+            return conv.to_int(v, TYPE_NAMES[t])
+        if t == "string":
+            if v is None:
+                return None
+            if isinstance(v, list):
+                if len(v) == 1:
+                    return conv.to_str(v[0])
+                raise conv.ConversionError(v, "System.String")
+            if isinstance(v, SecureValue):
+                return str(v)
+            return conv.to_str(v)
+        if t == "string[]":
+            if v is None:
+                return None
+            return [conv.to_str(x) for x in conv.enumerate_value(v)]
+        if t == "securestring":
+            if v is None or isinstance(v, SecureValue):
+                return v
+            raise conv.ConversionError(SecureValue(conv.to_str(v)), TYPE_NAMES[t])
+        if t == "scriptblock":
+            if v is None or isinstance(v, conv.ScriptBlock):
+                return v
+            raise conv.ConversionError(v, TYPE_NAMES[t])
+        if t == "hashtable":
+            if v is None or isinstance(v, dict):
+                return v
+            raise conv.ConversionError(v, TYPE_NAMES[t])
+        if t == "object[]":
+            return None if v is None else conv.enumerate_value(v)
+        return v
+
+    def _validate(self, p: ParamDef, v: Any, tn: str) -> None:
+        name = p.name
+        if p.choices and v is not None:
+            for c in p.choices:
+                if conv.to_str(v).lower() == c.lower():
+                    return
+            raise self._err(
+                f"Cannot process argument transformation on parameter '{name}'. Cannot convert "
+                f'value "{conv.to_str(v)}" to type "{p.enum_type or tn}". Error: "Unable to '
+                f"match the identifier name {conv.to_str(v)} to a valid enumerator name. Specify "
+                f'one of the following enumerator names and try again:\n{", ".join(p.choices)}"',
+                "ParameterArgumentTransformationError",
+                PBATE,
+            )
+        if p.not_null_or_empty and (v is None or v == "" or v == []):
+            raise self._err(
+                f"Cannot validate argument on parameter '{name}'. The argument is null or empty. "
+                "Provide an argument that is not null or empty, and then try the command again.",
+                "ParameterArgumentValidationError",
+                PBVE,
+            )
+        if p.mandatory and v is None:
+            raise self._err(
+                f"Cannot bind argument to parameter '{name}' because it is null.",
+                "ParameterArgumentValidationErrorNullNotAllowed",
+                PBVE,
+            )
+        if p.mandatory and v == "" and p.type == "string":
+            raise self._err(
+                f"Cannot bind argument to parameter '{name}' because it is an empty string.",
+                "ParameterArgumentValidationErrorEmptyStringNotAllowed",
+                PBVE,
+            )
+        if p.validate_range is not None and v is not None:
+            lo, hi = p.validate_range
+            if v < lo:
+                raise self._err(
+                    f"Cannot validate argument on parameter '{name}'. The {v} argument is less "
+                    f"than the minimum allowed range of {lo}. Supply an argument that is greater "
+                    f"than or equal to {lo} and then try the command again.",
+                    "ParameterArgumentValidationError",
+                    PBVE,
+                )
+            if v > hi:
+                raise self._err(
+                    f"Cannot validate argument on parameter '{name}'. The {v} argument is greater "
+                    f"than the maximum allowed range of {hi}. Supply an argument that is less "
+                    f"than or equal to {hi} and then try the command again.",
+                    "ParameterArgumentValidationError",
+                    PBVE,
+                )
+        if p.ps_type_name and v is not None and not psobj_matches(v, p.ps_type_name):
+            raise self._err(
+                f"Cannot bind argument to parameter '{name}', because PSTypeNames of the "
+                "argument do not match the PSTypeName required by the parameter: "
+                f"{p.ps_type_name}.",
+                "MismatchedPSTypeName",
+            )
+
+    # -- the algorithm ----------------------------------------------------------------------
+    def bind(self, args: Sequence[Arg], expects_input: bool) -> Bound:
+        values: dict[str, Any] = {}
+        defs: dict[str, ParamDef] = {}
+        positional: list[Any] = []
+        i = 0
+        args = list(args)
+        while i < len(args):
+            a = args[i]
+            if a.name is None:
+                positional.append(a.value)
+                i += 1
+                continue
+            p = self.resolve_name(a.name)
+            if p.name in values:
+                raise self._err(
+                    f"Cannot bind parameter because parameter '{p.name}' is specified more than "
+                    "once. To provide multiple values to parameters that can accept multiple "
+                    'values, use the array syntax. For example, "-parameter value1,value2,value3".',
+                    "ParameterAlreadyBound",
+                )
+            v = a.value
+            if a.bare:
+                if p.type == "switch":
+                    v = SWITCH_PRESENT
+                elif i + 1 < len(args) and args[i + 1].name is None:
+                    v = args[i + 1].value
+                    i += 1
+                else:
+                    raise self._err(
+                        f"Missing an argument for parameter '{p.name}'. Specify a parameter of "
+                        f"type '{TYPE_NAMES.get(p.type, 'System.Object')}' and try again.",
+                        "MissingArgument",
+                    )
+            values[p.name] = self.coerce(p, v)
+            defs[p.name] = p
+            i += 1
+        candidates = self._candidates(defs.values())
+        # positional binding over the candidate sets
+        if positional:
+            slots: list[ParamDef] = []
+            for p in sorted(
+                (p for p in self.cmd.params if p.position is not None and p.name not in values),
+                key=lambda q: q.position or 0,
+            ):
+                if any(p.in_set(s) for s in candidates) and all(q.name != p.name for q in slots):
+                    if any(q.position == p.position for q in slots):
+                        continue
+                    slots.append(p)
+            for idx, v in enumerate(positional):
+                if idx >= len(slots):
+                    raise self._err(
+                        f"A positional parameter cannot be found that accepts argument "
+                        f"'{conv.to_str(v)}'.",
+                        "PositionalParameterNotFound",
+                    )
+                p = slots[idx]
+                values[p.name] = self.coerce(p, v)
+                defs[p.name] = p
+            candidates = self._candidates(defs.values())
+        chosen = self._choose(candidates, values, expects_input)
+        if not expects_input or not self._pipeline_params(chosen):
+            self.check_mandatory(values, chosen, pipeline_pending=False)
+        else:
+            self.check_mandatory(values, chosen, pipeline_pending=True)
+        return Bound(values, chosen, set(values))
+
+    def _candidates(self, bound: Iterable[ParamDef]) -> list[str]:
+        sets = self.cmd.sets()
+        for p in bound:
+            if p.sets:
+                sets = [s for s in sets if s in p.sets]
+        if not sets:
+            raise self._err(
+                "Parameter set cannot be resolved using the specified named parameters.",
+                "AmbiguousParameterSet",
+            )
+        return sets
+
+    def _choose(self, candidates: list[str], values: dict[str, Any], expects_input: bool) -> str:
+        if len(candidates) == 1:
+            return candidates[0]
+        if self.cmd.default_set in candidates and not expects_input:
+            d = self.cmd.default_set
+            assert d is not None
+            return d
+        # Prefer sets whose mandatory parameters are all bound (or can come from the pipeline).
+        ok = [
+            s
+            for s in candidates
+            if all(
+                p.name in values or (expects_input and p.pipeline)
+                for p in self.cmd.params
+                if p.mandatory and p.in_set(s)
+            )
+        ]
+        if expects_input:
+            with_pipe = [s for s in ok if self._pipeline_params(s)]
+            if self.cmd.default_set in with_pipe:
+                d = self.cmd.default_set
+                assert d is not None
+                return d
+            if len(with_pipe) == 1:
+                return with_pipe[0]
+        if self.cmd.default_set in ok:
+            d = self.cmd.default_set
+            assert d is not None
+            return d
+        if len(ok) == 1:
+            return ok[0]
+        if self.cmd.default_set in candidates:
+            d = self.cmd.default_set
+            assert d is not None
+            return d
+        raise self._err(
+            "Parameter set cannot be resolved using the specified named parameters.",
+            "AmbiguousParameterSet",
+        )
+
+    def _pipeline_params(self, s: str) -> list[ParamDef]:
+        return [p for p in self.cmd.params if p.pipeline and p.in_set(s)]
+
+    def check_mandatory(self, values: dict[str, Any], s: str, pipeline_pending: bool) -> None:
+        missing = [
+            p.name
+            for p in self.cmd.params
+            if p.mandatory
+            and p.in_set(s)
+            and p.name not in values
+            and not (pipeline_pending and p.pipeline)
+        ]
+        if missing:
+            raise self._err(
+                "Cannot process command because of one or more missing mandatory parameters: "
+                f"{' '.join(missing)}.",
+                "MissingMandatoryParameter",
+            )
+
+    def bind_pipeline(self, bound: Bound, obj: Any) -> Bound:
+        """Bind one pipeline object ByValue; the set may narrow to one that takes it."""
+        sets = [bound.parameter_set]
+        if bound.parameter_set not in self.cmd.sets():
+            sets = self.cmd.sets()
+        tried = [
+            p
+            for p in self.cmd.params
+            if p.pipeline and p.name not in bound.explicit and any(p.in_set(s) for s in sets)
+        ]
+        for p in tried:
+            try:
+                v = self.coerce(p, obj)
+            except PSError:
+                continue
+            values = dict(bound.values)
+            values[p.name] = v
+            chosen = bound.parameter_set if p.in_set(bound.parameter_set) else p.sets[0]
+            self.check_mandatory(values, chosen, pipeline_pending=False)
+            return Bound(values, chosen, bound.explicit)
+        raise PSError(
+            binding_error(
+                "The input object cannot be bound to any parameters for the command either "
+                "because the command does not take pipeline input or the input and its "
+                "properties do not match any of the parameters that take pipeline input.",
+                "InputObjectNotBound",
+                self.cmd.cls,
+                self.cmd.name,
+            ).record
+        )
+
+
+def psobj_matches(v: Any, ps_type_name: str) -> bool:
+    if not isinstance(v, PSObj):
+        return False
+    base, _, cond = ps_type_name.partition(";")
+    if base not in v.type_names:
+        return False
+    if cond:
+        key, _, want = cond.partition("=")
+        return conv.to_str(v.properties.get(key)).lower() == want.lower()
+    return True

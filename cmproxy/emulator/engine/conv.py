@@ -1,0 +1,360 @@
+"""PowerShell value semantics on Python values.
+
+Values in the engine: None ($null), bool, int, float, str, list (object[]), dict (hashtable,
+insertion ordered, keys matched case-insensitively), PSObj, SecureValue, ScriptBlock.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from cmproxy.emulator.engine.values import ErrorRecord, PSObj, SecureValue
+
+PSCUSTOM = ["System.Management.Automation.PSCustomObject", "System.Object"]
+
+
+class ScriptBlock:
+    """A `{ ... }` literal: the tree-sitter node plus the source it came from."""
+
+    def __init__(self, node: Any, source: bytes) -> None:
+        self.node = node
+        self.source = source
+
+    def __str__(self) -> str:
+        text = self.source[self.node.start_byte : self.node.end_byte].decode()
+        return text[1:-1] if text.startswith("{") else text
+
+
+def custom(props: dict[str, Any] | None = None) -> PSObj:
+    return PSObj(list(PSCUSTOM), dict(props or {}))
+
+
+def enumerate_value(v: Any) -> list[Any]:
+    """How PowerShell unrolls a value into a pipeline."""
+    if isinstance(v, list | tuple):
+        return list(v)
+    return [v]
+
+
+def collapse(items: list[Any]) -> Any:
+    """A pipeline's output as a value: nothing → $null, one → itself, more → array."""
+    if not items:
+        return None
+    if len(items) == 1:
+        return items[0]
+    return items
+
+
+def truthy(v: Any) -> bool:
+    if v is None:
+        return False
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, int | float):
+        return v != 0
+    if isinstance(v, str):
+        return v != ""
+    if isinstance(v, list | tuple):
+        if not v:
+            return False
+        if len(v) == 1:
+            return truthy(v[0])
+        return True
+    return True
+
+
+def to_str(v: Any) -> str:
+    """PowerShell's string conversion ($OFS = ' ' for arrays)."""
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "True" if v else "False"
+    if isinstance(v, float):
+        return repr(v) if v != int(v) else str(int(v))
+    if isinstance(v, list | tuple):
+        return " ".join(to_str(x) for x in v)
+    if isinstance(v, dict):
+        return "System.Collections.Hashtable"
+    if isinstance(v, PSObj):
+        return v.to_string()
+    if isinstance(v, ErrorRecord):
+        return v.message
+    return str(v)
+
+
+def type_name(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "System.Boolean"
+    if isinstance(v, int):
+        return "System.Int32" if -(2**31) <= v < 2**31 else "System.Int64"
+    if isinstance(v, float):
+        return "System.Double"
+    if isinstance(v, str):
+        return "System.String"
+    if isinstance(v, list | tuple):
+        return "System.Object[]"
+    if isinstance(v, dict):
+        return "System.Collections.Hashtable"
+    if isinstance(v, SecureValue):
+        return "System.Security.SecureString"
+    if isinstance(v, ScriptBlock):
+        return "System.Management.Automation.ScriptBlock"
+    if isinstance(v, PSObj):
+        return v.type_names[0] if v.type_names else "System.Object"
+    return "System.Object"
+
+
+class ConversionError(Exception):
+    """Value cannot be converted; `inner` is the .NET inner message if any."""
+
+    def __init__(self, value: Any, target: str, inner: str = "", message: str = "") -> None:
+        self.value, self.target, self.inner = value, target, inner
+        super().__init__(message or conversion_message(value, target, inner))
+
+
+def conversion_message(value: Any, target: str, inner: str = "") -> str:
+    shown = "********" if isinstance(value, SecureValue) else to_str(value)
+    if inner:
+        return f'Cannot convert value "{shown}" to type "{target}". Error: "{inner}"'
+    return f'Cannot convert the "{shown}" value of type "{type_name(value)}" to type "{target}".'
+
+
+_INT_RANGES = {
+    "System.Int32": (-(2**31), 2**31 - 1, "Int32"),
+    "System.UInt32": (0, 2**32 - 1, "UInt32"),
+    "System.Int64": (-(2**63), 2**63 - 1, "Int64"),
+}
+
+
+def to_int(v: Any, target: str = "System.Int32") -> int:
+    lo, hi, short = _INT_RANGES[target]
+    if isinstance(v, list) and len(v) == 1:
+        v = v[0]
+    n: int
+    if v is None:
+        n = 0
+    elif isinstance(v, bool):
+        n = int(v)
+    elif isinstance(v, int):
+        n = v
+    elif isinstance(v, float):
+        n = round(v)
+    elif isinstance(v, str):
+        s = v.strip()
+        try:
+            n = int(s, 16) if s.lower().startswith("0x") else int(s)
+        except ValueError:
+            try:
+                n = round(float(s)) if s and s.lower() not in ("nan", "inf", "-inf") else 0
+                if not s:
+                    raise ValueError from None
+            except ValueError:
+                raise ConversionError(v, target, "Input string was not in a correct format.")
+    else:
+        raise ConversionError(v, target)
+    if not lo <= n <= hi:
+        raise ConversionError(v, target, f"Value was either too large or too small for a {short}.")
+    return n
+
+
+def to_double(v: Any) -> float:
+    if isinstance(v, bool | int | float):
+        return float(v)
+    if v is None:
+        return 0.0
+    if isinstance(v, str):
+        try:
+            return float(v.strip() or "0")
+        except ValueError:
+            raise ConversionError(v, "System.Double", "Input string was not in a correct format.")
+    raise ConversionError(v, "System.Double")
+
+
+def to_number(v: Any) -> int | float:
+    """Operand conversion for arithmetic/comparison with a numeric left side."""
+    if isinstance(v, bool):
+        return int(v)
+    if isinstance(v, int | float):
+        return v
+    if isinstance(v, str):
+        s = v.strip()
+        try:
+            return int(s, 16) if s.lower().startswith("0x") else int(s)
+        except ValueError:
+            return to_double(s)
+    if v is None:
+        return 0
+    raise ConversionError(v, "System.Int32")
+
+
+# ---- comparison ----------------------------------------------------------------------------
+
+
+def wildcard_regex(pattern: str) -> re.Pattern[str]:
+    """PowerShell wildcards: * ? [abc]; ` escapes."""
+    out = ""
+    i = 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "`" and i + 1 < len(pattern):
+            out += re.escape(pattern[i + 1])
+            i += 2
+            continue
+        if c == "*":
+            out += ".*"
+        elif c == "?":
+            out += "."
+        elif c == "[":
+            j = pattern.find("]", i)
+            if j == -1:
+                out += re.escape(c)
+            else:
+                out += "[" + pattern[i + 1 : j].replace("\\", "\\\\") + "]"
+                i = j
+        else:
+            out += re.escape(c)
+        i += 1
+    return re.compile(out + r"\Z", re.IGNORECASE | re.DOTALL)
+
+
+def like(value: Any, pattern: Any) -> bool:
+    return wildcard_regex(to_str(pattern)).match(to_str(value)) is not None
+
+
+def has_wildcard(s: str) -> bool:
+    return any(c in s for c in "*?[")
+
+
+def name_matches(value: str, pattern: str | None) -> bool:
+    """ConfigMgr name filters: wildcards when present, else case-insensitive equality."""
+    if pattern is None:
+        return True
+    if has_wildcard(pattern):
+        return like(value, pattern)
+    return value.lower() == pattern.lower()
+
+
+def equals(a: Any, b: Any, case_sensitive: bool = False) -> bool:
+    """`a -eq b` for a scalar left side (right side converted to left's type)."""
+    if a is None or b is None:
+        return a is None and b is None
+    if isinstance(a, bool):
+        return a == truthy(b)
+    if isinstance(a, int | float):
+        try:
+            return a == to_number(b)
+        except (ConversionError, TypeError):
+            return False
+    if isinstance(a, str):
+        sb = to_str(b)
+        return a == sb if case_sensitive else a.lower() == sb.lower()
+    if isinstance(a, SecureValue):
+        return a is b
+    return a is b or (isinstance(b, str) and to_str(a).lower() == b.lower())
+
+
+def compare(a: Any, b: Any) -> int:
+    """-lt/-gt ordering with the left side's type."""
+    if isinstance(a, str):
+        x, y = a.lower(), to_str(b).lower()
+        return (x > y) - (x < y)
+    if a is None:
+        a = 0 if isinstance(b, int | float) else ""
+        return compare(a, b)
+    na, nb = to_number(a), to_number(b)
+    return (na > nb) - (na < nb)
+
+
+# ---- JSON ----------------------------------------------------------------------------------
+
+_JS_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "'": "\\u0027", "&": "\\u0026"}
+
+
+def _json_str(s: str) -> str:
+    out = json.dumps(s, ensure_ascii=False)
+    for k, v in _JS_ESCAPES.items():
+        out = out.replace(k, v)
+    return out
+
+
+def _to_json_tree(v: Any, depth: int, max_depth: int) -> Any:
+    if v is None or isinstance(v, bool | int | float | str):
+        return v
+    if isinstance(v, SecureValue):
+        return {"Length": len(v.reveal())}
+    if isinstance(v, ScriptBlock):
+        return str(v)
+    if isinstance(v, list | tuple):
+        if depth > max_depth:
+            return to_str(v)
+        return [_to_json_tree(x, depth + 1, max_depth) for x in v]
+    if isinstance(v, dict):
+        if depth > max_depth:
+            return to_str(v)
+        return {str(k): _to_json_tree(x, depth + 1, max_depth) for k, x in v.items()}
+    if isinstance(v, PSObj):
+        if depth > max_depth:
+            return v.to_string()
+        return {k: _to_json_tree(x, depth + 1, max_depth) for k, x in v.properties.items()}
+    if isinstance(v, ErrorRecord):
+        return v.message
+    return to_str(v)
+
+
+def _emit(tree: Any, compress: bool, indent: int) -> str:
+    pad = "    "
+    if isinstance(tree, dict):
+        if not tree:
+            return "{}" if compress else "{\n\n" + pad * indent + "}"
+        if compress:
+            return (
+                "{" + ",".join(f"{_json_str(k)}:{_emit(x, True, 0)}" for k, x in tree.items()) + "}"
+            )
+        inner = ",\n".join(
+            f"{pad * (indent + 1)}{_json_str(k)}:  {_emit(x, False, indent + 1)}"
+            for k, x in tree.items()
+        )
+        return "{\n" + inner + "\n" + pad * indent + "}"
+    if isinstance(tree, list):
+        if compress:
+            return "[" + ",".join(_emit(x, True, 0) for x in tree) + "]"
+        if not tree:
+            return "[\n\n" + pad * indent + "]"
+        inner = ",\n".join(pad * (indent + 1) + _emit(x, False, indent + 1) for x in tree)
+        return "[\n" + inner + "\n" + pad * indent + "]"
+    if isinstance(tree, str):
+        return _json_str(tree)
+    if tree is None:
+        return "null"
+    if isinstance(tree, bool):
+        return "true" if tree else "false"
+    return json.dumps(tree)
+
+
+def to_json(v: Any, depth: int = 2, compress: bool = False) -> str:
+    """ConvertTo-Json as Windows PowerShell 5.1 writes it (4-space indent, `:  `)."""
+    return _emit(_to_json_tree(v, 0, depth), compress, 0)
+
+
+def from_json(text: str) -> Any:
+    def conv(x: Any) -> Any:
+        if isinstance(x, dict):
+            return custom({k: conv(v) for k, v in x.items()})
+        if isinstance(x, list):
+            return [conv(i) for i in x]
+        return x
+
+    return conv(json.loads(text))
+
+
+def iter_props(v: Any) -> Iterable[tuple[str, Any]]:
+    if isinstance(v, PSObj):
+        return v.properties.items()
+    if isinstance(v, dict):
+        return ((str(k), x) for k, x in v.items())
+    return ()

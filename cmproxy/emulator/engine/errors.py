@@ -1,0 +1,102 @@
+"""PowerShell errors as the engine raises them, with PowerShell's own ids and texts.
+
+`PSError` carries an `ErrorRecord`. PowerShell distinguishes statement-terminating errors
+(binding errors, a cmdlet's ThrowTerminatingError: the script goes on with the next statement)
+from script-terminating ones (`throw`, `-ErrorAction Stop`): `script` marks the latter.
+`NotSupportedByEmulator` is deliberately not a `PSError`: `try/catch` in a script cannot hide
+it, so a template that strays outside the emulated subset fails its test.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cmproxy.emulator.engine.values import ErrorRecord
+
+PBE = "System.Management.Automation.ParameterBindingException"
+PBVE = "System.Management.Automation.ParameterBindingValidationException"
+PBATE = "System.Management.Automation.ParameterBindingArgumentTransformationException"
+
+
+class PSError(Exception):
+    """A terminating PowerShell error (catchable by try/catch)."""
+
+    def __init__(self, record: ErrorRecord, *, script: bool = False) -> None:
+        super().__init__(record.message)
+        self.record = record
+        self.script = script
+
+
+class NotSupportedByEmulator(Exception):  # noqa: N818 - named after its error id
+    """A construct outside the emulated subset; never caught by the script."""
+
+    def __init__(self, what: str) -> None:
+        self.record = ErrorRecord(
+            message=f"{what} is not supported by the emulator",
+            fully_qualified_error_id="NotSupportedByEmulator",
+            category="NotImplemented",
+            exception_type="System.NotSupportedException",
+        )
+        super().__init__(self.record.message)
+
+
+class StopRequested(Exception):  # noqa: N818 - control flow
+    """The pipeline was stopped (ctrl_c)."""
+
+
+def fqid(error_id: str, cls: str) -> str:
+    return f"{error_id},{cls}" if cls else error_id
+
+
+def record(
+    message: str,
+    error_id: str,
+    cls: str = "",
+    *,
+    category: str = "NotSpecified",
+    exception: str = "System.Management.Automation.RuntimeException",
+    command: str = "",
+    target: Any = None,
+) -> ErrorRecord:
+    return ErrorRecord(
+        message=message,
+        fully_qualified_error_id=fqid(error_id, cls),
+        category=category,
+        exception_type=exception,
+        target_object=target,
+        target_name="" if target is None else str(target),
+        command_name=command,
+    )
+
+
+def binding_error(
+    message: str, error_id: str, cls: str, command: str, *, exception: str = PBE
+) -> PSError:
+    return PSError(
+        record(
+            message,
+            error_id,
+            cls,
+            category="InvalidArgument" if exception != PBVE else "InvalidData",
+            exception=exception,
+            command=command,
+        )
+    )
+
+
+def command_not_found(name: str) -> PSError:
+    return PSError(
+        record(
+            f"The term '{name}' is not recognized as the name of a cmdlet, function, script "
+            "file, or operable program. Check the spelling of the name, or if a path was "
+            "included, verify that the path is correct and try again.",
+            "CommandNotFoundException",
+            category="ObjectNotFound",
+            exception="System.Management.Automation.CommandNotFoundException",
+            target=name,
+        )
+    )
+
+
+def runtime_error(message: str, error_id: str, *, category: str = "InvalidOperation") -> PSError:
+    return PSError(record(message, error_id, category=category))

@@ -1,0 +1,1354 @@
+"""Evaluates PowerShell scripts parsed by tree-sitter-powershell: a documented subset.
+
+Scripts are evaluated, never pattern-matched: a quoted `'x''; Remove-Item y'` is one string
+literal because the parser says so. Anything the evaluator does not know raises
+`NotSupportedByEmulator` (see docs/emulator.md for the subset).
+"""
+
+from __future__ import annotations
+
+import ntpath
+import re
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import tree_sitter
+import tree_sitter_powershell
+
+from cmproxy.emulator.engine import conv
+from cmproxy.emulator.engine.binding import Arg, Binder, CommandDef, ParamDef
+from cmproxy.emulator.engine.conv import ScriptBlock
+from cmproxy.emulator.engine.errors import (
+    NotSupportedByEmulator,
+    PSError,
+    StopRequested,
+    record,
+)
+from cmproxy.emulator.engine.values import ErrorRecord, PSObj, SecureValue
+
+if TYPE_CHECKING:
+    from cmproxy.emulator.engine.runspace import SiteRunspace
+
+Node = tree_sitter.Node
+
+_LANGUAGE = tree_sitter.Language(tree_sitter_powershell.language())
+
+#: Grammar nodes that only wrap one child (precedence levels).
+_WRAPPERS = {
+    "logical_expression",
+    "bitwise_expression",
+    "comparison_expression",
+    "additive_expression",
+    "multiplicative_expression",
+    "format_expression",
+    "range_expression",
+    "array_literal_expression",
+    "unary_expression",
+    "pipeline_chain",
+    "left_assignment_expression",
+    "key_expression",
+    "while_condition",
+}
+_SKIP = {"comment", "empty_statement", "command_argument_sep"}
+
+
+class _Nothing:
+    """AutomationNull: the value of `[void]...`, emits nothing."""
+
+    def __repr__(self) -> str:
+        return "NOTHING"
+
+
+NOTHING: Any = _Nothing()
+
+
+class _Flow(Exception):  # noqa: N818 - control flow, not an error
+    pass
+
+
+class _Break(_Flow):
+    pass
+
+
+class _Continue(_Flow):
+    pass
+
+
+class _Return(_Flow):
+    def __init__(self, value: list[Any]) -> None:
+        super().__init__()
+        self.value = value
+
+
+class Scope:
+    """Variables of one scope; names are case-insensitive."""
+
+    def __init__(self, parent: Scope | None = None) -> None:
+        self.vars: dict[str, Any] = {}
+        self.parent = parent
+
+    def lookup(self, name: str) -> tuple[bool, Any]:
+        s: Scope | None = self
+        low = name.lower()
+        while s is not None:
+            if low in s.vars:
+                return True, s.vars[low]
+            s = s.parent
+        return False, None
+
+    def set(self, name: str, value: Any) -> None:
+        self.vars[name.lower()] = value
+
+
+def parse(text: str) -> tuple[Node, bytes]:
+    src = text.encode("utf-8")
+    tree = tree_sitter.Parser(_LANGUAGE).parse(src)
+    return tree.root_node, src
+
+
+def parse_error(root: Node, src: bytes) -> ErrorRecord | None:
+    """A ParseException record when the grammar flags an error, else None."""
+    if not root.has_error:
+        return None
+    bad = _first_error(root) or root
+    line, col = bad.start_point
+    text_line = src.decode(errors="replace").splitlines()[line] if src else ""
+    snippet = src[bad.start_byte : bad.end_byte].decode(errors="replace")[:40]
+    return record(
+        f"At line:{line + 1} char:{col + 1}\n+ {text_line}\nUnexpected token '{snippet}' in "
+        "expression or statement (the emulator's parser reports a syntax error here).",
+        "ParseException",
+        category="ParserError",
+        exception="System.Management.Automation.ParseException",
+    )
+
+
+def _first_error(n: Node) -> Node | None:
+    if n.type == "ERROR" or n.is_missing:
+        return n
+    for c in n.children:
+        if c.has_error or c.type == "ERROR" or c.is_missing:
+            found = _first_error(c)
+            if found is not None:
+                return found
+    return None
+
+
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "0": "\0", "a": "\a", "b": "\b", "f": "\f",
+            "v": "\v", "e": "\x1b"}  # fmt: skip
+
+
+def unescape_dq(s: str) -> str:
+    """Backtick escapes and doubled quotes of a double-quoted string segment."""
+    out = []
+    i = 0
+    while i < len(s):
+        c = s[i]
+        if c == "`" and i + 1 < len(s):
+            n = s[i + 1]
+            out.append(_ESCAPES.get(n, n))
+            i += 2
+            continue
+        if c == '"' and i + 1 < len(s) and s[i + 1] == '"':
+            out.append('"')
+            i += 2
+            continue
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
+def _is_psobj_custom(v: Any) -> bool:
+    return isinstance(v, PSObj) and v.type_names[:1] == conv.PSCUSTOM[:1]
+
+
+class Evaluator:
+    """Runs statements of one source text within a runspace."""
+
+    def __init__(self, rs: SiteRunspace, src: bytes) -> None:
+        self.rs = rs
+        self.src = src
+        self.try_depth = 0
+
+    # -- helpers ----------------------------------------------------------------------------
+    def text(self, n: Node) -> str:
+        return self.src[n.start_byte : n.end_byte].decode("utf-8")
+
+    def unsupported(self, n: Node, what: str | None = None) -> NotSupportedByEmulator:
+        return NotSupportedByEmulator(what or f"'{self.text(n)[:60]}' ({n.type})")
+
+    @staticmethod
+    def named(n: Node) -> list[Node]:
+        return [c for c in n.named_children if c.type not in _SKIP]
+
+    def check_stop(self) -> None:
+        if self.rs.stop_event is not None and self.rs.stop_event.is_set():
+            raise StopRequested
+
+    # -- statements -------------------------------------------------------------------------
+    def run_block(self, n: Node | None) -> list[Any]:
+        """Run a statement_list / statement_block / script_block body; returns output."""
+        if n is None:
+            return []
+        if n.type in ("statement_block", "script_block_body", "script_block"):
+            inner = [c for c in n.named_children if c.type not in _SKIP]
+            if n.type == "script_block" and any(c.type == "param_block" for c in inner):
+                raise self.unsupported(n, "param() inside a script block")
+            out: list[Any] = []
+            for c in inner:
+                out += self.run_block(c)
+            return out
+        if n.type == "statement_list":
+            return self.run_statements(self.named(n))
+        return self.run_statements([n])
+
+    def run_statements(self, stmts: Sequence[Node]) -> list[Any]:
+        out: list[Any] = []
+        for s in stmts:
+            self.check_stop()
+            try:
+                out += self.statement(s)
+            except PSError as e:
+                if (
+                    e.script
+                    or self.try_depth > 0
+                    or self.rs.preference("ErrorActionPreference") == "stop"
+                ):
+                    raise
+                self.rs.current.errors.append(e.record)
+        return out
+
+    def statement(self, n: Node) -> list[Any]:
+        t = n.type
+        if t in _SKIP:
+            return []
+        if t == "pipeline":
+            return self.pipeline(n)
+        if t == "if_statement":
+            return self.if_statement(n)
+        if t == "foreach_statement":
+            return self.foreach_statement(n)
+        if t == "try_statement":
+            return self.try_statement(n)
+        if t == "flow_control_statement":
+            return self.flow(n)
+        if t == "function_statement":
+            self.define_function(n)
+            return []
+        if t == "while_statement":
+            return self.while_statement(n)
+        if t in ("statement_list", "statement_block"):
+            return self.run_block(n)
+        raise self.unsupported(n, f"The statement '{t}'")
+
+    def if_statement(self, n: Node) -> list[Any]:
+        children = n.named_children
+        cond = next(c for c in children if c.type == "pipeline")
+        block = next(c for c in children if c.type == "statement_block")
+        if conv.truthy(self.pipeline_value(cond)):
+            return self.run_block(block)
+        for c in children:
+            if c.type == "elseif_clauses":
+                for ec in c.named_children:
+                    econd = next(x for x in ec.named_children if x.type == "pipeline")
+                    eblock = next(x for x in ec.named_children if x.type == "statement_block")
+                    if conv.truthy(self.pipeline_value(econd)):
+                        return self.run_block(eblock)
+            elif c.type == "else_clause":
+                return self.run_block(
+                    next(x for x in c.named_children if x.type == "statement_block")
+                )
+        return []
+
+    def foreach_statement(self, n: Node) -> list[Any]:
+        var = next(c for c in n.named_children if c.type == "variable")
+        src = next(c for c in n.named_children if c.type == "pipeline")
+        block = next(c for c in n.named_children if c.type == "statement_block")
+        name = self.var_name(var)
+        out: list[Any] = []
+        for item in conv.enumerate_value(self.pipeline_value(src)):
+            if item is NOTHING:
+                continue
+            self.check_stop()
+            self.rs.scope.set(name, item)
+            try:
+                out += self.run_block(block)
+            except _Break:
+                break
+            except _Continue:
+                continue
+        return out
+
+    def while_statement(self, n: Node) -> list[Any]:
+        cond = next(c for c in n.named_children if c.type == "while_condition")
+        block = next(c for c in n.named_children if c.type == "statement_block")
+        out: list[Any] = []
+        guard = 0
+        while conv.truthy(self.pipeline_value(self.named(cond)[0])):
+            self.check_stop()
+            guard += 1
+            if guard > 100_000:
+                raise self.unsupported(n, "A loop of more than 100000 iterations")
+            try:
+                out += self.run_block(block)
+            except _Break:
+                break
+            except _Continue:
+                continue
+        return out
+
+    def try_statement(self, n: Node) -> list[Any]:
+        block = next(c for c in n.named_children if c.type == "statement_block")
+        catches = next((c for c in n.named_children if c.type == "catch_clauses"), None)
+        fin = next((c for c in n.named_children if c.type == "finally_clause"), None)
+        out: list[Any] = []
+        try:
+            self.try_depth += 1
+            try:
+                out += self.run_block(block)
+            finally:
+                self.try_depth -= 1
+        except PSError as e:
+            if catches is None:
+                raise
+            clause = catches.named_children[0]
+            if any(c.type == "catch_type_list" for c in clause.named_children):
+                raise self.unsupported(clause, "A typed catch clause") from None
+            body = next(c for c in clause.named_children if c.type == "statement_block")
+            old = self.rs.scope.lookup("_")
+            self.rs.scope.set("_", e.record)
+            self.rs.scope.set("PSItem", e.record)
+            try:
+                out += self.run_block(body)
+            finally:
+                self.rs.scope.set("_", old[1])
+                self.rs.scope.set("PSItem", old[1])
+        finally:
+            if fin is not None:
+                fb = next(c for c in fin.named_children if c.type == "statement_block")
+                out += self.run_block(fb)
+        return out
+
+    def flow(self, n: Node) -> list[Any]:
+        kw = n.children[0].type
+        arg = next((c for c in n.named_children if c.type == "pipeline"), None)
+        if kw == "throw":
+            v = self.pipeline_value(arg) if arg is not None else None
+            raise PSError(self.throw_record(v), script=True)
+        if kw == "return":
+            raise _Return(self.pipeline(arg) if arg is not None else [])
+        if kw == "break":
+            raise _Break
+        if kw == "continue":
+            raise _Continue
+        if kw == "exit":
+            raise _Return(self.pipeline(arg) if arg is not None else [])
+        raise self.unsupported(n)
+
+    def throw_record(self, v: Any) -> ErrorRecord:
+        if isinstance(v, ErrorRecord):
+            return v
+        msg = conv.to_str(v) if v is not None else "ScriptHalted"
+        return record(
+            msg,
+            msg if v is not None else "ScriptHalted",
+            category="OperationStopped",
+            exception="System.Management.Automation.RuntimeException",
+            target=v,
+        )
+
+    # -- functions --------------------------------------------------------------------------
+    def define_function(self, n: Node) -> None:
+        name = self.text(next(c for c in n.named_children if c.type == "function_name"))
+        body = next((c for c in n.named_children if c.type == "script_block"), None)
+        if any(c.type == "function_parameter_declaration" for c in n.named_children):
+            raise self.unsupported(n, "A function with a parameter list after its name")
+        pb = None
+        stmts = None
+        if body is not None:
+            pb = next((c for c in body.named_children if c.type == "param_block"), None)
+            stmts = next((c for c in body.named_children if c.type == "script_block_body"), None)
+        params, advanced, default_set = self.param_defs(pb)
+        ev = self
+
+        def run(rs: SiteRunspace, args: dict[str, Any], bound: Any) -> list[Any]:
+            return ev.call_function(params, args, stmts)
+
+        self.rs.functions[name.lower()] = CommandDef(
+            name, params, "", run, default_set=default_set, advanced=advanced
+        )
+
+    def call_function(
+        self, params: list[ParamDef], args: dict[str, Any], body: Node | None
+    ) -> list[Any]:
+        outer = self.rs.scope
+        self.rs.scope = Scope(outer)
+        try:
+            self.bind_param_vars(params, args)
+            try:
+                return self.run_block(body)
+            except _Return as r:
+                return r.value
+        finally:
+            self.rs.scope = outer
+
+    def bind_param_vars(self, params: list[ParamDef], args: dict[str, Any]) -> None:
+        for p in params:
+            if p.name in args:
+                self.rs.scope.set(p.name, args[p.name])
+            elif p.default is not None:
+                v = self.expr(p.default)
+                self.rs.scope.set(p.name, self.rs.binder_coerce(p, v))
+            else:
+                self.rs.scope.set(p.name, False if p.type == "switch" else None)
+
+    def param_defs(self, pb: Node | None) -> tuple[list[ParamDef], bool, str | None]:
+        """ParamDefs from a `param(...)` block; (defs, is_advanced, default set)."""
+        if pb is None:
+            return [], False, None
+        advanced = False
+        default_set: str | None = None
+        for al in (c for c in pb.named_children if c.type == "attribute_list"):
+            for a in al.named_children:
+                name, kwargs, _ = self.attribute(a)
+                if name.lower() == "cmdletbinding":
+                    advanced = True
+                    ds = kwargs.get("defaultparametersetname")
+                    default_set = conv.to_str(ds) if ds is not None else None
+        plist = next((c for c in pb.named_children if c.type == "parameter_list"), None)
+        defs: list[ParamDef] = []
+        if plist is None:
+            return defs, advanced, default_set
+        for sp in (c for c in plist.named_children if c.type == "script_parameter"):
+            var = next(c for c in sp.named_children if c.type == "variable")
+            p = ParamDef(self.var_name(var), "object")
+            dflt = next(
+                (c for c in sp.named_children if c.type == "script_parameter_default"), None
+            )
+            if dflt is not None:
+                p.default = self.named(dflt)[0]
+            al = next((c for c in sp.named_children if c.type == "attribute_list"), None)
+            for a in al.named_children if al is not None else []:
+                if a.named_children and a.named_children[0].type == "type_literal":
+                    p.type = self.param_type(a.named_children[0])
+                    continue
+                name, kwargs, pos = self.attribute(a)
+                low = name.lower()
+                if low == "parameter":
+                    advanced = True
+                    p.mandatory = conv.truthy(kwargs.get("mandatory", False))
+                    if "position" in kwargs:
+                        p.position = int(kwargs["position"])
+                    p.pipeline = conv.truthy(kwargs.get("valuefrompipeline", False))
+                    if "parametersetname" in kwargs:
+                        p.sets = (*p.sets, conv.to_str(kwargs["parametersetname"]))
+                elif low == "validaterange":
+                    p.validate_range = (int(pos[0]), int(pos[1]))
+                elif low == "validatenotnullorempty":
+                    p.not_null_or_empty = True
+                elif low == "validateset":
+                    p.choices = tuple(conv.to_str(x) for x in pos)
+                elif low == "alias":
+                    p.aliases = tuple(conv.to_str(x) for x in pos)
+                elif low == "pstypename":
+                    p.ps_type_name = conv.to_str(pos[0])
+                elif low in ("allownull", "allowemptystring", "allowemptycollection"):
+                    pass
+                else:
+                    raise self.unsupported(a, f"The parameter attribute [{name}]")
+            defs.append(p)
+        return defs, advanced, default_set
+
+    def attribute(self, a: Node) -> tuple[str, dict[str, Any], list[Any]]:
+        name_node = next((c for c in a.named_children if c.type == "attribute_name"), None)
+        name = self.text(name_node) if name_node is not None else self.text(a)
+        kwargs: dict[str, Any] = {}
+        pos: list[Any] = []
+        args = next((c for c in a.named_children if c.type == "attribute_arguments"), None)
+        for arg in args.named_children if args is not None else []:
+            kids = arg.named_children
+            if kids and kids[0].type == "simple_name":
+                key = self.text(kids[0]).lower()
+                kwargs[key] = self.expr(kids[1]) if len(kids) > 1 else True
+            elif kids:
+                pos.append(self.expr(kids[0]))
+        return name, kwargs, pos
+
+    def param_type(self, tl: Node) -> str:
+        t = self.text(tl).strip("[]").lower().removeprefix("system.")
+        mapping = {
+            "string": "string",
+            "int": "int",
+            "int32": "int",
+            "long": "long",
+            "int64": "long",
+            "uint32": "uint32",
+            "bool": "bool",
+            "boolean": "bool",
+            "switch": "switch",
+            "management.automation.switchparameter": "switch",
+            "security.securestring": "securestring",
+            "securestring": "securestring",
+            "hashtable": "hashtable",
+            "collections.hashtable": "hashtable",
+            "object": "object",
+            "psobject": "object",
+            "string[]": "string[]",
+            "object[]": "object[]",
+            "array": "object[]",
+            "scriptblock": "scriptblock",
+        }
+        if t not in mapping:
+            raise self.unsupported(tl, f"The parameter type [{t}]")
+        return mapping[t]
+
+    # -- pipelines --------------------------------------------------------------------------
+    def pipeline_value(self, n: Node) -> Any:
+        """The value of a pipeline used as an expression (condition, `(…)`, assignment)."""
+        elements = self.pipeline_elements(n)
+        if len(elements) == 1 and elements[0].type not in ("command",):
+            if elements[0].type == "assignment_expression":
+                self.assignment(elements[0])
+                return NOTHING
+            return self.expr(elements[0])
+        return conv.collapse([x for x in self.pipeline(n) if x is not NOTHING])
+
+    def pipeline_elements(self, n: Node) -> list[Node]:
+        node = n
+        while node.type in ("pipeline", "pipeline_chain") or (
+            node.type in _WRAPPERS and len(self.named(node)) == 1 and node.child_count == 1
+        ):
+            kids = self.named(node)
+            if node.type == "pipeline_chain" and len(kids) > 1:
+                if any(c.type in ("&&", "||") for c in node.children):
+                    raise self.unsupported(node, "Pipeline chain operators (&&, ||)")
+                return kids
+            if len(kids) != 1:
+                return kids
+            node = kids[0]
+        return [node]
+
+    def pipeline(self, n: Node) -> list[Any]:
+        elements = self.pipeline_elements(n)
+        items: list[Any] | None = None
+        for idx, el in enumerate(elements):
+            self.check_stop()
+            if el.type == "command":
+                items = self.command(el, items)
+            elif el.type == "assignment_expression":
+                if len(elements) > 1:
+                    raise self.unsupported(el, "An assignment inside a pipeline")
+                self.assignment(el)
+                return []
+            else:
+                if idx > 0:
+                    raise self.unsupported(el, "An expression after '|'")
+                v = self.expr(el)
+                items = [] if v is NOTHING else conv.enumerate_value(v)
+        return [x for x in (items or []) if x is not NOTHING]
+
+    def command(self, n: Node, items: list[Any] | None) -> list[Any]:
+        kids = n.named_children
+        if kids and kids[0].type == "command_invokation_operator":
+            raise self.unsupported(n, "The call operators '&' and '.'")
+        name_node = next(c for c in kids if c.type == "command_name")
+        name = self.text(name_node)
+        elements = next((c for c in kids if c.type == "command_elements"), None)
+        args = self.command_args(elements) if elements is not None else []
+        return self.rs.call(name, args, items, self)
+
+    def command_args(self, elements: Node) -> list[Arg]:
+        args: list[Arg] = []
+        colon = False
+        for c in elements.children:
+            if c.type == "command_argument_sep":
+                if any(ch.type == ":" for ch in c.children) and args and args[-1].bare:
+                    colon = True
+                continue
+            if c.type == "comment":
+                continue
+            if c.type == "command_parameter":
+                text = self.text(c)
+                name = text[1:]
+                if name.endswith(":"):
+                    name = name[:-1]
+                    colon = True
+                else:
+                    colon = False
+                args.append(Arg(name, bare=True, text=text))
+                continue
+            if c.type == "redirection":
+                raise self.unsupported(c, "Redirection")
+            if c.type == "variable" and self.text(c).startswith("@"):
+                v = self.variable_value(self.text(c)[1:])
+                if isinstance(v, dict):
+                    for k, x in v.items():
+                        args.append(Arg(str(k), x, text=f"-{k}"))
+                elif isinstance(v, list):
+                    args.extend(Arg(None, x) for x in v)
+                colon = False
+                continue
+            v = self.argument(c)
+            if colon and args and args[-1].bare:
+                args[-1].value = v
+                args[-1].bare = False
+                colon = False
+            else:
+                args.append(Arg(None, v))
+        return args
+
+    def argument(self, n: Node) -> Any:
+        if n.type == "generic_token":
+            return self.text(n)
+        return self.expr(n)
+
+    # -- expressions ------------------------------------------------------------------------
+    def expr(self, n: Node) -> Any:  # noqa: C901 - a dispatcher
+        t = n.type
+        kids = self.named(n)
+        if t in _WRAPPERS and len(kids) == 1 and n.child_count == 1:
+            return self.expr(kids[0])
+        if t == "pipeline":
+            return self.pipeline_value(n)
+        if t == "integer_literal":
+            return self.integer(n)
+        if t == "real_literal":
+            return float(self.text(n).rstrip("dD"))
+        if t == "string_literal":
+            return self.string(n)
+        if t == "variable":
+            return self.variable_value(self.var_name(n))
+        if t == "generic_token":
+            return self.text(n)
+        if t == "member_access":
+            return self.member_access(n)
+        if t == "element_access":
+            return self.element_access(n)
+        if t == "invokation_expression":
+            return self.invoke_method(n)
+        if t == "parenthesized_expression":
+            return self.pipeline_value(kids[0])
+        if t == "sub_expression":
+            body = next((c for c in kids if c.type == "statement_list"), None)
+            return conv.collapse([x for x in self.run_block(body) if x is not NOTHING])
+        if t == "array_expression":
+            body = next((c for c in kids if c.type == "statement_list"), None)
+            return [x for x in self.run_block(body) if x is not NOTHING]
+        if t == "hash_literal_expression":
+            return self.hashtable(n)
+        if t == "script_block_expression":
+            sb = next(c for c in kids if c.type == "script_block")
+            return ScriptBlock(sb, self.src)
+        if t == "array_literal_expression":
+            return [self.expr(c) for c in kids]
+        if t == "expression_with_unary_operator":
+            return self.unary(n)
+        if t == "cast_expression":
+            return self.cast(n)
+        if t in ("comparison_expression",):
+            return self.comparison(n)
+        if t == "logical_expression":
+            return self.logical(n)
+        if t in ("additive_expression", "multiplicative_expression"):
+            return self.arith(n)
+        if t == "format_expression":
+            return self.format_op(n)
+        if t == "range_expression":
+            lo, hi = (conv.to_int(self.expr(c)) for c in kids)
+            step = 1 if hi >= lo else -1
+            return list(range(lo, hi + step, step))
+        if t in ("post_increment_expression", "post_decrement_expression",
+                 "pre_increment_expression", "pre_decrement_expression"):  # fmt: skip
+            return self.increment(n)
+        if t == "assignment_expression":
+            self.assignment(n)
+            return NOTHING
+        if t == "type_literal":
+            raise self.unsupported(n, f"The type literal {self.text(n)}")
+        raise self.unsupported(n)
+
+    def integer(self, n: Node) -> int:
+        s = self.text(n).lower()
+        mult = 1
+        for suf, m in (("kb", 1024), ("mb", 1024**2), ("gb", 1024**3)):
+            if s.endswith(suf):
+                s, mult = s[: -len(suf)], m
+        s = s.rstrip("l")
+        return (int(s, 16) if s.startswith("0x") else int(s)) * mult
+
+    def string(self, n: Node) -> str:
+        raw = self.text(n)
+        inner = n.named_children[0] if n.named_children else None
+        if inner is None or inner.type in ("verbatim_string_characters",):
+            body = raw[1:-1]
+            return re.sub(r"['‘’‚‛]{2}", "'", body)
+        if inner.type == "verbatim_here_string_characters":
+            return _here_body(raw)
+        # expandable (here-)string: text segments + embedded variables / $( ) parts
+        here = inner.type == "expandable_here_string_literal"
+        start = inner.start_byte
+        end = inner.end_byte
+        parts: list[str] = []
+        pos = start
+        for c in inner.named_children:
+            parts.append(unescape_dq(self.src[pos : c.start_byte].decode()))
+            if c.type == "variable":
+                parts.append(conv.to_str(self.variable_value(self.var_name(c))))
+            elif c.type == "sub_expression":
+                parts.append(conv.to_str(self.expr(c)))
+            else:
+                raise self.unsupported(c)
+            pos = c.end_byte
+        parts.append(unescape_dq(self.src[pos:end].decode()))
+        text = "".join(parts)
+        if here:
+            return _here_body(text)
+        return text[1:-1]
+
+    def var_name(self, n: Node) -> str:
+        raw = self.text(n)
+        if raw.startswith("${") and raw.endswith("}"):
+            return raw[2:-1]
+        name = raw[1:] if raw[:1] in ("$", "@") else raw
+        low = name.lower()
+        for scope in ("global:", "script:", "local:", "private:"):
+            if low.startswith(scope):
+                return name[len(scope) :]
+        if low.startswith("using:"):
+            raise self.unsupported(n, "The $using: scope")
+        return name
+
+    def variable_value(self, name: str) -> Any:
+        low = name.lower()
+        if low == "true":
+            return True
+        if low == "false":
+            return False
+        if low == "null":
+            return None
+        if low.startswith("env:"):
+            return self.rs.env.get(name[4:].lower(), (None, None))[1]
+        if low in ("input",):
+            found, v = self.rs.scope.lookup("input")
+            return v if found else []
+        found, v = self.rs.scope.lookup(name)
+        if found:
+            return v
+        if low in ("pwd",):
+            return self.rs.location_obj()
+        return None
+
+    def set_variable(self, name: str, value: Any) -> None:
+        low = name.lower()
+        if low in ("true", "false", "null"):
+            if low == "null":
+                return
+            raise PSError(
+                record(
+                    f"Cannot overwrite variable {name} because it is read-only or constant.",
+                    "VariableNotWritable",
+                    category="WriteError",
+                    exception="System.Management.Automation.SessionStateUnauthorizedAccessException",
+                )
+            )
+        if low.startswith("env:"):
+            self.rs.env[name[4:].lower()] = (
+                name[4:],
+                None if value is None else conv.to_str(value),
+            )
+            return
+        self.rs.scope.set(name, value)
+
+    def hashtable(self, n: Node) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        body = next((c for c in n.named_children if c.type == "hash_literal_body"), None)
+        for e in body.named_children if body is not None else []:
+            if e.type != "hash_entry":
+                continue
+            kids = self.named(e)
+            k = kids[0]
+            key_inner = self.named(k)
+            if k.type == "key_expression" and key_inner and key_inner[0].type == "simple_name":
+                key: Any = self.text(key_inner[0])
+            else:
+                key = self.expr(k)
+            v = self.pipeline_value(kids[1])
+            existing = next((x for x in out if x.lower() == conv.to_str(key).lower()), None)
+            if existing is not None:
+                raise PSError(
+                    record(
+                        f"Duplicate keys '{key}' are not allowed in hash literals.",
+                        "DuplicateKeyInHashLiteral",
+                        category="ParserError",
+                        exception="System.Management.Automation.ParseException",
+                    )
+                )
+            out[conv.to_str(key) if not isinstance(key, int) else key] = v
+        return out
+
+    # -- members ----------------------------------------------------------------------------
+    def member_name(self, n: Node) -> str:
+        mn = next(c for c in n.named_children if c.type == "member_name")
+        inner = self.named(mn)
+        if inner and inner[0].type != "simple_name":
+            return conv.to_str(self.expr(inner[0]))
+        return self.text(mn)
+
+    def member_access(self, n: Node) -> Any:
+        kids = n.named_children
+        if any(c.type == "::" for c in n.children):
+            raise self.unsupported(n, f"The static member {self.text(n)}")
+        target = self.expr(kids[0])
+        return get_member(target, self.member_name(n))
+
+    def element_access(self, n: Node) -> Any:
+        kids = self.named(n)
+        target = self.expr(kids[0])
+        index = self.expr(kids[1])
+        return get_index(target, index)
+
+    def invoke_method(self, n: Node) -> Any:
+        kids = n.named_children
+        arglist = next((c for c in kids if c.type == "argument_list"), None)
+        args: list[Any] = []
+        if arglist is not None:
+            for c in self.named(arglist):
+                v = self.expr(c)
+                if c.type == "argument_expression_list" or (
+                    isinstance(v, list) and c.type in ("array_literal_expression",)
+                ):
+                    args.extend(v if isinstance(v, list) else [v])
+                else:
+                    args.append(v)
+        name = self.member_name(n)
+        if kids[0].type == "type_literal":
+            return static_method(self, kids[0], name, args)
+        target = self.expr(kids[0])
+        return call_method(target, name, args, n, self)
+
+    # -- operators --------------------------------------------------------------------------
+    def unary(self, n: Node) -> Any:
+        first = n.children[0]
+        kids = self.named(n)
+        if first.type == "cast_expression" or (kids and kids[0].type == "cast_expression"):
+            return self.cast(kids[0])
+        op = self.text(first).lower()
+        if op in ("-not", "!"):
+            return not conv.truthy(self.expr(kids[-1]))
+        if op == ",":
+            return [self.expr(kids[-1])]
+        if op == "-":
+            v = self.expr(kids[-1])
+            return -conv.to_number(v)
+        if op == "+":
+            return conv.to_number(self.expr(kids[-1]))
+        if op == "-join":
+            return "".join(conv.to_str(x) for x in conv.enumerate_value(self.expr(kids[-1])))
+        if op in ("++", "--"):
+            return self.increment(n)
+        raise self.unsupported(n, f"The unary operator '{op}'")
+
+    def cast(self, n: Node) -> Any:
+        tl = next(c for c in n.named_children if c.type == "type_literal")
+        operand = [c for c in self.named(n) if c is not tl]
+        tname = self.text(tl).strip("[]").strip().lower()
+        if tname in ("void",):
+            self.expr(operand[0])
+            return NOTHING
+        if tname == "pscustomobject" and operand and self._is_hash_literal(operand[0]):
+            h = self.expr(operand[0])
+            return conv.custom(h)
+        v = self.expr(operand[0])
+        return self.convert_to(tname, v, tl)
+
+    def _is_hash_literal(self, n: Node) -> bool:
+        node = n
+        while node.type in _WRAPPERS and len(self.named(node)) == 1:
+            node = self.named(node)[0]
+        return node.type == "hash_literal_expression"
+
+    def convert_to(self, tname: str, v: Any, where: Node) -> Any:
+        t = tname.removeprefix("system.")
+        try:
+            if t in ("int", "int32"):
+                return conv.to_int(v, "System.Int32")
+            if t == "uint32":
+                return conv.to_int(v, "System.UInt32")
+            if t in ("long", "int64"):
+                return conv.to_int(v, "System.Int64")
+            if t == "double":
+                return conv.to_double(v)
+            if t == "string":
+                return conv.to_str(v)
+            if t in ("bool", "boolean"):
+                return conv.truthy(v)
+            if t in ("array", "object[]"):
+                return conv.enumerate_value(v) if v is not None else []
+            if t == "string[]":
+                return [conv.to_str(x) for x in conv.enumerate_value(v)] if v is not None else []
+            if t in ("int[]", "int32[]"):
+                return [conv.to_int(x) for x in conv.enumerate_value(v)]
+            if t in ("hashtable", "collections.hashtable", "ordered"):
+                if isinstance(v, dict):
+                    return dict(v)
+                raise conv.ConversionError(v, "System.Collections.Hashtable")
+            if t in ("pscustomobject", "psobject", "object"):
+                if t == "pscustomobject" and isinstance(v, dict):
+                    return conv.custom(v)
+                return v
+        except conv.ConversionError as e:
+            eid = (
+                "InvalidCastFromStringToInteger"
+                if isinstance(v, str) and t.startswith(("int", "uint", "long"))
+                else "ConvertToFinalInvalidCastException"
+            )
+            raise PSError(
+                record(
+                    str(e),
+                    eid,
+                    category="InvalidArgument",
+                    exception="System.Management.Automation.PSInvalidCastException",
+                )
+            ) from None
+        raise self.unsupported(where, f"The cast [{tname}]")
+
+    def comparison(self, n: Node) -> Any:
+        kids = self.named(n)
+        op_node = next(c for c in kids if c.type == "comparison_operator")
+        op = self.text(op_node).lower()
+        left = self.expr(kids[0])
+        right = self.expr(kids[2])
+        return compare_op(op, left, right, self)
+
+    def logical(self, n: Node) -> Any:
+        kids = self.named(n)
+        op = self.text(n.children[1]).lower()
+        left = conv.truthy(self.expr(kids[0]))
+        if op == "-and":
+            return left and conv.truthy(self.expr(kids[1]))
+        if op == "-or":
+            return left or conv.truthy(self.expr(kids[1]))
+        if op == "-xor":
+            return left != conv.truthy(self.expr(kids[1]))
+        raise self.unsupported(n, f"The operator {op}")
+
+    def arith(self, n: Node) -> Any:
+        kids = self.named(n)
+        op = self.text(n.children[1])
+        return arith_op(op, self.expr(kids[0]), self.expr(kids[1]))
+
+    def format_op(self, n: Node) -> str:
+        kids = self.named(n)
+        fmt = conv.to_str(self.expr(kids[0]))
+        args = conv.enumerate_value(self.expr(kids[-1]))
+
+        def sub(m: re.Match[str]) -> str:
+            idx = int(m.group(1))
+            return conv.to_str(args[idx]) if idx < len(args) else ""
+
+        if re.search(r"\{\d+[,:][^}]*\}", fmt):
+            raise self.unsupported(n, "Alignment/format specifiers in -f")
+        return re.sub(r"\{(\d+)\}", sub, fmt).replace("{{", "{").replace("}}", "}")
+
+    def increment(self, n: Node) -> Any:
+        kids = self.named(n)
+        target = kids[0]
+        delta = 1 if "++" in self.text(n) else -1
+        old = self.expr(target)
+        self.assign_to(target, conv.to_number(old) + delta)
+        return NOTHING
+
+    def assignment(self, n: Node) -> None:
+        kids = n.named_children
+        left = kids[0]
+        op = self.text(next(c for c in kids if c.type == "assignement_operator")).strip()
+        right = kids[-1]
+        value = self.pipeline_value(right) if right.type == "pipeline" else self.expr(right)
+        if value is NOTHING:
+            value = None
+        if op != "=":
+            cur = self.expr(left)
+            value = arith_op(op[0], cur, value)
+        self.assign_to(left, value)
+
+    def assign_to(self, left: Node, value: Any) -> None:
+        node = left
+        while node.type in _WRAPPERS and len(self.named(node)) == 1:
+            node = self.named(node)[0]
+        if node.type == "variable":
+            self.set_variable(self.var_name(node), value)
+            return
+        if (
+            node.type == "expression_with_unary_operator"
+            and self.named(node)[0].type == "cast_expression"
+        ):
+            cast = self.named(node)[0]
+            tl = next(c for c in cast.named_children if c.type == "type_literal")
+            target = [c for c in self.named(cast) if c is not tl][0]
+            self.assign_to(target, self.convert_to(self.text(tl).strip("[]").lower(), value, tl))
+            return
+        if node.type == "member_access":
+            target = self.expr(node.named_children[0])
+            set_member(target, self.member_name(node), value, node, self)
+            return
+        if node.type == "element_access":
+            kids = self.named(node)
+            target = self.expr(kids[0])
+            idx = self.expr(kids[1])
+            if isinstance(target, dict):
+                existing = _dict_key(target, idx)
+                target[existing if existing is not None else idx] = value
+                return
+            if isinstance(target, list):
+                target[conv.to_int(idx)] = value
+                return
+        raise self.unsupported(node, f"Assigning to {self.text(node)}")
+
+    # -- script blocks ----------------------------------------------------------------------
+    def invoke_block(self, sb: ScriptBlock, dollar_: Any) -> list[Any]:
+        """Run a script block in the current scope with `$_` set (Where/ForEach-Object)."""
+        ev = self if sb.source is self.src else Evaluator(self.rs, sb.source)
+        ev.try_depth = self.try_depth
+        old = self.rs.scope.lookup("_")
+        old_item = self.rs.scope.lookup("PSItem")
+        self.rs.scope.set("_", dollar_)
+        self.rs.scope.set("PSItem", dollar_)
+        try:
+            return [x for x in ev.run_block(sb.node) if x is not NOTHING]
+        except _Return as r:
+            return r.value
+        finally:
+            self.rs.scope.set("_", old[1])
+            self.rs.scope.set("PSItem", old_item[1])
+
+
+def _here_body(raw: str) -> str:
+    body = raw[2:-2]
+    if body.startswith("\r\n"):
+        body = body[2:]
+    elif body.startswith("\n"):
+        body = body[1:]
+    if body.endswith("\r\n"):
+        body = body[:-2]
+    elif body.endswith("\n"):
+        body = body[:-1]
+    return body
+
+
+def _dict_key(d: dict[Any, Any], key: Any) -> Any:
+    if key in d:
+        return key
+    if isinstance(key, str):
+        for k in d:
+            if isinstance(k, str) and k.lower() == key.lower():
+                return k
+    return None
+
+
+def get_member(target: Any, name: str) -> Any:
+    low = name.lower()
+    if target is None or target is NOTHING:
+        return None
+    if isinstance(target, ErrorRecord):
+        return _error_member(target, low)
+    if isinstance(target, list | tuple):
+        if low in ("count", "length"):
+            return len(target)
+        vals: list[Any] = []
+        for x in target:
+            v = get_member(x, name)
+            if v is not None:
+                vals.extend(v if isinstance(v, list) else [v])
+        return conv.collapse(vals)
+    if isinstance(target, dict):
+        k = _dict_key(target, name)
+        if k is not None:
+            return target[k]
+        if low == "count":
+            return len(target)
+        if low == "keys":
+            return list(target.keys())
+        if low == "values":
+            return list(target.values())
+        return None
+    if isinstance(target, PSObj):
+        for k, v in target.properties.items():
+            if k.lower() == low:
+                return v
+        if low == "psobject":
+            return conv.custom(
+                {
+                    "Properties": [
+                        conv.custom({"Name": k, "Value": v}) for k, v in target.properties.items()
+                    ],
+                    "TypeNames": list(target.type_names),
+                }
+            )
+        if low == "pstypenames":
+            return list(target.type_names)
+        if low == "count":
+            return 1
+        return None
+    if isinstance(target, str):
+        if low == "length":
+            return len(target)
+        if low == "count":
+            return 1
+        return None
+    if isinstance(target, SecureValue):
+        return len(target.reveal()) if low == "length" else None
+    if low == "count":
+        return 1
+    return None
+
+
+def _error_member(e: ErrorRecord, low: str) -> Any:
+    if low == "exception":
+        return PSObj(
+            [e.exception_type, "System.Exception", "System.Object"],
+            {"Message": e.message},
+            string=e.message,
+        )
+    if low == "fullyqualifiederrorid":
+        return e.fully_qualified_error_id
+    if low == "categoryinfo":
+        return conv.custom(
+            {
+                "Category": e.category,
+                "Reason": e.exception_type.rsplit(".", 1)[-1],
+                "Activity": e.command_name,
+            }  # fmt: skip
+        )
+    if low == "targetobject":
+        return e.target_object
+    if low == "errordetails":
+        return None
+    if low == "invocationinfo":
+        return conv.custom({"MyCommand": e.command_name})
+    return None
+
+
+def set_member(target: Any, name: str, value: Any, node: Node, ev: Evaluator) -> None:
+    if isinstance(target, dict):
+        k = _dict_key(target, name)
+        target[k if k is not None else name] = value
+        return
+    if isinstance(target, PSObj):
+        for k in target.properties:
+            if k.lower() == name.lower():
+                target.properties[k] = value
+                return
+        raise PSError(
+            record(
+                f"The property '{name}' cannot be found on this object. Verify that the "
+                "property exists and can be set.",
+                "PropertyAssignmentException",
+                category="InvalidOperation",
+            )
+        )
+    raise ev.unsupported(node, f"Setting '{name}' on a {conv.type_name(target)}")
+
+
+def get_index(target: Any, index: Any) -> Any:
+    if target is None:
+        raise PSError(
+            record("Cannot index into a null array.", "NullArray", category="InvalidOperation")
+        )
+    if isinstance(index, list):
+        return [get_index(target, i) for i in index]
+    if isinstance(target, dict):
+        k = _dict_key(target, index)
+        return target[k] if k is not None else None
+    if isinstance(target, list | tuple | str):
+        i = conv.to_int(index)
+        try:
+            return target[i]
+        except IndexError:
+            return None
+    if isinstance(target, PSObj):
+        return (
+            get_member(target, conv.to_str(index))
+            if isinstance(index, str)
+            else (target if conv.to_int(index) in (0, -1) else None)
+        )
+    return target if conv.to_int(index) in (0, -1) else None
+
+
+_STR_METHODS: dict[str, Callable[..., Any]] = {
+    "tostring": lambda s: s,
+    "tolower": lambda s: s.lower(),
+    "toupper": lambda s: s.upper(),
+    "tolowerinvariant": lambda s: s.lower(),
+    "toupperinvariant": lambda s: s.upper(),
+    "trim": lambda s, chars=None: s.strip(chars),
+    "trimend": lambda s, chars=None: s.rstrip(chars),
+    "trimstart": lambda s, chars=None: s.lstrip(chars),
+    "contains": lambda s, x: conv.to_str(x) in s,
+    "startswith": lambda s, x: s.startswith(conv.to_str(x)),
+    "endswith": lambda s, x: s.endswith(conv.to_str(x)),
+    "replace": lambda s, a, b: s.replace(conv.to_str(a), conv.to_str(b)),
+    "substring": lambda s, a, b=None: (
+        s[conv.to_int(a) :] if b is None else s[conv.to_int(a) : conv.to_int(a) + conv.to_int(b)]
+    ),
+    "indexof": lambda s, x: s.find(conv.to_str(x)),
+    "split": lambda s, *seps: _split(s, seps),
+    "equals": lambda s, x: s == conv.to_str(x),
+    "padleft": lambda s, n, c=" ": s.rjust(conv.to_int(n), conv.to_str(c)),
+    "padright": lambda s, n, c=" ": s.ljust(conv.to_int(n), conv.to_str(c)),
+}
+
+
+def _split(s: str, seps: tuple[Any, ...]) -> list[str]:
+    chars = "".join(conv.to_str(x) for x in seps) or " "
+    return re.split("[" + re.escape(chars) + "]", s)
+
+
+def call_method(target: Any, name: str, args: list[Any], node: Node, ev: Evaluator) -> Any:
+    low = name.lower()
+    if isinstance(target, SecureValue):
+        raise ev.unsupported(node, "Methods of a SecureString")
+    if low == "tostring" and not args:
+        return conv.to_str(target) if not isinstance(target, list) else "System.Object[]"
+    if low == "gettype" and not args:
+        full = conv.type_name(target)
+        return conv.custom({"Name": full.rsplit(".", 1)[-1], "FullName": full})
+    if isinstance(target, str) and low in _STR_METHODS:
+        return _STR_METHODS[low](target, *args)
+    if isinstance(target, list):
+        if low == "contains":
+            return any(conv.equals(x, args[0]) for x in target)
+        if low == "indexof":
+            return next((i for i, x in enumerate(target) if conv.equals(x, args[0])), -1)
+    if isinstance(target, dict):
+        if low in ("containskey", "contains"):
+            return _dict_key(target, args[0]) is not None
+        if low == "add":
+            if _dict_key(target, args[0]) is not None:
+                raise PSError(
+                    record(
+                        f'Exception calling "Add" with "2" argument(s): "Item has already been '
+                        f"added. Key in dictionary: '{args[0]}'  Key being added: '{args[0]}'\"",
+                        "ArgumentException",
+                        category="NotSpecified",
+                        exception="System.Management.Automation.MethodInvocationException",
+                    )
+                )
+            target[args[0]] = args[1]
+            return NOTHING
+        if low == "remove":
+            k = _dict_key(target, args[0])
+            if k is not None:
+                del target[k]
+            return NOTHING
+    raise ev.unsupported(node, f"The method {conv.type_name(target)}.{name}()")
+
+
+def static_method(ev: Evaluator, tl: Node, name: str, args: list[Any]) -> Any:
+    t = ev.text(tl).strip("[]").lower().removeprefix("system.")
+    low = name.lower()
+    if t == "string" and low == "isnullorempty":
+        return args[0] is None or conv.to_str(args[0]) == ""
+    if t == "string" and low == "isnullorwhitespace":
+        return args[0] is None or conv.to_str(args[0]).strip() == ""
+    if t == "string" and low == "join":
+        items = args[1] if len(args) == 2 and isinstance(args[1], list) else args[1:]
+        return conv.to_str(args[0]).join(conv.to_str(x) for x in items)
+    if t in ("io.path",) and low == "combine":
+        return ntpath.join(*(conv.to_str(a) for a in args))
+    raise ev.unsupported(tl, f"The static method [{t}]::{name}()")
+
+
+def compare_op(op: str, left: Any, right: Any, ev: Evaluator) -> Any:
+    cs = op.startswith("-c")
+    base = "-" + op[2:] if op[1:2] in ("c", "i") and op[2:] in _CMP_BASE else op
+    if base in ("-contains", "-notcontains"):
+        found = any(conv.equals(x, right, cs) for x in conv.enumerate_value(left))
+        return found if base == "-contains" else not found
+    if base in ("-in", "-notin"):
+        found = any(conv.equals(x, left, cs) for x in conv.enumerate_value(right))
+        return found if base == "-in" else not found
+    if base == "-join":
+        return conv.to_str(right).join(conv.to_str(x) for x in conv.enumerate_value(left))
+    if base == "-replace":
+        pat, rep = (right + [""])[:2] if isinstance(right, list) else (right, "")
+        flags = 0 if cs else re.IGNORECASE
+        rep_s = re.sub(r"\$(\d+)", r"\\\1", conv.to_str(rep))
+        return re.sub(conv.to_str(pat), rep_s, conv.to_str(left), flags=flags)
+    if base == "-split":
+        return re.split(conv.to_str(right), conv.to_str(left), flags=0 if cs else re.IGNORECASE)
+    if base not in _CMP_BASE:
+        raise NotSupportedByEmulator(f"The operator '{op}'")
+    if isinstance(left, list):
+        return [x for x in left if compare_op(op, x, right, ev) is True]
+
+    if base == "-eq":
+        return conv.equals(left, right, cs)
+    if base == "-ne":
+        return not conv.equals(left, right, cs)
+    if base in ("-like", "-notlike"):
+        m = conv.like(left, right) if not cs else _like_cs(left, right)
+        return m if base == "-like" else not m
+    if base in ("-match", "-notmatch"):
+        mt = re.search(conv.to_str(right), conv.to_str(left), 0 if cs else re.IGNORECASE)
+        if mt is not None and base == "-match":
+            groups = {0: mt.group(0)}
+            groups.update({i + 1: g for i, g in enumerate(mt.groups()) if g is not None})
+            groups.update({k: v for k, v in mt.groupdict().items() if v is not None})
+            ev.rs.scope.set("Matches", groups)
+        return (mt is not None) if base == "-match" else mt is None
+    c = (
+        conv.compare(left, right)
+        if not (cs and isinstance(left, str))
+        else ((left > conv.to_str(right)) - (left < conv.to_str(right)))
+    )
+    return {"-lt": c < 0, "-le": c <= 0, "-gt": c > 0, "-ge": c >= 0}[base]
+
+
+_CMP_BASE = {"eq", "ne", "lt", "le", "gt", "ge", "like", "notlike", "match", "notmatch",
+             "contains", "notcontains", "in", "notin", "replace", "split"}  # fmt: skip
+_CMP_BASE |= {"-" + x for x in _CMP_BASE} | {"-join"}
+
+
+def _like_cs(value: Any, pattern: Any) -> bool:
+    rx = conv.wildcard_regex(conv.to_str(pattern))
+    return re.compile(rx.pattern, re.DOTALL).match(conv.to_str(value)) is not None
+
+
+def arith_op(op: str, a: Any, b: Any) -> Any:
+    if op == "+":
+        if a is None:
+            return b
+        if isinstance(a, list):
+            return a + conv.enumerate_value(b)
+        if isinstance(a, dict):
+            if not isinstance(b, dict):
+                raise PSError(
+                    record(
+                        "A hash table can only be added to another hash table.",
+                        "AddHashTableToNonHashTable",
+                        category="InvalidOperation",
+                    )
+                )
+            return {**a, **b}
+        if isinstance(a, str):
+            return a + conv.to_str(b)
+        if isinstance(a, int | float):
+            return a + conv.to_number(b)
+        raise NotSupportedByEmulator(f"'+' on {conv.type_name(a)}")
+    if op == "-":
+        return conv.to_number(a) - conv.to_number(b)
+    if op == "*":
+        if isinstance(a, str):
+            return a * conv.to_int(b)
+        return conv.to_number(a) * conv.to_number(b)
+    if op == "/":
+        x, y = conv.to_number(a), conv.to_number(b)
+        if y == 0:
+            raise PSError(
+                record("Attempted to divide by zero.", "RuntimeException", category="NotSpecified")
+            )
+        r = x / y
+        return int(r) if r == int(r) else r
+    if op == "%":
+        return conv.to_number(a) % conv.to_number(b)
+    raise NotSupportedByEmulator(f"The operator '{op}'")

@@ -1,0 +1,592 @@
+"""The engine the shells call: `SiteEngine.open_runspace(user)` → `SiteRunspace`.
+
+A runspace holds what a PowerShell runspace holds (variables, current location, drives,
+imported modules, `$env:`), runs PSRP pipelines (`invoke`) and whole scripts (`run_script`),
+and dispatches every command through binding, the call log, costs and faults.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import attrs
+
+from cmproxy.emulator.engine import conv
+from cmproxy.emulator.engine.binding import (
+    ACTION_VALUES,
+    Arg,
+    Binder,
+    Bound,
+    CommandDef,
+    ParamDef,
+    mask_value,
+)
+from cmproxy.emulator.engine.errors import (
+    NotSupportedByEmulator,
+    PSError,
+    StopRequested,
+    command_not_found,
+    record,
+)
+from cmproxy.emulator.engine.interp import NOTHING, Evaluator, Scope, parse, parse_error
+from cmproxy.emulator.engine.values import (
+    SWITCH_PRESENT,
+    CommandSpec,
+    ErrorRecord,
+    InvocationResult,
+    PSObj,
+)
+from cmproxy.emulator.settings import AnswerLost, EmulatorSettings
+from cmproxy.emulator.state import SiteState
+
+ADMIN_UI_PATH = r"C:\Program Files (x86)\Microsoft Endpoint Manager\AdminConsole\bin\i386"
+MODULE_PATH = (
+    r"C:\Program Files (x86)\Microsoft Endpoint Manager\AdminConsole\bin\ConfigurationManager.psd1"
+)
+MODULE_VERSION = "5.2309.1112.1000"
+BUILTIN_DRIVES = ("Alias", "C", "Cert", "Env", "Function", "HKCU", "HKLM", "Variable", "WSMan")
+
+ALIASES = {
+    "?": "Where-Object",
+    "where": "Where-Object",
+    "%": "ForEach-Object",
+    "foreach": "ForEach-Object",
+    "select": "Select-Object",
+    "sort": "Sort-Object",
+    "cd": "Set-Location",
+    "chdir": "Set-Location",
+    "sl": "Set-Location",
+    "gl": "Get-Location",
+    "pwd": "Get-Location",
+    "gc": "Get-Content",
+    "cat": "Get-Content",
+    "type": "Get-Content",
+    "iex": "Invoke-Expression",
+    "echo": "Write-Output",
+    "write": "Write-Output",
+    "ipmo": "Import-Module",
+    "gmo": "Get-Module",
+    "gdr": "Get-PSDrive",
+    "ndr": "New-PSDrive",
+    "rdr": "Remove-PSDrive",
+    "gcim": "Get-CimInstance",
+    "gwmi": "Get-WmiObject",
+    "gcm": "Get-Command",
+    "sleep": "Start-Sleep",
+    "pushd": "Push-Location",
+    "popd": "Pop-Location",
+}
+
+
+@attrs.define
+class Drive:
+    name: str
+    provider: str  # "CMSite" or a built-in provider name
+    root: str
+    site: str = ""
+
+
+@attrs.define
+class CallContext:
+    """What a command implementation sees while it runs."""
+
+    rs: SiteRunspace
+    cmd: CommandDef
+    bound: Bound
+    ev: Evaluator | None
+    error_action: str = "continue"
+    warning_action: str = "continue"
+    verbose: bool = False
+    wrote: bool = False
+
+    @property
+    def engine(self) -> SiteEngine:
+        return self.rs.engine
+
+    @property
+    def state(self) -> SiteState:
+        return self.rs.engine.state
+
+    @property
+    def whatif(self) -> bool:
+        return bool(self.bound.get("WhatIf", False))
+
+    def evaluator(self) -> Evaluator:
+        return self.ev if self.ev is not None else Evaluator(self.rs, b"")
+
+    def error(
+        self, message: str, error_id: str, *, category: str = "NotSpecified",
+        exception: str = "System.Exception", target: Any = None,
+    ) -> ErrorRecord:  # fmt: skip
+        return record(
+            message,
+            error_id,
+            self.cmd.cls,
+            category=category,
+            exception=exception,
+            command=self.cmd.name,
+            target=target,
+        )
+
+    def write_error(self, rec: ErrorRecord) -> None:
+        """A non-terminating error, subject to -ErrorAction / $ErrorActionPreference."""
+        action = self.error_action
+        if action == "stop":
+            raise PSError(rec)
+        if action in ("silentlycontinue", "ignore"):
+            return
+        self.rs.current.errors.append(rec)
+
+    def warn(self, message: str) -> None:
+        if self.warning_action not in ("silentlycontinue", "ignore"):
+            if self.warning_action == "stop":
+                raise PSError(
+                    record(
+                        "The running command stopped because the preference variable "
+                        '"WarningPreference" or common parameter is set to Stop: ' + message,
+                        "ActionPreferenceStop",
+                        category="OperationStopped",
+                        exception="System.Management.Automation.ActionPreferenceStopException",
+                    )
+                )
+            self.rs.current.warnings.append(message)
+
+    def write_verbose(self, message: str) -> None:
+        if self.verbose:
+            self.rs.current.verbose.append(message)
+
+    def site_from_location(self) -> str:
+        drive = self.rs.current_drive()
+        return drive.site if drive is not None else ""
+
+    def commit(self, site: str, fn: Callable[[], None]) -> None:
+        """One write: per-site lock (if configured) held across its cost and transaction."""
+        eng = self.engine
+        lock = eng.site_lock(site) if eng.settings.costs.serialise_site_writes else None
+        with lock if lock is not None else contextlib.nullcontext():
+            if eng.settings.costs.set_cmdlet:
+                eng.sleep(eng.settings.costs.set_cmdlet)
+            with self.state.transaction():
+                fn()
+        self.wrote = True
+
+
+class SiteEngine:
+    """Concrete `engine.api.Engine` over a `SiteState`.
+
+    `auto_site_drive`: after `Import-Module ConfigurationManager` the site drives exist (as on a
+    machine whose console connected before); False reproduces the "missing drive" path.
+    `local_site`: which site's SMS Provider this emulated machine is (default: first primary).
+    """
+
+    def __init__(
+        self,
+        state: SiteState,
+        settings: EmulatorSettings | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        auto_site_drive: bool = True,
+        local_site: str | None = None,
+        autoload_module: bool = False,
+    ) -> None:
+        from cmproxy.emulator.engine import builtins, cmdlets
+
+        self.state = state
+        self.settings = settings if settings is not None else EmulatorSettings()
+        self.sleep = sleep
+        self.auto_site_drive = auto_site_drive
+        self.autoload_module = autoload_module
+        self._local_site = local_site
+        self._site_locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+        self.builtins: dict[str, CommandDef] = {c.name.lower(): c for c in builtins.commands()}
+        self.cm_commands: dict[str, CommandDef] = {c.name.lower(): c for c in cmdlets.commands()}
+
+    @property
+    def local_site(self) -> str:
+        if self._local_site:
+            return self._local_site
+        sites = self.state.sites()
+        prim = [s for s in sites if s.type == "primary"]
+        return (prim or sites)[0].code if sites else ""
+
+    @property
+    def local_server(self) -> str:
+        s = self.state.site(self.local_site)
+        return s.server if s is not None else "localhost"
+
+    def site_lock(self, site: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._site_locks.setdefault(site.upper(), threading.Lock())
+
+    def open_runspace(self, user: str) -> SiteRunspace:
+        return SiteRunspace(self, user)
+
+
+class SiteRunspace:
+    """One PowerShell runspace (implements `engine.api.Runspace`)."""
+
+    def __init__(self, engine: SiteEngine, user: str) -> None:
+        self.engine = engine
+        self.user = user
+        short = user.split("\\")[-1].split("@")[0] or "user"
+        self.home = f"C:\\Users\\{short}"
+        self.scope = Scope()
+        self.scope.set("ErrorActionPreference", "Continue")
+        self.scope.set("WarningPreference", "Continue")
+        self.scope.set("VerbosePreference", "SilentlyContinue")
+        self.scope.set("DebugPreference", "SilentlyContinue")
+        self.scope.set("ProgressPreference", "Continue")
+        self.scope.set("HOME", self.home)
+        self.scope.set("PSVersionTable", {"PSVersion": "5.1.17763.5576", "PSEdition": "Desktop"})
+        env = {
+            "SMS_ADMIN_UI_PATH": ADMIN_UI_PATH,
+            "USERNAME": short,
+            "USERPROFILE": self.home,
+            "COMPUTERNAME": engine.local_server.split(".")[0].upper(),
+            "USERDNSDOMAIN": ".".join(engine.local_server.split(".")[1:]).upper(),
+            "TEMP": f"{self.home}\\AppData\\Local\\Temp",
+            "TMP": f"{self.home}\\AppData\\Local\\Temp",
+            "windir": "C:\\Windows",
+            "SystemRoot": "C:\\Windows",
+            "ProgramFiles": "C:\\Program Files",
+            "ProgramFiles(x86)": "C:\\Program Files (x86)",
+            "PSModulePath": "C:\\Program Files\\WindowsPowerShell\\Modules;"
+            "C:\\Windows\\system32\\WindowsPowerShell\\v1.0\\Modules;"
+            "C:\\Program Files (x86)\\Microsoft Endpoint Manager\\AdminConsole\\bin",
+        }
+        self.env: dict[str, tuple[str | None, str | None]] = {
+            k.lower(): (k, v) for k, v in env.items()
+        }
+        self.drives: dict[str, Drive] = {
+            d.lower(): Drive(d, "FileSystem" if d == "C" else d, "C:\\" if d == "C" else "")
+            for d in BUILTIN_DRIVES
+        }
+        self.location: tuple[str, str] = ("C", f"{self.home}\\Documents")
+        self.location_stack: list[tuple[str, str]] = []
+        self.modules: set[str] = set()
+        self.functions: dict[str, CommandDef] = {}
+        self.current = InvocationResult()
+        self.stop_event: threading.Event | None = None
+        self._lock = threading.Lock()
+
+    # -- api.Runspace -----------------------------------------------------------------------
+    def invoke(
+        self,
+        commands: Sequence[CommandSpec],
+        input_objects: Sequence[Any] = (),
+        stop: threading.Event | None = None,
+    ) -> InvocationResult:
+        with self._lock:
+            result = self.current = InvocationResult()
+            self.stop_event = stop
+            items: list[Any] | None = list(input_objects) if input_objects else None
+            try:
+                for spec in commands:
+                    if spec.is_script:
+                        items = self.run_text(spec.name, self._spec_args(spec), items, scoped=True)
+                    else:
+                        items = self.call(spec.name, self._spec_args(spec), items, None)
+                result.output = [x for x in (items or []) if x is not NOTHING]
+            except PSError as e:
+                result.terminating = e.record
+            except NotSupportedByEmulator as e:
+                result.terminating = e.record
+            except StopRequested:
+                result.stopped = True
+            return result
+
+    def run_script(self, text: str, input_objects: Sequence[Any] = ()) -> InvocationResult:
+        with self._lock:
+            result = self.current = InvocationResult()
+            self.stop_event = None
+            try:
+                out = self.run_text(text, [], list(input_objects), scoped=True)
+                result.output = [x for x in out if x is not NOTHING]
+            except PSError as e:
+                result.terminating = e.record
+            except NotSupportedByEmulator as e:
+                result.terminating = e.record
+            except StopRequested:
+                result.stopped = True
+            return result
+
+    def close(self) -> None:
+        self.functions.clear()
+
+    # -- scripts ----------------------------------------------------------------------------
+    @staticmethod
+    def _spec_args(spec: CommandSpec) -> list[Arg]:
+        out = []
+        for name, value in spec.parameters:
+            if name is None:
+                out.append(Arg(None, value))
+            else:
+                out.append(Arg(name.lstrip("-"), value, text=f"-{name.lstrip('-')}"))
+        return out
+
+    def run_text(
+        self,
+        text: str,
+        args: Sequence[Arg],
+        input_items: list[Any] | None,
+        *,
+        scoped: bool,
+        error_cls: str = "",
+    ) -> list[Any]:
+        """Parse and run a script; a param() block binds `args` like a function's."""
+        root, src = parse(text)
+        err = parse_error(root, src)
+        if err is not None:
+            if error_cls:
+                err.fully_qualified_error_id = f"ParseException,{error_cls}"
+            raise PSError(err, script=True)
+        ev = Evaluator(self, src)
+        pb = next((c for c in root.named_children if c.type == "param_block"), None)
+        body = next((c for c in root.named_children if c.type == "statement_list"), None)
+        params, advanced, default_set = ev.param_defs(pb)
+        cmd = CommandDef("", params, "", lambda *a: [], default_set=default_set, advanced=advanced)
+        bound = Binder(cmd).bind(args, expects_input=False) if (params or args) else None
+        self.scope.set("input", list(input_items or []))
+        from cmproxy.emulator.engine.interp import _Return
+
+        try:
+            if bound is not None:
+                self._apply_common(bound)
+                ev.bind_param_vars(params, bound.values)
+            return ev.run_block(body)
+        except _Return as r:
+            return r.value
+
+    def _apply_common(self, bound: Bound) -> None:
+        ea = bound.get("ErrorAction")
+        if ea is not None:
+            self.scope.set("ErrorActionPreference", ea)
+
+    def binder_coerce(self, p: ParamDef, v: Any) -> Any:
+        cmd = CommandDef("", [p], "", lambda *a: [])
+        return Binder(cmd).coerce(p, v) if v is not None else v
+
+    # -- locations and drives ---------------------------------------------------------------
+    def current_drive(self) -> Drive | None:
+        d = self.drives.get(self.location[0].lower())
+        return d if d is not None and d.provider == "CMSite" else None
+
+    def location_text(self) -> str:
+        drive, path = self.location
+        d = self.drives.get(drive.lower())
+        if d is not None and d.provider == "CMSite":
+            return f"{d.name}:\\{path}" if path else f"{d.name}:\\"
+        return path
+
+    def location_obj(self) -> PSObj:
+        text = self.location_text()
+        d = self.drives.get(self.location[0].lower())
+        provider = (
+            "AdminUI.PS.Provider\\CMSite"
+            if d and d.provider == "CMSite"
+            else ("Microsoft.PowerShell.Core\\FileSystem")
+        )
+        return PSObj(
+            ["System.Management.Automation.PathInfo", "System.Object"],
+            {
+                "Drive": d.name if d else "",
+                "Provider": provider,
+                "ProviderPath": text,
+                "Path": text,
+            },  # fmt: skip
+            string=text,
+        )
+
+    def preference(self, name: str) -> str:
+        _, v = self.scope.lookup(name)
+        return conv.to_str(v).lower() if v is not None else "continue"
+
+    # -- command dispatch -------------------------------------------------------------------
+    def resolve(self, name: str) -> CommandDef | None:
+        low = name.lower()
+        low = ALIASES.get(low, name).lower()
+        if low in self.functions:
+            return self.functions[low]
+        if low in self.engine.builtins:
+            return self.engine.builtins[low]
+        cm = self.engine.cm_commands.get(low)
+        if cm is not None and (
+            "configurationmanager" in self.modules or self.engine.autoload_module
+        ):
+            if "configurationmanager" not in self.modules:
+                from cmproxy.emulator.engine.builtins import import_cm_module
+
+                import_cm_module(self, None)
+            return cm
+        return None
+
+    def call(
+        self, name: str, args: list[Arg], items: list[Any] | None, ev: Evaluator | None
+    ) -> list[Any]:
+        """Run one command of a pipeline; `items` is upstream output (None = first command)."""
+        if self.stop_event is not None and self.stop_event.is_set():
+            raise StopRequested
+        cmd = self.resolve(name)
+        if cmd is None:
+            self._log(name, _raw_params(args), False, "CommandNotFoundException")
+            raise command_not_found(name)
+        binder = Binder(cmd)
+        try:
+            bound = binder.bind(args, expects_input=items is not None)
+        except PSError as e:
+            self._log(cmd.name, _raw_params(args, cmd), False, e.record.fully_qualified_error_id)
+            raise
+        ctx = self._context(cmd, bound, ev)
+        settings = self.engine.settings
+        call_no = 0
+        if cmd.configmgr:
+            with settings.lock:
+                call_no = settings.cmdlet_calls.get(cmd.name, 0) + 1
+                settings.cmdlet_calls[cmd.name] = call_no
+        params = {k: mask_value(_param(cmd, k), v) for k, v in bound.values.items()}
+        try:
+            out = self._run(cmd, binder, bound, ctx, items, call_no)
+        except PSError as e:
+            self._log(cmd.name, params, ctx.wrote, e.record.fully_qualified_error_id)
+            raise
+        except StopRequested:
+            self._log(cmd.name, params, ctx.wrote, "PipelineStopped")
+            raise
+        self._log(cmd.name, params, ctx.wrote, "ok")
+        faults = settings.faults
+        if (
+            cmd.configmgr
+            and faults.lose_answer_cmdlet.lower() == cmd.name.lower()
+            and faults.lose_answer_on_call == call_no
+        ):
+            raise AnswerLost(f"{cmd.name} call {call_no}: write committed, answer lost")
+        return out
+
+    def _context(self, cmd: CommandDef, bound: Bound, ev: Evaluator | None) -> CallContext:
+        ea = bound.get("ErrorAction")
+        wa = bound.get("WarningAction")
+        for p, v in (("ErrorAction", ea), ("WarningAction", wa)):
+            if v is not None and conv.to_str(v).lower() not in (a.lower() for a in ACTION_VALUES):
+                raise PSError(
+                    record(
+                        f"Cannot bind parameter '{p}'. Cannot convert value \"{v}\" to type "
+                        '"System.Management.Automation.ActionPreference". Error: "Unable to match '
+                        f"the identifier name {v} to a valid enumerator name. Specify one of the "
+                        "following enumerator names and try again:\nSilentlyContinue, Stop, "
+                        'Continue, Inquire, Ignore, Suspend"',
+                        "CannotConvertArgumentNoMessage",
+                        cmd.cls,
+                        category="InvalidArgument",
+                        exception="System.Management.Automation.ParameterBindingException",
+                    )
+                )
+        verbose = bound.get("Verbose")
+        return CallContext(
+            self,
+            cmd,
+            bound,
+            ev,
+            error_action=conv.to_str(ea).lower()
+            if ea
+            else self.preference("ErrorActionPreference"),
+            warning_action=conv.to_str(wa).lower() if wa else self.preference("WarningPreference"),
+            verbose=bool(verbose)
+            if verbose is not None
+            else self.preference("VerbosePreference") == "continue",
+        )
+
+    def _run(
+        self,
+        cmd: CommandDef,
+        binder: Binder,
+        bound: Bound,
+        ctx: CallContext,
+        items: list[Any] | None,
+        call_no: int,
+    ) -> list[Any]:
+        settings = self.engine.settings
+        if cmd.configmgr:
+            if self.current_drive() is None:
+                raise PSError(
+                    record(
+                        "This command cannot be run from the current drive. To run this command "
+                        "you must first connect to a Configuration Manager drive.",
+                        "System.InvalidOperationException",
+                        cmd.cls,
+                        category="NotSpecified",
+                        exception="System.InvalidOperationException",
+                        command=cmd.name,
+                    )
+                )
+            faults = settings.faults
+            if (
+                faults.fail_cmdlet.lower() == cmd.name.lower()
+                and faults.fail_cmdlet_on_call == call_no
+            ):
+                raise PSError(
+                    record(
+                        f"The SMS Provider reported an error ({faults.fail_cmdlet_error_id}).",
+                        faults.fail_cmdlet_error_id,
+                        cmd.cls,
+                        category="NotSpecified",
+                        exception="System.Management.ManagementException",
+                        command=cmd.name,
+                    )
+                )
+            if not cmd.writes and settings.costs.get_cmdlet:
+                self.engine.sleep(settings.costs.get_cmdlet)
+        out: list[Any] = []
+        if cmd.collects_input or items is None:
+            res = cmd.run(ctx, bound.values, items)
+            out += _as_output(res)
+            return out
+        for obj in items:
+            if self.stop_event is not None and self.stop_event.is_set():
+                raise StopRequested
+            if any(p.pipeline for p in cmd.params):
+                b = binder.bind_pipeline(bound, obj)
+            else:
+                b = bound
+            ctx.bound = b
+            out += _as_output(cmd.run(ctx, b.values, [obj]))
+        return out
+
+    def _log(self, command: str, params: dict[str, Any], wrote: bool, outcome: str) -> None:
+        self.engine.state.record_call(self.user, command, params, wrote, outcome)
+
+
+def _param(cmd: CommandDef, name: str) -> ParamDef | None:
+    return next((p for p in cmd.all_params() if p.name == name), None)
+
+
+def _raw_params(args: Sequence[Arg], cmd: CommandDef | None = None) -> dict[str, Any]:
+    """Unbound arguments for the call log, masked: a value may be a secret in clear."""
+    out: dict[str, Any] = {}
+    pos = 0
+    has_secret = cmd is not None and any(p.secret or p.type == "securestring" for p in cmd.params)
+    for a in args:
+        secret_name = has_secret or (a.name is not None and "password" in a.name.lower())
+        v = "********" if secret_name else mask_value(None, a.value)
+        if a.name is None:
+            out[f"${pos}"] = v
+            pos += 1
+        else:
+            out[a.name] = True if a.bare and a.value is None else v
+    return out
+
+
+def _as_output(res: Any) -> list[Any]:
+    if res is None:
+        return []
+    if isinstance(res, list):
+        return [x for x in res if x is not NOTHING]
+    if isinstance(res, Iterator):
+        return [x for x in res if x is not NOTHING]
+    return [res]
+
+
+__all__ = ["SWITCH_PRESENT", "CallContext", "Drive", "SiteEngine", "SiteRunspace"]
