@@ -34,6 +34,7 @@ from cmproxy.model import (
     SupFlags,
     validate_server_name,
 )
+from cmproxy.render import plan_html
 from cmproxy.roles import CloudDistributionPoint, Role, SoftwareUpdatePoint, SupSyncSource
 
 __all__ = [
@@ -156,6 +157,9 @@ class Plan:
             lines.append(f"     > {change.invocation.render()}")
         lines.extend(f"warning: {w}" for w in self.warnings)
         return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        return plan_html(self)
 
     def to_dict(self) -> dict[str, Any]:
         return {
