@@ -114,6 +114,7 @@ def add_server(
     site: str,
     server: str,
     roles: Sequence[tuple[str, Sequence[Prop]]] = (),
+    *,
     proxy: str = "",
     port: int = 80,
     account: str = "",
@@ -188,7 +189,7 @@ def seed_demo(state: SiteState) -> None:
         ps1 = Site(
             "PS1", "Contoso Primary Site 1", "primary", "CAS", f("cm-ps1"), f("cm-ps1-prov01")
         )
-        _add_site(state, ps1, provider_on_server=False)
+        _add_site(state, ps1)
         ps2 = Site("PS2", "Contoso Primary Site 2", "primary", "CAS", f("cm-ps2"), f("cm-ps2"))
         _add_site(state, ps2)
         ss1 = Site(
@@ -207,10 +208,18 @@ def seed_demo(state: SiteState) -> None:
         # --- CAS ---
         add_server(state, "CAS", f("cm-cas-sql01"), [("SMS SQL Server", [])])
         add_server(
-            state, "CAS", f("cm-sup01"), [(SUP_ROLE, sup_props(True, True))], proxy, 8080, acct
+            state,
+            "CAS",
+            f("cm-sup01"),
+            [(SUP_ROLE, sup_props(True, True))],
+            proxy=proxy,
+            port=8080,
+            account=acct,
         )
-        add_server(state, "CAS", f("cm-scp01"), [("SMS Dmp Connector", [])], proxy, 8080)
-        add_server(state, "CAS", f("cm-ai01"), [("AI Update Service Point", [])], proxy, 80, acct)
+        add_server(state, "CAS", f("cm-scp01"), [("SMS Dmp Connector", [])], proxy=proxy, port=8080)
+        add_server(
+            state, "CAS", f("cm-ai01"), [("AI Update Service Point", [])], proxy=proxy, account=acct
+        )
         add_server(state, "CAS", f("cm-cas-rp01"), [("SMS SRS Reporting Point", [])])
 
         # --- PS1 ---
@@ -223,17 +232,33 @@ def seed_demo(state: SiteState) -> None:
                 ("SMS Distribution Point", dp_props(connected_cache=i in (3, 4)))
             ]
             p = "proxy-dmz.contoso.com" if i == 5 else ""
-            add_server(state, "PS1", f(f"cm-ps1-dp0{i}"), roles, p, 3128)
+            add_server(state, "PS1", f(f"cm-ps1-dp0{i}"), roles, proxy=p, port=3128)
         add_server(
-            state, "PS1", f("cm-ps1-sup01"), [(SUP_ROLE, sup_props(True, False))], proxy, 8080
+            state,
+            "PS1",
+            f("cm-ps1-sup01"),
+            [(SUP_ROLE, sup_props(True, False))],
+            proxy=proxy,
+            port=8080,
         )
         # Inconsistent on purpose: SUP flags on, server without proxy (issue #33 state).
         add_server(state, "PS1", f("cm-ps1-sup02"), [(SUP_ROLE, sup_props(True, True))])
         add_server(
-            state, "PS1", f("cm-cmgcp01"), [("SMS Cloud Proxy Connector", [])], proxy, 8080, acct2
+            state,
+            "PS1",
+            f("cm-cmgcp01"),
+            [("SMS Cloud Proxy Connector", [])],
+            proxy=proxy,
+            port=8080,
+            account=acct2,
         )
         add_server(
-            state, "PS1", f("cm-exch01"), [("SMS Exchange Server Connector", [])], proxy, 8080
+            state,
+            "PS1",
+            f("cm-exch01"),
+            [("SMS Exchange Server Connector", [])],
+            proxy=proxy,
+            port=8080,
         )
         for name in ("contosocdp01.cloudapp.net", "contosocdp02.cloudapp.net"):
             add_server(state, "PS1", name, [("SMS Distribution Point", dp_props(cloud=True))])
@@ -262,7 +287,12 @@ def seed_demo(state: SiteState) -> None:
             props = dp_props() if role == "SMS Distribution Point" else []
             state.put_sysres("SS1", ss1.server, role, props)
         add_server(
-            state, "SS1", f("cm-ss1-sup01"), [(SUP_ROLE, sup_props(True, True))], proxy, 8080
+            state,
+            "SS1",
+            f("cm-ss1-sup01"),
+            [(SUP_ROLE, sup_props(True, True))],
+            proxy=proxy,
+            port=8080,
         )
         add_server(state, "SS1", f("cm-ss1-dp01"), [("SMS Distribution Point", dp_props())])
         state.put_component("SS1", WCM_COMPONENT, ss1.server, wcm_props(f("cm-sup01"), 1))

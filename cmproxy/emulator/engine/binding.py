@@ -297,7 +297,7 @@ class Binder:
                 "ParameterArgumentTransformationError",
                 PBATE,
             )
-        if p.not_null_or_empty and (v is None or v == "" or v == []):
+        if p.not_null_or_empty and (v is None or v in ("", [])):
             raise self._err(
                 f"Cannot validate argument on parameter '{name}'. The argument is null or empty. "
                 "Provide an argument that is not null or empty, and then try the command again.",

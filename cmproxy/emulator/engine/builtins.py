@@ -8,15 +8,25 @@ from __future__ import annotations
 
 import ntpath
 import re
+from functools import cmp_to_key
 from typing import TYPE_CHECKING, Any
 
 from cmproxy.emulator.engine import conv
 from cmproxy.emulator.engine.binding import CommandDef, ParamDef
+from cmproxy.emulator.engine.cmdlets import site_obj
 from cmproxy.emulator.engine.conv import ScriptBlock
 from cmproxy.emulator.engine.errors import (
     NotSupportedByEmulator,
     PSError,
     record,
+)
+from cmproxy.emulator.engine.host import ADMIN_UI_PATH, MODULE_PATH, MODULE_VERSION, Drive
+from cmproxy.emulator.engine.interp import (
+    Evaluator,
+    compare_op,
+    get_member,
+    parse,
+    parse_error,
 )
 from cmproxy.emulator.engine.values import ErrorRecord, PSObj, SecureValue
 
@@ -36,7 +46,6 @@ def _cls(name: str) -> str:
 
 
 def _is_cm_module(name: str, rs: SiteRunspace) -> bool:
-    from cmproxy.emulator.engine.runspace import MODULE_PATH
 
     if name.lower() == "configurationmanager":
         return True
@@ -48,7 +57,6 @@ def _is_cm_module(name: str, rs: SiteRunspace) -> bool:
 
 def import_cm_module(rs: SiteRunspace, ctx: CallContext | None) -> None:
     """Load the module: costs.module_import, then the site drives (if auto-created)."""
-    from cmproxy.emulator.engine.runspace import Drive
 
     eng = rs.engine
     if eng.settings.costs.module_import:
@@ -106,7 +114,6 @@ def _import_module(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
 
 
 def _module_obj() -> PSObj:
-    from cmproxy.emulator.engine.runspace import MODULE_PATH, MODULE_VERSION
 
     return PSObj(
         ["System.Management.Automation.PSModuleInfo", "System.Object"],
@@ -144,8 +151,7 @@ def _resolve_fs(rs: SiteRunspace, path: str) -> str:
     else:
         base = rs.location[1] if rs.current_drive() is None else rs.home
         full = ntpath.join(base, p)
-    norm = ntpath.normpath(full)
-    return norm
+    return ntpath.normpath(full)
 
 
 def _drive_not_found(ctx: CallContext, name: str) -> ErrorRecord:
@@ -253,7 +259,6 @@ def _provider_matches(actual: str, given: str) -> bool:
 
 
 def _new_psdrive(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
-    from cmproxy.emulator.engine.runspace import Drive
 
     rs = ctx.rs
     name, prov, root = a["Name"], a["PSProvider"], a["Root"]
@@ -328,7 +333,6 @@ def _remove_psdrive(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
 
 
 def _test_path(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
-    from cmproxy.emulator.engine.runspace import ADMIN_UI_PATH, MODULE_PATH
 
     out = []
     rs = ctx.rs
@@ -344,8 +348,16 @@ def _test_path(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
                 out.append(m.group(2) == "" or d.provider == "CMSite")
             continue
         full = _resolve_fs(rs, path).lower()
-        known = [ADMIN_UI_PATH, ntpath.dirname(ADMIN_UI_PATH), MODULE_PATH, rs.home, "C:\\",
-                 rs.home + "\\Documents", "C:\\Windows", "C:\\Program Files"]  # fmt: skip
+        known = [
+            ADMIN_UI_PATH,
+            ntpath.dirname(ADMIN_UI_PATH),
+            MODULE_PATH,
+            rs.home,
+            "C:\\",
+            rs.home + "\\Documents",
+            "C:\\Windows",
+            "C:\\Program Files",
+        ]
         out.append(full in (k.lower() for k in known))
     return out
 
@@ -354,7 +366,6 @@ def _test_path(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
 
 
 def _cim(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
-    from cmproxy.emulator.engine.cmdlets import site_obj
 
     ns = (a.get("Namespace") or "root\\cimv2").lower().replace("/", "\\")
     cls = a.get("ClassName") or a.get("Class") or ""
@@ -372,7 +383,7 @@ def _cim(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
                             "SMS_ProviderLocation",
                             "Microsoft.Management.Infrastructure.CimInstance",
                             "System.Object",
-                        ],  # fmt: skip
+                        ],
                         {
                             "Machine": s.provider,
                             "NamespacePath": f"\\\\{s.provider}\\root\\sms\\site_{s.code}",
@@ -462,7 +473,7 @@ def _find_log(ctx: CallContext, server: str, name: str) -> str | None:
     text = ctx.state.log(server, name)
     if text is not None:
         return text
-    short = server.split(".")[0].lower()
+    short = server.split(".", maxsplit=1)[0].lower()
     for s, n in ctx.state.logs():
         if s.split(".")[0].lower() == short and n.lower() == name.lower():
             return ctx.state.log(s, n)
@@ -527,8 +538,24 @@ def _write_error(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
 # ---- pipeline helpers -----------------------------------------------------------------------
 
 
-_WHERE_OPS = ("EQ", "NE", "GT", "GE", "LT", "LE", "Like", "NotLike", "Match", "NotMatch",
-              "Contains", "NotContains", "In", "NotIn", "CEQ", "CNE")  # fmt: skip
+_WHERE_OPS = (
+    "EQ",
+    "NE",
+    "GT",
+    "GE",
+    "LT",
+    "LE",
+    "Like",
+    "NotLike",
+    "Match",
+    "NotMatch",
+    "Contains",
+    "NotContains",
+    "In",
+    "NotIn",
+    "CEQ",
+    "CNE",
+)
 
 
 def _where(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
@@ -537,7 +564,6 @@ def _where(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
     ev = ctx.evaluator()
     if isinstance(f, ScriptBlock):
         return [obj] if conv.truthy(ev.invoke_block(f, obj)) else []
-    from cmproxy.emulator.engine.interp import compare_op, get_member
 
     if f is None:
         raise NotSupportedByEmulator("Where-Object without a filter")
@@ -557,14 +583,11 @@ def _foreach(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
     if isinstance(proc, ScriptBlock):
         return ev.invoke_block(proc, obj)
     if isinstance(proc, str):
-        from cmproxy.emulator.engine.interp import get_member
-
         return conv.enumerate_value(get_member(obj, proc))
     raise NotSupportedByEmulator("ForEach-Object without a script block or member name")
 
 
 def _select(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
-    from cmproxy.emulator.engine.interp import get_member
 
     objs = list(items or [])
     if a.get("InputObject") is not None and items is None:
@@ -578,15 +601,20 @@ def _select(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
     props = a.get("Property")
     ev = ctx.evaluator()
     out: list[Any] = []
-    for o in objs:
+    for item in objs:
+        o = item
         if props:
             d: dict[str, Any] = {}
             for p in props:
                 if isinstance(p, dict):
                     name = next(
-                        (conv.to_str(v) for k, v in p.items()
-                         if str(k).lower() in ("name", "n", "label", "l")), "",
-                    )  # fmt: skip
+                        (
+                            conv.to_str(v)
+                            for k, v in p.items()
+                            if str(k).lower() in ("name", "n", "label", "l")
+                        ),
+                        "",
+                    )
                     expr = next(
                         (v for k, v in p.items() if str(k).lower() in ("expression", "e")), None
                     )
@@ -629,9 +657,6 @@ def _select(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
 
 
 def _sort(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
-    from functools import cmp_to_key
-
-    from cmproxy.emulator.engine.interp import get_member
 
     objs = list(items or [])
     props = a.get("Property") or []
@@ -654,10 +679,7 @@ def _sort(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
 
 
 def _to_json(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
-    if items is None:
-        v = a.get("InputObject")
-    else:
-        v = conv.collapse(list(items))
+    v = a.get("InputObject") if items is None else conv.collapse(list(items))
     return conv.to_json(v, a.get("Depth") or 2, bool(a.get("Compress")))
 
 
@@ -737,7 +759,6 @@ def _out_null(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
 def _iex(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
     text = a.get("Command")
     rs = ctx.rs
-    from cmproxy.emulator.engine.interp import Evaluator, parse, parse_error
 
     root, src = parse(conv.to_str(text))
     err = parse_error(root, src)
@@ -819,7 +840,7 @@ def commands() -> list[CommandDef]:
                 P("PassThru", "switch"),
                 P("Scope", "string"),
                 P("DisableNameChecking", "switch"),
-            ],  # fmt: skip
+            ],
             _cls("Import-Module"),
             _import_module,
         ),
@@ -835,7 +856,7 @@ def commands() -> list[CommandDef]:
                 P("Path", "string", position=0, aliases=()),
                 P("LiteralPath", "string", aliases=("PSPath",)),
                 P("PassThru", "switch"),
-            ],  # fmt: skip
+            ],
             _cls("Set-Location"),
             _set_location,
         ),
@@ -845,7 +866,7 @@ def commands() -> list[CommandDef]:
             [P("Path", "string", position=0)],
             _cls("Push-Location"),
             _push_location,
-        ),  # fmt: skip
+        ),
         CommandDef("Pop-Location", [], _cls("Pop-Location"), _pop_location),
         CommandDef(
             "Get-PSDrive",
@@ -862,7 +883,7 @@ def commands() -> list[CommandDef]:
                 P("Description", "string"),
                 P("Scope", "string"),
                 P("Persist", "switch"),
-            ],  # fmt: skip
+            ],
             _cls("New-PSDrive"),
             _new_psdrive,
             should_process=True,
@@ -880,7 +901,7 @@ def commands() -> list[CommandDef]:
                 P("Path", "string[]", mandatory=True, position=0),
                 P("PathType", "string"),
                 P("IsValid", "switch"),
-            ],  # fmt: skip
+            ],
             _cls("Test-Path"),
             _test_path,
         ),
@@ -892,7 +913,7 @@ def commands() -> list[CommandDef]:
                 P("Filter", "string"),
                 P("Query", "string"),
                 P("ComputerName", "string[]", aliases=("CN",)),
-            ],  # fmt: skip
+            ],
             CIM,
             _cim,
         ),
@@ -904,7 +925,7 @@ def commands() -> list[CommandDef]:
                 P("Filter", "string"),
                 P("Query", "string"),
                 P("ComputerName", "string[]", aliases=("CN",)),
-            ],  # fmt: skip
+            ],
             _cls("Get-WmiObject"),
             _cim,
         ),
@@ -916,7 +937,7 @@ def commands() -> list[CommandDef]:
                 P("TotalCount", "long", aliases=("First", "Head")),
                 P("Raw", "switch"),
                 P("Encoding", "string"),
-            ],  # fmt: skip
+            ],
             _cls("Get-Content"),
             _get_content,
         ),
@@ -949,7 +970,7 @@ def commands() -> list[CommandDef]:
             [
                 P("MessageData", "object", position=0, aliases=("Msg", "Message")),
                 P("Tags", "string[]", position=1),
-            ],  # fmt: skip
+            ],
             _cls("Write-Information"),
             _write_information,
         ),
@@ -960,7 +981,7 @@ def commands() -> list[CommandDef]:
                 P("NoNewline", "switch"),
                 P("ForegroundColor", "string"),
                 P("BackgroundColor", "string"),
-            ],  # fmt: skip
+            ],
             _cls("Write-Host"),
             _write_host,
         ),
@@ -977,7 +998,7 @@ def commands() -> list[CommandDef]:
                 P("ErrorId", "string"),
                 P("Category", "string"),
                 P("TargetObject", "object"),
-            ],  # fmt: skip
+            ],
             _cls("Write-Error"),
             _write_error,
         ),
@@ -988,7 +1009,7 @@ def commands() -> list[CommandDef]:
                 P("Value", "object", position=1),
                 *(P(o, "switch") for o in _WHERE_OPS),
                 pipe_in,
-            ],  # fmt: skip
+            ],
             _cls("Where-Object"),
             _where,
         ),
@@ -1008,7 +1029,7 @@ def commands() -> list[CommandDef]:
                 P("Skip", "int"),
                 P("Unique", "switch"),
                 pipe_in,
-            ],  # fmt: skip
+            ],
             _cls("Select-Object"),
             _select,
             collects_input=True,
@@ -1026,7 +1047,7 @@ def commands() -> list[CommandDef]:
                 P("InputObject", "object", position=0, pipeline=True),
                 P("Depth", "int", validate_range=(1, 100)),
                 P("Compress", "switch"),
-            ],  # fmt: skip
+            ],
             _cls("ConvertTo-Json"),
             _to_json,
             collects_input=True,
@@ -1044,7 +1065,7 @@ def commands() -> list[CommandDef]:
                 P("String", "string", mandatory=True, position=0, pipeline=True, secret=True),
                 P("AsPlainText", "switch"),
                 P("Force", "switch"),
-            ],  # fmt: skip
+            ],
             _cls("ConvertTo-SecureString"),
             _to_secure,
         ),
@@ -1054,7 +1075,7 @@ def commands() -> list[CommandDef]:
                 P("InputObject", "object", pipeline=True),
                 P("Stream", "switch"),
                 P("Width", "int"),
-            ],  # fmt: skip
+            ],
             _cls("Out-String"),
             _out_string,
             collects_input=True,
@@ -1072,7 +1093,7 @@ def commands() -> list[CommandDef]:
                 P("Path", "string", mandatory=True, position=0, pipeline=True),
                 P("Parent", "switch"),
                 P("Leaf", "switch"),
-            ],  # fmt: skip
+            ],
             _cls("Split-Path"),
             _split_path,
         ),
@@ -1081,7 +1102,7 @@ def commands() -> list[CommandDef]:
             [
                 P("Path", "string", mandatory=True, position=0),
                 P("ChildPath", "string", mandatory=True, position=1),
-            ],  # fmt: skip
+            ],
             _cls("Join-Path"),
             _join_path,
         ),
@@ -1096,7 +1117,7 @@ def commands() -> list[CommandDef]:
             [
                 P("TypeName", "string", mandatory=True, position=0),
                 P("Property", "hashtable"),
-            ],  # fmt: skip
+            ],
             _cls("New-Object"),
             _new_object,
         ),

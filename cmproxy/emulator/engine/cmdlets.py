@@ -17,6 +17,7 @@ from cmproxy.emulator.engine import conv
 from cmproxy.emulator.engine.binding import CommandDef, ParamDef
 from cmproxy.emulator.engine.errors import PSError
 from cmproxy.emulator.engine.values import PSObj
+from cmproxy.emulator.seeds import site_system_props, sup_props
 from cmproxy.emulator.state import (
     SITE_SYSTEM,
     SUP_ROLE,
@@ -62,8 +63,13 @@ def _mof(cls: str, props: dict[str, Any]) -> str:
     for k, v in props.items():
         if isinstance(v, list):
             continue
-        shown = f'"{v}"' if isinstance(v, str) else conv.to_str(v).lower() if isinstance(
-            v, bool) else conv.to_str(v)  # fmt: skip
+        shown = (
+            f'"{v}"'
+            if isinstance(v, str)
+            else conv.to_str(v).lower()
+            if isinstance(v, bool)
+            else conv.to_str(v)
+        )
         lines.append(f"\t{k} = {shown};")
     lines.append("};")
     return "\n".join(lines) + "\n"
@@ -377,7 +383,6 @@ def set_site_system_server(ctx: CallContext, a: dict[str, Any], items: Any) -> A
 
 
 def new_site_system_server(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
-    from cmproxy.emulator.seeds import site_system_props
 
     site = a.get("SiteCode") or ctx.site_from_location()
     server = a["SiteSystemServerName"]
@@ -435,8 +440,12 @@ def _sup_updates(ctx: CallContext, a: dict[str, Any], add: bool) -> list[Prop]:
     flag("EnableCloudGateway", "AllowProxyTraffic")
     flag("EnableSsl", "SSLWSUS")
     flag("WsusSsl", "SSLWSUS")
-    for param, prop in (("HttpPort", "WSUSIISPort"), ("HttpsPort", "WSUSIISSSLPort"),
-                        ("WsusIisPort", "WSUSIISPort"), ("WsusIisSslPort", "WSUSIISSSLPort")):  # fmt: skip
+    for param, prop in (
+        ("HttpPort", "WSUSIISPort"),
+        ("HttpsPort", "WSUSIISSSLPort"),
+        ("WsusIisPort", "WSUSIISPort"),
+        ("WsusIisSslPort", "WSUSIISSSLPort"),
+    ):
         if param in ex and a[param] is not None:
             upd.append(Prop(prop, a[param]))
     if "ClientConnectionType" in ex and a["ClientConnectionType"] is not None:
@@ -506,7 +515,6 @@ def set_sup(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
 
 
 def add_sup(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
-    from cmproxy.emulator.seeds import sup_props
 
     obj = a.get("InputObject")
     if obj is not None:
@@ -711,12 +719,16 @@ def _proxy_params(set_cmd: bool) -> list[ParamDef]:
 def commands() -> list[CommandDef]:
     by_name, by_value = "SearchByName", "SearchByValue"
     sup_common = [
-        P("ClientConnectionType", "string", choices=CONNECTION_TYPES,
-          enum_type="Microsoft.ConfigurationManagement.Cmdlets.HS.Commands.ClientConnectionTypes"),
+        P(
+            "ClientConnectionType",
+            "string",
+            choices=CONNECTION_TYPES,
+            enum_type="Microsoft.ConfigurationManagement.Cmdlets.HS.Commands.ClientConnectionTypes",
+        ),
         P("UseProxy", "bool"),
         P("UseProxyForAutoDeploymentRule", "bool"),
         P("AnonymousWsusAccess", "switch"),
-    ]  # fmt: skip
+    ]
     return [
         _def(
             "Get-CMSite",
@@ -744,7 +756,7 @@ def commands() -> list[CommandDef]:
                     pipeline=True,
                     ps_type_name=SYSRES,
                 ),
-            ],  # fmt: skip
+            ],
             get_site_role,
             by_name,
         ),
@@ -768,7 +780,7 @@ def commands() -> list[CommandDef]:
                     pipeline=True,
                     ps_type_name=SITE_SYSTEM_TYPE,
                 ),
-            ],  # fmt: skip
+            ],
             get_site_system_server,
             by_name,
         ),
@@ -784,7 +796,7 @@ def commands() -> list[CommandDef]:
                     aliases=("ServerName", "Name"),
                 ),
                 *_proxy_params(set_cmd=False),
-            ],  # fmt: skip
+            ],
             new_site_system_server,
             writes=True,
         ),
@@ -811,7 +823,7 @@ def commands() -> list[CommandDef]:
                 P("SiteCode", "string", sets=("SearchByNameMandatory",)),
                 *_proxy_params(set_cmd=True),
                 P("PassThru", "switch"),
-            ],  # fmt: skip
+            ],
             set_site_system_server,
             "SearchByValueMandatory",
             writes=True,
@@ -836,7 +848,7 @@ def commands() -> list[CommandDef]:
                     pipeline=True,
                     ps_type_name=SITE_SYSTEM_TYPE,
                 ),
-            ],  # fmt: skip
+            ],
             get_sup,
             by_name,
         ),
@@ -866,7 +878,7 @@ def commands() -> list[CommandDef]:
                 P("WsusSsl", "bool", aliases=("SslWsus",)),
                 P("ConnectionAccountUserName", "string", aliases=("UserName",)),
                 *sup_common,
-            ],  # fmt: skip
+            ],
             add_sup,
             "SumPByValueWithWsus",
             writes=True,
@@ -901,7 +913,7 @@ def commands() -> list[CommandDef]:
                 P("PublicVirtualIP", "string"),
                 P("PassThru", "switch"),
                 *sup_common,
-            ],  # fmt: skip
+            ],
             set_sup,
             "ByValue",
             writes=True,
@@ -979,7 +991,7 @@ def commands() -> list[CommandDef]:
                 P("NonFeatureUpdateMaxRuntimeMins", "int"),
                 P("NonWindowsUpdateMaxRuntimeMins", "int"),
                 P("PassThru", "switch"),
-            ],  # fmt: skip
+            ],
             set_sup_component,
             "SearchBySiteCodeMandatory",
             writes=True,

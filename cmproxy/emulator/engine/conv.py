@@ -154,7 +154,9 @@ def to_int(v: Any, target: str = "System.Int32") -> int:
                 if not s:
                     raise ValueError from None
             except ValueError:
-                raise ConversionError(v, target, "Input string was not in a correct format.")
+                raise ConversionError(
+                    v, target, "Input string was not in a correct format."
+                ) from None
     else:
         raise ConversionError(v, target)
     if not lo <= n <= hi:
@@ -171,7 +173,8 @@ def to_double(v: Any) -> float:
         try:
             return float(v.strip() or "0")
         except ValueError:
-            raise ConversionError(v, "System.Double", "Input string was not in a correct format.")
+            msg = "Input string was not in a correct format."
+            raise ConversionError(v, "System.Double", msg) from None
     raise ConversionError(v, "System.Double")
 
 

@@ -16,7 +16,7 @@ import tree_sitter
 import tree_sitter_powershell
 
 from cmproxy.emulator.engine import conv
-from cmproxy.emulator.engine.binding import Arg, Binder, CommandDef, ParamDef
+from cmproxy.emulator.engine.binding import Arg, CommandDef, ParamDef
 from cmproxy.emulator.engine.conv import ScriptBlock
 from cmproxy.emulator.engine.errors import (
     NotSupportedByEmulator,
@@ -74,7 +74,7 @@ class _Continue(_Flow):
     pass
 
 
-class _Return(_Flow):
+class Return(_Flow):
     def __init__(self, value: list[Any]) -> None:
         super().__init__()
         self.value = value
@@ -134,8 +134,17 @@ def _first_error(n: Node) -> Node | None:
     return None
 
 
-_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "0": "\0", "a": "\a", "b": "\b", "f": "\f",
-            "v": "\v", "e": "\x1b"}  # fmt: skip
+_ESCAPES = {
+    "n": "\n",
+    "t": "\t",
+    "r": "\r",
+    "0": "\0",
+    "a": "\a",
+    "b": "\b",
+    "f": "\f",
+    "v": "\v",
+    "e": "\x1b",
+}
 
 
 def unescape_dq(s: str) -> str:
@@ -336,13 +345,13 @@ class Evaluator:
             v = self.pipeline_value(arg) if arg is not None else None
             raise PSError(self.throw_record(v), script=True)
         if kw == "return":
-            raise _Return(self.pipeline(arg) if arg is not None else [])
+            raise Return(self.pipeline(arg) if arg is not None else [])
         if kw == "break":
             raise _Break
         if kw == "continue":
             raise _Continue
         if kw == "exit":
-            raise _Return(self.pipeline(arg) if arg is not None else [])
+            raise Return(self.pipeline(arg) if arg is not None else [])
         raise self.unsupported(n)
 
     def throw_record(self, v: Any) -> ErrorRecord:
@@ -387,7 +396,7 @@ class Evaluator:
             self.bind_param_vars(params, args)
             try:
                 return self.run_block(body)
-            except _Return as r:
+            except Return as r:
                 return r.value
         finally:
             self.rs.scope = outer
@@ -426,9 +435,9 @@ class Evaluator:
                 (c for c in sp.named_children if c.type == "script_parameter_default"), None
             )
             if dflt is not None:
-                p.default = self.named(dflt)[0]
-            al = next((c for c in sp.named_children if c.type == "attribute_list"), None)
-            for a in al.named_children if al is not None else []:
+                p.default = self.named(dflt)[0]  # a Node, evaluated at bind time
+            plist_attrs = next((c for c in sp.named_children if c.type == "attribute_list"), None)
+            for a in plist_attrs.named_children if plist_attrs is not None else []:
                 if a.named_children and a.named_children[0].type == "type_literal":
                     p.type = self.param_type(a.named_children[0])
                     continue
@@ -603,7 +612,7 @@ class Evaluator:
         return self.expr(n)
 
     # -- expressions ------------------------------------------------------------------------
-    def expr(self, n: Node) -> Any:  # noqa: C901 - a dispatcher
+    def expr(self, n: Node) -> Any:
         t = n.type
         kids = self.named(n)
         if t in _WRAPPERS and len(kids) == 1 and n.child_count == 1:
@@ -657,8 +666,12 @@ class Evaluator:
             lo, hi = (conv.to_int(self.expr(c)) for c in kids)
             step = 1 if hi >= lo else -1
             return list(range(lo, hi + step, step))
-        if t in ("post_increment_expression", "post_decrement_expression",
-                 "pre_increment_expression", "pre_decrement_expression"):  # fmt: skip
+        if t in (
+            "post_increment_expression",
+            "post_decrement_expression",
+            "pre_increment_expression",
+            "pre_decrement_expression",
+        ):
             return self.increment(n)
         if t == "assignment_expression":
             self.assignment(n)
@@ -783,7 +796,7 @@ class Evaluator:
                         exception="System.Management.Automation.ParseException",
                     )
                 )
-            out[conv.to_str(key) if not isinstance(key, int) else key] = v
+            out[conv.to_str(key)] = v
         return out
 
     # -- members ----------------------------------------------------------------------------
@@ -984,7 +997,7 @@ class Evaluator:
         ):
             cast = self.named(node)[0]
             tl = next(c for c in cast.named_children if c.type == "type_literal")
-            target = [c for c in self.named(cast) if c is not tl][0]
+            target = next(c for c in self.named(cast) if c is not tl)
             self.assign_to(target, self.convert_to(self.text(tl).strip("[]").lower(), value, tl))
             return
         if node.type == "member_access":
@@ -1015,7 +1028,7 @@ class Evaluator:
         self.rs.scope.set("PSItem", dollar_)
         try:
             return [x for x in ev.run_block(sb.node) if x is not NOTHING]
-        except _Return as r:
+        except Return as r:
             return r.value
         finally:
             self.rs.scope.set("_", old[1])
@@ -1117,7 +1130,7 @@ def _error_member(e: ErrorRecord, low: str) -> Any:
                 "Category": e.category,
                 "Reason": e.exception_type.rsplit(".", 1)[-1],
                 "Activity": e.command_name,
-            }  # fmt: skip
+            }
         )
     if low == "targetobject":
         return e.target_object
@@ -1270,7 +1283,7 @@ def compare_op(op: str, left: Any, right: Any, ev: Evaluator) -> Any:
     if base == "-join":
         return conv.to_str(right).join(conv.to_str(x) for x in conv.enumerate_value(left))
     if base == "-replace":
-        pat, rep = (right + [""])[:2] if isinstance(right, list) else (right, "")
+        pat, rep = ([*right, ""])[:2] if isinstance(right, list) else (right, "")
         flags = 0 if cs else re.IGNORECASE
         rep_s = re.sub(r"\$(\d+)", r"\\\1", conv.to_str(rep))
         return re.sub(conv.to_str(pat), rep_s, conv.to_str(left), flags=flags)
@@ -1291,7 +1304,7 @@ def compare_op(op: str, left: Any, right: Any, ev: Evaluator) -> Any:
     if base in ("-match", "-notmatch"):
         mt = re.search(conv.to_str(right), conv.to_str(left), 0 if cs else re.IGNORECASE)
         if mt is not None and base == "-match":
-            groups = {0: mt.group(0)}
+            groups: dict[Any, Any] = {0: mt.group(0)}
             groups.update({i + 1: g for i, g in enumerate(mt.groups()) if g is not None})
             groups.update({k: v for k, v in mt.groupdict().items() if v is not None})
             ev.rs.scope.set("Matches", groups)
@@ -1304,8 +1317,24 @@ def compare_op(op: str, left: Any, right: Any, ev: Evaluator) -> Any:
     return {"-lt": c < 0, "-le": c <= 0, "-gt": c > 0, "-ge": c >= 0}[base]
 
 
-_CMP_BASE = {"eq", "ne", "lt", "le", "gt", "ge", "like", "notlike", "match", "notmatch",
-             "contains", "notcontains", "in", "notin", "replace", "split"}  # fmt: skip
+_CMP_BASE = {
+    "eq",
+    "ne",
+    "lt",
+    "le",
+    "gt",
+    "ge",
+    "like",
+    "notlike",
+    "match",
+    "notmatch",
+    "contains",
+    "notcontains",
+    "in",
+    "notin",
+    "replace",
+    "split",
+}
 _CMP_BASE |= {"-" + x for x in _CMP_BASE} | {"-join"}
 
 

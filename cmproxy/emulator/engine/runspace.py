@@ -15,7 +15,7 @@ from typing import Any
 
 import attrs
 
-from cmproxy.emulator.engine import conv
+from cmproxy.emulator.engine import builtins, cmdlets, conv
 from cmproxy.emulator.engine.binding import (
     ACTION_VALUES,
     Arg,
@@ -32,7 +32,15 @@ from cmproxy.emulator.engine.errors import (
     command_not_found,
     record,
 )
-from cmproxy.emulator.engine.interp import NOTHING, Evaluator, Scope, parse, parse_error
+from cmproxy.emulator.engine.host import ADMIN_UI_PATH, BUILTIN_DRIVES, Drive
+from cmproxy.emulator.engine.interp import (
+    NOTHING,
+    Evaluator,
+    Return,
+    Scope,
+    parse,
+    parse_error,
+)
 from cmproxy.emulator.engine.values import (
     SWITCH_PRESENT,
     CommandSpec,
@@ -42,13 +50,6 @@ from cmproxy.emulator.engine.values import (
 )
 from cmproxy.emulator.settings import AnswerLost, EmulatorSettings
 from cmproxy.emulator.state import SiteState
-
-ADMIN_UI_PATH = r"C:\Program Files (x86)\Microsoft Endpoint Manager\AdminConsole\bin\i386"
-MODULE_PATH = (
-    r"C:\Program Files (x86)\Microsoft Endpoint Manager\AdminConsole\bin\ConfigurationManager.psd1"
-)
-MODULE_VERSION = "5.2309.1112.1000"
-BUILTIN_DRIVES = ("Alias", "C", "Cert", "Env", "Function", "HKCU", "HKLM", "Variable", "WSMan")
 
 ALIASES = {
     "?": "Where-Object",
@@ -83,14 +84,6 @@ ALIASES = {
 
 
 @attrs.define
-class Drive:
-    name: str
-    provider: str  # "CMSite" or a built-in provider name
-    root: str
-    site: str = ""
-
-
-@attrs.define
 class CallContext:
     """What a command implementation sees while it runs."""
 
@@ -119,9 +112,14 @@ class CallContext:
         return self.ev if self.ev is not None else Evaluator(self.rs, b"")
 
     def error(
-        self, message: str, error_id: str, *, category: str = "NotSpecified",
-        exception: str = "System.Exception", target: Any = None,
-    ) -> ErrorRecord:  # fmt: skip
+        self,
+        message: str,
+        error_id: str,
+        *,
+        category: str = "NotSpecified",
+        exception: str = "System.Exception",
+        target: Any = None,
+    ) -> ErrorRecord:
         return record(
             message,
             error_id,
@@ -187,13 +185,12 @@ class SiteEngine:
         self,
         state: SiteState,
         settings: EmulatorSettings | None = None,
+        *,
         sleep: Callable[[float], None] = time.sleep,
         auto_site_drive: bool = True,
         local_site: str | None = None,
         autoload_module: bool = False,
     ) -> None:
-        from cmproxy.emulator.engine import builtins, cmdlets
-
         self.state = state
         self.settings = settings if settings is not None else EmulatorSettings()
         self.sleep = sleep
@@ -232,7 +229,7 @@ class SiteRunspace:
     def __init__(self, engine: SiteEngine, user: str) -> None:
         self.engine = engine
         self.user = user
-        short = user.split("\\")[-1].split("@")[0] or "user"
+        short = user.rsplit("\\", maxsplit=1)[-1].split("@", maxsplit=1)[0] or "user"
         self.home = f"C:\\Users\\{short}"
         self.scope = Scope()
         self.scope.set("ErrorActionPreference", "Continue")
@@ -351,14 +348,12 @@ class SiteRunspace:
         cmd = CommandDef("", params, "", lambda *a: [], default_set=default_set, advanced=advanced)
         bound = Binder(cmd).bind(args, expects_input=False) if (params or args) else None
         self.scope.set("input", list(input_items or []))
-        from cmproxy.emulator.engine.interp import _Return
-
         try:
             if bound is not None:
                 self._apply_common(bound)
                 ev.bind_param_vars(params, bound.values)
             return ev.run_block(body)
-        except _Return as r:
+        except Return as r:
             return r.value
 
     def _apply_common(self, bound: Bound) -> None:
@@ -397,7 +392,7 @@ class SiteRunspace:
                 "Provider": provider,
                 "ProviderPath": text,
                 "Path": text,
-            },  # fmt: skip
+            },
             string=text,
         )
 
@@ -418,9 +413,7 @@ class SiteRunspace:
             "configurationmanager" in self.modules or self.engine.autoload_module
         ):
             if "configurationmanager" not in self.modules:
-                from cmproxy.emulator.engine.builtins import import_cm_module
-
-                import_cm_module(self, None)
+                builtins.import_cm_module(self, None)
             return cm
         return None
 
@@ -449,7 +442,9 @@ class SiteRunspace:
                 settings.cmdlet_calls[cmd.name] = call_no
         params = {k: mask_value(_param(cmd, k), v) for k, v in bound.values.items()}
         try:
-            out = self._run(cmd, binder, bound, ctx, items, call_no)
+            out = self._run(
+                cmd=cmd, binder=binder, bound=bound, ctx=ctx, items=items, call_no=call_no
+            )
         except PSError as e:
             self._log(cmd.name, params, ctx.wrote, e.record.fully_qualified_error_id)
             raise
@@ -501,6 +496,7 @@ class SiteRunspace:
 
     def _run(
         self,
+        *,
         cmd: CommandDef,
         binder: Binder,
         bound: Bound,
@@ -547,10 +543,8 @@ class SiteRunspace:
         for obj in items:
             if self.stop_event is not None and self.stop_event.is_set():
                 raise StopRequested
-            if any(p.pipeline for p in cmd.params):
-                b = binder.bind_pipeline(bound, obj)
-            else:
-                b = bound
+            takes_input = any(p.pipeline for p in cmd.params)
+            b = binder.bind_pipeline(bound, obj) if takes_input else bound
             ctx.bound = b
             out += _as_output(cmd.run(ctx, b.values, [obj]))
         return out
