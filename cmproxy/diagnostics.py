@@ -1,0 +1,271 @@
+"""What is wrong with a site's proxies, and why — each finding cites its rule.
+
+`diagnose_state` is pure: a `SiteState`, optionally a desired state and the text of site
+server logs, in; findings out. `diagnose(session)` reads the site and each CAS/primary site
+server's `ruleengine.log` through the session, then calls it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Literal
+
+import attrs
+
+from cmproxy.model import SiteState, SiteType
+from cmproxy.plan import DesiredState
+from cmproxy.roles import CloudDistributionPoint, ManagementPoint, SoftwareUpdatePoint
+
+if TYPE_CHECKING:
+    from cmproxy.session import Session
+
+__all__ = ["Diagnosis", "Finding", "diagnose", "diagnose_state", "ruleengine_failures"]
+
+Severity = Literal["error", "warning", "info"]
+
+#: ruleengine.log lines for an ADR download that could not reach the Internet (R13), in the
+#: English and French editions of the product.
+_12007 = re.compile(
+    r"(Failed to download the update from internet\. Error = 12007"
+    r"|chec du t.l.chargement de la mise . jour sur Internet\. Erreur = 12007)",
+    re.IGNORECASE,
+)
+
+
+@attrs.frozen
+class Finding:
+    """One problem, the rule behind it and what to do."""
+
+    rule: str
+    severity: Severity
+    server: str
+    site_code: str
+    message: str
+    fix: str
+
+    def __str__(self) -> str:
+        return f"[{self.rule}] {self.severity}: {self.server} ({self.site_code}): {self.message}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+@attrs.frozen
+class Diagnosis:
+    """All findings for a site, errors first."""
+
+    findings: tuple[Finding, ...]
+
+    def __iter__(self) -> Any:
+        return iter(self.findings)
+
+    def __len__(self) -> int:
+        return len(self.findings)
+
+    @property
+    def ok(self) -> bool:
+        return not any(f.severity == "error" for f in self.findings)
+
+    def rules(self) -> set[str]:
+        return {f.rule for f in self.findings}
+
+    def render(self) -> str:
+        if not self.findings:
+            return "No proxy problems found."
+        return "\n".join(f"{f}\n    fix: {f.fix}" for f in self.findings)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "findings": [f.to_dict() for f in self.findings]}
+
+
+def ruleengine_failures(text: str) -> list[str]:
+    """The ruleengine.log lines that record an ADR download failing with 12007 (R13)."""
+    return [line.strip() for line in text.splitlines() if _12007.search(line)]
+
+
+def diagnose_state(
+    state: SiteState,
+    desired: DesiredState | None = None,
+    logs: Mapping[str, str] | None = None,
+) -> Diagnosis:
+    """Find proxy problems in `state` (and conflicts in `desired`), citing the rules.
+
+    `logs` maps a site server name to the text of its `ruleengine.log`.
+    """
+    findings: list[Finding] = []
+    findings += _sup_without_proxy(state)
+    findings += _adr_at_secondary(state)
+    findings += _cloud_dp_without_primary_proxy(state)
+    findings += _mp_2603(state)
+    if desired is not None:
+        findings += _conflicting_requests(state, desired)
+    for server_name, text in (logs or {}).items():
+        findings += _adr_download_failures(state, server_name, text)
+    order = {"error": 0, "warning": 1, "info": 2}
+    findings.sort(key=lambda f: (order[f.severity], f.rule, f.server))
+    return Diagnosis(tuple(findings))
+
+
+def _sup_without_proxy(state: SiteState) -> Iterable[Finding]:
+    for server in state.servers:
+        sup = server.role(SoftwareUpdatePoint)
+        if isinstance(sup, SoftwareUpdatePoint) and sup.any_flag and not server.proxy.enabled:
+            yield Finding(
+                "R11",
+                "error",
+                server.name,
+                server.site_code,
+                "the software update point uses a proxy (sync "
+                f"{'on' if sup.use_proxy else 'off'}, ADR "
+                f"{'on' if sup.use_proxy_for_adr else 'off'}) but the server has none; WSUS "
+                "reports 'The address of the proxy server cannot be empty' (WSUSCtrl.log)",
+                "configure the site system server's proxy first, or turn the SUP options off",
+            )
+
+
+def _adr_at_secondary(state: SiteState) -> Iterable[Finding]:
+    for server in state.servers:
+        sup = server.role(SoftwareUpdatePoint)
+        site = state.site(server.site_code)
+        if (
+            isinstance(sup, SoftwareUpdatePoint)
+            and sup.use_proxy_for_adr
+            and site is not None
+            and site.type is SiteType.SECONDARY
+        ):
+            yield Finding(
+                "R9",
+                "warning",
+                server.name,
+                server.site_code,
+                "the ADR proxy option is on for a SUP at a secondary site, where it is not used",
+                "turn it off to avoid confusion; ADR content is downloaded at the CAS or primary",
+            )
+
+
+def _cloud_dp_without_primary_proxy(state: SiteState) -> Iterable[Finding]:
+    for server in state.servers:
+        dp = server.role(CloudDistributionPoint)
+        if not isinstance(dp, CloudDistributionPoint):
+            continue
+        managing = dp.managing_site_server
+        if managing is None:
+            site = state.site(server.site_code)
+            managing = site.server if site is not None else None
+        primary = state.server(managing) if managing else None
+        if primary is None:
+            yield Finding(
+                "R5",
+                "warning",
+                server.name,
+                server.site_code,
+                "the primary site server that manages this cloud distribution point is unknown",
+                "check the site's server list; its proxy is configured on that primary site server",
+            )
+        elif not primary.proxy.enabled:
+            yield Finding(
+                "R5",
+                "warning",
+                server.name,
+                server.site_code,
+                f"its managing primary site server {primary.name} has no proxy; if that server "
+                "cannot reach Azure directly, the cloud DP cannot be configured or monitored",
+                f"configure a proxy on {primary.name} (not on the cloud DP)",
+            )
+
+
+def _mp_2603(state: SiteState) -> Iterable[Finding]:
+    for server in state.servers:
+        if server.has_role(ManagementPoint) and server.proxy.enabled:
+            yield Finding(
+                "MP-2603",
+                "info",
+                server.name,
+                server.site_code,
+                "from version 2603 the management point ignores the site system proxy for "
+                "Microsoft Entra token validation",
+                "set a WinINET proxy for SYSTEM (HKEY_USERS\\S-1-5-18 Internet Settings) and "
+                "restart SMS_EXECUTIVE if clients report 0x87d00231",
+            )
+
+
+def _conflicting_requests(state: SiteState, desired: DesiredState) -> Iterable[Finding]:
+    wanted: dict[str, list[tuple[str, str]]] = {}
+    for request in desired.proxies:
+        server = state.server(request.server)
+        key = server.name if server else request.server
+        wanted.setdefault(key, []).append(
+            (request.proxy.normalized().describe(), request.role or "the server")
+        )
+    for name, asks in wanted.items():
+        distinct = {proxy for proxy, _ in asks}
+        if len(distinct) > 1:
+            server = state.server(name)
+            detail = "; ".join(f"{proxy} for {role}" for proxy, role in asks)
+            yield Finding(
+                "R1",
+                "error",
+                name,
+                server.site_code if server else "?",
+                f"different proxies are wanted on one server: {detail}",
+                "a server has one proxy shared by all its roles; put the roles that need "
+                "different proxies on separate site system servers",
+            )
+
+
+def _adr_download_failures(state: SiteState, server_name: str, text: str) -> Iterable[Finding]:
+    lines = ruleengine_failures(text)
+    if not lines:
+        return
+    server = state.server(server_name)
+    site_code = server.site_code if server else "?"
+    has_proxy = server is not None and server.proxy.enabled
+    sup = server.role(SoftwareUpdatePoint) if server else None
+    adr_flag = isinstance(sup, SoftwareUpdatePoint) and sup.use_proxy_for_adr
+    if not has_proxy:
+        fix = (
+            f"configure a proxy on {server_name} (the site server where the ADR was created) "
+            "and turn on the SUP option 'use a proxy server when downloading content by using "
+            "automatic deployment rules'; or give that computer's System account direct access"
+        )
+    elif not adr_flag:
+        fix = (
+            "the server has a proxy, but the SUP option for ADR downloads is off: turn on "
+            "use_proxy_for_adr on the site's software update point"
+        )
+    else:
+        fix = (
+            "the proxy is configured and used: check that the proxy lets "
+            f"{server_name}'s System account (or the proxy account) out to Microsoft Update"
+        )
+    yield Finding(
+        "R13",
+        "error",
+        server_name,
+        site_code,
+        f"{len(lines)} ADR download failure(s) with error 12007 in ruleengine.log: automatic "
+        "deployment rules download as the System account of this site server (R12), and that "
+        "account has no Internet access. Last: " + lines[-1][:160],
+        fix,
+    )
+
+
+def diagnose(
+    session: Session, desired: DesiredState | None = None, *, log_lines: int = 2000
+) -> Diagnosis:
+    """Read the site and the ruleengine.log of each CAS/primary site server, then diagnose."""
+    state = session.read_state()
+    logs: dict[str, str] = {}
+    for site in state.sites:
+        if site.type is SiteType.SECONDARY or site.server is None:
+            continue
+        result = session.run(
+            "Get-SiteServerLog",
+            ServerName=site.server,
+            SiteCode=site.code,
+            LogName="ruleengine.log",
+            Tail=log_lines,
+        )
+        logs[site.server] = "\n".join(str(r.get("Line", "")) for r in result.records())
+    return diagnose_state(state, desired, logs)
