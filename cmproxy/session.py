@@ -42,7 +42,7 @@ READ_TEMPLATE = "Get-SiteState"
 #: Parameter names the Python side binds, per template (checked against each param() block).
 SESSION_TEMPLATE_PARAMETERS: dict[str, frozenset[str]] = {
     BOOTSTRAP_TEMPLATE: frozenset({"SiteCode", "ProviderMachineName", "ModulePath"}),
-    READ_TEMPLATE: frozenset({"SiteCode"}),
+    READ_TEMPLATE: frozenset({"SiteCode", "SiteSystemServerName"}),
 }
 
 _MARKER = "cmproxy:"
@@ -220,29 +220,55 @@ class Session:
 
     # -- reads ------------------------------------------------------------------------------
 
-    def read(self, site_codes: Iterable[str] | None = None) -> SiteRead:
-        """The hierarchy (or the given sites) in one pipeline, with any read issues."""
+    @property
+    def endpoint(self) -> str:
+        """The WinRM endpoint URL: a stable identity of this SMS Provider (for journals)."""
+        return self.info.endpoint
+
+    def read(
+        self,
+        servers: Iterable[str] | None = None,
+        *,
+        site_codes: Iterable[str] | None = None,
+    ) -> SiteRead:
+        """The hierarchy in one pipeline, with any read issues.
+
+        `servers` limits the servers read (sites and accounts are always read whole);
+        `site_codes` limits the sites whose servers, SUP component and accounts are read.
+        """
         codes: Sequence[str] | None = None
         if site_codes is not None:
             codes = tuple(validate_site_code(c, "site_codes") for c in site_codes)
-        result = self.run(READ_TEMPLATE, SiteCode=codes)
+        names: Sequence[str] | None = None
+        if servers is not None:
+            names = tuple(str(n).removeprefix("\\\\") for n in servers)
+        result = self.run(READ_TEMPLATE, SiteCode=codes, SiteSystemServerName=names)
         return read_site_state(result.records())
 
-    def read_state(self, site_codes: Iterable[str] | None = None) -> SiteState:
+    def read_state(
+        self,
+        servers: Sequence[str] | None = None,
+        *,
+        site_codes: Iterable[str] | None = None,
+    ) -> SiteState:
         """Sites, servers with proxies and roles, SUP flags and sync source, accounts."""
-        return self.read(site_codes).state
+        return self.read(servers, site_codes=site_codes).state
 
     # -- writes -----------------------------------------------------------------------------
 
-    def apply(self, change: Change) -> WriteResult:
+    def write(self, change: Change) -> WriteResult:
         """Execute one planned change and read back what the site now holds."""
         from cmproxy.writer import apply_change  # noqa: PLC0415 - writer imports session types
 
         return apply_change(self, change)
 
+    def apply(self, change: Change) -> None:
+        """Run the change once (the transaction's `SiteClient.apply`); never retries."""
+        self.write(change)
+
     def apply_plan(self, plan: Plan) -> list[WriteResult]:
-        """Apply every change in order, stopping at the first error (no rollback here)."""
-        return [self.apply(change) for change in plan]
+        """Write every change in order, stopping at the first error (no rollback here)."""
+        return [self.write(change) for change in plan]
 
 
 def connect(info: ConnectionInfo) -> Session:

@@ -1,9 +1,10 @@
-# Reads a whole hierarchy (or the given sites) in one pipeline: sites, every role row of every
+# Reads a whole hierarchy (or the given sites or servers) in one pipeline: sites, every role row of every
 # site system server with its proxy props, the SUP component's sync source and the accounts.
 # Live IResultObjects are projected into flat objects: nested Props do not survive remoting.
 [CmdletBinding()]
 param(
-    [string[]]$SiteCode
+    [string[]]$SiteCode,
+    [string[]]$SiteSystemServerName
 )
 $ErrorActionPreference = 'Stop'
 
@@ -22,6 +23,10 @@ foreach ($site in $sites) {
     $code = [string]$site.SiteCode
     if ((-not $SiteCode) -or ($SiteCode -contains $code)) {
         foreach ($role in Get-CMSiteRole -SiteCode $code) {
+            $name = ([string]$role.NetworkOSPath) -replace '^\\\\', ''
+            if ($SiteSystemServerName -and -not ($SiteSystemServerName -contains $name)) {
+                continue
+            }
             $props = @{}
             foreach ($prop in $role.Props) {
                 $props[$prop.PropertyName] = $prop

@@ -52,8 +52,9 @@ try {
 } catch {
     $drive = $null
 }
-if ($drive -and ([string]$drive.Provider.Name -ne 'CMSite')) {
-    throw ('cmproxy:DriveClash: a drive named ' + $SiteCode + ' exists with provider ' + [string]$drive.Provider.Name)
+# ProviderInfo renders as its full name, e.g. 'AdminUI.PS.Provider\CMSite'.
+if ($drive -and -not (([string]$drive.Provider) -like '*CMSite')) {
+    throw ('cmproxy:DriveClash: a drive named ' + $SiteCode + ' already exists with provider ' + [string]$drive.Provider)
 }
 $created = $false
 if (-not $drive) {

@@ -5,11 +5,12 @@ into script text, so the command line only carries a short, constant bootstrap
 (`powershell -EncodedCommand`). The step itself travels on **stdin** as one line of JSON:
 the template text, its parameters as name/value pairs, and which values are secrets. The
 bootstrap reads `$input`, rebuilds a parameter hashtable, turns secret values into
-SecureStrings with `ConvertTo-SecureString -AsPlainText -Force` *from a variable*, and invokes
-the template as a script block with splatting. Each output object comes back as one JSON line
-on stdout; a terminating error comes back as one JSON line carrying FullyQualifiedErrorId,
-category, target and message (CLIXML on stderr is the fallback for errors the bootstrap
-itself could not catch).
+SecureStrings with `ConvertTo-SecureString -AsPlainText -Force` *from a variable*, defines the
+template text as a function (`Invoke-Expression` of `function … { <template> }`: only package
+code is ever evaluated, never a value) and invokes it with splatting. Each output object
+comes back as one JSON line on stdout; a terminating error comes back as one JSON line
+carrying FullyQualifiedErrorId, category, target and message (CLIXML on stderr is the
+fallback for errors the bootstrap itself could not catch).
 
 The JSON line is ASCII-only (non-ASCII escaped as \\uXXXX) and the shell is opened with code
 page 65001, so non-ASCII text survives both ways. The secret is inside the WinRM message
@@ -69,8 +70,11 @@ foreach ($step in $request.steps) {
             }
         }
         try {
-            $block = [scriptblock]::Create($step.script)
-            & $block @params | ForEach-Object {
+            # The template text (code from the package, never a value) becomes a function;
+            # the values are splatted into its param() block.
+            $definition = 'function Invoke-CMProxyStep {' + "`n" + $step.script + "`n" + '}'
+            Invoke-Expression -Command $definition
+            Invoke-CMProxyStep @params | ForEach-Object {
                 $item = [pscustomobject]@{ cmproxy = 'o'; step = $index; value = $_ }
                 ConvertTo-Json -InputObject $item -Compress -Depth 6
             }
