@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any, cast
 
 import pytest
+import requests
 import winrm
 from pypsrp.complex_objects import ObjectMeta
 from pypsrp.exceptions import AuthenticationError
@@ -283,3 +284,34 @@ def test_winrm_wrong_password(emu_http: Emulator) -> None:
         with pytest.raises(InvalidCredentialsError):
             winrm_session(emu_http, transport, password="wrong").run_ps("1")
     assert len(emu_http.state.call_log()) == before
+
+
+def test_fixtures(cm_emulator: Emulator, cm_emulator_https: Emulator) -> None:
+    assert cm_emulator.endpoint.startswith("http://127.0.0.1:")
+    assert cm_emulator_https.cert_path is not None
+    for emu in (cm_emulator, cm_emulator_https):
+        r = winrm_session(emu, "ntlm").run_ps(PRELUDE + "(Get-CMSite -SiteCode PS1).SiteCode")
+        assert r.std_out.strip() == b"PS1", r.std_err
+
+
+def test_lost_answer_is_committed_but_never_answered(cm_emulator: Emulator) -> None:
+    emu = cm_emulator
+    with emu.settings.lock:
+        emu.settings.faults.lose_answer_cmdlet = "Set-CMSiteSystemServer"
+        emu.settings.faults.lose_answer_on_call = 1
+    pool = RunspacePool(wsman_for(emu, "basic"))
+    pool.open()
+    ps = prelude(PowerShell(pool))
+    ps.add_cmdlet("Set-CMSiteSystemServer")
+    ps.add_parameter("SiteSystemServerName", SERVER).add_parameter("SiteCode", "PS1")
+    ps.add_parameter("EnableProxy", True).add_parameter("ProxyServerName", "lost.contoso.com")
+    ps.add_parameter("ProxyServerPort", 8081)
+    with pytest.raises(requests.exceptions.ConnectionError):
+        ps.invoke()
+    emu.settings.reset_faults()
+    r = winrm_session(emu, "ntlm").run_ps(
+        PRELUDE
+        + f"(Get-CMSiteSystemServer -SiteSystemServerName {SERVER} -SiteCode PS1).Props | "
+        + "Where-Object PropertyName -eq 'ProxyName' | ForEach-Object { $_.Value2 }"
+    )
+    assert r.std_out.strip() == b"lost.contoso.com", r.std_err
