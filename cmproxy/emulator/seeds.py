@@ -183,18 +183,15 @@ def seed_demo(state: SiteState) -> None:
     acct2 = "CONTOSO\\svc-proxy-dmz"
     f = _fqdn
     with state.transaction():
-        cas = Site("CAS", "Contoso Central Administration Site", "CAS", "", f("cm-cas01"), "")
-        cas = Site(cas.code, cas.name, cas.type, "", cas.server, cas.server)
+        cas_server = f("cm-cas01")
+        cas = Site("CAS", "Contoso Central Administration Site", "CAS", "", cas_server, cas_server)
         _add_site(state, cas)
-        ps1 = Site(
-            "PS1", "Contoso Primary Site 1", "primary", "CAS", f("cm-ps1"), f("cm-ps1-prov01")
-        )
+        ps1 = Site("PS1", "Contoso Primary Site 1", "primary", "CAS", f("cm-ps1"), f("cm-ps1"))
         _add_site(state, ps1)
         ps2 = Site("PS2", "Contoso Primary Site 2", "primary", "CAS", f("cm-ps2"), f("cm-ps2"))
         _add_site(state, ps2)
-        ss1 = Site(
-            "SS1", "Contoso Secondary Site 1", "secondary", "PS1", f("cm-ss1"), f("cm-ps1-prov01")
-        )
+        # A secondary site has no SMS Provider of its own.
+        ss1 = Site("SS1", "Contoso Secondary Site 1", "secondary", "PS1", f("cm-ss1"), "")
         _add_site(state, ss1, provider_on_server=False)
 
         for code in ("CAS", "PS1", "PS2"):

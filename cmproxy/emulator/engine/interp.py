@@ -563,8 +563,24 @@ class Evaluator:
         name_node = next(c for c in kids if c.type == "command_name")
         name = self.text(name_node)
         elements = next((c for c in kids if c.type == "command_elements"), None)
+        rng = re.fullmatch(r"(-?\d+)\.\.(-?\d+)", name)
+        if rng is not None and items is None and not self.command_args_present(elements):
+            # The grammar reads a leading `1..5` as a command name; it is a range.
+            lo, hi = int(rng.group(1)), int(rng.group(2))
+            step = 1 if hi >= lo else -1
+            return list(range(lo, hi + step, step))
         args = self.command_args(elements) if elements is not None else []
         return self.rs.call(name, args, items, self)
+
+    def unwrap(self, n: Node) -> Node:
+        while n.type in _WRAPPERS and len(self.named(n)) == 1 and n.child_count == 1:
+            n = self.named(n)[0]
+        return n
+
+    def command_args_present(self, elements: Node | None) -> bool:
+        return elements is not None and any(
+            c.type not in ("command_argument_sep", "comment") for c in elements.children
+        )
 
     def command_args(self, elements: Node) -> list[Arg]:
         args: list[Arg] = []
@@ -588,7 +604,7 @@ class Evaluator:
                 continue
             if c.type == "redirection":
                 raise self.unsupported(c, "Redirection")
-            if c.type == "variable" and self.text(c).startswith("@"):
+            if self.text(c).startswith("@") and self.unwrap(c).type == "variable":
                 v = self.variable_value(self.text(c)[1:])
                 if isinstance(v, dict):
                     for k, x in v.items():

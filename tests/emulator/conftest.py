@@ -1,0 +1,47 @@
+"""Engine-level fixtures (no network): a seeded state, an engine and a runspace on `PS1:`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from cmproxy.emulator.engine import SiteEngine, SiteRunspace
+from cmproxy.emulator.engine.values import InvocationResult
+from cmproxy.emulator.seeds import apply_seed
+from cmproxy.emulator.settings import EmulatorSettings
+from cmproxy.emulator.state import SiteState
+
+Run = Callable[[str], InvocationResult]
+
+
+@pytest.fixture
+def demo_state() -> Iterator[SiteState]:
+    state = SiteState()
+    apply_seed(state, "demo")
+    yield state
+    state.close()
+
+
+@pytest.fixture
+def emu_settings() -> EmulatorSettings:
+    return EmulatorSettings()
+
+
+@pytest.fixture
+def engine(demo_state: SiteState, emu_settings: EmulatorSettings) -> SiteEngine:
+    return SiteEngine(demo_state, emu_settings, sleep=lambda _s: None)
+
+
+@pytest.fixture
+def rs(engine: SiteEngine) -> SiteRunspace:
+    """A runspace with the module imported and the location on `PS1:`."""
+    runspace = engine.open_runspace("CONTOSO\\admin")
+    res = runspace.run_script("Import-Module ConfigurationManager; Set-Location PS1:")
+    assert not res.had_errors, res
+    return runspace
+
+
+@pytest.fixture
+def run(rs: SiteRunspace) -> Run:
+    return rs.run_script
