@@ -36,6 +36,7 @@ class InMemorySite:
         self.reads = 0
         self._failures: dict[int, BaseException] = {}
         self._lost: set[int] = set()
+        self._failing: dict[tuple[str, ChangeKind | None], BaseException] = {}
         self.before_apply: Callable[[Change], None] | None = None
 
     @property
@@ -44,6 +45,14 @@ class InMemorySite:
 
     def fail_on(self, call: int, error: BaseException | None = None) -> None:
         self._failures[call] = error or PowerShellError(
+            "The SMS Provider reported an error.", fully_qualified_error_id="ProviderError"
+        )
+
+    def fail_for(
+        self, target: str, kind: ChangeKind | None = None, error: BaseException | None = None
+    ) -> None:
+        """Make every write to `target` (of `kind`, if given) fail."""
+        self._failing[(target.lower(), kind)] = error or PowerShellError(
             "The SMS Provider reported an error.", fully_qualified_error_id="ProviderError"
         )
 
@@ -63,6 +72,9 @@ class InMemorySite:
             n = self.calls
             if n in self._failures:
                 raise self._failures[n]
+            for key in ((change.target.lower(), change.kind), (change.target.lower(), None)):
+                if key in self._failing:
+                    raise self._failing[key]
             self.state = _applied(self.state, change)
             self.applied.append(change)
             if n in self._lost:

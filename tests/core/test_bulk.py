@@ -1,0 +1,112 @@
+"""The bulk engine over the in-memory site: per-server transactions, all-or-nothing, cancel."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from cmproxy import ChangeKind, ProxySettings, RuleViolation, SiteState
+from cmproxy.bulk import apply_bulk, plan_bulk
+from cmproxy.desired import parse_desired
+from cmproxy.journal import Journal
+from cmproxy.retry import RetryPolicy
+from cmproxy.testing import InMemorySite
+from cmproxy.transaction import Outcome, ServerSnapshot
+
+SITE_WIDE = """\
+sites:
+  PS1:
+    proxy: {server: proxy-new.contoso.com, port: 3128}
+"""
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Journal:
+    return Journal(tmp_path / "j.sqlite3")
+
+
+def test_plan_bulk_plans_every_server_of_the_site(state: SiteState) -> None:
+    site = InMemorySite(state)
+    bulk = plan_bulk([site], parse_desired(SITE_WIDE))
+    ((endpoint, p),) = bulk.plans
+    assert endpoint == site.endpoint
+    targets = {c.target for c in p}
+    assert "cm-scp01.contoso.com" in targets
+    assert "cdp01.cloudapp.net" not in targets  # R5: cloud DPs follow their primary
+    assert site.calls == 0
+
+
+def test_failures_on_a_few_servers_leave_the_others_changed(
+    state: SiteState, journal: Journal
+) -> None:
+    site = InMemorySite(state)
+    site.fail_for("cm-scp01.contoso.com", ChangeKind.SET_SERVER_PROXY)
+    results = apply_bulk(
+        [site],
+        parse_desired(SITE_WIDE),
+        journal=journal,
+        policy=RetryPolicy.for_tests(),
+        progress=False,
+    )
+    by_server = {r.server: r.outcome for r in results}
+    assert by_server["cm-scp01.contoso.com"].outcome is Outcome.ROLLED_BACK
+    assert by_server["cm-sup01.contoso.com"].outcome is Outcome.CHANGED
+    after = site.state.server("cm-sup01.contoso.com")
+    assert after is not None and after.proxy.server == "proxy-new.contoso.com"
+    before = ServerSnapshot.of(state, "cm-scp01.contoso.com")
+    assert ServerSnapshot.of(site.state, "cm-scp01.contoso.com") == before
+    assert not results.ok
+    assert results.counts()["rolled back"] == 1
+    assert journal.open_transactions() == []
+    frame = results.to_dataframe()
+    assert set(frame["outcome"]) == {"changed", "rolled back"}
+    assert "#fff3cd" in results._repr_html_()
+
+
+def test_all_or_nothing_puts_every_server_back(state: SiteState, journal: Journal) -> None:
+    site = InMemorySite(state)
+    site.fail_for("cm-scp01.contoso.com", ChangeKind.SET_SERVER_PROXY)
+    results = apply_bulk(
+        [site],
+        parse_desired(SITE_WIDE),
+        journal=journal,
+        policy=RetryPolicy.for_tests(),
+        all_or_nothing=True,
+        progress=False,
+    )
+    assert {r.outcome.outcome for r in results} == {Outcome.ROLLED_BACK}
+    for server in state.servers:
+        assert ServerSnapshot.of(site.state, server.name) == ServerSnapshot.of(state, server.name)
+    assert journal.open_transactions() == []
+
+
+def test_a_rule_violation_anywhere_writes_nothing(state: SiteState, journal: Journal) -> None:
+    site = InMemorySite(state)
+    desired = parse_desired(
+        "servers:\n  cm-sup01.contoso.com:\n    proxy: none\n"  # its SUP flags are on (R11)
+    )
+    with pytest.raises(RuleViolation, match="R11"):
+        apply_bulk([site], desired, journal=journal, progress=False)
+    assert site.calls == 0
+
+
+def test_cancel_before_start_leaves_servers_untouched(state: SiteState, journal: Journal) -> None:
+    site = InMemorySite(state)
+    cancel = threading.Event()
+    cancel.set()
+    results = apply_bulk(
+        [site], parse_desired(SITE_WIDE), journal=journal, cancel=cancel, progress=False
+    )
+    assert results.cancelled and not results.ok
+    assert site.calls == 0
+    assert {r.outcome.outcome for r in results} == {Outcome.UNCHANGED}
+
+
+def test_dry_run_writes_nothing(state: SiteState, journal: Journal) -> None:
+    site = InMemorySite(state)
+    results = apply_bulk([site], parse_desired(SITE_WIDE), journal=journal, dry_run=True)
+    assert site.calls == 0
+    assert all("dry run" in r.outcome.reason for r in results)
+    assert ProxySettings(server="x").enabled
