@@ -23,7 +23,12 @@ from cmproxy._exceptions import (
     TransportError,
     ValidationError,
 )
+from cmproxy.bulk import BulkPlan, apply_bulk, plan_bulk
+from cmproxy.connection import ConnectionInfo
+from cmproxy.desired import DesiredSpec, DesiredStateError, load_desired, parse_desired
+from cmproxy.diagnostics import Diagnosis, Finding, diagnose, diagnose_state
 from cmproxy.invocation import AccountLookup, Invocation
+from cmproxy.journal import Journal
 from cmproxy.model import (
     DEFAULT_PROXY_PORT,
     Account,
@@ -48,6 +53,8 @@ from cmproxy.plan import (
     SupFlagsRequest,
     plan,
 )
+from cmproxy.results import Results, ServerResult
+from cmproxy.retry import RetryPolicy
 from cmproxy.roles import (
     AssetIntelligenceSyncPoint,
     CloudDistributionPoint,
@@ -64,6 +71,17 @@ from cmproxy.roles import (
     SoftwareUpdatePoint,
     SupSyncSource,
 )
+from cmproxy.session import Session, connect
+from cmproxy.transaction import (
+    Outcome,
+    ServerOutcome,
+    ServerSnapshot,
+    SiteClient,
+    Transaction,
+    TransactionResult,
+    recover,
+    run_transaction,
+)
 
 __version__ = "0.1.0"
 
@@ -73,6 +91,7 @@ __all__ = [
     "AccountLookup",
     "AssetIntelligenceSyncPoint",
     "AuthenticationError",
+    "BulkPlan",
     "CMGConnectionPoint",
     "CMProxyError",
     "Change",
@@ -81,16 +100,23 @@ __all__ = [
     "ConflictError",
     "ConnectedCacheDistributionPoint",
     "ConnectionError",
+    "ConnectionInfo",
     "ConsoleNotInstalledError",
+    "DesiredSpec",
     "DesiredState",
+    "DesiredStateError",
+    "Diagnosis",
     "DistributionPoint",
     "ExchangeServerConnector",
     "FieldChange",
+    "Finding",
     "Invocation",
     "ItemNotFoundError",
+    "Journal",
     "KnownAccount",
     "ManagementPoint",
     "OtherRole",
+    "Outcome",
     "ParameterBindingError",
     "Plan",
     "PlanError",
@@ -100,13 +126,20 @@ __all__ = [
     "ProxyRequest",
     "ProxySettings",
     "ProxySource",
+    "Results",
+    "RetryPolicy",
     "Role",
     "RollbackError",
     "RuleViolation",
     "Secret",
+    "ServerOutcome",
+    "ServerResult",
+    "ServerSnapshot",
     "ServiceConnectionPoint",
+    "Session",
     "SessionError",
     "Site",
+    "SiteClient",
     "SiteDriveError",
     "SiteServer",
     "SiteState",
@@ -117,9 +150,20 @@ __all__ = [
     "SupFlagsRequest",
     "SupSyncSource",
     "TLSError",
+    "Transaction",
     "TransactionError",
+    "TransactionResult",
     "TransportError",
     "ValidationError",
     "__version__",
+    "apply_bulk",
+    "connect",
+    "diagnose",
+    "diagnose_state",
+    "load_desired",
+    "parse_desired",
     "plan",
+    "plan_bulk",
+    "recover",
+    "run_transaction",
 ]
