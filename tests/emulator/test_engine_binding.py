@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from cmproxy.emulator.engine import SiteRunspace
-from cmproxy.emulator.engine.values import SWITCH_PRESENT, CommandSpec
+from cmproxy.emulator.engine.values import SWITCH_PRESENT, CommandSpec, InvocationResult
 from cmproxy.emulator.state import SiteState
-from tests.emulator.conftest import Run
+
+Run = Callable[[str], InvocationResult]
 
 SSS = "Microsoft.ConfigurationManagement.Cmdlets.HS.Commands.SetSiteSystemServerCommand"
 

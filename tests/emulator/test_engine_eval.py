@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cmproxy.emulator.engine import SiteRunspace
-from cmproxy.emulator.engine.values import PSObj
+from cmproxy.emulator.engine.values import InvocationResult, PSObj
 from cmproxy.emulator.state import SiteState
-from tests.emulator.conftest import Run
+
+Run = Callable[[str], InvocationResult]
 
 
 def out(run: Run, script: str) -> list[object]:
@@ -77,7 +80,9 @@ def test_comparisons(run: Run) -> None:
 def test_control_flow(run: Run) -> None:
     script = """
     $r = @()
-    foreach ($i in (1..5)) { if ($i -eq 2) { continue } elseif ($i -eq 4) { break } else { $r += $i } }
+    foreach ($i in (1..5)) {
+        if ($i -eq 2) { continue } elseif ($i -eq 4) { break } else { $r += $i }
+    }
     $r -join ','
     try { throw 'boom' } catch { "caught $($_.Exception.Message)" } finally { 'fin' }
     """
@@ -131,7 +136,7 @@ def test_injected_quote_stays_one_literal(run: Run, demo_state: SiteState) -> No
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40))
+@given(st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=40))
 def test_single_quote_escaping_round_trips(text: str) -> None:
     from cmproxy.emulator.engine import SiteEngine
 
