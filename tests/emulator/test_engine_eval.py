@@ -193,3 +193,29 @@ def test_env_and_location(rs: SiteRunspace) -> None:
         r"C:\Program Files (x86)\Microsoft Endpoint Manager\AdminConsole\bin\i386",
         r"C:\Users\jdoe\Documents",
     ]
+
+
+def test_functions_while_and_format(run: Run) -> None:
+    script = """
+    function Get-Sq {
+        param([int]$N = 2)
+        $N * $N
+    }
+    Get-Sq -N 3; Get-Sq; Get-Sq 4
+    $i = 0; while ($i -lt 3) { $i++ }; $i
+    "{0}-{1}" -f 'a', 7
+    """
+    assert out(run, script) == [9, 4, 16, 3, "a-7"]
+
+
+def test_calculated_property(run: Run) -> None:
+    script = (
+        "Get-CMSiteSystemServer -SiteCode CAS | "
+        "Select-Object -Property @{n='S';e={$_.NetworkOSPath}} -First 1 | % { $_.S }"
+    )
+    assert out(run, script) == ["\\\\cm-cas01.contoso.com"]
+
+
+def test_input_variable(rs: SiteRunspace) -> None:
+    res = rs.run_script("$input | ForEach-Object { $_ * 2 }", [1, 2])
+    assert res.output == [2, 4]

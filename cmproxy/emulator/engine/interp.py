@@ -466,6 +466,10 @@ class Evaluator:
                 else:
                     raise self.unsupported(a, f"The parameter attribute [{name}]")
             defs.append(p)
+        if all(p.position is None for p in defs):
+            # PowerShell numbers parameters in declaration order when none has a Position.
+            for i, p in enumerate(q for q in defs if q.type != "switch"):
+                p.position = i
         return defs, advanced, default_set
 
     def attribute(self, a: Node) -> tuple[str, dict[str, Any], list[Any]]:
