@@ -1,0 +1,362 @@
+"""What the cmproxy.configmgr modules share: connection options, the SDK import guard, and a
+run-a-desired-state helper with check mode, diff and structured errors.
+
+A thin face (architecture principle 12): everything below calls cmproxy's public API only
+(names in `cmproxy.__all__`). cmproxy is imported inside the guarded try, never elsewhere at
+module level, so a host without cmproxy gets `missing_required_lib('cmproxy')`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import traceback
+from typing import Any
+
+from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
+
+try:
+    import cmproxy
+except ImportError:
+    cmproxy = None
+    HAS_CMPROXY = False
+    CMPROXY_IMPORT_ERROR: str | None = traceback.format_exc()
+else:
+    HAS_CMPROXY = True
+    CMPROXY_IMPORT_ERROR = None
+
+MASK = "********"
+
+
+def _env(*names: str) -> tuple[Any, list[str]]:
+    return (env_fallback, list(names))
+
+
+#: Options named like the ansible.builtin.psrp connection plugin's; ConnectionInfo.from_ansible()
+#: maps them (cmproxy.connection.ANSIBLE_OPTION_NAMES, checked by tests/ansible).
+PSRP_OPTIONS: dict[str, dict[str, Any]] = {
+    "remote_addr": {"type": "str", "aliases": ["cm_server"], "fallback": _env("CMPROXY_SERVER")},
+    "remote_user": {
+        "type": "str",
+        "aliases": ["cm_user", "cm_username"],
+        "fallback": _env("CMPROXY_USERNAME"),
+    },
+    "remote_password": {
+        "type": "str",
+        "no_log": True,
+        "aliases": ["cm_password"],
+        "fallback": _env("CMPROXY_PASSWORD"),
+    },
+    "port": {"type": "int", "aliases": ["cm_port"], "fallback": _env("CMPROXY_PORT")},
+    "protocol": {"type": "str", "choices": ["http", "https"], "fallback": _env("CMPROXY_SCHEME")},
+    "path": {"type": "str", "fallback": _env("CMPROXY_PATH")},
+    "auth": {
+        "type": "str",
+        "choices": ["negotiate", "ntlm", "kerberos", "credssp", "basic", "certificate"],
+        "fallback": _env("CMPROXY_AUTH"),
+    },
+    "cert_validation": {"type": "str", "fallback": _env("CMPROXY_CERT_VALIDATION")},
+    "ca_cert": {
+        "type": "path",
+        "aliases": ["cert_trust_path"],
+        "fallback": _env("CMPROXY_CA_CERT"),
+    },
+    "message_encryption": {
+        "type": "str",
+        "choices": ["auto", "always", "never"],
+        "fallback": _env("CMPROXY_MESSAGE_ENCRYPTION"),
+    },
+    "connection_timeout": {"type": "float", "fallback": _env("CMPROXY_CONNECTION_TIMEOUT")},
+    "read_timeout": {"type": "float", "fallback": _env("CMPROXY_READ_TIMEOUT")},
+    "operation_timeout": {"type": "float", "fallback": _env("CMPROXY_OPERATION_TIMEOUT")},
+    "proxy": {"type": "str", "fallback": _env("CMPROXY_PROXY")},
+    "ignore_proxy": {"type": "bool", "fallback": _env("CMPROXY_IGNORE_PROXY")},
+    "certificate_pem": {"type": "path", "fallback": _env("CMPROXY_CERTIFICATE_PEM")},
+    "certificate_key_pem": {
+        "type": "path",
+        "no_log": False,  # a file name, not the key
+        "fallback": _env("CMPROXY_CERTIFICATE_KEY_PEM"),
+    },
+    "configuration_name": {"type": "str", "fallback": _env("CMPROXY_CONFIGURATION_NAME")},
+}
+
+#: cmproxy's own connection settings (ConnectionInfo fields the psrp plugin does not have).
+CMPROXY_OPTIONS: dict[str, dict[str, Any]] = {
+    "allow_basic_over_http": {"type": "bool", "fallback": _env("CMPROXY_ALLOW_BASIC_OVER_HTTP")},
+    "site_code": {"type": "str", "fallback": _env("CMPROXY_SITE_CODE")},
+    "transport": {
+        "type": "str",
+        "choices": ["psrp", "winrm"],
+        "fallback": _env("CMPROXY_TRANSPORT"),
+    },
+    "module_path": {"type": "str", "fallback": _env("CMPROXY_MODULE_PATH")},
+    "provider_machine_name": {"type": "str", "fallback": _env("CMPROXY_PROVIDER_MACHINE_NAME")},
+}
+
+JOURNAL_OPTIONS: dict[str, dict[str, Any]] = {"journal_path": {"type": "path"}}
+
+
+def connection_argument_spec() -> dict[str, dict[str, Any]]:
+    """A fresh copy of the connection options, to merge into a module's argument_spec."""
+    spec: dict[str, dict[str, Any]] = {}
+    for name, option in {**PSRP_OPTIONS, **CMPROXY_OPTIONS}.items():
+        spec[name] = dict(option)
+    return spec
+
+
+def require_cmproxy(module: AnsibleModule) -> None:
+    if not HAS_CMPROXY:
+        module.fail_json(msg=missing_required_lib("cmproxy"), exception=CMPROXY_IMPORT_ERROR)
+
+
+_TRUE = {"validate", "true", "yes", "on", "1", "y"}
+_FALSE = {"ignore", "false", "no", "off", "0", "n"}
+
+
+def connection_info(module: AnsibleModule) -> Any:
+    """The module's connection options as a `cmproxy.ConnectionInfo` (fails the task if bad)."""
+    params = module.params
+    if not params.get("remote_addr"):
+        module.fail_json(
+            msg="remote_addr (cm_server) is not set: give the SMS Provider's host name as an "
+            "option, through module_defaults for group/cmproxy.configmgr.configmgr, or in the "
+            "CMPROXY_SERVER environment variable",
+            error={"type": "ValidationError", "field": "remote_addr", "value": None, "rule": None},
+        )
+    options = {name: params.get(name) for name in PSRP_OPTIONS}
+    validation = options.get("cert_validation")
+    if isinstance(validation, str):
+        text = validation.strip().lower()
+        options["cert_validation"] = (
+            "validate" if text in _TRUE else "ignore" if text in _FALSE else validation
+        )
+    overrides = {k: params[k] for k in CMPROXY_OPTIONS if params.get(k) is not None}
+    try:
+        return cmproxy.ConnectionInfo.from_ansible(options, **overrides)
+    except cmproxy.CMProxyError as error:
+        fail_with(module, error)
+    return None  # not reached: fail_json exits
+
+
+# -- errors ---------------------------------------------------------------------------------
+
+
+def _plain(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return str(value)  # Secret renders as its mask; other values as text
+
+
+def error_dict(error: BaseException) -> dict[str, Any]:
+    """The SDK's structured error as plain data (its messages never carry a password)."""
+    data: dict[str, Any] = {"type": type(error).__name__, "message": str(error)}
+    if HAS_CMPROXY and isinstance(error, cmproxy.ValidationError):
+        data.update(
+            field=error.field,
+            value=_plain(error.value),
+            reason=error.reason,
+            rule=error.rule,
+        )
+    elif HAS_CMPROXY and isinstance(error, cmproxy.ConflictError):
+        data.update(server=error.server, detail=error.detail)
+    elif HAS_CMPROXY and isinstance(error, cmproxy.PowerShellError):
+        data.update(
+            fully_qualified_error_id=error.fully_qualified_error_id,
+            category=error.category,
+            target=error.target,
+            command=error.command,
+        )
+    return data
+
+
+def fail_with(module: AnsibleModule, error: BaseException, **extra: Any) -> None:
+    details = error_dict(error)
+    msg = str(error)
+    if details.get("rule") and not msg.startswith("["):
+        msg = f"[{details['rule']}] {msg}"
+    module.fail_json(msg=msg, error=details, **extra)
+
+
+# -- snapshots and diff ---------------------------------------------------------------------
+
+
+def snapshot(state: Any, name: str) -> dict[str, Any] | None:
+    """A server's proxy and SUP options as plain data (never a password)."""
+    snap = cmproxy.ServerSnapshot.of(state, name)
+    return snap.to_dict() if snap is not None else None
+
+
+def expected_after(before: dict[str, Any] | None, changes: Any) -> dict[str, Any] | None:
+    """`before` with a server's planned changes applied (what a committed run leaves)."""
+    if before is None:
+        return None
+    after = {"proxy": dict(before["proxy"]), "sup": before["sup"]}
+    for change in changes:
+        if change.kind is cmproxy.ChangeKind.SET_SERVER_PROXY:
+            after["proxy"] = change.after.normalized().to_dict()
+        elif change.kind is cmproxy.ChangeKind.SET_SUP_FLAGS:
+            after["sup"] = change.after.to_dict()
+    return after
+
+
+def _diff_view(snap: dict[str, Any] | None) -> dict[str, Any] | None:
+    if snap is None:
+        return None
+    proxy = snap["proxy"]
+    view: dict[str, Any] = {
+        "proxy": proxy if proxy["enabled"] else {"enabled": False},
+    }
+    if snap["sup"] is not None:
+        view["sup"] = snap["sup"]
+    return view
+
+
+# -- running a desired state ----------------------------------------------------------------
+
+
+def _site_of(state: Any, name: str) -> str | None:
+    server = state.server(name)
+    return server.site_code if server is not None else None
+
+
+def run_desired(
+    module: AnsibleModule,
+    desired: Any,
+    servers: list[str],
+    *,
+    options: Any = None,
+    check_state: Any = None,
+) -> None:
+    """Plan `desired`, apply it in one transaction (or only plan it in check mode), exit.
+
+    `check_state(state)` may fail the task after the site was read and before anything is
+    planned or written. Exits through exit_json/fail_json.
+    """
+    info = connection_info(module)
+    check = module.check_mode
+    journal_dir: str | None = None
+    journal_path: str | None = None
+    session = None
+    try:
+        session = cmproxy.connect(info)
+        state = session.read_state()
+        if check_state is not None:
+            check_state(state)
+        if check:
+            # Nothing is written in check mode, not even the journal: run_transaction needs
+            # one, so it gets a throwaway file.
+            journal_dir = tempfile.mkdtemp(prefix="cmproxy-check-")
+            journal = cmproxy.Journal(os.path.join(journal_dir, "journal.sqlite3"))
+        else:
+            journal = cmproxy.Journal(module.params.get("journal_path"))
+            journal_path = str(journal.path)
+        try:
+            result = cmproxy.run_transaction(
+                session, desired, journal=journal, base=state, options=options, dry_run=check
+            )
+        finally:
+            journal.close()
+    except cmproxy.CMProxyError as error:
+        fail_with(module, error)
+        return
+    finally:
+        if session is not None:
+            session.close()
+        if journal_dir is not None:
+            shutil.rmtree(journal_dir, ignore_errors=True)
+
+    the_plan = result.plan
+    for warning in the_plan.warnings:
+        module.warn(str(warning))
+
+    outcomes = {o.server.lower(): o for o in result.outcomes}
+    # Requested servers first, then any other server the plan changes (R5: a cloud DP's
+    # proxy is written on its managing primary site server).
+    names = list(dict.fromkeys(n.lower() for n in servers))
+    names += [
+        c.target.lower()
+        for c in the_plan
+        if c.kind is not cmproxy.ChangeKind.CREATE_ACCOUNT and c.target.lower() not in names
+    ]
+    rows: list[dict[str, Any]] = []
+    diff_before: dict[str, Any] = {}
+    diff_after: dict[str, Any] = {}
+    for name in dict.fromkeys(names):
+        changes = the_plan.for_server(name)
+        before = snapshot(state, name)
+        after = expected_after(before, changes)
+        outcome = outcomes.get(name)
+        if check:
+            status = "would change" if changes else "unchanged"
+        elif outcome is not None:
+            status = outcome.outcome.value
+            if outcome.outcome is not cmproxy.Outcome.CHANGED:
+                after = outcome.after.to_dict() if outcome.after is not None else None
+        else:
+            status = "changed" if changes and result.ok else "unchanged"
+        rows.append(
+            {
+                "server": name,
+                "site_code": _site_of(state, name),
+                "outcome": status,
+                "changed": bool(changes),
+                "before": before,
+                "after": after,
+                "fields": [
+                    {"field": f.field, "before": f.before, "after": f.after, "note": f.note}
+                    for c in changes
+                    for f in c.fields
+                ],
+                "reason": outcome.reason if outcome is not None else "",
+            }
+        )
+        if changes:
+            diff_before[name] = _diff_view(before)
+            diff_after[name] = _diff_view(after)
+
+    accounts = [
+        {"name": c.target, "site_code": c.site_code}
+        for c in the_plan
+        if c.kind is cmproxy.ChangeKind.CREATE_ACCOUNT
+    ]
+    for account in accounts:
+        key = f"account {account['name']} at {account['site_code']}"
+        diff_before[key] = None
+        diff_after[key] = {"exists": True, "password": MASK}
+
+    changed = not the_plan.is_empty
+    output: dict[str, Any] = {
+        "changed": changed,
+        "servers": rows,
+        "accounts_created": accounts,
+        "plan": [c.to_dict() for c in the_plan],
+        "plan_text": the_plan.render(),
+        "plan_warnings": [
+            {"rule": w.rule, "server": w.server, "message": w.message} for w in the_plan.warnings
+        ],
+        "transaction_id": result.transaction_id,
+        "journal": journal_path,
+    }
+    if module._diff:
+        output["diff"] = {"before": diff_before, "after": diff_after}
+    if not result.ok:
+        failed = [o for o in result.outcomes if o.outcome is cmproxy.Outcome.FAILED]
+        summary = "; ".join(
+            f"{o.server}: {o.outcome.value} ({o.reason})"
+            for o in result.outcomes
+            if o.outcome is not cmproxy.Outcome.UNCHANGED
+        )
+        # Rolled back: nothing stays changed; failed rollback: the site is in an unknown state.
+        output["changed"] = bool(failed)
+        module.fail_json(
+            msg=f"the change was not applied: {summary}",
+            error={
+                "type": "RollbackError" if failed else "TransactionError",
+                "message": summary,
+            },
+            **output,
+        )
+    module.exit_json(**output)
