@@ -282,20 +282,21 @@ def translate_exception(
                 "the check off (lab only)."
             )
         return TLSError(f"TLS with {where} failed{doing}: {type(exc).__name__}")
-    if (
-        "requests.exceptions.ConnectTimeout" in names
-        or "urllib3.exceptions.ConnectTimeoutError" in names
-    ):
-        return ConnectionError(
-            f"connecting to {where} timed out after {info.connection_timeout:g}s{doing}. Check "
-            "the server name and port, that the WinRM listener runs, and firewalls between."
-        )
     refused = any(
         isinstance(e, ConnectionRefusedError)
         or (isinstance(e, OSError) and e.errno in {errno.ECONNREFUSED, errno.EHOSTUNREACH})
         for e in chain
     )
     unresolved = any(isinstance(e, socket.gaierror) for e in chain)
+    connect_timeout = (
+        "requests.exceptions.ConnectTimeout" in names
+        or "urllib3.exceptions.ConnectTimeoutError" in names
+    )
+    if connect_timeout and not (refused or unresolved):
+        return ConnectionError(
+            f"connecting to {where} timed out after {info.connection_timeout:g}s{doing}. Check "
+            "the server name and port, that the WinRM listener runs, and firewalls between."
+        )
     if refused or unresolved or "requests.exceptions.ConnectionError" in names:
         if unresolved:
             why = f"the name {info.server!r} does not resolve"

@@ -3,7 +3,8 @@
 cmd.exe refuses command lines over 8,191 characters, and values must never be formatted
 into script text, so the command line only carries a short, constant bootstrap
 (`powershell -EncodedCommand`). The step itself travels on **stdin** as one line of JSON:
-the template text, its parameters as name/value pairs, and which values are secrets. The
+the template text and its parameters as name/value pairs; each secret follows on its own
+line (%-escaped), so that no cmdlet but ConvertTo-SecureString ever receives it. The
 bootstrap reads `$input`, rebuilds a parameter hashtable, turns secret values into
 SecureStrings with `ConvertTo-SecureString -AsPlainText -Force` *from a variable*, defines the
 template text as a function (`Invoke-Expression` of `function … { <template> }`: only package
@@ -51,10 +52,8 @@ log = logging.getLogger(__name__)
 
 #: The constant script on the command line. It never contains a value.
 BOOTSTRAP = r"""$ErrorActionPreference = 'Stop'
-$request = $null
-foreach ($line in $input) {
-    if ($line) { $request = ConvertFrom-Json -InputObject $line }
-}
+$lines = @($input)
+$request = ConvertFrom-Json -InputObject $lines[0]
 $failed = $false
 $index = 0
 foreach ($step in $request.steps) {
@@ -62,7 +61,9 @@ foreach ($step in $request.steps) {
         $params = @{}
         foreach ($p in $step.parameters) {
             if ($p.secret) {
-                $plain = $p.value
+                # A secret is never inside the JSON: it is its own stdin line, %-escaped.
+                $plain = $lines[$p.line] -replace '%0A', "`n" -replace '%0D', "`r"
+                $plain = $plain -replace '%25', '%'
                 $params[$p.name] = ConvertTo-SecureString -String $plain -AsPlainText -Force
                 $plain = $null
             } else {
@@ -111,26 +112,38 @@ _WINRM_AUTH = {
 
 
 def encode_request(steps: list[Step]) -> bytes:
-    """One ASCII JSON line carrying the steps (secrets in clear: only ever sent on stdin)."""
+    """stdin for the bootstrap: one ASCII JSON line with the steps, then one line per secret.
+
+    Secrets stay out of the JSON so that no cmdlet ever receives them as a parameter value
+    except `ConvertTo-SecureString` (ConvertFrom-Json would otherwise see the whole line).
+    A secret line is UTF-8 with `%`, CR and LF escaped as %25, %0D, %0A.
+    """
+    secrets: list[str] = []
+
+    def parameter(name: str, value: Any) -> dict[str, Any]:
+        if isinstance(value, Secret):
+            secrets.append(_escape_secret(value.reveal()))
+            return {"name": name, "secret": True, "line": len(secrets)}
+        if isinstance(value, tuple):
+            value = list(value)
+        return {"name": name, "value": value, "secret": False}
+
     payload = {
         "steps": [
             {
                 "name": step.script.name,
                 "script": step.script.text,
-                "parameters": [_parameter(name, value) for name, value in step.parameters],
+                "parameters": [parameter(name, value) for name, value in step.parameters],
             }
             for step in steps
         ]
     }
-    return json.dumps(payload, ensure_ascii=True, separators=(",", ":")).encode("ascii") + b"\r\n"
+    head = json.dumps(payload, ensure_ascii=True, separators=(",", ":"))
+    return "\r\n".join([head, *secrets, ""]).encode("utf-8")
 
 
-def _parameter(name: str, value: Any) -> dict[str, Any]:
-    if isinstance(value, Secret):
-        return {"name": name, "value": value.reveal(), "secret": True}
-    if isinstance(value, tuple):
-        value = list(value)
-    return {"name": name, "value": value, "secret": False}
+def _escape_secret(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 
 
 def encoded_command() -> str:
@@ -163,7 +176,7 @@ class WinRSTransport(Transport):
             username=info.username,
             password=info.password.reveal() if info.password else None,
             server_cert_validation="validate" if info.cert_validation else "ignore",
-            ca_trust_path=info.ca_cert or "legacy_requests",
+            ca_trust_path=info.ca_cert,  # type: ignore[arg-type]  # None: default store, not env
             cert_pem=info.certificate_pem,
             cert_key_pem=info.certificate_key_pem,
             message_encryption=info.message_encryption,

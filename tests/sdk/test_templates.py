@@ -111,6 +111,7 @@ REFERENCE: dict[str, set[str]] = {
     "Get-CMAccount": {"UserName", "Name", "SiteCode"} | _COMMON,
     "New-CMAccount": {"Password", "UserName", "Name", "SiteCode"} | _COMMON | _WRITE_COMMON,
     # Windows PowerShell 5.1 built-ins (documented parameters, the ones worth checking).
+    "Get-Content": {"Path", "LiteralPath", "Tail", "TotalCount", "Encoding", "Raw"},
     "Get-Module": {"Name", "ListAvailable", "All", "FullyQualifiedName"},
     "Import-Module": {"Name", "Global", "Force", "Prefix", "MinimumVersion", "Scope"},
     "Get-PSDrive": {"Name", "PSProvider", "Scope", "LiteralName"},
@@ -180,7 +181,9 @@ def commands(text: str) -> list[tuple[str, list[str]]]:
     return found
 
 
-BOUND = {**SESSION_TEMPLATE_PARAMETERS, **WRITE_TEMPLATE_PARAMETERS}
+#: Templates bound by other modules (cmproxy/diagnostics.py binds Get-SiteServerLog).
+OTHER_BINDINGS = {"Get-SiteServerLog": frozenset({"ServerName", "SiteCode", "LogName", "Tail"})}
+BOUND = {**SESSION_TEMPLATE_PARAMETERS, **WRITE_TEMPLATE_PARAMETERS, **OTHER_BINDINGS}
 
 
 def test_every_template_is_bound_by_python() -> None:
