@@ -23,7 +23,7 @@ from pypsrp.powershell import PowerShell, RunspacePool
 from pypsrp.serializer import TaggedValue
 from pypsrp.wsman import WSMan
 
-from cmproxy._exceptions import CMProxyError, TransportError
+from cmproxy._exceptions import CMProxyError, PowerShellError, TransportError
 from cmproxy.connection import ConnectionInfo
 from cmproxy.model import Secret
 from cmproxy.transports.base import (
@@ -105,6 +105,16 @@ class PSRPTransport(Transport):
             except Exception:
                 log.debug("closing the WSMan connection failed", exc_info=True)
 
+    def _abandon_pool(self) -> None:
+        """Forget a pool whose connection broke, without talking to the server again."""
+        self._pool = None
+        wsman, self._wsman = self._wsman, None
+        if wsman is not None:
+            try:
+                wsman.close()
+            except Exception:
+                log.debug("closing a broken WSMan connection failed", exc_info=True)
+
     def _healthy_pool(self) -> RunspacePool:
         pool = self._pool
         if pool is None or pool.state != RunspacePoolState.OPENED:
@@ -139,6 +149,15 @@ class PSRPTransport(Transport):
             # on a new pool, which also re-runs the bootstrap.
             log.info("runspace pool vanished on %s; retrying on a new pool", self.info.endpoint)
             return self._invoke(self._open_pool(), step)
+        except PowerShellError:
+            raise  # a remote error record: the pool itself is fine
+        except CMProxyError:
+            # The exchange broke (connection dropped, HTTP error, fault): the pool's state and
+            # the message-encryption context are unknown. Never reuse them; the next step opens
+            # a fresh connection and pool (and re-runs the bootstrap). Not retried here: the
+            # caller decides, because a write may have happened.
+            self._abandon_pool()
+            raise
 
     def _invoke(self, pool: RunspacePool, step: Step) -> Result:
         log.debug("PSRP run %s", step.describe())
