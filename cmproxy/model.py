@@ -122,6 +122,8 @@ def validate_proxy_host(value: object, field: str = "proxy.server") -> str:
             field, value, "is a URL; give only the host name and put the port in 'port'"
         )
     if _is_ip(value):
+        if ipaddress.ip_address(value.strip("[]")).is_unspecified:
+            raise ValidationError(field, value, "is the unspecified address; name a real proxy")
         return value
     if value.count(":") == 1 and value.rsplit(":", 1)[1].isdigit():
         raise ValidationError(field, value, "contains a port; give the port in 'port' instead")

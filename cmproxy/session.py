@@ -262,9 +262,13 @@ class Session:
 
         return apply_change(self, change)
 
-    def apply(self, change: Change) -> None:
-        """Run the change once (the transaction's `SiteClient.apply`); never retries."""
-        self.write(change)
+    def apply(self, change: Change) -> WriteResult:
+        """Run the change once (the transaction's `SiteClient.apply`); never retries.
+
+        The write template reads the value back in the same pipeline; the result's `matches`
+        spares the transaction a separate re-read.
+        """
+        return self.write(change)
 
     def apply_plan(self, plan: Plan) -> list[WriteResult]:
         """Write every change in order, stopping at the first error (no rollback here)."""

@@ -62,8 +62,12 @@ class SiteClient(Protocol):
         """A fresh read (only `servers`, with their sites and accounts, when given)."""
         ...
 
-    def apply(self, change: Change) -> None:
-        """Run the change's invocation once. May raise; never retries by itself."""
+    def apply(self, change: Change) -> object:
+        """Run the change's invocation once. May raise; never retries by itself.
+
+        May return a read-back with a boolean `matches` (the value read in the same pipeline
+        right after the write); the transaction then skips its own re-read.
+        """
         ...
 
 
@@ -242,7 +246,7 @@ class _Run:
             attempts += 1
             self.emit("apply", change.target, change.invocation.render())
             try:
-                self.client.apply(change)
+                readback_matches = getattr(self.client.apply(change), "matches", None)
             except Exception as error:
                 if not is_transient(error):
                     raise _ChangeFailedError(change, error) from error
@@ -256,11 +260,10 @@ class _Run:
                     self.policy.sleep(self.policy.initial_backoff)
                     continue
                 raise _ChangeFailedError(change, error) from error
-            state = self.read(readback)
-            if not self.holds(change, state):
-                raise _ChangeFailedError(
-                    change, "re-read after the write does not show the new value"
-                )
+            if readback_matches is None:
+                readback_matches = self.holds(change, self.read(readback))
+            if not readback_matches:
+                raise _ChangeFailedError(change, "the re-read does not show the new value")
             break
         self.emit("applied", change.target)
 
