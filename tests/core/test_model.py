@@ -25,8 +25,8 @@ hostnames = (
     .filter(lambda labels: not all(x.isdigit() for x in labels))
     .map(".".join)
 )
-ipv4 = st.ip_addresses(v=4).map(str)
-ipv6 = st.ip_addresses(v=6).map(str)
+ipv4 = st.ip_addresses(v=4).filter(lambda a: not a.is_unspecified).map(str)
+ipv6 = st.ip_addresses(v=6).filter(lambda a: not a.is_unspecified).map(str)
 ports = st.integers(min_value=1, max_value=65535)
 user_chars = st.characters(
     blacklist_categories=("Cc", "Cs", "Zs", "Zl", "Zp"),
@@ -61,7 +61,19 @@ def test_port_must_be_a_whole_number(port: object) -> None:
 
 @given(
     bad=st.sampled_from(
-        ["", " ", " proxy", "http://proxy", "proxy:8080", "-proxy", "pro_xy", "a..b", "proxy!"]
+        [
+            "",
+            " ",
+            " proxy",
+            "http://proxy",
+            "proxy:8080",
+            "-proxy",
+            "pro_xy",
+            "a..b",
+            "proxy!",
+            "::",
+            "0.0.0.0",
+        ]
     )
     | st.text(alphabet=string.punctuation.replace(".", "").replace("-", ""), min_size=1)
 )
