@@ -2,9 +2,10 @@
 modules on the local connection with this venv's python, against an emulated site (real WinRM,
 NTLM with message encryption) started in the test process.
 
-Each test gets a fresh emulator and a fresh HOME (so the SDK's default journal lands in the
-test's tmp dir). A playbook's module results are written to a JSON file by a final task, so a
-test can assert on them as well as on ansible-playbook's output.
+Each test (fixtures in test_ansible_playbooks.py) gets a fresh emulator and a fresh HOME, so
+the SDK's default journal lands in the test's tmp dir. A small callback plugin
+(callback_plugins/cmproxy_results.py) writes every task's result to a JSON file, so a test can
+assert on results as well as on ansible-playbook's output.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +26,11 @@ import yaml
 from cmproxy.emulator.api import Emulator
 
 REPO = Path(__file__).resolve().parents[2]
+assert (REPO / "pyproject.toml").exists()
 COLLECTIONS = REPO / "ansible"
 COLLECTION = COLLECTIONS / "ansible_collections" / "cmproxy" / "configmgr"
 BIN = Path(sys.executable).parent
+CALLBACKS = Path(__file__).resolve().parent / "callback_plugins"
 GROUP = "group/cmproxy.configmgr.configmgr"
 MODULES = ("site_system_proxy", "software_update_point_proxy", "site_system_proxy_info")
 
@@ -65,6 +68,8 @@ def clean_env(home: Path, **extra: str) -> dict[str, str]:
         ANSIBLE_FORCE_COLOR="0",
         ANSIBLE_RETRY_FILES_ENABLED="0",
         ANSIBLE_DEPRECATION_WARNINGS="0",
+        ANSIBLE_CALLBACK_PLUGINS=str(CALLBACKS),
+        ANSIBLE_CALLBACKS_ENABLED="cmproxy_results",
         NO_PROXY="127.0.0.1,localhost",
         no_proxy="127.0.0.1,localhost",
     )
@@ -102,7 +107,7 @@ class PlaybookRun:
 
     def result(self, name: str) -> dict[str, Any]:
         value = self.results.get(name)
-        assert isinstance(value, dict), f"no result registered as {name}:\n{self.output}"
+        assert isinstance(value, dict), f"no result for task {name!r}:\n{self.output}"
         return value
 
 
@@ -125,30 +130,16 @@ class Runner:
         defaults: Mapping[str, Any] | None = None,
         env: Mapping[str, str] | None = None,
     ) -> PlaybookRun:
-        """`tasks` are task dicts; give each module task a `register` name to get its result."""
+        """Run `tasks` (task dicts) in one play; results are keyed by task name."""
         self.runs += 1
         work = self.home / f"run{self.runs}"
         work.mkdir()
         out = work / "results.json"
-        names = [str(t["register"]) for t in tasks if "register" in t]
-        collect = "{{ {" + ", ".join(f"'{n}': {n} | default(None)" for n in names) + "} }}"
         play: dict[str, Any] = {
             "name": "cmproxy collection test",
             "hosts": "localhost",
             "gather_facts": False,
-            "tasks": [
-                *tasks,
-                {
-                    "name": "collect results",
-                    "ansible.builtin.copy": {
-                        "content": collect + "\n",
-                        "dest": str(out),
-                        "mode": "0600",
-                    },
-                    "check_mode": False,
-                    "diff": False,
-                },
-            ],
+            "tasks": list(tasks),
         }
         options = connection_options(self.emulator) if defaults is None else dict(defaults)
         if options:
@@ -169,7 +160,7 @@ class Runner:
         proc = subprocess.run(
             argv,
             cwd=work,
-            env=clean_env(self.home, **(env or {})),
+            env=clean_env(self.home, CMPROXY_TEST_RESULTS=str(out), **(env or {})),
             capture_output=True,
             text=True,
             timeout=180,
@@ -177,62 +168,6 @@ class Runner:
         )
         results: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
         return PlaybookRun(proc.returncode, proc.stdout, proc.stderr, results)
-
-
-# -- test-only workaround for an emulator engine bug ----------------------------------------
-#
-# EMULATOR BUG (reported): `Evaluator.param_type` does `text.strip("[]")`, which turns the
-# parameter type `[string[]]` into `string`, so a script parameter declared `[string[]]` refuses
-# two or more values ("Cannot convert ... System.Object[] to System.String"). The SDK reads
-# several servers at once with Get-SiteState -SiteSystemServerName a,b (run_transaction does
-# for a multi-server change), which real PowerShell accepts. Until the engine is fixed these
-# tests teach it array parameter types; the probe switches the patch off once it is.
-
-_ARRAY_PARAMS_OK: bool | None = None
-
-
-def _engine_binds_string_arrays() -> bool:
-    from cmproxy.emulator.engine.runspace import SiteEngine
-    from cmproxy.emulator.state import SiteState
-
-    with SiteState(":memory:") as state:
-        runspace = SiteEngine(state).open_runspace("probe")
-        result = runspace.run_script("function F {\n param([string[]]$A)\n 7\n}\nF -A 'x','y'")
-    return [int(x) for x in result.output if isinstance(x, int)] == [7]
-
-
-@pytest.fixture
-def engine_array_params(monkeypatch: pytest.MonkeyPatch) -> None:
-    global _ARRAY_PARAMS_OK  # noqa: PLW0603 - probe once per run
-    if _ARRAY_PARAMS_OK is None:
-        _ARRAY_PARAMS_OK = _engine_binds_string_arrays()
-    if _ARRAY_PARAMS_OK:
-        return
-    from cmproxy.emulator.engine import interp
-
-    original = interp.Evaluator.param_type
-
-    def param_type(self: Any, node: Any) -> str:
-        text = str(self.text(node)).strip().lower()
-        if text.startswith("[") and text.endswith("[]]"):
-            inner = text[1:-1].removeprefix("system.")
-            if inner in {"string[]", "object[]"}:
-                return inner
-        return str(original(self, node))
-
-    monkeypatch.setattr(interp.Evaluator, "param_type", param_type)
-
-
-@pytest.fixture
-def emulator(engine_array_params: None) -> Iterator[Emulator]:
-    with Emulator(seed="demo", receive_timeout=3.0) as emu:
-        yield emu
-
-
-@pytest.fixture
-def runner(emulator: Emulator, tmp_path: Path) -> Runner:
-    ansible_tool("ansible-playbook")
-    return Runner(emulator, tmp_path)
 
 
 def written_calls(emu: Emulator) -> list[Any]:
