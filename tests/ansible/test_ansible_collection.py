@@ -1,0 +1,176 @@
+"""The collection's static contract: ansible-doc renders every module, the documented options
+are the argument specs, connection options map onto cmproxy's ConnectionInfo, the action group
+lists every module, and the modules reach only cmproxy's public API through a guarded import.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from cmproxy_ansible_harness import COLLECTION, COLLECTIONS, MODULES, ansible_tool, clean_env
+
+import cmproxy
+from cmproxy.connection import ANSIBLE_OPTION_NAMES, ENV_VARS, ConnectionInfo
+
+MODULE_DIR = COLLECTION / "plugins" / "modules"
+COMMON = COLLECTION / "plugins" / "module_utils" / "common.py"
+
+
+def _import(name: str) -> Any:
+    pytest.importorskip("ansible.module_utils.basic")
+    if str(COLLECTIONS) not in sys.path:
+        sys.path.insert(0, str(COLLECTIONS))
+    return importlib.import_module(f"ansible_collections.cmproxy.configmgr.plugins.{name}")
+
+
+@pytest.fixture(scope="module")
+def docs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """`ansible-doc --json` for all three modules in one run."""
+    home = tmp_path_factory.mktemp("ansible-doc")
+    proc = subprocess.run(
+        [
+            ansible_tool("ansible-doc"),
+            "-t",
+            "module",
+            "--json",
+            *(f"cmproxy.configmgr.{m}" for m in MODULES),
+        ],
+        env=clean_env(home),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "[WARNING]" not in proc.stderr and "[ERROR]" not in proc.stderr, proc.stderr
+    data: dict[str, Any] = json.loads(proc.stdout)
+    return data
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_ansible_doc_renders(name: str, tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [ansible_tool("ansible-doc"), "-t", "module", f"cmproxy.configmgr.{name}"],
+        env=clean_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "[ERROR]" not in proc.stderr and "[WARNING]" not in proc.stderr, proc.stderr
+    assert f"cmproxy.configmgr.{name}" in proc.stdout
+    assert "EXAMPLES:" in proc.stdout and "RETURN VALUES:" in proc.stdout
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_documented_options_are_the_argument_spec(name: str, docs: dict[str, Any]) -> None:
+    entry = docs[f"cmproxy.configmgr.{name}"]
+    documented: dict[str, Any] = entry["doc"]["options"]
+    assert entry["examples"].strip() and entry["return"]
+    yaml.safe_load(entry["examples"])
+    module = _import(f"modules.{name}")
+    spec: dict[str, Any] = (
+        module.argument_spec() if hasattr(module, "argument_spec") else _info_spec(module)
+    )
+    assert set(documented) == set(spec)
+    for option, rules in spec.items():
+        doc = documented[option]
+        assert doc.get("type", "str") == rules.get("type", "str"), option
+        assert sorted(doc.get("aliases", [])) == sorted(rules.get("aliases", [])), option
+        assert doc.get("choices") == rules.get("choices"), option
+        assert doc.get("default") == rules.get("default"), option
+        assert bool(doc.get("required")) == bool(rules.get("required")), option
+        if rules.get("type") == "list":
+            assert doc.get("elements") == rules.get("elements"), option
+    assert entry["doc"]["attributes"]["check_mode"]["support"] == "full"
+
+
+def _info_spec(module: Any) -> dict[str, Any]:
+    common = _import("module_utils.common")
+    spec: dict[str, Any] = common.connection_argument_spec()
+    spec.update(servers={"type": "list", "elements": "str"})
+    spec.update(site_codes={"type": "list", "elements": "str"})
+    assert "def main" in Path(module.__file__).read_text()
+    return spec
+
+
+def test_connection_options_map_onto_connection_info() -> None:
+    common = _import("module_utils.common")
+    fields = {a.name for a in ConnectionInfo.__attrs_attrs__}
+    env_names = set(ENV_VARS.values())
+    for name in common.PSRP_OPTIONS:
+        assert name in ANSIBLE_OPTION_NAMES, f"{name} is not a psrp option cmproxy maps"
+    for name in common.CMPROXY_OPTIONS:
+        assert name in fields and name not in ANSIBLE_OPTION_NAMES
+    for name, rules in common.connection_argument_spec().items():
+        _, variables = rules["fallback"]
+        assert set(variables) <= env_names, name
+    # Every ConnectionInfo field can be reached from a module option.
+    mapped = {ANSIBLE_OPTION_NAMES[n] for n in common.PSRP_OPTIONS} | set(common.CMPROXY_OPTIONS)
+    assert mapped == fields
+    assert common.PSRP_OPTIONS["remote_password"]["no_log"] is True
+
+
+def test_action_group_lists_every_module() -> None:
+    runtime = yaml.safe_load((COLLECTION / "meta" / "runtime.yml").read_text())
+    modules = sorted(p.stem for p in MODULE_DIR.glob("*.py") if p.stem != "__init__")
+    assert sorted(runtime["action_groups"]["configmgr"]) == modules == sorted(MODULES)
+    galaxy = yaml.safe_load((COLLECTION / "galaxy.yml").read_text())
+    assert (galaxy["namespace"], galaxy["name"]) == ("cmproxy", "configmgr")
+
+
+def _imports_cmproxy(node: ast.AST) -> bool:
+    if isinstance(node, ast.Import):
+        return any(a.name.split(".")[0] == "cmproxy" for a in node.names)
+    if isinstance(node, ast.ImportFrom):
+        return (node.module or "").split(".")[0] == "cmproxy"
+    return False
+
+
+def _top_level_cmproxy_imports(tree: ast.Module) -> list[int]:
+    return [node.lineno for node in tree.body if _imports_cmproxy(node)]
+
+
+@pytest.mark.parametrize("path", [*sorted(MODULE_DIR.glob("*.py")), COMMON], ids=lambda p: p.stem)
+def test_cmproxy_only_behind_the_guard(path: Path) -> None:
+    """No unguarded cmproxy import; cmproxy is imported once, in module_utils' try block."""
+    tree = ast.parse(path.read_text())
+    assert _top_level_cmproxy_imports(tree) == []
+    guarded = [
+        node
+        for node in tree.body
+        if isinstance(node, ast.Try)
+        for inner in node.body
+        if isinstance(inner, ast.Import | ast.ImportFrom)
+        and "cmproxy" in ast.dump(inner)
+        and any(isinstance(h.type, ast.Name) and h.type.id == "ImportError" for h in node.handlers)
+    ]
+    nested = [n for n in ast.walk(tree) if _imports_cmproxy(n)]
+    if path == COMMON:
+        assert len(guarded) == 1 and len(nested) == 1
+    else:
+        assert nested == [], "modules reach cmproxy through module_utils.common only"
+
+
+@pytest.mark.parametrize("path", [*sorted(MODULE_DIR.glob("*.py")), COMMON], ids=lambda p: p.stem)
+def test_only_the_public_api(path: Path) -> None:
+    """Every `cmproxy.X` the collection uses is in cmproxy.__all__ (principle 12)."""
+    tree = ast.parse(path.read_text())
+    used = {
+        n.attr
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Attribute)
+        and isinstance(n.value, ast.Name)
+        and n.value.id == "cmproxy"
+    }
+    assert used, "expected the module to use cmproxy"
+    assert used <= set(cmproxy.__all__), used - set(cmproxy.__all__)
