@@ -1,0 +1,120 @@
+"""Issue "Transactions", end to end: the client process killed (SIGKILL) at random points of
+a three-step change, 50 times; `recover` then leaves the server verified in its old or its
+new state, and the journal holds no open entry.
+
+The client is forked from the test process (cmproxy already imported, so a run costs a
+connection and a transaction, not an interpreter start) and killed by the parent.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cmproxy import (
+    DesiredState,
+    Journal,
+    ProxyRequest,
+    ProxySettings,
+    ServerSnapshot,
+    Session,
+    SupFlagsRequest,
+    recover,
+    run_transaction,
+)
+from cmproxy.emulator.api import Emulator
+from cmproxy.retry import RetryPolicy
+
+from .conftest import ACCOUNT, SERVER, info_for, oracle
+
+RUNS_PER_TRANSPORT = 25
+PASSWORD = "Kill-P@ss'w0rd"
+
+
+def _desired(run: int) -> DesiredState:
+    """Alternate between two target states, each a three-step change with a new account."""
+    proxy = ProxySettings(
+        server=f"proxy-{'ab'[run % 2]}.contoso.com",
+        port=3128 + run % 2,
+        account=f"{ACCOUNT}-kill{run}",
+        password=PASSWORD,
+    )
+    on = run % 2 == 0
+    return DesiredState(
+        proxies=[ProxyRequest(SERVER, proxy)],
+        sup_flags=[SupFlagsRequest(SERVER, use_proxy=on, use_proxy_for_adr=on)],
+    )
+
+
+def _child(emu: Emulator, transport: str, journal_path: Path, run: int, ready: int) -> None:
+    """Runs in the forked client: connect, say ready, change, exit."""
+    try:
+        with Session(info_for(emu, transport)) as session:
+            os.write(ready, b"r")
+            run_transaction(
+                session,
+                _desired(run),
+                journal=Journal(journal_path),
+                policy=RetryPolicy.for_tests(),
+            )
+        os.write(ready, b"d")
+    finally:
+        os._exit(0)
+
+
+@pytest.fixture(scope="module", params=["psrp", "winrm"])
+def emulator(request: pytest.FixtureRequest) -> Iterator[tuple[Emulator, str]]:
+    with Emulator(seed="demo", receive_timeout=3.0) as emu:
+        yield emu, str(request.param)
+
+
+def _expected_after(before: ServerSnapshot, run: int) -> ServerSnapshot:
+    desired = _desired(run)
+    flags = desired.sup_flags[0]
+    assert before.sup is not None
+    sup = type(before.sup)(bool(flags.use_proxy), bool(flags.use_proxy_for_adr))
+    return ServerSnapshot(desired.proxies[0].proxy.replace(password=None), sup)
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(600)
+def test_sigkill_at_random_points_then_recover(
+    emulator: tuple[Emulator, str], tmp_path: Path
+) -> None:
+    emu, transport = emulator
+    rng = random.Random(f"cmproxy-{transport}")
+    journal_path = tmp_path / "journal.sqlite3"
+    seen = {"old": 0, "new": 0}
+    for run in range(RUNS_PER_TRANSPORT):
+        before = oracle(emu)
+        after = _expected_after(before, run)
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child never returns
+            os.close(read_end)
+            _child(emu, transport, journal_path, run, write_end)
+        os.close(write_end)
+        assert os.read(read_end, 1) == b"r", "the client did not connect"
+        time.sleep(rng.uniform(0.0, 1.6))
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        os.close(read_end)
+
+        with Session(info_for(emu, transport)) as session, Journal(journal_path) as journal:
+            outcomes = recover(session, journal, policy=RetryPolicy.for_tests())
+            assert journal.open_transactions() == []
+        now = oracle(emu)
+        assert now in (before, after), f"run {run}: {now} is neither {before} nor {after}"
+        for done in outcomes:
+            assert len(done.servers) == 1
+            expected = after if done.status == "committed" else before
+            assert now == expected, f"run {run}: recovery said {done.status}, server is {now}"
+        seen["new" if now == after else "old"] += 1
+    # The random kill points covered both endings.
+    assert seen["old"] > 0 and seen["new"] > 0, seen
