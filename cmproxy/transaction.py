@@ -193,7 +193,6 @@ class _ChangeFailedError(CMProxyError):
 @attrs.define
 class _Run:
     client: SiteClient
-    journal: Journal
     policy: RetryPolicy
     hooks: Sequence[Hook]
     tx_id: str | None = None
@@ -355,7 +354,7 @@ def run_transaction(
     client: SiteClient,
     desired: DesiredState,
     *,
-    journal: Journal,
+    journal: Journal | None = None,
     base: SiteState | None = None,
     options: PlanOptions | None = None,
     policy: RetryPolicy | None = None,
@@ -367,16 +366,26 @@ def run_transaction(
     `base` is the state the caller planned from (read now when omitted); a server that
     changed since is a `ConflictError` and nothing is written. Rule violations raise before
     anything is written. Failures while applying do not raise: the result says, per server,
-    whether it was rolled back or needs a person (`Outcome.FAILED`).
+    whether it was rolled back or needs a person (`Outcome.FAILED`). The journal defaults to
+    `Journal()` (`$CMPROXY_JOURNAL` or `~/.cmproxy/journal.sqlite3`); a dry run needs none.
+
+    Outcomes cover every server asked for and every server written — a cloud DP's request is
+    written on its primary site server (R5), and both are reported.
     """
-    run = _Run(client, journal, policy or RetryPolicy(), hooks)
+    run = _Run(client, policy or RetryPolicy(), hooks)
     current = base if base is not None else run.read(None)
     the_plan = plan(current, desired, options)
     run.emit("planned", "site", f"{len(the_plan)} change(s)")
-    requested = _requested_servers(desired)
     touched = list(
         dict.fromkeys(c.target.lower() for c in the_plan if c.kind is not ChangeKind.CREATE_ACCOUNT)
     )
+    requested = list(dict.fromkeys([*_requested_servers(desired), *touched]))
+    redirected = {
+        name: change.target
+        for change in the_plan
+        for name in requested
+        if name not in touched and any(name in r.lower() for r in change.reasons)
+    }
     snapshots: dict[str, ServerSnapshot] = {}
     for name in touched:
         snap = ServerSnapshot.of(current, name)
@@ -385,15 +394,22 @@ def run_transaction(
     expected = _expected_after(snapshots, the_plan)
 
     def untouched(name: str, reason: str = "already as desired") -> ServerOutcome:
+        if name in redirected:
+            reason = f"R5: its proxy is the one of {redirected[name]} ({reason})"
         snap = ServerSnapshot.of(current, name)
         return ServerOutcome(name, Outcome.UNCHANGED, snap, snap, reason)
 
     if dry_run or the_plan.is_empty:
-        why = "dry run: nothing written" if dry_run else "already as desired"
-        return TransactionResult(
-            the_plan, tuple(untouched(n, why) for n in requested), None, dry_run
-        )
+        if dry_run:
+            outs = tuple(
+                untouched(n, f"dry run: {len(the_plan.for_server(n))} change(s) planned")
+                for n in requested
+            )
+        else:
+            outs = tuple(untouched(n) for n in requested)
+        return TransactionResult(the_plan, outs, None, dry_run)
 
+    journal = journal if journal is not None else Journal()
     run.tx_id = journal.begin(
         client.endpoint,
         [
@@ -507,7 +523,7 @@ class Transaction:
         self,
         client: SiteClient,
         *,
-        journal: Journal,
+        journal: Journal | None = None,
         base: SiteState | None = None,
         options: PlanOptions | None = None,
         policy: RetryPolicy | None = None,
@@ -583,7 +599,7 @@ def recover(
     """
     results: list[RecoveryOutcome] = []
     for tx in journal.open_transactions(client.endpoint):
-        run = _Run(client, journal, policy or RetryPolicy(), hooks, tx.id)
+        run = _Run(client, policy or RetryPolicy(), hooks, tx.id)
         names = [e.server for e in tx.servers]
         befores = {e.server: ServerSnapshot.from_dict(e.before) for e in tx.servers}
         afters = {e.server: ServerSnapshot.from_dict(e.after) for e in tx.servers}

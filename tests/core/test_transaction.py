@@ -290,3 +290,26 @@ def test_retry_policy_bounds_attempts_and_deadline() -> None:
     with pytest.raises(TransportError):
         policy.call(flaky, operation="x", idempotent=False)
     assert len(calls) == 1
+
+
+def test_a_cloud_dp_request_reports_the_primary_site_server_it_changed(
+    state: SiteState, journal: Journal
+) -> None:
+    site = InMemorySite(state)
+    proxy = NEW.replace(account=None, password=None)
+    result = run_transaction(
+        site,
+        DesiredState(proxies=[ProxyRequest("cdp01.cloudapp.net", proxy)]),
+        journal=journal,
+        policy=RetryPolicy.for_tests(),
+    )
+    assert result.changed
+    assert result.outcome("cm-ps1.contoso.com").outcome is Outcome.CHANGED
+    dp = result.outcome("cdp01.cloudapp.net")
+    assert dp.outcome is Outcome.UNCHANGED
+    assert "R5" in dp.reason and "cm-ps1.contoso.com" in dp.reason
+
+
+def test_dry_run_needs_no_journal(state: SiteState) -> None:
+    result = run_transaction(InMemorySite(state), THREE_STEPS, dry_run=True)
+    assert result.dry_run and "3 change(s) planned" in result.outcome(SCP).reason
