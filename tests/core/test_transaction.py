@@ -312,4 +312,4 @@ def test_a_cloud_dp_request_reports_the_primary_site_server_it_changed(
 
 def test_dry_run_needs_no_journal(state: SiteState) -> None:
     result = run_transaction(InMemorySite(state), THREE_STEPS, dry_run=True)
-    assert result.dry_run and "3 change(s) planned" in result.outcome(SCP).reason
+    assert result.dry_run and "2 change(s) planned" in result.outcome(SCP).reason
