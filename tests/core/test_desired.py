@@ -82,9 +82,7 @@ def test_unknown_site_or_server_is_refused_on_resolve(state: SiteState) -> None:
 
 
 def test_prompt_is_used_when_asked() -> None:
-    spec = parse_desired(
-        "accounts:\n  - name: A\\b\n    prompt: true\n", prompt=lambda _q: "typed"
-    )
+    spec = parse_desired("accounts:\n  - name: A\\b\n    prompt: true\n", prompt=lambda _q: "typed")
     assert spec.accounts[0].password is not None
     with pytest.raises(DesiredStateError, match="no prompt"):
         parse_desired("accounts:\n  - name: A\\b\n    prompt: true\n")
