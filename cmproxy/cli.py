@@ -639,11 +639,16 @@ def plan(common: Common, file: DesiredFile, json_output: JsonFlag = False) -> No
 def apply(
     common: Common,
     file: DesiredFile,
+    *,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Apply without asking")] = False,
     all_or_nothing: Annotated[
         bool,
         typer.Option("--all-or-nothing", help="If any server fails, put every changed server back"),
     ] = False,
+    parallel: Annotated[
+        int,
+        typer.Option("--parallel", min=1, max=32, help="Servers changed at the same time"),
+    ] = 4,
     json_output: JsonFlag = False,
 ) -> None:
     """Plan, confirm and apply a desired-state file: one transaction per server.
@@ -680,6 +685,8 @@ def apply(
                 spec,
                 journal=journal,
                 all_or_nothing=all_or_nothing,
+                max_workers=parallel,
+                per_provider=parallel,
                 progress=False if json_output else None,
             )
         finally:
