@@ -13,6 +13,7 @@ write is lost when a site server goes away.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import shutil
@@ -36,10 +37,12 @@ DEFAULT_PASSWORD = "Emulat0r-Passw0rd!"  # noqa: S105 - a well-known test creden
 EngineFactory = Callable[[Any, EmulatorSettings], Engine]
 
 
-def default_engine_factory(state: Any, settings: EmulatorSettings) -> Engine:
+def default_engine_factory(
+    state: Any, settings: EmulatorSettings, *, console_installed: bool = True
+) -> Engine:
     """The engine package's SiteEngine over the site state (imported late: it is heavy)."""
     module = importlib.import_module("cmproxy.emulator.engine.runspace")
-    engine: Engine = module.SiteEngine(state, settings)
+    engine: Engine = module.SiteEngine(state, settings, console_installed=console_installed)
     return engine
 
 
@@ -67,6 +70,7 @@ class Emulator:
         allow_basic: bool = True,
         receive_timeout: float = 20.0,
         engine_factory: EngineFactory | None = None,
+        console_installed: bool = True,
     ) -> None:
         self.seed = seed
         self.users = dict(users) if users else {DEFAULT_USER: DEFAULT_PASSWORD}
@@ -77,7 +81,12 @@ class Emulator:
         self.allow_unencrypted = allow_unencrypted
         self.allow_basic = allow_basic
         self.config = ServerConfig(receive_timeout=receive_timeout)
-        self._engine_factory = engine_factory or default_engine_factory
+        if engine_factory is not None and not console_installed:
+            raise ValueError("console_installed applies to the default engine only")
+        self.console_installed = console_installed
+        self._engine_factory: EngineFactory = engine_factory or functools.partial(
+            default_engine_factory, console_installed=console_installed
+        )
         self._tmpdir: str | None = None
         if state_path is None:
             self._tmpdir = tempfile.mkdtemp(prefix="cmproxy-emulator-")

@@ -12,6 +12,7 @@ import base64
 import binascii
 import datetime
 import logging
+import re
 import shlex
 import threading
 import uuid
@@ -261,7 +262,7 @@ class CmdShell:
     def _run(self, proc: _Process) -> None:
         try:
             text = _decode(proc.stdin, self.codepage)
-            lines = text.splitlines()
+            lines = stdin_lines(text)
             runspace = self._runspace_factory()
             try:
                 result = runspace.run_script(proc.script or "", lines)
@@ -393,6 +394,21 @@ class CmdShell:
             "ShellRunTime": "P0DT0H0M1S",
             "ShellInactivity": "P0DT0H0M0S",
         }
+
+
+_NEWLINE = re.compile(r"\r\n|\r|\n")
+
+
+def stdin_lines(text: str) -> list[str]:
+    """stdin as powershell.exe reads it into `$input` (TextReader.ReadLine): lines end only at
+    CR LF, CR or LF (not at VT, FF, FS/GS/RS, NEL, LS, PS as `str.splitlines()` would); a
+    final line terminator does not start another (empty) line."""
+    if not text:
+        return []
+    lines = _NEWLINE.split(text)
+    if lines[-1] == "":
+        lines.pop()
+    return lines
 
 
 def _decode(data: bytes, codepage: str) -> str:

@@ -43,6 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="refuse Basic over plain HTTP (WinRM AllowUnencrypted=false)",
     )
+    s.add_argument(
+        "--no-console",
+        action="store_true",
+        help="the ConfigMgr console (and its PowerShell module) is not installed",
+    )
     s.add_argument("--receive-timeout", type=float, default=20.0)
     return p
 
@@ -74,6 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         host=args.host,
         allow_unencrypted=not args.no_unencrypted,
         receive_timeout=args.receive_timeout,
+        console_installed=not args.no_console,
     )
     done = threading.Event()
 

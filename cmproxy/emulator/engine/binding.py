@@ -136,6 +136,8 @@ class Bound:
     values: dict[str, Any]
     parameter_set: str
     explicit: set[str] = attrs.field(factory=set)
+    #: `$args` of a simple (non-advanced) function or script block: what bound to nothing.
+    remaining: list[Any] = attrs.field(factory=list)
 
     def get(self, name: str, default: Any = None) -> Any:
         return self.values.get(name, default)
@@ -347,15 +349,29 @@ class Binder:
         values: dict[str, Any] = {}
         defs: dict[str, ParamDef] = {}
         positional: list[Any] = []
+        order: list[int] = []
+        #: (argument index, value) of what a simple function takes into $args.
+        remaining: list[tuple[int, Any]] = []
         i = 0
         args = list(args)
         while i < len(args):
             a = args[i]
             if a.name is None:
                 positional.append(a.value)
+                order.append(i)
                 i += 1
                 continue
-            p = self.resolve_name(a.name)
+            try:
+                p = self.resolve_name(a.name)
+            except PSError:
+                if self.cmd.advanced:
+                    raise
+                # A simple function takes unknown parameters into $args (as PowerShell does).
+                remaining.append((i, a.text or f"-{a.name}"))
+                if not a.bare:
+                    remaining.append((i, a.value))
+                i += 1
+                continue
             if p.name in values:
                 raise self._err(
                     f"Cannot bind parameter because parameter '{p.name}' is specified more than "
@@ -392,6 +408,9 @@ class Binder:
                         continue
                     slots.append(p)
             for idx, v in enumerate(positional):
+                if idx >= len(slots) and not self.cmd.advanced:
+                    remaining.append((order[idx], v))
+                    continue
                 if idx >= len(slots):
                     raise self._err(
                         f"A positional parameter cannot be found that accepts argument "
@@ -407,7 +426,8 @@ class Binder:
             self.check_mandatory(values, chosen, pipeline_pending=False)
         else:
             self.check_mandatory(values, chosen, pipeline_pending=True)
-        return Bound(values, chosen, set(values))
+        extra = [v for _, v in sorted(remaining, key=lambda iv: iv[0])]
+        return Bound(values, chosen, set(values), extra)
 
     def _candidates(self, bound: Iterable[ParamDef]) -> list[str]:
         sets = self.cmd.sets()
@@ -499,7 +519,7 @@ class Binder:
             values[p.name] = v
             chosen = bound.parameter_set if p.in_set(bound.parameter_set) else p.sets[0]
             self.check_mandatory(values, chosen, pipeline_pending=False)
-            return Bound(values, chosen, bound.explicit)
+            return Bound(values, chosen, bound.explicit, bound.remaining)
         raise PSError(
             binding_error(
                 "The input object cannot be bound to any parameters for the command either "

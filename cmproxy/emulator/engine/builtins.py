@@ -90,7 +90,7 @@ def import_cm_module(rs: SiteRunspace, ctx: CallContext | None) -> None:
 def _import_module(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
     rs = ctx.rs
     for name in a["Name"]:
-        if _is_cm_module(name, rs):
+        if rs.engine.console_installed and _is_cm_module(name, rs):
             if "configurationmanager" in rs.modules and not a.get("Force"):
                 continue
             ctx.write_verbose(f"Importing cmdlets from module '{name}'.")
@@ -129,7 +129,9 @@ def _module_obj() -> PSObj:
 
 
 def _get_module(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
-    loaded = "configurationmanager" in ctx.rs.modules or a.get("ListAvailable")
+    loaded = "configurationmanager" in ctx.rs.modules or (
+        a.get("ListAvailable") and ctx.rs.engine.console_installed
+    )
     names = a.get("Name")
     if not loaded:
         return None
@@ -348,10 +350,9 @@ def _test_path(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
                 out.append(m.group(2) == "" or d.provider == "CMSite")
             continue
         full = _resolve_fs(rs, path).lower()
+        console = [ADMIN_UI_PATH, ntpath.dirname(ADMIN_UI_PATH), MODULE_PATH]
         known = [
-            ADMIN_UI_PATH,
-            ntpath.dirname(ADMIN_UI_PATH),
-            MODULE_PATH,
+            *(console if rs.engine.console_installed else []),
             rs.home,
             "C:\\",
             rs.home + "\\Documents",

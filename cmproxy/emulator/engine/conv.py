@@ -17,13 +17,22 @@ PSCUSTOM = ["System.Management.Automation.PSCustomObject", "System.Object"]
 
 
 class ScriptBlock:
-    """A `{ ... }` literal: the tree-sitter node plus the source it came from."""
+    """A `{ ... }` literal or `[scriptblock]::Create(text)`: the body node (None when empty),
+    its `param()` block if any, and the source they came from."""
 
-    def __init__(self, node: Any, source: bytes) -> None:
+    def __init__(
+        self, node: Any, source: bytes, params: Any = None, text: str | None = None
+    ) -> None:
         self.node = node
         self.source = source
+        self.params = params
+        self.text = text
 
     def __str__(self) -> str:
+        if self.text is not None:
+            return self.text
+        if self.node is None:
+            return ""
         text = self.source[self.node.start_byte : self.node.end_byte].decode()
         return text[1:-1] if text.startswith("{") else text
 

@@ -48,6 +48,14 @@ _WRAPPERS = {
     "left_assignment_expression",
     "key_expression",
     "while_condition",
+    "argument_expression",
+    "logical_argument_expression",
+    "bitwise_argument_expression",
+    "comparison_argument_expression",
+    "additive_argument_expression",
+    "multiplicative_argument_expression",
+    "format_argument_expression",
+    "range_argument_expression",
 }
 _SKIP = {"comment", "empty_statement", "command_argument_sep"}
 
@@ -110,7 +118,11 @@ def parse_error(root: Node, src: bytes) -> ErrorRecord | None:
     """A ParseException record when the grammar flags an error, else None."""
     if not root.has_error:
         return None
-    bad = _first_error(root) or root
+    errors = _errors(root)
+    real = [e for e in errors if not _recoverable(e)]
+    if errors and not real:
+        return None
+    bad = real[0] if real else root
     line, col = bad.start_point
     text_line = src.decode(errors="replace").splitlines()[line] if src else ""
     snippet = src[bad.start_byte : bad.end_byte].decode(errors="replace")[:40]
@@ -123,15 +135,30 @@ def parse_error(root: Node, src: bytes) -> ErrorRecord | None:
     )
 
 
-def _first_error(n: Node) -> Node | None:
+def _errors(n: Node) -> list[Node]:
+    """Every ERROR / missing node, outermost first, in source order."""
     if n.type == "ERROR" or n.is_missing:
-        return n
+        return [n]
+    found: list[Node] = []
     for c in n.children:
         if c.has_error or c.type == "ERROR" or c.is_missing:
-            found = _first_error(c)
-            if found is not None:
-                return found
-    return None
+            found += _errors(c)
+    return found
+
+
+def _recoverable(n: Node) -> bool:
+    """The grammar's one known misreading: `function F { param($A) $A }` on one line puts the
+    param block in an ERROR node right after `{`. PowerShell accepts it; so does the emulator."""
+    parent = n.parent
+    kids = [c for c in n.children if c.type not in _SKIP]
+    return (
+        n.type == "ERROR"
+        and parent is not None
+        and parent.type == "function_statement"
+        and len(kids) == 1
+        and kids[0].type == "param_block"
+        and not kids[0].has_error
+    )
 
 
 _ESCAPES = {
@@ -275,7 +302,7 @@ class Evaluator:
         block = next(c for c in n.named_children if c.type == "statement_block")
         name = self.var_name(var)
         out: list[Any] = []
-        for item in conv.enumerate_value(self.pipeline_value(src)):
+        for item in self.foreach_items(src):
             if item is NOTHING:
                 continue
             self.check_stop()
@@ -287,6 +314,17 @@ class Evaluator:
             except _Continue:
                 continue
         return out
+
+    def foreach_items(self, src: Node) -> list[Any]:
+        """What `foreach ($x in <src>)` iterates: a command's output as is (nothing → no
+        iteration); an expression's value unrolled, `$null` → no iteration (PowerShell 3+)."""
+        elements = self.pipeline_elements(src)
+        if len(elements) == 1 and elements[0].type not in ("command", "assignment_expression"):
+            v = self.expr(elements[0])
+            if v is None or v is NOTHING:
+                return []
+            return conv.enumerate_value(v)
+        return self.pipeline(src)
 
     def while_statement(self, n: Node) -> list[Any]:
         cond = next(c for c in n.named_children if c.type == "while_condition")
@@ -377,22 +415,33 @@ class Evaluator:
         if body is not None:
             pb = next((c for c in body.named_children if c.type == "param_block"), None)
             stmts = next((c for c in body.named_children if c.type == "script_block_body"), None)
+        for err in (c for c in n.children if c.type == "ERROR" and _recoverable(c)):
+            pb = next(c for c in err.children if c.type == "param_block")
         params, advanced, default_set = self.param_defs(pb)
         ev = self
 
-        def run(rs: SiteRunspace, args: dict[str, Any], bound: Any) -> list[Any]:
-            return ev.call_function(params, args, stmts)
+        def run(ctx: Any, args: dict[str, Any], items: Any) -> list[Any]:
+            return ev.call_function(params, args, stmts, remaining=ctx.bound.remaining)
 
         self.rs.functions[name.lower()] = CommandDef(
             name, params, "", run, default_set=default_set, advanced=advanced
         )
 
     def call_function(
-        self, params: list[ParamDef], args: dict[str, Any], body: Node | None
+        self,
+        params: list[ParamDef],
+        args: dict[str, Any],
+        body: Node | None,
+        *,
+        remaining: Sequence[Any] = (),
+        input_items: Sequence[Any] | None = None,
     ) -> list[Any]:
         outer = self.rs.scope
         self.rs.scope = Scope(outer)
         try:
+            self.rs.scope.set("args", list(remaining))
+            if input_items is not None:
+                self.rs.scope.set("input", list(input_items))
             self.bind_param_vars(params, args)
             try:
                 return self.run_block(body)
@@ -563,7 +612,9 @@ class Evaluator:
     def command(self, n: Node, items: list[Any] | None) -> list[Any]:
         kids = n.named_children
         if kids and kids[0].type == "command_invokation_operator":
-            raise self.unsupported(n, "The call operators '&' and '.'")
+            if self.text(kids[0]).strip() != "&":
+                raise self.unsupported(n, "The dot-source operator '.'")
+            return self.call_operator(n, items)
         name_node = next(c for c in kids if c.type == "command_name")
         name = self.text(name_node)
         elements = next((c for c in kids if c.type == "command_elements"), None)
@@ -575,6 +626,76 @@ class Evaluator:
             return list(range(lo, hi + step, step))
         args = self.command_args(elements) if elements is not None else []
         return self.rs.call(name, args, items, self)
+
+    def call_operator(self, n: Node, items: list[Any] | None) -> list[Any]:
+        """`& <name | scriptblock | CommandInfo> args`: the callee is evaluated, never parsed
+        from a value (a string is a command *name*, not script text)."""
+        kids = n.named_children
+        callee_node = next(c for c in kids if c.type == "command_name_expr")
+        elements = next((c for c in kids if c.type == "command_elements"), None)
+        callee = self.callee(callee_node)
+        args = self.command_args(elements) if elements is not None else []
+        if isinstance(callee, ScriptBlock):
+            return self.rs.call_def(self.scriptblock_command(callee), args, items, self, log=False)
+        if isinstance(callee, PSObj) and any(t.endswith("CommandInfo") for t in callee.type_names):
+            callee = get_member(callee, "Name")
+        if isinstance(callee, str) and callee:
+            return self.rs.call(callee, args, items, self)
+        raise PSError(
+            record(
+                "The expression after '&' in a pipeline element produced an object that was not "
+                "valid. It must result in a command name, a script block, or a CommandInfo "
+                "object.",
+                "BadExpression",
+                category="InvalidOperation",
+                exception="System.Management.Automation.RuntimeException",
+                target=callee,
+            )
+        )
+
+    def callee(self, n: Node) -> Any:
+        inner = self.named(n)
+        if len(inner) == 1 and inner[0].type == "path_command_name":
+            parts = self.named(inner[0])
+            if not parts or parts[0].type != "variable":
+                return self.text(inner[0])
+            value = self.variable_value(self.var_name(parts[0]))
+            for tok in parts[1:]:
+                text = self.text(tok)
+                if tok.type != "path_command_name_token" or not text.startswith("."):
+                    raise self.unsupported(n, f"The command expression {self.text(n)}")
+                for member in text[1:].split("."):
+                    value = get_member(value, member)
+            return value
+        if len(inner) == 1:
+            return self.expr(inner[0])
+        raise self.unsupported(n, f"The command expression {self.text(n)}")
+
+    def scriptblock_command(self, sb: ScriptBlock) -> CommandDef:
+        """A script block as a command: its param() block binds like a function's."""
+        ev = self if sb.source is self.src else Evaluator(self.rs, sb.source)
+        params, advanced, default_set = ev.param_defs(sb.params)
+        takes_pipeline = any(p.pipeline for p in params)
+
+        def run(ctx: Any, args: dict[str, Any], items: Any) -> list[Any]:
+            ev.try_depth = self.try_depth
+            return ev.call_function(
+                params,
+                args,
+                sb.node,
+                remaining=ctx.bound.remaining,
+                input_items=None if takes_pipeline else list(items or []),
+            )
+
+        return CommandDef(
+            "",
+            params,
+            "",
+            run,
+            default_set=default_set,
+            advanced=advanced,
+            collects_input=not takes_pipeline,
+        )
 
     def unwrap(self, n: Node) -> Node:
         while n.type in _WRAPPERS and len(self.named(n)) == 1 and n.child_count == 1:
@@ -609,7 +730,7 @@ class Evaluator:
             if c.type == "redirection":
                 raise self.unsupported(c, "Redirection")
             if self.text(c).startswith("@") and self.unwrap(c).type == "variable":
-                v = self.variable_value(self.text(c)[1:])
+                v = self.variable_value(self.var_name(self.unwrap(c)))
                 if isinstance(v, dict):
                     for k, x in v.items():
                         args.append(Arg(str(k), x, text=f"-{k}"))
@@ -633,7 +754,7 @@ class Evaluator:
 
     # -- expressions ------------------------------------------------------------------------
     def expr(self, n: Node) -> Any:
-        t = n.type
+        t = n.type.replace("_argument_expression", "_expression")
         kids = self.named(n)
         if t in _WRAPPERS and len(kids) == 1 and n.child_count == 1:
             return self.expr(kids[0])
@@ -666,8 +787,9 @@ class Evaluator:
         if t == "hash_literal_expression":
             return self.hashtable(n)
         if t == "script_block_expression":
-            sb = next(c for c in kids if c.type == "script_block")
-            return ScriptBlock(sb, self.src)
+            sb = next((c for c in kids if c.type == "script_block"), None)
+            pb = next((c for c in kids if c.type == "param_block"), None)
+            return ScriptBlock(sb, self.src, pb)
         if t == "array_literal_expression":
             return [self.expr(c) for c in kids]
         if t == "expression_with_unary_operator":
@@ -846,11 +968,12 @@ class Evaluator:
         args: list[Any] = []
         if arglist is not None:
             for c in self.named(arglist):
+                if c.type == "argument_expression_list":
+                    args += [self.expr(x) for x in self.named(c)]
+                    continue
                 v = self.expr(c)
-                if c.type == "argument_expression_list" or (
-                    isinstance(v, list) and c.type in ("array_literal_expression",)
-                ):
-                    args.extend(v if isinstance(v, list) else [v])
+                if isinstance(v, list) and c.type in ("array_literal_expression",):
+                    args.extend(v)
                 else:
                     args.append(v)
         name = self.member_name(n)
@@ -1245,6 +1368,9 @@ def call_method(target: Any, name: str, args: list[Any], node: Node, ev: Evaluat
     if low == "gettype" and not args:
         full = conv.type_name(target)
         return conv.custom({"Name": full.rsplit(".", 1)[-1], "FullName": full})
+    if isinstance(target, ScriptBlock) and low in ("invoke", "invokereturnasis"):
+        cmd = ev.scriptblock_command(target)
+        return ev.rs.call_def(cmd, [Arg(None, a) for a in args], None, ev, log=False)
     if isinstance(target, str) and low in _STR_METHODS:
         return _STR_METHODS[low](target, *args)
     if isinstance(target, list):
@@ -1286,9 +1412,29 @@ def static_method(ev: Evaluator, tl: Node, name: str, args: list[Any]) -> Any:
     if t == "string" and low == "join":
         items = args[1] if len(args) == 2 and isinstance(args[1], list) else args[1:]
         return conv.to_str(args[0]).join(conv.to_str(x) for x in items)
+    if t in ("scriptblock", "management.automation.scriptblock") and low == "create":
+        return create_scriptblock(conv.to_str(args[0]) if args else "")
     if t in ("io.path",) and low == "combine":
         return ntpath.join(*(conv.to_str(a) for a in args))
     raise ev.unsupported(tl, f"The static method [{t}]::{name}()")
+
+
+def create_scriptblock(text: str) -> ScriptBlock:
+    """`[scriptblock]::Create(text)`: parsed now (a syntax error is the method's exception)."""
+    root, src = parse(text)
+    err = parse_error(root, src)
+    if err is not None:
+        raise PSError(
+            record(
+                f'Exception calling "Create" with "1" argument(s): "{err.message}"',
+                "ParseException",
+                category="NotSpecified",
+                exception="System.Management.Automation.MethodInvocationException",
+            )
+        )
+    body = next((c for c in root.named_children if c.type == "statement_list"), None)
+    pb = next((c for c in root.named_children if c.type == "param_block"), None)
+    return ScriptBlock(body, src, pb, text)
 
 
 def compare_op(op: str, left: Any, right: Any, ev: Evaluator) -> Any:

@@ -179,6 +179,9 @@ class SiteEngine:
     `auto_site_drive`: after `Import-Module ConfigurationManager` the site drives exist (as on a
     machine whose console connected before); False reproduces the "missing drive" path.
     `local_site`: which site's SMS Provider this emulated machine is (default: first primary).
+    `console_installed=False`: the ConfigMgr console (and so its PowerShell module) is not on
+    this machine: `Import-Module ConfigurationManager` fails with `Modules_ModuleNotFound` and
+    `$env:SMS_ADMIN_UI_PATH` does not exist.
     """
 
     def __init__(
@@ -190,12 +193,14 @@ class SiteEngine:
         auto_site_drive: bool = True,
         local_site: str | None = None,
         autoload_module: bool = False,
+        console_installed: bool = True,
     ) -> None:
         self.state = state
         self.settings = settings if settings is not None else EmulatorSettings()
         self.sleep = sleep
         self.auto_site_drive = auto_site_drive
         self.autoload_module = autoload_module
+        self.console_installed = console_installed
         self._local_site = local_site
         self._site_locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
@@ -240,7 +245,6 @@ class SiteRunspace:
         self.scope.set("HOME", self.home)
         self.scope.set("PSVersionTable", {"PSVersion": "5.1.17763.5576", "PSEdition": "Desktop"})
         env = {
-            "SMS_ADMIN_UI_PATH": ADMIN_UI_PATH,
             "USERNAME": short,
             "USERPROFILE": self.home,
             "COMPUTERNAME": engine.local_server.split(".")[0].upper(),
@@ -252,9 +256,13 @@ class SiteRunspace:
             "ProgramFiles": "C:\\Program Files",
             "ProgramFiles(x86)": "C:\\Program Files (x86)",
             "PSModulePath": "C:\\Program Files\\WindowsPowerShell\\Modules;"
-            "C:\\Windows\\system32\\WindowsPowerShell\\v1.0\\Modules;"
-            "C:\\Program Files (x86)\\Microsoft Endpoint Manager\\AdminConsole\\bin",
+            "C:\\Windows\\system32\\WindowsPowerShell\\v1.0\\Modules",
         }
+        if engine.console_installed:
+            env["SMS_ADMIN_UI_PATH"] = ADMIN_UI_PATH
+            env["PSModulePath"] += (
+                ";C:\\Program Files (x86)\\Microsoft Endpoint Manager\\AdminConsole\\bin"
+            )
         self.env: dict[str, tuple[str | None, str | None]] = {
             k.lower(): (k, v) for k, v in env.items()
         }
@@ -410,7 +418,8 @@ class SiteRunspace:
             return self.engine.builtins[low]
         cm = self.engine.cm_commands.get(low)
         if cm is not None and (
-            "configurationmanager" in self.modules or self.engine.autoload_module
+            "configurationmanager" in self.modules
+            or (self.engine.autoload_module and self.engine.console_installed)
         ):
             if "configurationmanager" not in self.modules:
                 builtins.import_cm_module(self, None)
@@ -427,11 +436,28 @@ class SiteRunspace:
         if cmd is None:
             self._log(name, _raw_params(args), False, "CommandNotFoundException")
             raise command_not_found(name)
+        return self.call_def(cmd, args, items, ev)
+
+    def call_def(
+        self,
+        cmd: CommandDef,
+        args: list[Arg],
+        items: list[Any] | None,
+        ev: Evaluator | None,
+        *,
+        log: bool = True,
+    ) -> list[Any]:
+        """Bind and run a resolved command (`log=False`: a script block, not a command)."""
+        if self.stop_event is not None and self.stop_event.is_set():
+            raise StopRequested
         binder = Binder(cmd)
         try:
             bound = binder.bind(args, expects_input=items is not None)
         except PSError as e:
-            self._log(cmd.name, _raw_params(args, cmd), False, e.record.fully_qualified_error_id)
+            if log:
+                self._log(
+                    cmd.name, _raw_params(args, cmd), False, e.record.fully_qualified_error_id
+                )
             raise
         ctx = self._context(cmd, bound, ev)
         settings = self.engine.settings
@@ -446,12 +472,15 @@ class SiteRunspace:
                 cmd=cmd, binder=binder, bound=bound, ctx=ctx, items=items, call_no=call_no
             )
         except PSError as e:
-            self._log(cmd.name, params, ctx.wrote, e.record.fully_qualified_error_id)
+            if log:
+                self._log(cmd.name, params, ctx.wrote, e.record.fully_qualified_error_id)
             raise
         except StopRequested:
-            self._log(cmd.name, params, ctx.wrote, "PipelineStopped")
+            if log:
+                self._log(cmd.name, params, ctx.wrote, "PipelineStopped")
             raise
-        self._log(cmd.name, params, ctx.wrote, "ok")
+        if log:
+            self._log(cmd.name, params, ctx.wrote, "ok")
         faults = settings.faults
         if (
             cmd.configmgr
