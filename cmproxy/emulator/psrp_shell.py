@@ -3,8 +3,15 @@
 psrpcore is sans-IO: we feed it the bytes of Create/Command/Send and pull fragments out of its
 single send queue. A Receive asks per target (the pool, or one CommandId), so the queue is split
 per target here. Each pipeline runs on its own worker thread so a Receive can long-poll while
-the engine works; engine calls of one runspace are serialised (a runspace runs one pipeline at a
-time, like PowerShell's own).
+the engine works.
+
+The pool holds up to `MaxRunspaces` engine runspaces (the client's `max_runspaces`), opened on
+demand, as PowerShell's RunspacePool does: a pipeline takes a free runspace (the most recently
+released first, PowerShell's pool is a stack), a new one while fewer than MaxRunspaces exist, or
+waits for one. So up to MaxRunspaces pipelines run at the same time, each on its own runspace
+with its own variables, location, drives and imported modules: a client that runs pipelines
+concurrently must bootstrap (Import-Module, Set-Location) in each of them. Sequential pipelines
+reuse the same runspace. A runspace runs one pipeline at a time.
 """
 
 from __future__ import annotations
@@ -258,7 +265,10 @@ class PSRPShell:
     ) -> None:
         self.shell_id = shell_id
         self._runspace_factory = runspace_factory
-        self._runspace: Runspace | None = None
+        #: Engine runspaces of this pool: every one opened, and the free ones (a stack).
+        self._runspaces: list[Runspace] = []
+        self._free: list[Runspace] = []
+        self._slots = threading.Condition()
         self.pool = psrpcore.ServerRunspacePool(
             application_private_data={
                 "PSVersionTable": {
@@ -276,7 +286,6 @@ class PSRPShell:
         )
         self.pipes: dict[str, _Pipe] = {}
         self.closed = False
-        self._engine_lock = threading.Lock()
 
     # -- feeding psrpcore ------------------------------------------------------------------
 
@@ -317,7 +326,9 @@ class PSRPShell:
         elif name in ("SetMaxRunspacesEvent", "SetMinRunspacesEvent", "ResetRunspaceStateEvent"):
             self.pool.runspace_availability_response(event.ci, True)
         elif name == "GetAvailableRunspacesEvent":
-            self.pool.runspace_availability_response(event.ci, 1)
+            with self._slots:
+                busy = len(self._runspaces) - len(self._free)
+            self.pool.runspace_availability_response(event.ci, max(0, self.max_runspaces - busy))
 
     def _drain(self) -> None:
         """Move psrpcore's outgoing messages to per-target queues; wake long-polls."""
@@ -341,10 +352,34 @@ class PSRPShell:
         )
         worker.start()
 
-    def _runspace_get(self) -> Runspace:
-        if self._runspace is None:
-            self._runspace = self._runspace_factory()
-        return self._runspace
+    @property
+    def max_runspaces(self) -> int:
+        return max(1, int(self.pool.max_runspaces or 1))
+
+    def _acquire(self, pipe: _Pipe) -> Runspace | None:
+        """A runspace for the pipeline: a free one, a new one, or wait (None: stopped/closed)."""
+        with self._slots:
+            while True:
+                if self.closed or pipe.stop.is_set():
+                    return None
+                if self._free:
+                    return self._free.pop()
+                if len(self._runspaces) < self.max_runspaces:
+                    break
+                self._slots.wait(0.1)
+        runspace = self._runspace_factory()
+        with self._slots:
+            self._runspaces.append(runspace)
+        return runspace
+
+    def _release(self, runspace: Runspace) -> None:
+        with self._slots:
+            if not self.closed:
+                self._free.append(runspace)
+                self._slots.notify()
+                return
+            self._runspaces.remove(runspace)
+        _close_runspace(runspace)
 
     def _run(self, pipe: _Pipe) -> None:
         """Worker: run the statements on the engine, then publish the results."""
@@ -356,15 +391,18 @@ class PSRPShell:
                 statements: list[list[CommandSpec]] = []
             else:
                 statements = command_specs(pipe.pipeline.metadata)
-            with self._engine_lock:
-                runspace = self._runspace_get()
-                for commands in statements:
-                    if pipe.stop.is_set():
-                        break
-                    result = runspace.invoke(commands, pipe.inputs, pipe.stop)
-                    results.append(result)
-                    if result.terminating is not None or result.stopped:
-                        break
+            runspace = self._acquire(pipe) if statements else None
+            if runspace is not None:
+                try:
+                    for commands in statements:
+                        if pipe.stop.is_set():
+                            break
+                        result = runspace.invoke(commands, pipe.inputs, pipe.stop)
+                        results.append(result)
+                        if result.terminating is not None or result.stopped:
+                            break
+                finally:
+                    self._release(runspace)
         except AnswerLost:
             lost = True
         except Exception as exc:  # an engine bug must still end the pipeline
@@ -567,17 +605,14 @@ class PSRPShell:
                 pipe.stop.set()
             self.pipes.clear()
             self.cond.notify_all()
-        runspace = self._runspace
-
-        def _close() -> None:
-            with self._engine_lock:
-                if runspace is not None:
-                    try:
-                        runspace.close()
-                    except Exception:
-                        log.exception("runspace close failed")
-
-        threading.Thread(target=_close, daemon=True).start()
+        # Free runspaces close now; busy ones when their pipeline ends (see _release).
+        with self._slots:
+            free, self._free = self._free, []
+            for runspace in free:
+                self._runspaces.remove(runspace)
+            self._slots.notify_all()
+        for runspace in free:
+            _close_runspace(runspace)
 
     def shell_info(self) -> dict[str, str]:
         return {
@@ -587,6 +622,13 @@ class PSRPShell:
             "ShellRunTime": "P0DT0H0M1S",
             "ShellInactivity": "P0DT0H0M0S",
         }
+
+
+def _close_runspace(runspace: Runspace) -> None:
+    try:
+        runspace.close()
+    except Exception:
+        log.exception("runspace close failed")
 
 
 def _b64(text: str | None) -> bytes:

@@ -1,0 +1,165 @@
+"""Concurrency over the real pypsrp client: pipelines of one runspace pool run on up to
+MaxRunspaces engine runspaces at once, different pools run in parallel, and the cost model
+serialises writes per site only (different sites in parallel).
+
+The timings check the emulator's cost model (0.3 s per written object), not SDK speed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from pypsrp.powershell import PowerShell, RunspacePool
+from pypsrp.wsman import WSMan
+
+from cmproxy.emulator.api import DEFAULT_PASSWORD, DEFAULT_USER, Emulator
+
+pytestmark = pytest.mark.e2e
+
+COST = 0.3
+
+
+@pytest.fixture
+def emu() -> Iterator[Emulator]:
+    with Emulator(receive_timeout=3) as emulator:
+        emulator.settings.costs.set_cmdlet = COST
+        yield emulator
+
+
+def wsman(emu: Emulator) -> WSMan:
+    return WSMan(
+        emu.host,
+        port=emu.port,
+        username=DEFAULT_USER,
+        password=DEFAULT_PASSWORD,
+        ssl=False,
+        auth="basic",
+        encryption="never",
+        operation_timeout=5,
+        read_timeout=10,
+        no_proxy=True,
+    )
+
+
+def bootstrap(ps: PowerShell, site: str) -> PowerShell:
+    ps.add_cmdlet("Import-Module").add_parameter("Name", "ConfigurationManager").add_statement()
+    ps.add_cmdlet("Set-Location").add_parameter("Path", f"{site}:").add_statement()
+    return ps
+
+
+def set_proxy(ps: PowerShell, site: str, server: str) -> PowerShell:
+    ps.add_cmdlet("Set-CMSiteSystemServer")
+    ps.add_parameter("SiteSystemServerName", server).add_parameter("SiteCode", site)
+    ps.add_parameter("EnableProxy", True).add_parameter("ProxyServerName", "proxy.example.com")
+    return ps.add_parameter("ProxyServerPort", 3128)
+
+
+def errors(ps: PowerShell) -> list[str]:
+    return [str(e) for e in ps.streams.error]
+
+
+def write_in_parallel(emu: Emulator, targets: list[tuple[str, str]]) -> float:
+    """One pool per target (each bootstrapped first), then all writes at once; the seconds the
+    writes took."""
+    pools = [RunspacePool(wsman(emu)) for _ in targets]
+    try:
+        for pool, (site, _server) in zip(pools, targets, strict=True):
+            pool.open()
+            ps = bootstrap(PowerShell(pool), site)
+            ps.invoke()
+            assert not ps.had_errors, errors(ps)
+        barrier = threading.Barrier(len(targets) + 1)
+        failures: list[Any] = []
+
+        def write(pool: RunspacePool, site: str, server: str) -> None:
+            ps = set_proxy(PowerShell(pool), site, server)
+            barrier.wait()
+            ps.invoke()
+            if ps.had_errors:
+                failures.append(errors(ps))
+
+        threads = [
+            threading.Thread(target=write, args=(pool, site, server))
+            for pool, (site, server) in zip(pools, targets, strict=True)
+        ]
+        for t in threads:
+            t.start()
+        barrier.wait()
+        start = time.monotonic()
+        for t in threads:
+            t.join()
+        elapsed = time.monotonic() - start
+        assert not failures, failures
+    finally:
+        for pool in pools:
+            pool.close()
+    for site, server in targets:
+        assert emu.state.server_props(site, server)["ProxyName"].value2 == "proxy.example.com"
+    return elapsed
+
+
+def test_two_pools_write_to_two_sites_concurrently(emu: Emulator) -> None:
+    targets = [("PS1", "cm-ps1-dp01.contoso.com"), ("PS2", "cm-ps2-dp01.contoso.com")]
+    assert write_in_parallel(emu, targets) < 0.5
+
+
+def test_two_pools_writing_to_one_site_are_serialised(emu: Emulator) -> None:
+    targets = [("PS1", "cm-ps1-dp01.contoso.com"), ("PS1", "cm-ps1-dp02.contoso.com")]
+    assert write_in_parallel(emu, targets) >= 2 * COST
+
+
+def test_pool_runs_max_runspaces_pipelines_at_once(emu: Emulator) -> None:
+    """max_runspaces=2: two pipelines at once, each on its own runspace (each bootstrapped in
+    its own pipeline); a third waits for a free runspace."""
+    emu.settings.costs.set_cmdlet = 0.0
+    emu.settings.costs.get_cmdlet = COST
+    with RunspacePool(wsman(emu), max_runspaces=2) as pool:
+
+        def get_site(site: str) -> PowerShell:
+            ps = bootstrap(PowerShell(pool), site)
+            ps.add_cmdlet("Get-CMSite").add_parameter("SiteCode", site)
+            return ps
+
+        pipes = [get_site("PS1"), get_site("PS2")]
+        start = time.monotonic()
+        for ps in pipes:
+            ps.begin_invoke()
+        outputs = [ps.end_invoke() for ps in pipes]
+        two = time.monotonic() - start
+        assert [errors(ps) for ps in pipes] == [[], []]
+        assert [len(out) for out in outputs] == [1, 1]
+        assert two < 2 * COST
+
+        pipes = [get_site("PS1"), get_site("PS1"), get_site("PS2")]
+        start = time.monotonic()
+        for ps in pipes:
+            ps.begin_invoke()
+        for ps in pipes:
+            ps.end_invoke()
+        three = time.monotonic() - start
+        assert [errors(ps) for ps in pipes] == [[], [], []]
+        assert three >= 2 * COST
+
+
+def test_runspaces_of_a_pool_have_their_own_state(emu: Emulator) -> None:
+    """A pipeline that lands on a fresh runspace sees no earlier Set-Location."""
+    emu.settings.costs.get_cmdlet = COST
+    with RunspacePool(wsman(emu), max_runspaces=2) as pool:
+        first = bootstrap(PowerShell(pool), "PS1")
+        first.add_cmdlet("Get-CMSite")
+        second = PowerShell(pool)
+        second.add_cmdlet("Get-Location")
+        first.begin_invoke()
+        second.begin_invoke()
+        first.end_invoke()
+        where = second.end_invoke()
+        assert not first.had_errors, errors(first)
+        assert [str(w) for w in where] != ["PS1:\\"]
+        # Sequential pipelines reuse a runspace (one that is free): still answers.
+        again = PowerShell(pool)
+        again.add_cmdlet("Get-Location")
+        assert len(again.invoke()) == 1
