@@ -30,7 +30,7 @@ from cmproxy.plan import Change, ChangeKind, FieldChange
 from cmproxy.session import Session
 
 from . import scenarios
-from .conftest import RECEIVE_TIMEOUT, Target, connection_info, engine_without_console
+from .conftest import RECEIVE_TIMEOUT, Target, connection_info
 
 pytestmark = pytest.mark.e2e
 
@@ -277,9 +277,7 @@ def test_unreachable_host(transport_name: str, closed_port: int) -> None:
 
 
 def test_missing_module(transport_name: str) -> None:
-    with Emulator(
-        seed="demo", receive_timeout=RECEIVE_TIMEOUT, engine_factory=engine_without_console
-    ) as emu:
+    with Emulator(seed="demo", receive_timeout=RECEIVE_TIMEOUT, console_installed=False) as emu:
         info = connection_info(emu, transport_name, "ntlm")
         with pytest.raises(ConsoleNotInstalledError) as err:
             Session(info).open()
