@@ -13,6 +13,7 @@ from cmproxy.emulator.api import Emulator
 from cmproxy.emulator.cmd_shell import stdin_lines
 from cmproxy.emulator.engine import SiteEngine, SiteRunspace
 from cmproxy.emulator.engine.values import InvocationResult
+from cmproxy.emulator.serve import build_parser
 from cmproxy.emulator.settings import EmulatorSettings
 from cmproxy.emulator.state import SiteState
 
@@ -129,6 +130,17 @@ def test_scriptblock_create_binds_values_as_parameters(run: Run) -> None:
 def test_scriptblock_create_syntax_error(run: Run) -> None:
     res = run("try { [scriptblock]::Create('if (') } catch { $_.FullyQualifiedErrorId }")
     assert res.output == ["ParseException"]
+
+
+def test_scriptblock_create_empty(run: Run) -> None:
+    res = run("$sb = [scriptblock]::Create('')\n& $sb\n\"[$sb]\"")
+    assert not res.had_errors, (res.errors, res.terminating)
+    assert res.output == ["[]"]
+
+
+def test_serve_no_console_flag() -> None:
+    assert build_parser().parse_args(["serve", "--no-console"]).no_console is True
+    assert build_parser().parse_args(["serve"]).no_console is False
 
 
 def test_bool_parameter_refuses_strings(run: Run) -> None:

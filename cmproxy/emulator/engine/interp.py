@@ -1421,6 +1421,8 @@ def static_method(ev: Evaluator, tl: Node, name: str, args: list[Any]) -> Any:
 
 def create_scriptblock(text: str) -> ScriptBlock:
     """`[scriptblock]::Create(text)`: parsed now (a syntax error is the method's exception)."""
+    if not text.strip():
+        return ScriptBlock(None, b"", None, text)
     root, src = parse(text)
     err = parse_error(root, src)
     if err is not None:
