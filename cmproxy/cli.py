@@ -805,6 +805,14 @@ def emulator_serve(ctx: typer.Context) -> None:
     raise typer.Exit(serve.main(["serve", *ctx.args]))
 
 
+def start_demo_emulator(state_path: str) -> Any:
+    """The emulated demo hierarchy over HTTPS, started (the CLI is the one SDK module that
+    imports the emulator; `cmproxy.demo` gets it from here)."""
+    from cmproxy.emulator.api import Emulator  # noqa: PLC0415 - the emulator is loaded only here
+
+    return Emulator(seed="demo", https=True, state_path=state_path).start()
+
+
 @app.command()
 def demo() -> None:
     """Rehearse a proxy migration against a built-in emulated site (takes seconds)."""

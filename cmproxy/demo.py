@@ -21,6 +21,7 @@ import secrets
 import tempfile
 import time
 from pathlib import Path
+from typing import Any, Protocol
 
 from rich.console import Console
 from rich.rule import Rule
@@ -28,8 +29,13 @@ from rich.text import Text
 
 import cmproxy
 from cmproxy import ConnectionInfo, Journal, RuleViolation, Session
-from cmproxy.cli import diagnosis_table, plan_tables, results_table, state_tables
-from cmproxy.emulator.api import Emulator
+from cmproxy.cli import (
+    diagnosis_table,
+    plan_tables,
+    results_table,
+    start_demo_emulator,
+    state_tables,
+)
 
 __all__ = ["DEMO_SITE", "MIGRATION_YAML", "PASSWORD_ENV", "REFUSED_YAML", "run_demo"]
 
@@ -65,12 +71,30 @@ servers:
 """
 
 
+class _Emulated(Protocol):
+    """What the demo uses of the emulator (started by `cmproxy.cli.start_demo_emulator`)."""
+
+    host: str
+    port: int
+    state: Any
+
+    @property
+    def endpoint(self) -> str: ...
+    @property
+    def cert_path(self) -> str | None: ...
+    @property
+    def username(self) -> str: ...
+    @property
+    def password(self) -> str: ...
+    def close(self) -> None: ...
+
+
 def _step(console: Console, title: str) -> None:
     console.print()
     console.print(Rule(Text(title, style="bold"), align="left"))
 
 
-def _writes(emu: Emulator) -> int:
+def _writes(emu: _Emulated) -> int:
     return sum(1 for call in emu.state.call_log() if call.wrote)
 
 
@@ -84,7 +108,8 @@ def run_demo(console: Console) -> int:
         origin = f"from ${PASSWORD_ENV} (not shown)"
     with tempfile.TemporaryDirectory(prefix="cmproxy-demo-") as tmp:
         _step(console, "1. Start the emulated ConfigMgr hierarchy")
-        with Emulator(seed="demo", https=True, state_path=str(Path(tmp) / "site.sqlite")) as emu:
+        emu: _Emulated = start_demo_emulator(str(Path(tmp) / "site.sqlite"))
+        try:
             console.print(
                 f"WinRM endpoint {emu.endpoint} (HTTPS, self-signed CA {emu.cert_path}); "
                 f"user {emu.username}"
@@ -106,11 +131,13 @@ def run_demo(console: Console) -> int:
                     return _scenario(console, emu, session, journal, origin=origin, started=started)
             finally:
                 journal.close()
+        finally:
+            emu.close()
 
 
 def _scenario(
     console: Console,
-    emu: Emulator,
+    emu: _Emulated,
     session: Session,
     journal: Journal,
     *,
