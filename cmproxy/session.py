@@ -12,7 +12,8 @@ that says what to do.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +47,77 @@ SESSION_TEMPLATE_PARAMETERS: dict[str, frozenset[str]] = {
 }
 
 _MARKER = "cmproxy:"
+
+#: Server reads joined into one pipeline at most (`Session.read_state(servers)` from threads).
+READ_BATCH_LIMIT = 64
+#: Batched server reads in flight at once per session.
+READS_IN_FLIGHT = 2
+
+
+class _ReadBatch:
+    def __init__(self, names: Iterable[str]) -> None:
+        self.names: dict[str, None] = dict.fromkeys(names)
+        self.done = threading.Event()
+        self.result: SiteRead | None = None
+        self.error: BaseException | None = None
+
+
+class ReadCoalescer:
+    """Joins concurrent reads of a few servers into one pipeline, without reading stale data.
+
+    A caller joins the batch that is still *collecting* (it has not started), so every batch
+    starts after each of its callers asked: each caller gets a read at least as fresh as its own
+    would have been. At most `in_flight` batches run at once; while they run, new callers
+    collect into the next one. Each caller gets the whole batch's read (a superset of what it
+    asked for) or the batch's error.
+    """
+
+    def __init__(
+        self,
+        read: Callable[[tuple[str, ...]], SiteRead],
+        *,
+        limit: int = READ_BATCH_LIMIT,
+        in_flight: int = READS_IN_FLIGHT,
+    ) -> None:
+        self._read = read
+        self._limit = max(1, limit)
+        self._lock = threading.Lock()
+        self._slots = threading.Semaphore(max(1, in_flight))
+        self._collecting: _ReadBatch | None = None
+        #: Batches run and servers read, for tests and benchmarks.
+        self.batches = 0
+        self.requests = 0
+
+    def read(self, names: Sequence[str]) -> SiteRead:
+        with self._lock:
+            self.requests += 1
+            batch = self._collecting
+            if batch is not None and len(batch.names) + len(names) <= self._limit:
+                batch.names.update(dict.fromkeys(names))
+                leader = False
+            else:
+                batch = _ReadBatch(names)
+                self._collecting = batch
+                leader = True
+        if leader:
+            with self._slots:  # waiting here is when followers join
+                with self._lock:
+                    if self._collecting is batch:
+                        self._collecting = None
+                    self.batches += 1
+                    wanted = tuple(batch.names)
+                try:
+                    batch.result = self._read(wanted)
+                except BaseException as exc:
+                    batch.error = exc
+                finally:
+                    batch.done.set()
+        else:
+            batch.done.wait()
+        if batch.error is not None:
+            raise batch.error
+        assert batch.result is not None
+        return batch.result
 
 
 def _marker(exc: PowerShellError) -> tuple[str, str] | None:
@@ -121,6 +193,8 @@ class Session:
         self.site_code: str | None = info.site_code
         self.module_version: str = ""
         self.module_path: str = ""
+        self._open_lock = threading.RLock()
+        self._reads = ReadCoalescer(self._read_servers)
 
     def __repr__(self) -> str:
         state = "open" if self._opened else "closed"
@@ -138,9 +212,15 @@ class Session:
 
     def open(self) -> Session:
         """Connect and bootstrap; raises ConnectionError/AuthenticationError/TLSError or a
-        SessionError subclass that says what to fix on the server."""
+        SessionError subclass that says what to fix on the server. Thread-safe."""
         if self._opened:
             return self
+        with self._open_lock:
+            if self._opened:
+                return self
+            return self._open()
+
+    def _open(self) -> Session:
         if self._transport is None:
             self._transport = create_transport(self.info, self._setup_step())
         else:
@@ -184,8 +264,9 @@ class Session:
 
     def close(self) -> None:
         """Close the remote runspace/shell. Safe to call twice."""
-        self._opened = False
-        self._close_transport()
+        with self._open_lock:
+            self._opened = False
+            self._close_transport()
 
     def __enter__(self) -> Session:
         return self.open()
@@ -205,12 +286,17 @@ class Session:
     # -- running ----------------------------------------------------------------------------
 
     def run_step(self, step: Step) -> Result:
-        """Run one step (a template with bound values) in the prepared runspace."""
+        """Run one step (a template with bound values) in the prepared runspace.
+
+        Safe to call from several threads: over PSRP concurrent steps run on separate runspace
+        pools of this session (see `PSRPTransport`), over WinRS one after the other.
+        """
         if not self._opened:
             self.open()
-        assert self._transport is not None
+        transport = self._transport
+        assert transport is not None
         try:
-            return self._transport.run(step)
+            return transport.run(step)
         except CMProxyError as exc:
             raise map_session_error(exc, self.info) from None
 
@@ -242,7 +328,15 @@ class Session:
         names: Sequence[str] | None = None
         if servers is not None:
             names = tuple(str(n).removeprefix("\\\\") for n in servers)
+            if codes is None and names:
+                # Concurrent reads of a few servers (the transactions of a bulk change) share
+                # one pipeline; each still starts after its caller asked.
+                return self._reads.read(names)
         result = self.run(READ_TEMPLATE, SiteCode=codes, SiteSystemServerName=names)
+        return read_site_state(result.records())
+
+    def _read_servers(self, names: tuple[str, ...]) -> SiteRead:
+        result = self.run(READ_TEMPLATE, SiteSystemServerName=names)
         return read_site_state(result.records())
 
     def read_state(

@@ -1,10 +1,13 @@
 # Reads a whole hierarchy (or the given sites or servers) in one pipeline: sites, every role row of every
 # site system server with its proxy props, the SUP component's sync source and the accounts.
 # Live IResultObjects are projected into flat objects: nested Props do not survive remoting.
+# With -SiteSystemServerName, each named server's roles are fetched by name (one Get per server)
+# instead of listing every role of every site: reading a few servers of a large site stays cheap.
+# The lists are [object[]] (they arrive as deserialised arrays; any element is used as a string).
 [CmdletBinding()]
 param(
-    [string[]]$SiteCode,
-    [string[]]$SiteSystemServerName
+    [object[]]$SiteCode,
+    [object[]]$SiteSystemServerName
 )
 $ErrorActionPreference = 'Stop'
 
@@ -19,57 +22,77 @@ foreach ($site in $sites) {
         ServerName        = [string]$site.ServerName
     }
 }
+# The sites whose roles, SUP component and accounts are read.
+$wanted = @()
 foreach ($site in $sites) {
     $code = [string]$site.SiteCode
     if ((-not $SiteCode) -or ($SiteCode -contains $code)) {
-        foreach ($role in Get-CMSiteRole -SiteCode $code) {
-            $name = ([string]$role.NetworkOSPath) -replace '^\\\\', ''
-            if ($SiteSystemServerName -and -not ($SiteSystemServerName -contains $name)) {
-                continue
-            }
-            $props = @{}
-            foreach ($prop in $role.Props) {
-                $props[$prop.PropertyName] = $prop
-            }
-            [pscustomobject]@{
-                Kind                  = 'Role'
-                SiteCode              = $code
-                ServerName            = [string]$role.NetworkOSPath
-                RoleName              = [string]$role.RoleName
-                UseProxy              = $props['UseProxy'].Value
-                ProxyName             = $props['ProxyName'].Value2
-                ProxyServerPort       = $props['ProxyServerPort'].Value
-                ProxyUserName         = $props['ProxyUserName'].Value2
-                AnonymousProxyAccess  = $props['AnonymousProxyAccess'].Value
-                UseProxyForADR        = $props['UseProxyForADR'].Value
-                IsCloud               = $props['IsCloud'].Value
-                ConnectedCacheEnabled = $props['ConnectedCacheEnabled'].Value
-            }
-        }
+        $wanted += $code
+    }
+}
+if ($SiteSystemServerName) {
+    $roles = @(foreach ($name in $SiteSystemServerName) {
+        Get-CMSiteRole -SiteSystemServerName ([string]$name) -AllSite
+    })
+} else {
+    $roles = @(foreach ($code in $wanted) {
+        Get-CMSiteRole -SiteCode $code
+    })
+}
+$withServers = @()
+foreach ($role in $roles) {
+    $code = [string]$role.SiteCode
+    if (-not ($wanted -contains $code)) {
+        continue
+    }
+    if (-not ($withServers -contains $code)) {
+        $withServers += $code
+    }
+    $props = @{}
+    foreach ($prop in $role.Props) {
+        $props[$prop.PropertyName] = $prop
+    }
+    [pscustomobject]@{
+        Kind                  = 'Role'
+        SiteCode              = $code
+        ServerName            = [string]$role.NetworkOSPath
+        RoleName              = [string]$role.RoleName
+        UseProxy              = $props['UseProxy'].Value
+        ProxyName             = $props['ProxyName'].Value2
+        ProxyServerPort       = $props['ProxyServerPort'].Value
+        ProxyUserName         = $props['ProxyUserName'].Value2
+        AnonymousProxyAccess  = $props['AnonymousProxyAccess'].Value
+        UseProxyForADR        = $props['UseProxyForADR'].Value
+        IsCloud               = $props['IsCloud'].Value
+        ConnectedCacheEnabled = $props['ConnectedCacheEnabled'].Value
+    }
+}
+foreach ($code in $withServers) {
+    $components = @()
+    try {
+        $components = @(Get-CMSoftwareUpdatePointComponent -SiteCode $code)
+    } catch {
         $components = @()
-        try {
-            $components = @(Get-CMSoftwareUpdatePointComponent -SiteCode $code)
-        } catch {
-            $components = @()
+    }
+    foreach ($component in $components) {
+        $props = @{}
+        foreach ($prop in $component.Props) {
+            $props[$prop.PropertyName] = $prop
         }
-        foreach ($component in $components) {
-            $props = @{}
-            foreach ($prop in $component.Props) {
-                $props[$prop.PropertyName] = $prop
-            }
-            [pscustomobject]@{
-                Kind                 = 'SupComponent'
-                SiteCode             = $code
-                DefaultUseParentWSUS = $props['DefaultUseParentWSUS'].Value
-                ParentWSUS           = $props['ParentWSUS'].Value2
-            }
+        [pscustomobject]@{
+            Kind                 = 'SupComponent'
+            SiteCode             = $code
+            DefaultUseParentWSUS = $props['DefaultUseParentWSUS'].Value
+            ParentWSUS           = $props['ParentWSUS'].Value2
         }
-        foreach ($account in Get-CMAccount -SiteCode $code) {
-            [pscustomobject]@{
-                Kind     = 'Account'
-                SiteCode = $code
-                UserName = [string]$account.UserName
-            }
+    }
+}
+foreach ($code in $wanted) {
+    foreach ($account in Get-CMAccount -SiteCode $code) {
+        [pscustomobject]@{
+            Kind     = 'Account'
+            SiteCode = $code
+            UserName = [string]$account.UserName
         }
     }
 }

@@ -1,18 +1,21 @@
-"""PSRP transport (pypsrp): one RunspacePool per session, reused, health-checked, recreated.
+"""PSRP transport (pypsrp): runspace pools per session, reused, health-checked, recreated.
 
 Scripts run with `add_script(template)` and their values are bound with `add_parameter`, so
 no value ever becomes script text. A `Secret` is sent as a PowerShell SecureString
 (`<SS>`), encrypted with the session key from `RunspacePool.exchange_keys()`; the clear text
 only exists inside this process and inside the remote runspace.
 
-The pool holds one runspace, so the session bootstrap (module import, site drive, location)
-done once stays in effect for every later pipeline. When the pool dies (idle timeout, server
-restart) it is recreated and the bootstrap runs again before the next step.
+Each pool holds one runspace, so the session bootstrap (module import, site drive, location)
+done once per pool stays in effect for every later pipeline on it. A sequential caller uses one
+pool; concurrent callers (the bulk engine's threads) borrow up to `max_pools` pools, opened on
+demand, so independent pipelines run side by side on the SMS Provider. When a pool dies (idle
+timeout, server restart) it is recreated and the bootstrap runs again before the next step.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Any
 
@@ -45,11 +48,31 @@ log = logging.getLogger(__name__)
 _POOL_GONE = frozenset({0x8033805B, 0x80338029})
 
 
-class PSRPTransport(Transport):
-    """Runs steps in one long-lived remote runspace pool.
+#: Runspace pools one session may open at most, by default (each is one WinRM shell and one
+#: wsmprovhost process with the ConfigurationManager module loaded on the SMS Provider; WinRM
+#: allows 30 shells per user by default).
+DEFAULT_MAX_POOLS = 8
 
-    `health_check_after` (seconds idle) decides when the pool is probed with `is_alive()`
-    before it is used again; a dead pool is replaced and the setup step re-run.
+
+class _Lane:
+    """One runspace pool (one runspace) with its own WSMan connection and bootstrap."""
+
+    def __init__(self) -> None:
+        self.wsman: WSMan | None = None
+        self.pool: RunspacePool | None = None
+        self.keys_exchanged = False
+        self.last_used = 0.0
+
+
+class PSRPTransport(Transport):
+    """Runs steps in long-lived remote runspace pools, reused, health-checked, recreated.
+
+    Safe for concurrent use: each step borrows a *lane* (a runspace pool with one runspace and
+    its own WSMan connection, bootstrapped once) for its duration. A single-threaded caller
+    only ever uses one lane; concurrent callers open more, lazily, up to `max_pools`, so the
+    module import runs once per lane, in parallel. `health_check_after` (seconds idle) decides
+    when a lane's pool is probed with `is_alive()` before it is used again; a dead pool is
+    replaced and the setup step re-run.
     """
 
     def __init__(
@@ -58,75 +81,108 @@ class PSRPTransport(Transport):
         setup: Step | None = None,
         *,
         health_check_after: float = 10.0,
+        max_pools: int = DEFAULT_MAX_POOLS,
     ) -> None:
         super().__init__(info, setup)
         self.health_check_after = health_check_after
-        self._wsman: WSMan | None = None
-        self._pool: RunspacePool | None = None
-        self._keys_exchanged = False
-        self._last_used = 0.0
+        self.max_pools = max(1, max_pools)
+        self._lock = threading.Lock()
+        self._idle: list[_Lane] = []
+        self._lanes: list[_Lane] = []
+        self._available = threading.Condition(self._lock)
+        self._closed = False
         #: How many pools were opened; a new generation means a fresh runspace.
         self.generation = 0
 
+    # -- lanes ------------------------------------------------------------------------------
+
+    @property
+    def pools(self) -> int:
+        """Lanes currently held (open or being opened)."""
+        with self._lock:
+            return len(self._lanes)
+
+    def _borrow(self) -> _Lane:
+        with self._available:
+            self._closed = False
+            while not self._idle and len(self._lanes) >= self.max_pools:
+                self._available.wait()
+            if self._idle:
+                return self._idle.pop()
+            lane = _Lane()
+            self._lanes.append(lane)
+            return lane
+
+    def _give_back(self, lane: _Lane) -> None:
+        with self._available:
+            if lane in self._lanes:
+                self._idle.append(lane)
+            self._available.notify()
+
     # -- pool life cycle --------------------------------------------------------------------
 
-    def _open_pool(self) -> RunspacePool:
-        self._discard_pool()
+    def _open_pool(self, lane: _Lane) -> RunspacePool:
+        self._discard_pool(lane)
         try:
-            self._wsman = WSMan(**self.info.to_pypsrp_kwargs())
+            lane.wsman = WSMan(**self.info.to_pypsrp_kwargs())
             pool = RunspacePool(
-                self._wsman,
+                lane.wsman,
                 configuration_name=self.info.configuration_name,
                 min_runspaces=1,
                 max_runspaces=1,
             )
             pool.open()
         except Exception as exc:
+            self._abandon_pool(lane)
             raise self._translate(exc, "opening the PowerShell runspace") from None
-        self._pool = pool
-        self._keys_exchanged = False
-        self.generation += 1
-        log.debug("opened runspace pool #%d on %s", self.generation, self.info.endpoint)
+        lane.pool = pool
+        lane.keys_exchanged = False
+        with self._lock:
+            self.generation += 1
+            generation = self.generation
+        log.debug("opened runspace pool #%d on %s", generation, self.info.endpoint)
         if self.setup is not None:
-            self.last_setup = self._invoke(pool, self.setup)
+            self.last_setup = self._invoke(lane, pool, self.setup)
         return pool
 
-    def _discard_pool(self) -> None:
-        pool, self._pool = self._pool, None
+    @staticmethod
+    def _discard_pool(lane: _Lane) -> None:
+        pool, lane.pool = lane.pool, None
         if pool is not None and pool.state == RunspacePoolState.OPENED:
             try:
                 pool.close()
             except Exception:  # closing a broken pool must not mask anything
                 log.debug("closing a runspace pool failed", exc_info=True)
-        wsman, self._wsman = self._wsman, None
+        wsman, lane.wsman = lane.wsman, None
         if wsman is not None:
             try:
                 wsman.close()
             except Exception:
                 log.debug("closing the WSMan connection failed", exc_info=True)
 
-    def _abandon_pool(self) -> None:
+    @staticmethod
+    def _abandon_pool(lane: _Lane) -> None:
         """Forget a pool whose connection broke, without talking to the server again."""
-        self._pool = None
-        wsman, self._wsman = self._wsman, None
+        lane.pool = None
+        wsman, lane.wsman = lane.wsman, None
         if wsman is not None:
             try:
                 wsman.close()
             except Exception:
                 log.debug("closing a broken WSMan connection failed", exc_info=True)
 
-    def _healthy_pool(self) -> RunspacePool:
-        pool = self._pool
+    def _healthy_pool(self, lane: _Lane) -> RunspacePool:
+        pool = lane.pool
         if pool is None or pool.state != RunspacePoolState.OPENED:
-            return self._open_pool()
-        if time.monotonic() - self._last_used >= self.health_check_after:
+            return self._open_pool(lane)
+        if time.monotonic() - lane.last_used >= self.health_check_after:
             try:
                 alive = pool.is_alive(timeout=int(self.info.connection_timeout))
             except Exception:  # any failure to probe means "not usable"
                 alive = False
             if not alive:
                 log.info("the runspace pool on %s died; opening a new one", self.info.endpoint)
-                return self._open_pool()
+                return self._open_pool(lane)
         return pool
 
     def _translate(self, exc: BaseException, stage: str) -> CMProxyError:
@@ -137,18 +193,42 @@ class PSRPTransport(Transport):
     # -- running ----------------------------------------------------------------------------
 
     def connect(self) -> Result | None:
-        self._healthy_pool()
+        lane = self._borrow()
+        try:
+            self._healthy_pool(lane)
+        except BaseException:
+            self._drop_lane(lane)
+            raise
+        self._give_back(lane)
         return self.last_setup
 
+    def _drop_lane(self, lane: _Lane) -> None:
+        """A lane that failed to open is not kept (the next borrower opens a fresh one)."""
+        self._discard_pool(lane)
+        with self._available:
+            if lane in self._lanes:
+                self._lanes.remove(lane)
+            self._available.notify()
+
     def run(self, step: Step) -> Result:
-        pool = self._healthy_pool()
+        lane = self._borrow()
         try:
-            return self._invoke(pool, step)
+            return self._run_on(lane, step)
+        finally:
+            if lane.pool is None:
+                self._drop_lane(lane)
+            else:
+                self._give_back(lane)
+
+    def _run_on(self, lane: _Lane, step: Step) -> Result:
+        pool = self._healthy_pool(lane)
+        try:
+            return self._invoke(lane, pool, step)
         except _PoolGone:
             # The command never started (the server did not know the pool): safe to retry once
             # on a new pool, which also re-runs the bootstrap.
             log.info("runspace pool vanished on %s; retrying on a new pool", self.info.endpoint)
-            return self._invoke(self._open_pool(), step)
+            return self._invoke(lane, self._open_pool(lane), step)
         except PowerShellError:
             raise  # a remote error record: the pool itself is fine
         except CMProxyError:
@@ -156,17 +236,17 @@ class PSRPTransport(Transport):
             # the message-encryption context are unknown. Never reuse them; the next step opens
             # a fresh connection and pool (and re-runs the bootstrap). Not retried here: the
             # caller decides, because a write may have happened.
-            self._abandon_pool()
+            self._abandon_pool(lane)
             raise
 
-    def _invoke(self, pool: RunspacePool, step: Step) -> Result:
+    def _invoke(self, lane: _Lane, pool: RunspacePool, step: Step) -> Result:
         log.debug("PSRP run %s", step.describe())
-        if step.has_secret and not self._keys_exchanged:
+        if step.has_secret and not lane.keys_exchanged:
             try:
                 pool.exchange_keys()
             except Exception as exc:
                 raise self._translate(exc, "exchanging the SecureString session key") from None
-            self._keys_exchanged = True
+            lane.keys_exchanged = True
         ps = PowerShell(pool)
         ps.add_script(step.script.text)
         for name, value in step.parameters:
@@ -183,7 +263,7 @@ class PSRPTransport(Transport):
         except Exception as exc:
             raise self._translate(exc, f"running {step.script.name}") from None
         finally:
-            self._last_used = time.monotonic()
+            lane.last_used = time.monotonic()
         try:
             ps.close()
         except Exception:  # the result is in; a failed close is not the user's
@@ -206,7 +286,11 @@ class PSRPTransport(Transport):
         return result
 
     def close(self) -> None:
-        self._discard_pool()
+        with self._available:
+            lanes, self._lanes, self._idle = self._lanes, [], []
+            self._available.notify_all()
+        for lane in lanes:
+            self._discard_pool(lane)
 
 
 class _PoolGone(Exception):  # noqa: N818 - internal signal

@@ -27,6 +27,7 @@ import base64
 import json
 import logging
 import re
+import threading
 from typing import Any
 
 from winrm.exceptions import AuthenticationError as WinRMAuthenticationError
@@ -151,12 +152,17 @@ def encoded_command() -> str:
 
 
 class WinRSTransport(Transport):
-    """Runs each step in a new remote powershell.exe inside one reused WinRS shell."""
+    """Runs each step in a new remote powershell.exe inside one reused WinRS shell.
+
+    Safe for concurrent use: steps from several threads run one at a time (the shell and its
+    message-encryption context are shared); use PSRP for concurrency.
+    """
 
     def __init__(self, info: ConnectionInfo, setup: Step | None = None) -> None:
         super().__init__(info, setup)
         self._protocol: Protocol | None = None
         self._shell_id: str | None = None
+        self._lock = threading.RLock()
 
     def _translate(self, exc: BaseException, stage: str) -> CMProxyError:
         if isinstance(exc, WinRMTransportError) and getattr(exc, "code", None) == 401:
@@ -198,7 +204,8 @@ class WinRSTransport(Transport):
 
     def connect(self) -> Result | None:
         if self.setup is None:
-            self._shell()
+            with self._lock:
+                self._shell()
             return None
         results = self._run_steps([self.setup])
         self.last_setup = results[0]
@@ -214,11 +221,13 @@ class WinRSTransport(Transport):
     def _run_steps(self, steps: list[Step]) -> list[Result]:
         step = steps[-1]
         log.debug("WinRS run %s", step.describe())
-        try:
-            stdout, stderr, code = self._execute(encode_request(steps))
-        except _ShellGone:
-            self._forget_shell()
-            stdout, stderr, code = self._execute(encode_request(steps))
+        request = encode_request(steps)
+        with self._lock:
+            try:
+                stdout, stderr, code = self._execute(request)
+            except _ShellGone:
+                self._forget_shell()
+                stdout, stderr, code = self._execute(request)
         return _parse(stdout, stderr, code, steps)
 
     def _execute(self, request: bytes) -> tuple[bytes, bytes, int]:
@@ -250,7 +259,8 @@ class WinRSTransport(Transport):
                 log.debug("closing a WinRS shell failed", exc_info=True)
 
     def close(self) -> None:
-        self._forget_shell()
+        with self._lock:
+            self._forget_shell()
 
 
 class _ShellGone(Exception):  # noqa: N818 - internal signal
