@@ -27,52 +27,8 @@ from cmproxy.emulator.api import Emulator
 pytestmark = pytest.mark.e2e
 
 
-# -- test-only workaround for an emulator engine bug ----------------------------------------
-#
-# EMULATOR BUG (reported): `Evaluator.param_type` does `text.strip("[]")`, which turns the
-# parameter type `[string[]]` into `string`, so a script parameter declared `[string[]]` refuses
-# two or more values ("Cannot convert ... System.Object[] to System.String"). The SDK reads
-# several servers at once with Get-SiteState -SiteSystemServerName a,b (run_transaction does
-# for a multi-server change), which real PowerShell accepts. Until the engine is fixed these
-# tests teach it array parameter types; the probe switches the patch off once it is.
-
-_ARRAY_PARAMS_OK: bool | None = None
-
-
-def _engine_binds_string_arrays() -> bool:
-    from cmproxy.emulator.engine.runspace import SiteEngine
-    from cmproxy.emulator.state import SiteState
-
-    with SiteState(":memory:") as state:
-        runspace = SiteEngine(state).open_runspace("probe")
-        result = runspace.run_script("function F {\n param([string[]]$A)\n 7\n}\nF -A 'x','y'")
-    return [int(x) for x in result.output if isinstance(x, int)] == [7]
-
-
 @pytest.fixture
-def engine_array_params(monkeypatch: pytest.MonkeyPatch) -> None:
-    global _ARRAY_PARAMS_OK  # noqa: PLW0603 - probe once per run
-    if _ARRAY_PARAMS_OK is None:
-        _ARRAY_PARAMS_OK = _engine_binds_string_arrays()
-    if _ARRAY_PARAMS_OK:
-        return
-    from cmproxy.emulator.engine import interp
-
-    original = interp.Evaluator.param_type
-
-    def param_type(self: Any, node: Any) -> str:
-        text = str(self.text(node)).strip().lower()
-        if text.startswith("[") and text.endswith("[]]"):
-            inner = text[1:-1].removeprefix("system.")
-            if inner in {"string[]", "object[]"}:
-                return inner
-        return str(original(self, node))
-
-    monkeypatch.setattr(interp.Evaluator, "param_type", param_type)
-
-
-@pytest.fixture
-def emulator(engine_array_params: None) -> Iterator[Emulator]:
+def emulator() -> Iterator[Emulator]:
     with Emulator(seed="demo", receive_timeout=3.0) as emu:
         yield emu
 
@@ -323,9 +279,7 @@ def test_failed_write_rolls_back(runner: Runner, emulator: Emulator) -> None:
     assert [c.command for c in written_calls(emulator)] == ["Set-CMSiteSystemServer"] * 3
 
 
-def test_env_connection_https_info_and_journal_option(
-    tmp_path: Path, engine_array_params: None
-) -> None:
+def test_env_connection_https_info_and_journal_option(tmp_path: Path) -> None:
     """Connection options from CMPROXY_* only (no module_defaults), HTTPS with Basic and the
     emulator's certificate verified as CA; the info module; an explicit journal_path."""
     journal = tmp_path / "journal" / "cmproxy.sqlite3"

@@ -273,3 +273,17 @@ def test_writes_to_one_site_are_serialised(demo_state: SiteState) -> None:
     targets = [("PS1", "cm-ps1-dp01.contoso.com"), ("PS1", "cm-ps1-dp02.contoso.com")]
     assert _timed_writes(demo_state, targets, serialise=True) >= 0.6
     assert _timed_writes(demo_state, targets, serialise=False) < 0.5
+
+
+def test_array_parameter_types_keep_their_brackets() -> None:
+    """`[string[]]$A` takes several values (the SDK reads several servers at once)."""
+    from cmproxy.emulator.engine.runspace import SiteEngine
+    from cmproxy.emulator.state import SiteState
+
+    with SiteState(":memory:") as state:
+        runspace = SiteEngine(state).open_runspace("t")
+        result = runspace.run_script(
+            "function F {\n param([string[]]$A)\n $A.Count\n}\nF -A 'x','y'\n"
+            "function G {\n param([string]$B)\n $B\n}\nG -B q"
+        )
+    assert result.output == [2, "q"]

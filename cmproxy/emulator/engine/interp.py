@@ -537,7 +537,10 @@ class Evaluator:
         return name, kwargs, pos
 
     def param_type(self, tl: Node) -> str:
-        t = self.text(tl).strip("[]").lower().removeprefix("system.")
+        t = self.text(tl).strip().lower()
+        if t.startswith("[") and t.endswith("]"):
+            t = t[1:-1]  # only the outer brackets: [string[]] is an array type
+        t = t.removeprefix("system.")
         mapping = {
             "string": "string",
             "int": "int",
