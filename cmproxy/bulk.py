@@ -187,8 +187,8 @@ def apply_bulk(
     options: PlanOptions | None = None,
     policy: RetryPolicy | None = None,
     all_or_nothing: bool = False,
-    max_workers: int = 8,
-    per_provider: int = 4,
+    max_workers: int = 32,
+    per_provider: int = 16,
     progress: bool | None = None,
     hooks: Sequence[Hook] = (),
     dry_run: bool = False,
@@ -198,6 +198,10 @@ def apply_bulk(
 
     Rule violations raise before anything is written. Apply failures do not raise: the
     `Results` say per server what happened. `cancel` (or Ctrl-C) stops starting new servers.
+
+    Up to `per_provider` transactions share one client at a time (a `Session` is thread-safe:
+    its steps run on a few runspace pools and concurrent server reads share one pipeline), and
+    up to `max_workers` run overall; see docs/performance.md for how the defaults were chosen.
     """
     policy = policy or RetryPolicy()
     opts = options or (desired.options if isinstance(desired, DesiredSpec) else None)
@@ -347,7 +351,7 @@ def _undo_changed(
                 provider.client,
                 back,
                 journal=journal,
-                options=PlanOptions(sup_flags_on_proxy_removal="turn_off"),
+                options=PlanOptions(sup_flags_on_proxy_removal="turn_off", restore=True),
                 policy=policy,
                 hooks=hooks,
             )

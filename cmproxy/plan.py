@@ -214,9 +214,14 @@ class PlanOptions:
 
     `sup_flags_on_proxy_removal`: what to do when a server proxy is removed while its SUP
     options are on and the caller did not say (R11): "refuse" (default) or "turn_off".
+
+    `restore`: the desired state is a snapshot being put back (rollback, recovery, undo). A
+    snapshot is what the site held, even if it broke R11 (SUP options on without a proxy), so
+    R11 does not refuse it; the R11 order of writes still holds.
     """
 
     sup_flags_on_proxy_removal: Literal["refuse", "turn_off"] = "refuse"
+    restore: bool = False
 
 
 def plan(current: SiteState, desired: DesiredState, options: PlanOptions | None = None) -> Plan:
@@ -456,6 +461,8 @@ class _Planner:
             flags = wanted.get(server, _flags(sup))
             if not flags.any:
                 continue
+            if self.options.restore:
+                continue  # the snapshot had them on without a proxy: put it back as it was
             if server in wanted or self.options.sup_flags_on_proxy_removal == "refuse":
                 raise RuleViolation(
                     "R11",
@@ -478,7 +485,7 @@ class _Planner:
     ) -> None:
         target = targets.get(server.key)
         proxy = target.proxy if target is not None else server.proxy
-        if after.any and not proxy.enabled:
+        if after.any and not proxy.enabled and not self.options.restore:
             raise RuleViolation(
                 "R11",
                 field,

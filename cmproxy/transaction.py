@@ -300,7 +300,7 @@ class _Run:
             restore_plan = plan(
                 state,
                 DesiredState(proxies=proxies, sup_flags=flags),
-                PlanOptions(sup_flags_on_proxy_removal="turn_off"),
+                PlanOptions(sup_flags_on_proxy_removal="turn_off", restore=True),
             )
         except CMProxyError as error:
             return dict.fromkeys(snapshots, (False, f"cannot plan the restore: {error}"))

@@ -292,12 +292,6 @@ def test_apply_all_or_nothing_puts_every_server_back(site: Site) -> None:
     assert proxy_view(site.emu) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SDK bug: the all-or-nothing undo re-plans cm-ps1-sup02's before state (no proxy, "
-    "SUP options on — the seeded issue #33 state) and the planner refuses it by R11, so the "
-    "server keeps the new proxy and ends 'failed'",
-)
 def test_apply_all_or_nothing_restores_a_server_that_broke_r11_before(site: Site) -> None:
     desired = site.file(
         "sup02.yaml",

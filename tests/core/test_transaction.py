@@ -313,3 +313,24 @@ def test_a_cloud_dp_request_reports_the_primary_site_server_it_changed(
 def test_dry_run_needs_no_journal(state: SiteState) -> None:
     result = run_transaction(InMemorySite(state), THREE_STEPS, dry_run=True)
     assert result.dry_run and "2 change(s) planned" in result.outcome(SCP).reason
+
+
+def test_rollback_puts_back_a_snapshot_that_broke_r11(state: SiteState, journal: Journal) -> None:
+    """A snapshot is what the site held, even SUP options on without a proxy (R11)."""
+    import attrs
+
+    from cmproxy import SoftwareUpdatePoint
+
+    broken = state.server(SCP)
+    assert broken is not None
+    broken = attrs.evolve(broken, roles=[SoftwareUpdatePoint(use_proxy=True)])
+    site = InMemorySite(state.with_server(broken))
+    before = ServerSnapshot.of(site.state, SCP)
+    site.fail_for("cm-ss1.contoso.com")
+    proxy = NEW.replace(account=None, password=None)
+    desired = DesiredState(
+        proxies=[ProxyRequest(SCP, proxy), ProxyRequest("cm-ss1.contoso.com", proxy)]
+    )
+    result = run_transaction(site, desired, journal=journal, policy=RetryPolicy.for_tests())
+    assert result.outcome(SCP).outcome is Outcome.ROLLED_BACK
+    assert ServerSnapshot.of(site.state, SCP) == before
