@@ -74,6 +74,7 @@ from cmproxy.roles import (
 from cmproxy.session import Session, connect
 from cmproxy.transaction import (
     Outcome,
+    RecoveryOutcome,
     ServerOutcome,
     ServerSnapshot,
     SiteClient,
@@ -127,6 +128,7 @@ __all__ = [
     "ProxyRequest",
     "ProxySettings",
     "ProxySource",
+    "RecoveryOutcome",
     "Results",
     "RetryPolicy",
     "Role",

@@ -220,24 +220,36 @@ def _adr_download_failures(state: SiteState, server_name: str, text: str) -> Ite
         return
     server = state.server(server_name)
     site_code = server.site_code if server else "?"
-    has_proxy = server is not None and server.proxy.enabled
-    sup = server.role(SoftwareUpdatePoint) if server else None
-    adr_flag = isinstance(sup, SoftwareUpdatePoint) and sup.use_proxy_for_adr
-    if not has_proxy:
+    site = next((s for s in state.sites if (s.server or "").lower() == server_name.lower()), None)
+    if site is not None:
+        site_code = site.code
+    # ADR downloads use the proxy when the site's SUP has the ADR option on and its server has
+    # a proxy (R9, R11); otherwise the site server's System account goes out directly (R12).
+    sups = [
+        (s, r)
+        for s in state.servers
+        if s.site_code == site_code
+        for r in [s.role(SoftwareUpdatePoint)]
+        if isinstance(r, SoftwareUpdatePoint)
+    ]
+    adr_on = [s for s, r in sups if r.use_proxy_for_adr]
+    adr_with_proxy = [s for s in adr_on if s.proxy.enabled]
+    if not adr_on:
         fix = (
-            f"configure a proxy on {server_name} (the site server where the ADR was created) "
-            "and turn on the SUP option 'use a proxy server when downloading content by using "
-            "automatic deployment rules'; or give that computer's System account direct access"
+            f"turn on the ADR proxy option (use_proxy_for_adr) of site {site_code}'s software "
+            "update point, on a server that has a proxy; or give "
+            f"{server_name}'s System account direct Internet access"
         )
-    elif not adr_flag:
+    elif not adr_with_proxy:
         fix = (
-            "the server has a proxy, but the SUP option for ADR downloads is off: turn on "
-            "use_proxy_for_adr on the site's software update point"
+            f"the ADR proxy option is on for {', '.join(s.name for s in adr_on)}, but that "
+            "server has no proxy: configure its site system proxy (R11)"
         )
     else:
         fix = (
-            "the proxy is configured and used: check that the proxy lets "
-            f"{server_name}'s System account (or the proxy account) out to Microsoft Update"
+            "the proxy is configured and the ADR option is on: check that the proxy lets "
+            f"{server_name}'s System account (or the proxy account) out to Microsoft Update, "
+            "and that these failures are not older than the change"
         )
     yield Finding(
         "R13",

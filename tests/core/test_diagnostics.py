@@ -79,15 +79,26 @@ def test_r13_12007_in_ruleengine_log_explains_the_system_account(state: SiteStat
     ]
     assert "System account" in finding.message
     assert "R12" in finding.message
-    assert "configure a proxy on cm-cas.contoso.com" in finding.fix
+    assert "use_proxy_for_adr" in finding.fix  # no SUP at the CAS has the ADR option on
+    assert "cm-cas.contoso.com's System account" in finding.fix
     assert "Error = 12007" in finding.message or "Erreur = 12007" in finding.message
 
 
-def test_r13_with_a_proxy_but_adr_flag_off_points_at_the_flag(state: SiteState) -> None:
+def test_r13_when_the_adr_option_is_on_with_a_proxy_points_at_the_proxy(state: SiteState) -> None:
     (finding,) = [
         f for f in diagnose_state(state, logs={"cm-ps1.contoso.com": LOG}) if f.rule == "R13"
     ]
-    assert "use_proxy_for_adr" in finding.fix
+    assert finding.site_code == "PS1"
+    assert "the proxy is configured and the ADR option is on" in finding.fix
+
+
+def test_r13_when_the_adr_option_is_on_without_a_proxy_points_at_r11(state: SiteState) -> None:
+    only = _with_sup(state, "cm-sup01.contoso.com", use_proxy_for_adr=False)
+    broken = _with_sup(only, "cm-scp01.contoso.com", use_proxy_for_adr=True)
+    (finding,) = [
+        f for f in diagnose_state(broken, logs={"cm-ps1.contoso.com": LOG}) if f.rule == "R13"
+    ]
+    assert "cm-scp01.contoso.com" in finding.fix and "R11" in finding.fix
 
 
 def test_a_clean_log_gives_no_r13(state: SiteState) -> None:
