@@ -37,6 +37,7 @@ from cmproxy.roles import SoftwareUpdatePoint
 
 __all__ = [
     "Outcome",
+    "RecoveryOutcome",
     "ServerOutcome",
     "ServerSnapshot",
     "SiteClient",
