@@ -9,7 +9,7 @@ $(BIN)/cmproxy: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev,pandas]'
 	touch $@
 
-.PHONY: demo test lint
+.PHONY: demo test lint bench
 demo: $(BIN)/cmproxy
 	$(BIN)/cmproxy demo
 
@@ -20,3 +20,7 @@ lint: $(BIN)/cmproxy
 
 test: lint
 	NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost $(BIN)/pytest -q
+
+# Benchmarks (never part of the tests): prints the table that docs/performance.md records.
+bench: $(BIN)/cmproxy
+	NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost $(BIN)/python benchmarks/run.py

@@ -418,25 +418,34 @@ class SiteState:
     #: Accounts registered per site (`Get-CMAccount`); names compare case-insensitively.
     accounts: frozenset[KnownAccount] = attrs.field(factory=frozenset, converter=_accounts)
 
+    #: Lookup tables built once (a bulk change asks for servers thousands of times).
+    _by_name: dict[str, SiteSystemServer] = attrs.field(
+        init=False, eq=False, repr=False, hash=False
+    )
+    _account_keys: frozenset[tuple[str, str]] = attrs.field(
+        init=False, eq=False, repr=False, hash=False
+    )
+
     def __attrs_post_init__(self) -> None:
-        seen: set[str] = set()
+        by_name: dict[str, SiteSystemServer] = {}
         for server in self.servers:
-            if server.key in seen:
+            if server.key in by_name:
                 raise ValidationError(
                     "servers", server.name, "appears twice; a server has one proxy (R1)"
                 )
-            seen.add(server.key)
+            by_name[server.key] = server
+        object.__setattr__(self, "_by_name", by_name)
+        keys = frozenset((a.name.lower(), a.site_code) for a in self.accounts)
+        object.__setattr__(self, "_account_keys", keys)
 
     def site(self, code: str) -> Site | None:
         return next((s for s in self.sites if s.code == code.upper()), None)
 
     def server(self, name: str) -> SiteSystemServer | None:
-        wanted = name.lower().removeprefix("\\\\")
-        return next((s for s in self.servers if s.key == wanted), None)
+        return self._by_name.get(name.lower().removeprefix("\\\\"))
 
     def has_account(self, name: str, site_code: str) -> bool:
-        wanted = (name.lower(), site_code.upper())
-        return any((a.name.lower(), a.site_code) == wanted for a in self.accounts)
+        return (name.lower(), site_code.upper()) in self._account_keys
 
     def with_server(self, server: SiteSystemServer) -> SiteState:
         """A copy with `server` replaced (or added)."""
