@@ -158,7 +158,9 @@ def run_cmproxy(cfg: dict[str, Any], chosen: Sequence[Target]) -> None:
         cmproxy.Journal(os.path.join(tmp, "journal.sqlite3")) as journal,
         cmproxy.Session(info) as session,
     ):
-        results = cmproxy.apply_bulk([session], desired, journal=journal, progress=False)
+        results = cmproxy.apply_bulk(
+            [session], desired, journal=journal, progress=False, **cfg.get("bulk", {})
+        )
     if not results.ok:
         bad = [i for i in results.items if i.outcome.outcome.value not in ("changed", "unchanged")]
         raise RuntimeError(f"{len(bad)} server(s) not changed, first: {bad[0].outcome.reason}")

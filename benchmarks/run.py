@@ -24,6 +24,7 @@ import shlex
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,8 @@ class Measurement:
     measured_on: int  # servers actually run (< n: extrapolated)
     error: str = ""
     wrong: int = 0
+    #: CPU seconds of the emulator (this process) during the run: the server side's own work.
+    server_cpu: float = 0.0
     #: The one-off part (accounts) of wall, cpu and exchanges, kept out of extrapolation.
     setup: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
@@ -70,6 +73,7 @@ class Measurement:
             n=n,
             wall=sw + (self.wall - sw) * factor,
             cpu=sc + (self.cpu - sc) * factor,
+            server_cpu=self.server_cpu * factor,
             exchanges=sx + (self.exchanges - sx) * factor,
         )
 
@@ -84,7 +88,14 @@ def _child_env() -> dict[str, str]:
 
 
 def measure(
-    contender: str, n: int, seeded: Path, costs: Costs, *, sample: int, workdir: Path
+    contender: str,
+    n: int,
+    seeded: Path,
+    costs: Costs,
+    *,
+    sample: int,
+    workdir: Path,
+    extra: dict[str, Any] | None = None,
 ) -> Measurement:
     """One contender on a fresh copy of the seeded site; extrapolated above `sample`."""
     ran = min(n, sample) if contender != "cmproxy" else n
@@ -103,6 +114,8 @@ def measure(
             "username": emu.username,
             "password": emu.password,
         }
+        cfg.update(extra or {})
+        server_cpu0 = time.process_time()
         proc = subprocess.Popen(
             [sys.executable, "-m", "benchmarks.contenders", json.dumps(cfg)],
             cwd=ROOT,
@@ -126,6 +139,7 @@ def measure(
                 proc.stdin.write("go\n")
                 proc.stdin.flush()
         proc.wait()
+        server_cpu = time.process_time() - server_cpu0
         requests = settings.request_count
         wrong = len(seed.verify(emu.state, chosen))
     end = marks.get("end")
@@ -145,6 +159,7 @@ def measure(
         ran,
         end["error"],
         wrong,
+        server_cpu,
         setup,
     ).at(n)
 
@@ -207,6 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--no-shim", action="store_true", help="leave the emulator's O(rows) lookups as they are"
     )
+    parser.add_argument("--extra", default="", help="JSON merged into each contender's config")
     parser.add_argument("--smoke", action="store_true", help="N=5, zero costs, every contender")
     args = parser.parse_args(argv)
     if args.smoke:
@@ -242,10 +258,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if contender != "cmproxy" and n > args.sample and sampled and not sampled[0].error:
                     m = sampled[0].at(n)
                 else:
-                    m = measure(contender, n, seeded, costs, sample=args.sample, workdir=work)
+                    m = measure(
+                        contender,
+                        n,
+                        seeded,
+                        costs,
+                        sample=args.sample,
+                        workdir=work,
+                        extra=json.loads(args.extra) if args.extra else None,
+                    )
                 rows.append(m)
                 print(
-                    f"# N={n} {contender}: {m.wall:.2f} s"
+                    f"# N={n} {contender}: {m.wall:.2f} s, emulator CPU {m.server_cpu:.1f} s"
                     + (f" ({m.error})" if m.error else "")
                     + (f" [{m.wrong} wrong]" if m.wrong else ""),
                     flush=True,

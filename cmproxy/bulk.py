@@ -24,7 +24,7 @@ import attrs
 from cmproxy._exceptions import CMProxyError, ValidationError
 from cmproxy.desired import DesiredSpec
 from cmproxy.journal import Journal
-from cmproxy.model import SiteState
+from cmproxy.model import KnownAccount, SiteState
 from cmproxy.plan import (
     ChangeKind,
     DesiredState,
@@ -229,14 +229,21 @@ def apply_bulk(
         )
     cancel = cancel or threading.Event()
     # Accounts once, before the per-server transactions that need them.
-    for provider, _d, pl in plans:
-        for change in pl:
-            if change.kind is ChangeKind.CREATE_ACCOUNT:
-                provider.client.apply(change)
     jobs: list[tuple[_Provider, str, DesiredState]] = []
     for read, d, pl in plans:
-        created = any(c.kind is ChangeKind.CREATE_ACCOUNT for c in pl)
-        state = read.client.read_state(None) if created else read.state
+        state = read.state
+        for change in pl:
+            if change.kind is ChangeKind.CREATE_ACCOUNT:
+                written = read.client.apply(change)
+                if getattr(written, "matches", None) is True:
+                    # Read back in the same pipeline: no need to re-read the whole hierarchy.
+                    state = attrs.evolve(
+                        state,
+                        accounts=state.accounts
+                        | {KnownAccount(str(change.target), change.site_code)},
+                    )
+                else:
+                    state = read.client.read_state(None)
         provider = attrs.evolve(read, state=state)
         jobs += [(provider, key, group) for key, group in _groups(state, d).items()]
 
