@@ -15,12 +15,14 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.mark.timeout(600)
 def test_wheel_installs_and_reads_a_template_from_the_installed_package(tmp_path: Path) -> None:
     dist = tmp_path / "dist"
-    subprocess.run(
+    built = subprocess.run(
         [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(dist)],
         cwd=ROOT,
-        check=True,
         capture_output=True,
+        text=True,
+        check=False,
     )
+    assert built.returncode == 0, built.stdout + built.stderr
     (wheel,) = dist.glob("cmproxy-*.whl")
     env_dir = tmp_path / "venv"
     # system_site_packages: the dependencies are already here; the wheel itself is installed
