@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks import costmodel, emulator_shim, seed  # noqa: E402
+from benchmarks import costmodel, seed  # noqa: E402
 from cmproxy.emulator.api import Emulator  # noqa: E402
 from cmproxy.emulator.settings import Costs, EmulatorSettings  # noqa: E402
 
@@ -219,9 +219,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--sample", type=int, default=50, help="naive/per-connection: servers actually run"
     )
     parser.add_argument("--zero-costs", action="store_true", help="all costs 0 (harness check)")
-    parser.add_argument(
-        "--no-shim", action="store_true", help="leave the emulator's O(rows) lookups as they are"
-    )
     parser.add_argument("--extra", default="", help="JSON merged into each contender's config")
     parser.add_argument("--smoke", action="store_true", help="N=5, zero costs, every contender")
     args = parser.parse_args(argv)
@@ -241,8 +238,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"# {command}")
     print(f"# machine: {machine()}")
     print(f"# costs: {costs}")
-    if not args.no_shim and emulator_shim.install():
-        print("# emulator shim: indexed role lookup by server name (benchmarks/emulator_shim.py)")
     rows: list[Measurement] = []
     floors: dict[int, costmodel.Floor] = {}
     with tempfile.TemporaryDirectory(prefix="cmproxy-bench-") as tmp:

@@ -9,7 +9,6 @@ alternate distribution points and management points), so the scenario sets SUP f
 from __future__ import annotations
 
 import shutil
-import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -66,9 +65,6 @@ def build(path: str | Path, n: int) -> list[Target]:
                 seeds.add_server(state, t.site, t.name, roles, proxy="proxy.contoso.com", port=8080)
     finally:
         state.close()
-    # An index for looking role rows up by server (emulator_shim.py); same rows, same order.
-    with sqlite3.connect(path) as db:
-        db.execute("CREATE INDEX IF NOT EXISTS bench_sysres_server ON sysres(server)")
     return chosen
 
 

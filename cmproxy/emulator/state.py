@@ -55,6 +55,7 @@ CREATE TABLE IF NOT EXISTS sysres (
     seq INTEGER NOT NULL,             -- insertion order, for stable output
     PRIMARY KEY (site, server, role)
 );
+CREATE INDEX IF NOT EXISTS sysres_server ON sysres(server);
 CREATE TABLE IF NOT EXISTS accounts (
     site TEXT NOT NULL COLLATE NOCASE,
     username TEXT NOT NULL COLLATE NOCASE,

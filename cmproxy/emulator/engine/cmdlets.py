@@ -208,11 +208,25 @@ def _server_of(o: PSObj) -> tuple[str, str]:
     return conv.to_str(o.properties.get("SiteCode", "")), path.lstrip("\\")
 
 
+#: `_rows` asks SQLite (indexed) for an exact server name and a single site.
+INDEXED_ROWS = True
+
+
 def _rows(ctx: CallContext, a: dict[str, Any], role: str | None) -> list[SysRes]:
     sites = _sites_for(ctx, a)
     name = a.get("SiteSystemServerName")
+    # An exact, ASCII name (SQLite's NOCASE folds ASCII only) and one site are filtered in SQL;
+    # the Python filter below still runs, so the rows and their order are the same as before.
+    exact = (
+        isinstance(name, str)
+        and name.isascii()
+        and (bool(a.get("DisableWildcardHandling")) or not conv.has_wildcard(name))
+    )
+    one_site = sites[0] if sites is not None and len(sites) == 1 else None
+    if isinstance(one_site, str) and not one_site.isascii():
+        one_site = None
     out = []
-    for r in ctx.state.sysres(role=role):
+    for r in ctx.state.sysres(site=one_site, server=name if exact else None, role=role):
         if sites is not None and r.site.upper() not in (s.upper() for s in sites):
             continue
         if not _name_ok(r.server, name, a):

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ntpath
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -108,10 +110,56 @@ class Scope:
         self.vars[name.lower()] = value
 
 
+class _NodeCache:
+    """What the evaluator derives from a tree's nodes, by node id (the tree never changes)."""
+
+    __slots__ = ("elements", "named", "unwrapped")
+
+    def __init__(self) -> None:
+        self.named: dict[int, list[Node]] = {}
+        self.elements: dict[int, list[Node]] = {}
+        self.unwrapped: dict[int, Node] = {}
+
+
+#: Parsed scripts by text (the SDK sends the same templates over and over), most recent last.
+#: Each entry keeps its tree, source and per-node named-children cache together, so node ids in
+#: a cache are never those of a freed tree.
+_PARSED: OrderedDict[str, tuple[Node, bytes, _NodeCache]] = OrderedDict()
+#: The node cache of a cached source, by id(src); the entry holds src alive.
+_CACHE_BY_SRC: dict[int, tuple[bytes, _NodeCache]] = {}
+_PARSED_MAX = 64
+_parse_lock = threading.Lock()
+
+
 def parse(text: str) -> tuple[Node, bytes]:
+    """Parse a script (cached by text: a tree is immutable, so sharing it is safe)."""
+    with _parse_lock:
+        hit = _PARSED.get(text)
+        if hit is not None:
+            _PARSED.move_to_end(text)
+            return hit[0], hit[1]
     src = text.encode("utf-8")
-    tree = tree_sitter.Parser(_LANGUAGE).parse(src)
-    return tree.root_node, src
+    root = tree_sitter.Parser(_LANGUAGE).parse(src).root_node
+    cache = _NodeCache()
+    with _parse_lock:
+        hit = _PARSED.get(text)
+        if hit is not None:
+            return hit[0], hit[1]
+        _PARSED[text] = (root, src, cache)
+        _CACHE_BY_SRC[id(src)] = (src, cache)
+        while len(_PARSED) > _PARSED_MAX:
+            _, (_, old_src, _) = _PARSED.popitem(last=False)
+            _CACHE_BY_SRC.pop(id(old_src), None)
+    return root, src
+
+
+def _node_cache(src: bytes) -> _NodeCache:
+    """The node cache shared by every evaluation of a cached source (else a new one)."""
+    with _parse_lock:
+        hit = _CACHE_BY_SRC.get(id(src))
+    if hit is not None and hit[0] is src:
+        return hit[1]
+    return _NodeCache()
 
 
 def parse_error(root: Node, src: bytes) -> ErrorRecord | None:
@@ -205,6 +253,8 @@ class Evaluator:
         self.rs = rs
         self.src = src
         self.try_depth = 0
+        self._cache = _node_cache(src)
+        self._named = self._cache.named
 
     # -- helpers ----------------------------------------------------------------------------
     def text(self, n: Node) -> str:
@@ -213,9 +263,12 @@ class Evaluator:
     def unsupported(self, n: Node, what: str | None = None) -> NotSupportedByEmulator:
         return NotSupportedByEmulator(what or f"'{self.text(n)[:60]}' ({n.type})")
 
-    @staticmethod
-    def named(n: Node) -> list[Node]:
-        return [c for c in n.named_children if c.type not in _SKIP]
+    def named(self, n: Node) -> list[Node]:
+        """Named children without comments and separators (cached per node: a hot path)."""
+        found = self._named.get(n.id)
+        if found is None:
+            found = self._named[n.id] = [c for c in n.named_children if c.type not in _SKIP]
+        return found
 
     def check_stop(self) -> None:
         if self.rs.stop_event is not None and self.rs.stop_event.is_set():
@@ -579,6 +632,12 @@ class Evaluator:
         return conv.collapse([x for x in self.pipeline(n) if x is not NOTHING])
 
     def pipeline_elements(self, n: Node) -> list[Node]:
+        found = self._cache.elements.get(n.id)
+        if found is None:
+            found = self._cache.elements[n.id] = self._pipeline_elements(n)
+        return found
+
+    def _pipeline_elements(self, n: Node) -> list[Node]:
         node = n
         while node.type in ("pipeline", "pipeline_chain") or (
             node.type in _WRAPPERS and len(self.named(node)) == 1 and node.child_count == 1
@@ -756,7 +815,24 @@ class Evaluator:
         return self.expr(n)
 
     # -- expressions ------------------------------------------------------------------------
+    def _expr_unwrap(self, n: Node) -> Node:
+        """The node `expr` evaluates under one-child precedence wrappers (cached per node)."""
+        found = self._cache.unwrapped.get(n.id)
+        if found is None:
+            found = n
+            while (
+                found.type.replace("_argument_expression", "_expression") in _WRAPPERS
+                and found.child_count == 1
+            ):
+                kids = self.named(found)
+                if len(kids) != 1:
+                    break
+                found = kids[0]
+            self._cache.unwrapped[n.id] = found
+        return found
+
     def expr(self, n: Node) -> Any:
+        n = self._expr_unwrap(n)
         t = n.type.replace("_argument_expression", "_expression")
         kids = self.named(n)
         if t in _WRAPPERS and len(kids) == 1 and n.child_count == 1:
@@ -1009,7 +1085,7 @@ class Evaluator:
 
     def cast(self, n: Node) -> Any:
         tl = next(c for c in n.named_children if c.type == "type_literal")
-        operand = [c for c in self.named(n) if c is not tl]
+        operand = [c for c in self.named(n) if c != tl]
         tname = self.text(tl).strip("[]").strip().lower()
         if tname in ("void",):
             self.expr(operand[0])
@@ -1143,7 +1219,7 @@ class Evaluator:
         ):
             cast = self.named(node)[0]
             tl = next(c for c in cast.named_children if c.type == "type_literal")
-            target = next(c for c in self.named(cast) if c is not tl)
+            target = next(c for c in self.named(cast) if c != tl)
             self.assign_to(target, self.convert_to(self.text(tl).strip("[]").lower(), value, tl))
             return
         if node.type == "member_access":
