@@ -11,6 +11,7 @@ that says what to do.
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -19,11 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 from cmproxy._exceptions import (
     CMProxyError,
+    ConnectionError,
     ConsoleNotInstalledError,
     ItemNotFoundError,
     PowerShellError,
     SessionError,
     SiteDriveError,
+    TransportError,
 )
 from cmproxy.connection import ConnectionInfo
 from cmproxy.model import SiteState, validate_site_code
@@ -52,6 +55,11 @@ _MARKER = "cmproxy:"
 READ_BATCH_LIMIT = 64
 #: Batched server reads in flight at once per session.
 READS_IN_FLIGHT = 2
+#: Writes joined into one pipeline at most (`Session.apply` from threads, per site).
+WRITE_BATCH_LIMIT = 32
+#: Batched writes in flight at once per site (a site serialises its writes anyway; two let
+#: one batch read back while the other writes).
+WRITES_IN_FLIGHT = 2
 
 
 class _ReadBatch:
@@ -118,6 +126,110 @@ class ReadCoalescer:
             raise batch.error
         assert batch.result is not None
         return batch.result
+
+
+class _WriteBatch:
+    def __init__(self, change: Change) -> None:
+        self.changes: list[Change] = [change]
+        self.keys: set[tuple[str, str]] = {_write_key(change)}
+        self.done = threading.Event()
+        self.results: list[WriteResult | BaseException] = []
+        self.error: BaseException | None = None
+
+
+def _write_key(change: Change) -> tuple[str, str]:
+    return change.target.lower(), change.kind.name
+
+
+def _batch_error(exc: BaseException, size: int) -> BaseException:
+    """What one caller of a failed batch gets: its own exception object.
+
+    A transport failure (the batch may or may not have run, wholly or in part) is a transient
+    `TransportError` for every caller: each settles by re-reading, as for a lost answer.
+    """
+    if size == 1:
+        return exc
+    if isinstance(exc, TransportError | ConnectionError):
+        return TransportError(f"a batch of {size} writes at one site got no answer: {exc}")
+    try:
+        return copy.copy(exc)
+    except Exception:  # an exception that cannot be copied is passed as it is
+        return exc
+
+
+class WriteCoalescer:
+    """Joins concurrent writes at one site into one pipeline (`Set-ProxyBatch.ps1`).
+
+    A caller joins only a batch that is still *collecting* (it has not started), never one
+    that holds a write to the same server and kind; each write runs once, in its own
+    try/catch, and is read back in the same pipeline after the batch's writes. Each caller gets
+    its own `WriteResult` or its own exception. A batch of one runs the change's own template.
+    At most `in_flight` batches per site run at once; while they run, new callers collect.
+    """
+
+    def __init__(
+        self,
+        run_one: Callable[[Change], WriteResult],
+        run_many: Callable[[str, list[Change]], list[WriteResult | BaseException]],
+        *,
+        limit: int = WRITE_BATCH_LIMIT,
+        in_flight: int = WRITES_IN_FLIGHT,
+    ) -> None:
+        self._run_one = run_one
+        self._run_many = run_many
+        self._limit = max(1, limit)
+        self._in_flight = max(1, in_flight)
+        self._lock = threading.Lock()
+        self._collecting: dict[str, _WriteBatch] = {}
+        self._slots: dict[str, threading.Semaphore] = {}
+        #: Batches run and writes asked, for tests and benchmarks.
+        self.batches = 0
+        self.requests = 0
+
+    def apply(self, change: Change) -> WriteResult:
+        site = str(change.site_code).upper()
+        key = _write_key(change)
+        with self._lock:
+            self.requests += 1
+            batch = self._collecting.get(site)
+            if batch is not None and len(batch.changes) < self._limit and key not in batch.keys:
+                batch.changes.append(change)
+                batch.keys.add(key)
+                index = len(batch.changes) - 1
+                leader = False
+            else:
+                batch = _WriteBatch(change)
+                self._collecting[site] = batch
+                index = 0
+                leader = True
+            slots = self._slots.setdefault(site, threading.Semaphore(self._in_flight))
+        if leader:
+            self._lead(site, batch, slots)
+        else:
+            batch.done.wait()
+        if batch.error is not None:
+            raise _batch_error(batch.error, len(batch.changes))
+        outcome = batch.results[index]
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    def _lead(self, site: str, batch: _WriteBatch, slots: threading.Semaphore) -> None:
+        with slots:  # waiting here is when followers join
+            with self._lock:
+                if self._collecting.get(site) is batch:
+                    del self._collecting[site]
+                self.batches += 1
+                changes = list(batch.changes)  # sealed: nobody joins any more
+            try:
+                if len(changes) == 1:
+                    batch.results = [self._run_one(changes[0])]
+                else:
+                    batch.results = self._run_many(site, changes)
+            except BaseException as exc:
+                batch.error = exc
+            finally:
+                batch.done.set()
 
 
 def _marker(exc: PowerShellError) -> tuple[str, str] | None:
@@ -195,6 +307,7 @@ class Session:
         self.module_path: str = ""
         self._open_lock = threading.RLock()
         self._reads = ReadCoalescer(self._read_servers)
+        self._writes = WriteCoalescer(self.write, self._write_batch)
 
     def __repr__(self) -> str:
         state = "open" if self._opened else "closed"
@@ -360,9 +473,24 @@ class Session:
         """Run the change once (the transaction's `SiteClient.apply`); never retries.
 
         The write template reads the value back in the same pipeline; the result's `matches`
-        spares the transaction a separate re-read.
+        spares the transaction a separate re-read. Concurrent server proxy and SUP option
+        writes at one site (the transactions of a bulk change) share one pipeline; see
+        `WriteCoalescer` and docs/sessions.md.
         """
-        return self.write(change)
+        from cmproxy.writer import batchable  # noqa: PLC0415 - writer imports session types
+
+        if not batchable(change):
+            return self.write(change)
+        return self._writes.apply(change)
+
+    def _write_batch(self, site: str, changes: list[Change]) -> list[WriteResult | BaseException]:
+        from cmproxy.writer import batch_results, batch_step  # noqa: PLC0415
+
+        result = self.run_step(batch_step(site, changes))
+        return [
+            map_session_error(r, self.info) if isinstance(r, CMProxyError) else r
+            for r in batch_results(changes, result)
+        ]
 
     def apply_plan(self, plan: Plan) -> list[WriteResult]:
         """Write every change in order, stopping at the first error (no rollback here)."""

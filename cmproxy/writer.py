@@ -15,21 +15,25 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from cmproxy._exceptions import PlanError, ValidationError
+from cmproxy._exceptions import CMProxyError, PlanError, PowerShellError, ValidationError
 from cmproxy.invocation import AccountLookup, Invocation
 from cmproxy.model import ProxySettings, Secret, SupFlags
 from cmproxy.plan import Change, ChangeKind
 from cmproxy.reader import proxy_from_record, sup_flags_from_record
-from cmproxy.transports.base import Result, Step
+from cmproxy.transports.base import ErrorInfo, Result, Step, error_from_info
 
 if TYPE_CHECKING:
     from cmproxy.session import Session
 
 __all__ = [
+    "BATCH_TEMPLATE",
     "WRITE_TEMPLATES",
     "WRITE_TEMPLATE_PARAMETERS",
     "WriteResult",
     "apply_change",
+    "batch_results",
+    "batch_step",
+    "batchable",
     "read_back",
     "step_for_invocation",
 ]
@@ -60,10 +64,26 @@ _PARAMETER_MAP: dict[str, dict[str, str]] = {
     "New-CMAccount": {"SiteCode": "SiteCode", "UserName": "UserName", "Password": "Password"},
 }
 
+#: Several server proxy / SUP option writes at one site in one pipeline (`batch_step`).
+BATCH_TEMPLATE = "Set-ProxyBatch"
+_BATCH_ARRAYS = (
+    "Kind",
+    "SiteSystemServerName",
+    "EnableProxy",
+    "ProxyServerName",
+    "ProxyServerPort",
+    "ProxyAccessAccountName",
+    "UseProxy",
+    "UseProxyForAutoDeploymentRule",
+)
+
 #: Template → the parameter names the Python side may bind (checked against param() blocks).
 WRITE_TEMPLATE_PARAMETERS: dict[str, frozenset[str]] = {
-    WRITE_TEMPLATES[cmdlet]: frozenset(mapping.values())
-    for cmdlet, mapping in _PARAMETER_MAP.items()
+    **{
+        WRITE_TEMPLATES[cmdlet]: frozenset(mapping.values())
+        for cmdlet, mapping in _PARAMETER_MAP.items()
+    },
+    BATCH_TEMPLATE: frozenset({"SiteCode", *_BATCH_ARRAYS}),
 }
 
 
@@ -118,7 +138,12 @@ def read_back(change: Change, result: Result) -> tuple[ProxySettings | SupFlags 
     records = result.records()
     if not records:
         raise PlanError(f"{change.invocation.command} on {change.target}: nothing was read back")
-    record = records[-1]
+    return _read_back_record(change, records[-1])
+
+
+def _read_back_record(
+    change: Change, record: dict[str, Any]
+) -> tuple[ProxySettings | SupFlags | str, bool]:
     if change.kind is ChangeKind.SET_SERVER_PROXY:
         proxy = proxy_from_record(record)
         wanted = change.after
@@ -135,3 +160,79 @@ def apply_change(session: Session, change: Change) -> WriteResult:
     result = session.run_step(step_for_invocation(change.invocation))
     value, matches = read_back(change, result)
     return WriteResult(change=change, read_back=value, matches=matches)
+
+
+# -- batches: several writes at one site in one pipeline ------------------------------------
+
+#: Default port of Set-ServerProxy.ps1 when the invocation gives none.
+_DEFAULT_PORT = 80
+
+
+def batchable(change: Change) -> bool:
+    """True for the writes `Set-ProxyBatch.ps1` can join (server proxies and SUP options)."""
+    return change.kind in (ChangeKind.SET_SERVER_PROXY, ChangeKind.SET_SUP_FLAGS)
+
+
+def batch_step(site_code: str, changes: list[Change]) -> Step:
+    """One `Set-ProxyBatch` step for `changes` (all batchable, all at `site_code`), in order.
+
+    Each change is bound exactly as its own template would bind it (`step_for_invocation`
+    checks and maps its parameters); element i of every array describes change i.
+    """
+    columns: dict[str, list[Any]] = {name: [] for name in _BATCH_ARRAYS}
+    for change in changes:
+        if not batchable(change):
+            raise PlanError(f"{change.invocation.command} cannot be batched")
+        if str(change.site_code).upper() != site_code.upper():
+            raise PlanError(f"{change.target} is at site {change.site_code}, not {site_code}")
+        bound = dict(step_for_invocation(change.invocation).parameters)
+        sup = change.kind is ChangeKind.SET_SUP_FLAGS
+        row: dict[str, Any] = {
+            "Kind": "Sup" if sup else "Proxy",
+            "SiteSystemServerName": str(bound["SiteSystemServerName"]),
+            "EnableProxy": bool(bound.get("EnableProxy", False)),
+            "ProxyServerName": str(bound.get("ProxyServerName") or ""),
+            "ProxyServerPort": int(bound.get("ProxyServerPort") or _DEFAULT_PORT),
+            "ProxyAccessAccountName": str(bound.get("ProxyAccessAccountName") or ""),
+            "UseProxy": bool(bound.get("UseProxy", False)),
+            "UseProxyForAutoDeploymentRule": bool(
+                bound.get("UseProxyForAutoDeploymentRule", False)
+            ),
+        }
+        for name in _BATCH_ARRAYS:
+            columns[name].append(row[name])
+    return Step.of(BATCH_TEMPLATE, SiteCode=site_code, **columns)
+
+
+def _item_error(record: dict[str, Any], change: Change) -> PowerShellError:
+    info = ErrorInfo(
+        message=str(record.get("Message") or "the write failed"),
+        fully_qualified_error_id=str(record.get("FullyQualifiedErrorId") or ""),
+        category=str(record.get("Category") or ""),
+        target=str(record.get("TargetName") or change.target),
+        command=change.invocation.command,
+        exception_type=str(record.get("Reason") or ""),
+    )
+    return error_from_info(info)
+
+
+def batch_results(changes: list[Change], result: Result) -> list[WriteResult | CMProxyError]:
+    """Per change of a `batch_step`, its `WriteResult` or its own error, in the same order."""
+    by_index: dict[int, dict[str, Any]] = {}
+    for found in result.records():
+        index = found.get("Index")
+        if isinstance(index, int) and not isinstance(index, bool) and 0 <= index < len(changes):
+            by_index[index] = found
+    out: list[WriteResult | CMProxyError] = []
+    for i, change in enumerate(changes):
+        record = by_index.get(i)
+        if record is None:
+            out.append(
+                PlanError(f"{change.invocation.command} on {change.target}: nothing was read back")
+            )
+        elif record.get("Kind") == "Error":
+            out.append(_item_error(record, change))
+        else:
+            value, matches = _read_back_record(change, record)
+            out.append(WriteResult(change=change, read_back=value, matches=matches))
+    return out

@@ -1,0 +1,105 @@
+# Writes several servers of one site in one pipeline: server proxies (Set-CMSiteSystemServer, as
+# Set-ServerProxy.ps1) and software update point proxy options (Set-CMSoftwareUpdatePoint, as
+# Set-SupProxyFlags.ps1), then reads every written server back in the same pipeline.
+# Item i is element i of each array (Kind 'Proxy' or 'Sup'). Each write runs in its own
+# try/catch, so one failure does not stop the others; each item gets exactly one record, with
+# its Index: the role read back after all writes (the fields the single templates return) or
+# its own error. Each proxy account is looked up once per pipeline with Get-CMAccount
+# (-ProxyAccessAccount takes the account object, configmgr-cmdlets.md §3.5).
+# The lists are [object[]] (they arrive as deserialised arrays).
+[CmdletBinding()]
+param(
+    [Parameter(Mandatory = $true)]
+    [string]$SiteCode,
+    [Parameter(Mandatory = $true)]
+    [object[]]$Kind,
+    [Parameter(Mandatory = $true)]
+    [object[]]$SiteSystemServerName,
+    [object[]]$EnableProxy,
+    [object[]]$ProxyServerName,
+    [object[]]$ProxyServerPort,
+    [object[]]$ProxyAccessAccountName,
+    [object[]]$UseProxy,
+    [object[]]$UseProxyForAutoDeploymentRule
+)
+$ErrorActionPreference = 'Stop'
+
+$accounts = @{}
+$written = @()
+$i = 0
+foreach ($item in $SiteSystemServerName) {
+    $name = [string]$item
+    try {
+        if ([string]$Kind[$i] -eq 'Sup') {
+            Set-CMSoftwareUpdatePoint -SiteSystemServerName $name -SiteCode $SiteCode -UseProxy ([bool]$UseProxy[$i]) -UseProxyForAutoDeploymentRule ([bool]$UseProxyForAutoDeploymentRule[$i])
+        } elseif ([bool]$EnableProxy[$i]) {
+            $accountName = [string]$ProxyAccessAccountName[$i]
+            if ($accountName) {
+                $key = $accountName.ToLower()
+                if (-not $accounts.ContainsKey($key)) {
+                    $accounts[$key] = Get-CMAccount -UserName $accountName -SiteCode $SiteCode
+                }
+                $account = $accounts[$key]
+                if (-not $account) {
+                    throw ('cmproxy:AccountNotFound: the account ' + $accountName + ' is not registered at site ' + $SiteCode)
+                }
+                Set-CMSiteSystemServer -SiteSystemServerName $name -SiteCode $SiteCode -EnableProxy $true -ProxyServerName ([string]$ProxyServerName[$i]) -ProxyServerPort ([int]$ProxyServerPort[$i]) -ProxyAccessAccount $account
+            } else {
+                Set-CMSiteSystemServer -SiteSystemServerName $name -SiteCode $SiteCode -EnableProxy $true -ProxyServerName ([string]$ProxyServerName[$i]) -ProxyServerPort ([int]$ProxyServerPort[$i])
+            }
+        } else {
+            Set-CMSiteSystemServer -SiteSystemServerName $name -SiteCode $SiteCode -EnableProxy $false
+        }
+        $written += $i
+    } catch {
+        [pscustomobject]@{
+            Kind                  = 'Error'
+            Index                 = $i
+            Message               = [string]$_.Exception.Message
+            FullyQualifiedErrorId = [string]$_.FullyQualifiedErrorId
+            Category              = [string]$_.CategoryInfo.Category
+            Reason                = [string]$_.CategoryInfo.Reason
+            TargetName            = $name
+        }
+    }
+    $i = $i + 1
+}
+
+# The read-back: one Get per written server and role, after all writes.
+foreach ($i in $written) {
+    $name = [string]$SiteSystemServerName[$i]
+    if ([string]$Kind[$i] -eq 'Sup') {
+        $role = Get-CMSoftwareUpdatePoint -SiteSystemServerName $name -SiteCode $SiteCode
+    } else {
+        $role = Get-CMSiteSystemServer -SiteSystemServerName $name -SiteCode $SiteCode
+    }
+    if (-not $role) {
+        [pscustomobject]@{
+            Kind                  = 'Error'
+            Index                 = $i
+            Message               = ('cmproxy:ServerNotFound: ' + $name + ' has no such role at site ' + $SiteCode)
+            FullyQualifiedErrorId = 'cmproxy:ServerNotFound'
+            Category              = 'ObjectNotFound'
+            Reason                = ''
+            TargetName            = $name
+        }
+        continue
+    }
+    $props = @{}
+    foreach ($prop in $role.Props) {
+        $props[$prop.PropertyName] = $prop
+    }
+    [pscustomobject]@{
+        Kind                 = 'Role'
+        Index                = $i
+        SiteCode             = $SiteCode
+        ServerName           = [string]$role.NetworkOSPath
+        RoleName             = [string]$role.RoleName
+        UseProxy             = $props['UseProxy'].Value
+        ProxyName            = $props['ProxyName'].Value2
+        ProxyServerPort      = $props['ProxyServerPort'].Value
+        ProxyUserName        = $props['ProxyUserName'].Value2
+        AnonymousProxyAccess = $props['AnonymousProxyAccess'].Value
+        UseProxyForADR       = $props['UseProxyForADR'].Value
+    }
+}
