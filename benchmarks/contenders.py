@@ -130,6 +130,26 @@ def run_per_connection(cfg: dict[str, Any], chosen: Sequence[Target]) -> None:
         run(naive_script(t))
 
 
+def _trace_steps(session: Any) -> None:
+    """`--extra '{"trace": true}'`: one stderr line per pipeline (template, size, start, end)."""
+    t0 = time.perf_counter()
+    original = session.run_step
+
+    def run_step(step: Any) -> Any:
+        start = time.perf_counter() - t0
+        try:
+            return original(step)
+        finally:
+            sizes = [len(v) for _, v in step.parameters if isinstance(v, list | tuple)]
+            end = time.perf_counter() - t0
+            print(
+                f"TRACE {step.script.name} {max(sizes, default=1)} {start:.3f} {end:.3f}",
+                file=sys.stderr,
+            )
+
+    session.run_step = run_step
+
+
 def run_cmproxy(cfg: dict[str, Any], chosen: Sequence[Target]) -> None:
     import cmproxy  # noqa: PLC0415
 
@@ -158,6 +178,8 @@ def run_cmproxy(cfg: dict[str, Any], chosen: Sequence[Target]) -> None:
         cmproxy.Journal(os.path.join(tmp, "journal.sqlite3")) as journal,
         cmproxy.Session(info) as session,
     ):
+        if cfg.get("trace"):
+            _trace_steps(session)
         results = cmproxy.apply_bulk(
             [session], desired, journal=journal, progress=False, **cfg.get("bulk", {})
         )

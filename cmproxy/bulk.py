@@ -145,6 +145,13 @@ def _groups(state: SiteState, desired: DesiredState) -> dict[str, DesiredState]:
     }
 
 
+def _warm(client: SiteClient, concurrency: int) -> None:
+    try:
+        client.warm(concurrency)  # type: ignore[attr-defined]
+    except Exception as exc:  # a lane that cannot open is reported by the step that needs it
+        log.info("could not prepare %s for concurrent steps: %s", client.endpoint, exc)
+
+
 def _read_providers(clients: Sequence[SiteClient], policy: RetryPolicy) -> list[_Provider]:
     def read(client: SiteClient) -> _Provider:
         state = policy.call(lambda: client.read_state(None), operation="read site", idempotent=True)
@@ -187,8 +194,8 @@ def apply_bulk(
     options: PlanOptions | None = None,
     policy: RetryPolicy | None = None,
     all_or_nothing: bool = False,
-    max_workers: int = 32,
-    per_provider: int = 16,
+    max_workers: int = 64,
+    per_provider: int = 64,
     progress: bool | None = None,
     hooks: Sequence[Hook] = (),
     dry_run: bool = False,
@@ -205,7 +212,20 @@ def apply_bulk(
     """
     policy = policy or RetryPolicy()
     opts = options or (desired.options if isinstance(desired, DesiredSpec) else None)
-    providers = _read_providers(clients, policy)
+    # Sessions that can open their runspace pools ahead do it while the hierarchy is read, so
+    # the module imports of the concurrent lanes are not paid one by one later.
+    warmers = [
+        threading.Thread(target=_warm, args=(c, per_provider), daemon=True)
+        for c in clients
+        if not dry_run and callable(getattr(c, "warm", None))
+    ]
+    for warmer in warmers:
+        warmer.start()
+    try:
+        providers = _read_providers(clients, policy)
+    finally:
+        for warmer in warmers:
+            warmer.join()
     split = _split(desired, providers)
     # Validate everything first: nothing is written unless the whole change is allowed.
     plans = [(p, d, plan(p.state, d, opts)) for p, d in split]

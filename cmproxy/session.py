@@ -413,6 +413,16 @@ class Session:
         except CMProxyError as exc:
             raise map_session_error(exc, self.info) from None
 
+    def warm(self, concurrency: int) -> None:
+        """Get ready for `concurrency` concurrent steps: over PSRP, open that many runspace
+        pools (up to the transport's limit) at once, each bootstrapped, so their module
+        imports run in parallel rather than on the critical path. Opens the session first."""
+        if not self._opened:
+            self.open()
+        transport = self._transport
+        if transport is not None:
+            transport.warm(concurrency)
+
     def run(self, template: str, **parameters: Any) -> Result:
         """Run template `template` with `parameters` bound to its param() block."""
         return self.run_step(Step.of(template, **parameters))

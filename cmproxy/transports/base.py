@@ -344,6 +344,9 @@ class Transport(abc.ABC):
     def connect(self) -> Result | None:
         """Connect now and run the setup step once; its result (None without setup)."""
 
+    def warm(self, concurrency: int) -> None:  # noqa: B027 - optional, a no-op by default
+        """Prepare for `concurrency` concurrent steps (PSRP opens its pools in parallel)."""
+
     @abc.abstractmethod
     def run(self, step: Step) -> Result:
         """Run `step`; raise a PowerShellError for a terminating remote error."""

@@ -202,6 +202,34 @@ class PSRPTransport(Transport):
         self._give_back(lane)
         return self.last_setup
 
+    def warm(self, concurrency: int) -> None:
+        """Open pools for `concurrency` concurrent steps now, all at once (up to max_pools).
+
+        Each new pool bootstraps (imports the module) in parallel with the others, instead of
+        one by one on the critical path when concurrent steps first need them. A pool that
+        fails to open is dropped; the step that needs a lane later opens one and reports.
+        """
+        with self._available:
+            self._closed = False
+            wanted = min(self.max_pools, max(1, concurrency)) - len(self._lanes)
+            lanes = [_Lane() for _ in range(max(0, wanted))]
+            self._lanes.extend(lanes)
+
+        def open_one(lane: _Lane) -> None:
+            try:
+                self._healthy_pool(lane)
+            except Exception as exc:  # the lane is dropped; a later step reports
+                log.info("warming a runspace pool on %s failed: %s", self.info.endpoint, exc)
+                self._drop_lane(lane)
+                return
+            self._give_back(lane)
+
+        threads = [threading.Thread(target=open_one, args=(lane,), daemon=True) for lane in lanes]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
     def _drop_lane(self, lane: _Lane) -> None:
         """A lane that failed to open is not kept (the next borrower opens a fresh one)."""
         self._discard_pool(lane)

@@ -226,3 +226,17 @@ def test_a_transport_failure_is_a_transient_error_for_every_caller() -> None:
     assert all(isinstance(r, TransportError) and is_transient(r) for r in results)
     assert len({id(r) for r in results}) == len(results)  # each caller its own exception
     assert sum(len(c) for c in rec.calls) == len(changes)  # nothing was run twice
+
+
+def test_warm_opens_pools_at_once_and_steps_use_them() -> None:
+    with (
+        Emulator(seed="demo", receive_timeout=RECEIVE_TIMEOUT) as emu,
+        Session(connection_info(emu, "psrp", "ntlm")) as session,
+    ):
+        session.warm(3)
+        transport = session._transport
+        assert transport is not None
+        assert getattr(transport, "pools", None) == 3
+        session.warm(2)  # never closes or adds beyond what is asked
+        assert getattr(transport, "pools", None) == 3
+        assert session.read_state([DP1]).server(DP1) is not None
