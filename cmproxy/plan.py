@@ -16,7 +16,7 @@ wrong (proxy-rules.md):
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from typing import Any, Literal
 
 import attrs
@@ -576,15 +576,3 @@ def _proxy_fields(before: ProxySettings, after: ProxySettings) -> tuple[FieldCha
             note = "R2/R3: the account falls back to the server's System account"
         changes.append(FieldChange("account", b.account, a.account, note))
     return tuple(changes)
-
-
-def requests_for_site(
-    state: SiteState, site_code: str, proxy: ProxySettings, roles: Iterable[type[Role]] = ()
-) -> Sequence[ProxyRequest]:
-    """Proxy requests for every server of a site (optionally only those hosting `roles`)."""
-    wanted = tuple(roles)
-    return [
-        ProxyRequest(s.name, proxy)
-        for s in state.servers
-        if s.site_code == site_code.upper() and (not wanted or any(s.has_role(r) for r in wanted))
-    ]
