@@ -38,11 +38,13 @@ from cmproxy.results import Results, ServerResult
 from cmproxy.retry import RetryPolicy
 from cmproxy.roles import CloudDistributionPoint
 from cmproxy.transaction import (
+    RESTORE_OPTIONS,
     Hook,
     Outcome,
     ServerOutcome,
     ServerSnapshot,
     SiteClient,
+    restore_desired,
     run_transaction,
 )
 
@@ -86,33 +88,34 @@ class BulkPlan:
 def _split(
     desired: DesiredState | DesiredSpec, providers: Sequence[_Provider]
 ) -> list[tuple[_Provider, DesiredState]]:
-    """Give each provider the requests for the servers it manages."""
+    """Give each provider the requests for the servers it manages (the first that has one,
+    so overlapping providers never change a server twice)."""
     result: list[tuple[_Provider, DesiredState]] = []
-    names = [r.server for r in getattr(desired, "proxies", ())]
-    names += [r.server for r in getattr(desired, "sup_flags", ())]
     claimed: set[str] = set()
     for provider in providers:
-        wanted = desired.resolve(provider.state) if isinstance(desired, DesiredSpec) else None
-        if wanted is None:
-            assert isinstance(desired, DesiredState)
-            mine = {
-                n.lower()
-                for n in names
-                if provider.state.server(n) is not None and n.lower() not in claimed
-            }
-            wanted = DesiredState(
-                proxies=[r for r in desired.proxies if r.server.lower() in mine],
-                sup_flags=[r for r in desired.sup_flags if r.server.lower() in mine],
-                accounts=desired.accounts,
+        wanted = desired.resolve(provider.state) if isinstance(desired, DesiredSpec) else desired
+        names = {r.server.lower() for r in wanted.proxies}
+        names |= {r.server.lower() for r in wanted.sup_flags}
+        mine = {n for n in names - claimed if provider.state.server(n) is not None}
+        claimed |= mine
+        result.append(
+            (
+                provider,
+                DesiredState(
+                    proxies=[r for r in wanted.proxies if r.server.lower() in mine],
+                    sup_flags=[r for r in wanted.sup_flags if r.server.lower() in mine],
+                    accounts=wanted.accounts,
+                ),
             )
-        claimed |= {r.server.lower() for r in wanted.proxies}
-        claimed |= {r.server.lower() for r in wanted.sup_flags}
-        result.append((provider, wanted))
-    unknown = sorted({n.lower() for n in names} - claimed)
-    if unknown:
-        raise ValidationError(
-            "servers", unknown[0], "is not managed by any of the given SMS Providers"
         )
+    if isinstance(desired, DesiredState):
+        asked = {r.server.lower() for r in desired.proxies}
+        asked |= {r.server.lower() for r in desired.sup_flags}
+        unknown = sorted(asked - claimed)
+        if unknown:
+            raise ValidationError(
+                "servers", unknown[0], "is not managed by any of the given SMS Providers"
+            )
     return result
 
 
@@ -357,28 +360,26 @@ def _undo_changed(
     policy: RetryPolicy,
     hooks: Sequence[Hook],
 ) -> Results:
-    """All-or-nothing: put every changed server back to its snapshot."""
+    """All-or-nothing: put every changed server back to its snapshot (one read per provider;
+    each server its own restore transaction, so one failed undo does not block the others)."""
     items = list(results.items)
+    fresh: dict[str, SiteState] = {}
     for i, item in enumerate(items):
         o = item.outcome
         if o.outcome is not Outcome.CHANGED or o.before is None:
             continue
         provider = next(p for p in providers if p.state.server(o.server) is not None)
-        back = DesiredState(
-            proxies=[ProxyRequest(o.server, o.before.proxy)],
-            sup_flags=[
-                SupFlagsRequest(o.server, o.before.sup.use_proxy, o.before.sup.use_proxy_for_adr)
-            ]
-            if o.before.sup is not None
-            else [],
-        )
+        endpoint = provider.client.endpoint
         reason = "all-or-nothing: another server failed, so this one was put back"
         try:
+            if endpoint not in fresh:
+                fresh[endpoint] = _read_providers([provider.client], policy)[0].state
             undo = run_transaction(
                 provider.client,
-                back,
+                restore_desired({o.server: o.before}),
                 journal=journal,
-                options=PlanOptions(sup_flags_on_proxy_removal="turn_off", restore=True),
+                base=fresh[endpoint],
+                options=RESTORE_OPTIONS,
                 policy=policy,
                 hooks=hooks,
             )

@@ -15,7 +15,7 @@ from __future__ import annotations
 import enum
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 import attrs
@@ -37,6 +37,7 @@ from cmproxy.retry import RetryEvent, RetryPolicy, is_transient
 from cmproxy.roles import SoftwareUpdatePoint
 
 __all__ = [
+    "RESTORE_OPTIONS",
     "Outcome",
     "RecoveryOutcome",
     "ServerOutcome",
@@ -46,6 +47,7 @@ __all__ = [
     "TransactionEvent",
     "TransactionResult",
     "recover",
+    "restore_desired",
     "run_transaction",
 ]
 
@@ -218,26 +220,11 @@ class _Run:
 
     def holds(self, change: Change, state: SiteState) -> bool:
         """Does `state` show the change's after value?"""
-        if change.kind is ChangeKind.CREATE_ACCOUNT:
-            return state.has_account(change.target, change.site_code)
-        snap = ServerSnapshot.of(state, change.target)
-        if snap is None:
-            return False
-        if change.kind is ChangeKind.SET_SERVER_PROXY:
-            assert isinstance(change.after, ProxySettings)
-            return snap.proxy.same_as(change.after)
-        return snap.sup == change.after
+        return _shows(change, state, after=True)
 
     def was_before(self, change: Change, state: SiteState) -> bool:
-        if change.kind is ChangeKind.CREATE_ACCOUNT:
-            return not state.has_account(change.target, change.site_code)
-        snap = ServerSnapshot.of(state, change.target)
-        if snap is None:
-            return False
-        if change.kind is ChangeKind.SET_SERVER_PROXY:
-            assert isinstance(change.before, ProxySettings)
-            return snap.proxy.same_as(change.before)
-        return snap.sup == change.before
+        """Does `state` still show the change's before value?"""
+        return _shows(change, state, after=False)
 
     def apply_and_verify(self, change: Change) -> None:
         """Apply once; settle a lost answer by re-reading; verify by re-reading."""
@@ -282,8 +269,7 @@ class _Run:
         """
         results: dict[str, tuple[bool, str]] = {}
         state = self.read(list(snapshots))
-        proxies: list[ProxyRequest] = []
-        flags: list[SupFlagsRequest] = []
+        ours: dict[str, ServerSnapshot] = {}
         for server, snap in snapshots.items():
             now = ServerSnapshot.of(state, server)
             if now is None or not _ours(now, snap, expected[server]):
@@ -293,17 +279,9 @@ class _Run:
                     "left as it is",
                 )
                 continue
-            proxies.append(ProxyRequest(server, snap.proxy))
-            if snap.sup is not None:
-                flags.append(
-                    SupFlagsRequest(server, snap.sup.use_proxy, snap.sup.use_proxy_for_adr)
-                )
+            ours[server] = snap
         try:
-            restore_plan = plan(
-                state,
-                DesiredState(proxies=proxies, sup_flags=flags),
-                PlanOptions(sup_flags_on_proxy_removal="turn_off", restore=True),
-            )
+            restore_plan = plan(state, restore_desired(ours), RESTORE_OPTIONS)
         except CMProxyError as error:
             return dict.fromkeys(snapshots, (False, f"cannot plan the restore: {error}"))
         for change in restore_plan:
@@ -322,6 +300,36 @@ class _Run:
             else:
                 results[server] = (False, "re-read after the restore does not show the snapshot")
         return results
+
+
+#: Planning a restore: put snapshots back as they were, even one that broke R11, in R11 order.
+RESTORE_OPTIONS = PlanOptions(sup_flags_on_proxy_removal="turn_off", restore=True)
+
+
+def restore_desired(snapshots: Mapping[str, ServerSnapshot]) -> DesiredState:
+    """The desired state that puts each server back to its snapshot (plan it with
+    `RESTORE_OPTIONS`)."""
+    proxies = [ProxyRequest(server, snap.proxy) for server, snap in snapshots.items()]
+    flags = [
+        SupFlagsRequest(server, snap.sup.use_proxy, snap.sup.use_proxy_for_adr)
+        for server, snap in snapshots.items()
+        if snap.sup is not None
+    ]
+    return DesiredState(proxies=proxies, sup_flags=flags)
+
+
+def _shows(change: Change, state: SiteState, *, after: bool) -> bool:
+    """Does `state` show the change's after (or before) value for what it writes?"""
+    if change.kind is ChangeKind.CREATE_ACCOUNT:
+        return state.has_account(change.target, change.site_code) is after
+    snap = ServerSnapshot.of(state, change.target)
+    if snap is None:
+        return False
+    value = change.after if after else change.before
+    if change.kind is ChangeKind.SET_SERVER_PROXY:
+        assert isinstance(value, ProxySettings)
+        return snap.proxy.same_as(value)
+    return snap.sup == value
 
 
 def _ours(now: ServerSnapshot, before: ServerSnapshot, after: ServerSnapshot) -> bool:
