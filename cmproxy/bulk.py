@@ -16,7 +16,6 @@ import os
 import sys
 import threading
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
 import attrs
@@ -44,8 +43,10 @@ from cmproxy.transaction import (
     ServerOutcome,
     ServerSnapshot,
     SiteClient,
+    TransactionResult,
+    apply_changes,
     restore_desired,
-    run_transaction,
+    run_transactions,
 )
 
 __all__ = ["BulkPlan", "apply_bulk", "plan_bulk"]
@@ -197,8 +198,10 @@ def apply_bulk(
     options: PlanOptions | None = None,
     policy: RetryPolicy | None = None,
     all_or_nothing: bool = False,
-    max_workers: int = 64,
-    per_provider: int = 64,
+    max_workers: int = 16,
+    per_provider: int = 8,
+    per_site: int = 2,
+    batch_size: int = 32,
     progress: bool | None = None,
     hooks: Sequence[Hook] = (),
     dry_run: bool = False,
@@ -209,9 +212,12 @@ def apply_bulk(
     Rule violations raise before anything is written. Apply failures do not raise: the
     `Results` say per server what happened. `cancel` (or Ctrl-C) stops starting new servers.
 
-    Up to `per_provider` transactions share one client at a time (a `Session` is thread-safe:
-    its steps run on a few runspace pools and concurrent server reads share one pipeline), and
-    up to `max_workers` run overall; see docs/performance.md for how the defaults were chosen.
+    The servers of each site are taken `batch_size` at a time: each server still gets its own
+    transaction (journal entry, conflict check, verify, rollback), but a batch's transactions
+    share their round trips (`run_transactions`: one fresh read, one write pipeline per
+    round). Up to `per_site` batches per site, `per_provider` per client (a `Session` is
+    thread-safe: its steps run on a few runspace pools) and `max_workers` overall run at once;
+    see docs/performance.md for how the defaults were chosen.
     """
     policy = policy or RetryPolicy()
     opts = options or (desired.options if isinstance(desired, DesiredSpec) else None)
@@ -255,65 +261,71 @@ def apply_bulk(
     jobs: list[tuple[_Provider, str, DesiredState]] = []
     for read, d, pl in plans:
         state = read.state
-        for change in pl:
-            if change.kind is ChangeKind.CREATE_ACCOUNT:
-                written = read.client.apply(change)
-                if getattr(written, "matches", None) is True:
-                    # Read back in the same pipeline: no need to re-read the whole hierarchy.
-                    state = attrs.evolve(
-                        state,
-                        accounts=state.accounts
-                        | {KnownAccount(str(change.target), change.site_code)},
-                    )
-                else:
-                    state = read.client.read_state(None)
+        creations = [c for c in pl if c.kind is ChangeKind.CREATE_ACCOUNT]
+        created = apply_changes(read.client, creations)  # each site's account in parallel
+        for written in created:
+            if isinstance(written, BaseException):
+                raise written
+        if all(getattr(w, "matches", None) is True for w in created):
+            # Read back in the same pipeline: no need to re-read the whole hierarchy.
+            state = attrs.evolve(
+                state,
+                accounts=state.accounts
+                | {KnownAccount(str(c.target), c.site_code) for c in creations},
+            )
+        else:
+            state = read.client.read_state(None)
         provider = attrs.evolve(read, state=state)
         jobs += [(provider, key, group) for key, group in _groups(state, d).items()]
 
-    limits: dict[str, threading.Semaphore] = {
-        p.client.endpoint: threading.Semaphore(max(1, per_provider)) for p, _d in split
-    }
+    chunks = _chunks(jobs, max(1, batch_size))
     bar = _progress_bar(len(jobs), _want_progress(progress))
     lock = threading.Lock()
     done: list[tuple[int, Results]] = []
+    overall = threading.Semaphore(max(1, max_workers))
+    providers_busy = {
+        p.client.endpoint: threading.Semaphore(max(1, per_provider)) for p, _d in split
+    }
 
-    def run_one(index: int, provider: _Provider, key: str, group: DesiredState) -> None:
+    def run_chunk(chunk: list[tuple[int, _Provider, str, DesiredState]]) -> None:
+        provider = chunk[0][1]
+        parts: list[tuple[int, Results]] = []
         if cancel.is_set():
-            done.append((index, _skipped(provider.state, key, group, "cancelled before start")))
-            return
-        with limits[provider.client.endpoint]:
-            try:
-                result = run_transaction(
-                    provider.client,
-                    group,
-                    journal=journal,
-                    base=provider.state,
-                    options=opts,
-                    policy=policy,
-                    hooks=hooks,
-                )
-                items = tuple(
-                    ServerResult(_site_of(provider.state, o.server), o) for o in result.outcomes
-                )
-                part = Results(items)
-            except CMProxyError as error:
-                part = _skipped(provider.state, key, group, f"not changed: {error}", failed=True)
+            parts = [(i, _skipped(p.state, k, g, "cancelled before start")) for i, p, k, g in chunk]
+        else:
+            with overall, providers_busy[provider.client.endpoint]:
+                parts = _run_chunk(chunk, journal, opts, policy, hooks)
         with lock:
-            done.append((index, part))
-            bar.update(1)
+            done.extend(parts)
+            bar.update(len(chunk))
 
-    executor = ThreadPoolExecutor(max_workers=max(1, max_workers), thread_name_prefix="cmproxy")
-    futures: list[Future[None]] = []
+    def worker(queue: list[list[tuple[int, _Provider, str, DesiredState]]]) -> None:
+        while True:
+            with lock:
+                if not queue:
+                    return
+                chunk = queue.pop(0)
+            run_chunk(chunk)
+
+    # Each site's chunks are worked by `per_site` threads: a site serialises its writes, so
+    # two chunks in flight let one read (or read back) while the other writes.
+    threads = [
+        threading.Thread(target=worker, args=(queue,), name="cmproxy-bulk", daemon=True)
+        for queue in chunks.values()
+        for _ in range(max(1, per_site))
+    ]
     try:
-        for index, (provider, key, group) in enumerate(jobs):
-            futures.append(executor.submit(run_one, index, provider, key, group))
-        wait(futures)
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(0.2)
     except KeyboardInterrupt:
         cancel.set()
         log.warning("cancelled: waiting for in-flight transactions to finish or roll back")
-        wait(futures)
+        for thread in threads:
+            thread.join()
     finally:
-        executor.shutdown(wait=True)
         bar.close()
     results = Results.merge(part for _, part in sorted(done, key=lambda d: d[0]))
     if cancel.is_set():
@@ -321,6 +333,59 @@ def apply_bulk(
     if all_or_nothing and not results.ok:
         results = _undo_changed(results, providers, journal, policy, hooks)
     return results
+
+
+_Job = tuple[int, _Provider, str, DesiredState]
+
+
+def _chunks(
+    jobs: Sequence[tuple[_Provider, str, DesiredState]], size: int
+) -> dict[tuple[str, str], list[list[_Job]]]:
+    """The jobs per (provider, site of the target server), in chunks of up to `size`."""
+    per_site: dict[tuple[str, str], list[_Job]] = {}
+    for index, (provider, key, group) in enumerate(jobs):
+        site = _site_of(provider.state, key)
+        per_site.setdefault((provider.client.endpoint, site), []).append(
+            (index, provider, key, group)
+        )
+    return {
+        where: [items[k : k + size] for k in range(0, len(items), size)]
+        for where, items in per_site.items()
+    }
+
+
+def _run_chunk(
+    chunk: Sequence[_Job],
+    journal: Journal,
+    options: PlanOptions | None,
+    policy: RetryPolicy,
+    hooks: Sequence[Hook],
+) -> list[tuple[int, Results]]:
+    """One transaction per job, run side by side (`run_transactions`): shared round trips,
+    separate outcomes."""
+    provider = chunk[0][1]
+    try:
+        outcomes: Sequence[TransactionResult | CMProxyError] = run_transactions(
+            provider.client,
+            [group for _i, _p, _k, group in chunk],
+            journal=journal,
+            base=provider.state,
+            options=options,
+            policy=policy,
+            hooks=hooks,
+        )
+    except CMProxyError as error:
+        outcomes = [error] * len(chunk)
+    parts: list[tuple[int, Results]] = []
+    for (index, _p, key, group), outcome in zip(chunk, outcomes, strict=True):
+        if isinstance(outcome, CMProxyError):
+            part = _skipped(provider.state, key, group, f"not changed: {outcome}", failed=True)
+        else:
+            part = Results(
+                tuple(ServerResult(_site_of(provider.state, o.server), o) for o in outcome.outcomes)
+            )
+        parts.append((index, part))
+    return parts
 
 
 def _site_of(state: SiteState, server: str) -> str:
@@ -363,38 +428,48 @@ def _undo_changed(
     """All-or-nothing: put every changed server back to its snapshot (one read per provider;
     each server its own restore transaction, so one failed undo does not block the others)."""
     items = list(results.items)
-    fresh: dict[str, SiteState] = {}
+    todo: dict[int, list[int]] = {}
     for i, item in enumerate(items):
         o = item.outcome
         if o.outcome is not Outcome.CHANGED or o.before is None:
             continue
-        provider = next(p for p in providers if p.state.server(o.server) is not None)
-        endpoint = provider.client.endpoint
-        reason = "all-or-nothing: another server failed, so this one was put back"
+        owner = next(k for k, p in enumerate(providers) if p.state.server(o.server) is not None)
+        todo.setdefault(owner, []).append(i)
+    for owner, indexes in todo.items():
+        client = providers[owner].client
+        undone: Sequence[TransactionResult | CMProxyError]
         try:
-            if endpoint not in fresh:
-                fresh[endpoint] = _read_providers([provider.client], policy)[0].state
-            undo = run_transaction(
-                provider.client,
-                restore_desired({o.server: o.before}),
+            undone = run_transactions(
+                client,
+                [
+                    restore_desired({items[i].outcome.server: items[i].outcome.before})  # type: ignore[dict-item]
+                    for i in indexes
+                ],
                 journal=journal,
-                base=fresh[endpoint],
+                base=_read_providers([client], policy)[0].state,
                 options=RESTORE_OPTIONS,
                 policy=policy,
                 hooks=hooks,
             )
-            ok = undo.ok
         except CMProxyError as error:
-            ok, reason = False, f"all-or-nothing undo failed: {error}"
-        items[i] = attrs.evolve(
-            item,
-            outcome=attrs.evolve(
-                o,
-                outcome=Outcome.ROLLED_BACK if ok else Outcome.FAILED,
-                after=o.before if ok else o.after,
-                reason=reason,
-            ),
-        )
+            undone = [error] * len(indexes)
+        for i, undo in zip(indexes, undone, strict=True):
+            o = items[i].outcome
+            ok = isinstance(undo, TransactionResult) and undo.ok
+            reason = (
+                "all-or-nothing: another server failed, so this one was put back"
+                if ok or isinstance(undo, TransactionResult)
+                else f"all-or-nothing undo failed: {undo}"
+            )
+            items[i] = attrs.evolve(
+                items[i],
+                outcome=attrs.evolve(
+                    o,
+                    outcome=Outcome.ROLLED_BACK if ok else Outcome.FAILED,
+                    after=o.before if ok else o.after,
+                    reason=reason,
+                ),
+            )
     return Results(tuple(items), results.cancelled)
 
 

@@ -44,6 +44,8 @@ CREATE TABLE IF NOT EXISTS servers (
     after TEXT NOT NULL,           -- JSON desired state (no secrets)
     PRIMARY KEY (tx_id, server)
 );
+-- the claim check looks servers up by name
+CREATE INDEX IF NOT EXISTS servers_by_name ON servers (server);
 CREATE TABLE IF NOT EXISTS changes (
     tx_id TEXT NOT NULL REFERENCES transactions(id),
     seq INTEGER NOT NULL,
@@ -126,60 +128,105 @@ class Journal:
         changes: Sequence[tuple[str, str, dict[str, Any]]],
     ) -> str:
         """Record intent and snapshot, claiming the servers; `ConflictError` if one is held."""
-        tx_id = uuid.uuid4().hex
+        claimed = self.begin_many(endpoint, [(entries, changes)])[0]
+        if isinstance(claimed, ConflictError):
+            raise claimed
+        return claimed
+
+    def begin_many(
+        self,
+        endpoint: str,
+        transactions: Sequence[
+            tuple[Sequence[JournalEntry], Sequence[tuple[str, str, dict[str, Any]]]]
+        ],
+    ) -> list[str | ConflictError]:
+        """`begin` for several independent transactions in one fsynced commit.
+
+        Each gets its id, or the `ConflictError` of a server another open transaction holds
+        (that one is not recorded; the others are).
+        """
         now = time.time()
+        claimed: list[str | ConflictError] = []
         with self._write() as db:
-            for entry in entries:
-                row = db.execute(
-                    "SELECT t.id FROM servers s JOIN transactions t ON t.id = s.tx_id "
-                    "WHERE s.server = ? AND t.status = 'open' AND t.endpoint = ?",
-                    (entry.server.lower(), endpoint),
-                ).fetchone()
-                if row is not None:
-                    raise ConflictError(
-                        entry.server, f"transaction {row[0][:8]} is changing it right now"
-                    )
-            db.execute(
-                "INSERT INTO transactions (id, created, endpoint, status) VALUES (?, ?, ?, 'open')",
-                (tx_id, now, endpoint),
-            )
-            db.executemany(
-                "INSERT INTO servers VALUES (?, ?, ?, ?, ?)",
-                [
-                    (
-                        tx_id,
-                        e.server.lower(),
-                        e.site_code,
-                        json.dumps(e.before, sort_keys=True),
-                        json.dumps(e.after, sort_keys=True),
-                    )
-                    for e in entries
-                ],
-            )
-            db.executemany(
-                "INSERT INTO changes VALUES (?, ?, ?, ?, ?, 'planned', ?)",
-                [
-                    (tx_id, seq, target, kind, json.dumps(change, sort_keys=True), now)
-                    for seq, (target, kind, change) in enumerate(changes)
-                ],
-            )
-        return tx_id
+            for entries, changes in transactions:
+                held = self._held(db, endpoint, entries)
+                if held is not None:
+                    claimed.append(held)
+                    continue
+                tx_id = uuid.uuid4().hex
+                db.execute(
+                    "INSERT INTO transactions (id, created, endpoint, status) "
+                    "VALUES (?, ?, ?, 'open')",
+                    (tx_id, now, endpoint),
+                )
+                db.executemany(
+                    "INSERT INTO servers VALUES (?, ?, ?, ?, ?)",
+                    [
+                        (
+                            tx_id,
+                            e.server.lower(),
+                            e.site_code,
+                            json.dumps(e.before, sort_keys=True),
+                            json.dumps(e.after, sort_keys=True),
+                        )
+                        for e in entries
+                    ],
+                )
+                db.executemany(
+                    "INSERT INTO changes VALUES (?, ?, ?, ?, ?, 'planned', ?)",
+                    [
+                        (tx_id, seq, target, kind, json.dumps(change, sort_keys=True), now)
+                        for seq, (target, kind, change) in enumerate(changes)
+                    ],
+                )
+                claimed.append(tx_id)
+        return claimed
+
+    @staticmethod
+    def _held(
+        db: sqlite3.Connection, endpoint: str, entries: Sequence[JournalEntry]
+    ) -> ConflictError | None:
+        for entry in entries:
+            row = db.execute(
+                "SELECT t.id FROM servers s JOIN transactions t ON t.id = s.tx_id "
+                "WHERE s.server = ? AND t.status = 'open' AND t.endpoint = ?",
+                (entry.server.lower(), endpoint),
+            ).fetchone()
+            if row is not None:
+                return ConflictError(
+                    entry.server, f"transaction {row[0][:8]} is changing it right now"
+                )
+        return None
 
     def mark_change(self, tx_id: str, seq: int, state: str) -> None:
+        self.mark_changes([(tx_id, seq)], state)
+
+    def mark_changes(self, changes: Sequence[tuple[str, int]], state: str) -> None:
+        """Set the state of several (transaction id, seq) changes in one commit."""
+        if not changes:
+            return
+        now = time.time()
         with self._write() as db:
-            db.execute(
+            db.executemany(
                 "UPDATE changes SET state = ?, updated = ? WHERE tx_id = ? AND seq = ?",
-                (state, time.time(), tx_id, seq),
+                [(state, now, tx_id, seq) for tx_id, seq in changes],
             )
 
     def finish(self, tx_id: str, status: str, detail: str = "") -> None:
         """Close a transaction: committed, rolled_back or failed (needs a person)."""
-        if status not in {"committed", "rolled_back", "failed"}:
-            raise ValueError(f"unknown journal status {status!r}")
+        self.finish_many([(tx_id, status, detail)])
+
+    def finish_many(self, finished: Sequence[tuple[str, str, str]]) -> None:
+        """Close several (id, status, detail) transactions in one commit."""
+        for _tx, status, _detail in finished:
+            if status not in {"committed", "rolled_back", "failed"}:
+                raise ValueError(f"unknown journal status {status!r}")
+        if not finished:
+            return
         with self._write() as db:
-            db.execute(
+            db.executemany(
                 "UPDATE transactions SET status = ?, detail = ? WHERE id = ?",
-                (status, detail, tx_id),
+                [(status, detail, tx_id) for tx_id, status, detail in finished],
             )
 
     def status(self, tx_id: str) -> str:

@@ -15,6 +15,7 @@ import copy
 import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +58,9 @@ READ_BATCH_LIMIT = 64
 READS_IN_FLIGHT = 2
 #: Writes joined into one pipeline at most (`Session.apply` from threads, per site).
 WRITE_BATCH_LIMIT = 32
+#: From this many servers on, a read that knows their sites lists those sites' roles (one Get
+#: per site) and keeps the servers asked for, instead of one Get per server.
+SITE_LISTING_FROM = 8
 #: Batched writes in flight at once per site (a site serialises its writes anyway; two let
 #: one batch read back while the other writes).
 WRITES_IN_FLIGHT = 2
@@ -444,6 +448,8 @@ class Session:
 
         `servers` limits the servers read (sites and accounts are always read whole);
         `site_codes` limits the sites whose servers, SUP component and accounts are read.
+        With both, at least the named servers of those sites are read: a few by name (reads
+        from several threads share one pipeline), many by listing their sites' roles once.
         """
         codes: Sequence[str] | None = None
         if site_codes is not None:
@@ -451,7 +457,7 @@ class Session:
         names: Sequence[str] | None = None
         if servers is not None:
             names = tuple(str(n).removeprefix("\\\\") for n in servers)
-            if codes is None and names:
+            if names and (codes is None or len(names) < SITE_LISTING_FROM):
                 # Concurrent reads of a few servers (the transactions of a bulk change) share
                 # one pipeline; each still starts after its caller asked.
                 return self._reads.read(names)
@@ -501,6 +507,50 @@ class Session:
             map_session_error(r, self.info) if isinstance(r, CMProxyError) else r
             for r in batch_results(changes, result)
         ]
+
+    def apply_many(self, changes: Sequence[Change]) -> list[WriteResult | BaseException]:
+        """Run each change once; per change, its `WriteResult` or the exception it raised.
+
+        Server proxy and SUP option writes are grouped per site into `Set-ProxyBatch.ps1`
+        pipelines of up to `WRITE_BATCH_LIMIT`; other changes (accounts) run their own
+        template; all of them in parallel. A batch that got no answer is a transient
+        `TransportError` for each of its changes (settle by re-reading). Never retries.
+        """
+        from cmproxy.writer import batchable  # noqa: PLC0415 - writer imports session types
+
+        outcomes: list[WriteResult | BaseException | None] = [None] * len(changes)
+        groups: dict[str, list[int]] = {}
+        batches: list[tuple[str, list[int]]] = []
+        for i, change in enumerate(changes):
+            site = str(change.site_code).upper()
+            if batchable(change):
+                groups.setdefault(site, []).append(i)
+            else:
+                batches.append((site, [i]))  # its own template, in parallel with the rest
+        batches += [
+            (site, idx[k : k + WRITE_BATCH_LIMIT])
+            for site, idx in groups.items()
+            for k in range(0, len(idx), WRITE_BATCH_LIMIT)
+        ]
+
+        def run(site: str, idx: list[int]) -> None:
+            batch = [changes[i] for i in idx]
+            try:
+                if len(batch) == 1:
+                    got: list[WriteResult | BaseException] = [self.write(batch[0])]
+                else:
+                    got = self._write_batch(site, batch)
+            except Exception as exc:
+                got = [_batch_error(exc, len(batch)) for _ in batch]
+            for i, outcome in zip(idx, got, strict=True):
+                outcomes[i] = outcome
+
+        if len(batches) == 1:
+            run(*batches[0])
+        elif batches:
+            with ThreadPoolExecutor(len(batches), thread_name_prefix="cmproxy-write") as pool:
+                list(pool.map(lambda b: run(*b), batches))
+        return [o for o in outcomes if o is not None]
 
     def apply_plan(self, plan: Plan) -> list[WriteResult]:
         """Write every change in order, stopping at the first error (no rollback here)."""

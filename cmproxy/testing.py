@@ -8,7 +8,7 @@ told to fail. End-to-end tests use the emulator instead.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import attrs
 
@@ -59,7 +59,10 @@ class InMemorySite:
     def lose_answer_on(self, call: int) -> None:
         self._lost.add(call)
 
-    def read_state(self, servers: Sequence[str] | None = None) -> SiteState:
+    def read_state(
+        self, servers: Sequence[str] | None = None, *, site_codes: Iterable[str] | None = None
+    ) -> SiteState:
+        del servers, site_codes  # the whole site, always (a superset of what was asked)
         with self._lock:
             self.reads += 1
             return self.state

@@ -49,6 +49,7 @@ __all__ = [
     "recover",
     "restore_desired",
     "run_transaction",
+    "run_transactions",
 ]
 
 log = logging.getLogger("cmproxy.transaction")
@@ -62,15 +63,23 @@ class SiteClient(Protocol):
         """A stable identity of the SMS Provider endpoint, for the journal."""
         ...
 
-    def read_state(self, servers: Sequence[str] | None = None) -> SiteState:
-        """A fresh read (only `servers`, with their sites and accounts, when given)."""
+    def read_state(
+        self, servers: Sequence[str] | None = None, *, site_codes: Iterable[str] | None = None
+    ) -> SiteState:
+        """A fresh read (only `servers`, with their sites and accounts, when given).
+
+        `site_codes`, with `servers`, says which sites those servers live in, so a client may
+        read those sites whole and keep the servers asked for (at least those).
+        """
         ...
 
     def apply(self, change: Change) -> object:
         """Run the change's invocation once. May raise; never retries by itself.
 
         May return a read-back with a boolean `matches` (the value read in the same pipeline
-        right after the write); the transaction then skips its own re-read.
+        right after the write); the transaction then skips its own re-read. A client may
+        also offer `apply_many(changes)` returning, per change, that read-back or the
+        exception raised (a `Session` writes one site's changes in one pipeline).
         """
         ...
 
@@ -194,6 +203,39 @@ class _ChangeFailedError(CMProxyError):
         super().__init__(f"{change.kind.value} on {change.target} failed: {error}")
 
 
+def apply_changes(client: SiteClient, changes: Sequence[Change]) -> list[object]:
+    """Each change applied once: its read-back, or the exception it raised (in order).
+
+    A client with `apply_many` (a `Session`: one pipeline per site) gets them all at once.
+    """
+    many = getattr(client, "apply_many", None)
+    if callable(many):
+        return list(many(list(changes)))
+    outcomes: list[object] = []
+    for change in changes:
+        try:
+            outcomes.append(client.apply(change))
+        except Exception as error:  # reported per change, as apply_many does
+            outcomes.append(error)
+    return outcomes
+
+
+def _read_scope(changes: Iterable[Change], state: SiteState) -> tuple[list[str] | None, list[str]]:
+    """What to re-read to check `changes`: their servers (everything for an account) and sites."""
+    names: list[str] | None = []
+    sites: set[str] = set()
+    for change in changes:
+        sites.add(change.site_code.upper())
+        if change.kind is ChangeKind.CREATE_ACCOUNT:
+            names = None
+        elif names is not None:
+            names.append(change.target)
+        found = state.server(change.target)
+        if found is not None:
+            sites.add(found.site_code.upper())
+    return (list(dict.fromkeys(names)) if names is not None else None), sorted(sites)
+
+
 @attrs.define
 class _Run:
     client: SiteClient
@@ -210,50 +252,78 @@ class _Run:
     def on_retry(self, event: RetryEvent) -> None:
         self.emit("retry", event.operation, f"attempt {event.attempt}: {event.error}")
 
-    def read(self, servers: Sequence[str] | None) -> SiteState:
+    def read(self, servers: Sequence[str] | None, sites: Sequence[str] = ()) -> SiteState:
+        def once() -> SiteState:
+            if sites and servers:
+                return self.client.read_state(servers, site_codes=sites)
+            return self.client.read_state(servers)
+
         return self.policy.call(
-            lambda: self.client.read_state(servers),
-            operation="read " + (", ".join(servers) if servers else "site"),
+            once,
+            operation="read " + (", ".join(servers[:5]) if servers else "site"),
             idempotent=True,
             on_retry=self.on_retry,
         )
 
-    def holds(self, change: Change, state: SiteState) -> bool:
-        """Does `state` show the change's after value?"""
-        return _shows(change, state, after=True)
+    def apply_all(
+        self, items: Sequence[tuple[_Run, Change]], state: SiteState
+    ) -> list[_ChangeFailedError | None]:
+        """Apply each change once, settle lost answers by re-reading, verify each by its
+        read-back (or one shared re-read). Returns, per change, its failure or None.
 
-    def was_before(self, change: Change, state: SiteState) -> bool:
-        """Does `state` still show the change's before value?"""
-        return _shows(change, state, after=False)
-
-    def apply_and_verify(self, change: Change) -> None:
-        """Apply once; settle a lost answer by re-reading; verify by re-reading."""
-        readback = [change.target] if change.kind is not ChangeKind.CREATE_ACCOUNT else None
+        Each item carries the run (transaction) it belongs to, for its events. A lost answer
+        (a transient error: the write may have happened) is settled by one re-read of all such
+        changes: the new value is there → applied; the old one → retried (bounded by the
+        policy's attempts); anything else → failed, never overwritten.
+        """
+        failures: list[_ChangeFailedError | None] = [None] * len(items)
+        pending = list(range(len(items)))
         attempts = 0
-        while True:
+        while pending:
             attempts += 1
-            self.emit("apply", change.target, change.invocation.render())
-            try:
-                readback_matches = getattr(self.client.apply(change), "matches", None)
-            except Exception as error:
-                if not is_transient(error):
-                    raise _ChangeFailedError(change, error) from error
-                # Ambiguous: the write may have happened. Re-read to find out.
-                self.emit("ambiguous", change.target, f"{type(error).__name__}: {error}")
-                state = self.read(readback)
-                if self.holds(change, state):
-                    break
-                if self.was_before(change, state) and attempts < self.policy.attempts:
-                    self.emit("retry", change.target, f"attempt {attempts}: not applied")
-                    self.policy.sleep(self.policy.initial_backoff)
+            for i in pending:
+                run, change = items[i]
+                run.emit("apply", change.target, change.invocation.render())
+            outcomes = apply_changes(self.client, [items[i][1] for i in pending])
+            unsure: list[tuple[int, BaseException | None]] = []
+            for i, outcome in zip(pending, outcomes, strict=True):
+                run, change = items[i]
+                if isinstance(outcome, BaseException):
+                    if not is_transient(outcome):
+                        failures[i] = _ChangeFailedError(change, outcome)
+                        continue
+                    run.emit("ambiguous", change.target, f"{type(outcome).__name__}: {outcome}")
+                    unsure.append((i, outcome))
                     continue
-                raise _ChangeFailedError(change, error) from error
-            if readback_matches is None:
-                readback_matches = self.holds(change, self.read(readback))
-            if not readback_matches:
-                raise _ChangeFailedError(change, "the re-read does not show the new value")
-            break
-        self.emit("applied", change.target)
+                matches = getattr(outcome, "matches", None)
+                if matches is None:
+                    unsure.append((i, None))  # no read-back: the shared re-read verifies it
+                elif matches:
+                    run.emit("applied", change.target)
+                else:
+                    failures[i] = _ChangeFailedError(
+                        change, "the re-read does not show the new value"
+                    )
+            pending = []
+            if not unsure:
+                break
+            now = self.read(*_read_scope((items[i][1] for i, _ in unsure), state))
+            for i, error in unsure:
+                run, change = items[i]
+                if _shows(change, now, after=True):
+                    run.emit("applied", change.target)
+                elif error is None:
+                    failures[i] = _ChangeFailedError(
+                        change, "the re-read does not show the new value"
+                    )
+                elif _shows(change, now, after=False) and attempts < self.policy.attempts:
+                    run.emit("retry", change.target, f"attempt {attempts}: not applied")
+                    pending.append(i)
+                else:
+                    failures[i] = _ChangeFailedError(change, error)
+            if pending:
+                self.policy.sleep(self.policy.initial_backoff)
+        return failures
 
     def restore(
         self,
@@ -287,9 +357,11 @@ class _Run:
         for change in restore_plan:
             self.emit("rollback", change.target, why)
             try:
-                self.apply_and_verify(change)
+                failure = self.apply_all([(self, change)], state)[0]
             except CMProxyError as error:
-                results[change.target.lower()] = (False, f"restore failed: {error}")
+                failure = _ChangeFailedError(change, error)
+            if failure is not None:
+                results[change.target.lower()] = (False, f"restore failed: {failure}")
         after = self.read(list(snapshots))
         for server, snap in snapshots.items():
             if server in results:
@@ -360,6 +432,158 @@ def _requested_servers(desired: DesiredState) -> list[str]:
     return list(dict.fromkeys(n.lower() for n in names))
 
 
+@attrs.define(eq=False)
+class _Tx:
+    """One transaction of a `run_transactions` call: its plan, snapshots and progress."""
+
+    run: _Run
+    current: SiteState
+    plan: Plan
+    touched: list[str]
+    requested: list[str]
+    redirected: dict[str, str]
+    snapshots: dict[str, ServerSnapshot]
+    expected: dict[str, ServerSnapshot]
+    failure: _ChangeFailedError | None = None
+
+    @classmethod
+    def prepare(
+        cls, run: _Run, current: SiteState, desired: DesiredState, options: PlanOptions | None
+    ) -> _Tx:
+        the_plan = plan(current, desired, options)
+        run.emit("planned", "site", f"{len(the_plan)} change(s)")
+        touched = list(
+            dict.fromkeys(
+                c.target.lower() for c in the_plan if c.kind is not ChangeKind.CREATE_ACCOUNT
+            )
+        )
+        requested = list(dict.fromkeys([*_requested_servers(desired), *touched]))
+        redirected = {
+            name: change.target
+            for change in the_plan
+            for name in requested
+            if name not in touched and any(name in r.lower() for r in change.reasons)
+        }
+        snapshots: dict[str, ServerSnapshot] = {}
+        for name in touched:
+            snap = ServerSnapshot.of(current, name)
+            assert snap is not None  # the planner only targets servers it found
+            snapshots[name] = snap
+        expected = _expected_after(snapshots, the_plan)
+        return cls(run, current, the_plan, touched, requested, redirected, snapshots, expected)
+
+    @property
+    def tx_id(self) -> str:
+        assert self.run.tx_id is not None
+        return self.run.tx_id
+
+    def claim(self) -> tuple[list[JournalEntry], list[tuple[str, str, dict[str, Any]]]]:
+        entries = [
+            JournalEntry(
+                name,
+                self.current.server(name).site_code,  # type: ignore[union-attr]
+                self.snapshots[name].to_dict(),
+                self.expected[name].to_dict(),
+            )
+            for name in self.touched
+        ]
+        return entries, [(c.target, c.kind.name, c.to_dict()) for c in self.plan]
+
+    def conflict(self, fresh: SiteState) -> ConflictError | None:
+        """Did anyone change our servers (or create our account) since `current`?"""
+        for name in self.touched:
+            now = ServerSnapshot.of(fresh, name)
+            if not self.snapshots[name].same_as(now):
+                return ConflictError(
+                    name,
+                    f"read as {self.snapshots[name].describe()}, now "
+                    f"{now.describe() if now else 'gone'}",
+                )
+        for change in self.plan:
+            if change.kind is ChangeKind.CREATE_ACCOUNT and fresh.has_account(
+                change.target, change.site_code
+            ):
+                return ConflictError(change.target, "the account was created meanwhile")
+        return None
+
+    def several(self) -> list[str]:
+        """Servers written more than once: they must show their whole new state at the end
+        (an earlier write could have been undone in between). A server written once was
+        verified by that write's own read-back."""
+        writes = Counter(
+            c.target.lower() for c in self.plan if c.kind is not ChangeKind.CREATE_ACCOUNT
+        )
+        return [name for name in self.touched if writes[name] > 1]
+
+    def untouched(self, name: str, reason: str = "already as desired") -> ServerOutcome:
+        if name in self.redirected:
+            reason = f"R5: its proxy is the one of {self.redirected[name]} ({reason})"
+        snap = ServerSnapshot.of(self.current, name)
+        return ServerOutcome(name, Outcome.UNCHANGED, snap, snap, reason)
+
+    def unwritten(self, dry_run: bool) -> TransactionResult:
+        if dry_run:
+            outs = tuple(
+                self.untouched(n, f"dry run: {len(self.plan.for_server(n))} change(s) planned")
+                for n in self.requested
+            )
+        else:
+            outs = tuple(self.untouched(n) for n in self.requested)
+        return TransactionResult(self.plan, outs, None, dry_run)
+
+    def committed(self) -> TransactionResult:
+        outcomes = [
+            ServerOutcome(name, Outcome.CHANGED, self.snapshots[name], self.expected[name])
+            if name in self.touched
+            else self.untouched(name)
+            for name in self.requested
+        ]
+        return TransactionResult(self.plan, tuple(outcomes), self.tx_id)
+
+    def roll_back(self) -> tuple[TransactionResult, str]:
+        """Restore after a failure; the result and the journal status."""
+        reason = str(self.failure)
+        restored = self.run.restore(self.snapshots, self.expected, reason)
+        all_back = all(ok for ok, _ in restored.values())
+        outcomes = []
+        for name in self.requested:
+            if name not in self.touched:
+                outcomes.append(self.untouched(name, reason))
+                continue
+            ok, why = restored[name]
+            snap = self.snapshots[name]
+            if ok:
+                outcomes.append(ServerOutcome(name, Outcome.ROLLED_BACK, snap, snap, reason))
+            else:
+                outcomes.append(
+                    ServerOutcome(
+                        name,
+                        Outcome.FAILED,
+                        snap,
+                        None,
+                        f"{reason}; rollback: {why}. Check the server and run cmproxy recover.",
+                    )
+                )
+        status = "rolled_back" if all_back else "failed"
+        return TransactionResult(self.plan, tuple(outcomes), self.tx_id), status
+
+
+def _scope(
+    txs: Iterable[_Tx], names: Callable[[_Tx], Iterable[str]]
+) -> tuple[list[str], list[str]]:
+    """The servers `names` picks from each transaction, and the sites to read them from."""
+    servers: list[str] = []
+    sites: set[str] = set()
+    for tx in txs:
+        for name in names(tx):
+            servers.append(name)
+            found = tx.current.server(name)
+            if found is not None:
+                sites.add(found.site_code.upper())
+        sites |= {c.site_code.upper() for c in tx.plan}
+    return servers, sorted(sites)
+
+
 def run_transaction(
     client: SiteClient,
     desired: DesiredState,
@@ -382,147 +606,161 @@ def run_transaction(
     Outcomes cover every server asked for and every server written — a cloud DP's request is
     written on its primary site server (R5), and both are reported.
     """
-    run = _Run(client, policy or RetryPolicy(), hooks)
-    current = base if base is not None else run.read(None)
-    the_plan = plan(current, desired, options)
-    run.emit("planned", "site", f"{len(the_plan)} change(s)")
-    touched = list(
-        dict.fromkeys(c.target.lower() for c in the_plan if c.kind is not ChangeKind.CREATE_ACCOUNT)
+    (result,) = run_transactions(
+        client,
+        [desired],
+        journal=journal,
+        base=base,
+        options=options,
+        policy=policy,
+        hooks=hooks,
+        dry_run=dry_run,
     )
-    requested = list(dict.fromkeys([*_requested_servers(desired), *touched]))
-    redirected = {
-        name: change.target
-        for change in the_plan
-        for name in requested
-        if name not in touched and any(name in r.lower() for r in change.reasons)
-    }
-    snapshots: dict[str, ServerSnapshot] = {}
-    for name in touched:
-        snap = ServerSnapshot.of(current, name)
-        assert snap is not None  # the planner only targets servers it found
-        snapshots[name] = snap
-    expected = _expected_after(snapshots, the_plan)
+    if isinstance(result, CMProxyError):
+        raise result
+    return result
 
-    def untouched(name: str, reason: str = "already as desired") -> ServerOutcome:
-        if name in redirected:
-            reason = f"R5: its proxy is the one of {redirected[name]} ({reason})"
-        snap = ServerSnapshot.of(current, name)
-        return ServerOutcome(name, Outcome.UNCHANGED, snap, snap, reason)
 
-    if dry_run or the_plan.is_empty:
-        if dry_run:
-            outs = tuple(
-                untouched(n, f"dry run: {len(the_plan.for_server(n))} change(s) planned")
-                for n in requested
-            )
+def run_transactions(
+    client: SiteClient,
+    desired: Sequence[DesiredState],
+    *,
+    journal: Journal | None = None,
+    base: SiteState | None = None,
+    options: PlanOptions | None = None,
+    policy: RetryPolicy | None = None,
+    hooks: Sequence[Hook] = (),
+    dry_run: bool = False,
+) -> list[TransactionResult | CMProxyError]:
+    """Run independent transactions side by side, each atomic on its own.
+
+    Each `desired` is one transaction, with the guarantees of `run_transaction` (its own
+    journal entry, conflict check, verify and rollback); a failure in one never touches
+    another. What they share is the round trips: one journal commit per step, one fresh read,
+    and per round one `apply_many` call with the next change of every transaction (a `Session`
+    writes one site's changes in one pipeline), one final read. Returns, in order, each one's
+    `TransactionResult`, or the `CMProxyError` that stopped it before it wrote anything
+    (`ConflictError`, a read that failed). Rule violations in any raise before anything is
+    written. Transactions must not share servers (the journal refuses the second claim).
+    """
+    runner = _Run(client, policy or RetryPolicy(), hooks)
+    current = base if base is not None else runner.read(None)
+    txs = [_Tx.prepare(attrs.evolve(runner), current, d, options) for d in desired]
+    results: list[TransactionResult | CMProxyError | None] = [None] * len(txs)
+    live: list[int] = []
+    for i, tx in enumerate(txs):
+        if dry_run or tx.plan.is_empty:
+            results[i] = tx.unwritten(dry_run)
         else:
-            outs = tuple(untouched(n) for n in requested)
-        return TransactionResult(the_plan, outs, None, dry_run)
+            live.append(i)
+    if live:
+        _run_live(runner, [txs[i] for i in live], journal, results, live)
+    assert all(r is not None for r in results)
+    return [r for r in results if r is not None]
 
+
+def _run_live(
+    runner: _Run,
+    txs: list[_Tx],
+    journal: Journal | None,
+    results: list[TransactionResult | CMProxyError | None],
+    slots: list[int],
+) -> None:
+    """Claim, check, apply in rounds, verify, commit or roll back; fills `results[slots]`."""
     journal = journal if journal is not None else Journal()
-    run.tx_id = journal.begin(
-        client.endpoint,
-        [
-            JournalEntry(
-                name,
-                current.server(name).site_code,  # type: ignore[union-attr]
-                snapshots[name].to_dict(),
-                expected[name].to_dict(),
-            )
-            for name in touched
-        ],
-        [(c.target, c.kind.name, c.to_dict()) for c in the_plan],
-    )
-    # Optimistic check under the journal claim: nobody changed the servers since `current`.
-    try:
-        fresh = run.read(touched)
-        for name in touched:
-            if not snapshots[name].same_as(ServerSnapshot.of(fresh, name)):
-                now = ServerSnapshot.of(fresh, name)
-                raise ConflictError(
-                    name,
-                    f"read as {snapshots[name].describe()}, now "
-                    f"{now.describe() if now else 'gone'}",
-                )
-        for change in the_plan:
-            if change.kind is ChangeKind.CREATE_ACCOUNT and fresh.has_account(
-                change.target, change.site_code
-            ):
-                raise ConflictError(change.target, "the account was created meanwhile")
-    except BaseException as error:
-        journal.finish(run.tx_id, "rolled_back", f"nothing written: {error}")
-        if isinstance(error, ConflictError):
-            run.emit("conflict", error.server, error.detail)
-        raise
+    claims = journal.begin_many(runner.client.endpoint, [tx.claim() for tx in txs])
+    claimed: list[tuple[int, _Tx]] = []
+    for slot, tx, claim in zip(slots, txs, claims, strict=True):
+        if isinstance(claim, ConflictError):
+            results[slot] = claim
+        else:
+            tx.run.tx_id = claim
+            claimed.append((slot, tx))
+    if not claimed:
+        return
 
-    failure: _ChangeFailedError | None = None
-    for seq, change in enumerate(the_plan):
-        journal.mark_change(run.tx_id, seq, "applying")
-        try:
-            run.apply_and_verify(change)
-        except _ChangeFailedError as error:
-            failure = error
-            journal.mark_change(run.tx_id, seq, "failed")
+    # Optimistic check under the journal claims: nobody changed the servers since `current`.
+    ended: list[tuple[str, str, str]] = []
+    live: list[tuple[int, _Tx]] = []
+    try:
+        fresh = runner.read(*_scope((tx for _, tx in claimed), lambda tx: tx.touched))
+    except BaseException as error:
+        journal.finish_many(
+            [(tx.tx_id, "rolled_back", f"nothing written: {error}") for _, tx in claimed]
+        )
+        if not isinstance(error, CMProxyError):
+            raise
+        for slot, _ in claimed:
+            results[slot] = error
+        return
+    for slot, tx in claimed:
+        conflict = tx.conflict(fresh)
+        if conflict is None:
+            live.append((slot, tx))
+            continue
+        ended.append((tx.tx_id, "rolled_back", f"nothing written: {conflict}"))
+        tx.run.emit("conflict", conflict.server, conflict.detail)
+        results[slot] = conflict
+    journal.finish_many(ended)
+
+    # Round r applies the r-th change of every transaction still going (R11 order within each).
+    round_no = 0
+    while True:
+        active = [tx for _, tx in live if tx.failure is None and round_no < len(tx.plan)]
+        if not active:
             break
+        steps = [(tx.tx_id, round_no) for tx in active]
+        journal.mark_changes(steps, "applying")
+        items = [(tx.run, tx.plan.changes[round_no]) for tx in active]
+        try:
+            failures = runner.apply_all(items, fresh)
+        except CMProxyError as error:  # a re-read failed for good: the round's fate is unknown
+            failures = [_ChangeFailedError(change, error) for _, change in items]
         except BaseException:
             # Interrupted (Ctrl-C) or a bug: restore before letting it through.
-            run.restore(snapshots, expected, "interrupted")
-            journal.finish(run.tx_id, "rolled_back", "interrupted")
+            for _, tx in live:
+                tx.run.restore(tx.snapshots, tx.expected, "interrupted")
+            journal.finish_many([(tx.tx_id, "rolled_back", "interrupted") for _, tx in live])
             raise
-        journal.mark_change(run.tx_id, seq, "applied")
+        for tx, failure in zip(active, failures, strict=True):
+            tx.failure = failure
+        journal.mark_changes(
+            [s for s, f in zip(steps, failures, strict=True) if f is None], "applied"
+        )
+        journal.mark_changes(
+            [s for s, f in zip(steps, failures, strict=True) if f is not None], "failed"
+        )
+        round_no += 1
 
-    # A server written more than once must show its whole new state at the end, not just the
-    # last field written (an earlier write could have been undone in between). A server
-    # written once was verified by that write's own read-back.
-    writes = Counter(c.target.lower() for c in the_plan if c.kind is not ChangeKind.CREATE_ACCOUNT)
-    several = [name for name in touched if writes[name] > 1]
-    if failure is None and several:
-        final = run.read(several)
-        for name in several:
-            if not expected[name].same_as(ServerSnapshot.of(final, name)):
-                failure = _ChangeFailedError(
-                    the_plan.changes[-1], f"{name} does not show its new state after all writes"
-                )
-                break
+    checked = [tx for _, tx in live if tx.failure is None and tx.several()]
+    if checked:
+        try:
+            final: SiteState | None = runner.read(*_scope(checked, _Tx.several))
+        except CMProxyError as error:
+            final, why = None, error
+        for tx in checked:
+            for name in tx.several():
+                if final is None or not tx.expected[name].same_as(ServerSnapshot.of(final, name)):
+                    tx.failure = _ChangeFailedError(
+                        tx.plan.changes[-1],
+                        f"{name} does not show its new state after all writes"
+                        + ("" if final is not None else f" (the re-read failed: {why})"),
+                    )
+                    break
 
-    if failure is None:
-        journal.finish(run.tx_id, "committed")
-        run.emit("committed", "site", run.tx_id)
-        outcomes = []
-        for name in requested:
-            if name in touched:
-                outcomes.append(
-                    ServerOutcome(name, Outcome.CHANGED, snapshots[name], expected[name])
-                )
-            else:
-                outcomes.append(untouched(name))
-        return TransactionResult(the_plan, tuple(outcomes), run.tx_id)
-
-    reason = str(failure)
-    restored = run.restore(snapshots, expected, reason)
-    all_back = all(ok for ok, _ in restored.values())
-    journal.finish(run.tx_id, "rolled_back" if all_back else "failed", reason)
-    outcomes = []
-    for name in requested:
-        if name not in touched:
-            outcomes.append(untouched(name, reason))
-            continue
-        ok, why = restored[name]
-        if ok:
-            outcomes.append(
-                ServerOutcome(name, Outcome.ROLLED_BACK, snapshots[name], snapshots[name], reason)
-            )
+    finished: list[tuple[str, str, str]] = []
+    for slot, tx in live:
+        if tx.failure is None:
+            finished.append((tx.tx_id, "committed", ""))
+            results[slot] = tx.committed()
         else:
-            outcomes.append(
-                ServerOutcome(
-                    name,
-                    Outcome.FAILED,
-                    snapshots[name],
-                    None,
-                    f"{reason}; rollback: {why}. Check the server and run cmproxy recover.",
-                )
-            )
-    return TransactionResult(the_plan, tuple(outcomes), run.tx_id)
+            result, status = tx.roll_back()
+            finished.append((tx.tx_id, status, str(tx.failure)))
+            results[slot] = result
+    journal.finish_many(finished)
+    for _, tx in live:
+        if tx.failure is None:
+            tx.run.emit("committed", "site", tx.tx_id)
 
 
 class Transaction:

@@ -1,8 +1,10 @@
 # Reads a whole hierarchy (or the given sites or servers) in one pipeline: sites, every role row of every
 # site system server with its proxy props, the SUP component's sync source and the accounts.
 # Live IResultObjects are projected into flat objects: nested Props do not survive remoting.
-# With -SiteSystemServerName, each named server's roles are fetched by name (one Get per server)
-# instead of listing every role of every site: reading a few servers of a large site stays cheap.
+# With -SiteSystemServerName alone, each named server's roles are fetched by name (one Get per
+# server) instead of listing every role of every site: reading a few servers stays cheap. With
+# -SiteCode too (many servers of known sites), each of those sites' roles is listed once and the
+# named servers' rows are kept.
 # The lists are [object[]] (they arrive as deserialised arrays; any element is used as a string).
 [CmdletBinding()]
 param(
@@ -30,7 +32,19 @@ foreach ($site in $sites) {
         $wanted += $code
     }
 }
-if ($SiteSystemServerName) {
+if ($SiteSystemServerName -and $SiteCode) {
+    $asked = @{}
+    foreach ($name in $SiteSystemServerName) {
+        $asked[('\\' + [string]$name).ToLower()] = $true
+    }
+    $roles = @(foreach ($code in $wanted) {
+        foreach ($role in Get-CMSiteRole -SiteCode $code) {
+            if ($asked.ContainsKey(([string]$role.NetworkOSPath).ToLower())) {
+                $role
+            }
+        }
+    })
+} elseif ($SiteSystemServerName) {
     $roles = @(foreach ($name in $SiteSystemServerName) {
         Get-CMSiteRole -SiteSystemServerName ([string]$name) -AllSite
     })

@@ -65,10 +65,24 @@ foreach ($item in $SiteSystemServerName) {
     $i = $i + 1
 }
 
-# The read-back: one Get per written server and role, after all writes.
+# The read-back, after all writes: a few servers with one Get per written server and role; from
+# 8 on, the site's roles listed once (one Get) and each written server's row picked from them.
+$listed = $null
+if ($written.Count -ge 8) {
+    $listed = @{}
+    foreach ($row in Get-CMSiteRole -SiteCode $SiteCode) {
+        $listed[([string]$row.NetworkOSPath).ToLower() + '|' + [string]$row.RoleName] = $row
+    }
+}
 foreach ($i in $written) {
     $name = [string]$SiteSystemServerName[$i]
+    $roleName = 'SMS Site System'
     if ([string]$Kind[$i] -eq 'Sup') {
+        $roleName = 'SMS Software Update Point'
+    }
+    if ($null -ne $listed) {
+        $role = $listed[('\\' + $name).ToLower() + '|' + $roleName]
+    } elseif ([string]$Kind[$i] -eq 'Sup') {
         $role = Get-CMSoftwareUpdatePoint -SiteSystemServerName $name -SiteCode $SiteCode
     } else {
         $role = Get-CMSiteSystemServer -SiteSystemServerName $name -SiteCode $SiteCode

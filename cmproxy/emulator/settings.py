@@ -58,6 +58,9 @@ class Faults:
     fail_cmdlet: str = ""
     fail_cmdlet_on_call: int = 0
     fail_cmdlet_error_id: str = "ProviderBusy"
+    #: Make every call of a cmdlet on a server fail (server name, lower case → cmdlet name),
+    #: with `fail_cmdlet_error_id`: a fault that follows the server, however calls are batched.
+    fail_servers: dict[str, str] = attrs.field(factory=dict)
     #: The ambiguous case: apply the Nth call of this cmdlet, then lose the answer (drop the
     #: connection) ("" = none).
     lose_answer_cmdlet: str = ""

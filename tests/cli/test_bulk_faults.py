@@ -18,8 +18,6 @@ import cmproxy
 from cmproxy import ConnectionInfo, Journal, Outcome, Session
 from cmproxy.cli import results_table
 from cmproxy.emulator.api import Emulator
-from cmproxy.emulator.settings import EmulatorSettings
-from cmproxy.transaction import TransactionEvent
 
 from .conftest import proxy_view
 
@@ -50,29 +48,6 @@ FAIL = {
 }
 
 
-class FailOn:
-    """A transaction hook: make the next call of a cmdlet fail when a chosen server writes."""
-
-    def __init__(self, settings: EmulatorSettings, targets: dict[str, str]) -> None:
-        self.settings = settings
-        self.targets = targets
-        self.armed: set[str] = set()
-
-    def __call__(self, event: TransactionEvent) -> None:
-        server = event.target.lower()
-        cmdlet = self.targets.get(server)
-        if event.kind != "apply" or cmdlet is None or server in self.armed:
-            return
-        if not event.detail.startswith(cmdlet):
-            return
-        self.armed.add(server)
-        with self.settings.lock:
-            faults = self.settings.faults
-            faults.fail_cmdlet = cmdlet
-            faults.fail_cmdlet_on_call = self.settings.cmdlet_calls.get(cmdlet, 0) + 1
-            faults.fail_cmdlet_error_id = "SmsInvalidProperty"  # not transient
-
-
 def _apply(emu: Emulator, tmp: Path, *, all_or_nothing: bool) -> cmproxy.Results:
     info = ConnectionInfo(
         server=emu.host,
@@ -86,15 +61,15 @@ def _apply(emu: Emulator, tmp: Path, *, all_or_nothing: bool) -> cmproxy.Results
         ignore_proxy=True,
     )
     spec = cmproxy.parse_desired(HIERARCHY, source="hierarchy.yaml")
+    with emu.settings.lock:  # the faults follow the servers, however writes are batched
+        emu.settings.faults.fail_servers = dict(FAIL)
+        emu.settings.faults.fail_cmdlet_error_id = "SmsInvalidProperty"  # not transient
     with Session(info) as session, Journal(tmp / "journal.sqlite3") as journal:
         return cmproxy.apply_bulk(
             [session],
             spec,
             journal=journal,
             all_or_nothing=all_or_nothing,
-            hooks=[FailOn(emu.settings, FAIL)],
-            max_workers=1,
-            per_provider=1,
             progress=False,
         )
 

@@ -548,10 +548,11 @@ class SiteRunspace:
                     )
                 )
             faults = settings.faults
+            on_server = str(bound.get("SiteSystemServerName") or "").lower()
             if (
                 faults.fail_cmdlet.lower() == cmd.name.lower()
                 and faults.fail_cmdlet_on_call == call_no
-            ):
+            ) or faults.fail_servers.get(on_server, "").lower() == cmd.name.lower():
                 raise PSError(
                     record(
                         f"The SMS Provider reported an error ({faults.fail_cmdlet_error_id}).",
