@@ -13,6 +13,7 @@ the scenario size; one JSON line with the measurements is printed on stdout.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -130,9 +131,17 @@ def run_per_connection(cfg: dict[str, Any], chosen: Sequence[Target]) -> None:
         run(naive_script(t))
 
 
+_T0 = time.perf_counter()
+
+
+def _trace(what: str) -> None:
+    print(f"TRACE {what} - {time.perf_counter() - _T0:.3f}", file=sys.stderr)
+
+
 def _trace_steps(session: Any) -> None:
     """`--extra '{"trace": true}'`: one stderr line per pipeline (template, size, start, end)."""
-    t0 = time.perf_counter()
+    global _T0  # noqa: PLW0603 - one clock for the whole trace
+    _T0 = t0 = time.perf_counter()
     original = session.run_step
 
     def run_step(step: Any) -> Any:
@@ -176,13 +185,18 @@ def run_cmproxy(cfg: dict[str, Any], chosen: Sequence[Target]) -> None:
     with (
         tempfile.TemporaryDirectory(prefix="cmproxy-bench-") as tmp,
         cmproxy.Journal(os.path.join(tmp, "journal.sqlite3")) as journal,
-        cmproxy.Session(info) as session,
+        # Not opened here: apply_bulk opens it with all its runspace pools at once.
+        contextlib.closing(cmproxy.Session(info)) as session,
     ):
         if cfg.get("trace"):
             _trace_steps(session)
         results = cmproxy.apply_bulk(
             [session], desired, journal=journal, progress=False, **cfg.get("bulk", {})
         )
+        if cfg.get("trace"):
+            _trace("apply_bulk-returned")
+    if cfg.get("trace"):
+        _trace("session-closed")
     if not results.ok:
         bad = [i for i in results.items if i.outcome.outcome.value not in ("changed", "unchanged")]
         raise RuntimeError(f"{len(bad)} server(s) not changed, first: {bad[0].outcome.reason}")

@@ -47,7 +47,7 @@ READ_TEMPLATE = "Get-SiteState"
 #: Parameter names the Python side binds, per template (checked against each param() block).
 SESSION_TEMPLATE_PARAMETERS: dict[str, frozenset[str]] = {
     BOOTSTRAP_TEMPLATE: frozenset({"SiteCode", "ProviderMachineName", "ModulePath"}),
-    READ_TEMPLATE: frozenset({"SiteCode", "SiteSystemServerName"}),
+    READ_TEMPLATE: frozenset({"SiteCode", "SiteSystemServerName", "BySite", "SitesOnly"}),
 }
 
 _MARKER = "cmproxy:"
@@ -58,9 +58,12 @@ READ_BATCH_LIMIT = 64
 READS_IN_FLIGHT = 2
 #: Writes joined into one pipeline at most (`Session.apply` from threads, per site).
 WRITE_BATCH_LIMIT = 32
-#: From this many servers on, a read that knows their sites lists those sites' roles (one Get
-#: per site) and keeps the servers asked for, instead of one Get per server.
-SITE_LISTING_FROM = 8
+#: Reading or reading back servers of known sites lists those sites' roles once (one Get per
+#: site) instead of one Get per server when they are at least 1/SITE_LISTING_RATIO of the
+#: sites' servers (as of the session's last whole read) and at least SITE_LISTING_MIN: below
+#: that, listing every row costs the provider (and the emulator) more than the Gets it saves.
+SITE_LISTING_RATIO = 4
+SITE_LISTING_MIN = 8
 #: Batched writes in flight at once per site (a site serialises its writes anyway; two let
 #: one batch read back while the other writes).
 WRITES_IN_FLIGHT = 2
@@ -311,6 +314,8 @@ class Session:
         self.module_path: str = ""
         self._open_lock = threading.RLock()
         self._reads = ReadCoalescer(self._read_servers)
+        #: Servers per site as of the last whole read (to choose how to read many servers).
+        self._site_sizes: dict[str, int] = {}
         self._writes = WriteCoalescer(self.write, self._write_batch)
 
     def __repr__(self) -> str:
@@ -420,9 +425,18 @@ class Session:
     def warm(self, concurrency: int) -> None:
         """Get ready for `concurrency` concurrent steps: over PSRP, open that many runspace
         pools (up to the transport's limit) at once, each bootstrapped, so their module
-        imports run in parallel rather than on the critical path. Opens the session first."""
-        if not self._opened:
-            self.open()
+        imports run in parallel rather than on the critical path. A session not open yet is
+        opened on one of them (`apply_bulk` does this: pass it an unopened session and all
+        its pools open at once)."""
+        with self._open_lock:
+            if not self._opened:
+                # Not open yet: open every lane at once (each bootstraps in parallel), then
+                # open the session on one of them, so only one import is on the clock.
+                if self._transport is None:
+                    self._transport = create_transport(self.info, self._setup_step())
+                self._transport.warm(concurrency)
+                self.open()
+                return
         transport = self._transport
         if transport is not None:
             transport.warm(concurrency)
@@ -448,8 +462,9 @@ class Session:
 
         `servers` limits the servers read (sites and accounts are always read whole);
         `site_codes` limits the sites whose servers, SUP component and accounts are read.
-        With both, at least the named servers of those sites are read: a few by name (reads
-        from several threads share one pipeline), many by listing their sites' roles once.
+        With both, the named servers of those sites are read, by name or (when they are a good
+        part of those sites, `SITE_LISTING_RATIO`) by listing the sites' roles once. With
+        `servers` alone, reads from several threads share one pipeline.
         """
         codes: Sequence[str] | None = None
         if site_codes is not None:
@@ -457,12 +472,64 @@ class Session:
         names: Sequence[str] | None = None
         if servers is not None:
             names = tuple(str(n).removeprefix("\\\\") for n in servers)
-            if names and (codes is None or len(names) < SITE_LISTING_FROM):
+            if names and codes is None:
                 # Concurrent reads of a few servers (the transactions of a bulk change) share
                 # one pipeline; each still starts after its caller asked.
                 return self._reads.read(names)
-        result = self.run(READ_TEMPLATE, SiteCode=codes, SiteSystemServerName=names)
-        return read_site_state(result.records())
+        if names is None and codes is None and self._runs_concurrently():
+            return self._read_sites_in_parallel()
+        by_site = bool(names) and codes is not None and self._list_sites(len(names or ()), codes)
+        result = self.run(
+            READ_TEMPLATE,
+            SiteCode=codes,
+            SiteSystemServerName=names,
+            BySite=True if by_site else None,
+        )
+        read = read_site_state(result.records())
+        if names is None:
+            self._note_sizes(read.state, codes)
+        return read
+
+    def _runs_concurrently(self) -> bool:
+        """Can steps of this session run at once (several runspace pools)? Opens it."""
+        if not self._opened:
+            self.open()
+        return int(getattr(self._transport, "max_pools", 1)) > 1
+
+    def _read_sites_in_parallel(self) -> SiteRead:
+        """The whole hierarchy, one pipeline per site at once (after one for the site list):
+        the provider lists one site while this side takes in the one before."""
+        sites = self.run(READ_TEMPLATE, SitesOnly=True).records()
+        codes = [str(r.get("SiteCode") or "") for r in sites if r.get("Kind") == "Site"]
+        if len(codes) < 2:
+            result = self.run(READ_TEMPLATE)
+            read = read_site_state(result.records())
+        else:
+            with ThreadPoolExecutor(len(codes), thread_name_prefix="cmproxy-read") as pool:
+                parts = list(pool.map(lambda c: self.run(READ_TEMPLATE, SiteCode=(c,)), codes))
+            records = sites + [
+                r for part in parts for r in part.records() if r.get("Kind") != "Site"
+            ]
+            read = read_site_state(records)
+        self._note_sizes(read.state, None)
+        return read
+
+    def _note_sizes(self, state: SiteState, codes: Sequence[str] | None) -> None:
+        sizes: dict[str, int] = {}
+        for server in state.servers:
+            sizes[server.site_code.upper()] = sizes.get(server.site_code.upper(), 0) + 1
+        with self._open_lock:
+            if codes is None:
+                self._site_sizes = sizes
+            else:
+                self._site_sizes.update({c.upper(): sizes.get(c.upper(), 0) for c in codes})
+
+    def _list_sites(self, count: int, codes: Sequence[str]) -> bool:
+        """Is listing `codes`' roles cheaper than `count` Gets by name? (see SITE_LISTING_RATIO)"""
+        sizes = [self._site_sizes.get(c.upper()) for c in codes]
+        if count < SITE_LISTING_MIN or any(size is None for size in sizes):
+            return False
+        return count * SITE_LISTING_RATIO >= sum(size or 0 for size in sizes)
 
     def _read_servers(self, names: tuple[str, ...]) -> SiteRead:
         result = self.run(READ_TEMPLATE, SiteSystemServerName=names)
@@ -502,7 +569,8 @@ class Session:
     def _write_batch(self, site: str, changes: list[Change]) -> list[WriteResult | BaseException]:
         from cmproxy.writer import batch_results, batch_step  # noqa: PLC0415
 
-        result = self.run_step(batch_step(site, changes))
+        by_site = self._list_sites(len(changes), [site])
+        result = self.run_step(batch_step(site, changes, read_back_by_site=by_site))
         return [
             map_session_error(r, self.info) if isinstance(r, CMProxyError) else r
             for r in batch_results(changes, result)

@@ -3,13 +3,16 @@
 # Live IResultObjects are projected into flat objects: nested Props do not survive remoting.
 # With -SiteSystemServerName alone, each named server's roles are fetched by name (one Get per
 # server) instead of listing every role of every site: reading a few servers stays cheap. With
-# -SiteCode too (many servers of known sites), each of those sites' roles is listed once and the
-# named servers' rows are kept.
+# -BySite (many servers of the -SiteCode sites), each of those sites' roles is listed once and
+# the named servers' rows are kept. -SitesOnly stops after the sites (a client that reads the
+# sites in parallel asks for them first).
 # The lists are [object[]] (they arrive as deserialised arrays; any element is used as a string).
 [CmdletBinding()]
 param(
     [object[]]$SiteCode,
-    [object[]]$SiteSystemServerName
+    [object[]]$SiteSystemServerName,
+    [switch]$BySite,
+    [switch]$SitesOnly
 )
 $ErrorActionPreference = 'Stop'
 
@@ -24,6 +27,9 @@ foreach ($site in $sites) {
         ServerName        = [string]$site.ServerName
     }
 }
+if ($SitesOnly) {
+    return
+}
 # The sites whose roles, SUP component and accounts are read.
 $wanted = @()
 foreach ($site in $sites) {
@@ -32,7 +38,7 @@ foreach ($site in $sites) {
         $wanted += $code
     }
 }
-if ($SiteSystemServerName -and $SiteCode) {
+if ($SiteSystemServerName -and $BySite) {
     $asked = @{}
     foreach ($name in $SiteSystemServerName) {
         $asked[('\\' + [string]$name).ToLower()] = $true
@@ -54,6 +60,9 @@ if ($SiteSystemServerName -and $SiteCode) {
     })
 }
 $withServers = @()
+# The roles whose embedded properties are read: the proxy (site system), the SUP options and the
+# cloud / Connected Cache flags of a distribution point.
+$propsNeeded = @('SMS Site System', 'SMS Software Update Point', 'SMS Distribution Point')
 foreach ($role in $roles) {
     $code = [string]$role.SiteCode
     if (-not ($wanted -contains $code)) {
@@ -61,6 +70,17 @@ foreach ($role in $roles) {
     }
     if (-not ($withServers -contains $code)) {
         $withServers += $code
+    }
+    $roleName = [string]$role.RoleName
+    if (-not ($propsNeeded -contains $roleName)) {
+        # The other roles' settings do not bear on proxies: their name is all that is read.
+        [pscustomobject]@{
+            Kind       = 'Role'
+            SiteCode   = $code
+            ServerName = [string]$role.NetworkOSPath
+            RoleName   = $roleName
+        }
+        continue
     }
     $props = @{}
     foreach ($prop in $role.Props) {

@@ -20,7 +20,8 @@ param(
     [object[]]$ProxyServerPort,
     [object[]]$ProxyAccessAccountName,
     [object[]]$UseProxy,
-    [object[]]$UseProxyForAutoDeploymentRule
+    [object[]]$UseProxyForAutoDeploymentRule,
+    [switch]$ReadBackBySite
 )
 $ErrorActionPreference = 'Stop'
 
@@ -65,10 +66,11 @@ foreach ($item in $SiteSystemServerName) {
     $i = $i + 1
 }
 
-# The read-back, after all writes: a few servers with one Get per written server and role; from
-# 8 on, the site's roles listed once (one Get) and each written server's row picked from them.
+# The read-back, after all writes: one Get per written server and role, or with -ReadBackBySite
+# (the caller's choice when the batch is a good part of the site) the site's roles listed once
+# and each written server's row picked from them.
 $listed = $null
-if ($written.Count -ge 8) {
+if ($ReadBackBySite) {
     $listed = @{}
     foreach ($row in Get-CMSiteRole -SiteCode $SiteCode) {
         $listed[([string]$row.NetworkOSPath).ToLower() + '|' + [string]$row.RoleName] = $row

@@ -51,7 +51,7 @@ _POOL_GONE = frozenset({0x8033805B, 0x80338029})
 #: Runspace pools one session may open at most, by default (each is one WinRM shell and one
 #: wsmprovhost process with the ConfigurationManager module loaded on the SMS Provider; WinRM
 #: allows 30 shells per user by default).
-DEFAULT_MAX_POOLS = 8
+DEFAULT_MAX_POOLS = 12
 
 
 class _Lane:

@@ -287,3 +287,9 @@ def test_array_parameter_types_keep_their_brackets() -> None:
             "function G {\n param([string]$B)\n $B\n}\nG -B q"
         )
     assert result.output == [2, "q"]
+
+
+def test_output_before_return_is_kept(run: Run) -> None:
+    """PowerShell keeps what a script wrote before `return`, in loops too."""
+    script = "'a'\nforeach ($i in 1..3) { $i; if ($i -eq 2) { return 'r' } }\n'never'"
+    assert run(script).output == ["a", 1, 2, "r"]

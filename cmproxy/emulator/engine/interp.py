@@ -285,7 +285,11 @@ class Evaluator:
                 raise self.unsupported(n, "param() inside a script block")
             out: list[Any] = []
             for c in inner:
-                out += self.run_block(c)
+                try:
+                    out += self.run_block(c)
+                except Return as r:
+                    r.value = out + r.value  # output written before `return` is kept
+                    raise
             return out
         if n.type == "statement_list":
             return self.run_statements(self.named(n))
@@ -297,6 +301,9 @@ class Evaluator:
             self.check_stop()
             try:
                 out += self.statement(s)
+            except Return as r:
+                r.value = out + r.value  # output written before `return` is kept
+                raise
             except PSError as e:
                 if (
                     e.script
@@ -366,6 +373,9 @@ class Evaluator:
                 break
             except _Continue:
                 continue
+            except Return as r:
+                r.value = out + r.value  # earlier iterations' output is kept
+                raise
         return out
 
     def foreach_items(self, src: Node) -> list[Any]:
@@ -395,6 +405,9 @@ class Evaluator:
                 break
             except _Continue:
                 continue
+            except Return as r:
+                r.value = out + r.value  # earlier iterations' output is kept
+                raise
         return out
 
     def try_statement(self, n: Node) -> list[Any]:
