@@ -2,11 +2,13 @@
 
 One client (session) per SMS Provider — never one per server. The whole desired state is
 planned first, so a rule violation anywhere stops everything before a single write. Needed
-accounts are created once, then every server gets its own transaction (a cloud DP travels
-with its managing primary site server, R5), run with bounded concurrency per provider and
-overall. With `all_or_nothing=True`, one failure puts every changed server back to its
-snapshot. Ctrl-C cancels cleanly: servers not started are left untouched, in-flight
-transactions finish or roll back, none is left open.
+accounts are created once (each site's in parallel), then every server gets its own
+transaction (a cloud DP travels with its managing primary site server, R5). The servers of a
+site are taken in batches whose transactions run side by side (`run_transactions`: shared
+reads, journal commits and write pipelines, separate outcomes), a few batches per site at
+once. With `all_or_nothing=True`, one failure puts every changed server back to its snapshot.
+Ctrl-C cancels cleanly: batches not started are left untouched, in-flight transactions finish
+or roll back, none is left open.
 """
 
 from __future__ import annotations

@@ -647,8 +647,13 @@ def apply(
     ] = False,
     parallel: Annotated[
         int,
-        typer.Option("--parallel", min=1, max=32, help="Servers changed at the same time"),
-    ] = 4,
+        typer.Option(
+            "--parallel",
+            min=1,
+            max=8,
+            help="Batches of servers in flight per site (each server its own transaction)",
+        ),
+    ] = 2,
     json_output: JsonFlag = False,
 ) -> None:
     """Plan, confirm and apply a desired-state file: one transaction per server.
@@ -685,8 +690,7 @@ def apply(
                 spec,
                 journal=journal,
                 all_or_nothing=all_or_nothing,
-                max_workers=parallel,
-                per_provider=parallel,
+                per_site=parallel,
                 progress=False if json_output else None,
             )
         finally:

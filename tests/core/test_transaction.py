@@ -21,6 +21,7 @@ from cmproxy import (
     TransportError,
 )
 from cmproxy.journal import Journal, JournalEntry
+from cmproxy.plan import plan
 from cmproxy.retry import RetryPolicy
 from cmproxy.testing import InMemorySite
 from cmproxy.transaction import (
@@ -30,6 +31,7 @@ from cmproxy.transaction import (
     TransactionEvent,
     recover,
     run_transaction,
+    run_transactions,
 )
 
 SCP = "cm-scp01.contoso.com"
@@ -334,3 +336,68 @@ def test_rollback_puts_back_a_snapshot_that_broke_r11(state: SiteState, journal:
     result = run_transaction(site, desired, journal=journal, policy=RetryPolicy.for_tests())
     assert result.outcome(SCP).outcome is Outcome.ROLLED_BACK
     assert ServerSnapshot.of(site.state, SCP) == before
+
+
+# -- run_transactions: independent transactions sharing their round trips -------------------
+
+PLAIN = ProxySettings(server="proxy-new.contoso.com", port=3128)
+TRIO = ["cm-ps1.contoso.com", "cm-sup01.contoso.com", "cm-sup-up.contoso.com"]
+
+
+def _one_each(servers: list[str]) -> list[DesiredState]:
+    return [DesiredState(proxies=[ProxyRequest(s, PLAIN)]) for s in servers]
+
+
+def test_side_by_side_transactions_fail_alone(state: SiteState, journal: Journal) -> None:
+    site = InMemorySite(state)
+    site.fail_for(TRIO[1])
+    results = run_transactions(
+        site, _one_each(TRIO), journal=journal, base=state, policy=RetryPolicy.for_tests()
+    )
+    outcomes = [r.outcomes[0].outcome for r in results if not isinstance(r, Exception)]
+    assert outcomes == [Outcome.CHANGED, Outcome.ROLLED_BACK, Outcome.CHANGED]
+    assert ServerSnapshot.of(site.state, TRIO[0]).proxy.same_as(PLAIN)  # type: ignore[union-attr]
+    assert not ServerSnapshot.of(site.state, TRIO[1]).proxy.same_as(PLAIN)  # type: ignore[union-attr]
+    assert journal.open_transactions() == []
+    # Shared by all three: one fresh read, one verifying re-read (this client returns no
+    # read-back); then the failed one's restore reads before and after it writes.
+    assert site.reads == 4
+
+
+def test_a_conflict_stops_only_its_own_transaction(state: SiteState, journal: Journal) -> None:
+    site = InMemorySite(state)
+    other = ProxySettings(server="someone-else.contoso.com", port=8081)
+    site.apply(plan(state, DesiredState(proxies=[ProxyRequest(TRIO[2], other)])).changes[0])
+    results = run_transactions(
+        site, _one_each(TRIO), journal=journal, base=state, policy=RetryPolicy.for_tests()
+    )
+    assert isinstance(results[2], ConflictError)
+    assert [r.ok for r in results[:2] if not isinstance(r, Exception)] == [True, True]
+    assert ServerSnapshot.of(site.state, TRIO[2]).proxy.same_as(other)  # type: ignore[union-attr]
+    assert journal.open_transactions() == []
+
+
+def test_a_lost_batch_answer_is_settled_by_one_re_read(state: SiteState, journal: Journal) -> None:
+    site = InMemorySite(state)
+    site.lose_answer_on(2)  # the second write happens, its answer is lost
+    reads_before = site.reads
+    results = run_transactions(
+        site, _one_each(TRIO), journal=journal, base=state, policy=RetryPolicy.for_tests()
+    )
+    assert all(not isinstance(r, Exception) and r.ok and r.changed for r in results)
+    assert len(site.applied) == 3  # never re-applied blindly
+    assert site.reads - reads_before == 2  # the fresh read, then one settling re-read
+
+
+def test_two_transactions_cannot_claim_one_server(state: SiteState, journal: Journal) -> None:
+    site = InMemorySite(state)
+    results = run_transactions(
+        site,
+        _one_each([TRIO[0], TRIO[0]]),
+        journal=journal,
+        base=state,
+        policy=RetryPolicy.for_tests(),
+    )
+    assert not isinstance(results[0], Exception) and results[0].changed
+    assert isinstance(results[1], ConflictError)
+    assert len(site.applied) == 1
