@@ -57,6 +57,20 @@ class Measurement:
     server_cpu: float = 0.0
     #: The one-off part (accounts) of wall, cpu and exchanges, kept out of extrapolation.
     setup: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    #: The site that wrote most: (site, writes, seconds its write lock was held, seconds from
+    #: its first write to its last) — how busy the floor's bottleneck was.
+    busiest: tuple[str, int, float, float] = ("", 0, 0.0, 0.0)
+
+    def busiest_text(self) -> str:
+        site, writes, held, span = self.busiest
+        if not writes or self.extrapolated:
+            return ""
+        return (
+            f"; {site} wrote {writes} times, its write lock held {held:.1f} s over "
+            f"{span:.1f} s from its first write to its last ({held / span:.0%})"
+            if span
+            else ""
+        )
 
     @property
     def extrapolated(self) -> bool:
@@ -142,6 +156,11 @@ def measure(
         server_cpu = time.process_time() - server_cpu0
         requests = settings.request_count
         wrong = len(seed.verify(emu.state, chosen))
+        with settings.lock:
+            top = max(settings.site_writes.items(), key=lambda kv: kv[1][0], default=None)
+        busiest = (
+            (top[0], int(top[1][0]), top[1][1], top[1][3] - top[1][2]) if top else ("", 0, 0, 0)
+        )
     end = marks.get("end")
     if end is None:
         return Measurement(contender, n, 0, 0, 0, 0, ran, f"exit code {proc.returncode}")
@@ -161,6 +180,7 @@ def measure(
         wrong,
         server_cpu,
         setup,
+        busiest,
     ).at(n)
 
 
@@ -265,6 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 rows.append(m)
                 print(
                     f"# N={n} {contender}: {m.wall:.2f} s, emulator CPU {m.server_cpu:.1f} s"
+                    + m.busiest_text()
                     + (f" ({m.error})" if m.error else "")
                     + (f" [{m.wrong} wrong]" if m.wrong else ""),
                     flush=True,

@@ -76,6 +76,17 @@ class EmulatorSettings:
     lock: threading.Lock = attrs.field(factory=threading.Lock, eq=False, repr=False)
     request_count: int = 0
     cmdlet_calls: dict[str, int] = attrs.field(factory=dict)
+    #: Per site: writes committed, and seconds the site's write lock was held (cost included),
+    #: with the first and last moment it was taken (time.perf_counter) — for benchmarks.
+    site_writes: dict[str, list[float]] = attrs.field(factory=dict)
+
+    def note_site_write(self, site: str, start: float, end: float) -> None:
+        with self.lock:
+            seen = self.site_writes.setdefault(site.upper(), [0, 0.0, start, end])
+            seen[0] += 1
+            seen[1] += end - start
+            seen[2] = min(seen[2], start)
+            seen[3] = max(seen[3], end)
 
     def reset_faults(self) -> None:
         with self.lock:

@@ -166,10 +166,12 @@ class CallContext:
         eng = self.engine
         lock = eng.site_lock(site) if eng.settings.costs.serialise_site_writes else None
         with lock if lock is not None else contextlib.nullcontext():
+            start = time.perf_counter()
             if eng.settings.costs.set_cmdlet:
                 eng.sleep(eng.settings.costs.set_cmdlet)
             with self.state.transaction():
                 fn()
+            eng.settings.note_site_write(site, start, time.perf_counter())
         self.wrote = True
 
 
