@@ -566,40 +566,54 @@ class Session:
             return self.write(change)
         return self._writes.apply(change)
 
-    def _write_batch(self, site: str, changes: list[Change]) -> list[WriteResult | BaseException]:
+    def _write_batch(
+        self, site: str, changes: list[Change], groups: Sequence[int] | None = None
+    ) -> list[WriteResult | BaseException]:
         from cmproxy.writer import batch_results, batch_step  # noqa: PLC0415
 
         by_site = self._list_sites(len(changes), [site])
-        result = self.run_step(batch_step(site, changes, read_back_by_site=by_site))
+        step = batch_step(site, changes, read_back_by_site=by_site, groups=groups)
+        result = self.run_step(step)
         return [
             map_session_error(r, self.info) if isinstance(r, CMProxyError) else r
             for r in batch_results(changes, result)
         ]
 
-    def apply_many(self, changes: Sequence[Change]) -> list[WriteResult | BaseException]:
+    def apply_many(
+        self, changes: Sequence[Change], groups: Sequence[int] | None = None
+    ) -> list[WriteResult | BaseException]:
         """Run each change once; per change, its `WriteResult` or the exception it raised.
 
         Server proxy and SUP option writes are grouped per site into `Set-ProxyBatch.ps1`
-        pipelines of up to `WRITE_BATCH_LIMIT`; other changes (accounts) run their own
-        template; all of them in parallel. A batch that got no answer is a transient
+        pipelines of up to `WRITE_BATCH_LIMIT` (a group is never split); other changes
+        (accounts) run their own template; all of them in parallel. `groups[i]` names change
+        i's transaction: its writes run in the given order, and after one fails the later
+        ones are not made (`SkippedWriteError`). A batch that got no answer is a transient
         `TransportError` for each of its changes (settle by re-reading). Never retries.
         """
         from cmproxy.writer import batchable  # noqa: PLC0415 - writer imports session types
 
         outcomes: list[WriteResult | BaseException | None] = [None] * len(changes)
-        groups: dict[str, list[int]] = {}
+        per_site: dict[str, list[int]] = {}
         batches: list[tuple[str, list[int]]] = []
         for i, change in enumerate(changes):
             site = str(change.site_code).upper()
             if batchable(change):
-                groups.setdefault(site, []).append(i)
+                per_site.setdefault(site, []).append(i)
             else:
                 batches.append((site, [i]))  # its own template, in parallel with the rest
-        batches += [
-            (site, idx[k : k + WRITE_BATCH_LIMIT])
-            for site, idx in groups.items()
-            for k in range(0, len(idx), WRITE_BATCH_LIMIT)
-        ]
+        for site, idx in per_site.items():
+            current: list[int] = []
+            for i in idx:
+                same_group = (
+                    groups is not None and bool(current) and groups[current[-1]] == groups[i]
+                )
+                if len(current) >= WRITE_BATCH_LIMIT and not same_group:
+                    batches.append((site, current))
+                    current = []
+                current.append(i)
+            if current:
+                batches.append((site, current))
 
         def run(site: str, idx: list[int]) -> None:
             batch = [changes[i] for i in idx]
@@ -607,7 +621,8 @@ class Session:
                 if len(batch) == 1:
                     got: list[WriteResult | BaseException] = [self.write(batch[0])]
                 else:
-                    got = self._write_batch(site, batch)
+                    tags = [groups[i] for i in idx] if groups is not None else None
+                    got = self._write_batch(site, batch, tags)
             except Exception as exc:
                 got = [_batch_error(exc, len(batch)) for _ in batch]
             for i, outcome in zip(idx, got, strict=True):

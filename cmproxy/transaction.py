@@ -35,6 +35,7 @@ from cmproxy.plan import (
 )
 from cmproxy.retry import RetryEvent, RetryPolicy, is_transient
 from cmproxy.roles import SoftwareUpdatePoint
+from cmproxy.writer import SkippedWriteError, batchable
 
 __all__ = [
     "RESTORE_OPTIONS",
@@ -203,20 +204,35 @@ class _ChangeFailedError(CMProxyError):
         super().__init__(f"{change.kind.value} on {change.target} failed: {error}")
 
 
-def apply_changes(client: SiteClient, changes: Sequence[Change]) -> list[object]:
+class _SkippedError(_ChangeFailedError):
+    """Not made: an earlier write of the same transaction failed (that one is the failure)."""
+
+
+def apply_changes(
+    client: SiteClient, changes: Sequence[Change], groups: Sequence[int] | None = None
+) -> list[object]:
     """Each change applied once: its read-back, or the exception it raised (in order).
 
     A client with `apply_many` (a `Session`: one pipeline per site) gets them all at once.
+    `groups[i]` names change i's transaction: once one of its writes fails, its later writes
+    are not made (`SkippedWriteError`).
     """
     many = getattr(client, "apply_many", None)
     if callable(many):
-        return list(many(list(changes)))
+        return list(many(list(changes), groups) if groups is not None else many(list(changes)))
     outcomes: list[object] = []
-    for change in changes:
+    failed: set[int] = set()
+    for i, change in enumerate(changes):
+        group = groups[i] if groups is not None else None
+        if group is not None and group in failed:
+            outcomes.append(SkippedWriteError(change))
+            continue
         try:
             outcomes.append(client.apply(change))
         except Exception as error:  # reported per change, as apply_many does
             outcomes.append(error)
+            if group is not None:
+                failed.add(group)
     return outcomes
 
 
@@ -266,7 +282,10 @@ class _Run:
         )
 
     def apply_all(
-        self, items: Sequence[tuple[_Run, Change]], state: SiteState
+        self,
+        items: Sequence[tuple[_Run, Change]],
+        state: SiteState,
+        groups: Sequence[int] | None = None,
     ) -> list[_ChangeFailedError | None]:
         """Apply each change once, settle lost answers by re-reading, verify each by its
         read-back (or one shared re-read). Returns, per change, its failure or None.
@@ -284,10 +303,20 @@ class _Run:
             for i in pending:
                 run, change = items[i]
                 run.emit("apply", change.target, change.invocation.render())
-            outcomes = apply_changes(self.client, [items[i][1] for i in pending])
+            outcomes = apply_changes(
+                self.client,
+                [items[i][1] for i in pending],
+                [groups[i] for i in pending] if groups is not None else None,
+            )
             unsure: list[tuple[int, BaseException | None]] = []
+            skipped: list[int] = []
             for i, outcome in zip(pending, outcomes, strict=True):
                 run, change = items[i]
+                failures[i] = None  # this attempt decides
+                if isinstance(outcome, SkippedWriteError):
+                    skipped.append(i)
+                    failures[i] = _SkippedError(change, "an earlier write of it failed")
+                    continue
                 if isinstance(outcome, BaseException):
                     if not is_transient(outcome):
                         failures[i] = _ChangeFailedError(change, outcome)
@@ -305,25 +334,45 @@ class _Run:
                         change, "the re-read does not show the new value"
                     )
             pending = []
-            if not unsure:
-                break
-            now = self.read(*_read_scope((items[i][1] for i, _ in unsure), state))
-            for i, error in unsure:
-                run, change = items[i]
-                if _shows(change, now, after=True):
-                    run.emit("applied", change.target)
-                elif error is None:
-                    failures[i] = _ChangeFailedError(
-                        change, "the re-read does not show the new value"
-                    )
-                elif _shows(change, now, after=False) and attempts < self.policy.attempts:
-                    run.emit("retry", change.target, f"attempt {attempts}: not applied")
-                    pending.append(i)
-                else:
-                    failures[i] = _ChangeFailedError(change, error)
+            if unsure:
+                pending = self._settle(items, unsure, failures, attempts, state)
+            if groups is not None and skipped:
+                # A write skipped behind one that turned out made (or is retried) goes again,
+                # in order; one skipped behind a real failure stays skipped.
+                failed = {
+                    groups[j]
+                    for j, f in enumerate(failures)
+                    if f is not None and not isinstance(f, _SkippedError)
+                }
+                pending = sorted({*pending, *(i for i in skipped if groups[i] not in failed)})
             if pending:
                 self.policy.sleep(self.policy.initial_backoff)
         return failures
+
+    def _settle(
+        self,
+        items: Sequence[tuple[_Run, Change]],
+        unsure: Sequence[tuple[int, BaseException | None]],
+        failures: list[_ChangeFailedError | None],
+        attempts: int,
+        state: SiteState,
+    ) -> list[int]:
+        """One re-read for the changes whose answer was lost or not read back: made → applied;
+        still the old value → to retry (returned); anything else → failed."""
+        pending: list[int] = []
+        now = self.read(*_read_scope((items[i][1] for i, _ in unsure), state))
+        for i, error in unsure:
+            run, change = items[i]
+            if _shows(change, now, after=True):
+                run.emit("applied", change.target)
+            elif error is None:
+                failures[i] = _ChangeFailedError(change, "the re-read does not show the new value")
+            elif _shows(change, now, after=False) and attempts < self.policy.attempts:
+                run.emit("retry", change.target, f"attempt {attempts}: not applied")
+                pending.append(i)
+            else:
+                failures[i] = _ChangeFailedError(change, error)
+        return pending
 
     def restore(
         self,
@@ -568,6 +617,16 @@ class _Tx:
         return TransactionResult(self.plan, tuple(outcomes), self.tx_id), status
 
 
+def _next_run(changes: Sequence[Change], start: int) -> range:
+    """The changes a round takes from `start`: the run of server writes that follows (one
+    pipeline can make them in order), or one account creation."""
+    end = start + 1
+    if batchable(changes[start]):
+        while end < len(changes) and batchable(changes[end]):
+            end += 1
+    return range(start, end)
+
+
 def _scope(
     txs: Iterable[_Tx], names: Callable[[_Tx], Iterable[str]]
 ) -> tuple[list[str], list[str]]:
@@ -703,17 +762,26 @@ def _run_live(
         results[slot] = conflict
     journal.finish_many(ended)
 
-    # Round r applies the r-th change of every transaction still going (R11 order within each).
-    round_no = 0
+    # Each round applies, for every transaction still going, its next run of server writes
+    # (in R11 order, in one pipeline per site, a failure stopping the rest of its run), or its
+    # next account on its own.
+    cursor = {id(tx): 0 for _, tx in live}
     while True:
-        active = [tx for _, tx in live if tx.failure is None and round_no < len(tx.plan)]
+        active = [tx for _, tx in live if tx.failure is None and cursor[id(tx)] < len(tx.plan)]
         if not active:
             break
-        steps = [(tx.tx_id, round_no) for tx in active]
+        items: list[tuple[_Run, Change]] = []
+        steps: list[tuple[str, int]] = []
+        groups: list[int] = []
+        for group, tx in enumerate(active):
+            for seq in _next_run(tx.plan.changes, cursor[id(tx)]):
+                items.append((tx.run, tx.plan.changes[seq]))
+                steps.append((tx.tx_id, seq))
+                groups.append(group)
+            cursor[id(tx)] = steps[-1][1] + 1
         journal.mark_changes(steps, "applying")
-        items = [(tx.run, tx.plan.changes[round_no]) for tx in active]
         try:
-            failures = runner.apply_all(items, fresh)
+            failures = runner.apply_all(items, fresh, groups)
         except CMProxyError as error:  # a re-read failed for good: the round's fate is unknown
             failures = [_ChangeFailedError(change, error) for _, change in items]
         except BaseException:
@@ -722,15 +790,18 @@ def _run_live(
                 tx.run.restore(tx.snapshots, tx.expected, "interrupted")
             journal.finish_many([(tx.tx_id, "rolled_back", "interrupted") for _, tx in live])
             raise
-        for tx, failure in zip(active, failures, strict=True):
-            tx.failure = failure
-        journal.mark_changes(
-            [s for s, f in zip(steps, failures, strict=True) if f is None], "applied"
-        )
-        journal.mark_changes(
-            [s for s, f in zip(steps, failures, strict=True) if f is not None], "failed"
-        )
-        round_no += 1
+        marks: dict[str, list[tuple[str, int]]] = {"applied": [], "failed": [], "planned": []}
+        for group, failure, step in zip(groups, failures, steps, strict=True):
+            tx = active[group]
+            if failure is None:
+                marks["applied"].append(step)
+            elif isinstance(failure, _SkippedError):
+                marks["planned"].append(step)  # never made
+            else:
+                marks["failed"].append(step)
+                tx.failure = tx.failure or failure
+        for state, marked in marks.items():
+            journal.mark_changes(marked, state)
 
     checked = [tx for _, tx in live if tx.failure is None and tx.several()]
     if checked:

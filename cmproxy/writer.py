@@ -11,11 +11,12 @@ with `Get-CMAccount` (`-ProxyAccessAccount` takes the account object, not a stri
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from cmproxy._exceptions import CMProxyError, PlanError, PowerShellError, ValidationError
+from cmproxy._exceptions import CMProxyError, PlanError, ValidationError
 from cmproxy.invocation import AccountLookup, Invocation
 from cmproxy.model import ProxySettings, Secret, SupFlags
 from cmproxy.plan import Change, ChangeKind
@@ -29,6 +30,7 @@ __all__ = [
     "BATCH_TEMPLATE",
     "WRITE_TEMPLATES",
     "WRITE_TEMPLATE_PARAMETERS",
+    "SkippedWriteError",
     "WriteResult",
     "apply_change",
     "batch_results",
@@ -83,7 +85,7 @@ WRITE_TEMPLATE_PARAMETERS: dict[str, frozenset[str]] = {
         WRITE_TEMPLATES[cmdlet]: frozenset(mapping.values())
         for cmdlet, mapping in _PARAMETER_MAP.items()
     },
-    BATCH_TEMPLATE: frozenset({"SiteCode", "ReadBackBySite", *_BATCH_ARRAYS}),
+    BATCH_TEMPLATE: frozenset({"SiteCode", "ReadBackBySite", "Group", *_BATCH_ARRAYS}),
 }
 
 
@@ -173,13 +175,21 @@ def batchable(change: Change) -> bool:
     return change.kind in (ChangeKind.SET_SERVER_PROXY, ChangeKind.SET_SUP_FLAGS)
 
 
-def batch_step(site_code: str, changes: list[Change], *, read_back_by_site: bool = False) -> Step:
+def batch_step(
+    site_code: str,
+    changes: list[Change],
+    *,
+    read_back_by_site: bool = False,
+    groups: Sequence[int] | None = None,
+) -> Step:
     """One `Set-ProxyBatch` step for `changes` (all batchable, all at `site_code`), in order.
 
     Each change is bound exactly as its own template would bind it (`step_for_invocation`
     checks and maps its parameters); element i of every array describes change i.
     `read_back_by_site`: read the written servers back by listing the site's roles once (one
     Get) rather than one Get per server — cheaper when they are a good part of the site.
+    `groups[i]` names change i's transaction: after a write fails, the later writes of its
+    group are skipped (`SkippedWriteError`), so one transaction's writes keep their order.
     """
     columns: dict[str, list[Any]] = {name: [] for name in _BATCH_ARRAYS}
     for change in changes:
@@ -207,11 +217,24 @@ def batch_step(site_code: str, changes: list[Change], *, read_back_by_site: bool
         BATCH_TEMPLATE,
         SiteCode=site_code,
         ReadBackBySite=True if read_back_by_site else None,
+        Group=list(groups) if groups is not None else None,
         **columns,
     )
 
 
-def _item_error(record: dict[str, Any], change: Change) -> PowerShellError:
+class SkippedWriteError(CMProxyError):
+    """A batched write not made because an earlier write of its group (transaction) failed."""
+
+    def __init__(self, change: Change) -> None:
+        self.change = change
+        super().__init__(
+            f"{change.describe()}: not made, an earlier write of its transaction failed"
+        )
+
+
+def _item_error(record: dict[str, Any], change: Change) -> CMProxyError:
+    if record.get("FullyQualifiedErrorId") == "cmproxy:Skipped":
+        return SkippedWriteError(change)
     info = ErrorInfo(
         message=str(record.get("Message") or "the write failed"),
         fully_qualified_error_id=str(record.get("FullyQualifiedErrorId") or ""),

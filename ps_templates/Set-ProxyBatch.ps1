@@ -2,9 +2,10 @@
 # Set-ServerProxy.ps1) and software update point proxy options (Set-CMSoftwareUpdatePoint, as
 # Set-SupProxyFlags.ps1), then reads every written server back in the same pipeline.
 # Item i is element i of each array (Kind 'Proxy' or 'Sup'). Each write runs in its own
-# try/catch, so one failure does not stop the others; each item gets exactly one record, with
-# its Index: the role read back after all writes (the fields the single templates return) or
-# its own error. Each proxy account is looked up once per pipeline with Get-CMAccount
+# try/catch, so one failure does not stop the others — except the later writes of the same
+# -Group (one transaction's writes, in order), which are skipped with a cmproxy:Skipped record.
+# Each item gets exactly one record, with its Index: the role read back after all writes (the
+# fields the single templates return) or its own error. Each proxy account is looked up once per pipeline with Get-CMAccount
 # (-ProxyAccessAccount takes the account object, configmgr-cmdlets.md §3.5).
 # The lists are [object[]] (they arrive as deserialised arrays).
 [CmdletBinding()]
@@ -21,6 +22,7 @@ param(
     [object[]]$ProxyAccessAccountName,
     [object[]]$UseProxy,
     [object[]]$UseProxyForAutoDeploymentRule,
+    [object[]]$Group,
     [switch]$ReadBackBySite
 )
 $ErrorActionPreference = 'Stop'
@@ -28,8 +30,23 @@ $ErrorActionPreference = 'Stop'
 $accounts = @{}
 $written = @()
 $i = 0
+$failedGroups = @{}
 foreach ($item in $SiteSystemServerName) {
     $name = [string]$item
+    if ($Group -and $failedGroups.ContainsKey([string]$Group[$i])) {
+        # An earlier write of the same group (transaction) failed: the later ones are not made.
+        [pscustomobject]@{
+            Kind                  = 'Error'
+            Index                 = $i
+            Message               = ('cmproxy:Skipped: an earlier write of its transaction failed')
+            FullyQualifiedErrorId = 'cmproxy:Skipped'
+            Category              = 'OperationStopped'
+            Reason                = ''
+            TargetName            = $name
+        }
+        $i = $i + 1
+        continue
+    }
     try {
         if ([string]$Kind[$i] -eq 'Sup') {
             Set-CMSoftwareUpdatePoint -SiteSystemServerName $name -SiteCode $SiteCode -UseProxy ([bool]$UseProxy[$i]) -UseProxyForAutoDeploymentRule ([bool]$UseProxyForAutoDeploymentRule[$i])
@@ -53,6 +70,9 @@ foreach ($item in $SiteSystemServerName) {
         }
         $written += $i
     } catch {
+        if ($Group) {
+            $failedGroups[[string]$Group[$i]] = $true
+        }
         [pscustomobject]@{
             Kind                  = 'Error'
             Index                 = $i

@@ -21,7 +21,7 @@ from cmproxy import (
     TransportError,
 )
 from cmproxy.journal import Journal, JournalEntry
-from cmproxy.plan import plan
+from cmproxy.plan import ChangeKind, plan
 from cmproxy.retry import RetryPolicy
 from cmproxy.testing import InMemorySite
 from cmproxy.transaction import (
@@ -401,3 +401,25 @@ def test_two_transactions_cannot_claim_one_server(state: SiteState, journal: Jou
     assert not isinstance(results[0], Exception) and results[0].changed
     assert isinstance(results[1], ConflictError)
     assert len(site.applied) == 1
+
+
+def test_a_failed_write_stops_the_later_writes_of_its_transaction_only(
+    state: SiteState, journal: Journal
+) -> None:
+    """One round makes each transaction's server writes in order; a failure skips the rest of
+    that transaction's writes (never SUP options on without their proxy), not the others'."""
+    site = InMemorySite(state)
+    proxied = ProxySettings(server="proxy-new.contoso.com", port=3128)
+    desired = [
+        DesiredState(proxies=[ProxyRequest(SCP, proxied)], sup_flags=[SupFlagsRequest(SCP, True)]),
+        DesiredState(proxies=[ProxyRequest(TRIO[0], PLAIN)]),
+    ]
+    site.fail_for(SCP, ChangeKind.SET_SERVER_PROXY)
+    results = run_transactions(
+        site, desired, journal=journal, base=state, policy=RetryPolicy.for_tests()
+    )
+    first, second = results
+    assert not isinstance(first, Exception) and first.outcome(SCP).outcome is Outcome.ROLLED_BACK
+    assert not isinstance(second, Exception) and second.changed
+    assert [c.kind for c in site.applied] == [ChangeKind.SET_SERVER_PROXY]  # TRIO[0] only
+    assert journal.open_transactions() == []
