@@ -296,7 +296,17 @@ def apply_bulk(
             parts = [(i, _skipped(p.state, k, g, "cancelled before start")) for i, p, k, g in chunk]
         else:
             with overall, providers_busy[provider.client.endpoint]:
-                parts = _run_chunk(chunk, journal, opts, policy, hooks)
+                try:
+                    parts = _run_chunk(chunk, journal, opts, policy, hooks)
+                except Exception as error:  # never lose a batch's servers from the results
+                    log.exception("a batch of %d server(s) stopped", len(chunk))
+                    reason = (
+                        f"stopped by an unexpected error ({type(error).__name__}: {error}); "
+                        "check the servers and run cmproxy recover"
+                    )
+                    parts = [
+                        (i, _skipped(p.state, k, g, reason, failed=True)) for i, p, k, g in chunk
+                    ]
         with lock:
             done.extend(parts)
             bar.update(len(chunk))

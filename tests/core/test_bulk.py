@@ -110,3 +110,27 @@ def test_dry_run_writes_nothing(state: SiteState, journal: Journal) -> None:
     assert site.calls == 0
     assert results.items
     assert all("dry run" in r.outcome.reason for r in results)
+
+
+def test_an_unexpected_error_in_a_batch_is_reported_not_lost(
+    state: SiteState, journal: Journal
+) -> None:
+    """A batch stopped by something other than a cmproxy error still reports its servers."""
+
+    def broken_hook(event: object) -> None:
+        if getattr(event, "kind", "") == "planned":
+            raise RuntimeError("hook bug")
+
+    site = InMemorySite(state)
+    results = apply_bulk(
+        [site],
+        parse_desired(SITE_WIDE),
+        journal=journal,
+        policy=RetryPolicy.for_tests(),
+        hooks=[broken_hook],
+        progress=False,
+    )
+    assert len(results.items) > 1
+    assert all(r.outcome.outcome is Outcome.FAILED for r in results)
+    assert all("hook bug" in r.outcome.reason for r in results)
+    assert site.calls == 0  # nothing was written
