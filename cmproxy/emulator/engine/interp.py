@@ -367,16 +367,23 @@ class Evaluator:
                 continue
             self.check_stop()
             self.rs.scope.set(name, item)
-            try:
-                out += self.run_block(block)
-            except _Break:
+            if not self.loop_body(block, out):
                 break
-            except _Continue:
-                continue
-            except Return as r:
-                r.value = out + r.value  # earlier iterations' output is kept
-                raise
         return out
+
+    def loop_body(self, block: Node, out: list[Any]) -> bool:
+        """One iteration of a loop, its output added to `out`; False after `break`. A `return`
+        inside keeps the earlier iterations' output, as PowerShell does."""
+        try:
+            out += self.run_block(block)
+        except _Break:
+            return False
+        except _Continue:
+            pass
+        except Return as r:
+            r.value = out + r.value
+            raise
+        return True
 
     def foreach_items(self, src: Node) -> list[Any]:
         """What `foreach ($x in <src>)` iterates: a command's output as is (nothing → no
@@ -399,15 +406,8 @@ class Evaluator:
             guard += 1
             if guard > 100_000:
                 raise self.unsupported(n, "A loop of more than 100000 iterations")
-            try:
-                out += self.run_block(block)
-            except _Break:
+            if not self.loop_body(block, out):
                 break
-            except _Continue:
-                continue
-            except Return as r:
-                r.value = out + r.value  # earlier iterations' output is kept
-                raise
         return out
 
     def try_statement(self, n: Node) -> list[Any]:
