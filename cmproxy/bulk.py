@@ -62,6 +62,10 @@ class _Provider:
     state: SiteState
 
 
+#: One server's transaction in a bulk run: (its index in the results, provider, key, desired).
+_Job = tuple[int, _Provider, str, DesiredState]
+
+
 @attrs.frozen
 class BulkPlan:
     """The whole change, planned per provider: look at it before anything is written."""
@@ -289,29 +293,18 @@ def apply_bulk(
         p.client.endpoint: threading.Semaphore(max(1, per_provider)) for p, _d in split
     }
 
-    def run_chunk(chunk: list[tuple[int, _Provider, str, DesiredState]]) -> None:
+    def run_chunk(chunk: list[_Job]) -> None:
         provider = chunk[0][1]
-        parts: list[tuple[int, Results]] = []
         if cancel.is_set():
             parts = [(i, _skipped(p.state, k, g, "cancelled before start")) for i, p, k, g in chunk]
         else:
             with overall, providers_busy[provider.client.endpoint]:
-                try:
-                    parts = _run_chunk(chunk, journal, opts, policy, hooks)
-                except Exception as error:  # never lose a batch's servers from the results
-                    log.exception("a batch of %d server(s) stopped", len(chunk))
-                    reason = (
-                        f"stopped by an unexpected error ({type(error).__name__}: {error}); "
-                        "check the servers and run cmproxy recover"
-                    )
-                    parts = [
-                        (i, _skipped(p.state, k, g, reason, failed=True)) for i, p, k, g in chunk
-                    ]
+                parts = _run_chunk(chunk, journal, opts, policy, hooks)
         with lock:
             done.extend(parts)
             bar.update(len(chunk))
 
-    def worker(queue: list[list[tuple[int, _Provider, str, DesiredState]]]) -> None:
+    def worker(queue: list[list[_Job]]) -> None:
         while True:
             with lock:
                 if not queue:
@@ -345,9 +338,6 @@ def apply_bulk(
     if all_or_nothing and not results.ok:
         results = _undo_changed(results, providers, journal, policy, hooks)
     return results
-
-
-_Job = tuple[int, _Provider, str, DesiredState]
 
 
 def _chunks(
@@ -388,6 +378,13 @@ def _run_chunk(
         )
     except CMProxyError as error:
         outcomes = [error] * len(chunk)
+    except Exception as error:  # never lose a batch's servers from the results
+        log.exception("a batch of %d server(s) stopped", len(chunk))
+        reason = (
+            f"stopped by an unexpected error ({type(error).__name__}: {error}); "
+            "check the servers and run cmproxy recover"
+        )
+        return [(i, _skipped(p.state, k, g, reason, failed=True)) for i, p, k, g in chunk]
     parts: list[tuple[int, Results]] = []
     for (index, _p, key, group), outcome in zip(chunk, outcomes, strict=True):
         if isinstance(outcome, CMProxyError):

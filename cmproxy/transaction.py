@@ -236,20 +236,22 @@ def apply_changes(
     return outcomes
 
 
-def _read_scope(changes: Iterable[Change], state: SiteState) -> tuple[list[str] | None, list[str]]:
-    """What to re-read to check `changes`: their servers (everything for an account) and sites."""
-    names: list[str] | None = []
-    sites: set[str] = set()
-    for change in changes:
-        sites.add(change.site_code.upper())
-        if change.kind is ChangeKind.CREATE_ACCOUNT:
-            names = None
-        elif names is not None:
-            names.append(change.target)
-        found = state.server(change.target)
-        if found is not None:
-            sites.add(found.site_code.upper())
-    return (list(dict.fromkeys(names)) if names is not None else None), sorted(sites)
+def _where(
+    state: SiteState, servers: Iterable[str], sites: Iterable[str] = ()
+) -> tuple[list[str], list[str]]:
+    """The servers to read (once each) and the sites to read them from: theirs in `state`,
+    plus `sites`."""
+    names = list(dict.fromkeys(servers))
+    found = {s.site_code.upper() for n in names if (s := state.server(n)) is not None}
+    return names, sorted(found | {c.upper() for c in sites})
+
+
+def _read_scope(changes: Sequence[Change], state: SiteState) -> tuple[list[str] | None, list[str]]:
+    """What to re-read to check `changes`: their servers (everything for an account)."""
+    names, sites = _where(state, (c.target for c in changes), (c.site_code for c in changes))
+    if any(c.kind is ChangeKind.CREATE_ACCOUNT for c in changes):
+        return None, sites
+    return names, sites
 
 
 @attrs.define
@@ -360,7 +362,7 @@ class _Run:
         """One re-read for the changes whose answer was lost or not read back: made → applied;
         still the old value → to retry (returned); anything else → failed."""
         pending: list[int] = []
-        now = self.read(*_read_scope((items[i][1] for i, _ in unsure), state))
+        now = self.read(*_read_scope([items[i][1] for i, _ in unsure], state))
         for i, error in unsure:
             run, change = items[i]
             if _shows(change, now, after=True):
@@ -627,20 +629,13 @@ def _next_run(changes: Sequence[Change], start: int) -> range:
     return range(start, end)
 
 
-def _scope(
-    txs: Iterable[_Tx], names: Callable[[_Tx], Iterable[str]]
-) -> tuple[list[str], list[str]]:
-    """The servers `names` picks from each transaction, and the sites to read them from."""
-    servers: list[str] = []
-    sites: set[str] = set()
-    for tx in txs:
-        for name in names(tx):
-            servers.append(name)
-            found = tx.current.server(name)
-            if found is not None:
-                sites.add(found.site_code.upper())
-        sites |= {c.site_code.upper() for c in tx.plan}
-    return servers, sorted(sites)
+def _all(names: Iterable[Iterable[str]]) -> list[str]:
+    return [n for some in names for n in some]
+
+
+def _plan_sites(txs: Iterable[_Tx]) -> list[str]:
+    """Every site the transactions write at (their accounts' included)."""
+    return [c.site_code for tx in txs for c in tx.plan]
 
 
 def run_transaction(
@@ -696,11 +691,11 @@ def run_transactions(
     Each `desired` is one transaction, with the guarantees of `run_transaction` (its own
     journal entry, conflict check, verify and rollback); a failure in one never touches
     another. What they share is the round trips: one journal commit per step, one fresh read,
-    and per round one `apply_many` call with the next change of every transaction (a `Session`
-    writes one site's changes in one pipeline), one final read. Returns, in order, each one's
-    `TransactionResult`, or the `CMProxyError` that stopped it before it wrote anything
-    (`ConflictError`, a read that failed). Rule violations in any raise before anything is
-    written. Transactions must not share servers (the journal refuses the second claim).
+    per round one `apply_many` call with every transaction's next run of server writes, in
+    order (a `Session` writes one site's in one pipeline), and one final read. Returns, in
+    order, each one's `TransactionResult`, or the `CMProxyError` that stopped it before it
+    wrote anything (`ConflictError`, a read that failed). Rule violations in any raise before
+    anything is written. Transactions must not share servers (the journal refuses the second claim).
     """
     runner = _Run(client, policy or RetryPolicy(), hooks)
     current = base if base is not None else runner.read(None)
@@ -726,6 +721,7 @@ def _run_live(
     slots: list[int],
 ) -> None:
     """Claim, check, apply in rounds, verify, commit or roll back; fills `results[slots]`."""
+    current = txs[0].current  # all planned from the same state
     journal = journal if journal is not None else Journal()
     claims = journal.begin_many(runner.client.endpoint, [tx.claim() for tx in txs])
     claimed: list[tuple[int, _Tx]] = []
@@ -742,7 +738,8 @@ def _run_live(
     ended: list[tuple[str, str, str]] = []
     live: list[tuple[int, _Tx]] = []
     try:
-        fresh = runner.read(*_scope((tx for _, tx in claimed), lambda tx: tx.touched))
+        mine = [tx for _, tx in claimed]
+        fresh = runner.read(*_where(current, _all(t.touched for t in mine), _plan_sites(mine)))
     except BaseException as error:
         journal.finish_many(
             [(tx.tx_id, "rolled_back", f"nothing written: {error}") for _, tx in claimed]
@@ -806,7 +803,9 @@ def _run_live(
     checked = [tx for _, tx in live if tx.failure is None and tx.several()]
     if checked:
         try:
-            final: SiteState | None = runner.read(*_scope(checked, _Tx.several))
+            final: SiteState | None = runner.read(
+                *_where(current, _all(tx.several() for tx in checked), _plan_sites(checked))
+            )
         except CMProxyError as error:
             final, why = None, error
         for tx in checked:
