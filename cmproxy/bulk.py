@@ -14,9 +14,11 @@ or roll back, none is left open.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,7 +26,7 @@ import attrs
 
 from cmproxy._exceptions import CMProxyError, ValidationError
 from cmproxy.desired import DesiredSpec
-from cmproxy.journal import Journal
+from cmproxy.journal import Hold, Journal
 from cmproxy.model import KnownAccount, SiteState
 from cmproxy.plan import (
     ChangeKind,
@@ -208,6 +210,7 @@ def apply_bulk(
     per_provider: int = 8,
     per_site: int = 2,
     batch_size: int = 32,
+    recheck_after: float = math.inf,
     progress: bool | None = None,
     hooks: Sequence[Hook] = (),
     dry_run: bool = False,
@@ -224,8 +227,54 @@ def apply_bulk(
     round). Up to `per_site` batches per site, `per_provider` per client (a `Session` is
     thread-safe: its steps run on a few runspace pools) and `max_workers` overall run at once;
     see docs/performance.md for how the defaults were chosen.
+
+    The servers asked for by name are held in the journal before the hierarchy is read, so
+    that read is also each transaction's conflict check: a batch started within
+    `recheck_after` seconds of it writes without re-reading; a later one re-reads its servers
+    first (edits made meanwhile outside cmproxy are then conflicts, not overwritten). A
+    `DesiredSpec`, whose servers are only known after the read, re-reads per batch.
     """
     policy = policy or RetryPolicy()
+    holds: dict[str, Hold] = {}
+    if not dry_run and isinstance(desired, DesiredState):
+        names = [r.server for r in desired.proxies] + [r.server for r in desired.sup_flags]
+        holds = {c.endpoint: journal.hold(c.endpoint, names) for c in clients}
+    try:
+        return _apply_bulk(
+            clients,
+            desired,
+            journal=journal,
+            holds=holds,
+            options=options,
+            policy=policy,
+            all_or_nothing=all_or_nothing,
+            limits=(max_workers, per_provider, per_site, batch_size, recheck_after),
+            progress=progress,
+            hooks=hooks,
+            dry_run=dry_run,
+            cancel=cancel,
+        )
+    finally:
+        for hold in holds.values():
+            journal.release(hold)
+
+
+def _apply_bulk(
+    clients: Sequence[SiteClient],
+    desired: DesiredState | DesiredSpec,
+    *,
+    journal: Journal,
+    holds: dict[str, Hold],
+    options: PlanOptions | None,
+    policy: RetryPolicy,
+    all_or_nothing: bool,
+    limits: tuple[int, int, int, int, float],
+    progress: bool | None,
+    hooks: Sequence[Hook],
+    dry_run: bool,
+    cancel: threading.Event | None,
+) -> Results:
+    max_workers, per_provider, per_site, batch_size, recheck_after = limits
     opts = options or (desired.options if isinstance(desired, DesiredSpec) else None)
     # Sessions that can open their runspace pools ahead do it while the hierarchy is read, so
     # the module imports of the concurrent lanes are not paid one by one later.
@@ -236,6 +285,7 @@ def apply_bulk(
     ]
     for warmer in warmers:
         warmer.start()
+    read_at = time.monotonic()  # after the holds: this read is fresh for the held servers
     try:
         providers = _read_providers(clients, policy)
     finally:
@@ -299,7 +349,9 @@ def apply_bulk(
             parts = [(i, _skipped(p.state, k, g, "cancelled before start")) for i, p, k, g in chunk]
         else:
             with overall, providers_busy[provider.client.endpoint]:
-                parts = _run_chunk(chunk, journal, opts, policy, hooks)
+                hold = holds.get(provider.client.endpoint)
+                fresh = time.monotonic() - read_at <= recheck_after
+                parts = _run_chunk(chunk, journal, opts, policy, hooks, held=(hold, fresh))
         with lock:
             done.extend(parts)
             bar.update(len(chunk))
@@ -336,7 +388,7 @@ def apply_bulk(
     if cancel.is_set():
         results = attrs.evolve(results, cancelled=True)
     if all_or_nothing and not results.ok:
-        results = _undo_changed(results, providers, journal, policy, hooks)
+        results = _undo_changed(results, providers, journal, policy, hooks, holds=holds)
     return results
 
 
@@ -362,10 +414,13 @@ def _run_chunk(
     options: PlanOptions | None,
     policy: RetryPolicy,
     hooks: Sequence[Hook],
+    *,
+    held: tuple[Hold | None, bool] = (None, False),
 ) -> list[tuple[int, Results]]:
     """One transaction per job, run side by side (`run_transactions`): shared round trips,
-    separate outcomes."""
+    separate outcomes. `held`: the provider's hold, and whether its read is still fresh."""
     provider = chunk[0][1]
+    hold, fresh = held
     try:
         outcomes: Sequence[TransactionResult | CMProxyError] = run_transactions(
             provider.client,
@@ -375,6 +430,8 @@ def _run_chunk(
             options=options,
             policy=policy,
             hooks=hooks,
+            hold=hold,
+            fresh_base=fresh,
         )
     except CMProxyError as error:
         outcomes = [error] * len(chunk)
@@ -433,6 +490,8 @@ def _undo_changed(
     journal: Journal,
     policy: RetryPolicy,
     hooks: Sequence[Hook],
+    *,
+    holds: dict[str, Hold],
 ) -> Results:
     """All-or-nothing: put every changed server back to its snapshot (one read per provider;
     each server its own restore transaction, so one failed undo does not block the others)."""
@@ -459,6 +518,7 @@ def _undo_changed(
                 options=RESTORE_OPTIONS,
                 policy=policy,
                 hooks=hooks,
+                hold=holds.get(client.endpoint),
             )
         except CMProxyError as error:
             undone = [error] * len(indexes)

@@ -6,7 +6,10 @@ Secrets are never written: values go in through their `to_dict()`, which exclude
 
 The journal also *claims* servers: a server held by an open transaction cannot be claimed by
 another one sharing the journal, which closes the read-check-write race between two
-transactions on one machine (see docs/transactions.md for the limits).
+transactions on one machine (see docs/transactions.md for the limits). A *hold* claims servers
+before they are read, for a caller that will run their transactions later (a bulk run): it
+records no snapshot and no change, nothing is ever written under it, and its own transactions
+may claim its servers.
 """
 
 from __future__ import annotations
@@ -26,14 +29,14 @@ import attrs
 
 from cmproxy._exceptions import ConflictError
 
-__all__ = ["Journal", "JournalEntry", "JournalTransaction", "default_journal_path"]
+__all__ = ["Hold", "Journal", "JournalEntry", "JournalTransaction", "default_journal_path"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS transactions (
     id TEXT PRIMARY KEY,
     created REAL NOT NULL,
     endpoint TEXT NOT NULL,
-    status TEXT NOT NULL,          -- open, committed, rolled_back, failed
+    status TEXT NOT NULL,          -- open, committed, rolled_back, failed; held, released
     detail TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS servers (
@@ -86,6 +89,19 @@ class JournalTransaction:
     changes: tuple[tuple[int, str, str, str], ...]  # (seq, target, kind, state)
 
 
+@attrs.frozen
+class Hold:
+    """Servers claimed before they were read (`Journal.hold`); `servers` are the ones it got."""
+
+    id: str
+    endpoint: str
+    servers: frozenset[str]
+
+
+#: Statuses that claim their servers: an open transaction and a hold.
+_CLAIMING = ("open", "held")
+
+
 class Journal:
     """The journal file. Thread-safe; every write is its own fsynced SQLite transaction."""
 
@@ -133,23 +149,68 @@ class Journal:
             raise claimed
         return claimed
 
+    def hold(self, endpoint: str, servers: Sequence[str]) -> Hold:
+        """Claim `servers` before reading them, in one commit; a server another transaction
+        or hold has is left out of the `Hold` (its own transaction will meet the conflict).
+
+        The holder's transactions may claim held servers (`begin_many(hold=...)`); release the
+        hold when they are done. `recover()` releases holds a killed process left behind.
+        """
+        names = list(dict.fromkeys(s.lower() for s in servers))
+        hold_id = uuid.uuid4().hex
+        with self._write() as db:
+            free = [
+                n for n in names if self._held(db, endpoint, [JournalEntry(n, "", {}, {})]) is None
+            ]
+            db.execute(
+                "INSERT INTO transactions (id, created, endpoint, status, detail) "
+                "VALUES (?, ?, ?, 'held', 'servers held for their transactions')",
+                (hold_id, time.time(), endpoint),
+            )
+            db.executemany(
+                "INSERT INTO servers VALUES (?, ?, '', '{}', '{}')",
+                [(hold_id, n) for n in free],
+            )
+        return Hold(hold_id, endpoint, frozenset(free))
+
+    def release(self, hold: Hold | str) -> None:
+        """End a hold (its servers are free again)."""
+        hold_id = hold.id if isinstance(hold, Hold) else hold
+        with self._write() as db:
+            db.execute(
+                "UPDATE transactions SET status = 'released' WHERE id = ? AND status = 'held'",
+                (hold_id,),
+            )
+
+    def holds(self, endpoint: str | None = None) -> list[str]:
+        """Ids of the holds not released (all endpoints unless one is named)."""
+        query = "SELECT id FROM transactions WHERE status = 'held'"
+        args: tuple[Any, ...] = ()
+        if endpoint is not None:
+            query += " AND endpoint = ?"
+            args = (endpoint,)
+        with self._lock:
+            return [str(row[0]) for row in self._db.execute(query + " ORDER BY created", args)]
+
     def begin_many(
         self,
         endpoint: str,
         transactions: Sequence[
             tuple[Sequence[JournalEntry], Sequence[tuple[str, str, dict[str, Any]]]]
         ],
+        *,
+        hold: Hold | None = None,
     ) -> list[str | ConflictError]:
         """`begin` for several independent transactions in one fsynced commit.
 
-        Each gets its id, or the `ConflictError` of a server another open transaction holds
-        (that one is not recorded; the others are).
+        Each gets its id, or the `ConflictError` of a server another open transaction (or a
+        hold other than `hold`) has (that one is not recorded; the others are).
         """
         now = time.time()
         claimed: list[str | ConflictError] = []
         with self._write() as db:
             for entries, changes in transactions:
-                held = self._held(db, endpoint, entries)
+                held = self._held(db, endpoint, entries, hold.id if hold is not None else "")
                 if held is not None:
                     claimed.append(held)
                     continue
@@ -184,18 +245,17 @@ class Journal:
 
     @staticmethod
     def _held(
-        db: sqlite3.Connection, endpoint: str, entries: Sequence[JournalEntry]
+        db: sqlite3.Connection, endpoint: str, entries: Sequence[JournalEntry], mine: str = ""
     ) -> ConflictError | None:
         for entry in entries:
             row = db.execute(
-                "SELECT t.id FROM servers s JOIN transactions t ON t.id = s.tx_id "
-                "WHERE s.server = ? AND t.status = 'open' AND t.endpoint = ?",
-                (entry.server.lower(), endpoint),
+                "SELECT t.id, t.status FROM servers s JOIN transactions t ON t.id = s.tx_id "
+                "WHERE s.server = ? AND t.status IN (?, ?) AND t.endpoint = ? AND t.id != ?",
+                (entry.server.lower(), *_CLAIMING, endpoint, mine),
             ).fetchone()
             if row is not None:
-                return ConflictError(
-                    entry.server, f"transaction {row[0][:8]} is changing it right now"
-                )
+                what = "transaction" if row[1] == "open" else "a bulk run (hold)"
+                return ConflictError(entry.server, f"{what} {row[0][:8]} is changing it right now")
         return None
 
     def mark_change(self, tx_id: str, seq: int, state: str) -> None:

@@ -58,6 +58,10 @@ READ_BATCH_LIMIT = 64
 READS_IN_FLIGHT = 2
 #: Writes joined into one pipeline at most (`Session.apply` from threads, per site).
 WRITE_BATCH_LIMIT = 32
+#: Writes of one `apply_many` call in one pipeline at most, per site. The caller (a batch of
+#: transactions) already sized its round: a bulk batch's writes, SUP options included, stay in
+#: one pipeline, so a round never needs more runspace pools than batches in flight.
+MANY_WRITES_LIMIT = 128
 #: Reading or reading back servers of known sites lists those sites' roles once (one Get per
 #: site) instead of one Get per server when they are at least 1/SITE_LISTING_RATIO of the
 #: sites' servers (as of the session's last whole read) and at least SITE_LISTING_MIN: below
@@ -585,7 +589,7 @@ class Session:
         """Run each change once; per change, its `WriteResult` or the exception it raised.
 
         Server proxy and SUP option writes are grouped per site into `Set-ProxyBatch.ps1`
-        pipelines of up to `WRITE_BATCH_LIMIT` (a group is never split); other changes
+        pipelines of up to `MANY_WRITES_LIMIT` (a group is never split); other changes
         (accounts) run their own template; all of them in parallel. `groups[i]` names change
         i's transaction: its writes run in the given order, and after one fails the later
         ones are not made (`SkippedWriteError`). A batch that got no answer is a transient
@@ -608,7 +612,7 @@ class Session:
                 same_group = (
                     groups is not None and bool(current) and groups[current[-1]] == groups[i]
                 )
-                if len(current) >= WRITE_BATCH_LIMIT and not same_group:
+                if len(current) >= MANY_WRITES_LIMIT and not same_group:
                     batches.append((site, current))
                     current = []
                 current.append(i)

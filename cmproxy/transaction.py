@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import attrs
 
 from cmproxy._exceptions import CMProxyError, ConflictError, RollbackError, TransactionError
-from cmproxy.journal import Journal, JournalEntry
+from cmproxy.journal import Hold, Journal, JournalEntry
 from cmproxy.model import ProxySettings, SiteState, SupFlags
 from cmproxy.plan import (
     Change,
@@ -288,6 +288,7 @@ class _Run:
         items: Sequence[tuple[_Run, Change]],
         state: SiteState,
         groups: Sequence[int] | None = None,
+        read_back: list[bool] | None = None,
     ) -> list[_ChangeFailedError | None]:
         """Apply each change once, settle lost answers by re-reading, verify each by its
         read-back (or one shared re-read). Returns, per change, its failure or None.
@@ -295,9 +296,16 @@ class _Run:
         Each item carries the run (transaction) it belongs to, for its events. A lost answer
         (a transient error: the write may have happened) is settled by one re-read of all such
         changes: the new value is there → applied; the old one → retried (bounded by the
-        policy's attempts); anything else → failed, never overwritten.
+        policy's attempts); anything else → failed, never overwritten. `read_back`, when
+        given, is set per change: verified on the first attempt by a read-back made after all
+        the writes of its pipeline (a client with `apply_many` reads a batch back after its
+        writes; one applying change by change reads each back before the next is made)?
         """
         failures: list[_ChangeFailedError | None] = [None] * len(items)
+        if read_back is not None:
+            read_back[:] = [False] * len(items)
+            if not callable(getattr(self.client, "apply_many", None)):
+                read_back = None
         pending = list(range(len(items)))
         attempts = 0
         while pending:
@@ -331,6 +339,8 @@ class _Run:
                     unsure.append((i, None))  # no read-back: the shared re-read verifies it
                 elif matches:
                     run.emit("applied", change.target)
+                    if read_back is not None and attempts == 1:
+                        read_back[i] = True
                 else:
                     failures[i] = _ChangeFailedError(
                         change, "the re-read does not show the new value"
@@ -557,6 +567,12 @@ class _Tx:
                 return ConflictError(change.target, "the account was created meanwhile")
         return None
 
+    def read_under(self, held: frozenset[str] | None) -> bool:
+        """Was `current` read while all its servers were held (so no re-read is needed)?"""
+        if held is None or any(c.kind is ChangeKind.CREATE_ACCOUNT for c in self.plan):
+            return False
+        return all(name in held for name in self.touched)
+
     def several(self) -> list[str]:
         """Servers written more than once: they must show their whole new state at the end
         (an earlier write could have been undone in between). A server written once was
@@ -685,6 +701,8 @@ def run_transactions(
     policy: RetryPolicy | None = None,
     hooks: Sequence[Hook] = (),
     dry_run: bool = False,
+    hold: Hold | None = None,
+    fresh_base: bool = False,
 ) -> list[TransactionResult | CMProxyError]:
     """Run independent transactions side by side, each atomic on its own.
 
@@ -696,6 +714,11 @@ def run_transactions(
     order, each one's `TransactionResult`, or the `CMProxyError` that stopped it before it
     wrote anything (`ConflictError`, a read that failed). Rule violations in any raise before
     anything is written. Transactions must not share servers (the journal refuses the second claim).
+
+    `hold`: the caller's `Journal.hold`; these transactions may claim its servers. With
+    `fresh_base=True` the caller says `base` was read *after* the hold was taken, so it is
+    already the fresh read for a transaction whose servers are all held (and which creates no
+    account): that transaction skips its own re-read (see docs/transactions.md).
     """
     runner = _Run(client, policy or RetryPolicy(), hooks)
     current = base if base is not None else runner.read(None)
@@ -708,7 +731,8 @@ def run_transactions(
         else:
             live.append(i)
     if live:
-        _run_live(runner, [txs[i] for i in live], journal, results, live)
+        held = hold.servers if hold is not None and fresh_base and base is not None else None
+        _run_live(runner, [txs[i] for i in live], journal, results, live, hold=hold, held=held)
     assert all(r is not None for r in results)
     return [r for r in results if r is not None]
 
@@ -719,11 +743,17 @@ def _run_live(
     journal: Journal | None,
     results: list[TransactionResult | CMProxyError | None],
     slots: list[int],
+    *,
+    hold: Hold | None = None,
+    held: frozenset[str] | None = None,
 ) -> None:
-    """Claim, check, apply in rounds, verify, commit or roll back; fills `results[slots]`."""
+    """Claim, check, apply in rounds, verify, commit or roll back; fills `results[slots]`.
+
+    `held`: servers whose state in `current` was read under the caller's hold (already fresh).
+    """
     current = txs[0].current  # all planned from the same state
     journal = journal if journal is not None else Journal()
-    claims = journal.begin_many(runner.client.endpoint, [tx.claim() for tx in txs])
+    claims = journal.begin_many(runner.client.endpoint, [tx.claim() for tx in txs], hold=hold)
     claimed: list[tuple[int, _Tx]] = []
     for slot, tx, claim in zip(slots, txs, claims, strict=True):
         if isinstance(claim, ConflictError):
@@ -734,22 +764,28 @@ def _run_live(
     if not claimed:
         return
 
-    # Optimistic check under the journal claims: nobody changed the servers since `current`.
+    # Optimistic check under the journal claims: nobody changed the servers since `current`
+    # (already known for servers `current` was read under a hold).
     ended: list[tuple[str, str, str]] = []
     live: list[tuple[int, _Tx]] = []
+    recheck = [(slot, tx) for slot, tx in claimed if not tx.read_under(held)]
+    live = [(slot, tx) for slot, tx in claimed if tx.read_under(held)]
+    fresh = current
+    mine = [tx for _, tx in recheck]
     try:
-        mine = [tx for _, tx in claimed]
-        fresh = runner.read(*_where(current, _all(t.touched for t in mine), _plan_sites(mine)))
+        if mine:
+            fresh = runner.read(*_where(current, _all(t.touched for t in mine), _plan_sites(mine)))
     except BaseException as error:
-        journal.finish_many(
-            [(tx.tx_id, "rolled_back", f"nothing written: {error}") for _, tx in claimed]
-        )
         if not isinstance(error, CMProxyError):
+            journal.finish_many(
+                [(tx.tx_id, "rolled_back", f"nothing written: {error}") for _, tx in claimed]
+            )
             raise
-        for slot, _ in claimed:
+        ended += [(tx.tx_id, "rolled_back", f"nothing written: {error}") for tx in mine]
+        for slot, _ in recheck:
             results[slot] = error
-        return
-    for slot, tx in claimed:
+        recheck = []
+    for slot, tx in recheck:
         conflict = tx.conflict(fresh)
         if conflict is None:
             live.append((slot, tx))
@@ -763,6 +799,11 @@ def _run_live(
     # (in R11 order, in one pipeline per site, a failure stopping the rest of its run), or its
     # next account on its own.
     cursor = {id(tx): 0 for _, tx in live}
+    # Per transaction: rounds that wrote its servers, and whether every such write was verified
+    # by its own read-back at once. One round verified so needs no final read: a pipeline reads
+    # its servers back after all its writes, so those read-backs show each server's end state.
+    write_rounds: Counter[int] = Counter()
+    read_back_ok: dict[int, bool] = {}
     while True:
         active = [tx for _, tx in live if tx.failure is None and cursor[id(tx)] < len(tx.plan)]
         if not active:
@@ -777,8 +818,9 @@ def _run_live(
                 groups.append(group)
             cursor[id(tx)] = steps[-1][1] + 1
         journal.mark_changes(steps, "applying")
+        read_back: list[bool] = []
         try:
-            failures = runner.apply_all(items, fresh, groups)
+            failures = runner.apply_all(items, fresh, groups, read_back)
         except CMProxyError as error:  # a re-read failed for good: the round's fate is unknown
             failures = [_ChangeFailedError(change, error) for _, change in items]
         except BaseException:
@@ -787,6 +829,14 @@ def _run_live(
                 tx.run.restore(tx.snapshots, tx.expected, "interrupted")
             journal.finish_many([(tx.tx_id, "rolled_back", "interrupted") for _, tx in live])
             raise
+        wrote = {groups[j] for j, (_, change) in enumerate(items) if batchable(change)}
+        for group in wrote:
+            write_rounds[id(active[group])] += 1
+        for j, group in enumerate(groups):
+            if group in wrote and batchable(items[j][1]):
+                key = id(active[group])
+                made = j < len(read_back) and read_back[j]
+                read_back_ok[key] = read_back_ok.get(key, True) and made
         marks: dict[str, list[tuple[str, int]]] = {"applied": [], "failed": [], "planned": []}
         for group, failure, step in zip(groups, failures, steps, strict=True):
             tx = active[group]
@@ -800,7 +850,13 @@ def _run_live(
         for state, marked in marks.items():
             journal.mark_changes(marked, state)
 
-    checked = [tx for _, tx in live if tx.failure is None and tx.several()]
+    checked = [
+        tx
+        for _, tx in live
+        if tx.failure is None
+        and tx.several()
+        and not (write_rounds[id(tx)] == 1 and read_back_ok.get(id(tx), False))
+    ]
     if checked:
         try:
             final: SiteState | None = runner.read(
@@ -903,7 +959,9 @@ class RecoveryOutcome:
     """What `recover` did with one unfinished transaction."""
 
     transaction_id: str
-    status: str  # committed (already in the new state), rolled_back, failed
+    #: committed (already in the new state), rolled_back, failed; released (a hold: nothing
+    #: was ever written under it)
+    status: str
     servers: tuple[ServerOutcome, ...]
 
 
@@ -917,9 +975,13 @@ def recover(
     """Finish every open transaction of this endpoint left by a killed process.
 
     If every server already shows its new state, the transaction is closed as committed
-    (rolled forward). Otherwise every server is restored to its snapshot and verified.
+    (rolled forward). Otherwise every server is restored to its snapshot and verified. Holds
+    left by a killed bulk run are released: each write was made under its own transaction.
     """
     results: list[RecoveryOutcome] = []
+    for hold_id in journal.holds(client.endpoint):
+        journal.release(hold_id)
+        results.append(RecoveryOutcome(hold_id, "released", ()))
     for tx in journal.open_transactions(client.endpoint):
         run = _Run(client, policy or RetryPolicy(), hooks, tx.id)
         names = [e.server for e in tx.servers]

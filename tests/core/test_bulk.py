@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import math
 import threading
 from pathlib import Path
 
 import pytest
 
-from cmproxy import ChangeKind, RuleViolation, SiteState
+from cmproxy import (
+    ChangeKind,
+    DesiredState,
+    ProxyRequest,
+    ProxySettings,
+    RuleViolation,
+    SiteState,
+)
 from cmproxy.bulk import apply_bulk, plan_bulk
 from cmproxy.desired import parse_desired
 from cmproxy.journal import Journal
@@ -20,6 +28,8 @@ sites:
   PS1:
     proxy: {server: proxy-new.contoso.com, port: 3128}
 """
+
+PLAIN = ProxySettings(server="proxy-new.contoso.com", port=3128)
 
 
 @pytest.fixture
@@ -134,3 +144,31 @@ def test_an_unexpected_error_in_a_batch_is_reported_not_lost(
     assert all(r.outcome.outcome is Outcome.FAILED for r in results)
     assert all("hook bug" in r.outcome.reason for r in results)
     assert site.calls == 0  # nothing was written
+
+
+def test_named_servers_are_held_from_before_the_read_until_the_end(
+    state: SiteState, journal: Journal
+) -> None:
+    """The hierarchy read is made under a journal hold, so it is each batch's conflict check
+    (no re-read) unless the batch starts more than `recheck_after` seconds later."""
+    names = ["cm-scp01.contoso.com", "cm-sup01.contoso.com"]
+    desired = DesiredState(proxies=[ProxyRequest(n, PLAIN) for n in names])
+    reads = {}
+    for recheck_after in (math.inf, 0.0):
+        site = InMemorySite(state)
+        held: list[list[str]] = []
+        site.before_apply = lambda _change, s=site, h=held: h.append(journal.holds(s.endpoint))
+        results = apply_bulk(
+            [site],
+            desired,
+            journal=journal,
+            policy=RetryPolicy.for_tests(),
+            progress=False,
+            recheck_after=recheck_after,
+        )
+        assert results.ok
+        assert {r.server for r in results if r.outcome.outcome is Outcome.CHANGED} == set(names)
+        assert held and all(len(h) == 1 for h in held)  # held while writing
+        assert journal.holds() == [] and journal.open_transactions() == []
+        reads[recheck_after] = site.reads
+    assert reads[0.0] - reads[math.inf] == 1  # the batch's own re-read

@@ -6,6 +6,7 @@ The same guarantees are checked end to end against the emulator in tests/e2e.
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -21,7 +22,7 @@ from cmproxy import (
     TransportError,
 )
 from cmproxy.journal import Journal, JournalEntry
-from cmproxy.plan import ChangeKind, plan
+from cmproxy.plan import Change, ChangeKind, plan
 from cmproxy.retry import RetryPolicy
 from cmproxy.testing import InMemorySite
 from cmproxy.transaction import (
@@ -29,10 +30,12 @@ from cmproxy.transaction import (
     ServerSnapshot,
     Transaction,
     TransactionEvent,
+    _shows,
     recover,
     run_transaction,
     run_transactions,
 )
+from cmproxy.writer import SkippedWriteError
 
 SCP = "cm-scp01.contoso.com"
 NEW = ProxySettings(
@@ -423,3 +426,113 @@ def test_a_failed_write_stops_the_later_writes_of_its_transaction_only(
     assert not isinstance(second, Exception) and second.changed
     assert [c.kind for c in site.applied] == [ChangeKind.SET_SERVER_PROXY]  # TRIO[0] only
     assert journal.open_transactions() == []
+
+
+# -- holds: servers claimed before the read that their transactions plan from ---------------
+
+
+def test_a_hold_claims_its_servers_until_released(journal: Journal) -> None:
+    endpoint = "memory://site"
+    hold = journal.hold(endpoint, [TRIO[0], TRIO[1].upper()])
+    assert hold.servers == {TRIO[0], TRIO[1]}
+    entry = JournalEntry(TRIO[0], "PS1", {}, {})
+    with pytest.raises(ConflictError, match="hold"):
+        journal.begin(endpoint, [entry], [])
+    assert journal.hold(endpoint, [TRIO[0], TRIO[2]]).servers == {TRIO[2]}  # the free one only
+    (mine,) = journal.begin_many(endpoint, [([entry], [])], hold=hold)
+    assert isinstance(mine, str)  # the holder's own transaction may claim it
+    journal.finish(mine, "committed")
+    journal.release(hold)
+    assert hold.id not in journal.holds(endpoint)
+    journal.finish(journal.begin(endpoint, [entry], []), "committed")  # free again
+
+
+def test_recover_releases_a_hold_a_killed_run_left(state: SiteState, journal: Journal) -> None:
+    site = InMemorySite(state)
+    hold = journal.hold(site.endpoint, TRIO)
+    outcomes = recover(site, journal, policy=RetryPolicy.for_tests())
+    assert [(o.transaction_id, o.status) for o in outcomes] == [(hold.id, "released")]
+    assert journal.holds() == []
+    assert site.applied == []
+
+
+def test_a_base_read_under_a_hold_is_the_fresh_read(state: SiteState, journal: Journal) -> None:
+    """Transactions whose servers were held before `base` was read skip their own re-read; one
+    whose server was not held still re-reads, and meets the change made since."""
+    site = InMemorySite(state)
+    hold = journal.hold(site.endpoint, TRIO[:2])
+    base = site.read_state()
+    other = ProxySettings(server="someone-else.contoso.com", port=8081)
+    site.apply(plan(base, DesiredState(proxies=[ProxyRequest(TRIO[2], other)])).changes[0])
+    reads = site.reads
+    results = run_transactions(
+        site,
+        _one_each(TRIO[:2]),
+        journal=journal,
+        base=base,
+        policy=RetryPolicy.for_tests(),
+        hold=hold,
+        fresh_base=True,
+    )
+    assert all(not isinstance(r, Exception) and r.changed for r in results)
+    assert site.reads - reads == 1  # no fresh read: only the verifying re-read (no read-back)
+    reads = site.reads
+    results = run_transactions(
+        site,
+        _one_each(TRIO[2:]),
+        journal=journal,
+        base=base,
+        policy=RetryPolicy.for_tests(),
+        hold=hold,
+        fresh_base=True,
+    )
+    assert isinstance(results[0], ConflictError)  # not held: re-read, changed since `base`
+    assert site.reads - reads == 1
+    journal.release(hold)
+    assert journal.open_transactions() == []
+
+
+class _Pipelined(InMemorySite):
+    """Writes a batch in one go and reads each write back after all of them, as a Session's
+    `Set-ProxyBatch` pipeline does (`apply_many`)."""
+
+    def apply_many(self, changes: list[Change], groups: list[int] | None = None) -> list[object]:
+        outcomes: list[object] = []
+        failed: set[int] = set()
+        for i, change in enumerate(changes):
+            group = groups[i] if groups is not None else i
+            if group in failed:
+                outcomes.append(SkippedWriteError(change))
+                continue
+            try:
+                self.apply(change)
+                outcomes.append(None)
+            except Exception as error:
+                outcomes.append(error)
+                failed.add(group)
+        return [
+            SimpleNamespace(matches=_shows(c, self.state, after=True)) if o is None else o
+            for c, o in zip(changes, outcomes, strict=True)
+        ]
+
+
+def test_writes_read_back_after_all_of_them_need_no_final_read(
+    state: SiteState, journal: Journal
+) -> None:
+    site = _Pipelined(state)
+    result = run_transaction(site, THREE_STEPS, journal=journal, policy=RetryPolicy.for_tests())
+    assert result.ok and result.changed
+    # The planning read and the fresh read; SCP's proxy and SUP options went in one round and
+    # were read back after both writes, so no final read of SCP.
+    assert site.reads == 2
+
+
+def test_a_write_settled_by_a_re_read_still_gets_the_final_read(
+    state: SiteState, journal: Journal
+) -> None:
+    site = _Pipelined(state)
+    site.lose_answer_on(3)  # account, proxy, then the SUP options: made, answer lost
+    result = run_transaction(site, THREE_STEPS, journal=journal, policy=RetryPolicy.for_tests())
+    assert result.ok and result.changed
+    assert len(site.applied) == 3
+    assert site.reads == 4  # planning, fresh, settling re-read, and the final read
