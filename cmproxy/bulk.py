@@ -334,7 +334,7 @@ def _apply_bulk(
         provider = attrs.evolve(read, state=state)
         jobs += [(provider, key, group) for key, group in _groups(state, d).items()]
 
-    chunks = _chunks(jobs, max(1, batch_size))
+    chunks = _chunks(jobs, max(1, batch_size), staggered=per_site > 1)
     bar = _progress_bar(len(jobs), _want_progress(progress))
     lock = threading.Lock()
     done: list[tuple[int, Results]] = []
@@ -393,19 +393,28 @@ def _apply_bulk(
 
 
 def _chunks(
-    jobs: Sequence[tuple[_Provider, str, DesiredState]], size: int
+    jobs: Sequence[tuple[_Provider, str, DesiredState]], size: int, staggered: bool = False
 ) -> dict[tuple[str, str], list[list[_Job]]]:
-    """The jobs per (provider, site of the target server), in chunks of up to `size`."""
+    """The jobs per (provider, site of the target server), in chunks of up to `size`.
+
+    `staggered`: the first chunk of a site is half a chunk. Batches in flight at one site take
+    turns on its write lock, so batches that start together finish together, and the lock
+    idles while they all read back; half a chunk ahead, one always writes while the other
+    reads back and the next one starts.
+    """
     per_site: dict[tuple[str, str], list[_Job]] = {}
     for index, (provider, key, group) in enumerate(jobs):
         site = _site_of(provider.state, key)
         per_site.setdefault((provider.client.endpoint, site), []).append(
             (index, provider, key, group)
         )
-    return {
-        where: [items[k : k + size] for k in range(0, len(items), size)]
-        for where, items in per_site.items()
-    }
+    chunks: dict[tuple[str, str], list[list[_Job]]] = {}
+    for where, items in per_site.items():
+        first = max(1, size // 2) if staggered and len(items) > size else size
+        chunks[where] = [items[:first]] + [
+            items[k : k + size] for k in range(first, len(items), size)
+        ]
+    return chunks
 
 
 def _run_chunk(

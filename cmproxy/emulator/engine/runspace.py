@@ -162,15 +162,21 @@ class CallContext:
         return drive.site if drive is not None else ""
 
     def commit(self, site: str, fn: Callable[[], None]) -> None:
-        """One write: per-site lock (if configured) held across its cost and transaction."""
+        """One write: per-site lock (if configured) held across its cost and transaction.
+
+        The Set cost is the whole time the write holds the site: the emulator's own work for
+        it (the state transaction) is part of it, and only the rest is slept, so the lock is
+        held for the modelled cost, not for the cost plus this process's CPU.
+        """
         eng = self.engine
         lock = eng.site_lock(site) if eng.settings.costs.serialise_site_writes else None
         with lock if lock is not None else contextlib.nullcontext():
             start = time.perf_counter()
-            if eng.settings.costs.set_cmdlet:
-                eng.sleep(eng.settings.costs.set_cmdlet)
             with self.state.transaction():
                 fn()
+            cost = eng.settings.costs.set_cmdlet
+            if cost:
+                eng.sleep(max(0.0, cost - (time.perf_counter() - start)))
             eng.settings.note_site_write(site, start, time.perf_counter())
         self.wrote = True
 
