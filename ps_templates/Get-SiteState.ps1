@@ -86,19 +86,37 @@ foreach ($role in $roles) {
     foreach ($prop in $role.Props) {
         $props[$prop.PropertyName] = $prop
     }
-    [pscustomobject]@{
-        Kind                  = 'Role'
-        SiteCode              = $code
-        ServerName            = [string]$role.NetworkOSPath
-        RoleName              = [string]$role.RoleName
-        UseProxy              = $props['UseProxy'].Value
-        ProxyName             = $props['ProxyName'].Value2
-        ProxyServerPort       = $props['ProxyServerPort'].Value
-        ProxyUserName         = $props['ProxyUserName'].Value2
-        AnonymousProxyAccess  = $props['AnonymousProxyAccess'].Value
-        UseProxyForADR        = $props['UseProxyForADR'].Value
-        IsCloud               = $props['IsCloud'].Value
-        ConnectedCacheEnabled = $props['ConnectedCacheEnabled'].Value
+    # Each role's own fields only (the reader takes a missing field as not set).
+    if ($roleName -eq 'SMS Site System') {
+        [pscustomobject]@{
+            Kind                 = 'Role'
+            SiteCode             = $code
+            ServerName           = [string]$role.NetworkOSPath
+            RoleName             = $roleName
+            UseProxy             = $props['UseProxy'].Value
+            ProxyName            = $props['ProxyName'].Value2
+            ProxyServerPort      = $props['ProxyServerPort'].Value
+            ProxyUserName        = $props['ProxyUserName'].Value2
+            AnonymousProxyAccess = $props['AnonymousProxyAccess'].Value
+        }
+    } elseif ($roleName -eq 'SMS Software Update Point') {
+        [pscustomobject]@{
+            Kind           = 'Role'
+            SiteCode       = $code
+            ServerName     = [string]$role.NetworkOSPath
+            RoleName       = $roleName
+            UseProxy       = $props['UseProxy'].Value
+            UseProxyForADR = $props['UseProxyForADR'].Value
+        }
+    } else {
+        [pscustomobject]@{
+            Kind                  = 'Role'
+            SiteCode              = $code
+            ServerName            = [string]$role.NetworkOSPath
+            RoleName              = $roleName
+            IsCloud               = $props['IsCloud'].Value
+            ConnectedCacheEnabled = $props['ConnectedCacheEnabled'].Value
+        }
     }
 }
 foreach ($code in $withServers) {

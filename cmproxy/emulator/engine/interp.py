@@ -113,12 +113,17 @@ class Scope:
 class _NodeCache:
     """What the evaluator derives from a tree's nodes, by node id (the tree never changes)."""
 
-    __slots__ = ("elements", "named", "unwrapped")
+    __slots__ = ("elements", "exprs", "named", "targets", "unwrapped", "var_names")
 
     def __init__(self) -> None:
         self.named: dict[int, list[Node]] = {}
         self.elements: dict[int, list[Node]] = {}
         self.unwrapped: dict[int, Node] = {}
+        #: expression node → (the node evaluated, its kind, its named children)
+        self.exprs: dict[int, tuple[Node, str, list[Node]]] = {}
+        self.var_names: dict[int, str] = {}
+        #: assignment target node → (its kind, the node assigned to)
+        self.targets: dict[int, tuple[str, Node]] = {}
 
 
 #: Parsed scripts by text (the SDK sends the same templates over and over), most recent last.
@@ -845,9 +850,16 @@ class Evaluator:
         return found
 
     def expr(self, n: Node) -> Any:
-        n = self._expr_unwrap(n)
-        t = n.type.replace("_argument_expression", "_expression")
-        kids = self.named(n)
+        hit = self._cache.exprs.get(n.id)
+        if hit is None:  # derived once per node: the tree never changes
+            u = self._expr_unwrap(n)
+            hit = (u, u.type.replace("_argument_expression", "_expression"), self.named(u))
+            self._cache.exprs[n.id] = hit
+        n, t, kids = hit
+        if t == "variable":
+            return self.variable_value(self.var_name(n))
+        if t == "member_access":
+            return self.member_access(n)
         if t in _WRAPPERS and len(kids) == 1 and n.child_count == 1:
             return self.expr(kids[0])
         if t == "pipeline":
@@ -858,12 +870,8 @@ class Evaluator:
             return float(self.text(n).rstrip("dD"))
         if t == "string_literal":
             return self.string(n)
-        if t == "variable":
-            return self.variable_value(self.var_name(n))
         if t == "generic_token":
             return self.text(n)
-        if t == "member_access":
-            return self.member_access(n)
         if t == "element_access":
             return self.element_access(n)
         if t == "invokation_expression":
@@ -953,6 +961,12 @@ class Evaluator:
         return text[1:-1]
 
     def var_name(self, n: Node) -> str:
+        found = self._cache.var_names.get(n.id)
+        if found is None:
+            found = self._cache.var_names[n.id] = self._var_name(n)
+        return found
+
+    def _var_name(self, n: Node) -> str:
         raw = self.text(n)
         if raw.startswith("${") and raw.endswith("}"):
             return raw[2:-1]
@@ -1219,27 +1233,37 @@ class Evaluator:
             value = arith_op(op[0], cur, value)
         self.assign_to(left, value)
 
+    def _assign_target(self, left: Node) -> tuple[str, Node]:
+        """What `left` assigns to, derived once per node (a hot path)."""
+        hit = self._cache.targets.get(left.id)
+        if hit is None:
+            node = left
+            while node.type in _WRAPPERS and len(self.named(node)) == 1:
+                node = self.named(node)[0]
+            kind = node.type
+            if kind == "expression_with_unary_operator" and (
+                self.named(node)[0].type == "cast_expression"
+            ):
+                kind = "cast"
+            hit = self._cache.targets[left.id] = (kind, node)
+        return hit
+
     def assign_to(self, left: Node, value: Any) -> None:
-        node = left
-        while node.type in _WRAPPERS and len(self.named(node)) == 1:
-            node = self.named(node)[0]
-        if node.type == "variable":
+        kind, node = self._assign_target(left)
+        if kind == "variable":
             self.set_variable(self.var_name(node), value)
             return
-        if (
-            node.type == "expression_with_unary_operator"
-            and self.named(node)[0].type == "cast_expression"
-        ):
+        if kind == "cast":
             cast = self.named(node)[0]
             tl = next(c for c in cast.named_children if c.type == "type_literal")
             target = next(c for c in self.named(cast) if c != tl)
             self.assign_to(target, self.convert_to(self.text(tl).strip("[]").lower(), value, tl))
             return
-        if node.type == "member_access":
+        if kind == "member_access":
             target = self.expr(node.named_children[0])
             set_member(target, self.member_name(node), value, node, self)
             return
-        if node.type == "element_access":
+        if kind == "element_access":
             kids = self.named(node)
             target = self.expr(kids[0])
             idx = self.expr(kids[1])
