@@ -103,8 +103,7 @@ def _split(
     claimed: set[str] = set()
     for provider in providers:
         wanted = desired.resolve(provider.state) if isinstance(desired, DesiredSpec) else desired
-        names = {r.server.lower() for r in wanted.proxies}
-        names |= {r.server.lower() for r in wanted.sup_flags}
+        names = set(wanted.servers)
         mine = {n for n in names - claimed if provider.state.server(n) is not None}
         claimed |= mine
         result.append(
@@ -118,8 +117,7 @@ def _split(
             )
         )
     if isinstance(desired, DesiredState):
-        asked = {r.server.lower() for r in desired.proxies}
-        asked |= {r.server.lower() for r in desired.sup_flags}
+        asked = set(desired.servers)
         unknown = sorted(asked - claimed)
         if unknown:
             raise ValidationError(
@@ -237,8 +235,7 @@ def apply_bulk(
     policy = policy or RetryPolicy()
     holds: dict[str, Hold] = {}
     if not dry_run and isinstance(desired, DesiredState):
-        names = [r.server for r in desired.proxies] + [r.server for r in desired.sup_flags]
-        holds = {c.endpoint: journal.hold(c.endpoint, names) for c in clients}
+        holds = {c.endpoint: journal.hold(c.endpoint, desired.servers) for c in clients}
     try:
         return _apply_bulk(
             clients,
@@ -474,8 +471,6 @@ def _skipped(
     """Outcomes for a group that wrote nothing: cancelled (unchanged) or refused (failed)."""
     del key
     outcome = Outcome.FAILED if failed else Outcome.UNCHANGED
-    requested = [r.server for r in group.proxies] + [r.server for r in group.sup_flags]
-    names = dict.fromkeys(n.lower() for n in requested)
     return Results(
         tuple(
             ServerResult(
@@ -488,7 +483,7 @@ def _skipped(
                     reason,
                 ),
             )
-            for name in names
+            for name in group.servers
         )
     )
 

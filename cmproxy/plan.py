@@ -207,6 +207,12 @@ class DesiredState:
     sup_flags: tuple[SupFlagsRequest, ...] = attrs.field(factory=tuple, converter=_sup_requests)
     accounts: tuple[Account, ...] = attrs.field(factory=tuple, converter=_accounts)
 
+    @property
+    def servers(self) -> list[str]:
+        """Every server asked for (proxy or SUP options), lower-case, once each, in order."""
+        names = [r.server for r in self.proxies] + [r.server for r in self.sup_flags]
+        return list(dict.fromkeys(n.lower() for n in names))
+
 
 @attrs.frozen
 class PlanOptions:

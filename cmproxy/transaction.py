@@ -488,11 +488,6 @@ def _expected_after(
     return after
 
 
-def _requested_servers(desired: DesiredState) -> list[str]:
-    names = [r.server for r in desired.proxies] + [r.server for r in desired.sup_flags]
-    return list(dict.fromkeys(n.lower() for n in names))
-
-
 @attrs.define(eq=False)
 class _Tx:
     """One transaction of a `run_transactions` call: its plan, snapshots and progress."""
@@ -518,7 +513,7 @@ class _Tx:
                 c.target.lower() for c in the_plan if c.kind is not ChangeKind.CREATE_ACCOUNT
             )
         )
-        requested = list(dict.fromkeys([*_requested_servers(desired), *touched]))
+        requested = list(dict.fromkeys([*desired.servers, *touched]))
         redirected = {
             name: change.target
             for change in the_plan
