@@ -245,7 +245,11 @@ def apply_bulk(
             options=options,
             policy=policy,
             all_or_nothing=all_or_nothing,
-            limits=(max_workers, per_provider, per_site, batch_size, recheck_after),
+            max_workers=max_workers,
+            per_provider=per_provider,
+            per_site=per_site,
+            batch_size=batch_size,
+            recheck_after=recheck_after,
             progress=progress,
             hooks=hooks,
             dry_run=dry_run,
@@ -265,13 +269,17 @@ def _apply_bulk(
     options: PlanOptions | None,
     policy: RetryPolicy,
     all_or_nothing: bool,
-    limits: tuple[int, int, int, int, float],
+    max_workers: int,
+    per_provider: int,
+    per_site: int,
+    batch_size: int,
+    recheck_after: float,
     progress: bool | None,
     hooks: Sequence[Hook],
     dry_run: bool,
     cancel: threading.Event | None,
 ) -> Results:
-    max_workers, per_provider, per_site, batch_size, recheck_after = limits
+    """`apply_bulk` once the holds are taken (it releases them whatever happens here)."""
     opts = options or (desired.options if isinstance(desired, DesiredSpec) else None)
     # Sessions that can open their runspace pools ahead do it while the hierarchy is read, so
     # the module imports of the concurrent lanes are not paid one by one later.
@@ -346,9 +354,15 @@ def _apply_bulk(
             parts = [(i, _skipped(p.state, k, g, "cancelled before start")) for i, p, k, g in chunk]
         else:
             with overall, providers_busy[provider.client.endpoint]:
-                hold = holds.get(provider.client.endpoint)
-                fresh = time.monotonic() - read_at <= recheck_after
-                parts = _run_chunk(chunk, journal, opts, policy, hooks, held=(hold, fresh))
+                parts = _run_chunk(
+                    chunk,
+                    journal,
+                    opts,
+                    policy,
+                    hooks,
+                    hold=holds.get(provider.client.endpoint),
+                    fresh=time.monotonic() - read_at <= recheck_after,
+                )
         with lock:
             done.extend(parts)
             bar.update(len(chunk))
@@ -421,12 +435,12 @@ def _run_chunk(
     policy: RetryPolicy,
     hooks: Sequence[Hook],
     *,
-    held: tuple[Hold | None, bool] = (None, False),
+    hold: Hold | None = None,
+    fresh: bool = False,
 ) -> list[tuple[int, Results]]:
     """One transaction per job, run side by side (`run_transactions`): shared round trips,
-    separate outcomes. `held`: the provider's hold, and whether its read is still fresh."""
+    separate outcomes. `hold`: the provider's hold; `fresh`: its read is still fresh."""
     provider = chunk[0][1]
-    hold, fresh = held
     try:
         outcomes: Sequence[TransactionResult | CMProxyError] = run_transactions(
             provider.client,

@@ -159,9 +159,7 @@ class Journal:
         names = list(dict.fromkeys(s.lower() for s in servers))
         hold_id = uuid.uuid4().hex
         with self._write() as db:
-            free = [
-                n for n in names if self._held(db, endpoint, [JournalEntry(n, "", {}, {})]) is None
-            ]
+            free = [n for n in names if self._held(db, endpoint, [n]) is None]
             db.execute(
                 "INSERT INTO transactions (id, created, endpoint, status, detail) "
                 "VALUES (?, ?, ?, 'held', 'servers held for their transactions')",
@@ -210,7 +208,9 @@ class Journal:
         claimed: list[str | ConflictError] = []
         with self._write() as db:
             for entries, changes in transactions:
-                held = self._held(db, endpoint, entries, hold.id if hold is not None else "")
+                held = self._held(
+                    db, endpoint, [e.server for e in entries], hold.id if hold else ""
+                )
                 if held is not None:
                     claimed.append(held)
                     continue
@@ -245,17 +245,18 @@ class Journal:
 
     @staticmethod
     def _held(
-        db: sqlite3.Connection, endpoint: str, entries: Sequence[JournalEntry], mine: str = ""
+        db: sqlite3.Connection, endpoint: str, servers: Sequence[str], mine: str = ""
     ) -> ConflictError | None:
-        for entry in entries:
+        """The conflict of the first of `servers` another transaction or hold (not `mine`) has."""
+        for server in servers:
             row = db.execute(
                 "SELECT t.id, t.status FROM servers s JOIN transactions t ON t.id = s.tx_id "
                 "WHERE s.server = ? AND t.status IN (?, ?) AND t.endpoint = ? AND t.id != ?",
-                (entry.server.lower(), *_CLAIMING, endpoint, mine),
+                (server.lower(), *_CLAIMING, endpoint, mine),
             ).fetchone()
             if row is not None:
                 what = "transaction" if row[1] == "open" else "a bulk run (hold)"
-                return ConflictError(entry.server, f"{what} {row[0][:8]} is changing it right now")
+                return ConflictError(server, f"{what} {row[0][:8]} is changing it right now")
         return None
 
     def mark_change(self, tx_id: str, seq: int, state: str) -> None:
