@@ -501,6 +501,9 @@ class _Tx:
     snapshots: dict[str, ServerSnapshot]
     expected: dict[str, ServerSnapshot]
     failure: _ChangeFailedError | None = None
+    #: None until a round writes its servers; then: was that its only such round, with every
+    #: write read back after all of its pipeline's writes, at the first attempt?
+    verified_at_once: bool | None = None
 
     @classmethod
     def prepare(
@@ -568,10 +571,18 @@ class _Tx:
             return False
         return all(name in held for name in self.touched)
 
-    def several(self) -> list[str]:
+    def wrote_round(self, read_back: Iterable[bool]) -> None:
+        """A round wrote its servers; `read_back`: each write verified at once by a read-back
+        made after all of its pipeline's writes?"""
+        self.verified_at_once = self.verified_at_once is None and all(read_back)
+
+    def to_verify(self) -> list[str]:
         """Servers written more than once: they must show their whole new state at the end
         (an earlier write could have been undone in between). A server written once was
-        verified by that write's own read-back."""
+        verified by that write's own read-back; so were all of them when one pipeline made
+        and read back every write (`verified_at_once`)."""
+        if self.verified_at_once:
+            return []
         writes = Counter(
             c.target.lower() for c in self.plan if c.kind is not ChangeKind.CREATE_ACCOUNT
         )
@@ -763,8 +774,9 @@ def _run_live(
     # (already known for servers `current` was read under a hold).
     ended: list[tuple[str, str, str]] = []
     live: list[tuple[int, _Tx]] = []
-    recheck = [(slot, tx) for slot, tx in claimed if not tx.read_under(held)]
-    live = [(slot, tx) for slot, tx in claimed if tx.read_under(held)]
+    recheck: list[tuple[int, _Tx]] = []
+    for slot, tx in claimed:
+        (live if tx.read_under(held) else recheck).append((slot, tx))
     fresh = current
     mine = [tx for _, tx in recheck]
     try:
@@ -794,11 +806,6 @@ def _run_live(
     # (in R11 order, in one pipeline per site, a failure stopping the rest of its run), or its
     # next account on its own.
     cursor = {id(tx): 0 for _, tx in live}
-    # Per transaction: rounds that wrote its servers, and whether every such write was verified
-    # by its own read-back at once. One round verified so needs no final read: a pipeline reads
-    # its servers back after all its writes, so those read-backs show each server's end state.
-    write_rounds: Counter[int] = Counter()
-    read_back_ok: dict[int, bool] = {}
     while True:
         active = [tx for _, tx in live if tx.failure is None and cursor[id(tx)] < len(tx.plan)]
         if not active:
@@ -824,14 +831,12 @@ def _run_live(
                 tx.run.restore(tx.snapshots, tx.expected, "interrupted")
             journal.finish_many([(tx.tx_id, "rolled_back", "interrupted") for _, tx in live])
             raise
-        wrote = {groups[j] for j, (_, change) in enumerate(items) if batchable(change)}
-        for group in wrote:
-            write_rounds[id(active[group])] += 1
+        verified: dict[int, list[bool]] = {}
         for j, group in enumerate(groups):
-            if group in wrote and batchable(items[j][1]):
-                key = id(active[group])
-                made = j < len(read_back) and read_back[j]
-                read_back_ok[key] = read_back_ok.get(key, True) and made
+            if batchable(items[j][1]):
+                verified.setdefault(group, []).append(read_back[j])
+        for group, flags in verified.items():
+            active[group].wrote_round(flags)
         marks: dict[str, list[tuple[str, int]]] = {"applied": [], "failed": [], "planned": []}
         for group, failure, step in zip(groups, failures, steps, strict=True):
             tx = active[group]
@@ -845,22 +850,16 @@ def _run_live(
         for state, marked in marks.items():
             journal.mark_changes(marked, state)
 
-    checked = [
-        tx
-        for _, tx in live
-        if tx.failure is None
-        and tx.several()
-        and not (write_rounds[id(tx)] == 1 and read_back_ok.get(id(tx), False))
-    ]
+    checked = [tx for _, tx in live if tx.failure is None and tx.to_verify()]
     if checked:
         try:
             final: SiteState | None = runner.read(
-                *_where(current, _all(tx.several() for tx in checked), _plan_sites(checked))
+                *_where(current, _all(tx.to_verify() for tx in checked), _plan_sites(checked))
             )
         except CMProxyError as error:
             final, why = None, error
         for tx in checked:
-            for name in tx.several():
+            for name in tx.to_verify():
                 if final is None or not tx.expected[name].same_as(ServerSnapshot.of(final, name)):
                     tx.failure = _ChangeFailedError(
                         tx.plan.changes[-1],
