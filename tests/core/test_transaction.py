@@ -31,11 +31,11 @@ from cmproxy.transaction import (
     Transaction,
     TransactionEvent,
     _shows,
+    apply_changes,
     recover,
     run_transaction,
     run_transactions,
 )
-from cmproxy.writer import SkippedWriteError
 
 SCP = "cm-scp01.contoso.com"
 NEW = ProxySettings(
@@ -492,26 +492,20 @@ def test_a_base_read_under_a_hold_is_the_fresh_read(state: SiteState, journal: J
     assert journal.open_transactions() == []
 
 
-class _Pipelined(InMemorySite):
-    """Writes a batch in one go and reads each write back after all of them, as a Session's
-    `Set-ProxyBatch` pipeline does (`apply_many`)."""
+class _Pipelined:
+    """An in-memory site that writes a batch in one go and reads each write back after all of
+    them, as a Session's `Set-ProxyBatch` pipeline does (`apply_many`)."""
+
+    def __init__(self, state: SiteState) -> None:
+        self.site = InMemorySite(state)
+        self.endpoint = self.site.endpoint
+        self.read_state = self.site.read_state
+        self.apply = self.site.apply
 
     def apply_many(self, changes: list[Change], groups: list[int] | None = None) -> list[object]:
-        outcomes: list[object] = []
-        failed: set[int] = set()
-        for i, change in enumerate(changes):
-            group = groups[i] if groups is not None else i
-            if group in failed:
-                outcomes.append(SkippedWriteError(change))
-                continue
-            try:
-                self.apply(change)
-                outcomes.append(None)
-            except Exception as error:
-                outcomes.append(error)
-                failed.add(group)
-        return [
-            SimpleNamespace(matches=_shows(c, self.state, after=True)) if o is None else o
+        outcomes = apply_changes(self.site, changes, groups)  # the writes, one by one
+        return [  # then every write read back
+            SimpleNamespace(matches=_shows(c, self.site.state, after=True)) if o is None else o
             for c, o in zip(changes, outcomes, strict=True)
         ]
 
@@ -519,20 +513,24 @@ class _Pipelined(InMemorySite):
 def test_writes_read_back_after_all_of_them_need_no_final_read(
     state: SiteState, journal: Journal
 ) -> None:
-    site = _Pipelined(state)
-    result = run_transaction(site, THREE_STEPS, journal=journal, policy=RetryPolicy.for_tests())
+    pipelined = _Pipelined(state)
+    result = run_transaction(
+        pipelined, THREE_STEPS, journal=journal, policy=RetryPolicy.for_tests()
+    )
     assert result.ok and result.changed
     # The planning read and the fresh read; SCP's proxy and SUP options went in one round and
     # were read back after both writes, so no final read of SCP.
-    assert site.reads == 2
+    assert pipelined.site.reads == 2
 
 
 def test_a_write_settled_by_a_re_read_still_gets_the_final_read(
     state: SiteState, journal: Journal
 ) -> None:
-    site = _Pipelined(state)
-    site.lose_answer_on(3)  # account, proxy, then the SUP options: made, answer lost
-    result = run_transaction(site, THREE_STEPS, journal=journal, policy=RetryPolicy.for_tests())
+    pipelined = _Pipelined(state)
+    pipelined.site.lose_answer_on(3)  # account, proxy, then the SUP options: made, answer lost
+    result = run_transaction(
+        pipelined, THREE_STEPS, journal=journal, policy=RetryPolicy.for_tests()
+    )
     assert result.ok and result.changed
-    assert len(site.applied) == 3
-    assert site.reads == 4  # planning, fresh, settling re-read, and the final read
+    assert len(pipelined.site.applied) == 3
+    assert pipelined.site.reads == 4  # planning, fresh, settling re-read, and the final read
