@@ -37,7 +37,6 @@ from cmproxy.transports.base import (
     Transport,
     category_name,
     error_from_info,
-    plain,
     translate_exception,
 )
 
@@ -359,30 +358,14 @@ def _unpack(output: list[Any]) -> tuple[Any, ...]:
     """The rows of a packed output (JSON arrays, see PACK_OUTPUT), in order."""
     rows: list[Any] = []
     for text in output:
-        if not isinstance(text, str):  # never sent by PACK_OUTPUT; kept as it came
-            rows.append(_to_plain(text))
-            continue
         try:
-            packed = json.loads(text)
+            packed = json.loads(text) if isinstance(text, str) else None
         except ValueError:
-            raise TransportError("the server sent output that is not packed JSON") from None
+            packed = None
+        if packed is None:
+            raise TransportError("the server sent output that is not packed JSON")
         rows.extend(packed if isinstance(packed, list) else [packed])
     return tuple(rows)
-
-
-def _to_plain(value: Any) -> Any:
-    if isinstance(value, GenericComplexObject):
-        props: dict[str, Any] = {}
-        props.update(value.adapted_properties)
-        props.update(value.extended_properties)
-        if not props:
-            return str(value)
-        return {k: _to_plain(v) for k, v in props.items()}
-    if isinstance(value, list):
-        return [_to_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _to_plain(v) for k, v in value.items()}
-    return plain(value)
 
 
 def _error_info(record: Any, step: Step) -> ErrorInfo:

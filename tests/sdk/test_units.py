@@ -6,7 +6,12 @@ import json
 
 import pytest
 
-from cmproxy._exceptions import ConsoleNotInstalledError, PowerShellError, SiteDriveError
+from cmproxy._exceptions import (
+    ConsoleNotInstalledError,
+    PowerShellError,
+    SiteDriveError,
+    TransportError,
+)
 from cmproxy.connection import ConnectionInfo
 from cmproxy.model import ProxySettings, Secret, SiteType, SupFlags
 from cmproxy.reader import proxy_from_record, read_site_state, sup_flags_from_record
@@ -18,6 +23,7 @@ from cmproxy.roles import (
 )
 from cmproxy.session import Session
 from cmproxy.transports.base import FakeTransport, Result, Step
+from cmproxy.transports.psrp import _unpack
 from cmproxy.transports.winrm import _parse, encode_request
 
 SYSTEM = "SMS Site System"
@@ -195,3 +201,14 @@ def test_session_bootstraps_once_and_reads() -> None:
 def test_bootstrap_errors_are_precise(marker: str, error: type[Exception]) -> None:
     with pytest.raises(error):
         Session(INFO, transport=_boot(marker)).open()
+
+
+def test_psrp_output_comes_unpacked_in_order_and_anything_else_is_refused() -> None:
+    assert _unpack(['[{"Kind": "Site"}, 2]', '{"Kind": "Role"}']) == (
+        {"Kind": "Site"},
+        2,
+        {"Kind": "Role"},
+    )
+    for bad in (["not json"], [{"Kind": "Site"}], ["null"]):
+        with pytest.raises(TransportError, match="not packed JSON"):
+            _unpack(bad)
