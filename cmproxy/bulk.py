@@ -155,9 +155,9 @@ def _groups(state: SiteState, desired: DesiredState) -> dict[str, DesiredState]:
     }
 
 
-def _warm(client: SiteClient, concurrency: int) -> None:
+def _warm(client: SiteClient, concurrency: int, secrets: bool) -> None:
     try:
-        client.warm(concurrency)  # type: ignore[attr-defined]
+        client.warm(concurrency, secrets=secrets)  # type: ignore[attr-defined]
     except Exception as exc:  # a lane that cannot open is reported by the step that needs it
         log.info("could not prepare %s for concurrent steps: %s", client.endpoint, exc)
 
@@ -283,8 +283,11 @@ def _apply_bulk(
     opts = options or (desired.options if isinstance(desired, DesiredSpec) else None)
     # Sessions that can open their runspace pools ahead do it while the hierarchy is read, so
     # the module imports of the concurrent lanes are not paid one by one later.
+    # With passwords to send (accounts to create), each pool also exchanges its SecureString
+    # key during its import.
+    secrets = any(a.password is not None for a in desired.accounts)
     warmers = [
-        threading.Thread(target=_warm, args=(c, per_provider), daemon=True)
+        threading.Thread(target=_warm, args=(c, per_provider, secrets), daemon=True)
         for c in clients
         if not dry_run and callable(getattr(c, "warm", None))
     ]

@@ -426,24 +426,25 @@ class Session:
         except CMProxyError as exc:
             raise map_session_error(exc, self.info) from None
 
-    def warm(self, concurrency: int) -> None:
+    def warm(self, concurrency: int, *, secrets: bool = False) -> None:
         """Get ready for `concurrency` concurrent steps: over PSRP, open that many runspace
         pools (up to the transport's limit) at once, each bootstrapped, so their module
         imports run in parallel rather than on the critical path. A session not open yet is
         opened on one of them (`apply_bulk` does this: pass it an unopened session and all
-        its pools open at once)."""
+        its pools open at once). `secrets`: steps will send passwords, so each pool exchanges
+        its SecureString session key while it imports the module."""
         with self._open_lock:
             if not self._opened:
                 # Not open yet: open every lane at once (each bootstraps in parallel), then
                 # open the session on one of them, so only one import is on the clock.
                 if self._transport is None:
                     self._transport = create_transport(self.info, self._setup_step())
-                self._transport.warm(concurrency)
+                self._transport.warm(concurrency, secrets=secrets)
                 self.open()
                 return
         transport = self._transport
         if transport is not None:
-            transport.warm(concurrency)
+            transport.warm(concurrency, secrets=secrets)
 
     def run(self, template: str, **parameters: Any) -> Result:
         """Run template `template` with `parameters` bound to its param() block."""

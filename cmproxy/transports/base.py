@@ -344,8 +344,11 @@ class Transport(abc.ABC):
     def connect(self) -> Result | None:
         """Connect now and run the setup step once; its result (None without setup)."""
 
-    def warm(self, concurrency: int) -> None:  # noqa: B027 - optional, a no-op by default
-        """Prepare for `concurrency` concurrent steps (PSRP opens its pools in parallel)."""
+    def warm(  # noqa: B027 - optional, a no-op by default
+        self, concurrency: int, *, secrets: bool = False
+    ) -> None:
+        """Prepare for `concurrency` concurrent steps (PSRP opens its pools in parallel);
+        `secrets`: steps will send SecureStrings (PSRP exchanges its keys while importing)."""
 
     @abc.abstractmethod
     def run(self, step: Step) -> Result:

@@ -113,6 +113,8 @@ class PSRPTransport(Transport):
         self._closed = False
         #: How many pools were opened; a new generation means a fresh runspace.
         self.generation = 0
+        #: Pools exchange their session key during their bootstrap (`warm(secrets=True)`).
+        self._keys_on_open = False
 
     # -- lanes ------------------------------------------------------------------------------
 
@@ -162,7 +164,7 @@ class PSRPTransport(Transport):
             generation = self.generation
         log.debug("opened runspace pool #%d on %s", generation, self.info.endpoint)
         if self.setup is not None:
-            self.last_setup = self._invoke(lane, pool, self.setup)
+            self.last_setup = self._invoke(lane, pool, self.setup, keys=self._keys_on_open)
         return pool
 
     @staticmethod
@@ -222,13 +224,17 @@ class PSRPTransport(Transport):
         self._give_back(lane)
         return self.last_setup
 
-    def warm(self, concurrency: int) -> None:
+    def warm(self, concurrency: int, *, secrets: bool = False) -> None:
         """Open pools for `concurrency` concurrent steps now, all at once (up to max_pools).
 
         Each new pool bootstraps (imports the module) in parallel with the others, instead of
         one by one on the critical path when concurrent steps first need them. A pool that
         fails to open is dropped; the step that needs a lane later opens one and reports.
+        `secrets`: SecureStrings will be sent, so every pool opened from now on exchanges its
+        session key while its bootstrap imports the module (the RSA work hides in the import
+        instead of delaying the first step that carries a secret).
         """
+        self._keys_on_open = self._keys_on_open or secrets
         with self._available:
             self._closed = False
             wanted = min(self.max_pools, max(1, concurrency)) - len(self._lanes)
@@ -287,14 +293,21 @@ class PSRPTransport(Transport):
             self._abandon_pool(lane)
             raise
 
-    def _invoke(self, lane: _Lane, pool: RunspacePool, step: Step) -> Result:
+    def _exchange_keys(self, lane: _Lane, pool: RunspacePool) -> None:
+        if lane.keys_exchanged:
+            return
+        try:
+            pool.exchange_keys()
+        except Exception as exc:
+            raise self._translate(exc, "exchanging the SecureString session key") from None
+        lane.keys_exchanged = True
+
+    def _invoke(self, lane: _Lane, pool: RunspacePool, step: Step, *, keys: bool = False) -> Result:
+        """Run `step`; `keys`: exchange the session key while it runs (a pool-level message
+        pair, answered by the server while the pipeline works)."""
         log.debug("PSRP run %s", step.describe())
-        if step.has_secret and not lane.keys_exchanged:
-            try:
-                pool.exchange_keys()
-            except Exception as exc:
-                raise self._translate(exc, "exchanging the SecureString session key") from None
-            lane.keys_exchanged = True
+        if step.has_secret:
+            self._exchange_keys(lane, pool)
         ps = PowerShell(pool)
         ps.add_script(step.script.text)
         for name, value in step.parameters:
@@ -304,6 +317,8 @@ class PSRPTransport(Transport):
         try:
             ps.begin_invoke()
             started = True
+            if keys:
+                self._exchange_keys(lane, pool)
             output = ps.end_invoke()
         except WSManFaultError as exc:
             if not started and exc.code in _POOL_GONE:

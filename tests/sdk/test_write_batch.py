@@ -7,6 +7,7 @@ own exception; a transport failure of a batch reaches every caller as a transien
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -16,10 +17,11 @@ import pytest
 from cmproxy._exceptions import ItemNotFoundError, PlanError, PowerShellError, TransportError
 from cmproxy.emulator.api import Emulator
 from cmproxy.invocation import AccountLookup, Invocation
-from cmproxy.model import ProxySettings, SiteState, SupFlags
+from cmproxy.model import ProxySettings, Secret, SiteState, SupFlags
 from cmproxy.plan import Change, ChangeKind
 from cmproxy.retry import is_transient
 from cmproxy.session import Session, WriteCoalescer
+from cmproxy.transports.psrp import PSRPTransport
 from cmproxy.writer import BATCH_TEMPLATE, WriteResult, batch_step
 
 from .conftest import RECEIVE_TIMEOUT, connection_info
@@ -240,3 +242,31 @@ def test_warm_opens_pools_at_once_and_steps_use_them() -> None:
         session.warm(2)  # never closes or adds beyond what is asked
         assert getattr(transport, "pools", None) == 3
         assert session.read_state([DP1]).server(DP1) is not None
+
+
+def test_warm_with_secrets_exchanges_each_pools_key_during_its_bootstrap() -> None:
+    """With passwords to come, every warmed pool has its SecureString key before any step
+    carries one (the RSA work rides on the module import), and a password then lands."""
+    password = "Warm-Pa55-7c2d"
+    change = Change(
+        kind=ChangeKind.CREATE_ACCOUNT,
+        site_code="PS1",
+        target="CONTOSO\\svc-warm",
+        before=None,
+        after="CONTOSO\\svc-warm",
+        fields=(),
+        invocation=Invocation.of(
+            "New-CMAccount", UserName="CONTOSO\\svc-warm", Password=Secret(password), SiteCode="PS1"
+        ),
+    )
+    with (
+        Emulator(seed="demo", receive_timeout=RECEIVE_TIMEOUT) as emu,
+        contextlib.closing(Session(connection_info(emu, "psrp", "ntlm"))) as session,
+    ):
+        session.warm(2, secrets=True)  # unopened: both pools open (and bootstrap) now
+        transport = session._transport
+        assert isinstance(transport, PSRPTransport)
+        lanes = transport._lanes
+        assert len(lanes) == 2 and all(lane.keys_exchanged for lane in lanes)
+        assert session.write(change).matches
+        assert emu.state.check_password("PS1", "CONTOSO\\svc-warm", password)
