@@ -439,8 +439,10 @@ class Session:
                 # open the session on one of them, so only one import is on the clock.
                 if self._transport is None:
                     self._transport = create_transport(self.info, self._setup_step())
-                self._transport.warm(concurrency, secrets=secrets)
-                self.open()
+                # The session opens on the first lane ready; the others go on warming (a step
+                # waits for one of them rather than open another pool).
+                self._transport.warm(concurrency, secrets=secrets, wait=False)
+                self._open()
                 return
         transport = self._transport
         if transport is not None:

@@ -345,10 +345,11 @@ class Transport(abc.ABC):
         """Connect now and run the setup step once; its result (None without setup)."""
 
     def warm(  # noqa: B027 - optional, a no-op by default
-        self, concurrency: int, *, secrets: bool = False
+        self, concurrency: int, *, secrets: bool = False, wait: bool = True
     ) -> None:
         """Prepare for `concurrency` concurrent steps (PSRP opens its pools in parallel);
-        `secrets`: steps will send SecureStrings (PSRP exchanges its keys while importing)."""
+        `secrets`: steps will send SecureStrings (PSRP exchanges its keys while importing);
+        `wait=False`: return before they are ready."""
 
     @abc.abstractmethod
     def run(self, step: Step) -> Result:

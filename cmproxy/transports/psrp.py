@@ -14,6 +14,7 @@ timeout, server restart) it is recreated and the bootstrap runs again before the
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -115,6 +116,11 @@ class PSRPTransport(Transport):
         self.generation = 0
         #: Pools exchange their session key during their bootstrap (`warm(secrets=True)`).
         self._keys_on_open = False
+        #: Lanes `warm` has not finished (opened and bootstrapped) and not yet opened; the lock
+        #: that opens them one at a time.
+        self._warming = 0
+        self._to_open = 0
+        self._opening = threading.Lock()
 
     # -- lanes ------------------------------------------------------------------------------
 
@@ -127,7 +133,8 @@ class PSRPTransport(Transport):
     def _borrow(self) -> _Lane:
         with self._available:
             self._closed = False
-            while not self._idle and len(self._lanes) >= self.max_pools:
+            # Lanes being warmed will serve: wait for one rather than open yet another pool.
+            while not self._idle and (len(self._lanes) >= self.max_pools or self._warming):
                 self._available.wait()
             if self._idle:
                 return self._idle.pop()
@@ -135,28 +142,39 @@ class PSRPTransport(Transport):
             self._lanes.append(lane)
             return lane
 
-    def _give_back(self, lane: _Lane) -> None:
+    def _give_back(self, lane: _Lane) -> bool:
+        """Make the lane available again; False if the transport dropped it meanwhile."""
         with self._available:
-            if lane in self._lanes:
+            kept = lane in self._lanes
+            if kept:
                 self._idle.append(lane)
             self._available.notify()
+        return kept
 
     # -- pool life cycle --------------------------------------------------------------------
 
-    def _open_pool(self, lane: _Lane) -> RunspacePool:
+    def _open_pool(self, lane: _Lane, one_at_a_time: bool = False) -> RunspacePool:
+        """Open (and bootstrap) the lane's pool. `one_at_a_time`: wait for the pools being
+        opened before this one, so each starts its bootstrap as soon as it can."""
         self._discard_pool(lane)
         try:
-            lane.wsman = WSMan(**self.info.to_pypsrp_kwargs())
-            pool = RunspacePool(
-                lane.wsman,
-                configuration_name=self.info.configuration_name,
-                min_runspaces=1,
-                max_runspaces=1,
-            )
-            pool.open()
+            with self._opening if one_at_a_time else contextlib.nullcontext():
+                lane.wsman = WSMan(**self.info.to_pypsrp_kwargs())
+                pool = RunspacePool(
+                    lane.wsman,
+                    configuration_name=self.info.configuration_name,
+                    min_runspaces=1,
+                    max_runspaces=1,
+                )
+                pool.open()
         except Exception as exc:
             self._abandon_pool(lane)
             raise self._translate(exc, "opening the PowerShell runspace") from None
+        finally:
+            if one_at_a_time:  # one warming lane less to open (opened or failed)
+                with self._available:
+                    self._to_open -= 1
+                    self._available.notify_all()
         lane.pool = pool
         lane.keys_exchanged = False
         with self._lock:
@@ -193,10 +211,10 @@ class PSRPTransport(Transport):
             except Exception:
                 log.debug("closing a broken WSMan connection failed", exc_info=True)
 
-    def _healthy_pool(self, lane: _Lane) -> RunspacePool:
+    def _healthy_pool(self, lane: _Lane, one_at_a_time: bool = False) -> RunspacePool:
         pool = lane.pool
         if pool is None or pool.state != RunspacePoolState.OPENED:
-            return self._open_pool(lane)
+            return self._open_pool(lane, one_at_a_time)
         if time.monotonic() - lane.last_used >= self.health_check_after:
             try:
                 alive = pool.is_alive(timeout=int(self.info.connection_timeout))
@@ -224,12 +242,16 @@ class PSRPTransport(Transport):
         self._give_back(lane)
         return self.last_setup
 
-    def warm(self, concurrency: int, *, secrets: bool = False) -> None:
-        """Open pools for `concurrency` concurrent steps now, all at once (up to max_pools).
+    def warm(self, concurrency: int, *, secrets: bool = False, wait: bool = True) -> None:
+        """Open pools for `concurrency` concurrent steps now (up to max_pools).
 
         Each new pool bootstraps (imports the module) in parallel with the others, instead of
-        one by one on the critical path when concurrent steps first need them. A pool that
-        fails to open is dropped; the step that needs a lane later opens one and reports.
+        one by one on the critical path when concurrent steps first need them. Their
+        connections and runspace pools are opened one after the other (each costs CPU on both
+        ends; opened all at once, none is ready before the last), each starting its bootstrap
+        as soon as it is open. A pool that fails to open is dropped; the step that needs a lane
+        later opens one and reports. Returns when no lane is warming any more, or at once with
+        `wait=False`: steps meanwhile wait for a warming lane rather than open another pool.
         `secrets`: SecureStrings will be sent, so every pool opened from now on exchanges its
         session key while its bootstrap imports the module (the RSA work hides in the import
         instead of delaying the first step that carries a secret).
@@ -240,21 +262,28 @@ class PSRPTransport(Transport):
             wanted = min(self.max_pools, max(1, concurrency)) - len(self._lanes)
             lanes = [_Lane() for _ in range(max(0, wanted))]
             self._lanes.extend(lanes)
+            self._warming += len(lanes)
+            self._to_open += len(lanes)
 
         def open_one(lane: _Lane) -> None:
             try:
-                self._healthy_pool(lane)
+                self._healthy_pool(lane, one_at_a_time=True)
             except Exception as exc:  # the lane is dropped; a later step reports
                 log.info("warming a runspace pool on %s failed: %s", self.info.endpoint, exc)
                 self._drop_lane(lane)
-                return
-            self._give_back(lane)
+            else:
+                if not self._give_back(lane):  # closed while it opened: not to be leaked
+                    self._discard_pool(lane)
+            finally:
+                with self._available:
+                    self._warming -= 1
+                    self._available.notify_all()
 
-        threads = [threading.Thread(target=open_one, args=(lane,), daemon=True) for lane in lanes]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        for lane in lanes:
+            threading.Thread(target=open_one, args=(lane,), daemon=True).start()
+        if wait:  # for these lanes and any still warming from an earlier call
+            with self._available:
+                self._available.wait_for(lambda: not self._warming)
 
     def _drop_lane(self, lane: _Lane) -> None:
         """A lane that failed to open is not kept (the next borrower opens a fresh one)."""
@@ -318,6 +347,10 @@ class PSRPTransport(Transport):
             ps.begin_invoke()
             started = True
             if keys:
+                # After the pools still to open (their set-up is on the critical path, the
+                # RSA work is not); never more than a few seconds, whatever happens to them.
+                with self._available:
+                    self._available.wait_for(lambda: self._to_open <= 0, timeout=10)
                 self._exchange_keys(lane, pool)
             output = ps.end_invoke()
         except WSManFaultError as exc:

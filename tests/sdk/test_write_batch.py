@@ -16,6 +16,7 @@ import pytest
 
 from cmproxy._exceptions import ItemNotFoundError, PlanError, PowerShellError, TransportError
 from cmproxy.emulator.api import Emulator
+from cmproxy.emulator.settings import EmulatorSettings
 from cmproxy.invocation import AccountLookup, Invocation
 from cmproxy.model import ProxySettings, Secret, SiteState, SupFlags
 from cmproxy.plan import Change, ChangeKind
@@ -263,10 +264,30 @@ def test_warm_with_secrets_exchanges_each_pools_key_during_its_bootstrap() -> No
         Emulator(seed="demo", receive_timeout=RECEIVE_TIMEOUT) as emu,
         contextlib.closing(Session(connection_info(emu, "psrp", "ntlm"))) as session,
     ):
-        session.warm(2, secrets=True)  # unopened: both pools open (and bootstrap) now
+        session.warm(2, secrets=True)  # unopened: opens on the first pool ready
         transport = session._transport
         assert isinstance(transport, PSRPTransport)
+        transport.warm(2)  # returns once no pool is warming any more
         lanes = transport._lanes
         assert len(lanes) == 2 and all(lane.keys_exchanged for lane in lanes)
         assert session.write(change).matches
         assert emu.state.check_password("PS1", "CONTOSO\\svc-warm", password)
+
+
+def test_an_unopened_session_opens_on_its_first_warm_pool_and_steps_wait_for_the_others() -> None:
+    """`warm` on an unopened session returns once one pool is ready; steps arriving while the
+    others still import wait for them instead of opening (and importing in) more pools."""
+    settings = EmulatorSettings()
+    settings.costs.module_import = 0.5
+    with (
+        Emulator(seed="demo", settings=settings, receive_timeout=RECEIVE_TIMEOUT) as emu,
+        contextlib.closing(Session(connection_info(emu, "psrp", "ntlm"))) as session,
+    ):
+        session.warm(3)
+        transport = session._transport
+        assert isinstance(transport, PSRPTransport)
+        assert transport._warming > 0  # returned before every pool had imported
+        with ThreadPoolExecutor(6) as pool:
+            states = list(pool.map(lambda _: session.read_state([DP1]), range(6)))
+        assert all(s.server(DP1) is not None for s in states)
+        assert transport.pools == 3
