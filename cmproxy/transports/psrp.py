@@ -19,6 +19,7 @@ import json
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from pypsrp.complex_objects import GenericComplexObject, PSInvocationState, RunspacePoolState
@@ -383,11 +384,12 @@ class PSRPTransport(Transport):
         return result
 
     def close(self) -> None:
+        """Close every pool, side by side (each close is a round trip to the server)."""
         with self._available:
             lanes, self._lanes, self._idle = self._lanes, [], []
             self._available.notify_all()
-        for lane in lanes:
-            self._discard_pool(lane)
+        with ThreadPoolExecutor(max(1, len(lanes)), thread_name_prefix="cmproxy-close") as pool:
+            list(pool.map(self._discard_pool, lanes))
 
 
 class _PoolGone(Exception):  # noqa: N818 - internal signal
