@@ -1022,6 +1022,7 @@ class Evaluator:
 
     def hashtable(self, n: Node) -> dict[str, Any]:
         out: dict[str, Any] = {}
+        seen: set[str] = set()  # keys, lower-case: a hash literal's keys are case-insensitive
         body = next((c for c in n.named_children if c.type == "hash_literal_body"), None)
         for e in body.named_children if body is not None else []:
             if e.type != "hash_entry":
@@ -1034,8 +1035,8 @@ class Evaluator:
             else:
                 key = self.expr(k)
             v = self.pipeline_value(kids[1])
-            existing = next((x for x in out if x.lower() == conv.to_str(key).lower()), None)
-            if existing is not None:
+            text = conv.to_str(key)
+            if text.lower() in seen:
                 raise PSError(
                     record(
                         f"Duplicate keys '{key}' are not allowed in hash literals.",
@@ -1044,7 +1045,8 @@ class Evaluator:
                         exception="System.Management.Automation.ParseException",
                     )
                 )
-            out[conv.to_str(key)] = v
+            seen.add(text.lower())
+            out[text] = v
         return out
 
     # -- members ----------------------------------------------------------------------------
@@ -1311,8 +1313,9 @@ def _dict_key(d: dict[Any, Any], key: Any) -> Any:
     if key in d:
         return key
     if isinstance(key, str):
+        low = key.lower()
         for k in d:
-            if isinstance(k, str) and k.lower() == key.lower():
+            if isinstance(k, str) and k.lower() == low:
                 return k
     return None
 
