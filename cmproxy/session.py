@@ -47,11 +47,13 @@ READ_TEMPLATE = "Get-SiteState"
 #: Parameter names the Python side binds, per template (checked against each param() block).
 SESSION_TEMPLATE_PARAMETERS: dict[str, frozenset[str]] = {
     BOOTSTRAP_TEMPLATE: frozenset({"SiteCode", "ProviderMachineName", "ModulePath"}),
-    READ_TEMPLATE: frozenset({"SiteCode", "SiteSystemServerName", "BySite", "SitesOnly"}),
+    READ_TEMPLATE: frozenset({"SiteCode", "SiteSystemServerName", "BySite", "Shard", "Shards"}),
 }
 
 _MARKER = "cmproxy:"
 
+#: Pipelines of a whole-hierarchy read when the number of sites is not known yet.
+READ_SHARDS = 4
 #: Server reads joined into one pipeline at most (`Session.read_state(servers)` from threads).
 READ_BATCH_LIMIT = 64
 #: Batched server reads in flight at once per session.
@@ -504,20 +506,15 @@ class Session:
         return int(getattr(self._transport, "max_pools", 1)) > 1
 
     def _read_sites_in_parallel(self) -> SiteRead:
-        """The whole hierarchy, one pipeline per site at once (after one for the site list):
-        the provider lists one site while this side takes in the one before."""
-        sites = self.run(READ_TEMPLATE, SitesOnly=True).records()
-        codes = [str(r.get("SiteCode") or "") for r in sites if r.get("Kind") == "Site"]
-        if len(codes) < 2:
-            result = self.run(READ_TEMPLATE)
-            read = read_site_state(result.records())
-        else:
-            with ThreadPoolExecutor(len(codes), thread_name_prefix="cmproxy-read") as pool:
-                parts = list(pool.map(lambda c: self.run(READ_TEMPLATE, SiteCode=(c,)), codes))
-            records = sites + [
-                r for part in parts for r in part.records() if r.get("Kind") != "Site"
-            ]
-            read = read_site_state(records)
+        """The whole hierarchy in several pipelines at once, each reading a share of the sites
+        (`-Shard i -Shards n`; one per site when the sites are known from a read before, else
+        READ_SHARDS): the provider lists one site while this side takes in another."""
+        shards = len(self._site_sizes) or READ_SHARDS
+        with ThreadPoolExecutor(shards, thread_name_prefix="cmproxy-read") as pool:
+            parts = list(
+                pool.map(lambda i: self.run(READ_TEMPLATE, Shard=i, Shards=shards), range(shards))
+            )
+        read = read_site_state([r for part in parts for r in part.records()])
         self._note_sizes(read.state, None)
         return read
 

@@ -4,36 +4,53 @@
 # With -SiteSystemServerName alone, each named server's roles are fetched by name (one Get per
 # server) instead of listing every role of every site: reading a few servers stays cheap. With
 # -BySite (many servers of the -SiteCode sites), each of those sites' roles is listed once and
-# the named servers' rows are kept. -SitesOnly stops after the sites (a client that reads the
-# sites in parallel asks for them first).
+# the named servers' rows are kept. -Shard i -Shards n (a client reading the whole hierarchy in n
+# pipelines at once) reads the sites at positions i, i+n, … of the site codes in sorted order;
+# only shard 0 returns the sites themselves.
 # The lists are [object[]] (they arrive as deserialised arrays; any element is used as a string).
 [CmdletBinding()]
 param(
     [object[]]$SiteCode,
     [object[]]$SiteSystemServerName,
     [switch]$BySite,
-    [switch]$SitesOnly
+    [int]$Shard = 0,
+    [int]$Shards = 1
 )
 $ErrorActionPreference = 'Stop'
 
 $sites = @(Get-CMSite)
-foreach ($site in $sites) {
-    [pscustomobject]@{
-        Kind              = 'Site'
-        SiteCode          = [string]$site.SiteCode
-        SiteName          = [string]$site.SiteName
-        Type              = $site.Type
-        ReportingSiteCode = [string]$site.ReportingSiteCode
-        ServerName        = [string]$site.ServerName
+if ($Shard -eq 0) {
+    foreach ($site in $sites) {
+        [pscustomobject]@{
+            Kind              = 'Site'
+            SiteCode          = [string]$site.SiteCode
+            SiteName          = [string]$site.SiteName
+            Type              = $site.Type
+            ReportingSiteCode = [string]$site.ReportingSiteCode
+            ServerName        = [string]$site.ServerName
+        }
     }
 }
-if ($SitesOnly) {
-    return
+# This shard's sites: by position among the sorted site codes (the same in every shard): how many
+# codes sort before it.
+$position = @{}
+foreach ($site in $sites) {
+    $code = ([string]$site.SiteCode).ToUpper()
+    $before = 0
+    foreach ($other in $sites) {
+        if (([string]$other.SiteCode).ToUpper() -lt $code) {
+            $before = $before + 1
+        }
+    }
+    $position[$code] = $before
 }
 # The sites whose roles, SUP component and accounts are read.
 $wanted = @()
 foreach ($site in $sites) {
     $code = [string]$site.SiteCode
+    if (($position[$code.ToUpper()] % $Shards) -ne $Shard) {
+        continue
+    }
     if ((-not $SiteCode) -or ($SiteCode -contains $code)) {
         $wanted += $code
     }

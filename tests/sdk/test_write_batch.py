@@ -291,3 +291,16 @@ def test_an_unopened_session_opens_on_its_first_warm_pool_and_steps_wait_for_the
             states = list(pool.map(lambda _: session.read_state([DP1]), range(6)))
         assert all(s.server(DP1) is not None for s in states)
         assert transport.pools == 3
+
+
+def test_a_whole_read_in_shards_is_the_read_in_one_pipeline() -> None:
+    """PSRP reads the hierarchy in several pipelines at once (`-Shard i -Shards n`: four
+    before the sites are known, then one per site); together they are exactly what one
+    pipeline reads (WinRS runs `Get-SiteState` whole)."""
+    with Emulator(seed="demo", receive_timeout=RECEIVE_TIMEOUT) as emu:
+        with Session(connection_info(emu, "winrm", "ntlm")) as single:
+            whole = single.read_state()
+        with Session(connection_info(emu, "psrp", "ntlm")) as sharded:
+            first, again = sharded.read_state(), sharded.read_state()
+    assert first == whole and again == whole
+    assert len(whole.sites) == 4 and len(whole.servers) > 10
