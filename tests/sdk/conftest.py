@@ -17,6 +17,9 @@ import pytest
 
 from cmproxy.connection import ConnectionInfo
 from cmproxy.emulator.api import Emulator
+from cmproxy.invocation import Invocation
+from cmproxy.model import Secret
+from cmproxy.plan import Change, ChangeKind, FieldChange
 from cmproxy.session import Session
 
 RECEIVE_TIMEOUT = 3.0
@@ -43,6 +46,22 @@ class Target:
 
     def session(self, **changes: Any) -> Session:
         return Session(self.info.evolve(**changes) if changes else self.info)
+
+
+def account_change(user: str, password: str, site: str = "PS1") -> Change:
+    """Creating account `user` (its password a `Secret`) at `site`: a write that sends a
+    SecureString."""
+    return Change(
+        kind=ChangeKind.CREATE_ACCOUNT,
+        site_code=site,
+        target=user,
+        before=None,
+        after=user,
+        fields=(FieldChange("account", None, user),),
+        invocation=Invocation.of(
+            "New-CMAccount", UserName=user, Password=Secret(password), SiteCode=site
+        ),
+    )
 
 
 def connection_info(emu: Emulator, transport: str, auth: str, **extra: Any) -> ConnectionInfo:

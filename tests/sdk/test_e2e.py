@@ -25,12 +25,12 @@ from cmproxy._exceptions import (
 from cmproxy.connection import ConnectionInfo
 from cmproxy.emulator.api import Emulator
 from cmproxy.invocation import AccountLookup, Invocation
-from cmproxy.model import ProxySettings, Secret
-from cmproxy.plan import Change, ChangeKind, FieldChange
+from cmproxy.model import ProxySettings
+from cmproxy.plan import Change, ChangeKind
 from cmproxy.session import Session
 
 from . import scenarios
-from .conftest import RECEIVE_TIMEOUT, Target, connection_info
+from .conftest import RECEIVE_TIMEOUT, Target, account_change, connection_info
 
 pytestmark = pytest.mark.e2e
 
@@ -208,17 +208,7 @@ def test_secret_never_in_logs_reprs_or_errors(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     password = "Unique-Pa55-3e1f'$(x)"
-    change = Change(
-        kind=ChangeKind.CREATE_ACCOUNT,
-        site_code="PS1",
-        target="CONTOSO\\svc-new",
-        before=None,
-        after="CONTOSO\\svc-new",
-        fields=(FieldChange("account", None, "CONTOSO\\svc-new"),),
-        invocation=Invocation.of(
-            "New-CMAccount", UserName="CONTOSO\\svc-new", Password=Secret(password), SiteCode="PS1"
-        ),
-    )
+    change = account_change("CONTOSO\\svc-new", password)
     with Emulator(seed="demo", receive_timeout=RECEIVE_TIMEOUT) as emu:
         info = connection_info(emu, transport_name, "negotiate")
         with Session(info) as session:

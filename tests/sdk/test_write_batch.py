@@ -18,14 +18,14 @@ from cmproxy._exceptions import ItemNotFoundError, PlanError, PowerShellError, T
 from cmproxy.emulator.api import Emulator
 from cmproxy.emulator.settings import EmulatorSettings
 from cmproxy.invocation import AccountLookup, Invocation
-from cmproxy.model import ProxySettings, Secret, SiteState, SupFlags
+from cmproxy.model import ProxySettings, SiteState, SupFlags
 from cmproxy.plan import Change, ChangeKind
 from cmproxy.retry import is_transient
 from cmproxy.session import Session, WriteCoalescer
 from cmproxy.transports.psrp import PSRPTransport
 from cmproxy.writer import BATCH_TEMPLATE, WriteResult, batch_step
 
-from .conftest import RECEIVE_TIMEOUT, connection_info
+from .conftest import RECEIVE_TIMEOUT, account_change, connection_info
 
 DP1 = "cm-ps1-dp01.contoso.com"
 DP2 = "cm-ps1-dp02.contoso.com"
@@ -249,17 +249,7 @@ def test_warm_with_secrets_exchanges_each_pools_key_during_its_bootstrap() -> No
     """With passwords to come, every warmed pool has its SecureString key before any step
     carries one (the RSA work rides on the module import), and a password then lands."""
     password = "Warm-Pa55-7c2d"
-    change = Change(
-        kind=ChangeKind.CREATE_ACCOUNT,
-        site_code="PS1",
-        target="CONTOSO\\svc-warm",
-        before=None,
-        after="CONTOSO\\svc-warm",
-        fields=(),
-        invocation=Invocation.of(
-            "New-CMAccount", UserName="CONTOSO\\svc-warm", Password=Secret(password), SiteCode="PS1"
-        ),
-    )
+    change = account_change("CONTOSO\\svc-warm", password)
     with (
         Emulator(seed="demo", receive_timeout=RECEIVE_TIMEOUT) as emu,
         contextlib.closing(Session(connection_info(emu, "psrp", "ntlm"))) as session,
