@@ -1,12 +1,16 @@
 # Writes several servers of one site in one pipeline: server proxies (Set-CMSiteSystemServer, as
 # Set-ServerProxy.ps1) and software update point proxy options (Set-CMSoftwareUpdatePoint, as
-# Set-SupProxyFlags.ps1), then reads every written server back in the same pipeline.
+# Set-SupProxyFlags.ps1), and reads every written server back in the same pipeline.
 # Item i is element i of each array (Kind 'Proxy' or 'Sup'). Each write runs in its own
 # try/catch, so one failure does not stop the others — except the later writes of the same
 # -Group (one transaction's writes, in order), which are skipped with a cmproxy:Skipped record.
-# Each item gets exactly one record, with its Index: the role read back after all writes (the
-# fields the single templates return) or its own error. Each proxy account is looked up once per pipeline with Get-CMAccount
-# (-ProxyAccessAccount takes the account object, configmgr-cmdlets.md §3.5).
+# Each item gets exactly one record, with its Index: the role read back (the fields the single
+# templates return) or its own error. A group's written items are read back right after the
+# group's last item (without -Group, each item is its own group): after all of its
+# transaction's writes, while the site takes the next writes. With -ReadBackBySite they are all
+# read back after the last write, from one listing of the site. Each proxy account is looked
+# up once per pipeline with Get-CMAccount (-ProxyAccessAccount takes the account object,
+# configmgr-cmdlets.md §3.5).
 # The lists are [object[]] (they arrive as deserialised arrays).
 [CmdletBinding()]
 param(
@@ -27,8 +31,61 @@ param(
 )
 $ErrorActionPreference = 'Stop'
 
+# One written item read back: its role (picked from $Listed when the site was listed) or an error.
+function Read-BackItem {
+    param([int]$Index, $Listed)
+    $name = [string]$SiteSystemServerName[$Index]
+    $roleName = 'SMS Site System'
+    if ([string]$Kind[$Index] -eq 'Sup') {
+        $roleName = 'SMS Software Update Point'
+    }
+    if ($null -ne $Listed) {
+        $role = $Listed[('\\' + $name).ToLower() + '|' + $roleName]
+    } elseif ([string]$Kind[$Index] -eq 'Sup') {
+        $role = Get-CMSoftwareUpdatePoint -SiteSystemServerName $name -SiteCode $SiteCode
+    } else {
+        $role = Get-CMSiteSystemServer -SiteSystemServerName $name -SiteCode $SiteCode
+    }
+    if (-not $role) {
+        [pscustomobject]@{
+            Kind                  = 'Error'
+            Index                 = $Index
+            Message               = ('cmproxy:ServerNotFound: ' + $name + ' has no such role at site ' + $SiteCode)
+            FullyQualifiedErrorId = 'cmproxy:ServerNotFound'
+            Category              = 'ObjectNotFound'
+            Reason                = ''
+            TargetName            = $name
+        }
+        return
+    }
+    $props = @{}
+    foreach ($prop in $role.Props) {
+        $props[$prop.PropertyName] = $prop
+    }
+    [pscustomobject]@{
+        Kind                 = 'Role'
+        Index                = $Index
+        SiteCode             = $SiteCode
+        ServerName           = [string]$role.NetworkOSPath
+        RoleName             = [string]$role.RoleName
+        UseProxy             = $props['UseProxy'].Value
+        ProxyName            = $props['ProxyName'].Value2
+        ProxyServerPort      = $props['ProxyServerPort'].Value
+        ProxyUserName        = $props['ProxyUserName'].Value2
+        AnonymousProxyAccess = $props['AnonymousProxyAccess'].Value
+        UseProxyForADR       = $props['UseProxyForADR'].Value
+    }
+}
+
 $accounts = @{}
-$written = @()
+# Written items not read back yet, and each group's last item.
+$pending = @()
+$lastOfGroup = @{}
+$i = 0
+foreach ($tag in $Group) {
+    $lastOfGroup[[string]$tag] = $i
+    $i = $i + 1
+}
 $i = 0
 $failedGroups = @{}
 foreach ($item in $SiteSystemServerName) {
@@ -44,98 +101,71 @@ foreach ($item in $SiteSystemServerName) {
             Reason                = ''
             TargetName            = $name
         }
-        $i = $i + 1
-        continue
-    }
-    try {
-        if ([string]$Kind[$i] -eq 'Sup') {
-            Set-CMSoftwareUpdatePoint -SiteSystemServerName $name -SiteCode $SiteCode -UseProxy ([bool]$UseProxy[$i]) -UseProxyForAutoDeploymentRule ([bool]$UseProxyForAutoDeploymentRule[$i])
-        } elseif ([bool]$EnableProxy[$i]) {
-            $accountName = [string]$ProxyAccessAccountName[$i]
-            if ($accountName) {
-                $key = $accountName.ToLower()
-                if (-not $accounts.ContainsKey($key)) {
-                    $accounts[$key] = Get-CMAccount -UserName $accountName -SiteCode $SiteCode
+    } else {
+        try {
+            if ([string]$Kind[$i] -eq 'Sup') {
+                Set-CMSoftwareUpdatePoint -SiteSystemServerName $name -SiteCode $SiteCode -UseProxy ([bool]$UseProxy[$i]) -UseProxyForAutoDeploymentRule ([bool]$UseProxyForAutoDeploymentRule[$i])
+            } elseif ([bool]$EnableProxy[$i]) {
+                $accountName = [string]$ProxyAccessAccountName[$i]
+                if ($accountName) {
+                    $key = $accountName.ToLower()
+                    if (-not $accounts.ContainsKey($key)) {
+                        $accounts[$key] = Get-CMAccount -UserName $accountName -SiteCode $SiteCode
+                    }
+                    $account = $accounts[$key]
+                    if (-not $account) {
+                        throw ('cmproxy:AccountNotFound: the account ' + $accountName + ' is not registered at site ' + $SiteCode)
+                    }
+                    Set-CMSiteSystemServer -SiteSystemServerName $name -SiteCode $SiteCode -EnableProxy $true -ProxyServerName ([string]$ProxyServerName[$i]) -ProxyServerPort ([int]$ProxyServerPort[$i]) -ProxyAccessAccount $account
+                } else {
+                    Set-CMSiteSystemServer -SiteSystemServerName $name -SiteCode $SiteCode -EnableProxy $true -ProxyServerName ([string]$ProxyServerName[$i]) -ProxyServerPort ([int]$ProxyServerPort[$i])
                 }
-                $account = $accounts[$key]
-                if (-not $account) {
-                    throw ('cmproxy:AccountNotFound: the account ' + $accountName + ' is not registered at site ' + $SiteCode)
-                }
-                Set-CMSiteSystemServer -SiteSystemServerName $name -SiteCode $SiteCode -EnableProxy $true -ProxyServerName ([string]$ProxyServerName[$i]) -ProxyServerPort ([int]$ProxyServerPort[$i]) -ProxyAccessAccount $account
             } else {
-                Set-CMSiteSystemServer -SiteSystemServerName $name -SiteCode $SiteCode -EnableProxy $true -ProxyServerName ([string]$ProxyServerName[$i]) -ProxyServerPort ([int]$ProxyServerPort[$i])
+                Set-CMSiteSystemServer -SiteSystemServerName $name -SiteCode $SiteCode -EnableProxy $false
             }
-        } else {
-            Set-CMSiteSystemServer -SiteSystemServerName $name -SiteCode $SiteCode -EnableProxy $false
+            $pending += $i
+        } catch {
+            if ($Group) {
+                $failedGroups[[string]$Group[$i]] = $true
+            }
+            [pscustomobject]@{
+                Kind                  = 'Error'
+                Index                 = $i
+                Message               = [string]$_.Exception.Message
+                FullyQualifiedErrorId = [string]$_.FullyQualifiedErrorId
+                Category              = [string]$_.CategoryInfo.Category
+                Reason                = [string]$_.CategoryInfo.Reason
+                TargetName            = $name
+            }
         }
-        $written += $i
-    } catch {
-        if ($Group) {
-            $failedGroups[[string]$Group[$i]] = $true
+    }
+    # After its group's last item, the group's written items are read back.
+    $last = $i
+    if ($Group) {
+        $last = $lastOfGroup[[string]$Group[$i]]
+    }
+    if ((-not $ReadBackBySite) -and ($last -eq $i)) {
+        $others = @()
+        foreach ($j in $pending) {
+            if ((-not $Group) -or ([string]$Group[$j] -eq [string]$Group[$i])) {
+                Read-BackItem -Index $j -Listed $null
+            } else {
+                $others += $j
+            }
         }
-        [pscustomobject]@{
-            Kind                  = 'Error'
-            Index                 = $i
-            Message               = [string]$_.Exception.Message
-            FullyQualifiedErrorId = [string]$_.FullyQualifiedErrorId
-            Category              = [string]$_.CategoryInfo.Category
-            Reason                = [string]$_.CategoryInfo.Reason
-            TargetName            = $name
-        }
+        $pending = $others
     }
     $i = $i + 1
 }
 
-# The read-back, after all writes: one Get per written server and role, or with -ReadBackBySite
-# (the caller's choice when the batch is a good part of the site) the site's roles listed once
-# and each written server's row picked from them.
-$listed = $null
+# With -ReadBackBySite (the caller's choice when the batch is a good part of the site), after
+# the last write: the site's roles listed once and each written server's row picked from them.
 if ($ReadBackBySite) {
     $listed = @{}
     foreach ($row in Get-CMSiteRole -SiteCode $SiteCode) {
         $listed[([string]$row.NetworkOSPath).ToLower() + '|' + [string]$row.RoleName] = $row
     }
-}
-foreach ($i in $written) {
-    $name = [string]$SiteSystemServerName[$i]
-    $roleName = 'SMS Site System'
-    if ([string]$Kind[$i] -eq 'Sup') {
-        $roleName = 'SMS Software Update Point'
-    }
-    if ($null -ne $listed) {
-        $role = $listed[('\\' + $name).ToLower() + '|' + $roleName]
-    } elseif ([string]$Kind[$i] -eq 'Sup') {
-        $role = Get-CMSoftwareUpdatePoint -SiteSystemServerName $name -SiteCode $SiteCode
-    } else {
-        $role = Get-CMSiteSystemServer -SiteSystemServerName $name -SiteCode $SiteCode
-    }
-    if (-not $role) {
-        [pscustomobject]@{
-            Kind                  = 'Error'
-            Index                 = $i
-            Message               = ('cmproxy:ServerNotFound: ' + $name + ' has no such role at site ' + $SiteCode)
-            FullyQualifiedErrorId = 'cmproxy:ServerNotFound'
-            Category              = 'ObjectNotFound'
-            Reason                = ''
-            TargetName            = $name
-        }
-        continue
-    }
-    $props = @{}
-    foreach ($prop in $role.Props) {
-        $props[$prop.PropertyName] = $prop
-    }
-    [pscustomobject]@{
-        Kind                 = 'Role'
-        Index                = $i
-        SiteCode             = $SiteCode
-        ServerName           = [string]$role.NetworkOSPath
-        RoleName             = [string]$role.RoleName
-        UseProxy             = $props['UseProxy'].Value
-        ProxyName            = $props['ProxyName'].Value2
-        ProxyServerPort      = $props['ProxyServerPort'].Value
-        ProxyUserName        = $props['ProxyUserName'].Value2
-        AnonymousProxyAccess = $props['AnonymousProxyAccess'].Value
-        UseProxyForADR       = $props['UseProxyForADR'].Value
+    foreach ($j in $pending) {
+        Read-BackItem -Index $j -Listed $listed
     }
 }

@@ -19,7 +19,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -330,6 +330,16 @@ class SiteState:
             by_name[u.name] = u
         self.put_sysres(site, server, role, [by_name[n] for n in order], row.ssl_state)
 
+    def role_counts(self, sites: Iterable[str]) -> dict[tuple[str, str], int]:
+        """Roles per server of the given sites, keyed by `nocase` (site, server)."""
+        counts: dict[tuple[str, str], int] = {}
+        for code in {nocase(s) for s in sites}:
+            rows = self._rows(
+                "SELECT server, COUNT(*) AS n FROM sysres WHERE site=? GROUP BY server", (code,)
+            )
+            counts.update({(code, nocase(r["server"])): int(r["n"]) for r in rows})
+        return counts
+
     def role_count(self, site: str, server: str) -> int:
         return int(
             self._scalar("SELECT COUNT(*) FROM sysres WHERE site=? AND server=?", (site, server))
@@ -480,6 +490,11 @@ def _dump_props(props: Sequence[Prop]) -> str:
 
 def _load_props(text: str) -> tuple[Prop, ...]:
     return tuple(Prop.from_json(d) for d in json.loads(text))
+
+
+def nocase(text: str) -> str:
+    """`text` folded as SQLite's NOCASE folds it (ASCII letters only)."""
+    return text.encode("utf-8").lower().decode("utf-8")
 
 
 def nal_path(server: str, site: str) -> str:

@@ -94,6 +94,43 @@ def test_batch_step_binds_one_column_per_parameter() -> None:
         batch_step("PS2", [proxy_change(DP1)])
 
 
+@pytest.mark.parametrize(
+    ("groups", "expected"),
+    [
+        # Contiguous groups: a group is read back before the next group writes.
+        ([1, 1, 2], ["Set DP1", "Set SUP", "Get DP1", "Get SUP", "Set DP2", "Get DP2"]),
+        # A group whose writes are not contiguous is read back after its last one.
+        ([1, 2, 1], ["Set DP1", "Set DP2", "Get DP2", "Set SUP", "Get DP1", "Get SUP"]),
+        # Without groups each item is its own group.
+        (None, ["Set DP1", "Get DP1", "Set SUP", "Get SUP", "Set DP2", "Get DP2"]),
+    ],
+)
+def test_a_group_is_read_back_after_its_last_write(
+    groups: list[int] | None, expected: list[str]
+) -> None:
+    """The read-back of a transaction's servers follows all of its writes (what lets it skip
+    its final read), and comes before later groups' writes where it can: the site takes
+    those writes while the batch reads, instead of one read-back after the pipeline's last
+    write."""
+    changes = [proxy_change(DP1), sup_change(SUP, True, False), proxy_change(DP2)]
+    if groups == [1, 2, 1]:
+        changes = [changes[0], changes[2], changes[1]]
+    short = {DP1: "DP1", DP2: "DP2", SUP: "SUP"}
+    with (
+        Emulator(seed="demo", receive_timeout=RECEIVE_TIMEOUT) as emu,
+        Session(connection_info(emu, "psrp", "ntlm")) as session,
+    ):
+        before = len(emu.state.call_log())
+        results = session._write_batch("PS1", changes, groups)
+        calls = [
+            f"{'Set' if c.wrote else 'Get'} {short[c.params['SiteSystemServerName']]}"
+            for c in emu.state.call_log()[before:]
+            if c.command.endswith(("-CMSiteSystemServer", "-CMSoftwareUpdatePoint"))
+        ]
+    assert all(isinstance(r, WriteResult) and r.matches for r in results)
+    assert calls == expected
+
+
 @pytest.mark.parametrize("transport", ["psrp", "winrm"])
 def test_one_pipeline_each_item_its_own_result_or_error(transport: str) -> None:
     changes = [

@@ -10,7 +10,7 @@ Error ids use the real class scheme `Microsoft.ConfigurationManagement.Cmdlets.H
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from cmproxy.emulator.engine import conv
@@ -28,6 +28,7 @@ from cmproxy.emulator.state import (
     SysRes,
     item_name,
     nal_path,
+    nocase,
 )
 
 if TYPE_CHECKING:
@@ -99,7 +100,23 @@ def _type_code(site: Site | None, server: str) -> int:
 
 
 def sysres_obj(ctx: CallContext, row: SysRes) -> PSObj:
-    site = ctx.state.site(row.site)
+    return _sysres_obj(row, ctx.state.site(row.site), ctx.state.role_count(row.site, row.server))
+
+
+def sysres_objs(ctx: CallContext, rows: Sequence[SysRes]) -> list[PSObj]:
+    """Many rows: the sites and the role counts read once for all (a listing of a big site
+    would otherwise query both per row)."""
+    if len(rows) < 2:
+        return [sysres_obj(ctx, r) for r in rows]
+    sites = {s.code.upper(): s for s in ctx.state.sites()}
+    counts = ctx.state.role_counts({r.site for r in rows})
+    return [
+        _sysres_obj(r, sites.get(r.site.upper()), counts[nocase(r.site), nocase(r.server)])
+        for r in rows
+    ]
+
+
+def _sysres_obj(row: SysRes, site: Site | None, role_count: int) -> PSObj:
     return result_obj(
         "SMS_SCI_SysResUse",
         {
@@ -111,7 +128,7 @@ def sysres_obj(ctx: CallContext, row: SysRes) -> PSObj:
             "NetworkOSPath": f"\\\\{row.server}",
             "PropLists": [],
             "Props": [embedded(p) for p in row.props],
-            "RoleCount": ctx.state.role_count(row.site, row.server),
+            "RoleCount": role_count,
             "RoleName": row.role,
             "ServiceWindows": [],
             "SiteCode": row.site,
@@ -298,7 +315,7 @@ def get_site_role(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
     else:
         rows = _rows(ctx, a, None)
     role = a.get("RoleName")
-    return [sysres_obj(ctx, r) for r in rows if _name_ok(r.role, role, a)]
+    return sysres_objs(ctx, [r for r in rows if _name_ok(r.role, role, a)])
 
 
 def get_site_system_server(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
@@ -307,7 +324,7 @@ def get_site_system_server(ctx: CallContext, a: dict[str, Any], items: Any) -> A
         site, server = _server_of(obj)
         row = ctx.state.get_sysres(site, server, SITE_SYSTEM)
         return [sysres_obj(ctx, row)] if row is not None else []
-    return [sysres_obj(ctx, r) for r in _rows(ctx, a, SITE_SYSTEM)]
+    return sysres_objs(ctx, _rows(ctx, a, SITE_SYSTEM))
 
 
 # ---- proxy semantics (reference §8.3) -------------------------------------------------------
@@ -438,7 +455,7 @@ def get_sup(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
         site, server = _server_of(obj)
         row = ctx.state.get_sysres(site, server, SUP_ROLE)
         return [sysres_obj(ctx, row)] if row is not None else []
-    return [sysres_obj(ctx, r) for r in _rows(ctx, a, SUP_ROLE)]
+    return sysres_objs(ctx, _rows(ctx, a, SUP_ROLE))
 
 
 def _sup_updates(ctx: CallContext, a: dict[str, Any], add: bool) -> list[Prop]:
