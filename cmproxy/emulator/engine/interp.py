@@ -12,7 +12,7 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import tree_sitter
 import tree_sitter_powershell
@@ -98,8 +98,11 @@ class Scope:
         self.parent = parent
 
     def lookup(self, name: str) -> tuple[bool, Any]:
+        return self.lookup_low(name.lower())
+
+    def lookup_low(self, low: str) -> tuple[bool, Any]:
+        """`lookup` of a name already in lower case (the evaluator's hot path)."""
         s: Scope | None = self
-        low = name.lower()
         while s is not None:
             if low in s.vars:
                 return True, s.vars[low]
@@ -113,7 +116,16 @@ class Scope:
 class _NodeCache:
     """What the evaluator derives from a tree's nodes, by node id (the tree never changes)."""
 
-    __slots__ = ("elements", "exprs", "named", "targets", "unwrapped", "var_names")
+    __slots__ = (
+        "elements",
+        "exprs",
+        "named",
+        "parts",
+        "targets",
+        "texts",
+        "unwrapped",
+        "var_names",
+    )
 
     def __init__(self) -> None:
         self.named: dict[int, list[Node]] = {}
@@ -124,6 +136,10 @@ class _NodeCache:
         self.var_names: dict[int, str] = {}
         #: assignment target node → (its kind, the node assigned to)
         self.targets: dict[int, tuple[str, Node]] = {}
+        #: node → its source text
+        self.texts: dict[int, str] = {}
+        #: (what, node) → the parts a statement or expression of that kind is made of
+        self.parts: dict[tuple[str, int], Any] = {}
 
 
 #: Parsed scripts by text (the SDK sends the same templates over and over), most recent last.
@@ -247,6 +263,58 @@ def unescape_dq(s: str) -> str:
     return "".join(out)
 
 
+_T = TypeVar("_T")
+_MISSING: Any = object()
+#: The automatic variables that are constants.
+_CONSTANTS: dict[str, Any] = {"true": True, "false": False, "null": None}
+
+
+def _if_parts(n: Node) -> list[tuple[Node | None, Node]]:
+    """(condition, block) of the if, each elseif and the else (whose condition is None)."""
+    children = n.named_children
+    found: list[tuple[Node | None, Node]] = [
+        (
+            next(c for c in children if c.type == "pipeline"),
+            next(c for c in children if c.type == "statement_block"),
+        )
+    ]
+    for c in children:
+        if c.type == "elseif_clauses":
+            for ec in c.named_children:
+                econd = next(x for x in ec.named_children if x.type == "pipeline")
+                eblock = next(x for x in ec.named_children if x.type == "statement_block")
+                found.append((econd, eblock))
+        elif c.type == "else_clause":
+            found.append((None, next(x for x in c.named_children if x.type == "statement_block")))
+            break
+    return found
+
+
+def _foreach_parts(n: Node) -> tuple[Node, Node, Node]:
+    """The loop variable, what it iterates and the body."""
+    kids = n.named_children
+    return (
+        next(c for c in kids if c.type == "variable"),
+        next(c for c in kids if c.type == "pipeline"),
+        next(c for c in kids if c.type == "statement_block"),
+    )
+
+
+def _try_parts(n: Node) -> tuple[Node, Node | None, Node | None]:
+    """The try block, the catch clauses and the finally clause."""
+    kids = n.named_children
+    return (
+        next(c for c in kids if c.type == "statement_block"),
+        next((c for c in kids if c.type == "catch_clauses"), None),
+        next((c for c in kids if c.type == "finally_clause"), None),
+    )
+
+
+def _access_parts(n: Node) -> tuple[bool, Node]:
+    """Whether a member access is static (`::`), and its target."""
+    return any(c.type == "::" for c in n.children), n.named_children[0]
+
+
 def _is_psobj_custom(v: Any) -> bool:
     return isinstance(v, PSObj) and v.type_names[:1] == conv.PSCUSTOM[:1]
 
@@ -260,10 +328,24 @@ class Evaluator:
         self.try_depth = 0
         self._cache = _node_cache(src)
         self._named = self._cache.named
+        self._texts = self._cache.texts
+        self._parts = self._cache.parts
 
     # -- helpers ----------------------------------------------------------------------------
     def text(self, n: Node) -> str:
-        return self.src[n.start_byte : n.end_byte].decode("utf-8")
+        found = self._texts.get(n.id)
+        if found is None:
+            found = self._texts[n.id] = self.src[n.start_byte : n.end_byte].decode("utf-8")
+        return found
+
+    def parts(self, what: str, n: Node, derive: Callable[[Node], _T]) -> _T:
+        """What a node of some kind is made of, derived once per node (the tree never
+        changes): statements and expressions run many times find their pieces here."""
+        key = (what, n.id)
+        found = self._parts.get(key, _MISSING)
+        if found is _MISSING:
+            found = self._parts[key] = derive(n)
+        return cast(_T, found)
 
     def unsupported(self, n: Node, what: str | None = None) -> NotSupportedByEmulator:
         return NotSupportedByEmulator(what or f"'{self.text(n)[:60]}' ({n.type})")
@@ -285,7 +367,7 @@ class Evaluator:
         if n is None:
             return []
         if n.type in ("statement_block", "script_block_body", "script_block"):
-            inner = [c for c in n.named_children if c.type not in _SKIP]
+            inner = self.named(n)
             if n.type == "script_block" and any(c.type == "param_block" for c in inner):
                 raise self.unsupported(n, "param() inside a script block")
             out: list[Any] = []
@@ -343,28 +425,13 @@ class Evaluator:
         raise self.unsupported(n, f"The statement '{t}'")
 
     def if_statement(self, n: Node) -> list[Any]:
-        children = n.named_children
-        cond = next(c for c in children if c.type == "pipeline")
-        block = next(c for c in children if c.type == "statement_block")
-        if conv.truthy(self.pipeline_value(cond)):
-            return self.run_block(block)
-        for c in children:
-            if c.type == "elseif_clauses":
-                for ec in c.named_children:
-                    econd = next(x for x in ec.named_children if x.type == "pipeline")
-                    eblock = next(x for x in ec.named_children if x.type == "statement_block")
-                    if conv.truthy(self.pipeline_value(econd)):
-                        return self.run_block(eblock)
-            elif c.type == "else_clause":
-                return self.run_block(
-                    next(x for x in c.named_children if x.type == "statement_block")
-                )
+        for cond, block in self.parts("if", n, _if_parts):
+            if cond is None or conv.truthy(self.pipeline_value(cond)):
+                return self.run_block(block)
         return []
 
     def foreach_statement(self, n: Node) -> list[Any]:
-        var = next(c for c in n.named_children if c.type == "variable")
-        src = next(c for c in n.named_children if c.type == "pipeline")
-        block = next(c for c in n.named_children if c.type == "statement_block")
+        var, src, block = self.parts("foreach", n, _foreach_parts)
         name = self.var_name(var)
         out: list[Any] = []
         for item in self.foreach_items(src):
@@ -416,9 +483,7 @@ class Evaluator:
         return out
 
     def try_statement(self, n: Node) -> list[Any]:
-        block = next(c for c in n.named_children if c.type == "statement_block")
-        catches = next((c for c in n.named_children if c.type == "catch_clauses"), None)
-        fin = next((c for c in n.named_children if c.type == "finally_clause"), None)
+        block, catches, fin = self.parts("try", n, _try_parts)
         out: list[Any] = []
         try:
             self.try_depth += 1
@@ -690,15 +755,10 @@ class Evaluator:
         return [x for x in (items or []) if x is not NOTHING]
 
     def command(self, n: Node, items: list[Any] | None) -> list[Any]:
-        kids = n.named_children
-        if kids and kids[0].type == "command_invokation_operator":
-            if self.text(kids[0]).strip() != "&":
-                raise self.unsupported(n, "The dot-source operator '.'")
+        operator, name, elements, rng = self.parts("command", n, self._command_parts)
+        if operator:
             return self.call_operator(n, items)
-        name_node = next(c for c in kids if c.type == "command_name")
-        name = self.text(name_node)
-        elements = next((c for c in kids if c.type == "command_elements"), None)
-        rng = re.fullmatch(r"(-?\d+)\.\.(-?\d+)", name)
+        assert name is not None
         if rng is not None and items is None and not self.command_args_present(elements):
             # The grammar reads a leading `1..5` as a command name; it is a range.
             lo, hi = int(rng.group(1)), int(rng.group(2))
@@ -706,6 +766,18 @@ class Evaluator:
             return list(range(lo, hi + step, step))
         args = self.command_args(elements) if elements is not None else []
         return self.rs.call(name, args, items, self)
+
+    def _command_parts(self, n: Node) -> tuple[bool, str | None, Node | None, re.Match[str] | None]:
+        """Whether it is `& …`, else its name, its elements and the range its name reads as."""
+        kids = n.named_children
+        if kids and kids[0].type == "command_invokation_operator":
+            if self.text(kids[0]).strip() != "&":
+                raise self.unsupported(n, "The dot-source operator '.'")
+            return True, None, None, None
+        name_node = next(c for c in kids if c.type == "command_name")
+        name = self.text(name_node)
+        elements = next((c for c in kids if c.type == "command_elements"), None)
+        return False, name, elements, re.fullmatch(r"(-?\d+)\.\.(-?\d+)", name)
 
     def call_operator(self, n: Node, items: list[Any] | None) -> list[Any]:
         """`& <name | scriptblock | CommandInfo> args`: the callee is evaluated, never parsed
@@ -981,18 +1053,14 @@ class Evaluator:
 
     def variable_value(self, name: str) -> Any:
         low = name.lower()
-        if low == "true":
-            return True
-        if low == "false":
-            return False
-        if low == "null":
-            return None
+        if low in _CONSTANTS:
+            return _CONSTANTS[low]
         if low.startswith("env:"):
             return self.rs.env.get(name[4:].lower(), (None, None))[1]
         if low in ("input",):
-            found, v = self.rs.scope.lookup("input")
+            found, v = self.rs.scope.lookup_low("input")
             return v if found else []
-        found, v = self.rs.scope.lookup(name)
+        found, v = self.rs.scope.lookup_low(low)
         if found:
             return v
         if low in ("pwd",):
@@ -1023,18 +1091,9 @@ class Evaluator:
     def hashtable(self, n: Node) -> dict[str, Any]:
         out: dict[str, Any] = {}
         seen: set[str] = set()  # keys, lower-case: a hash literal's keys are case-insensitive
-        body = next((c for c in n.named_children if c.type == "hash_literal_body"), None)
-        for e in body.named_children if body is not None else []:
-            if e.type != "hash_entry":
-                continue
-            kids = self.named(e)
-            k = kids[0]
-            key_inner = self.named(k)
-            if k.type == "key_expression" and key_inner and key_inner[0].type == "simple_name":
-                key: Any = self.text(key_inner[0])
-            else:
-                key = self.expr(k)
-            v = self.pipeline_value(kids[1])
+        for name, k, value in self.parts("hash", n, self._hash_parts):
+            key: Any = name if name is not None else self.expr(k)
+            v = self.pipeline_value(value)
             text = conv.to_str(key)
             if text.lower() in seen:
                 raise PSError(
@@ -1049,20 +1108,39 @@ class Evaluator:
             out[text] = v
         return out
 
+    def _hash_parts(self, n: Node) -> list[tuple[str | None, Node, Node]]:
+        """A hash literal's entries: (the key's text when it is a bare name, the key, the
+        value)."""
+        found = []
+        body = next((c for c in n.named_children if c.type == "hash_literal_body"), None)
+        for e in body.named_children if body is not None else []:
+            if e.type != "hash_entry":
+                continue
+            kids = self.named(e)
+            k = kids[0]
+            key_inner = self.named(k)
+            simple = k.type == "key_expression" and key_inner and key_inner[0].type == "simple_name"
+            found.append((self.text(key_inner[0]) if simple else None, k, kids[1]))
+        return found
+
     # -- members ----------------------------------------------------------------------------
     def member_name(self, n: Node) -> str:
+        name, expr = self.parts("member", n, self._member_parts)
+        return name if name is not None else conv.to_str(self.expr(expr))
+
+    def _member_parts(self, n: Node) -> tuple[str | None, Node]:
+        """A member's name when it is written out, else the expression that computes it."""
         mn = next(c for c in n.named_children if c.type == "member_name")
         inner = self.named(mn)
         if inner and inner[0].type != "simple_name":
-            return conv.to_str(self.expr(inner[0]))
-        return self.text(mn)
+            return None, inner[0]
+        return self.text(mn), mn
 
     def member_access(self, n: Node) -> Any:
-        kids = n.named_children
-        if any(c.type == "::" for c in n.children):
+        static, target = self.parts("access", n, _access_parts)
+        if static:
             raise self.unsupported(n, f"The static member {self.text(n)}")
-        target = self.expr(kids[0])
-        return get_member(target, self.member_name(n))
+        return get_member(self.expr(target), self.member_name(n))
 
     def element_access(self, n: Node) -> Any:
         kids = self.named(n)
@@ -1113,17 +1191,26 @@ class Evaluator:
         raise self.unsupported(n, f"The unary operator '{op}'")
 
     def cast(self, n: Node) -> Any:
-        tl = next(c for c in n.named_children if c.type == "type_literal")
-        operand = [c for c in self.named(n) if c != tl]
-        tname = self.text(tl).strip("[]").strip().lower()
+        tl, operand, tname, to_custom = self.parts("cast", n, self._cast_parts)
         if tname in ("void",):
             self.expr(operand[0])
             return NOTHING
-        if tname == "pscustomobject" and operand and self._is_hash_literal(operand[0]):
+        if to_custom:
             h = self.expr(operand[0])
             return conv.custom(h)
         v = self.expr(operand[0])
         return self.convert_to(tname, v, tl)
+
+    def _cast_parts(self, n: Node) -> tuple[Node, list[Node], str, bool]:
+        """The type literal, the operand, the type's name and whether it builds a custom
+        object from a hash literal."""
+        tl = next(c for c in n.named_children if c.type == "type_literal")
+        operand = [c for c in self.named(n) if c != tl]
+        tname = self.text(tl).strip("[]").strip().lower()
+        to_custom = (
+            tname == "pscustomobject" and bool(operand) and self._is_hash_literal(operand[0])
+        )
+        return tl, operand, tname, to_custom
 
     def _is_hash_literal(self, n: Node) -> bool:
         node = n
@@ -1177,16 +1264,23 @@ class Evaluator:
         raise self.unsupported(where, f"The cast [{tname}]")
 
     def comparison(self, n: Node) -> Any:
-        kids = self.named(n)
-        op_node = next(c for c in kids if c.type == "comparison_operator")
-        op = self.text(op_node).lower()
+        op, kids = self.parts("comparison", n, self._comparison_parts)
         left = self.expr(kids[0])
         right = self.expr(kids[2])
         return compare_op(op, left, right, self)
 
-    def logical(self, n: Node) -> Any:
+    def _comparison_parts(self, n: Node) -> tuple[str, list[Node]]:
         kids = self.named(n)
-        op = self.text(n.children[1]).lower()
+        op_node = next(c for c in kids if c.type == "comparison_operator")
+        return self.text(op_node).lower(), kids
+
+    def _operator_parts(self, n: Node) -> tuple[str, list[Node]]:
+        """A binary operator (as written) and its operands."""
+        return self.text(n.children[1]), self.named(n)
+
+    def logical(self, n: Node) -> Any:
+        op, kids = self.parts("operator", n, self._operator_parts)
+        op = op.lower()
         left = conv.truthy(self.expr(kids[0]))
         if op == "-and":
             return left and conv.truthy(self.expr(kids[1]))
@@ -1197,8 +1291,7 @@ class Evaluator:
         raise self.unsupported(n, f"The operator {op}")
 
     def arith(self, n: Node) -> Any:
-        kids = self.named(n)
-        op = self.text(n.children[1])
+        op, kids = self.parts("operator", n, self._operator_parts)
         return arith_op(op, self.expr(kids[0]), self.expr(kids[1]))
 
     def format_op(self, n: Node) -> str:
@@ -1223,10 +1316,7 @@ class Evaluator:
         return NOTHING
 
     def assignment(self, n: Node) -> None:
-        kids = n.named_children
-        left = kids[0]
-        op = self.text(next(c for c in kids if c.type == "assignement_operator")).strip()
-        right = kids[-1]
+        left, op, right = self.parts("assignment", n, self._assignment_parts)
         value = self.pipeline_value(right) if right.type == "pipeline" else self.expr(right)
         if value is NOTHING:
             value = None
@@ -1234,6 +1324,11 @@ class Evaluator:
             cur = self.expr(left)
             value = arith_op(op[0], cur, value)
         self.assign_to(left, value)
+
+    def _assignment_parts(self, n: Node) -> tuple[Node, str, Node]:
+        kids = n.named_children
+        op = self.text(next(c for c in kids if c.type == "assignement_operator")).strip()
+        return kids[0], op, kids[-1]
 
     def _assign_target(self, left: Node) -> tuple[str, Node]:
         """What `left` assigns to, derived once per node (a hot path)."""
@@ -1347,7 +1442,10 @@ def get_member(target: Any, name: str) -> Any:
             return list(target.values())
         return None
     if isinstance(target, PSObj):
-        for k, v in target.properties.items():
+        props = target.properties
+        if name in props:  # as written (the usual case); else case-insensitively
+            return props[name]
+        for k, v in props.items():
             if k.lower() == low:
                 return v
         if low == "psobject":
