@@ -19,16 +19,17 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
 
-from cmproxy._exceptions import CMProxyError, ValidationError
+from cmproxy._exceptions import CMProxyError, PlanError, ValidationError
 from cmproxy.desired import DesiredSpec
 from cmproxy.journal import Hold, Journal
 from cmproxy.model import KnownAccount, SiteState
 from cmproxy.plan import (
+    Change,
     ChangeKind,
     DesiredState,
     Plan,
@@ -66,6 +67,52 @@ class _Provider:
 
 #: One server's transaction in a bulk run: (its index in the results, provider, key, desired).
 _Job = tuple[int, _Provider, str, DesiredState]
+
+
+class _AccountsFirst:
+    """The accounts a bulk change creates, made while its batches get ready (plans, journal
+    claims): no batch writes before they all exist (`wait` is each batch's `before_writes`).
+
+    A client that reads nothing back in the creating pipeline is re-read to confirm them.
+    """
+
+    def __init__(self, work: Sequence[tuple[SiteClient, list[Change]]]) -> None:
+        self._work = [(client, creations) for client, creations in work if creations]
+        self._done = threading.Event()
+        self.error: BaseException | None = None
+
+    def start(self) -> None:
+        if not self._work:
+            self._done.set()
+            return
+        threading.Thread(target=self._create, name="cmproxy-accounts", daemon=True).start()
+
+    def _create(self) -> None:
+        try:
+            for client, creations in self._work:
+                created = apply_changes(client, creations)  # each site's account in parallel
+                for written in created:
+                    if isinstance(written, BaseException):
+                        raise written
+                if all(getattr(w, "matches", None) is True for w in created):
+                    continue  # read back in the same pipeline
+                state = client.read_state(None)
+                missing = [c for c in creations if not state.has_account(c.target, c.site_code)]
+                if missing:
+                    raise PlanError(
+                        f"the account {missing[0].target} is not registered at site "
+                        f"{missing[0].site_code} after it was created; no server was changed"
+                    )
+        except BaseException as error:
+            self.error = error
+        finally:
+            self._done.set()
+
+    def wait(self) -> None:
+        """Return once every account exists; raise what stopped their creation."""
+        self._done.wait()
+        if self.error is not None:
+            raise self.error
 
 
 @attrs.frozen
@@ -321,26 +368,23 @@ def _apply_bulk(
             )
         )
     cancel = cancel or threading.Event()
-    # Accounts once, before the per-server transactions that need them.
+    # Accounts once, before the per-server transactions that need them: created while the
+    # batches plan and claim their servers (each batch is planned as if they existed, and
+    # waits for them before its first write).
     jobs: list[tuple[_Provider, str, DesiredState]] = []
+    creating: list[tuple[SiteClient, list[Change]]] = []
     for read, d, pl in plans:
-        state = read.state
         creations = [c for c in pl if c.kind is ChangeKind.CREATE_ACCOUNT]
-        created = apply_changes(read.client, creations)  # each site's account in parallel
-        for written in created:
-            if isinstance(written, BaseException):
-                raise written
-        if all(getattr(w, "matches", None) is True for w in created):
-            # Read back in the same pipeline: no need to re-read the whole hierarchy.
-            state = attrs.evolve(
-                state,
-                accounts=state.accounts
-                | {KnownAccount(str(c.target), c.site_code) for c in creations},
-            )
-        else:
-            state = read.client.read_state(None)
+        creating.append((read.client, creations))
+        state = attrs.evolve(
+            read.state,
+            accounts=read.state.accounts
+            | {KnownAccount(str(c.target), c.site_code) for c in creations},
+        )
         provider = attrs.evolve(read, state=state)
         jobs += [(provider, key, group) for key, group in _groups(state, d).items()]
+    accounts = _AccountsFirst(creating)
+    accounts.start()
 
     chunks = _chunks(jobs, max(1, batch_size), staggered=per_site > 1)
     bar = _progress_bar(len(jobs), _want_progress(progress))
@@ -365,6 +409,7 @@ def _apply_bulk(
                     hooks,
                     hold=holds.get(provider.client.endpoint),
                     fresh=time.monotonic() - read_at <= recheck_after,
+                    before_writes=accounts.wait,
                 )
         with lock:
             done.extend(parts)
@@ -379,10 +424,12 @@ def _apply_bulk(
             run_chunk(chunk)
 
     # Each site's chunks are worked by `per_site` threads: a site serialises its writes, so
-    # two chunks in flight let one read (or read back) while the other writes.
+    # two chunks in flight let one read (or read back) while the other writes. The sites with
+    # the most servers start first: their writes take longest.
+    queues = sorted(chunks.values(), key=lambda q: -sum(len(chunk) for chunk in q))
     threads = [
         threading.Thread(target=worker, args=(queue,), name="cmproxy-bulk", daemon=True)
-        for queue in chunks.values()
+        for queue in queues
         for _ in range(max(1, per_site))
     ]
     try:
@@ -398,6 +445,8 @@ def _apply_bulk(
             thread.join()
     finally:
         bar.close()
+    if accounts.error is not None:
+        raise accounts.error  # no batch wrote (each waited for the accounts)
     results = Results.merge(part for _, part in sorted(done, key=lambda d: d[0]))
     if cancel.is_set():
         results = attrs.evolve(results, cancelled=True)
@@ -440,9 +489,11 @@ def _run_chunk(
     *,
     hold: Hold | None = None,
     fresh: bool = False,
+    before_writes: Callable[[], None] | None = None,
 ) -> list[tuple[int, Results]]:
     """One transaction per job, run side by side (`run_transactions`): shared round trips,
-    separate outcomes. `hold`: the provider's hold; `fresh`: its read is still fresh."""
+    separate outcomes. `hold`: the provider's hold; `fresh`: its read is still fresh;
+    `before_writes`: waited for before the first write (see `run_transactions`)."""
     provider = chunk[0][1]
     try:
         outcomes: Sequence[TransactionResult | CMProxyError] = run_transactions(
@@ -455,6 +506,7 @@ def _run_chunk(
             hooks=hooks,
             hold=hold,
             fresh_base=fresh,
+            before_writes=before_writes,
         )
     except CMProxyError as error:
         outcomes = [error] * len(chunk)

@@ -709,6 +709,7 @@ def run_transactions(
     dry_run: bool = False,
     hold: Hold | None = None,
     fresh_base: bool = False,
+    before_writes: Callable[[], None] | None = None,
 ) -> list[TransactionResult | CMProxyError]:
     """Run independent transactions side by side, each atomic on its own.
 
@@ -725,6 +726,11 @@ def run_transactions(
     `fresh_base=True` the caller says `base` was read *after* the hold was taken, so it is
     already the fresh read for a transaction whose servers are all held (and which creates no
     account): that transaction skips its own re-read (see docs/transactions.md).
+
+    `before_writes` is called once the transactions are claimed and checked, before their
+    first write (`apply_bulk` waits there for the accounts it creates meanwhile). If it
+    raises, none of them writes: each ends "nothing written" with that error (a `CMProxyError`
+    is returned as its result, anything else is raised).
     """
     runner = _Run(client, policy or RetryPolicy(), hooks)
     current = base if base is not None else runner.read(None)
@@ -738,7 +744,16 @@ def run_transactions(
             live.append(i)
     if live:
         held = hold.servers if hold is not None and fresh_base and base is not None else None
-        _run_live(runner, [txs[i] for i in live], journal, results, live, hold=hold, held=held)
+        _run_live(
+            runner,
+            [txs[i] for i in live],
+            journal,
+            results,
+            live,
+            hold=hold,
+            held=held,
+            before_writes=before_writes,
+        )
     assert all(r is not None for r in results)
     return [r for r in results if r is not None]
 
@@ -752,10 +767,12 @@ def _run_live(
     *,
     hold: Hold | None = None,
     held: frozenset[str] | None = None,
+    before_writes: Callable[[], None] | None = None,
 ) -> None:
     """Claim, check, apply in rounds, verify, commit or roll back; fills `results[slots]`.
 
     `held`: servers whose state in `current` was read under the caller's hold (already fresh).
+    `before_writes`: see `run_transactions`.
     """
     current = txs[0].current  # all planned from the same state
     journal = journal if journal is not None else Journal()
@@ -801,6 +818,18 @@ def _run_live(
         tx.run.emit("conflict", conflict.server, conflict.detail)
         results[slot] = conflict
     journal.finish_many(ended)
+    if live and before_writes is not None:
+        try:
+            before_writes()
+        except BaseException as error:
+            journal.finish_many(
+                [(tx.tx_id, "rolled_back", f"nothing written: {error}") for _, tx in live]
+            )
+            if not isinstance(error, CMProxyError):
+                raise
+            for slot, _ in live:
+                results[slot] = error
+            return
 
     # Each round applies, for every transaction still going, its next run of server writes
     # (in R11 order, in one pipeline per site, a failure stopping the rest of its run), or its

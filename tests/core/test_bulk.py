@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from cmproxy import (
+    Account,
     ChangeKind,
     DesiredState,
     ProxyRequest,
@@ -16,9 +18,11 @@ from cmproxy import (
     RuleViolation,
     SiteState,
 )
+from cmproxy._exceptions import PlanError, PowerShellError
 from cmproxy.bulk import apply_bulk, plan_bulk
 from cmproxy.desired import parse_desired
 from cmproxy.journal import Journal
+from cmproxy.plan import Change
 from cmproxy.retry import RetryPolicy
 from cmproxy.testing import InMemorySite
 from cmproxy.transaction import Outcome, ServerSnapshot
@@ -172,3 +176,89 @@ def test_named_servers_are_held_from_before_the_read_until_the_end(
         assert journal.holds() == [] and journal.open_transactions() == []
         reads[recheck_after] = site.reads
     assert reads[0.0] - reads[math.inf] == 1  # the batch's own re-read
+
+
+NEW_ACCOUNT = "CONTOSO\\svc-new"
+
+
+def _with_new_account(names: list[str]) -> DesiredState:
+    proxy = PLAIN.replace(account=NEW_ACCOUNT)
+    return DesiredState(
+        proxies=[ProxyRequest(n, proxy) for n in names],
+        accounts=[Account(NEW_ACCOUNT, password="Passw0rd!")],
+    )
+
+
+def test_batches_get_ready_while_the_account_is_created_and_write_after_it(
+    state: SiteState, journal: Journal
+) -> None:
+    """The account a change needs is created once, while the batches plan and claim their
+    servers; no server is written before the account exists."""
+    names = ["cm-scp01.contoso.com", "cm-sup01.contoso.com"]
+    site = InMemorySite(state)
+    claimed_during_creation: list[int] = []
+
+    def during(change: Change) -> None:
+        if change.kind is ChangeKind.CREATE_ACCOUNT:
+            # Give the batches time to claim; they must not write meanwhile.
+            deadline = time.monotonic() + 5
+            while not journal.open_transactions() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            claimed_during_creation.append(len(journal.open_transactions()))
+
+    site.before_apply = during
+    results = apply_bulk(
+        [site],
+        _with_new_account(names),
+        journal=journal,
+        policy=RetryPolicy.for_tests(),
+        progress=False,
+    )
+    assert results.ok
+    kinds = [c.kind for c in site.applied]
+    assert kinds[0] is ChangeKind.CREATE_ACCOUNT and kinds.count(ChangeKind.CREATE_ACCOUNT) == 1
+    assert claimed_during_creation and claimed_during_creation[0] >= 1
+    assert site.state.has_account(NEW_ACCOUNT, "PS1")
+    assert journal.open_transactions() == []
+
+
+def test_a_failed_account_creation_writes_no_server(state: SiteState, journal: Journal) -> None:
+    names = ["cm-scp01.contoso.com", "cm-sup01.contoso.com"]
+    site = InMemorySite(state)
+    site.fail_for(NEW_ACCOUNT, ChangeKind.CREATE_ACCOUNT)
+    with pytest.raises(PowerShellError, match="SMS Provider"):
+        apply_bulk(
+            [site],
+            _with_new_account(names),
+            journal=journal,
+            policy=RetryPolicy.for_tests(),
+            progress=False,
+        )
+    assert site.applied == []
+    for name in names:
+        assert ServerSnapshot.of(site.state, name) == ServerSnapshot.of(state, name)
+    assert journal.open_transactions() == [] and journal.holds() == []
+
+
+def test_an_account_not_found_after_its_creation_writes_no_server(
+    state: SiteState, journal: Journal
+) -> None:
+    """A client that reads nothing back is re-read: an account missing then stops the run."""
+    site = InMemorySite(state)
+    original = site.apply
+
+    def lost_account(change: Change) -> None:
+        if change.kind is not ChangeKind.CREATE_ACCOUNT:
+            original(change)  # the account "creation" leaves no account behind
+
+    site.apply = lost_account  # type: ignore[method-assign]
+    with pytest.raises(PlanError, match="not registered at site PS1"):
+        apply_bulk(
+            [site],
+            _with_new_account(["cm-scp01.contoso.com"]),
+            journal=journal,
+            policy=RetryPolicy.for_tests(),
+            progress=False,
+        )
+    assert site.applied == []
+    assert journal.open_transactions() == []

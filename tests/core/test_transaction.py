@@ -380,6 +380,36 @@ def test_a_conflict_stops_only_its_own_transaction(state: SiteState, journal: Jo
     assert journal.open_transactions() == []
 
 
+def test_nothing_is_written_when_before_writes_raises(state: SiteState, journal: Journal) -> None:
+    """`before_writes` runs after the claims and checks; when it raises, every transaction
+    ends "nothing written" with its error (a cmproxy error is a result, a bug is raised)."""
+    site = InMemorySite(state)
+    seen: list[int] = []
+
+    def not_ready() -> None:
+        seen.append(len(journal.open_transactions()))
+        raise TransportError("the account could not be created")
+
+    results = run_transactions(
+        site,
+        _one_each(TRIO),
+        journal=journal,
+        base=state,
+        policy=RetryPolicy.for_tests(),
+        before_writes=not_ready,
+    )
+    assert seen == [3]  # all three claimed when it ran
+    assert all(isinstance(r, TransportError) for r in results)
+    assert site.applied == [] and journal.open_transactions() == []
+
+    def bug() -> None:
+        raise RuntimeError("a bug")
+
+    with pytest.raises(RuntimeError):
+        run_transactions(site, _one_each(TRIO), journal=journal, base=state, before_writes=bug)
+    assert site.applied == [] and journal.open_transactions() == []
+
+
 def test_a_lost_batch_answer_is_settled_by_one_re_read(state: SiteState, journal: Journal) -> None:
     site = InMemorySite(state)
     site.lose_answer_on(2)  # the second write happens, its answer is lost
