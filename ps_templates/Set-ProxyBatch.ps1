@@ -11,25 +11,30 @@
 # read back after the last write, from one listing of the site. Each proxy account is looked
 # up once per pipeline with Get-CMAccount (-ProxyAccessAccount takes the account object,
 # configmgr-cmdlets.md §3.5).
-# The lists are [object[]] (they arrive as deserialised arrays).
+# -Items is the batch as one JSON object of equal-length arrays (Kind, SiteSystemServerName,
+# EnableProxy, ProxyServerName, ProxyServerPort, ProxyAccessAccountName, UseProxy,
+# UseProxyForAutoDeploymentRule and, optionally, Group): one string to send and parse instead
+# of hundreds of remoting objects. It is data, parsed with ConvertFrom-Json, never run.
 [CmdletBinding()]
 param(
     [Parameter(Mandatory = $true)]
     [string]$SiteCode,
     [Parameter(Mandatory = $true)]
-    [object[]]$Kind,
-    [Parameter(Mandatory = $true)]
-    [object[]]$SiteSystemServerName,
-    [object[]]$EnableProxy,
-    [object[]]$ProxyServerName,
-    [object[]]$ProxyServerPort,
-    [object[]]$ProxyAccessAccountName,
-    [object[]]$UseProxy,
-    [object[]]$UseProxyForAutoDeploymentRule,
-    [object[]]$Group,
+    [string]$Items,
     [switch]$ReadBackBySite
 )
 $ErrorActionPreference = 'Stop'
+
+$batch = ConvertFrom-Json -InputObject $Items
+$Kind = $batch.Kind
+$SiteSystemServerName = $batch.SiteSystemServerName
+$EnableProxy = $batch.EnableProxy
+$ProxyServerName = $batch.ProxyServerName
+$ProxyServerPort = $batch.ProxyServerPort
+$ProxyAccessAccountName = $batch.ProxyAccessAccountName
+$UseProxy = $batch.UseProxy
+$UseProxyForAutoDeploymentRule = $batch.UseProxyForAutoDeploymentRule
+$Group = $batch.Group
 
 # One written item read back: its role (picked from $Listed when the site was listed) or an error.
 function Read-BackItem {

@@ -8,6 +8,7 @@ own exception; a transport failure of a batch reaches every caller as a transien
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -82,14 +83,21 @@ def proxy_of(state: SiteState, server: str) -> ProxySettings:
 
 
 def test_batch_step_binds_one_column_per_parameter() -> None:
-    step = batch_step("PS1", [proxy_change(DP1), sup_change(SUP, True, False)])
+    step = batch_step("PS1", [proxy_change(DP1), sup_change(SUP, True, False)], groups=[4, 4])
     assert step.script.name == BATCH_TEMPLATE
     bound = dict(step.parameters)
+    assert set(bound) == {"SiteCode", "Items"}  # one JSON string, not a parameter per column
     assert bound["SiteCode"] == "PS1"
-    assert bound["Kind"] == ["Proxy", "Sup"]
-    assert bound["SiteSystemServerName"] == [DP1, SUP]
-    assert bound["ProxyAccessAccountName"] == [ACCOUNT, ""]
-    assert bound["UseProxy"] == [False, True]
+    items = json.loads(bound["Items"])
+    assert items["Kind"] == ["Proxy", "Sup"]
+    assert items["SiteSystemServerName"] == [DP1, SUP]
+    assert items["ProxyAccessAccountName"] == [ACCOUNT, ""]
+    assert items["ProxyServerPort"] == [3128, 80]
+    assert items["UseProxy"] == [False, True]
+    assert items["Group"] == [4, 4]
+    assert "Group" not in json.loads(
+        dict(batch_step("PS1", [proxy_change(DP1)]).parameters)["Items"]
+    )
     with pytest.raises(PlanError):
         batch_step("PS2", [proxy_change(DP1)])
 
