@@ -181,6 +181,12 @@ def test_invoke_expression_and_out_string(run: Run) -> None:
 def test_json_round_trip(run: Run) -> None:
     [text] = out(run, "[pscustomobject]@{ A = 1; B = 'x<y'; C = $null } | ConvertTo-Json -Compress")
     assert text == '{"A":1,"B":"x\\u003cy","C":null}'
+    [nested] = out(
+        run,
+        "ConvertTo-Json -Compress -InputObject @([pscustomobject]@{ 'k>&' = @(1, 'é''s'); "
+        "E = @{}; T = $true })",
+    )
+    assert nested == '[{"k\\u003e\\u0026":[1,"é\\u0027s"],"E":{},"T":true}]'
     assert out(run, "('{\"A\": [1, 2]}' | ConvertFrom-Json).A") == [1, 2]
     [pretty] = out(run, "@{ A = 1 } | ConvertTo-Json")
     assert pretty == '{\n    "A":  1\n}'

@@ -88,6 +88,26 @@ def test_foreach_over_values(run: Run, source: str, count: int) -> None:
     assert res.output == [count]
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        "$h[$x.Name] = $x",  # the indexing idiom (one Python loop in the emulator)
+        "$h[$x.Name] = $x; $null = 0",  # the same, evaluated statement by statement
+    ],
+)
+def test_indexing_objects_by_a_property(run: Run, body: str) -> None:
+    """Keys are case-insensitive (the later object wins, under the first key's spelling),
+    and the loop variable keeps the last item, as in PowerShell."""
+    res = run(
+        "$items = @([pscustomobject]@{Name = 'A'; V = 1}, [pscustomobject]@{Name = 'b'; V = 2},"
+        " [pscustomobject]@{Name = 'a'; V = 3})\n"
+        f"$h = @{{}}\nforeach ($x in $items) {{ {body} }}\n"
+        "$h.Count; $h['A'].V; $h['B'].V; ($h.Keys | Sort-Object) -join ','; $x.V"
+    )
+    assert res.terminating is None
+    assert res.output == [2, 3, 2, "A,b", 3]
+
+
 # -- call operator and script blocks --------------------------------------------------------
 
 

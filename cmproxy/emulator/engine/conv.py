@@ -350,7 +350,13 @@ def _emit(tree: Any, compress: bool, indent: int) -> str:
 
 def to_json(v: Any, depth: int = 2, compress: bool = False) -> str:
     """ConvertTo-Json as Windows PowerShell 5.1 writes it (4-space indent, `:  `)."""
-    return _emit(_to_json_tree(v, 0, depth), compress, 0)
+    tree = _to_json_tree(v, 0, depth)
+    if compress:  # what _emit writes compressed, in one call: <, >, ' and & only occur in strings
+        out = json.dumps(tree, ensure_ascii=False, separators=(",", ":"))
+        for k, escaped in _JS_ESCAPES.items():
+            out = out.replace(k, escaped)
+        return out
+    return _emit(tree, compress, 0)
 
 
 def from_json(text: str) -> Any:

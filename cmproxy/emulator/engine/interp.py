@@ -433,6 +433,12 @@ class Evaluator:
     def foreach_statement(self, n: Node) -> list[Any]:
         var, src, block = self.parts("foreach", n, _foreach_parts)
         name = self.var_name(var)
+        index = self.parts("index", n, self._index_loop)
+        if index is not None:
+            table = self.variable_value(index[0])
+            if isinstance(table, dict):
+                self._index(table, name, index[1], self.foreach_items(src))
+                return []
         out: list[Any] = []
         for item in self.foreach_items(src):
             if item is NOTHING:
@@ -442,6 +448,55 @@ class Evaluator:
             if not self.loop_body(block, out):
                 break
         return out
+
+    def _index_loop(self, n: Node) -> tuple[str, str] | None:
+        """(table, member) when the loop is `foreach ($x in …) { $table[$x.Member] = $x }`,
+        the idiom that indexes objects by a property: it then runs as one Python loop."""
+        var, _src, block = _foreach_parts(n)
+        loop_var = self.var_name(var).lower()
+        body = self.named(block)
+        if len(body) != 1 or body[0].type != "statement_list":
+            return None
+        statements = self.named(body[0])
+        if len(statements) != 1 or statements[0].type != "pipeline":
+            return None
+        elements = self.pipeline_elements(statements[0])
+        if len(elements) != 1 or elements[0].type != "assignment_expression":
+            return None
+        left, op, right = self._assignment_parts(elements[0])
+        kind, target = self._assign_target(left)
+        if op != "=" or kind != "element_access" or right.type != "pipeline":
+            return None
+        table, key = self.named(target)
+        key = self._expr_unwrap(key)
+        value = self.pipeline_elements(right)
+        if table.type != "variable" or key.type != "member_access" or len(value) != 1:
+            return None
+        value_node = self._expr_unwrap(value[0])
+        static, owner = _access_parts(key)
+        member, _ = self._member_parts(key)
+        if (
+            static
+            or member is None
+            or owner.type != "variable"
+            or self.var_name(owner).lower() != loop_var
+            or value_node.type != "variable"
+            or self.var_name(value_node).lower() != loop_var
+            or self.var_name(table).lower() == loop_var
+        ):
+            return None
+        return self.var_name(table), member
+
+    def _index(self, table: dict[Any, Any], name: str, member: str, items: list[Any]) -> None:
+        """`foreach ($x in items) { $table[$x.<member>] = $x }`, as PowerShell runs it."""
+        for item in items:
+            if item is NOTHING:
+                continue
+            self.check_stop()
+            self.rs.scope.set(name, item)
+            key = get_member(item, member)
+            existing = _dict_key(table, key)
+            table[existing if existing is not None else key] = item
 
     def loop_body(self, block: Node, out: list[Any]) -> bool:
         """One iteration of a loop, its output added to `out`; False after `break`. A `return`
