@@ -329,7 +329,7 @@ def test_an_unopened_session_opens_on_its_first_warm_pool_and_steps_wait_for_the
 
 
 def test_a_whole_read_in_shards_is_the_read_in_one_pipeline() -> None:
-    """PSRP reads the hierarchy in several pipelines at once (`-Shard i -Shards n`: four
+    """PSRP reads the hierarchy in several pipelines at once (`-Shard i -Shards n`: three
     before the sites are known, then one per site); together they are exactly what one
     pipeline reads (WinRS runs `Get-SiteState` whole)."""
     with Emulator(seed="demo", receive_timeout=RECEIVE_TIMEOUT) as emu:
