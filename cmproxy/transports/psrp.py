@@ -54,10 +54,6 @@ _POOL_GONE = frozenset({0x8033805B, 0x80338029})
 #: wsmprovhost process with the ConfigurationManager module loaded on the SMS Provider; WinRM
 #: allows 30 shells per user by default).
 DEFAULT_MAX_POOLS = 12
-#: Pools `warm` opens at a time: two, so one's client work overlaps the other's server work
-#: (one at a time, the fourth pool imported 0.1 s later; all at once, none is ready before the
-#: last one is open).
-OPENING_AT_ONCE = 2
 
 #: The second command of every step's pipeline: the step's output comes back as JSON text, at
 #: most PACK_ROWS objects per string, instead of one CLIXML object (one PSRP message) per row.
@@ -121,11 +117,11 @@ class PSRPTransport(Transport):
         self.generation = 0
         #: Pools exchange their session key during their bootstrap (`warm(secrets=True)`).
         self._keys_on_open = False
-        #: Lanes `warm` has not finished (opened and bootstrapped) and not yet opened; what
-        #: opens them OPENING_AT_ONCE at a time.
+        #: Lanes `warm` has not finished (opened and bootstrapped) and not yet opened; the lock
+        #: that opens them one at a time.
         self._warming = 0
         self._to_open = 0
-        self._opening = threading.Semaphore(OPENING_AT_ONCE)
+        self._opening = threading.Lock()
 
     # -- lanes ------------------------------------------------------------------------------
 
@@ -159,8 +155,8 @@ class PSRPTransport(Transport):
     # -- pool life cycle --------------------------------------------------------------------
 
     def _open_pool(self, lane: _Lane, one_at_a_time: bool = False) -> RunspacePool:
-        """Open (and bootstrap) the lane's pool. `one_at_a_time`: wait while OPENING_AT_ONCE
-        pools are being opened, so each starts its bootstrap as soon as it can."""
+        """Open (and bootstrap) the lane's pool. `one_at_a_time`: wait for the pools being
+        opened before this one, so each starts its bootstrap as soon as it can."""
         self._discard_pool(lane)
         try:
             with self._opening if one_at_a_time else contextlib.nullcontext():
@@ -252,12 +248,11 @@ class PSRPTransport(Transport):
 
         Each new pool bootstraps (imports the module) in parallel with the others, instead of
         one by one on the critical path when concurrent steps first need them. Their
-        connections and runspace pools are opened OPENING_AT_ONCE at a time (each costs CPU on
-        both ends; opened all at once, none is ready before the last), each starting its
-        bootstrap as soon as it is open. A pool that fails to open is dropped; the step that
-        needs a lane later opens one and reports. Returns when no lane is warming any more, or
-        at once with `wait=False`: steps meanwhile wait for a warming lane rather than open
-        another pool.
+        connections and runspace pools are opened one after the other (each costs CPU on both
+        ends; opened all at once, none is ready before the last), each starting its bootstrap
+        as soon as it is open. A pool that fails to open is dropped; the step that needs a lane
+        later opens one and reports. Returns when no lane is warming any more, or at once with
+        `wait=False`: steps meanwhile wait for a warming lane rather than open another pool.
         `secrets`: SecureStrings will be sent, so every pool opened from now on exchanges its
         session key while its bootstrap imports the module (the RSA work hides in the import
         instead of delaying the first step that carries a secret).
