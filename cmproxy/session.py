@@ -53,8 +53,8 @@ SESSION_TEMPLATE_PARAMETERS: dict[str, frozenset[str]] = {
 _MARKER = "cmproxy:"
 
 #: Pipelines of a whole-hierarchy read when the number of sites is not known yet: three, for
-#: the first read runs as the warmed pools finish their imports (pools open two at a time),
-#: and a fourth shard would mostly wait for its pool.
+#: the first read runs as the warmed pools finish their imports (one every ≈ 60 ms), and a
+#: fourth shard would mostly wait for its pool.
 READ_SHARDS = 3
 #: Server reads joined into one pipeline at most (`Session.read_state(servers)` from threads).
 READ_BATCH_LIMIT = 64
