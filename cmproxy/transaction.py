@@ -298,8 +298,9 @@ class _Run:
         changes: the new value is there → applied; the old one → retried (bounded by the
         policy's attempts); anything else → failed, never overwritten. `read_back`, when
         given, is set per change: verified on the first attempt by a read-back made after all
-        the writes of its pipeline (a client with `apply_many` reads a batch back after its
-        writes; one applying change by change reads each back before the next is made)?
+        of its transaction's writes in its pipeline (a client with `apply_many` reads each
+        transaction of a batch back after its last write; one applying change by change reads
+        each back before the next is made)?
         """
         failures: list[_ChangeFailedError | None] = [None] * len(items)
         if read_back is not None:
@@ -502,7 +503,7 @@ class _Tx:
     expected: dict[str, ServerSnapshot]
     failure: _ChangeFailedError | None = None
     #: None until a round writes its servers; then: was that its only such round, with every
-    #: write read back after all of its pipeline's writes, at the first attempt?
+    #: write read back after all of its own writes in the pipeline, at the first attempt?
     verified_at_once: bool | None = None
 
     @classmethod
@@ -573,7 +574,7 @@ class _Tx:
 
     def wrote_round(self, read_back: Iterable[bool]) -> None:
         """A round wrote its servers; `read_back`: each write verified at once by a read-back
-        made after all of its pipeline's writes?"""
+        made after all of this transaction's writes in the pipeline?"""
         self.verified_at_once = self.verified_at_once is None and all(read_back)
 
     def to_verify(self) -> list[str]:
