@@ -3,10 +3,10 @@
 # Set-SupProxyFlags.ps1), and reads every written server back in the same pipeline.
 # Item i is element i of each array (Kind 'Proxy' or 'Sup'). Each write runs in its own
 # try/catch, so one failure does not stop the others — except the later writes of the same
-# -Group (one transaction's writes, in order), which are skipped with a cmproxy:Skipped record.
+# Group (one transaction's writes, in order), which are skipped with a cmproxy:Skipped record.
 # Each item gets exactly one record, with its Index: the role read back (the fields the single
 # templates return) or its own error. A group's written items are read back right after the
-# group's last item (without -Group, each item is its own group): after all of its
+# group's last item (without Group, each item is its own group): after all of its
 # transaction's writes, while the site takes the next writes. With -ReadBackBySite they are all
 # read back after the last write, from one listing of the site. Each proxy account is looked
 # up once per pipeline with Get-CMAccount (-ProxyAccessAccount takes the account object,
@@ -14,7 +14,9 @@
 # -Items is the batch as one JSON object of equal-length arrays (Kind, SiteSystemServerName,
 # EnableProxy, ProxyServerName, ProxyServerPort, ProxyAccessAccountName, UseProxy,
 # UseProxyForAutoDeploymentRule and, optionally, Group): one string to send and parse instead
-# of hundreds of remoting objects. It is data, parsed with ConvertFrom-Json, never run.
+# of hundreds of remoting objects. It is data, parsed with ConvertFrom-Json, never run. (A
+# batch is at most 128 writes, a few tens of KB: far below the length Windows PowerShell 5.1's
+# ConvertFrom-Json accepts.)
 [CmdletBinding()]
 param(
     [Parameter(Mandatory = $true)]
