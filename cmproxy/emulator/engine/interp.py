@@ -989,65 +989,63 @@ class Evaluator:
             return self.member_access(n)
         if t in _WRAPPERS and len(kids) == 1 and n.child_count == 1:
             return self.expr(kids[0])
-        if t == "pipeline":
-            return self.pipeline_value(n)
+        if t in _LITERALS:
+            found = self._parts.get(("literal", n.id), _MISSING)
+            if found is _MISSING:
+                found = self._literal(n, t)
+                if found is not _MISSING:
+                    self._parts[("literal", n.id)] = found
+                else:  # an expandable string: evaluated each time
+                    return self.string(n)
+            return found
+        handler = _EXPRESSIONS.get(t)
+        if handler is not None:
+            return handler(self, n, kids)
+        if t == "type_literal":
+            raise self.unsupported(n, f"The type literal {self.text(n)}")
+        raise self.unsupported(n)
+
+    def _literal(self, n: Node, t: str) -> Any:
+        """A literal's value (the same every time), or _MISSING for an expandable string."""
         if t == "integer_literal":
             return self.integer(n)
         if t == "real_literal":
             return float(self.text(n).rstrip("dD"))
-        if t == "string_literal":
-            return self.string(n)
         if t == "generic_token":
             return self.text(n)
-        if t == "element_access":
-            return self.element_access(n)
-        if t == "invokation_expression":
-            return self.invoke_method(n)
-        if t == "parenthesized_expression":
-            return self.pipeline_value(kids[0])
-        if t == "sub_expression":
-            body = next((c for c in kids if c.type == "statement_list"), None)
-            return conv.collapse([x for x in self.run_block(body) if x is not NOTHING])
-        if t == "array_expression":
-            body = next((c for c in kids if c.type == "statement_list"), None)
-            return [x for x in self.run_block(body) if x is not NOTHING]
-        if t == "hash_literal_expression":
-            return self.hashtable(n)
-        if t == "script_block_expression":
-            sb = next((c for c in kids if c.type == "script_block"), None)
-            pb = next((c for c in kids if c.type == "param_block"), None)
-            return ScriptBlock(sb, self.src, pb)
-        if t == "array_literal_expression":
-            return [self.expr(c) for c in kids]
-        if t == "expression_with_unary_operator":
-            return self.unary(n)
-        if t == "cast_expression":
-            return self.cast(n)
-        if t in ("comparison_expression",):
-            return self.comparison(n)
-        if t == "logical_expression":
-            return self.logical(n)
-        if t in ("additive_expression", "multiplicative_expression"):
-            return self.arith(n)
-        if t == "format_expression":
-            return self.format_op(n)
-        if t == "range_expression":
-            lo, hi = (conv.to_int(self.expr(c)) for c in kids)
-            step = 1 if hi >= lo else -1
-            return list(range(lo, hi + step, step))
-        if t in (
-            "post_increment_expression",
-            "post_decrement_expression",
-            "pre_increment_expression",
-            "pre_decrement_expression",
+        inner = n.named_children[0] if n.named_children else None
+        if inner is None or inner.type in (
+            "verbatim_string_characters",
+            "verbatim_here_string_characters",
         ):
-            return self.increment(n)
-        if t == "assignment_expression":
-            self.assignment(n)
-            return NOTHING
-        if t == "type_literal":
-            raise self.unsupported(n, f"The type literal {self.text(n)}")
-        raise self.unsupported(n)
+            return self.string(n)
+        if inner.type in ("expandable_string_literal", "expandable_here_string_literal") and not (
+            inner.named_children
+        ):
+            return self.string(n)  # no variable or $( ) inside: constant too
+        return _MISSING
+
+    def _sub_expression(self, n: Node, kids: list[Node]) -> Any:
+        body = next((c for c in kids if c.type == "statement_list"), None)
+        return conv.collapse([x for x in self.run_block(body) if x is not NOTHING])
+
+    def _array_expression(self, n: Node, kids: list[Node]) -> Any:
+        body = next((c for c in kids if c.type == "statement_list"), None)
+        return [x for x in self.run_block(body) if x is not NOTHING]
+
+    def _script_block(self, n: Node, kids: list[Node]) -> Any:
+        sb = next((c for c in kids if c.type == "script_block"), None)
+        pb = next((c for c in kids if c.type == "param_block"), None)
+        return ScriptBlock(sb, self.src, pb)
+
+    def _range(self, n: Node, kids: list[Node]) -> Any:
+        lo, hi = (conv.to_int(self.expr(c)) for c in kids)
+        step = 1 if hi >= lo else -1
+        return list(range(lo, hi + step, step))
+
+    def _assignment_value(self, n: Node, kids: list[Node]) -> Any:
+        self.assignment(n)
+        return NOTHING
 
     def integer(self, n: Node) -> int:
         s = self.text(n).lower()
@@ -1225,11 +1223,9 @@ class Evaluator:
 
     # -- operators --------------------------------------------------------------------------
     def unary(self, n: Node) -> Any:
-        first = n.children[0]
-        kids = self.named(n)
-        if first.type == "cast_expression" or (kids and kids[0].type == "cast_expression"):
+        op, kids = self.parts("unary", n, self._unary_parts)
+        if op is None:
             return self.cast(kids[0])
-        op = self.text(first).lower()
         if op in ("-not", "!"):
             return not conv.truthy(self.expr(kids[-1]))
         if op == ",":
@@ -1244,6 +1240,14 @@ class Evaluator:
         if op in ("++", "--"):
             return self.increment(n)
         raise self.unsupported(n, f"The unary operator '{op}'")
+
+    def _unary_parts(self, n: Node) -> tuple[str | None, list[Node]]:
+        """The operator (lower case; None for a cast) and the operands."""
+        first = n.children[0]
+        kids = self.named(n)
+        if first.type == "cast_expression" or (kids and kids[0].type == "cast_expression"):
+            return None, kids
+        return self.text(first).lower(), kids
 
     def cast(self, n: Node) -> Any:
         tl, operand, tname, to_custom = self.parts("cast", n, self._cast_parts)
@@ -1821,3 +1825,34 @@ def arith_op(op: str, a: Any, b: Any) -> Any:
     if op == "%":
         return conv.to_number(a) % conv.to_number(b)
     raise NotSupportedByEmulator(f"The operator '{op}'")
+
+
+#: The literals whose value `Evaluator.expr` derives once per node.
+_LITERALS = frozenset({"integer_literal", "real_literal", "string_literal", "generic_token"})
+
+_Handler = Callable[[Evaluator, Node, list[Node]], Any]
+#: Expression kinds → how `Evaluator.expr` evaluates them (the node, its named children).
+_EXPRESSIONS: dict[str, _Handler] = {
+    "pipeline": lambda ev, n, kids: ev.pipeline_value(n),
+    "element_access": lambda ev, n, kids: ev.element_access(n),
+    "invokation_expression": lambda ev, n, kids: ev.invoke_method(n),
+    "parenthesized_expression": lambda ev, n, kids: ev.pipeline_value(kids[0]),
+    "sub_expression": Evaluator._sub_expression,
+    "array_expression": Evaluator._array_expression,
+    "hash_literal_expression": lambda ev, n, kids: ev.hashtable(n),
+    "script_block_expression": Evaluator._script_block,
+    "array_literal_expression": lambda ev, n, kids: [ev.expr(c) for c in kids],
+    "expression_with_unary_operator": lambda ev, n, kids: ev.unary(n),
+    "cast_expression": lambda ev, n, kids: ev.cast(n),
+    "comparison_expression": lambda ev, n, kids: ev.comparison(n),
+    "logical_expression": lambda ev, n, kids: ev.logical(n),
+    "additive_expression": lambda ev, n, kids: ev.arith(n),
+    "multiplicative_expression": lambda ev, n, kids: ev.arith(n),
+    "format_expression": lambda ev, n, kids: ev.format_op(n),
+    "range_expression": Evaluator._range,
+    "post_increment_expression": lambda ev, n, kids: ev.increment(n),
+    "post_decrement_expression": lambda ev, n, kids: ev.increment(n),
+    "pre_increment_expression": lambda ev, n, kids: ev.increment(n),
+    "pre_decrement_expression": lambda ev, n, kids: ev.increment(n),
+    "assignment_expression": Evaluator._assignment_value,
+}
