@@ -108,6 +108,17 @@ def test_indexing_objects_by_a_property(run: Run, body: str) -> None:
     assert res.output == [2, 3, 2, "A,b", 3]
 
 
+def test_literals_are_constant_and_expandable_strings_are_not(run: Run) -> None:
+    """Literal values are derived once per node; a string with `$x` or `$( )` inside is
+    evaluated every time (here, on each pass of the loop)."""
+    res = run(
+        "$out = @()\nforeach ($x in 1, 2) {\n"
+        '    $out += "v$x"; $out += "s$($x * 10)"; $out += "plain"; $out += \'q\'; $out += 7\n'
+        "}\n$out -join ','"
+    )
+    assert res.output == ["v1,s10,plain,q,7,v2,s20,plain,q,7"]
+
+
 # -- call operator and script blocks --------------------------------------------------------
 
 
