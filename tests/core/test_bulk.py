@@ -6,6 +6,7 @@ import math
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,9 +21,10 @@ from cmproxy import (
 )
 from cmproxy._exceptions import PlanError, PowerShellError
 from cmproxy.bulk import apply_bulk, plan_bulk
-from cmproxy.desired import parse_desired
+from cmproxy.desired import DesiredSpec, parse_desired
 from cmproxy.journal import Journal
 from cmproxy.plan import Change
+from cmproxy.results import Results
 from cmproxy.retry import RetryPolicy
 from cmproxy.testing import InMemorySite
 from cmproxy.transaction import Outcome, ServerSnapshot
@@ -41,6 +43,15 @@ def journal(tmp_path: Path) -> Journal:
     return Journal(tmp_path / "j.sqlite3")
 
 
+def _apply(
+    site: InMemorySite, desired: DesiredState | DesiredSpec, journal: Journal, **options: Any
+) -> Results:
+    """`apply_bulk` on one in-memory site, with the tests' retry policy and no progress bar."""
+    return apply_bulk(
+        [site], desired, journal=journal, policy=RetryPolicy.for_tests(), progress=False, **options
+    )
+
+
 def test_plan_bulk_plans_every_server_of_the_site(state: SiteState) -> None:
     site = InMemorySite(state)
     bulk = plan_bulk([site], parse_desired(SITE_WIDE))
@@ -57,13 +68,7 @@ def test_failures_on_a_few_servers_leave_the_others_changed(
 ) -> None:
     site = InMemorySite(state)
     site.fail_for("cm-scp01.contoso.com", ChangeKind.SET_SERVER_PROXY)
-    results = apply_bulk(
-        [site],
-        parse_desired(SITE_WIDE),
-        journal=journal,
-        policy=RetryPolicy.for_tests(),
-        progress=False,
-    )
+    results = _apply(site, parse_desired(SITE_WIDE), journal)
     by_server = {r.server: r.outcome for r in results}
     assert by_server["cm-scp01.contoso.com"].outcome is Outcome.ROLLED_BACK
     assert by_server["cm-sup01.contoso.com"].outcome is Outcome.CHANGED
@@ -162,14 +167,7 @@ def test_named_servers_are_held_from_before_the_read_until_the_end(
         site = InMemorySite(state)
         held: list[list[str]] = []
         site.before_apply = lambda _change, s=site, h=held: h.append(journal.holds(s.endpoint))
-        results = apply_bulk(
-            [site],
-            desired,
-            journal=journal,
-            policy=RetryPolicy.for_tests(),
-            progress=False,
-            recheck_after=recheck_after,
-        )
+        results = _apply(site, desired, journal, recheck_after=recheck_after)
         assert results.ok
         assert {r.server for r in results if r.outcome.outcome is Outcome.CHANGED} == set(names)
         assert held and all(len(h) == 1 for h in held)  # held while writing
@@ -207,13 +205,7 @@ def test_batches_get_ready_while_the_account_is_created_and_write_after_it(
             claimed_during_creation.append(len(journal.open_transactions()))
 
     site.before_apply = during
-    results = apply_bulk(
-        [site],
-        _with_new_account(names),
-        journal=journal,
-        policy=RetryPolicy.for_tests(),
-        progress=False,
-    )
+    results = _apply(site, _with_new_account(names), journal)
     assert results.ok
     kinds = [c.kind for c in site.applied]
     assert kinds[0] is ChangeKind.CREATE_ACCOUNT and kinds.count(ChangeKind.CREATE_ACCOUNT) == 1
@@ -227,13 +219,7 @@ def test_a_failed_account_creation_writes_no_server(state: SiteState, journal: J
     site = InMemorySite(state)
     site.fail_for(NEW_ACCOUNT, ChangeKind.CREATE_ACCOUNT)
     with pytest.raises(PowerShellError, match="SMS Provider"):
-        apply_bulk(
-            [site],
-            _with_new_account(names),
-            journal=journal,
-            policy=RetryPolicy.for_tests(),
-            progress=False,
-        )
+        _apply(site, _with_new_account(names), journal)
     assert site.applied == []
     for name in names:
         assert ServerSnapshot.of(site.state, name) == ServerSnapshot.of(state, name)
@@ -253,12 +239,6 @@ def test_an_account_not_found_after_its_creation_writes_no_server(
 
     site.apply = lost_account  # type: ignore[method-assign]
     with pytest.raises(PlanError, match="not registered at site PS1"):
-        apply_bulk(
-            [site],
-            _with_new_account(["cm-scp01.contoso.com"]),
-            journal=journal,
-            policy=RetryPolicy.for_tests(),
-            progress=False,
-        )
+        _apply(site, _with_new_account(["cm-scp01.contoso.com"]), journal)
     assert site.applied == []
     assert journal.open_transactions() == []

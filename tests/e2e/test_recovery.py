@@ -68,8 +68,9 @@ def _child(emu: Emulator, transport: str, journal_path: Path, run: int, ready: i
         os._exit(0)
 
 
-def _uninterrupted(emu: Emulator, transport: str, journal_path: Path, run: int) -> float:
-    """Seconds one transaction takes in a forked client, from "ready" to "done" (no kill)."""
+def _start_client(emu: Emulator, transport: str, journal_path: Path, run: int) -> tuple[int, int]:
+    """Fork a client running transaction `run`; return (its pid, the pipe it reports on) once
+    it said it is connected."""
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child never returns
@@ -77,11 +78,17 @@ def _uninterrupted(emu: Emulator, transport: str, journal_path: Path, run: int) 
         _child(emu, transport, journal_path, run, write_end)
     os.close(write_end)
     assert os.read(read_end, 1) == b"r", "the client did not connect"
+    return pid, read_end
+
+
+def _uninterrupted(emu: Emulator, transport: str, journal_path: Path, run: int) -> float:
+    """Seconds one transaction takes in a forked client, from "ready" to "done" (no kill)."""
+    pid, reports = _start_client(emu, transport, journal_path, run)
     start = time.monotonic()
-    assert os.read(read_end, 1) == b"d", "the transaction did not finish"
+    assert os.read(reports, 1) == b"d", "the transaction did not finish"
     took = time.monotonic() - start
     os.waitpid(pid, 0)
-    os.close(read_end)
+    os.close(reports)
     return took
 
 
@@ -114,17 +121,11 @@ def test_sigkill_at_random_points_then_recover(
     for run in range(RUNS_PER_TRANSPORT):
         before = oracle(emu)
         after = _expected_after(before, run)
-        read_end, write_end = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - the child never returns
-            os.close(read_end)
-            _child(emu, transport, journal_path, run, write_end)
-        os.close(write_end)
-        assert os.read(read_end, 1) == b"r", "the client did not connect"
+        pid, reports = _start_client(emu, transport, journal_path, run)
         time.sleep(rng.uniform(0.0, window))
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
-        os.close(read_end)
+        os.close(reports)
 
         with Session(info_for(emu, transport)) as session, Journal(journal_path) as journal:
             outcomes = recover(session, journal, policy=RetryPolicy.for_tests())
