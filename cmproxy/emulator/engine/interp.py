@@ -265,6 +265,8 @@ def unescape_dq(s: str) -> str:
 
 _T = TypeVar("_T")
 _MISSING: Any = object()
+#: A string literal whose value depends on variables or `$( )`: not derived once.
+_EXPANDABLE: Any = object()
 #: The automatic variables that are constants.
 _CONSTANTS: dict[str, Any] = {"true": True, "false": False, "null": None}
 
@@ -992,12 +994,8 @@ class Evaluator:
         if t in _LITERALS:
             found = self._parts.get(("literal", n.id), _MISSING)
             if found is _MISSING:
-                found = self._literal(n, t)
-                if found is not _MISSING:
-                    self._parts[("literal", n.id)] = found
-                else:  # an expandable string: evaluated each time
-                    return self.string(n)
-            return found
+                found = self._parts[("literal", n.id)] = self._literal(n, t)
+            return self.string(n) if found is _EXPANDABLE else found
         handler = _EXPRESSIONS.get(t)
         if handler is not None:
             return handler(self, n, kids)
@@ -1006,7 +1004,8 @@ class Evaluator:
         raise self.unsupported(n)
 
     def _literal(self, n: Node, t: str) -> Any:
-        """A literal's value (the same every time), or _MISSING for an expandable string."""
+        """A literal's value (the same every time), or _EXPANDABLE for a string with `$x` or
+        `$( )` inside (evaluated every time)."""
         if t == "integer_literal":
             return self.integer(n)
         if t == "real_literal":
@@ -1023,7 +1022,7 @@ class Evaluator:
             inner.named_children
         ):
             return self.string(n)  # no variable or $( ) inside: constant too
-        return _MISSING
+        return _EXPANDABLE
 
     def _sub_expression(self, n: Node, kids: list[Node]) -> Any:
         body = next((c for c in kids if c.type == "statement_list"), None)
