@@ -318,26 +318,20 @@ def _to_json_tree(v: Any, depth: int, max_depth: int) -> Any:
     return to_str(v)
 
 
-def _emit(tree: Any, compress: bool, indent: int) -> str:
+def _emit(tree: Any, indent: int) -> str:
+    """`tree` as ConvertTo-Json writes it uncompressed."""
     pad = "    "
     if isinstance(tree, dict):
         if not tree:
-            return "{}" if compress else "{\n\n" + pad * indent + "}"
-        if compress:
-            return (
-                "{" + ",".join(f"{_json_str(k)}:{_emit(x, True, 0)}" for k, x in tree.items()) + "}"
-            )
+            return "{\n\n" + pad * indent + "}"
         inner = ",\n".join(
-            f"{pad * (indent + 1)}{_json_str(k)}:  {_emit(x, False, indent + 1)}"
-            for k, x in tree.items()
+            f"{pad * (indent + 1)}{_json_str(k)}:  {_emit(x, indent + 1)}" for k, x in tree.items()
         )
         return "{\n" + inner + "\n" + pad * indent + "}"
     if isinstance(tree, list):
-        if compress:
-            return "[" + ",".join(_emit(x, True, 0) for x in tree) + "]"
         if not tree:
             return "[\n\n" + pad * indent + "]"
-        inner = ",\n".join(pad * (indent + 1) + _emit(x, False, indent + 1) for x in tree)
+        inner = ",\n".join(pad * (indent + 1) + _emit(x, indent + 1) for x in tree)
         return "[\n" + inner + "\n" + pad * indent + "]"
     if isinstance(tree, str):
         return _json_str(tree)
@@ -351,12 +345,12 @@ def _emit(tree: Any, compress: bool, indent: int) -> str:
 def to_json(v: Any, depth: int = 2, compress: bool = False) -> str:
     """ConvertTo-Json as Windows PowerShell 5.1 writes it (4-space indent, `:  `)."""
     tree = _to_json_tree(v, 0, depth)
-    if compress:  # what _emit writes compressed, in one call: <, >, ' and & only occur in strings
+    if compress:  # no whitespace; <, >, ' and & (which only occur in strings) escaped
         out = json.dumps(tree, ensure_ascii=False, separators=(",", ":"))
         for k, escaped in _JS_ESCAPES.items():
             out = out.replace(k, escaped)
         return out
-    return _emit(tree, compress, 0)
+    return _emit(tree, 0)
 
 
 def from_json(text: str) -> Any:
