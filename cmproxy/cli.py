@@ -855,7 +855,7 @@ def doctor_renderables(report: cmproxy.DoctorReport) -> list[Table | Text]:
         if w.read_after_write_seconds is not None:
             text.append(
                 f"\n  read after write: {w.read_after_write_seconds:.3f}s "
-                f"({w.reads_until_visible} read(s))"
+                f"({w.reads_until_visible} read(s)); {w.note}"
             )
         if w.unchanged is not None:
             text.append(f"\n  site as it was: {'yes' if w.unchanged else 'NO'}")

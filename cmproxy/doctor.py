@@ -147,6 +147,12 @@ class WriteTest:
     reads_until_visible: int = 0
     #: The end state equals the start (model snapshot and raw embedded properties).
     unchanged: bool | None = None
+    #: What the delay means: the values written equal the old ones, so a separate read shows
+    #: them at once; it bounds how soon such a read answers, not how long a real change takes.
+    note: str = (
+        "the values written equal the old ones: the read-after-write delay bounds how soon a "
+        "separate read answers, not how long a real change takes to show"
+    )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -160,6 +166,7 @@ class WriteTest:
             "read_after_write_seconds": self.read_after_write_seconds,
             "reads_until_visible": self.reads_until_visible,
             "site_as_it_was": self.unchanged,
+            "note": self.note,
         }
 
 
@@ -240,7 +247,7 @@ class DoctorReport:
             if w.read_after_write_seconds is not None:
                 lines.append(
                     f"  read after write: {w.read_after_write_seconds:.3f}s "
-                    f"({w.reads_until_visible} read(s))"
+                    f"({w.reads_until_visible} read(s)); {w.note}"
                 )
             if w.unchanged is not None:
                 lines.append(f"  site as it was: {'yes' if w.unchanged else 'NO'}")
@@ -844,10 +851,13 @@ def _write_test(
             )
             problem += "; the start was put back with a restore transaction"
         except CMProxyError as error:
-            problem += f"; restoring the start failed too: {error}. Run cmproxy recover."
+            problem += f"; restoring the start failed too: {error}. Check the server."
         after = ServerSnapshot.of(session.read_state([name]), name)
-        same = before.same_as(after)
-    journal.finish(tx_id, "committed" if not problem else "failed", problem)
+        raw_after = _raw(_read_facts(session, server.site_code, name, sup_name))
+        same = before.same_as(after) and raw_after == raw_before
+    # The journal says what a person must know: done, nothing left changed, or look at it.
+    status = "committed" if not problem else "rolled_back" if same else "failed"
+    journal.finish(tx_id, status, problem)
     if problem:
         return WriteTest(
             name,
@@ -864,10 +874,8 @@ def _write_test(
     return WriteTest(
         name,
         "ok",
-        f"{len(written)} write(s) made and read back; a separate read showed them after "
-        f"{reads} read(s); the end state equals the start, raw embedded properties included. "
-        "The values written equal the old ones, so the delay bounds how soon a separate read "
-        "answers, not how long a real change takes to show",
+        f"{len(written)} write(s) made and read back; the end state equals the start, raw "
+        "embedded properties included",
         before.to_dict(),
         after.to_dict() if after else None,
         tuple(written),

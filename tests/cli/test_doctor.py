@@ -173,3 +173,32 @@ def test_a_shape_that_differs_fails_the_check(site: Site) -> None:
     assert code == 1
     assert "lacks ['ProxyUserName']" in data["write_test"]["detail"]
     assert not site.writes()
+
+
+@pytest.mark.parametrize("fault", ["fails", "answer lost"])
+def test_write_test_that_fails_says_so_and_leaves_the_site_as_it_was(
+    site: Site, fault: str
+) -> None:
+    """A write refused by the provider, or made but its answer lost (the ambiguous case): the
+    test fails (exit 1), says the site is as it was, and the journal closes it rolled back."""
+    before = _site_state(site)
+    faults = site.emu.settings.faults
+    with site.emu.settings.lock:
+        if fault == "fails":
+            faults.fail_servers = {SITE_SERVER: "Set-CMSiteSystemServer"}
+            faults.fail_cmdlet_error_id = "SmsInvalidProperty"
+        else:
+            faults.lose_answer_cmdlet = "Set-CMSiteSystemServer"
+            faults.lose_answer_on_call = 1
+    code, data = site.run_json("doctor", "--write-test", SITE_SERVER)
+    assert code == 1
+    test = data["write_test"]
+    assert test["status"] == "fail"
+    assert "failed" in test["detail"]
+    assert test["site_as_it_was"] is True
+    calls = site.emu.state.call_log("Set-CMSiteSystemServer")
+    assert len(calls) == 1
+    assert calls[0].wrote is (fault == "answer lost")
+    assert _site_state(site) == before
+    with Journal(Path(site.env["CMPROXY_JOURNAL"])) as journal:
+        assert journal.status(test["transaction_id"]) == "rolled_back"
