@@ -4,20 +4,20 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from cmproxy import ConnectionInfo
-from cmproxy.doctor import (
+from cmproxy.doctor import Check, DoctorReport, connection_facts
+from cmproxy.doctor_facts import (
     EXPECTED_SHAPES,
     SITE_SYSTEM,
     SUP,
     WCM,
-    Check,
-    DoctorReport,
     check_shapes,
-    connection_facts,
     quota_paths,
 )
+from cmproxy.templates import load_template
 
 PASSWORD = "S3cret-Doctor-Pw!"
 
@@ -150,3 +150,10 @@ def test_the_report_fails_only_on_a_failed_check() -> None:
     assert [c.name for c in failing.failed()] == ["shape"]
     assert failing.to_dict()["ok"] is False
     assert "SOME CHECKS FAILED" in failing.render()
+
+
+def test_the_expected_shapes_are_what_the_read_template_reads() -> None:
+    """The doctor checks the fields Get-SiteState.ps1 really reads: change one, change both."""
+    text = load_template("Get-SiteState")
+    read = set(re.findall(r"\$props\['([^']+)'\]\.(Value\d?)\b", text))
+    assert {(e.property, e.field) for e in EXPECTED_SHAPES} <= read

@@ -14,7 +14,7 @@ import pytest
 import tree_sitter
 import tree_sitter_powershell
 
-from cmproxy.doctor import DOCTOR_TEMPLATE_PARAMETERS
+from cmproxy.doctor_facts import DOCTOR_TEMPLATE_PARAMETERS
 from cmproxy.session import SESSION_TEMPLATE_PARAMETERS
 from cmproxy.templates import load_template, template_names
 from cmproxy.transports.winrm import BOOTSTRAP
