@@ -32,6 +32,7 @@ from cmproxy.doctor_facts import (
     EXPECTED_SHAPES,
     SITE_SYSTEM,
     ExpectedField,
+    Facts,
     FieldShape,
     Status,
     check_shapes,
@@ -354,9 +355,10 @@ def doctor(
     info = session.info
     site_code = session.site_code
     checks = _connection_checks(info)
-    boot = dict(getattr(session, "bootstrap", {}) or {})
-    if not boot:
-        boot = {"SiteCode": site_code, "ModuleVersion": session.module_version}
+    boot = dict(session.bootstrap) or {
+        "SiteCode": site_code,
+        "ModuleVersion": session.module_version,
+    }
     checks += _bootstrap_checks(boot, site_code)
     state: SiteState | None = None
     try:
@@ -371,9 +373,13 @@ def doctor(
     picked_proxy, picked_sup = _pick_servers(state, site_code)
     proxy_server = proxy_server or picked_proxy
     sup_server = sup_server or picked_sup
-    facts = read_facts(
-        session, site_code, proxy_server, sup_server, quota_paths(info.configuration_name)
-    )
+    try:
+        facts = read_facts(
+            session, site_code, proxy_server, sup_server, quota_paths(info.configuration_name)
+        )
+    except CMProxyError as error:  # each read in the template has its own catch: rare
+        facts = Facts({}, (), (), {}, (), (f"{DOCTOR_TEMPLATE}: {error}",))
+        checks.append(Check("facts", "fail", f"{DOCTOR_TEMPLATE} failed: {error}"))
     checks += _host_checks(facts.host)
     checks += _drive_checks(facts.drives, site_code)
     checks += [Check("facts", "warn", e) for e in facts.errors]

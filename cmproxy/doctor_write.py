@@ -69,6 +69,7 @@ class WriteTest:
 
 
 def sup_flags(server: SiteSystemServer) -> SupFlags:
+    """The SUP options of a server that hosts a software update point."""
     sup = server.role(SoftwareUpdatePoint)
     assert isinstance(sup, SoftwareUpdatePoint)
     return SupFlags(sup.use_proxy, sup.use_proxy_for_adr)
