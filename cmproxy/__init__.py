@@ -27,6 +27,7 @@ from cmproxy.bulk import BulkPlan, apply_bulk, plan_bulk
 from cmproxy.connection import ConnectionInfo
 from cmproxy.desired import DesiredSpec, DesiredStateError, load_desired, parse_desired
 from cmproxy.diagnostics import Diagnosis, Finding, diagnose, diagnose_state
+from cmproxy.doctor import DoctorReport, doctor
 from cmproxy.invocation import AccountLookup, Invocation
 from cmproxy.journal import Journal
 from cmproxy.model import (
@@ -109,6 +110,7 @@ __all__ = [
     "DesiredStateError",
     "Diagnosis",
     "DistributionPoint",
+    "DoctorReport",
     "ExchangeServerConnector",
     "FieldChange",
     "Finding",
@@ -164,6 +166,7 @@ __all__ = [
     "connect",
     "diagnose",
     "diagnose_state",
+    "doctor",
     "load_desired",
     "parse_desired",
     "plan",

@@ -69,6 +69,7 @@ OUTCOME_STYLES: dict[Outcome, str] = {
     Outcome.FAILED: "bold red",
 }
 SEVERITY_STYLES = {"error": "bold red", "warning": "yellow", "info": "cyan"}
+CHECK_STYLES = {"ok": "green", "warn": "yellow", "fail": "bold red", "skipped": "dim"}
 
 app = typer.Typer(
     name="cmproxy",
@@ -795,6 +796,132 @@ def diagnose(
         else:
             console.print(diagnosis_table(diagnosis))
     _exit(EXIT_OK if diagnosis.ok else EXIT_FAILED)
+
+
+def doctor_renderables(report: cmproxy.DoctorReport) -> list[Table | Text]:
+    """The doctor's report as rich tables: facts, where each proxy setting lives, checks."""
+    facts = Table(title="Session", title_justify="left", show_header=False)
+    facts.add_column("what")
+    facts.add_column("value")
+    for section, values in (
+        ("connection", report.connection),
+        ("bootstrap", report.bootstrap),
+        ("host", report.host),
+    ):
+        for key, value in values.items():
+            facts.add_row(f"{section}.{key}", "" if value is None else str(value))
+    for drive in report.drives:
+        facts.add_row(
+            f"drive {drive.get('Name')}", f"{drive.get('Root')} ({drive.get('Provider')})"
+        )
+    for obj in report.objects:
+        found = f"{obj['count']} found by {obj['read']}"
+        facts.add_row(
+            f"object {obj['object']}", found + (f": {obj['reason']}" if obj["reason"] else "")
+        )
+    reasons = list(dict.fromkeys(q["reason"] for q in report.quotas if not q["readable"]))
+    for quota in report.quotas:
+        shown = (
+            quota["value"]
+            if quota["readable"]
+            else f"not readable [{reasons.index(quota['reason']) + 1}]"
+        )
+        facts.add_row(quota["path"], shown)
+    out: list[Table | Text] = [facts]
+    out += [Text(f"  [{n}] {reason}", style="dim") for n, reason in enumerate(reasons, 1)]
+    shapes = Table(title="Proxy settings: where they live", title_justify="left")
+    for col in ("", "setting", "object", "property", "reads", "found in", "value", "note"):
+        shapes.add_column(col)
+    for shape in report.shapes:
+        e = shape.expected
+        shapes.add_row(
+            Text(shape.status, style=CHECK_STYLES[shape.status]),
+            e.setting,
+            e.object,
+            e.property,
+            e.field,
+            shape.found_in,
+            "" if shape.value is None else str(shape.value),
+            shape.detail,
+        )
+    out.append(shapes)
+    if report.write_test is not None:
+        w = report.write_test
+        text = Text(f"Write test on {w.server}: ")
+        text.append(w.status, style=CHECK_STYLES[w.status])
+        text.append(f"\n  {w.detail}")
+        for written in w.writes:
+            text.append(f"\n  wrote: {written}")
+        if w.read_after_write_seconds is not None:
+            text.append(
+                f"\n  read after write: {w.read_after_write_seconds:.3f}s "
+                f"({w.reads_until_visible} read(s)); {w.note}"
+            )
+        if w.unchanged is not None:
+            text.append(f"\n  site as it was: {'yes' if w.unchanged else 'NO'}")
+        out.append(text)
+    checks = Table(title="Checks", title_justify="left")
+    for col in ("", "check", "detail"):
+        checks.add_column(col)
+    for check in report.checks:
+        checks.add_row(
+            Text(check.status, style=CHECK_STYLES[check.status]), check.name, check.detail
+        )
+    out.append(checks)
+    verdict = "all checks passed" if report.ok else f"{len(report.failed())} check(s) FAILED"
+    out.append(Text(f"cmproxy doctor: {verdict}", style="bold green" if report.ok else "bold red"))
+    return out
+
+
+@app.command()
+@with_common
+def doctor(
+    common: Common,
+    write_test: Annotated[
+        str | None,
+        typer.Option(
+            "--write-test",
+            metavar="SERVER",
+            help="Also write SERVER's own proxy (and SUP options) back as they are, measure "
+            "the read after write, and check the site is as it was",
+        ),
+    ] = None,
+    proxy_server: Annotated[
+        str | None,
+        typer.Option("--proxy-server", help="Server whose proxy object's shape is checked"),
+    ] = None,
+    sup_server: Annotated[
+        str | None,
+        typer.Option("--sup-server", help="Software update point whose object is checked"),
+    ] = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Self-check a live site before trusting cmproxy with it; read-only unless --write-test.
+
+    Reports the connection, the session bootstrap, the PowerShell host, the CMSite drives,
+    which embedded property holds each proxy setting, and the WinRM quotas where readable.
+    Attach the --json output to a bug report: it holds no password. Exits 1 when a check fails.
+    """
+    with open_session(common) as session:
+        journal = common.open_journal() if write_test is not None else None
+        try:
+            report = cmproxy.doctor(
+                session,
+                write_test,
+                proxy_server=proxy_server,
+                sup_server=sup_server,
+                journal=journal,
+            )
+        finally:
+            if journal is not None:
+                journal.close()
+    if json_output:
+        _emit_json(report.to_dict())
+    else:
+        console = make_console()
+        for part in doctor_renderables(report):
+            console.print(part)
+    _exit(EXIT_OK if report.ok else EXIT_FAILED)
 
 
 @emulator_app.command(

@@ -320,6 +320,8 @@ class Session:
         self.site_code: str | None = info.site_code
         self.module_version: str = ""
         self.module_path: str = ""
+        #: Every field of the bootstrap's answer, as it came (`cmproxy doctor` shows them all).
+        self.bootstrap: dict[str, Any] = {}
         self._open_lock = threading.RLock()
         self._reads = ReadCoalescer(self._read_servers)
         #: Servers per site as of the last whole read (to choose how to read many servers).
@@ -372,6 +374,7 @@ class Session:
                 "not look like a Windows PowerShell host with the ConfigurationManager module."
             )
         boot = records[-1]
+        self.bootstrap = dict(boot)
         site_code = str(boot.get("SiteCode") or "")
         self.site_code = validate_site_code(site_code, "site_code")
         self.module_version = str(boot.get("ModuleVersion") or "")

@@ -59,3 +59,12 @@ def test_the_pure_core_knows_no_network() -> None:
     for name in ("model.py", "roles.py", "plan.py", "invocation.py", "_exceptions.py"):
         for module in _imports(ROOT / "cmproxy" / name):
             assert not module.startswith(network), f"{name}: imports {module}"
+
+
+def test_the_doctor_is_public() -> None:
+    """`cmproxy.doctor(session, write_test=None) -> DoctorReport` (docs/live-testing.md)."""
+    assert {"doctor", "DoctorReport"} <= set(cmproxy.__all__)
+    from cmproxy.doctor import DoctorReport, doctor
+
+    assert cmproxy.doctor is doctor
+    assert cmproxy.DoctorReport is DoctorReport

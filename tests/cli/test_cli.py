@@ -35,6 +35,7 @@ COMMANDS = [
     ["apply"],
     ["recover"],
     ["diagnose"],
+    ["doctor"],
     ["demo"],
     ["emulator"],
     ["emulator", "serve"],
@@ -58,7 +59,7 @@ def test_help_works_for_every_command() -> None:
     for command, result in zip(COMMANDS, results, strict=True):
         assert result.returncode == 0, (command, result.stderr)
         assert "usage" in result.stdout.lower(), command
-        if command[:1] in (["show"], ["plan"], ["apply"], ["recover"], ["diagnose"]):
+        if command[:1] in (["show"], ["plan"], ["apply"], ["recover"], ["diagnose"], ["doctor"]):
             assert "--server" in result.stdout
             assert "CMPROXY_PASSWORD" in result.stdout
             assert "--json" in result.stdout

@@ -8,9 +8,12 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+import cmproxy
+from cmproxy.journal import Journal
 from cmproxy.model import ProxySettings
 from cmproxy.plan import DesiredState, ProxyRequest, SupFlagsRequest, plan
 from cmproxy.roles import SoftwareUpdatePoint
@@ -91,3 +94,16 @@ def test_live_create_and_use_account(live_session: Session) -> None:
     finally:
         restore = DesiredState(proxies=[ProxyRequest(server, before.proxy)])
         live_session.apply_plan(plan(live_session.read_state(), restore))
+
+
+@_SKIP
+def test_live_doctor(live_session: Session, tmp_path: Path) -> None:
+    """The site's objects have the shapes cmproxy reads (the emulator's shapes), and a write
+    test on the lab server leaves it as it was (docs/live-testing.md, `cmproxy doctor`)."""
+    report = cmproxy.doctor(live_session)
+    assert report.ok, report.render()
+    server = _require("CMPROXY_LIVE_TEST_SERVER")
+    with Journal(tmp_path / "journal.sqlite3") as journal:
+        tested = cmproxy.doctor(live_session, server, journal=journal)
+    assert tested.write_test is not None
+    assert tested.write_test.unchanged is True, tested.render()

@@ -14,6 +14,7 @@ import pytest
 import tree_sitter
 import tree_sitter_powershell
 
+from cmproxy.doctor_facts import DOCTOR_TEMPLATE_PARAMETERS
 from cmproxy.session import SESSION_TEMPLATE_PARAMETERS
 from cmproxy.templates import load_template, template_names
 from cmproxy.transports.winrm import BOOTSTRAP
@@ -117,6 +118,8 @@ REFERENCE: dict[str, set[str]] = {
     "Get-PSDrive": {"Name", "PSProvider", "Scope", "LiteralName"},
     "New-PSDrive": {"Name", "PSProvider", "Root", "Scope", "Description", "Persist"},
     "Set-Location": {"Path", "LiteralPath", "PassThru", "StackName"},
+    "Get-Location": {"PSProvider", "PSDrive", "Stack", "StackName"},
+    "Get-Item": {"Path", "LiteralPath", "Filter", "Include", "Exclude", "Force", "Credential"},
     "Split-Path": {"Path", "Parent", "Leaf", "Qualifier", "NoQualifier", "LiteralPath"},
     "Join-Path": {"Path", "ChildPath", "Resolve"},
     "ConvertFrom-Json": {"InputObject"},
@@ -195,7 +198,12 @@ def functions(text: str) -> dict[str, set[str]]:
 
 #: Templates bound by other modules (cmproxy/diagnostics.py binds Get-SiteServerLog).
 OTHER_BINDINGS = {"Get-SiteServerLog": frozenset({"ServerName", "SiteCode", "LogName", "Tail"})}
-BOUND = {**SESSION_TEMPLATE_PARAMETERS, **WRITE_TEMPLATE_PARAMETERS, **OTHER_BINDINGS}
+BOUND = {
+    **SESSION_TEMPLATE_PARAMETERS,
+    **WRITE_TEMPLATE_PARAMETERS,
+    **DOCTOR_TEMPLATE_PARAMETERS,
+    **OTHER_BINDINGS,
+}
 
 
 def test_every_template_is_bound_by_python() -> None:
