@@ -11,6 +11,7 @@ from cmproxy._exceptions import (
     ConnectionError,
     ConsoleNotInstalledError,
     ItemNotFoundError,
+    NotVisibleError,
     ParameterBindingError,
     PlanError,
     PowerShellError,
@@ -84,6 +85,7 @@ from cmproxy.transaction import (
     recover,
     run_transaction,
 )
+from cmproxy.visibility import Visibility, reread_until_visible
 
 __version__ = "0.1.0"
 
@@ -117,6 +119,7 @@ __all__ = [
     "Journal",
     "KnownAccount",
     "ManagementPoint",
+    "NotVisibleError",
     "OtherRole",
     "Outcome",
     "ParameterBindingError",
@@ -159,6 +162,7 @@ __all__ = [
     "TransactionResult",
     "TransportError",
     "ValidationError",
+    "Visibility",
     "__version__",
     "apply_bulk",
     "connect",
@@ -169,5 +173,6 @@ __all__ = [
     "plan",
     "plan_bulk",
     "recover",
+    "reread_until_visible",
     "run_transaction",
 ]

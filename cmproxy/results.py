@@ -30,6 +30,7 @@ OUTCOME_COLOURS = {
     Outcome.UNCHANGED: "#f0f0f0",
     Outcome.ROLLED_BACK: "#fff3cd",
     Outcome.FAILED: "#f8d7da",
+    Outcome.NOT_VISIBLE: "#e2d9f3",
 }
 
 
