@@ -82,8 +82,14 @@ class Results:
         )
 
     def counts(self) -> dict[str, int]:
+        """Servers per outcome. "not visible yet" (a lagging hierarchy) is listed only when
+        some server ended so, keeping the usual counts as they have always been."""
         found = Counter(r.outcome.outcome.value for r in self.items)
-        return {o.value: found.get(o.value, 0) for o in Outcome}
+        return {
+            o.value: found.get(o.value, 0)
+            for o in Outcome
+            if o is not Outcome.NOT_VISIBLE or found.get(o.value)
+        }
 
     def by_outcome(self, outcome: Outcome) -> list[ServerResult]:
         return [r for r in self.items if r.outcome.outcome is outcome]
