@@ -203,7 +203,7 @@ class TransactionResult:
 class TransactionEvent:
     """Something a transaction did, for hooks and logs (never carries a secret)."""
 
-    kind: str  # planned, conflict, apply, applied, ambiguous, retry, rollback, restored, ...
+    kind: str  # planned, conflict, apply, applied, ambiguous, not visible, retry, rollback, ...
     transaction_id: str | None
     target: str
     detail: str = ""
