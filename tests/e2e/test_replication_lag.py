@@ -230,3 +230,19 @@ def test_a_server_written_twice_under_lag_verifies_both_writes(tmp_path: Path) -
         now = oracle(emu)
         assert now.proxy.server == "proxy-sup.contoso.com"
         assert now.sup is not None and now.sup.use_proxy
+
+
+@pytest.mark.e2e
+def test_with_the_tolerance_off_a_lagging_write_is_a_failed_verification(tmp_path: Path) -> None:
+    """`visibility_timeout=0` (for a site known not to lag): no waiting, the old behaviour —
+    the still-old read-back fails the verification and the change is rolled back."""
+    with _lagging() as emu, Session(info_for(emu, "psrp")) as session:
+        result = run_transaction(
+            session,
+            _wants("proxy-new.contoso.com"),
+            journal=Journal(tmp_path / "j.db"),
+            policy=_policy(bound=0.0),
+        )
+        out = result.outcome(SERVER)
+        assert out.outcome is Outcome.ROLLED_BACK, out
+        assert "does not show the new value" in out.reason

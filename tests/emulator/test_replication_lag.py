@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import pytest
 
+from cmproxy.emulator import serve
 from cmproxy.emulator.engine import SiteEngine, SiteRunspace
 from cmproxy.emulator.settings import EmulatorSettings
 from cmproxy.emulator.state import SiteState
@@ -158,3 +159,11 @@ def test_other_sites_are_not_lagged(lagged: SiteRunspace) -> None:
         "($r.Props | Where-Object PropertyName -eq 'ProxyName').Value2"
     )
     assert res.output == ["ps1.contoso.com"], res
+
+
+def test_serve_takes_lags_per_site() -> None:
+    assert serve.parse_lags(["ps2=1.5", "PS1=0"]) == {"PS2": 1.5, "PS1": 0.0}
+    assert serve.parse_lags(None) == {}
+    for bad in ("PS2", "=3", "PS2=x", "PS2=-1"):
+        with pytest.raises(SystemExit, match="SITE=SECONDS"):
+            serve.parse_lags([bad])
