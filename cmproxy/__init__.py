@@ -11,6 +11,7 @@ from cmproxy._exceptions import (
     ConnectionError,
     ConsoleNotInstalledError,
     ItemNotFoundError,
+    NotVisibleError,
     ParameterBindingError,
     PlanError,
     PowerShellError,
@@ -85,6 +86,7 @@ from cmproxy.transaction import (
     recover,
     run_transaction,
 )
+from cmproxy.visibility import Visibility, reread_until_visible
 
 __version__ = "0.1.0"
 
@@ -119,6 +121,7 @@ __all__ = [
     "Journal",
     "KnownAccount",
     "ManagementPoint",
+    "NotVisibleError",
     "OtherRole",
     "Outcome",
     "ParameterBindingError",
@@ -161,6 +164,7 @@ __all__ = [
     "TransactionResult",
     "TransportError",
     "ValidationError",
+    "Visibility",
     "__version__",
     "apply_bulk",
     "connect",
@@ -172,5 +176,6 @@ __all__ = [
     "plan",
     "plan_bulk",
     "recover",
+    "reread_until_visible",
     "run_transaction",
 ]

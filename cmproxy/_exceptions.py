@@ -16,7 +16,9 @@
     │   ├── ItemNotFoundError
     │   └── ParameterBindingError
     └── TransactionError                       a change failed; says which state each server is in
-        └── RollbackError                      rolling back failed too: manual action needed
+        ├── RollbackError                      rolling back failed too: manual action needed
+        └── NotVisibleError                    a write was accepted but reads still show the old
+                                               value after the bound (a lagging hierarchy)
 
 Secrets never appear in any message: constructors take already-masked values.
 """
@@ -32,6 +34,7 @@ __all__ = [
     "ConnectionError",
     "ConsoleNotInstalledError",
     "ItemNotFoundError",
+    "NotVisibleError",
     "ParameterBindingError",
     "PlanError",
     "PowerShellError",
@@ -157,3 +160,12 @@ class TransactionError(CMProxyError):
 
 class RollbackError(TransactionError):
     """A change failed and so did the rollback: the server needs a person."""
+
+
+class NotVisibleError(TransactionError):
+    """Writes were accepted, but reads still showed the old value when
+    `RetryPolicy.visibility_timeout` ran out (a hierarchy replicating a child site's change).
+
+    Not rolled back (a restore would be one more write that cannot be seen either); the
+    transaction stays open in the journal: `cmproxy recover` settles it once the change shows.
+    """

@@ -8,7 +8,8 @@ site are taken in batches whose transactions run side by side (`run_transactions
 reads, journal commits and write pipelines, separate outcomes), a few batches per site at
 once. With `all_or_nothing=True`, one failure puts every changed server back to its snapshot.
 Ctrl-C cancels cleanly: batches not started are left untouched, in-flight transactions finish
-or roll back, none is left open.
+or roll back, none is left open. (Only a write accepted but still not visible on a lagging
+hierarchy leaves its transaction open, on purpose, for `recover`: docs/transactions.md.)
 """
 
 from __future__ import annotations

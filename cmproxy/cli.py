@@ -67,6 +67,7 @@ OUTCOME_STYLES: dict[Outcome, str] = {
     Outcome.UNCHANGED: "dim",
     Outcome.ROLLED_BACK: "bold yellow",
     Outcome.FAILED: "bold red",
+    Outcome.NOT_VISIBLE: "bold magenta",
 }
 SEVERITY_STYLES = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 CHECK_STYLES = {"ok": "green", "warn": "yellow", "fail": "bold red", "skipped": "dim"}

@@ -30,6 +30,7 @@ OUTCOME_COLOURS = {
     Outcome.UNCHANGED: "#f0f0f0",
     Outcome.ROLLED_BACK: "#fff3cd",
     Outcome.FAILED: "#f8d7da",
+    Outcome.NOT_VISIBLE: "#e2d9f3",
 }
 
 
@@ -81,8 +82,14 @@ class Results:
         )
 
     def counts(self) -> dict[str, int]:
+        """Servers per outcome. "not visible yet" (a lagging hierarchy) is listed only when
+        some server ended so, keeping the usual counts as they have always been."""
         found = Counter(r.outcome.outcome.value for r in self.items)
-        return {o.value: found.get(o.value, 0) for o in Outcome}
+        return {
+            o.value: found.get(o.value, 0)
+            for o in Outcome
+            if o is not Outcome.NOT_VISIBLE or found.get(o.value)
+        }
 
     def by_outcome(self, outcome: Outcome) -> list[ServerResult]:
         return [r for r in self.items if r.outcome.outcome is outcome]

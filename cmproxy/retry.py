@@ -80,6 +80,15 @@ class RetryPolicy:
 
     `attempts` counts the first try; `deadline` (seconds, from the first try) stops retrying
     even when attempts remain — no retry starts whose backoff would end past it.
+
+    `visibility_timeout` bounds read-after-write: a write accepted but whose re-read still
+    shows the value from before it (on a hierarchy a child site's change may show only after
+    replication, [UNCONFIRMED]) is re-read, with backoff from `visibility_backoff` doubling up
+    to `max_backoff`, for at most this many seconds before it is reported not visible
+    (`cmproxy.visibility`). Only a re-read showing the old value waits: one showing the new
+    value, or anyone else's, decides at once, so a site without lag never waits. 0 turns
+    the tolerance off: a re-read still showing the old value is a failed verification, as it
+    is when nothing lags.
     """
 
     attempts: int = 4
@@ -87,6 +96,8 @@ class RetryPolicy:
     initial_backoff: float = 0.5
     max_backoff: float = 8.0
     jitter: float = 0.5
+    visibility_timeout: float = 30.0
+    visibility_backoff: float = 0.25
     sleep: Callable[[float], None] = attrs.field(default=time.sleep, eq=False, repr=False)
     clock: Callable[[], float] = attrs.field(default=time.monotonic, eq=False, repr=False)
 
@@ -95,10 +106,19 @@ class RetryPolicy:
             raise ValidationError("retry.attempts", self.attempts, "must be at least 1")
         if self.deadline < 0:
             raise ValidationError("retry.deadline", self.deadline, "must not be negative")
+        if self.visibility_timeout < 0:
+            raise ValidationError(
+                "retry.visibility_timeout", self.visibility_timeout, "must not be negative"
+            )
 
     @classmethod
-    def for_tests(cls, attempts: int = 4, deadline: float = 30.0) -> RetryPolicy:
-        """No backoff, no sleeping: retries happen at once (stamina's `set_testing` idea)."""
+    def for_tests(
+        cls, attempts: int = 4, deadline: float = 30.0, visibility_timeout: float = 0.0
+    ) -> RetryPolicy:
+        """No backoff, no sleeping: retries happen at once (stamina's `set_testing` idea).
+
+        Without sleeping there is no waiting for a lagging read either: `visibility_timeout`
+        defaults to 0 (a test of lag passes a policy that really sleeps)."""
         return cls(
             attempts=attempts,
             deadline=deadline,
@@ -106,6 +126,7 @@ class RetryPolicy:
             max_backoff=0.0,
             jitter=0.0,
             sleep=lambda _s: None,
+            visibility_timeout=visibility_timeout,
         )
 
     @classmethod

@@ -8,6 +8,11 @@
 A write whose answer is lost (the ambiguous case) is settled by re-reading, never by blind
 repetition: if the new value is there the write happened; if the old one is, it is retried;
 anything else is someone else's change and is left alone.
+
+A write accepted whose re-read still shows the old value is "not visible yet" (a hierarchy may
+show a child site's change only after replication): it is re-read with backoff for at most
+`RetryPolicy.visibility_timeout` (`cmproxy.visibility`); past that it is reported
+`Outcome.NOT_VISIBLE`, not rolled back, and its transaction stays open for `recover`.
 """
 
 from __future__ import annotations
@@ -20,7 +25,13 @@ from typing import Any, Protocol
 
 import attrs
 
-from cmproxy._exceptions import CMProxyError, ConflictError, RollbackError, TransactionError
+from cmproxy._exceptions import (
+    CMProxyError,
+    ConflictError,
+    NotVisibleError,
+    RollbackError,
+    TransactionError,
+)
 from cmproxy.journal import Hold, Journal, JournalEntry
 from cmproxy.model import ProxySettings, SiteState, SupFlags
 from cmproxy.plan import (
@@ -35,6 +46,7 @@ from cmproxy.plan import (
 )
 from cmproxy.retry import RetryEvent, RetryPolicy, is_transient
 from cmproxy.roles import SoftwareUpdatePoint
+from cmproxy.visibility import reread_until_visible
 from cmproxy.writer import SkippedWriteError, batchable
 
 __all__ = [
@@ -92,6 +104,9 @@ class Outcome(enum.Enum):
     CHANGED = "changed"
     ROLLED_BACK = "rolled back"
     FAILED = "failed"
+    #: The write was accepted but reads still showed the old value when the bound ran out
+    #: (a lagging hierarchy): not rolled back; the transaction stays open for `recover`.
+    NOT_VISIBLE = "not visible yet"
 
 
 @attrs.frozen
@@ -188,7 +203,7 @@ class TransactionResult:
 class TransactionEvent:
     """Something a transaction did, for hooks and logs (never carries a secret)."""
 
-    kind: str  # planned, conflict, apply, applied, ambiguous, retry, rollback, restored, ...
+    kind: str  # planned, conflict, apply, applied, ambiguous, not visible, retry, rollback, ...
     transaction_id: str | None
     target: str
     detail: str = ""
@@ -206,6 +221,18 @@ class _ChangeFailedError(CMProxyError):
 
 class _SkippedError(_ChangeFailedError):
     """Not made: an earlier write of the same transaction failed (that one is the failure)."""
+
+
+class _NotVisibleError(_ChangeFailedError):
+    """Accepted, but reads still showed the old value when the visibility bound ran out."""
+
+    def __init__(self, change: Change, waited: float) -> None:
+        super().__init__(
+            change,
+            f"the write was accepted but is not visible: reads still show the value from "
+            f"before it after {waited:.1f}s (a hierarchy replicating the change?); not rolled "
+            "back",
+        )
 
 
 def apply_changes(
@@ -321,6 +348,7 @@ class _Run:
             )
             unsure: list[tuple[int, BaseException | None]] = []
             skipped: list[int] = []
+            lagging: list[int] = []
             for i, outcome in zip(pending, outcomes, strict=True):
                 run, change = items[i]
                 failures[i] = None  # this attempt decides
@@ -342,13 +370,17 @@ class _Run:
                     run.emit("applied", change.target)
                     if read_back is not None and attempts == 1:
                         read_back[i] = True
+                elif getattr(outcome, "shows_before", False) and self.policy.visibility_timeout:
+                    lagging.append(i)  # accepted, still the old value: not visible yet?
                 else:
                     failures[i] = _ChangeFailedError(
                         change, "the re-read does not show the new value"
                     )
             pending = []
             if unsure:
-                pending = self._settle(items, unsure, failures, attempts, state)
+                pending = self._settle(items, unsure, failures, attempts, state, lagging=lagging)
+            if lagging:
+                self._await_visible(items, lagging, failures, state)
             if groups is not None and skipped:
                 # A write skipped behind one that turned out made (or is retried) goes again,
                 # in order; one skipped behind a real failure stays skipped.
@@ -369,15 +401,24 @@ class _Run:
         failures: list[_ChangeFailedError | None],
         attempts: int,
         state: SiteState,
+        *,
+        lagging: list[int],
     ) -> list[int]:
         """One re-read for the changes whose answer was lost or not read back: made → applied;
-        still the old value → to retry (returned); anything else → failed."""
+        still the old value → to retry (returned) if the answer was lost, else not visible yet
+        (added to `lagging`); anything else → failed."""
         pending: list[int] = []
         now = self.read(*_read_scope([items[i][1] for i, _ in unsure], state))
         for i, error in unsure:
             run, change = items[i]
             if _shows(change, now, after=True):
                 run.emit("applied", change.target)
+            elif (
+                error is None
+                and self.policy.visibility_timeout
+                and _shows(change, now, after=False)
+            ):
+                lagging.append(i)
             elif error is None:
                 failures[i] = _ChangeFailedError(change, "the re-read does not show the new value")
             elif _shows(change, now, after=False) and attempts < self.policy.attempts:
@@ -387,20 +428,93 @@ class _Run:
                 failures[i] = _ChangeFailedError(change, error)
         return pending
 
+    def _await_visible(
+        self,
+        items: Sequence[tuple[_Run, Change]],
+        lagging: Sequence[int],
+        failures: list[_ChangeFailedError | None],
+        state: SiteState,
+    ) -> None:
+        """Changes accepted whose re-read still shows the old value: re-read them with backoff
+        while any still does (`RetryPolicy.visibility_timeout`). Then each shows its new value
+        → applied; still the old → not visible (`_NotVisibleError`); anything else → someone
+        else's change, failed (never waited for: it ends the wait once nothing is old)."""
+        changes = [items[i][1] for i in lagging]
+        for i in lagging:
+            items[i][0].emit("not visible", items[i][1].target, "accepted; re-reading")
+        scope = _read_scope(changes, state)
+        seen = reread_until_visible(
+            lambda: self.read(*scope),
+            lambda now: any(_shows(c, now, after=False) for c in changes),
+            self.policy,
+            delay_first=True,
+        )
+        for i, change in zip(lagging, changes, strict=True):
+            run = items[i][0]
+            if _shows(change, seen.value, after=True):
+                run.emit("applied", change.target, f"visible after {seen.waited:.1f}s")
+            elif _shows(change, seen.value, after=False):
+                failures[i] = _NotVisibleError(change, seen.waited)
+            else:
+                now = ServerSnapshot.of(seen.value, change.target)
+                failures[i] = _ChangeFailedError(
+                    change,
+                    "the re-read shows neither the value before the write nor the one written "
+                    f"(now {now.describe() if now else 'gone'}): someone else's change",
+                )
+
+    def await_servers(
+        self,
+        servers: Sequence[str],
+        snapshots: Mapping[str, ServerSnapshot],
+        expected: Mapping[str, ServerSnapshot],
+        state: SiteState,
+    ) -> SiteState:
+        """Re-read `servers` (bounded) while any shows only our values but not all of its new
+        ones yet: written, not visible yet. Returns the last read (`state` if none); with no
+        visibility bound, `state`."""
+
+        def still_old(now: SiteState) -> bool:
+            return any(
+                _not_seen_yet(ServerSnapshot.of(now, n), snapshots[n], expected[n]) for n in servers
+            )
+
+        if not servers or not self.policy.visibility_timeout or not still_old(state):
+            return state
+        return reread_until_visible(
+            lambda: self.read(list(servers)), still_old, self.policy, delay_first=True
+        ).value
+
     def restore(
         self,
         snapshots: dict[str, ServerSnapshot],
         expected: dict[str, ServerSnapshot],
         why: str,
+        unconfirmed: Iterable[str] = (),
+        *,
+        force: Iterable[str] = (),
     ) -> dict[str, tuple[bool, str]]:
         """Put each server back to its snapshot, if it holds nothing but our changes.
 
         A server showing a value that is neither its snapshot's nor the one we wrote was
         changed by someone else: it is left alone (never overwrite another's update).
+        `unconfirmed`: servers with a write accepted but maybe not visible yet. They are awaited
+        first (bounded); one that still shows old values (or is in `force`: the caller awaited
+        it already) is restored as if it showed its new state: a restore planned from what it
+        shows would write nothing, and its own write could still show up later. Writing the
+        snapshot after it makes the snapshot the last write, whatever shows meanwhile (writes
+        to a site become visible in order).
         Returns per server (restored and verified?, reason).
         """
         results: dict[str, tuple[bool, str]] = {}
         state = self.read(list(snapshots))
+        lagging = [n for n in unconfirmed if n in snapshots]
+        state = self.await_servers(lagging, snapshots, expected, state)
+        late = [
+            n
+            for n in {*lagging, *(f for f in force if f in snapshots)}
+            if _not_seen_yet(ServerSnapshot.of(state, n), snapshots[n], expected[n])
+        ]
         ours: dict[str, ServerSnapshot] = {}
         for server, snap in snapshots.items():
             now = ServerSnapshot.of(state, server)
@@ -413,7 +527,8 @@ class _Run:
                 continue
             ours[server] = snap
         try:
-            restore_plan = plan(state, restore_desired(ours), RESTORE_OPTIONS)
+            base = _showing(state, {n: expected[n] for n in late})
+            restore_plan = plan(base, restore_desired(ours), RESTORE_OPTIONS)
         except CMProxyError as error:
             return dict.fromkeys(snapshots, (False, f"cannot plan the restore: {error}"))
         for change in restore_plan:
@@ -429,7 +544,12 @@ class _Run:
             if server in results:
                 continue
             if snap.same_as(ServerSnapshot.of(after, server)):
-                results[server] = (True, why)
+                note = (
+                    " (its write was accepted but never showed; the snapshot was written after it)"
+                    if server in late
+                    else ""
+                )
+                results[server] = (True, why + note)
                 self.emit("restored", server)
             else:
                 results[server] = (False, "re-read after the restore does not show the snapshot")
@@ -472,6 +592,31 @@ def _ours(now: ServerSnapshot, before: ServerSnapshot, after: ServerSnapshot) ->
     return proxy_ok and now.sup in (before.sup, after.sup)
 
 
+def _showing(state: SiteState, shown: Mapping[str, ServerSnapshot]) -> SiteState:
+    """`state` with each server of `shown` showing that snapshot (its proxy and SUP options)."""
+    for name, snap in shown.items():
+        server = state.server(name)
+        if server is None:
+            continue
+        roles = tuple(
+            attrs.evolve(
+                r, use_proxy=snap.sup.use_proxy, use_proxy_for_adr=snap.sup.use_proxy_for_adr
+            )
+            if isinstance(r, SoftwareUpdatePoint) and snap.sup is not None
+            else r
+            for r in server.roles
+        )
+        state = state.with_server(attrs.evolve(server, proxy=snap.proxy, roles=roles))
+    return state
+
+
+def _not_seen_yet(
+    now: ServerSnapshot | None, before: ServerSnapshot, after: ServerSnapshot
+) -> bool:
+    """Shows nothing but our values, yet not all of its new ones: written, not visible yet?"""
+    return now is not None and _ours(now, before, after) and not after.same_as(now)
+
+
 def _expected_after(
     snapshots: dict[str, ServerSnapshot], changes: Iterable[Change]
 ) -> dict[str, ServerSnapshot]:
@@ -502,6 +647,8 @@ class _Tx:
     snapshots: dict[str, ServerSnapshot]
     expected: dict[str, ServerSnapshot]
     failure: _ChangeFailedError | None = None
+    #: Servers with a write accepted but not visible when the visibility bound ran out.
+    unconfirmed: dict[str, _NotVisibleError] = attrs.field(factory=dict)
     #: None until a round writes its servers; then: was that its only such round, with every
     #: write read back after all of its own writes in the pipeline, at the first attempt?
     verified_at_once: bool | None = None
@@ -614,10 +761,34 @@ class _Tx:
         ]
         return TransactionResult(self.plan, tuple(outcomes), self.tx_id)
 
+    def not_visible(self) -> TransactionResult:
+        """Every write accepted, some not visible yet: those servers `NOT_VISIBLE`."""
+        outcomes = []
+        for name in self.requested:
+            late = self.unconfirmed.get(name)
+            if late is None:
+                outcomes.append(
+                    ServerOutcome(name, Outcome.CHANGED, self.snapshots[name], self.expected[name])
+                    if name in self.touched
+                    else self.untouched(name)
+                )
+                continue
+            outcomes.append(
+                ServerOutcome(
+                    name,
+                    Outcome.NOT_VISIBLE,
+                    self.snapshots[name],
+                    self.expected[name],
+                    f"{late}. The transaction stays open: run cmproxy recover once the "
+                    "change shows.",
+                )
+            )
+        return TransactionResult(self.plan, tuple(outcomes), self.tx_id)
+
     def roll_back(self) -> tuple[TransactionResult, str]:
         """Restore after a failure; the result and the journal status."""
         reason = str(self.failure)
-        restored = self.run.restore(self.snapshots, self.expected, reason)
+        restored = self.run.restore(self.snapshots, self.expected, reason, self.unconfirmed)
         all_back = all(ok for ok, _ in restored.values())
         outcomes = []
         for name in self.requested:
@@ -872,6 +1043,9 @@ def _run_live(
             tx = active[group]
             if failure is None:
                 marks["applied"].append(step)
+            elif isinstance(failure, _NotVisibleError):
+                marks["applied"].append(step)  # accepted: made, only not seen yet
+                tx.unconfirmed.setdefault(failure.change.target.lower(), failure)
             elif isinstance(failure, _SkippedError):
                 marks["planned"].append(step)  # never made
             else:
@@ -880,17 +1054,39 @@ def _run_live(
         for state, marked in marks.items():
             journal.mark_changes(marked, state)
 
-    checked = [tx for _, tx in live if tx.failure is None and tx.to_verify()]
+    # Servers written more than once are checked whole at the end (not those whose write is
+    # already known not to show yet: they end not visible anyway).
+    verify = {
+        id(tx): [n for n in tx.to_verify() if n not in tx.unconfirmed]
+        for _, tx in live
+        if tx.failure is None
+    }
+    checked = [tx for _, tx in live if verify.get(id(tx))]
     if checked:
         try:
-            final: SiteState | None = runner.read(
-                *_where(current, _all(tx.to_verify() for tx in checked), _plan_sites(checked))
+            names, sites = _where(
+                current, _all(verify[id(tx)] for tx in checked), _plan_sites(checked)
             )
+            final: SiteState | None = runner.read(names, sites)
+            assert final is not None
+            snapshots = {n: tx.snapshots[n] for tx in checked for n in verify[id(tx)]}
+            expected = {n: tx.expected[n] for tx in checked for n in verify[id(tx)]}
+            final = runner.await_servers(list(snapshots), snapshots, expected, final)
         except CMProxyError as error:
             final, why = None, error
         for tx in checked:
-            for name in tx.to_verify():
-                if final is None or not tx.expected[name].same_as(ServerSnapshot.of(final, name)):
+            for name in verify[id(tx)]:
+                now = ServerSnapshot.of(final, name) if final is not None else None
+                if runner.policy.visibility_timeout and _not_seen_yet(
+                    now, tx.snapshots[name], tx.expected[name]
+                ):
+                    tx.unconfirmed.setdefault(
+                        name,
+                        _NotVisibleError(
+                            tx.plan.for_server(name)[-1], runner.policy.visibility_timeout
+                        ),
+                    )
+                elif now is None or not tx.expected[name].same_as(now):
                     tx.failure = _ChangeFailedError(
                         tx.plan.changes[-1],
                         f"{name} does not show its new state after all writes"
@@ -900,7 +1096,11 @@ def _run_live(
 
     finished: list[tuple[str, str, str]] = []
     for slot, tx in live:
-        if tx.failure is None:
+        if tx.failure is None and tx.unconfirmed:
+            # Accepted, not seen: left open (not rolled back) for `recover` to settle.
+            results[slot] = tx.not_visible()
+            tx.run.emit("not visible", "site", ", ".join(tx.unconfirmed))
+        elif tx.failure is None:
             finished.append((tx.tx_id, "committed", ""))
             results[slot] = tx.committed()
         else:
@@ -909,7 +1109,7 @@ def _run_live(
             results[slot] = result
     journal.finish_many(finished)
     for _, tx in live:
-        if tx.failure is None:
+        if tx.failure is None and not tx.unconfirmed:
             tx.run.emit("committed", "site", tx.tx_id)
 
 
@@ -974,8 +1174,15 @@ class Transaction:
                 for o in self.result.outcomes
                 if o.outcome is not Outcome.UNCHANGED
             )
-            cls = RollbackError if failed else TransactionError
-            raise cls(f"the change was not applied: {summary}", self.result.outcomes)
+            late = any(o.outcome is Outcome.NOT_VISIBLE for o in self.result.outcomes)
+            if failed:
+                raise RollbackError(f"the change was not applied: {summary}", self.result.outcomes)
+            if late:
+                raise NotVisibleError(
+                    f"the change was accepted but is not visible yet: {summary}",
+                    self.result.outcomes,
+                )
+            raise TransactionError(f"the change was not applied: {summary}", self.result.outcomes)
 
 
 @attrs.frozen
@@ -1001,6 +1208,12 @@ def recover(
     If every server already shows its new state, the transaction is closed as committed
     (rolled forward). Otherwise every server is restored to its snapshot and verified. Holds
     left by a killed bulk run are released: each write was made under its own transaction.
+
+    Read-after-write lag: a server whose journalled write was accepted ("applied") but that
+    still shows some of its old values (and nothing but ours) may be a lagging new state, not
+    an old one: it is re-read first, for at most `policy.visibility_timeout`. If it still does
+    not show its new state, the restore writes its snapshot anyway (see `_Run.restore`), so
+    the snapshot is the last write even if the accepted one shows up later.
     """
     results: list[RecoveryOutcome] = []
     for hold_id in journal.holds(client.endpoint):
@@ -1012,14 +1225,18 @@ def recover(
         befores = {e.server: ServerSnapshot.from_dict(e.before) for e in tx.servers}
         afters = {e.server: ServerSnapshot.from_dict(e.after) for e in tx.servers}
         state = run.read(names)
+        accepted = {t.lower() for _seq, t, _kind, st in tx.changes if st == "applied"}
+        written = [n for n in names if n.lower() in accepted]
+        state = run.await_servers(written, befores, afters, state)
         now = {n: ServerSnapshot.of(state, n) for n in names}
+        late = [n for n in written if _not_seen_yet(now[n], befores[n], afters[n])]
         if all(afters[n].same_as(now[n]) for n in names):
             journal.finish(tx.id, "committed", "recovered: already in the new state")
             run.emit("recovered", "site", "rolled forward")
             outs = tuple(ServerOutcome(n, Outcome.CHANGED, befores[n], afters[n]) for n in names)
             results.append(RecoveryOutcome(tx.id, "committed", outs))
             continue
-        restored = run.restore(befores, afters, "recovering an interrupted transaction")
+        restored = run.restore(befores, afters, "recovering an interrupted transaction", force=late)
         ok = all(r[0] for r in restored.values())
         journal.finish(tx.id, "rolled_back" if ok else "failed", "recovered")
         outs = tuple(

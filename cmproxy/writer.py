@@ -100,6 +100,17 @@ class WriteResult:
     #: True when the read-back value is what the change asked for.
     matches: bool
 
+    @property
+    def shows_before(self) -> bool:
+        """The read-back is still the value from before the write: on a lagging hierarchy the
+        write is not visible yet (re-read it), rather than someone else's value."""
+        before = self.change.before
+        if isinstance(self.read_back, ProxySettings):
+            return isinstance(before, ProxySettings) and self.read_back.same_as(before)
+        if isinstance(self.read_back, SupFlags):
+            return self.read_back == before
+        return False
+
     def describe(self) -> str:
         verdict = "as planned" if self.matches else "DIFFERENT from the plan"
         return f"{self.change.describe()} → read back {self.read_back!r} ({verdict})"

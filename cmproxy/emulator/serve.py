@@ -48,8 +48,31 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="the ConfigMgr console (and its PowerShell module) is not installed",
     )
+    s.add_argument(
+        "--replication-lag",
+        action="append",
+        metavar="SITE=SECONDS",
+        help="[UNCONFIRMED] reads of SITE's roles show a Set only SECONDS after it (repeatable)",
+    )
     s.add_argument("--receive-timeout", type=float, default=20.0)
     return p
+
+
+def parse_lags(values: Sequence[str] | None) -> dict[str, float]:
+    """`--replication-lag SITE=SECONDS` values as `settings.replication.lag`."""
+    lags: dict[str, float] = {}
+    for value in values or []:
+        site, sep, seconds = value.partition("=")
+        try:
+            lag = float(seconds) if sep and site else -1.0
+        except ValueError:
+            lag = -1.0
+        if lag < 0:
+            raise SystemExit(
+                f"--replication-lag needs SITE=SECONDS with SECONDS >= 0, got {value!r}"
+            )
+        lags[site.upper()] = lag
+    return lags
 
 
 def parse_users(values: Sequence[str] | None) -> dict[str, str]:
@@ -69,6 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings.costs.module_import = args.module_import
     settings.costs.get_cmdlet = args.get_cost
     settings.costs.set_cmdlet = args.set_cost
+    settings.replication.lag = parse_lags(args.replication_lag)
     emu = Emulator(
         seed=args.seed,
         users=parse_users(args.user),

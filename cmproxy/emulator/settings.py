@@ -43,6 +43,39 @@ class Costs:
 
 
 @attrs.define
+class Replication:
+    """[UNCONFIRMED] Read-after-write lag of a child site's site control data (off by default).
+
+    Why it may exist: a site's settings are its site control data, changed through "delta
+    site control file" requests that SMS Site Control Manager processes (sitectrl.log); a
+    change requested at another site for a child site is turned into such a request by SMS
+    Hierarchy Manager (hman.log) and delivered to the child's Site Control Manager by
+    replication, each request with a serial number so they are processed in order, and each
+    child passes its processed site control data back up (ConfigMgr SDK, "About the
+    Configuration Manager Site Control File"; status messages SMS_HIERARCHY_MANAGER 3307 and
+    SMS_SITE_CONTROL_MANAGER 2807). So a provider may accept a write to a child site's server
+    and keep showing the old value until the change has made that round trip. Whether current
+    branch (site control data in the database, SQL replication) still shows this lag to the
+    provider's reads, and for how long, is not confirmed: hence a setting.
+
+    Model (what the engine does with it): a Set-CMSiteSystemServer / Set-CMSoftwareUpdatePoint
+    write to a role of a lagging site is accepted and committed at once (the provider's own
+    copy: a later Set builds on it, and -PassThru returns the object as written), but reading
+    cmdlets (Get-CMSiteSystemServer, Get-CMSiteRole, Get-CMSoftwareUpdatePoint) keep returning
+    the role as it was until `lag` seconds have passed. Writes become visible in the order
+    they were made, each after its own lag (serial numbers): a second write during the lag
+    is visible no earlier than the first. New-/Add- writes, components and accounts are not
+    lagged. The pending changes live in memory: an emulator restart shows them all.
+    """
+
+    #: Site code (any case) → seconds a write to that site's roles stays invisible to reads.
+    lag: dict[str, float] = attrs.field(factory=dict)
+
+    def lag_for(self, site: str) -> float:
+        return max(0.0, self.lag.get(site.upper(), self.lag.get(site, 0.0)))
+
+
+@attrs.define
 class Faults:
     """Faults to inject. Counters are 1-based and count since the fault was set."""
 
@@ -72,6 +105,7 @@ class EmulatorSettings:
     behaviour: ProductBehaviour = attrs.field(factory=ProductBehaviour)
     costs: Costs = attrs.field(factory=Costs)
     faults: Faults = attrs.field(factory=Faults)
+    replication: Replication = attrs.field(factory=Replication)
     #: Serialises updates of the counters below across server threads.
     lock: threading.Lock = attrs.field(factory=threading.Lock, eq=False, repr=False)
     request_count: int = 0

@@ -289,6 +289,20 @@ def _whatif(ctx: CallContext, target: str, action: str = "Set") -> bool:
     return False
 
 
+def _seen(ctx: CallContext, rows: list[SysRes]) -> list[SysRes]:
+    """Rows as reading cmdlets see them: with replication lag, a write not yet visible is not
+    shown ([UNCONFIRMED], `settings.Replication`)."""
+    return ctx.engine.replica.views(rows)
+
+
+def _replicate(ctx: CallContext, before: SysRes) -> None:
+    """A Set wrote `before`'s row: with replication lag at its site, reads see it later."""
+    lag = ctx.engine.settings.replication.lag_for(before.site)
+    after = ctx.state.get_sysres(before.site, before.server, before.role)
+    if after is not None:
+        ctx.engine.replica.written(before, after, lag)
+
+
 def _cost_get(ctx: CallContext) -> None:
     return None
 
@@ -315,7 +329,7 @@ def get_site_role(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
     else:
         rows = _rows(ctx, a, None)
     role = a.get("RoleName")
-    return sysres_objs(ctx, [r for r in rows if _name_ok(r.role, role, a)])
+    return sysres_objs(ctx, _seen(ctx, [r for r in rows if _name_ok(r.role, role, a)]))
 
 
 def get_site_system_server(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
@@ -323,8 +337,8 @@ def get_site_system_server(ctx: CallContext, a: dict[str, Any], items: Any) -> A
     if obj is not None:
         site, server = _server_of(obj)
         row = ctx.state.get_sysres(site, server, SITE_SYSTEM)
-        return [sysres_obj(ctx, row)] if row is not None else []
-    return sysres_objs(ctx, _rows(ctx, a, SITE_SYSTEM))
+        return sysres_objs(ctx, _seen(ctx, [row] if row is not None else []))
+    return sysres_objs(ctx, _seen(ctx, _rows(ctx, a, SITE_SYSTEM)))
 
 
 # ---- proxy semantics (reference §8.3) -------------------------------------------------------
@@ -407,6 +421,7 @@ def set_site_system_server(ctx: CallContext, a: dict[str, Any], items: Any) -> A
     if not _whatif(ctx, row.server):
         ctx.write_verbose(f"Updating site system server {row.server} in site {row.site}.")
         ctx.commit(row.site, lambda: ctx.state.set_props(row.site, row.server, SITE_SYSTEM, upd))
+        _replicate(ctx, row)
     if a.get("PassThru"):
         new = ctx.state.get_sysres(row.site, row.server, SITE_SYSTEM)
         return sysres_obj(ctx, new) if new is not None else None
@@ -454,8 +469,8 @@ def get_sup(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
     if obj is not None:
         site, server = _server_of(obj)
         row = ctx.state.get_sysres(site, server, SUP_ROLE)
-        return [sysres_obj(ctx, row)] if row is not None else []
-    return sysres_objs(ctx, _rows(ctx, a, SUP_ROLE))
+        return sysres_objs(ctx, _seen(ctx, [row] if row is not None else []))
+    return sysres_objs(ctx, _seen(ctx, _rows(ctx, a, SUP_ROLE)))
 
 
 def _sup_updates(ctx: CallContext, a: dict[str, Any], add: bool) -> list[Prop]:
@@ -539,6 +554,7 @@ def set_sup(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
             ctx.state.set_props(row.site, row.server, SUP_ROLE, upd)
 
         ctx.commit(row.site, write)
+        _replicate(ctx, row)
     if a.get("PassThru"):
         new = ctx.state.get_sysres(row.site, row.server, SUP_ROLE)
         return sysres_obj(ctx, new) if new is not None else None

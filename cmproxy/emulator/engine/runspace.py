@@ -41,6 +41,7 @@ from cmproxy.emulator.engine.interp import (
     parse,
     parse_error,
 )
+from cmproxy.emulator.engine.replication import ReplicaView
 from cmproxy.emulator.engine.values import (
     SWITCH_PRESENT,
     CommandSpec,
@@ -187,6 +188,7 @@ class SiteEngine:
     `auto_site_drive`: after `Import-Module ConfigurationManager` the site drives exist (as on a
     machine whose console connected before); False reproduces the "missing drive" path.
     `local_site`: which site's SMS Provider this emulated machine is (default: first primary).
+    `clock`: monotonic seconds, for the [UNCONFIRMED] replication lag (`settings.replication`).
     `console_installed=False`: the ConfigMgr console (and so its PowerShell module) is not on
     this machine: `Import-Module ConfigurationManager` fails with `Modules_ModuleNotFound` and
     `$env:SMS_ADMIN_UI_PATH` does not exist.
@@ -198,6 +200,7 @@ class SiteEngine:
         settings: EmulatorSettings | None = None,
         *,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
         auto_site_drive: bool = True,
         local_site: str | None = None,
         autoload_module: bool = False,
@@ -206,6 +209,8 @@ class SiteEngine:
         self.state = state
         self.settings = settings if settings is not None else EmulatorSettings()
         self.sleep = sleep
+        #: Roles written at a site with replication lag, as reads see them (`clock` times it).
+        self.replica = ReplicaView(clock)
         self.auto_site_drive = auto_site_drive
         self.autoload_module = autoload_module
         self.console_installed = console_installed

@@ -349,12 +349,15 @@ def run_desired(
             for o in result.outcomes
             if o.outcome is not cmproxy.Outcome.UNCHANGED
         )
-        # Rolled back: nothing stays changed; failed rollback: the site is in an unknown state.
-        output["changed"] = bool(failed)
+        # Rolled back: nothing stays changed; failed rollback: the site is in an unknown state;
+        # not visible yet: accepted (not rolled back), the journal keeps it open for recover.
+        late = [o for o in result.outcomes if o.outcome is cmproxy.Outcome.NOT_VISIBLE]
+        output["changed"] = bool(failed or late)
+        kind = "RollbackError" if failed else "NotVisibleError" if late else "TransactionError"
         module.fail_json(
             msg=f"the change was not applied: {summary}",
             error={
-                "type": "RollbackError" if failed else "TransactionError",
+                "type": kind,
                 "message": summary,
             },
             **output,
