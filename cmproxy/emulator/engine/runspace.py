@@ -391,6 +391,9 @@ class SiteRunspace:
         d = self.drives.get(drive.lower())
         if d is not None and d.provider == "CMSite":
             return f"{d.name}:\\{path}" if path else f"{d.name}:\\"
+        if path.startswith("\\\\"):
+            # A UNC location has no drive: Get-Location shows it provider-qualified.
+            return "Microsoft.PowerShell.Core\\FileSystem::" + path
         return path
 
     def location_obj(self) -> PSObj:
