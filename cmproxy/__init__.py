@@ -10,12 +10,16 @@ from cmproxy._exceptions import (
     ConflictError,
     ConnectionError,
     ConsoleNotInstalledError,
+    DotNetFrameworkError,
     ItemNotFoundError,
+    ModuleBlockedError,
     ParameterBindingError,
     PlanError,
     PowerShellError,
+    ProviderAccessDeniedError,
     RollbackError,
     RuleViolation,
+    SecondHopError,
     SessionError,
     SiteDriveError,
     TLSError,
@@ -23,10 +27,11 @@ from cmproxy._exceptions import (
     TransportError,
     ValidationError,
 )
+from cmproxy.bootstrap import BootstrapInfo
 from cmproxy.bulk import BulkPlan, apply_bulk, plan_bulk
 from cmproxy.connection import ConnectionInfo
 from cmproxy.desired import DesiredSpec, DesiredStateError, load_desired, parse_desired
-from cmproxy.diagnostics import Diagnosis, Finding, diagnose, diagnose_state
+from cmproxy.diagnostics import Diagnosis, Finding, UnreadableLog, diagnose, diagnose_state
 from cmproxy.invocation import AccountLookup, Invocation
 from cmproxy.journal import Journal
 from cmproxy.model import (
@@ -93,6 +98,7 @@ __all__ = [
     "AccountLookup",
     "AssetIntelligenceSyncPoint",
     "AuthenticationError",
+    "BootstrapInfo",
     "BulkPlan",
     "CMGConnectionPoint",
     "CMProxyError",
@@ -109,6 +115,7 @@ __all__ = [
     "DesiredStateError",
     "Diagnosis",
     "DistributionPoint",
+    "DotNetFrameworkError",
     "ExchangeServerConnector",
     "FieldChange",
     "Finding",
@@ -117,6 +124,7 @@ __all__ = [
     "Journal",
     "KnownAccount",
     "ManagementPoint",
+    "ModuleBlockedError",
     "OtherRole",
     "Outcome",
     "ParameterBindingError",
@@ -125,6 +133,7 @@ __all__ = [
     "PlanOptions",
     "PlanWarning",
     "PowerShellError",
+    "ProviderAccessDeniedError",
     "ProxyRequest",
     "ProxySettings",
     "ProxySource",
@@ -134,6 +143,7 @@ __all__ = [
     "Role",
     "RollbackError",
     "RuleViolation",
+    "SecondHopError",
     "Secret",
     "ServerOutcome",
     "ServerResult",
@@ -158,6 +168,7 @@ __all__ = [
     "TransactionEvent",
     "TransactionResult",
     "TransportError",
+    "UnreadableLog",
     "ValidationError",
     "__version__",
     "apply_bulk",

@@ -471,7 +471,18 @@ def _cim(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
         if paths.is_local_machine(ctx.rs, machine):
             continue
         if machine.split(".")[0].lower() not in paths.known_machines(ctx.rs):
-            raise NotSupportedByEmulator(f"Get-CimInstance -ComputerName {machine}")
+            # ERROR_WSMAN destination unreachable (0x80338126), as for a machine not there.
+            raise PSError(
+                _cim_error(
+                    ctx,
+                    "WinRM cannot complete the operation. Verify that the specified computer "
+                    "name is valid, that the computer is accessible over the network, and that "
+                    "a firewall exception for the WinRM service is enabled and allows access "
+                    "from this computer. ",
+                    "0x80338126",
+                    "ConnectionError",
+                )
+            )
         if paths.second_hop_blocked(ctx.rs, machine):
             # WinRM to another machine from inside a session without delegable credentials.
             raise PSError(_cim_error(ctx, "Access is denied. ", "0x80070005", "PermissionDenied"))
