@@ -93,3 +93,10 @@ def test_provider_on_another_machine(demo_state: SiteState) -> None:
     )
     res = delegated.run_script(IMPORT + "\n(Get-PSDrive -Name PS1).Root")
     assert res.output == ["cm-prov01.contoso.com"]
+
+
+def test_a_blocked_module_is_not_autoloaded_either(demo_state: SiteState) -> None:
+    settings = EmulatorSettings(host=HostFacts(execution_policy="AllSigned"))
+    engine = SiteEngine(demo_state, settings, sleep=lambda _s: None, autoload_module=True)
+    (err,) = engine.open_runspace("u").run_script("Get-CMSite").errors
+    assert err.error_id == "CommandNotFoundException"

@@ -29,6 +29,7 @@ from cmproxy.emulator.engine.interp import (
     parse_error,
 )
 from cmproxy.emulator.engine.values import ErrorRecord, PSObj, SecureValue
+from cmproxy.emulator.settings import HostFacts
 
 if TYPE_CHECKING:
     from cmproxy.emulator.engine.runspace import CallContext, SiteRunspace
@@ -115,6 +116,17 @@ _POLICY_HELP = "about_Execution_Policies at https://go.microsoft.com/fwlink/?Lin
 
 def _version(text: str) -> tuple[int, ...]:
     return tuple(int(x) for x in re.findall(r"\d+", text)[:4])
+
+
+def module_blocked(host: HostFacts) -> bool:
+    """Import-Module of the ConfigurationManager module fails on this host (see below)."""
+    policy = host.execution_policy.lower()
+    signed_ok = host.module_signed and host.module_publisher_trusted
+    return (
+        policy == "restricted"
+        or (policy == "allsigned" and not signed_ok)
+        or _version(host.dotnet_framework_version) < MODULE_DOTNET
+    )
 
 
 def module_refusal(ctx: CallContext) -> ErrorRecord | None:

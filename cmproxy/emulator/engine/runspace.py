@@ -430,7 +430,11 @@ class SiteRunspace:
         cm = self.engine.cm_commands.get(low)
         if cm is not None and (
             "configurationmanager" in self.modules
-            or (self.engine.autoload_module and self.engine.console_installed)
+            or (
+                self.engine.autoload_module
+                and self.engine.console_installed
+                and not builtins.module_blocked(self.engine.settings.host)
+            )
         ):
             if "configurationmanager" not in self.modules:
                 builtins.import_cm_module(self, None)
