@@ -10,13 +10,17 @@ from cmproxy._exceptions import (
     ConflictError,
     ConnectionError,
     ConsoleNotInstalledError,
+    DotNetFrameworkError,
     ItemNotFoundError,
+    ModuleBlockedError,
     NotVisibleError,
     ParameterBindingError,
     PlanError,
     PowerShellError,
+    ProviderAccessDeniedError,
     RollbackError,
     RuleViolation,
+    SecondHopError,
     SessionError,
     SiteDriveError,
     TLSError,
@@ -24,10 +28,11 @@ from cmproxy._exceptions import (
     TransportError,
     ValidationError,
 )
+from cmproxy.bootstrap import BootstrapInfo
 from cmproxy.bulk import BulkPlan, apply_bulk, plan_bulk
 from cmproxy.connection import ConnectionInfo
 from cmproxy.desired import DesiredSpec, DesiredStateError, load_desired, parse_desired
-from cmproxy.diagnostics import Diagnosis, Finding, diagnose, diagnose_state
+from cmproxy.diagnostics import Diagnosis, Finding, UnreadableLog, diagnose, diagnose_state
 from cmproxy.doctor import DoctorReport, doctor
 from cmproxy.invocation import AccountLookup, Invocation
 from cmproxy.journal import Journal
@@ -96,6 +101,7 @@ __all__ = [
     "AccountLookup",
     "AssetIntelligenceSyncPoint",
     "AuthenticationError",
+    "BootstrapInfo",
     "BulkPlan",
     "CMGConnectionPoint",
     "CMProxyError",
@@ -113,6 +119,7 @@ __all__ = [
     "Diagnosis",
     "DistributionPoint",
     "DoctorReport",
+    "DotNetFrameworkError",
     "ExchangeServerConnector",
     "FieldChange",
     "Finding",
@@ -121,6 +128,7 @@ __all__ = [
     "Journal",
     "KnownAccount",
     "ManagementPoint",
+    "ModuleBlockedError",
     "NotVisibleError",
     "OtherRole",
     "Outcome",
@@ -130,6 +138,7 @@ __all__ = [
     "PlanOptions",
     "PlanWarning",
     "PowerShellError",
+    "ProviderAccessDeniedError",
     "ProxyRequest",
     "ProxySettings",
     "ProxySource",
@@ -139,6 +148,7 @@ __all__ = [
     "Role",
     "RollbackError",
     "RuleViolation",
+    "SecondHopError",
     "Secret",
     "ServerOutcome",
     "ServerResult",
@@ -163,6 +173,7 @@ __all__ = [
     "TransactionEvent",
     "TransactionResult",
     "TransportError",
+    "UnreadableLog",
     "ValidationError",
     "Visibility",
     "__version__",

@@ -10,8 +10,12 @@
     │   └── TLSError                           certificate not trusted / TLS failure
     ├── TransportError                         the WinRM/PSRP exchange failed (may be transient)
     ├── SessionError                           bootstrap failed (module, site drive)
-    │   ├── ConsoleNotInstalledError
-    │   └── SiteDriveError
+    │   ├── ConsoleNotInstalledError           the module is not on the target
+    │   ├── ModuleBlockedError                 execution policy / untrusted publisher
+    │   ├── DotNetFrameworkError               .NET Framework older than the module needs
+    │   ├── SiteDriveError                     site drive missing or clashing
+    │   ├── ProviderAccessDeniedError          the SMS Provider refuses the account
+    │   └── SecondHopError                     the SMS Provider is on another machine
     ├── PowerShellError                        a remote error record (FullyQualifiedErrorId, …)
     │   ├── ItemNotFoundError
     │   └── ParameterBindingError
@@ -33,13 +37,17 @@ __all__ = [
     "ConflictError",
     "ConnectionError",
     "ConsoleNotInstalledError",
+    "DotNetFrameworkError",
     "ItemNotFoundError",
+    "ModuleBlockedError",
     "NotVisibleError",
     "ParameterBindingError",
     "PlanError",
     "PowerShellError",
+    "ProviderAccessDeniedError",
     "RollbackError",
     "RuleViolation",
+    "SecondHopError",
     "SessionError",
     "SiteDriveError",
     "TLSError",
@@ -114,6 +122,28 @@ class ConsoleNotInstalledError(SessionError):
 
 class SiteDriveError(SessionError):
     """The CMSite drive for the site code is missing or clashes with another drive."""
+
+
+class ModuleBlockedError(SessionError):
+    """Import-Module refused the module: execution policy (AllSigned, Restricted) or an
+    untrusted publisher (`UnauthorizedAccess`, PSSecurityException)."""
+
+
+class DotNetFrameworkError(SessionError):
+    """The .NET Framework on the target is older than the ConfigurationManager module needs."""
+
+
+class ProviderAccessDeniedError(SessionError):
+    """The SMS Provider refuses the account (not a Configuration Manager administrative user)."""
+
+
+class SecondHopError(SessionError):
+    """The SMS Provider is on another machine than the WinRM target, and the session's
+    credentials cannot make that second hop. `provider_machine` names it."""
+
+    def __init__(self, message: str, *, provider_machine: str = "") -> None:
+        self.provider_machine = provider_machine
+        super().__init__(message)
 
 
 class PowerShellError(CMProxyError):

@@ -2,7 +2,10 @@
 
 `diagnose_state` is pure: a `SiteState`, optionally a desired state and the text of site
 server logs, in; findings out. `diagnose(session)` reads the site and each CAS/primary site
-server's `ruleengine.log` through the session, then calls it.
+server's `ruleengine.log` through the session (`ps_templates/Get-SiteServerLog.ps1`, through the
+FileSystem provider), then calls it. A log that cannot be read is a finding of its own, naming
+the log, the server and why (not found, access denied — a second hop when the share is on
+another machine than the session's — or another error): R13 was not checked there.
 """
 
 from __future__ import annotations
@@ -20,7 +23,14 @@ from cmproxy.roles import CloudDistributionPoint, ManagementPoint, SoftwareUpdat
 if TYPE_CHECKING:
     from cmproxy.session import Session
 
-__all__ = ["Diagnosis", "Finding", "diagnose", "diagnose_state", "ruleengine_failures"]
+__all__ = [
+    "Diagnosis",
+    "Finding",
+    "UnreadableLog",
+    "diagnose",
+    "diagnose_state",
+    "ruleengine_failures",
+]
 
 Severity = Literal["error", "warning", "info"]
 
@@ -79,6 +89,33 @@ class Diagnosis:
         return {"ok": self.ok, "findings": [f.to_dict() for f in self.findings]}
 
 
+@attrs.frozen
+class UnreadableLog:
+    """A site-server log the session could not read, as Get-SiteServerLog reports it.
+
+    `reason` is "NotFound", "AccessDenied" or "Error"; `second_hop` is True when the share is on
+    another machine than the session's own (reaching it needs delegated credentials).
+    """
+
+    server: str
+    log: str
+    reason: str
+    second_hop: bool = False
+    error_id: str = ""
+    message: str = ""
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> UnreadableLog:
+        return cls(
+            server=str(record.get("Server") or ""),
+            log=str(record.get("Log") or ""),
+            reason=str(record.get("Reason") or "Error"),
+            second_hop=bool(record.get("SecondHop")),
+            error_id=str(record.get("ErrorId") or ""),
+            message=str(record.get("Message") or ""),
+        )
+
+
 def ruleengine_failures(text: str) -> list[str]:
     """The ruleengine.log lines that record an ADR download failing with 12007 (R13)."""
     return [line.strip() for line in text.splitlines() if _12007.search(line)]
@@ -88,10 +125,12 @@ def diagnose_state(
     state: SiteState,
     desired: DesiredState | None = None,
     logs: Mapping[str, str] | None = None,
+    unreadable: Iterable[UnreadableLog] = (),
 ) -> Diagnosis:
     """Find proxy problems in `state` (and conflicts in `desired`), citing the rules.
 
-    `logs` maps a site server name to the text of its `ruleengine.log`.
+    `logs` maps a site server name to the text of its `ruleengine.log`; `unreadable` lists the
+    logs that could not be read (each becomes a finding: R13 was not checked there).
     """
     findings: list[Finding] = []
     findings += _sup_without_proxy(state)
@@ -102,6 +141,7 @@ def diagnose_state(
         findings += _conflicting_requests(state, desired)
     for server_name, text in (logs or {}).items():
         findings += _adr_download_failures(state, server_name, text)
+    findings += [_unreadable_log(state, u) for u in unreadable]
     order = {"error": 0, "warning": 1, "info": 2}
     findings.sort(key=lambda f: (order[f.severity], f.rule, f.server))
     return Diagnosis(tuple(findings))
@@ -263,12 +303,61 @@ def _adr_download_failures(state: SiteState, server_name: str, text: str) -> Ite
     )
 
 
+def _unreadable_log(state: SiteState, u: UnreadableLog) -> Finding:
+    site = next((s for s in state.sites if (s.server or "").lower() == u.server.lower()), None)
+    site_code = site.code if site is not None else "?"
+    share = f"\\\\{u.server}\\SMS_{site_code}\\Logs"
+    unchecked = "so ADR download failures (12007, R13) there were not checked"
+    if u.reason == "AccessDenied" and u.second_hop:
+        return Finding(
+            "R13",
+            "warning",
+            u.server,
+            site_code,
+            f"{u.log} on {u.server} could not be read (access denied): {share} is on another "
+            "machine than the one cmproxy's session runs on — a second hop, which NTLM and "
+            f"Kerberos without delegation cannot make; {unchecked}",
+            f"run the diagnosis with a session on {u.server} itself (--server {u.server}), or "
+            "allow the second hop (CredSSP, or Kerberos constrained delegation to "
+            f"{u.server}), or read {u.log} on {u.server} by hand",
+        )
+    if u.reason == "AccessDenied":
+        return Finding(
+            "R13",
+            "warning",
+            u.server,
+            site_code,
+            f"{u.log} on {u.server} could not be read (access denied: {u.message}); {unchecked}",
+            f"give the account read access to {share}",
+        )
+    if u.reason == "NotFound":
+        return Finding(
+            "R13",
+            "info",
+            u.server,
+            site_code,
+            f"{u.log} on {u.server} could not be read (not found at {share}); {unchecked}",
+            f"check that {u.server} is site {site_code}'s site server; {u.log} appears once an "
+            "automatic deployment rule has run there",
+        )
+    return Finding(
+        "R13",
+        "warning",
+        u.server,
+        site_code,
+        f"{u.log} on {u.server} could not be read ({u.error_id or 'error'}: {u.message}); "
+        f"{unchecked}",
+        f"read {share}\\{u.log} by hand and fix what the error names",
+    )
+
+
 def diagnose(
     session: Session, desired: DesiredState | None = None, *, log_lines: int = 2000
 ) -> Diagnosis:
     """Read the site and the ruleengine.log of each CAS/primary site server, then diagnose."""
     state = session.read_state()
     logs: dict[str, str] = {}
+    unreadable: list[UnreadableLog] = []
     for site in state.sites:
         if site.type is SiteType.SECONDARY or site.server is None:
             continue
@@ -279,5 +368,9 @@ def diagnose(
             LogName="ruleengine.log",
             Tail=log_lines,
         )
-        logs[site.server] = "\n".join(str(r.get("Line", "")) for r in result.records())
-    return diagnose_state(state, desired, logs)
+        records = result.records()
+        unreadable += [UnreadableLog.from_record(r) for r in records if r.get("Unreadable")]
+        lines = [str(r.get("Line", "")) for r in records if not r.get("Unreadable")]
+        if lines:
+            logs[site.server] = "\n".join(lines)
+    return diagnose_state(state, desired, logs, unreadable)

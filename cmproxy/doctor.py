@@ -265,6 +265,29 @@ def _bootstrap_checks(boot: Mapping[str, Any], site_code: str | None) -> list[Ch
         )
     else:
         checks.append(Check("ConfigurationManager module", "ok", text))
+    source = str(boot.get("ModuleSource") or "")
+    if source:
+        checks.append(
+            Check(
+                "bootstrap path",
+                "ok",
+                f"module from {source}, drive {str(boot.get('DriveSource') or '?').lower()}",
+            )
+        )
+    provider = str(boot.get("ProviderMachine") or "")
+    if boot.get("ProviderIsLocal") is False:
+        # The bootstrap got through, so the second hop works here (delegation or CredSSP); a
+        # log read or a later session without it will not.
+        checks.append(
+            Check(
+                "SMS Provider",
+                "warn",
+                f"on {provider}, not the WinRM target: "
+                "every cmdlet makes a second hop (works only with delegation)",
+            )
+        )
+    elif provider:
+        checks.append(Check("SMS Provider", "ok", f"{provider} (the WinRM target)"))
     return checks
 
 
@@ -355,7 +378,7 @@ def doctor(
     info = session.info
     site_code = session.site_code
     checks = _connection_checks(info)
-    boot = dict(session.bootstrap) or {
+    boot = dict(session.bootstrap_record) or {
         "SiteCode": site_code,
         "ModuleVersion": session.module_version,
     }

@@ -5,8 +5,8 @@
 import the ConfigurationManager module, make sure the site drive exists, `Set-Location` onto
 it. Over PSRP that happens once per runspace pool (again only if the pool had to be
 recreated); over WinRS every step is a new process, so the transport runs it before each
-step. Bootstrap failures become `ConsoleNotInstalledError` or `SiteDriveError` with a message
-that says what to do.
+step. Bootstrap failures become a `SessionError` subclass (`cmproxy.bootstrap`) with a message
+that names the cause and what to do; `Session.bootstrap` says which path the bootstrap took.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from cmproxy._exceptions import (
     SiteDriveError,
     TransportError,
 )
+from cmproxy.bootstrap import BootstrapInfo, bootstrap_error
 from cmproxy.connection import ConnectionInfo
 from cmproxy.model import SiteState, validate_site_code
 from cmproxy.reader import SiteRead, read_site_state
@@ -295,6 +296,9 @@ def map_session_error(exc: CMProxyError, info: ConnectionInfo) -> CMProxyError:
             f"{where}: the site code was not given and could not be guessed ({detail}); set "
             "site_code (CMPROXY_SITE_CODE)."
         )
+    mapped = bootstrap_error(code, detail, where)
+    if mapped is not None:
+        return mapped
     if code in {"AccountNotFound", "ServerNotFound"}:
         return ItemNotFoundError(
             detail,
@@ -321,7 +325,9 @@ class Session:
         self.module_version: str = ""
         self.module_path: str = ""
         #: Every field of the bootstrap's answer, as it came (`cmproxy doctor` shows them all).
-        self.bootstrap: dict[str, Any] = {}
+        self.bootstrap_record: dict[str, Any] = {}
+        #: What the last bootstrap found (module source, drive, SMS Provider machine).
+        self.bootstrap: BootstrapInfo | None = None
         self._open_lock = threading.RLock()
         self._reads = ReadCoalescer(self._read_servers)
         #: Servers per site as of the last whole read (to choose how to read many servers).
@@ -374,11 +380,12 @@ class Session:
                 "not look like a Windows PowerShell host with the ConfigurationManager module."
             )
         boot = records[-1]
-        self.bootstrap = dict(boot)
+        self.bootstrap_record = dict(boot)
         site_code = str(boot.get("SiteCode") or "")
         self.site_code = validate_site_code(site_code, "site_code")
         self.module_version = str(boot.get("ModuleVersion") or "")
         self.module_path = str(boot.get("ModulePath") or "")
+        self.bootstrap = BootstrapInfo.from_record(boot)
         log.info(
             "session to %s ready: site %s, ConfigurationManager %s%s",
             self.info.endpoint,

@@ -101,8 +101,49 @@ class Faults:
 
 
 @attrs.define
+class HostFacts:
+    """The emulated SMS Provider machine and the session's logon: what makes the bootstrap or a
+    log read fail on a real site (docs/emulator.md, "Host facts").
+
+    Defaults are a healthy machine reached with NTLM/Negotiate or Basic credentials that cannot
+    be delegated (the emulator has no CredSSP or Kerberos), so a second hop fails by default.
+    """
+
+    #: The session's credentials can make a second hop (CredSSP, or Kerberos with delegation):
+    #: shares and WMI on other machines are reachable. Off: reading `\\other\share` or
+    #: reaching an SMS Provider on another machine fails ("Making the second hop in PowerShell
+    #: Remoting", learn.microsoft.com; about_Remote_Troubleshooting).
+    credentials_delegated: bool = False
+    #: [UNCONFIRMED] How Get-Content shows a second hop to a share: "access_denied"
+    #: (GetContentReaderUnauthorizedAccessError, the anonymous logon is refused by the share) or
+    #: "not_found" (PathNotFound, if the provider's existence check swallows the denial).
+    second_hop_error: str = "access_denied"
+    #: [UNCONFIRMED] The CMSite provider answers a path that is not its own (a UNC path used
+    #: while the location is on a site drive) as not existing, so the engine's globber reports
+    #: this error id (LocationGlobber: a provider-direct path goes to the current provider).
+    cmsite_foreign_path_error: str = "PathNotFound"
+    #: Execution policy in effect for the session (Get-ExecutionPolicy). Windows Server's default
+    #: is RemoteSigned; the console sets AllSigned for the process it launches (PSOV).
+    execution_policy: str = "RemoteSigned"
+    #: ConfigurationManager.psd1 carries a valid Authenticode signature (Microsoft's).
+    module_signed: bool = True
+    #: Its signer is in Cert:\LocalMachine\TrustedPublisher (ConfigMgrCBDsc adds it there so
+    #: AllSigned accepts the module non-interactively). Not by default.
+    module_publisher_trusted: bool = False
+    #: .NET Framework 4.x installed on the machine; from 2103 the module needs 4.7.2 (PSOV).
+    dotnet_framework_version: str = "4.8"
+    #: The SMS Provider of the local site is on this other machine ("" = on this machine, as the
+    #: state says). SMS_ProviderLocation names it and the auto-created site drive points at it.
+    sms_provider_machine: str = ""
+    #: The account is not a Configuration Manager administrative user: root\sms and the site
+    #: drive refuse it (WBEM_E_ACCESS_DENIED 0x80041003 / E_ACCESSDENIED).
+    provider_access_denied: bool = False
+
+
+@attrs.define
 class EmulatorSettings:
     behaviour: ProductBehaviour = attrs.field(factory=ProductBehaviour)
+    host: HostFacts = attrs.field(factory=HostFacts)
     costs: Costs = attrs.field(factory=Costs)
     faults: Faults = attrs.field(factory=Faults)
     replication: Replication = attrs.field(factory=Replication)

@@ -103,3 +103,20 @@ def test_r13_when_the_adr_option_is_on_without_a_proxy_points_at_r11(state: Site
 
 def test_a_clean_log_gives_no_r13(state: SiteState) -> None:
     assert not list(diagnose_state(state, logs={"cm-cas.contoso.com": "all fine"}))
+
+
+def test_an_unreadable_log_is_a_finding_naming_log_server_and_cause(state: SiteState) -> None:
+    from cmproxy.diagnostics import UnreadableLog
+
+    hop = UnreadableLog("cm-cas.contoso.com", "ruleengine.log", "AccessDenied", second_hop=True)
+    missing = UnreadableLog("cm-cas.contoso.com", "ruleengine.log", "NotFound")
+    other = UnreadableLog("cm-cas.contoso.com", "ruleengine.log", "Error", False, "IOError", "x")
+    (f_hop,) = diagnose_state(state, unreadable=[hop])
+    assert (f_hop.rule, f_hop.severity, f_hop.server) == ("R13", "warning", "cm-cas.contoso.com")
+    assert "second hop" in f_hop.message and "ruleengine.log" in f_hop.message
+    assert "CredSSP" in f_hop.fix
+    (f_missing,) = diagnose_state(state, unreadable=[missing])
+    assert f_missing.severity == "info" and "not found" in f_missing.message
+    assert "second hop" not in f_missing.message
+    (f_other,) = diagnose_state(state, unreadable=[other])
+    assert "IOError: x" in f_other.message

@@ -202,10 +202,12 @@ def test_add_sup_and_component(run: Run, demo_state: SiteState) -> None:
 
 
 def test_get_content_reads_site_server_logs_only(run: Run) -> None:
-    res = run(
-        "Get-Content '\\\\cm-ps1.contoso.com\\SMS_PS1\\Logs\\ruleengine.log' | "
-        "? { $_ -like '*Error = 12007.*' }"
-    )
+    # From the site drive a UNC path goes to the CMSite provider (about_Providers): only the
+    # provider-qualified path reaches the share (tests/emulator/conformance/providers.yaml).
+    unc = "\\\\cm-ps1.contoso.com\\SMS_PS1\\Logs\\ruleengine.log"
+    res = run(f"Get-Content '{unc}'")
+    assert res.output == [] and res.errors[0].error_id == "PathNotFound"
+    res = run(f"Get-Content 'FileSystem::{unc}' | ? {{ $_ -like '*Error = 12007.*' }}")
     assert len(res.output) == 2
     local = "C:\\Program Files\\Microsoft Configuration Manager\\Logs\\ruleengine.log"
     res = run(f"Get-Content '{local}' -Tail 1")

@@ -181,6 +181,8 @@ def test_hostile_account_and_password_round_trip(
                     "Set-Location",
                     "Join-Path",
                     "Split-Path",
+                    "Get-CimInstance",  # where the SMS Provider is (SMS_ProviderLocation)
+                    "Get-ExecutionPolicy",
                     # the WinRS bootstrap (constant text; the template becomes a function)
                     "ConvertFrom-Json",
                     "ConvertTo-Json",

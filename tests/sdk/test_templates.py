@@ -114,6 +114,8 @@ REFERENCE: dict[str, set[str]] = {
     # Windows PowerShell 5.1 built-ins (documented parameters, the ones worth checking).
     "Get-Content": {"Path", "LiteralPath", "Tail", "TotalCount", "Encoding", "Raw"},
     "Get-Module": {"Name", "ListAvailable", "All", "FullyQualifiedName"},
+    "Get-ExecutionPolicy": {"Scope", "List"},
+    "Get-CimInstance": {"ClassName", "Namespace", "ComputerName", "Filter", "Query", "CimSession"},
     "Import-Module": {"Name", "Global", "Force", "Prefix", "MinimumVersion", "Scope"},
     "Get-PSDrive": {"Name", "PSProvider", "Scope", "LiteralName"},
     "New-PSDrive": {"Name", "PSProvider", "Root", "Scope", "Description", "Persist"},

@@ -8,7 +8,11 @@ import pytest
 
 from cmproxy._exceptions import (
     ConsoleNotInstalledError,
+    DotNetFrameworkError,
+    ModuleBlockedError,
     PowerShellError,
+    ProviderAccessDeniedError,
+    SecondHopError,
     SiteDriveError,
     TransportError,
 )
@@ -181,6 +185,10 @@ def test_session_bootstraps_once_and_reads() -> None:
     fake = _boot(None)
     with Session(INFO, transport=fake) as session:
         assert session.site_code == "PS1" and session.module_version == "5.2403"
+        # An older template without the path fields: the info says "unknown", not a guess.
+        assert session.bootstrap is not None
+        assert session.bootstrap.module_source == "" and session.bootstrap.drive_source == ""
+        assert session.bootstrap.provider_is_local is None
         session.read_state()
         session.read_state(["x.contoso.com"])
     names = [s.script.name for s in fake.steps]
@@ -196,6 +204,10 @@ def test_session_bootstraps_once_and_reads() -> None:
         ("DriveClash", SiteDriveError),
         ("SiteDriveMissing", SiteDriveError),
         ("SiteCodeUnknown", SiteDriveError),
+        ("ModuleBlocked", ModuleBlockedError),
+        ("DotNetTooOld", DotNetFrameworkError),
+        ("AccessDenied", ProviderAccessDeniedError),
+        ("ProviderElsewhere", SecondHopError),
     ],
 )
 def test_bootstrap_errors_are_precise(marker: str, error: type[Exception]) -> None:

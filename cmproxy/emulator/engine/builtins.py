@@ -11,7 +11,7 @@ import re
 from functools import cmp_to_key
 from typing import TYPE_CHECKING, Any
 
-from cmproxy.emulator.engine import conv
+from cmproxy.emulator.engine import conv, paths
 from cmproxy.emulator.engine.binding import CommandDef, ParamDef
 from cmproxy.emulator.engine.cmdlets import site_obj
 from cmproxy.emulator.engine.conv import ScriptBlock
@@ -20,7 +20,7 @@ from cmproxy.emulator.engine.errors import (
     PSError,
     record,
 )
-from cmproxy.emulator.engine.host import ADMIN_UI_PATH, MODULE_PATH, MODULE_VERSION, Drive
+from cmproxy.emulator.engine.host import MODULE_PATH, MODULE_VERSION, Drive
 from cmproxy.emulator.engine.interp import (
     Evaluator,
     compare_op,
@@ -29,6 +29,7 @@ from cmproxy.emulator.engine.interp import (
     parse_error,
 )
 from cmproxy.emulator.engine.values import ErrorRecord, PSObj, SecureValue
+from cmproxy.emulator.settings import HostFacts
 
 if TYPE_CHECKING:
     from cmproxy.emulator.engine.runspace import CallContext, SiteRunspace
@@ -50,7 +51,7 @@ def _is_cm_module(name: str, rs: SiteRunspace) -> bool:
     if name.lower() == "configurationmanager":
         return True
     if name.lower().endswith(".psd1") or "\\" in name or "/" in name:
-        path = _resolve_fs(rs, name)
+        path = paths.fs_full(rs, name)
         return path.lower() == MODULE_PATH.lower()
     return False
 
@@ -65,7 +66,13 @@ def import_cm_module(rs: SiteRunspace, ctx: CallContext | None) -> None:
     if not eng.auto_site_drive:
         return
     for site in eng.state.sites():
-        if not site.provider:
+        root = site_provider(rs, site)
+        if not root:
+            continue
+        moved = root != site.provider  # HostFacts.sms_provider_machine
+        if (moved or eng.settings.host.provider_access_denied) and provider_refused(rs, root):
+            # [UNCONFIRMED] a drive the module cannot connect is not created at import. (The
+            # drives of other sites' providers stay as before: a simplification.)
             continue
         key = site.code.lower()
         existing = rs.drives.get(key)
@@ -84,7 +91,92 @@ def import_cm_module(rs: SiteRunspace, ctx: CallContext | None) -> None:
             if ctx is not None:
                 ctx.write_error(rec)
             continue
-        rs.drives[key] = Drive(site.code, "CMSite", site.provider, site.code)
+        rs.drives[key] = Drive(site.code, "CMSite", root, site.code)
+
+
+def site_provider(rs: SiteRunspace, site: Any) -> str:
+    """The SMS Provider machine of `site` (HostFacts.sms_provider_machine for the local site)."""
+    other = rs.engine.settings.host.sms_provider_machine
+    if other and site.code.upper() == rs.engine.local_site.upper():
+        return other
+    return str(site.provider or "")
+
+
+def provider_refused(rs: SiteRunspace, machine: str) -> bool:
+    """The SMS Provider on `machine` refuses this session: not a ConfigMgr administrative
+    user, or a second hop the credentials cannot make."""
+    host = rs.engine.settings.host
+    return host.provider_access_denied or paths.second_hop_blocked(rs, machine)
+
+
+#: The module needs .NET Framework 4.7.2 or later from 2103 (configmgr-cmdlets.md §1.1, PSOV).
+MODULE_DOTNET = (4, 7, 2)
+_POLICY_HELP = "about_Execution_Policies at https://go.microsoft.com/fwlink/?LinkID=135170"
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in re.findall(r"\d+", text)[:4])
+
+
+def module_blocked(host: HostFacts) -> bool:
+    """Import-Module of the ConfigurationManager module fails on this host (see below)."""
+    policy = host.execution_policy.lower()
+    signed_ok = host.module_signed and host.module_publisher_trusted
+    return (
+        policy == "restricted"
+        or (policy == "allsigned" and not signed_ok)
+        or _version(host.dotnet_framework_version) < MODULE_DOTNET
+    )
+
+
+def module_refusal(ctx: CallContext) -> ErrorRecord | None:
+    """Why Import-Module of ConfigurationManager.psd1 fails on this host, if it does.
+
+    Execution policy first (the manifest is a script file; Authenticode.resx texts, error
+    `UnauthorizedAccess` / PSSecurityException as Import-Module reports it), then the
+    manifest's .NET Framework requirement (`Modules_InsufficientDotNetFrameworkVersion`,
+    ModuleCmdletBase in Windows PowerShell 5.1).
+    """
+    host = ctx.engine.settings.host
+    policy = host.execution_policy.lower()
+    reason = ""
+    if policy == "restricted":
+        reason = (
+            f"File {MODULE_PATH} cannot be loaded because running scripts is disabled on this "
+            f"system. For more information, see {_POLICY_HELP}."
+        )
+    elif policy == "allsigned" and not host.module_signed:
+        reason = (
+            f"File {MODULE_PATH} cannot be loaded. The file {MODULE_PATH} is not digitally "
+            "signed. You cannot run this script on the current system. For more information "
+            f"about running scripts and setting execution policy, see {_POLICY_HELP}."
+        )
+    elif policy == "allsigned" and not host.module_publisher_trusted:
+        # [UNCONFIRMED] A remote session cannot show the "untrusted publisher" prompt; it is
+        # taken to answer with the prompt's default, "Do not run" (Authenticode.resx).
+        reason = (
+            f"File {MODULE_PATH} cannot be loaded because you opted not to run this software now."
+        )
+    if reason:
+        return ctx.error(
+            reason,
+            "UnauthorizedAccess",
+            category="SecurityError",
+            exception="System.Management.Automation.PSSecurityException",
+        )
+    if _version(host.dotnet_framework_version) < MODULE_DOTNET:
+        # [UNCONFIRMED] text of Modules.InvalidDotNetFrameworkVersion; the id, category and
+        # exception are ModuleCmdletBase's.
+        return ctx.error(
+            f"The version of the loaded .NET Framework ({host.dotnet_framework_version}) is "
+            f"lower than the version required by the module manifest '{MODULE_PATH}' "
+            f"({'.'.join(map(str, MODULE_DOTNET))}).",
+            "Modules_InsufficientDotNetFrameworkVersion",
+            category="ResourceUnavailable",
+            exception="System.InvalidOperationException",
+            target=MODULE_PATH,
+        )
+    return None
 
 
 def _import_module(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
@@ -92,6 +184,10 @@ def _import_module(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
     for name in a["Name"]:
         if rs.engine.console_installed and _is_cm_module(name, rs):
             if "configurationmanager" in rs.modules and not a.get("Force"):
+                continue
+            refusal = module_refusal(ctx)
+            if refusal is not None:
+                ctx.write_error(refusal)
                 continue
             ctx.write_verbose(f"Importing cmdlets from module '{name}'.")
             import_cm_module(rs, ctx)
@@ -143,27 +239,8 @@ def _get_module(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
 # ---- locations ------------------------------------------------------------------------------
 
 
-def _resolve_fs(rs: SiteRunspace, path: str) -> str:
-    """An absolute, normalised Windows path (relative to the current FS location)."""
-    p = path.replace("/", "\\")
-    if re.match(r"^[A-Za-z]:\\", p) or p.startswith("\\\\"):
-        full = p
-    elif re.match(r"^[A-Za-z]:$", p):
-        full = p + "\\"
-    else:
-        base = rs.location[1] if rs.current_drive() is None else rs.home
-        full = ntpath.join(base, p)
-    return ntpath.normpath(full)
-
-
 def _drive_not_found(ctx: CallContext, name: str) -> ErrorRecord:
-    return ctx.error(
-        f"Cannot find drive. A drive with the name '{name}' does not exist.",
-        "DriveNotFound",
-        category="ObjectNotFound",
-        exception="System.Management.Automation.DriveNotFoundException",
-        target=name,
-    )
+    return paths.drive_not_found(ctx, name).record
 
 
 def _set_location(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
@@ -171,26 +248,40 @@ def _set_location(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
     path = a.get("Path") or a.get("LiteralPath")
     if path is None:
         path = rs.home
-    m = re.match(r"^([A-Za-z0-9_]+):[\\/]*(.*)$", path)
-    if m and m.group(1).upper() != "C":
-        drive = rs.drives.get(m.group(1).lower())
-        if drive is None:
-            ctx.write_error(_drive_not_found(ctx, m.group(1)))
+    try:
+        pp = paths.resolve_or_error(ctx, path)
+    except PSError as e:
+        ctx.write_error(e.record)
+        return None
+    drive_m = re.match(r"^([A-Za-z0-9_]+):[\\/]*(.*)$", path)
+    if pp.provider == paths.CMSITE:
+        if drive_m and "::" not in path:
+            drive = rs.drives[drive_m.group(1).lower()]
+            rs.location = (drive.name, drive_m.group(2).rstrip("\\"))
+        elif path.startswith(("\\\\", "//")):
+            # A UNC path from a site drive goes to the CMSite provider (module doc).
+            ctx.write_error(_foreign_path(ctx, path))
             return None
-        if drive.provider == "CMSite":
-            rs.location = (drive.name, m.group(2).rstrip("\\"))
-        else:
-            raise NotSupportedByEmulator(f"Set-Location to the {drive.name}: drive")
-    elif m is None and rs.current_drive() is not None:
-        if path.strip() in ("..", "\\", "/"):
+        elif path.strip() in ("..", "\\", "/") and rs.current_drive() is not None:
             rs.location = (rs.location[0], "")
         else:
             raise NotSupportedByEmulator("Set-Location to a relative path on a site drive")
+    elif pp.provider == paths.FILESYSTEM:
+        rs.location = ("C", pp.path)
     else:
-        rs.location = ("C", _resolve_fs(rs, path))
+        raise NotSupportedByEmulator(f"Set-Location to the {pp.provider} provider")
     if a.get("PassThru"):
         return rs.location_obj()
     return None
+
+
+def _foreign_path(ctx: CallContext, path: str) -> ErrorRecord:
+    """A path the CMSite provider does not have (HostFacts.cmsite_foreign_path_error)."""
+    rec = paths.path_not_found(ctx, path).record
+    error_id = ctx.engine.settings.host.cmsite_foreign_path_error
+    if error_id != "PathNotFound":
+        rec.fully_qualified_error_id = f"{error_id},{ctx.cmd.cls}"
+    return rec
 
 
 def _get_location(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
@@ -303,7 +394,11 @@ def _new_psdrive(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
             )
         )
     site = next(
-        (s for s in ctx.state.sites() if s.provider and s.provider.lower() == root.lower()),
+        (
+            s
+            for s in ctx.state.sites()
+            if site_provider(rs, s) and site_provider(rs, s).lower() == root.lower()
+        ),
         None,
     )
     if site is None:
@@ -318,7 +413,19 @@ def _new_psdrive(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
                 target=root,
             )
         )
-    d = Drive(name, "CMSite", site.provider, site.code)
+    if provider_refused(rs, root):
+        # [UNCONFIRMED] the CMSite provider's WMI connection is refused (E_ACCESSDENIED) and
+        # the engine wraps what NewDrive throws in a ProviderInvocationException.
+        raise PSError(
+            ctx.error(
+                "Access is denied. (Exception from HRESULT: 0x80070005 (E_ACCESSDENIED))",
+                "NewDriveProviderException",
+                category="NotSpecified",
+                exception="System.Management.Automation.ProviderInvocationException",
+                target=root,
+            )
+        )
+    d = Drive(name, "CMSite", site_provider(rs, site), site.code)
     rs.drives[name.lower()] = d
     return _drive_obj(d)
 
@@ -335,31 +442,31 @@ def _remove_psdrive(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
 
 
 def _test_path(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
-
     out = []
     rs = ctx.rs
     for path in a["Path"]:
+        try:
+            pp = paths.resolve(rs, path)
+        except (paths.ProviderNotFound, paths.DriveMissing):
+            out.append(False)
+            continue
+        if pp.provider == paths.FILESYSTEM:
+            # Denied (a second hop) reads as not there: Test-Path does not report errors.
+            out.append(paths.fs_lookup(rs, pp.path).exists)
+            continue
         m = re.match(r"^([^:\\/]+):[\\/]*(.*)$", path)
-        if m and len(m.group(1)) > 1:
-            d = rs.drives.get(m.group(1).lower())
-            if d is None:
-                out.append(False)
-            elif d.provider == "Env":
+        if m and "::" not in path and len(m.group(1)) > 1:
+            d = rs.drives[m.group(1).lower()]
+            if d.provider == "Env":
                 out.append(m.group(2).lower() in rs.env if m.group(2) else True)
             else:
                 out.append(m.group(2) == "" or d.provider == "CMSite")
-            continue
-        full = _resolve_fs(rs, path).lower()
-        console = [ADMIN_UI_PATH, ntpath.dirname(ADMIN_UI_PATH), MODULE_PATH]
-        known = [
-            *(console if rs.engine.console_installed else []),
-            rs.home,
-            "C:\\",
-            rs.home + "\\Documents",
-            "C:\\Windows",
-            "C:\\Program Files",
-        ]
-        out.append(full in (k.lower() for k in known))
+        elif pp.provider == paths.CMSITE and pp.path.startswith("\\\\"):
+            out.append(False)  # a UNC path is no item of the CMSite provider (module doc)
+        elif pp.provider == paths.CMSITE and pp.path.strip() in ("", ".", "\\"):
+            out.append(True)
+        else:
+            raise NotSupportedByEmulator(f"Test-Path of '{path}' on the {pp.provider} provider")
     return out
 
 
@@ -372,11 +479,34 @@ def _cim(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
     cls = a.get("ClassName") or a.get("Class") or ""
     if a.get("Query") or a.get("Filter"):
         raise NotSupportedByEmulator("Get-CimInstance -Query/-Filter")
+    for machine in a.get("ComputerName") or []:
+        if paths.is_local_machine(ctx.rs, machine):
+            continue
+        if machine.split(".")[0].lower() not in paths.known_machines(ctx.rs):
+            # ERROR_WSMAN destination unreachable (0x80338126), as for a machine not there.
+            raise PSError(
+                _cim_error(
+                    ctx,
+                    "WinRM cannot complete the operation. Verify that the specified computer "
+                    "name is valid, that the computer is accessible over the network, and that "
+                    "a firewall exception for the WinRM service is enabled and allows access "
+                    "from this computer. ",
+                    "0x80338126",
+                    "ConnectionError",
+                )
+            )
+        if paths.second_hop_blocked(ctx.rs, machine):
+            # WinRM to another machine from inside a session without delegable credentials.
+            raise PSError(_cim_error(ctx, "Access is denied. ", "0x80070005", "PermissionDenied"))
+    if ns.startswith("root\\sms") and ctx.engine.settings.host.provider_access_denied:
+        # WBEM_E_ACCESS_DENIED: the account has no rights on the SMS Provider's namespace.
+        raise PSError(_cim_error(ctx, "Access denied ", "0x80041003", "PermissionDenied"))
     if ns == "root\\sms" and cls.lower() == "sms_providerlocation":
         out = []
         local = ctx.engine.local_site
         for s in ctx.state.sites():
             if s.provider and s.code.upper() == local.upper():
+                machine = site_provider(ctx.rs, s)
                 out.append(
                     PSObj(
                         [
@@ -386,8 +516,8 @@ def _cim(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
                             "System.Object",
                         ],
                         {
-                            "Machine": s.provider,
-                            "NamespacePath": f"\\\\{s.provider}\\root\\sms\\site_{s.code}",
+                            "Machine": machine,
+                            "NamespacePath": f"\\\\{machine}\\root\\sms\\site_{s.code}",
                             "ProviderForLocalSite": True,
                             "SiteCode": s.code,
                             "PSComputerName": None,
@@ -399,64 +529,35 @@ def _cim(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
     if m and ctx.state.site(m.group(1)) is not None:
         if cls.lower() == "sms_site":
             return [site_obj(s, cim=True) for s in ctx.state.sites()]
-        raise PSError(
-            ctx.error(
-                "Invalid class ",
-                "HRESULT 0x80041010",
-                category="MetadataError",
-                exception="Microsoft.Management.Infrastructure.CimException",
-            )
-        )
+        raise PSError(_cim_error(ctx, "Invalid class ", "0x80041010", "MetadataError"))
     if ns.startswith("root\\sms"):
-        raise PSError(
-            ctx.error(
-                "Invalid namespace ",
-                "HRESULT 0x8004100e",
-                category="MetadataError",
-                exception="Microsoft.Management.Infrastructure.CimException",
-            )
-        )
+        raise PSError(_cim_error(ctx, "Invalid namespace ", "0x8004100e", "MetadataError"))
     raise NotSupportedByEmulator(f"Get-CimInstance in namespace '{ns}'")
 
 
-# ---- content --------------------------------------------------------------------------------
+def _cim_error(ctx: CallContext, message: str, hresult: str, category: str) -> ErrorRecord:
+    return ctx.error(
+        message,
+        f"HRESULT {hresult}",
+        category=category,
+        exception="Microsoft.Management.Infrastructure.CimException",
+    )
 
-_LOCAL_LOGS = re.compile(
-    r"^c:\\program files\\microsoft configuration manager\\logs\\([^\\]+)$", re.IGNORECASE
-)
-_UNC_LOGS = re.compile(
-    r"^\\\\([^\\]+)\\(?:sms_\w+|c\$\\program files\\microsoft configuration manager)\\logs\\"
-    r"([^\\]+)$",
-    re.IGNORECASE,
-)
+
+def _get_execution_policy(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
+    return ctx.engine.settings.host.execution_policy
+
+
+# ---- content --------------------------------------------------------------------------------
 
 
 def _get_content(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
     out: list[str] = []
     for path in a["Path"]:
-        p = path.replace("/", "\\")
-        server = name = None
-        m = _UNC_LOGS.match(p)
-        if m:
-            server, name = m.group(1), m.group(2)
-        else:
-            full = _resolve_fs(ctx.rs, p)
-            m2 = _LOCAL_LOGS.match(full)
-            if m2:
-                server, name = ctx.engine.local_server, m2.group(1)
-        text = None
-        if server is not None and name is not None:
-            text = _find_log(ctx, server, name)
-        if text is None:
-            ctx.write_error(
-                ctx.error(
-                    f"Cannot find path '{path}' because it does not exist.",
-                    "PathNotFound",
-                    category="ObjectNotFound",
-                    exception="System.Management.Automation.ItemNotFoundException",
-                    target=path,
-                )
-            )
+        try:
+            text = _read_file(ctx, path)
+        except PSError as e:
+            ctx.write_error(e.record)
             continue
         if a.get("Raw"):
             out.append(text)
@@ -470,15 +571,31 @@ def _get_content(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
     return out
 
 
-def _find_log(ctx: CallContext, server: str, name: str) -> str | None:
-    text = ctx.state.log(server, name)
-    if text is not None:
-        return text
-    short = server.split(".", maxsplit=1)[0].lower()
-    for s, n in ctx.state.logs():
-        if s.split(".")[0].lower() == short and n.lower() == name.lower():
-            return ctx.state.log(s, n)
-    return None
+def _read_file(ctx: CallContext, path: str) -> str:
+    """The text at `path`, through the provider the path goes to (paths.py)."""
+    pp = paths.resolve_or_error(ctx, path)
+    if pp.provider == paths.CMSITE:
+        raise PSError(_foreign_path(ctx, path))
+    if pp.provider != paths.FILESYSTEM:
+        raise NotSupportedByEmulator(f"Get-Content from the {pp.provider} provider")
+    found = paths.fs_lookup(ctx.rs, pp.path)
+    if found.denied and ctx.engine.settings.host.second_hop_error == "not_found":
+        raise paths.path_not_found(ctx, pp.path)
+    if found.denied or found.folder:
+        # Get-Content's error for a file it may not open, and for a folder (PowerShell's own
+        # test: `Get-Content .` gives GetContentReaderUnauthorizedAccessError).
+        raise PSError(
+            ctx.error(
+                f"Access to the path '{pp.path}' is denied.",
+                "GetContentReaderUnauthorizedAccessError",
+                category="PermissionDenied",
+                exception="System.UnauthorizedAccessException",
+                target=pp.path,
+            )
+        )
+    if found.text is None:
+        raise paths.path_not_found(ctx, pp.path)
+    return found.text
 
 
 # ---- streams --------------------------------------------------------------------------------
@@ -929,6 +1046,12 @@ def commands() -> list[CommandDef]:
             ],
             _cls("Get-WmiObject"),
             _cim,
+        ),
+        CommandDef(
+            "Get-ExecutionPolicy",
+            [P("Scope", "string"), P("List", "switch")],
+            _cls("Get-ExecutionPolicy"),
+            _get_execution_policy,
         ),
         CommandDef(
             "Get-Content",

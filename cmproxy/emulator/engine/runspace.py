@@ -396,6 +396,9 @@ class SiteRunspace:
         d = self.drives.get(drive.lower())
         if d is not None and d.provider == "CMSite":
             return f"{d.name}:\\{path}" if path else f"{d.name}:\\"
+        if path.startswith("\\\\"):
+            # A UNC location has no drive: Get-Location shows it provider-qualified.
+            return "Microsoft.PowerShell.Core\\FileSystem::" + path
         return path
 
     def location_obj(self) -> PSObj:
@@ -432,7 +435,11 @@ class SiteRunspace:
         cm = self.engine.cm_commands.get(low)
         if cm is not None and (
             "configurationmanager" in self.modules
-            or (self.engine.autoload_module and self.engine.console_installed)
+            or (
+                self.engine.autoload_module
+                and self.engine.console_installed
+                and not builtins.module_blocked(self.engine.settings.host)
+            )
         ):
             if "configurationmanager" not in self.modules:
                 builtins.import_cm_module(self, None)
