@@ -318,6 +318,18 @@ def _access_parts(n: Node) -> tuple[bool, Node]:
     return any(c.type == "::" for c in n.children), n.named_children[0]
 
 
+#: The value of an unbound parameter of a value type: $null converted to that type (a [string]
+#: is '', a number 0, a [bool] or [switch] False: about_Type_Conversion); other types stay $null.
+_UNBOUND: dict[str, Any] = {
+    "switch": False,
+    "bool": False,
+    "string": "",
+    "int": 0,
+    "long": 0,
+    "uint32": 0,
+}
+
+
 def _is_psobj_custom(v: Any) -> bool:
     return isinstance(v, PSObj) and v.type_names[:1] == conv.PSCUSTOM[:1]
 
@@ -652,7 +664,7 @@ class Evaluator:
                 v = self.expr(p.default)
                 self.rs.scope.set(p.name, self.rs.binder_coerce(p, v))
             else:
-                self.rs.scope.set(p.name, False if p.type == "switch" else None)
+                self.rs.scope.set(p.name, _UNBOUND.get(p.type))
 
     def param_defs(self, pb: Node | None) -> tuple[list[ParamDef], bool, str | None]:
         """ParamDefs from a `param(...)` block; (defs, is_advanced, default set)."""
