@@ -1852,8 +1852,14 @@ def compare_op(op: str, left: Any, right: Any, ev: Evaluator) -> Any:
             return [rx.sub(sub, conv.to_str(x)) for x in left]
         return rx.sub(sub, conv.to_str(left))
     if base == "-split":
-        rx = _net_regex(right, cs)
-        return [part for x in conv.enumerate_value(left) for part in rx.split(conv.to_str(x))]
+        # <Delimiter>[, <Max-substrings>] (about_Split); 0 or none: every substring.
+        parts = right if isinstance(right, list) else [right]
+        if len(parts) > 2:
+            raise NotSupportedByEmulator("The options of -split")
+        pattern, limit = parts[0], conv.to_int(parts[1]) if len(parts) > 1 else 0
+        rx = _net_regex(pattern, cs)
+        most = max(limit - 1, 0)
+        return [part for x in conv.enumerate_value(left) for part in rx.split(conv.to_str(x), most)]
     if base not in _CMP_OPS:
         raise NotSupportedByEmulator(f"The operator '{op}'")
     if isinstance(left, list):
