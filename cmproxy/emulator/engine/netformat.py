@@ -2,9 +2,11 @@
 Framework 4.x (Windows PowerShell 5.1) does it with the en-US culture.
 
 Format items are `{index[,alignment][:formatString]}`; `{{` and `}}` are literal braces. Numbers
-take the standard format strings C-less subset N, F, D, X, E, G and the custom ones built of
-`0`, `#`, `,` and `.`; a value that is not a number ignores its format string (it is not
-IFormattable), as .NET does. .NET Framework rounds a midpoint away from zero when formatting.
+take the standard format strings N, F, D, X, E and G (no precision), and custom ones built of
+`0`, `#`, `,` and `.`; other valid format strings (C, P, R, sections, `%`, ...) are
+NotSupportedByEmulator rather than guessed. A value that is not a number ignores its format
+string (it is not IFormattable), as .NET does. .NET Framework rounds a midpoint away from zero
+when formatting.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from cmproxy.emulator.engine import conv
+from cmproxy.emulator.engine.errors import NotSupportedByEmulator
 
 
 class FormatError(Exception):
@@ -90,6 +93,8 @@ def format_value(v: Any, spec: str | None) -> str:
         return _exponent(v, 6 if precision is None else precision, kind)
     if k == "G" and precision is None:
         return conv.to_str(v)
+    if k in ("C", "G", "P", "R"):  # valid .NET specifiers the emulator does not write
+        raise NotSupportedByEmulator(f"The format string '{spec}' of -f")
     raise FormatError("Format specifier was invalid.")
 
 
@@ -122,9 +127,10 @@ def _exponent(v: int | float, decimals: int, kind: str) -> str:
 def _custom(v: int | float, spec: str) -> str:
     """A custom numeric format made of `0`, `#`, `,` and one `.` (other characters are
     copied around the number)."""
-    m = re.fullmatch(r"([^0#,.]*)([0#,]*)(?:\.([0#]*))?([^0#,.]*)", spec)
+    m = re.fullmatch(r"([^0#,.%;\\'\"eE]*)([0#,]*)(?:\.([0#]*))?([^0#,.%;\\'\"eE]*)", spec)
     if m is None or not (m.group(2) or m.group(3)):
-        raise FormatError(_BAD_INPUT)
+        # Sections, percent, exponents, quoted literals: valid .NET, not written here.
+        raise NotSupportedByEmulator(f"The custom format string '{spec}' of -f")
     prefix, int_part, frac_part, suffix = m.group(1), m.group(2), m.group(3) or "", m.group(4)
     group = "," in int_part.strip(",") if int_part else False
     min_int = int_part.replace(",", "").replace("#", "").count("0")
