@@ -330,6 +330,48 @@ _UNBOUND: dict[str, Any] = {
 }
 
 
+def _is_type(v: Any, t: str) -> bool | None:
+    """Whether `v` is of type `t` (lower case, without `system.`); None when the emulator does
+    not know the type."""
+    if t in ("object",):
+        return v is not None
+    checks: dict[str, Callable[[Any], bool]] = {
+        "string": lambda x: isinstance(x, str),
+        "int": lambda x: conv.type_name(x) == "System.Int32",
+        "int32": lambda x: conv.type_name(x) == "System.Int32",
+        "long": lambda x: conv.type_name(x) == "System.Int64",
+        "int64": lambda x: conv.type_name(x) == "System.Int64",
+        "double": lambda x: isinstance(x, float),
+        "float": lambda x: False,  # System.Single: the engine has no such values
+        "single": lambda x: False,
+        "datetime": lambda x: False,  # the engine has no DateTime values
+        "bool": lambda x: isinstance(x, bool),
+        "boolean": lambda x: isinstance(x, bool),
+        "array": lambda x: isinstance(x, list),
+        "object[]": lambda x: isinstance(x, list),
+        "hashtable": lambda x: isinstance(x, dict),
+        "collections.hashtable": lambda x: isinstance(x, dict),
+        "pscustomobject": _is_psobj_custom,
+        "management.automation.pscustomobject": _is_psobj_custom,
+        "version": conv.is_version,
+        "securestring": lambda x: isinstance(x, SecureValue),
+        "security.securestring": lambda x: isinstance(x, SecureValue),
+        "scriptblock": lambda x: isinstance(x, ScriptBlock),
+        "management.automation.scriptblock": lambda x: isinstance(x, ScriptBlock),
+        "management.automation.errorrecord": lambda x: isinstance(x, ErrorRecord),
+    }
+    check = checks.get(t)
+    if check is not None:
+        return check(v)
+    if isinstance(v, PSObj) and any(
+        n.lower() in (t, "system." + t)
+        for n in v.type_names
+        if n.startswith(("System.", "Microsoft."))
+    ):
+        return True
+    return None
+
+
 def _is_psobj_custom(v: Any) -> bool:
     return isinstance(v, PSObj) and v.type_names[:1] == conv.PSCUSTOM[:1]
 
@@ -1341,8 +1383,28 @@ class Evaluator:
     def comparison(self, n: Node) -> Any:
         op, kids = self.parts("comparison", n, self._comparison_parts)
         left = self.expr(kids[0])
+        if op in ("-is", "-isnot", "-as"):
+            return self.type_operator(op, left, kids[2])
         right = self.expr(kids[2])
         return compare_op(op, left, right, self)
+
+    def type_operator(self, op: str, left: Any, right: Node) -> Any:
+        """`-is`, `-isnot`, `-as` (about_Type_Operators): the right side is a type literal or
+        a type name; `-as` converts like a cast but gives $null when the conversion fails."""
+        node = self._expr_unwrap(right)
+        if node.type == "type_literal":
+            tname = self.text(node).strip().strip("[]").strip().lower()
+        else:
+            tname = conv.to_str(self.expr(right)).strip().lower()
+        if op == "-as":
+            try:
+                return self.convert_to(tname, left, right)
+            except PSError:
+                return None
+        found = _is_type(left, tname.removeprefix("system."))
+        if found is None:
+            raise self.unsupported(right, f"The type [{tname}] with {op}")
+        return found if op == "-is" else not found
 
     def _comparison_parts(self, n: Node) -> tuple[str, list[Node]]:
         kids = self.named(n)
