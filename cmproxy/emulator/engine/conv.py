@@ -38,6 +38,13 @@ class ScriptBlock:
         return text[1:-1] if text.startswith("{") else text
 
 
+class WrappedArray(list[Any]):
+    """An array a cmdlet wrote as ONE object (Windows PowerShell 5.1's ConvertFrom-Json): it
+    travels wrapped in a PSObject, so 5.1's ConvertTo-Json writes it with its ETS Count
+    property, `{"value": [...], "Count": n}` (PowerShell/PowerShell#3153). Otherwise an
+    ordinary array."""
+
+
 def custom(props: dict[str, Any] | None = None) -> PSObj:
     return PSObj(list(PSCUSTOM), dict(props or {}))
 
@@ -418,7 +425,8 @@ def _to_json_tree(v: Any, depth: int, max_depth: int) -> Any:
     if isinstance(v, list | tuple):
         if depth > max_depth:
             return to_str(v)
-        return [_to_json_tree(x, depth + 1, max_depth) for x in v]
+        items = [_to_json_tree(x, depth + 1, max_depth) for x in v]
+        return {"value": items, "Count": len(v)} if isinstance(v, WrappedArray) else items
     if isinstance(v, dict):
         if depth > max_depth:
             return to_str(v)
