@@ -39,6 +39,7 @@ from psrpcore.types import (
 )
 
 from cmproxy.emulator import wsman
+from cmproxy.emulator.engine import versiontable
 from cmproxy.emulator.engine.api import Runspace
 from cmproxy.emulator.engine.values import (
     SWITCH_PRESENT,
@@ -272,11 +273,11 @@ class PSRPShell:
         self.pool = psrpcore.ServerRunspacePool(
             application_private_data={
                 "PSVersionTable": {
-                    "PSVersion": psrpcore.types.PSVersion("5.1.17763.1"),
+                    "PSVersion": psrpcore.types.PSVersion(versiontable.PS_VERSION),
                     "PSEdition": "Desktop",
-                    "CLRVersion": psrpcore.types.PSVersion("4.0.30319.42000"),
-                    "BuildVersion": psrpcore.types.PSVersion("10.0.17763.1"),
-                    "WSManStackVersion": psrpcore.types.PSVersion("3.0"),
+                    "CLRVersion": psrpcore.types.PSVersion(versiontable.CLR_VERSION),
+                    "BuildVersion": psrpcore.types.PSVersion(versiontable.BUILD_VERSION),
+                    "WSManStackVersion": psrpcore.types.PSVersion(versiontable.WSMAN_STACK_VERSION),
                 }
             }
         )

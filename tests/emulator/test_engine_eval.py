@@ -189,7 +189,7 @@ def test_json_round_trip(run: Run) -> None:
     assert nested == '[{"k\\u003e\\u0026":[1,"é\\u0027s"],"E":{},"T":true}]'
     assert out(run, "('{\"A\": [1, 2]}' | ConvertFrom-Json).A") == [1, 2]
     [pretty] = out(run, "@{ A = 1 } | ConvertTo-Json")
-    assert pretty == '{\n    "A":  1\n}'
+    assert pretty == '{\r\n    "A":  1\r\n}'  # 5.1 writes CRLF line ends
 
 
 def test_env_and_location(rs: SiteRunspace) -> None:

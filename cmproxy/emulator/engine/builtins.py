@@ -802,9 +802,14 @@ def _to_json(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
 
 
 def _from_json(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
+    """Windows PowerShell 5.1 writes a JSON array as ONE object (PowerShell 6+ enumerates it:
+    PowerShell/PowerShell#3424)."""
     text = "\n".join(conv.to_str(x) for x in items) if items is not None else a["InputObject"]
     try:
-        return conv.enumerate_value(conv.from_json(text)) if text.strip() else []
+        if not text.strip():
+            return []
+        value = conv.from_json(text)
+        return [conv.WrappedArray(value) if isinstance(value, list) else value]
     except ValueError as e:
         raise PSError(
             ctx.error(

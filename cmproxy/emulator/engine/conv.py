@@ -7,9 +7,10 @@ insertion ordered, keys matched case-insensitively), PSObj, SecureValue, ScriptB
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 from cmproxy.emulator.engine.values import ErrorRecord, PSObj, SecureValue
 
@@ -35,6 +36,13 @@ class ScriptBlock:
             return ""
         text = self.source[self.node.start_byte : self.node.end_byte].decode()
         return text[1:-1] if text.startswith("{") else text
+
+
+class WrappedArray(list[Any]):
+    """An array a cmdlet wrote as ONE object (Windows PowerShell 5.1's ConvertFrom-Json): it
+    travels wrapped in a PSObject, so 5.1's ConvertTo-Json writes it with its ETS Count
+    property, `{"value": [...], "Count": n}` (PowerShell/PowerShell#3153). Otherwise an
+    ordinary array."""
 
 
 def custom(props: dict[str, Any] | None = None) -> PSObj:
@@ -82,7 +90,7 @@ def to_str(v: Any) -> str:
     if isinstance(v, bool):
         return "True" if v else "False"
     if isinstance(v, float):
-        return repr(v) if v != int(v) else str(int(v))
+        return double_str(v)
     if isinstance(v, list | tuple):
         return " ".join(to_str(x) for x in v)
     if isinstance(v, dict):
@@ -92,6 +100,58 @@ def to_str(v: Any) -> str:
     if isinstance(v, ErrorRecord):
         return v.message
     return str(v)
+
+
+def double_str(v: float) -> str:
+    """Double.ToString() of .NET Framework (Windows PowerShell 5.1): 15 significant digits,
+    an exponent as `E+XX` / `E-XX`, `Infinity` / `NaN` for the special values."""
+    if math.isnan(v):
+        return "NaN"
+    if v in (float("inf"), float("-inf")):
+        return "Infinity" if v > 0 else "-Infinity"
+    text = format(v, ".15g")
+    if "e" in text:
+        mantissa, exp = text.split("e")
+        return f"{mantissa}E{exp[0]}{exp[1:].zfill(2)}"
+    return text
+
+
+VERSION = ["System.Version", "System.Object"]
+
+
+def version(text: str) -> PSObj:
+    """A `[version]` (System.Version): two to four components; an unset one is -1."""
+    parts = text.strip().split(".")
+    if not 2 <= len(parts) <= 4 or not all(p.isdigit() for p in parts):
+        raise ConversionError(
+            text, "System.Version", "Version string portion was too short or too long."
+        )
+    nums = [int(p) for p in parts] + [-1] * (4 - len(parts))
+    props = {
+        "Major": nums[0],
+        "Minor": nums[1],
+        "Build": nums[2],
+        "Revision": nums[3],
+        "MajorRevision": nums[3] >> 16 if nums[3] >= 0 else -1,
+        "MinorRevision": nums[3] & 0xFFFF if nums[3] >= 0 else -1,
+    }
+    return PSObj(list(VERSION), props, string=".".join(parts))
+
+
+def is_version(v: Any) -> bool:
+    return isinstance(v, PSObj) and v.type_names[:1] == VERSION[:1]
+
+
+def to_version(v: Any) -> PSObj:
+    if is_version(v):
+        return cast(PSObj, v)
+    if isinstance(v, str | int | float) and not isinstance(v, bool):
+        return version(to_str(v))
+    raise ConversionError(v, "System.Version")
+
+
+def _version_key(v: PSObj) -> tuple[int, ...]:
+    return tuple(int(v.properties[k]) for k in ("Major", "Minor", "Build", "Revision"))
 
 
 def type_name(v: Any) -> str:
@@ -265,15 +325,41 @@ def equals(a: Any, b: Any, case_sensitive: bool = False) -> bool:
     if isinstance(a, str):
         sb = to_str(b)
         return a == sb if case_sensitive else a.lower() == sb.lower()
+    if is_version(a):
+        try:
+            return _version_key(a) == _version_key(to_version(b))
+        except ConversionError:
+            return False
     if isinstance(a, SecureValue):
         return a is b
     return a is b or (isinstance(b, str) and to_str(a).lower() == b.lower())
 
 
-def compare(a: Any, b: Any) -> int:
+def _culture_key(s: str) -> list[tuple[int, str]]:
+    """The order of a culture-aware string comparison (the one PowerShell's -lt / -gt and
+    Sort-Object use): symbols sort before digits, digits before letters, letters
+    alphabetically whatever their case."""
+    return [(2, c.lower()) if c.isalpha() else (1 if c.isdigit() else 0, c) for c in s]
+
+
+def compare_strings(x: str, y: str, case_sensitive: bool = False) -> int:
+    """String.Compare with the current culture: case-insensitive by default; case-sensitive, a
+    lower-case letter sorts before its upper case ('macOS' -clt 'MacOS')."""
+    kx, ky = _culture_key(x), _culture_key(y)
+    if kx != ky:
+        return (kx > ky) - (kx < ky)
+    if not case_sensitive:
+        return 0
+    sx, sy = x.swapcase(), y.swapcase()
+    return (sx > sy) - (sx < sy)
+
+
+def compare(a: Any, b: Any, case_sensitive: bool = False) -> int:
     """-lt/-gt ordering with the left side's type."""
     if isinstance(a, str):
-        x, y = a.lower(), to_str(b).lower()
+        return compare_strings(a, to_str(b), case_sensitive)
+    if is_version(a):
+        x, y = _version_key(a), _version_key(to_version(b))
         return (x > y) - (x < y)
     if a is None:
         a = 0 if isinstance(b, int | float) else ""
@@ -285,13 +371,48 @@ def compare(a: Any, b: Any) -> int:
 # ---- JSON ----------------------------------------------------------------------------------
 
 _JS_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "'": "\\u0027", "&": "\\u0026"}
+_JS_SHORT = {
+    '"': '\\"',
+    "\\": "\\\\",
+    "\b": "\\b",
+    "\f": "\\f",
+    "\n": "\\n",
+    "\r": "\\r",
+    "\t": "\\t",
+}
 
 
 def _json_str(s: str) -> str:
-    out = json.dumps(s, ensure_ascii=False)
-    for k, v in _JS_ESCAPES.items():
-        out = out.replace(k, v)
-    return out
+    """A string as JavaScriptSerializer (Windows PowerShell 5.1's ConvertTo-Json) writes it:
+    `<`, `>`, `'`, `&` and control characters as lower-case \\uXXXX escapes."""
+    out = ['"']
+    for c in s:
+        short = _JS_SHORT.get(c)
+        if short is not None:
+            out.append(short)
+        elif c in _JS_ESCAPES:
+            out.append(_JS_ESCAPES[c])
+        elif ord(c) < 0x20:
+            out.append(f"\\u{ord(c):04x}")
+        else:
+            out.append(c)
+    out.append('"')
+    return "".join(out)
+
+
+def _json_number(v: int | float) -> str:
+    """A number as JavaScriptSerializer writes it (a double with the round-trip "R" format)."""
+    if isinstance(v, int):
+        return str(v)
+    if not math.isfinite(v):
+        return double_str(v)
+    text = format(v, ".15g")
+    if float(text) != v:
+        text = format(v, ".17g")
+    if "e" in text:
+        mantissa, exp = text.split("e")
+        return f"{mantissa}E{exp[0]}{exp[1:].zfill(2)}"
+    return text
 
 
 def _to_json_tree(v: Any, depth: int, max_depth: int) -> Any:
@@ -304,7 +425,8 @@ def _to_json_tree(v: Any, depth: int, max_depth: int) -> Any:
     if isinstance(v, list | tuple):
         if depth > max_depth:
             return to_str(v)
-        return [_to_json_tree(x, depth + 1, max_depth) for x in v]
+        items = [_to_json_tree(x, depth + 1, max_depth) for x in v]
+        return {"value": items, "Count": len(v)} if isinstance(v, WrappedArray) else items
     if isinstance(v, dict):
         if depth > max_depth:
             return to_str(v)
@@ -318,39 +440,45 @@ def _to_json_tree(v: Any, depth: int, max_depth: int) -> Any:
     return to_str(v)
 
 
-def _emit(tree: Any, indent: int) -> str:
-    """`tree` as ConvertTo-Json writes it uncompressed."""
-    pad = "    "
+_CRLF = "\r\n"
+_INDENT = "    "
+
+
+def _emit(tree: Any, pad: str, compress: bool) -> str:
+    """`tree` as Windows PowerShell 5.1's ConvertTo-Json writes it. Uncompressed: CRLF line
+    ends, four spaces a level, two spaces after a colon, and a nested object or array indented
+    past its key (its brackets under the column after `"key":  `)."""
     if isinstance(tree, dict):
-        if not tree:
-            return "{\n\n" + pad * indent + "}"
-        inner = ",\n".join(
-            f"{pad * (indent + 1)}{_json_str(k)}:  {_emit(x, indent + 1)}" for k, x in tree.items()
-        )
-        return "{\n" + inner + "\n" + pad * indent + "}"
+        if compress:
+            return (
+                "{"
+                + ",".join(f"{_json_str(k)}:{_emit(x, '', True)}" for k, x in tree.items())
+                + "}"
+            )
+        inner = pad + _INDENT
+        entries = []
+        for k, x in tree.items():
+            head = f"{_json_str(k)}:  "
+            entries.append(inner + head + _emit(x, inner + " " * len(head), False))
+        return "{" + _CRLF + ("," + _CRLF).join(entries) + _CRLF + pad + "}"
     if isinstance(tree, list):
-        if not tree:
-            return "[\n\n" + pad * indent + "]"
-        inner = ",\n".join(pad * (indent + 1) + _emit(x, indent + 1) for x in tree)
-        return "[\n" + inner + "\n" + pad * indent + "]"
+        if compress:
+            return "[" + ",".join(_emit(x, "", True) for x in tree) + "]"
+        inner = pad + _INDENT
+        items = [inner + _emit(x, inner, False) for x in tree]
+        return "[" + _CRLF + ("," + _CRLF).join(items) + _CRLF + pad + "]"
     if isinstance(tree, str):
         return _json_str(tree)
     if tree is None:
         return "null"
     if isinstance(tree, bool):
         return "true" if tree else "false"
-    return json.dumps(tree)
+    return _json_number(tree)
 
 
 def to_json(v: Any, depth: int = 2, compress: bool = False) -> str:
-    """ConvertTo-Json as Windows PowerShell 5.1 writes it (4-space indent, `:  `)."""
-    tree = _to_json_tree(v, 0, depth)
-    if compress:  # no whitespace; <, >, ' and & (which only occur in strings) escaped
-        out = json.dumps(tree, ensure_ascii=False, separators=(",", ":"))
-        for k, escaped in _JS_ESCAPES.items():
-            out = out.replace(k, escaped)
-        return out
-    return _emit(tree, 0)
+    """ConvertTo-Json as Windows PowerShell 5.1 writes it (see `_emit`)."""
+    return _emit(_to_json_tree(v, 0, depth), "", compress)
 
 
 def from_json(text: str) -> Any:

@@ -7,6 +7,7 @@ literal because the parser says so. Anything the evaluator does not know raises
 
 from __future__ import annotations
 
+import math
 import ntpath
 import re
 import threading
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import tree_sitter
 import tree_sitter_powershell
 
-from cmproxy.emulator.engine import conv
+from cmproxy.emulator.engine import conv, netformat
 from cmproxy.emulator.engine.binding import Arg, CommandDef, ParamDef
 from cmproxy.emulator.engine.conv import ScriptBlock
 from cmproxy.emulator.engine.errors import (
@@ -315,6 +316,60 @@ def _try_parts(n: Node) -> tuple[Node, Node | None, Node | None]:
 def _access_parts(n: Node) -> tuple[bool, Node]:
     """Whether a member access is static (`::`), and its target."""
     return any(c.type == "::" for c in n.children), n.named_children[0]
+
+
+#: The value of an unbound parameter of a value type: $null converted to that type (a [string]
+#: is '', a number 0, a [bool] or [switch] False: about_Type_Conversion); other types stay $null.
+_UNBOUND: dict[str, Any] = {
+    "switch": False,
+    "bool": False,
+    "string": "",
+    "int": 0,
+    "long": 0,
+    "uint32": 0,
+}
+
+
+def _is_type(v: Any, t: str) -> bool | None:
+    """Whether `v` is of type `t` (lower case, without `system.`); None when the emulator does
+    not know the type."""
+    if t in ("object",):
+        return v is not None
+    checks: dict[str, Callable[[Any], bool]] = {
+        "string": lambda x: isinstance(x, str),
+        "int": lambda x: conv.type_name(x) == "System.Int32",
+        "int32": lambda x: conv.type_name(x) == "System.Int32",
+        "long": lambda x: conv.type_name(x) == "System.Int64",
+        "int64": lambda x: conv.type_name(x) == "System.Int64",
+        "double": lambda x: isinstance(x, float),
+        "float": lambda x: False,  # System.Single: the engine has no such values
+        "single": lambda x: False,
+        "datetime": lambda x: False,  # the engine has no DateTime values
+        "bool": lambda x: isinstance(x, bool),
+        "boolean": lambda x: isinstance(x, bool),
+        "array": lambda x: isinstance(x, list),
+        "object[]": lambda x: isinstance(x, list),
+        "hashtable": lambda x: isinstance(x, dict),
+        "collections.hashtable": lambda x: isinstance(x, dict),
+        "pscustomobject": _is_psobj_custom,
+        "management.automation.pscustomobject": _is_psobj_custom,
+        "version": conv.is_version,
+        "securestring": lambda x: isinstance(x, SecureValue),
+        "security.securestring": lambda x: isinstance(x, SecureValue),
+        "scriptblock": lambda x: isinstance(x, ScriptBlock),
+        "management.automation.scriptblock": lambda x: isinstance(x, ScriptBlock),
+        "management.automation.errorrecord": lambda x: isinstance(x, ErrorRecord),
+    }
+    check = checks.get(t)
+    if check is not None:
+        return check(v)
+    if isinstance(v, PSObj) and any(
+        n.lower() in (t, "system." + t)
+        for n in v.type_names
+        if n.startswith(("System.", "Microsoft."))
+    ):
+        return True
+    return None
 
 
 def _is_psobj_custom(v: Any) -> bool:
@@ -651,7 +706,7 @@ class Evaluator:
                 v = self.expr(p.default)
                 self.rs.scope.set(p.name, self.rs.binder_coerce(p, v))
             else:
-                self.rs.scope.set(p.name, False if p.type == "switch" else None)
+                self.rs.scope.set(p.name, _UNBOUND.get(p.type))
 
     def param_defs(self, pb: Node | None) -> tuple[list[ParamDef], bool, str | None]:
         """ParamDefs from a `param(...)` block; (defs, is_advanced, default set)."""
@@ -1236,6 +1291,8 @@ class Evaluator:
             return conv.to_number(self.expr(kids[-1]))
         if op == "-join":
             return "".join(conv.to_str(x) for x in conv.enumerate_value(self.expr(kids[-1])))
+        if op == "-bnot":
+            return ~conv.to_int(self.expr(kids[-1]), "System.Int64")
         if op in ("++", "--"):
             return self.increment(n)
         raise self.unsupported(n, f"The unary operator '{op}'")
@@ -1291,6 +1348,8 @@ class Evaluator:
                 return conv.to_str(v)
             if t in ("bool", "boolean"):
                 return conv.truthy(v)
+            if t == "version":
+                return conv.to_version(v)
             if t in ("array", "object[]"):
                 return conv.enumerate_value(v) if v is not None else []
             if t == "string[]":
@@ -1324,8 +1383,28 @@ class Evaluator:
     def comparison(self, n: Node) -> Any:
         op, kids = self.parts("comparison", n, self._comparison_parts)
         left = self.expr(kids[0])
+        if op in ("-is", "-isnot", "-as"):
+            return self.type_operator(op, left, kids[2])
         right = self.expr(kids[2])
         return compare_op(op, left, right, self)
+
+    def type_operator(self, op: str, left: Any, right: Node) -> Any:
+        """`-is`, `-isnot`, `-as` (about_Type_Operators): the right side is a type literal or
+        a type name; `-as` converts like a cast but gives $null when the conversion fails."""
+        node = self._expr_unwrap(right)
+        if node.type == "type_literal":
+            tname = self.text(node).strip().strip("[]").strip().lower()
+        else:
+            tname = conv.to_str(self.expr(right)).strip().lower()
+        if op == "-as":
+            try:
+                return self.convert_to(tname, left, right)
+            except PSError:
+                return None
+        found = _is_type(left, tname.removeprefix("system."))
+        if found is None:
+            raise self.unsupported(right, f"The type [{tname}] with {op}")
+        return found if op == "-is" else not found
 
     def _comparison_parts(self, n: Node) -> tuple[str, list[Node]]:
         kids = self.named(n)
@@ -1352,18 +1431,27 @@ class Evaluator:
         op, kids = self.parts("operator", n, self._operator_parts)
         return arith_op(op, self.expr(kids[0]), self.expr(kids[1]))
 
+    def bitwise(self, n: Node) -> Any:
+        op, kids = self.parts("operator", n, self._operator_parts)
+        return bitwise_op(op.lower(), self.expr(kids[0]), self.expr(kids[1]))
+
     def format_op(self, n: Node) -> str:
         kids = self.named(n)
         fmt = conv.to_str(self.expr(kids[0]))
-        args = conv.enumerate_value(self.expr(kids[-1]))
-
-        def sub(m: re.Match[str]) -> str:
-            idx = int(m.group(1))
-            return conv.to_str(args[idx]) if idx < len(args) else ""
-
-        if re.search(r"\{\d+[,:][^}]*\}", fmt):
-            raise self.unsupported(n, "Alignment/format specifiers in -f")
-        return re.sub(r"\{(\d+)\}", sub, fmt).replace("{{", "{").replace("}}", "}")
+        value = self.expr(kids[-1])
+        args = conv.enumerate_value(value)
+        try:
+            return netformat.composite(fmt, args)
+        except netformat.FormatError as e:
+            raise PSError(
+                record(
+                    f"Error formatting a string: {e}",
+                    "FormatError",
+                    category="InvalidOperation",
+                    exception="System.Management.Automation.RuntimeException",
+                    target=fmt,
+                )
+            ) from None
 
     def increment(self, n: Node) -> Any:
         kids = self.named(n)
@@ -1714,9 +1802,102 @@ def create_scriptblock(text: str) -> ScriptBlock:
     return ScriptBlock(body, src, pb, text)
 
 
+def _op_parts(op: str) -> tuple[str, bool]:
+    """The operator without its case prefix (`-ceq` → `-eq`) and whether it is case-sensitive:
+    every string comparison is case-insensitive unless the operator starts with `-c`
+    (about_Comparison_Operators, Common features)."""
+    name = op[1:]
+    if name[:1] in ("c", "i") and name[1:] in _CMP_NAMES:
+        return "-" + name[1:], name[0] == "c"
+    return op, False
+
+
+def _net_regex_text(pattern: str) -> str:
+    r""".NET regex syntax that Python spells differently: `(?<name>…)` is `(?P<name>…)`, and a
+    `-` right after a class shorthand inside `[…]` (`[\w-.]`) is a literal dash."""
+    out: list[str] = []
+    in_class = False
+    i = 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\" and i + 1 < len(pattern):
+            pair = pattern[i : i + 2]
+            out.append(pair)
+            i += 2
+            if in_class and pair[1] in "wdsWDS" and pattern[i : i + 1] == "-":
+                out.append("\\-")
+                i += 1
+            continue
+        if in_class:
+            in_class = c != "]"
+        elif c == "[":
+            in_class = True
+            out.append(c)
+            i += 1
+            if pattern[i : i + 1] == "^":
+                out.append("^")
+                i += 1
+            if pattern[i : i + 1] == "]":  # a leading ] is a literal
+                out.append("\\]")
+                i += 1
+            continue
+        elif pattern.startswith("(?<", i) and pattern[i + 3 : i + 4] not in ("=", "!"):
+            out.append("(?P<")
+            i += 3
+            continue
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
+def _net_regex(pattern: Any, cs: bool) -> re.Pattern[str]:
+    """A .NET regular expression compiled by Python (see `_net_regex_text`)."""
+    text = _net_regex_text(conv.to_str(pattern))
+    try:
+        return re.compile(text, 0 if cs else re.IGNORECASE)
+    except re.error as e:
+        raise PSError(
+            record(
+                f"The regular expression pattern {conv.to_str(pattern)} is not valid. ({e})",
+                "InvalidRegularExpression",
+                category="InvalidOperation",
+                exception="System.Management.Automation.RuntimeException",
+                target=pattern,
+            )
+        ) from None
+
+
+def _net_substitution(rep: str) -> Callable[[re.Match[str]], str]:
+    """A .NET replacement pattern (`$1`, `${name}`, `$0` / `$&`, `$$`) as a re.sub callable."""
+    tokens = re.split(r"(\$\$|\$\{\w+\}|\$\d+|\$&)", rep)
+
+    def expand(m: re.Match[str]) -> str:
+        out = []
+        for tok in tokens:
+            if tok == "$$":
+                out.append("$")
+            elif tok == "$&":
+                out.append(m.group(0))
+            elif tok.startswith("${") and tok.endswith("}"):
+                name = tok[2:-1]
+                try:
+                    out.append(m.group(int(name) if name.isdigit() else name) or "")
+                except IndexError:  # no such group: written as is, as .NET does
+                    out.append(tok)
+            elif tok.startswith("$") and tok[1:].isdigit():
+                try:
+                    out.append(m.group(int(tok[1:])) or "")
+                except IndexError:
+                    out.append(tok)
+            else:
+                out.append(tok)
+        return "".join(out)
+
+    return expand
+
+
 def compare_op(op: str, left: Any, right: Any, ev: Evaluator) -> Any:
-    cs = op.startswith("-c")
-    base = "-" + op[2:] if op[1:2] in ("c", "i") and op[2:] in _CMP_BASE else op
+    base, cs = _op_parts(op)
     if base in ("-contains", "-notcontains"):
         found = any(conv.equals(x, right, cs) for x in conv.enumerate_value(left))
         return found if base == "-contains" else not found
@@ -1727,16 +1908,29 @@ def compare_op(op: str, left: Any, right: Any, ev: Evaluator) -> Any:
         return conv.to_str(right).join(conv.to_str(x) for x in conv.enumerate_value(left))
     if base == "-replace":
         pat, rep = ([*right, ""])[:2] if isinstance(right, list) else (right, "")
-        flags = 0 if cs else re.IGNORECASE
-        rep_s = re.sub(r"\$(\d+)", r"\\\1", conv.to_str(rep))
-        return re.sub(conv.to_str(pat), rep_s, conv.to_str(left), flags=flags)
+        rx = _net_regex(pat, cs)
+        sub = _net_substitution(conv.to_str(rep))
+        if isinstance(left, list):  # applied to every element (about_Comparison_Operators)
+            return [rx.sub(sub, conv.to_str(x)) for x in left]
+        return rx.sub(sub, conv.to_str(left))
     if base == "-split":
-        return re.split(conv.to_str(right), conv.to_str(left), flags=0 if cs else re.IGNORECASE)
-    if base not in _CMP_BASE:
+        # <Delimiter>[, <Max-substrings>] (about_Split); 0 or none: every substring.
+        parts = right if isinstance(right, list) else [right]
+        if len(parts) > 2:
+            raise NotSupportedByEmulator("The options of -split")
+        pattern, limit = parts[0], conv.to_int(parts[1]) if len(parts) > 1 else 0
+        rx = _net_regex(pattern, cs)
+        most = max(limit - 1, 0)
+        return [part for x in conv.enumerate_value(left) for part in rx.split(conv.to_str(x), most)]
+    if base not in _CMP_OPS:
         raise NotSupportedByEmulator(f"The operator '{op}'")
     if isinstance(left, list):
-        return [x for x in left if compare_op(op, x, right, ev) is True]
+        # A collection on the left filters it; -match does not set $Matches then.
+        return [x for x in left if _compare_scalar(base, cs, x, right, None) is True]
+    return _compare_scalar(base, cs, left, right, ev)
 
+
+def _compare_scalar(base: str, cs: bool, left: Any, right: Any, ev: Evaluator | None) -> bool:
     if base == "-eq":
         return conv.equals(left, right, cs)
     if base == "-ne":
@@ -1745,32 +1939,31 @@ def compare_op(op: str, left: Any, right: Any, ev: Evaluator) -> Any:
         m = conv.like(left, right) if not cs else _like_cs(left, right)
         return m if base == "-like" else not m
     if base in ("-match", "-notmatch"):
-        mt = re.search(conv.to_str(right), conv.to_str(left), 0 if cs else re.IGNORECASE)
-        if mt is not None and base == "-match":
+        mt = _net_regex(right, cs).search(conv.to_str(left))
+        if mt is not None and ev is not None:
             groups: dict[Any, Any] = {0: mt.group(0)}
             groups.update({i + 1: g for i, g in enumerate(mt.groups()) if g is not None})
             groups.update({k: v for k, v in mt.groupdict().items() if v is not None})
             ev.rs.scope.set("Matches", groups)
         return (mt is not None) if base == "-match" else mt is None
-    c = (
-        conv.compare(left, right)
-        if not (cs and isinstance(left, str))
-        else ((left > conv.to_str(right)) - (left < conv.to_str(right)))
-    )
+    try:
+        c = conv.compare(left, right, cs)
+    except conv.ConversionError as e:
+        raise PSError(
+            record(
+                f'Could not compare "{conv.to_str(left)}" to "{conv.to_str(right)}". Error: "{e}"',
+                "ComparisonFailure",
+                category="InvalidOperation",
+                exception="System.Management.Automation.RuntimeException",
+            )
+        ) from None
     return {"-lt": c < 0, "-le": c <= 0, "-gt": c > 0, "-ge": c >= 0}[base]
 
 
-_CMP_BASE = {
-    "eq",
-    "ne",
-    "lt",
-    "le",
-    "gt",
-    "ge",
-    "like",
-    "notlike",
-    "match",
-    "notmatch",
+#: Operators that compare one value with another (and filter a collection on the left).
+_CMP_OPS = {"-eq", "-ne", "-lt", "-le", "-gt", "-ge", "-like", "-notlike", "-match", "-notmatch"}
+#: Every comparison operator's name, without the dash and the c / i prefix.
+_CMP_NAMES = {x[1:] for x in _CMP_OPS} | {
     "contains",
     "notcontains",
     "in",
@@ -1778,7 +1971,7 @@ _CMP_BASE = {
     "replace",
     "split",
 }
-_CMP_BASE |= {"-" + x for x in _CMP_BASE} | {"-join"}
+_CMP_BASE = {"-" + x for x in _CMP_NAMES} | {"-join"}
 
 
 def _like_cs(value: Any, pattern: Any) -> bool:
@@ -1786,43 +1979,148 @@ def _like_cs(value: Any, pattern: Any) -> bool:
     return re.compile(rx.pattern, re.DOTALL).match(conv.to_str(value)) is not None
 
 
+_INT32 = (-(2**31), 2**31 - 1)
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def _widen(a: int | float, b: int | float, r: int | float) -> int | float:
+    """The result of integer arithmetic: in the operands' type when it fits (Int32, else
+    Int64), else widened to Double (about_Arithmetic_Operators: 512MB * 512MB is a Double)."""
+    if not isinstance(r, int):
+        return r
+    both32 = all(_INT32[0] <= x <= _INT32[1] for x in (a, b))
+    lo, hi = _INT32 if both32 else _INT64
+    return r if lo <= r <= hi else float(r)
+
+
+def _no_op_method(a: Any, op: str) -> PSError:
+    names = {
+        "+": "op_Addition",
+        "-": "op_Subtraction",
+        "*": "op_Multiply",
+        "/": "op_Division",
+        "%": "op_Modulus",
+    }
+    return PSError(
+        record(
+            f"Method invocation failed because [{conv.type_name(a)}] does not contain a method "
+            f"named '{names[op]}'.",
+            "MethodNotFound",
+            category="InvalidOperation",
+            exception="System.Management.Automation.RuntimeException",
+        )
+    )
+
+
+def _number(v: Any) -> int | float:
+    """The right operand of numeric arithmetic, converted to a number (the left's type)."""
+    if isinstance(v, str) and not v.strip():
+        return 0
+    try:
+        return conv.to_number(v)
+    except conv.ConversionError:
+        if isinstance(v, str):
+            raise PSError(
+                record(
+                    f'Cannot convert value "{v}" to type "System.Int32". Error: "Input string '
+                    'was not in a correct format."',
+                    "InvalidCastFromStringToInteger",
+                    category="InvalidArgument",
+                    exception="System.Management.Automation.RuntimeException",
+                )
+            ) from None
+        raise PSError(
+            record(
+                str(conv.ConversionError(v, "System.Int32")),
+                "ConvertToFinalInvalidCastException",
+                category="InvalidArgument",
+                exception="System.Management.Automation.RuntimeException",
+            )
+        ) from None
+
+
 def arith_op(op: str, a: Any, b: Any) -> Any:
-    if op == "+":
-        if a is None:
-            return b
-        if isinstance(a, list):
+    """`+ - * / %` typed by the LEFT operand (about_Arithmetic_Operators): a string
+    concatenates / repeats, an array appends / repeats, a hashtable merges, a number converts
+    the right operand."""
+    if a is None and op == "+":
+        return b
+    if isinstance(a, list):
+        if op == "+":
             return a + conv.enumerate_value(b)
-        if isinstance(a, dict):
-            if not isinstance(b, dict):
+        if op == "*":
+            return a * conv.to_int(b)
+        raise _no_op_method(a, op)
+    if isinstance(a, dict):
+        if op != "+":
+            raise _no_op_method(a, op)
+        if not isinstance(b, dict):
+            raise PSError(
+                record(
+                    "A hash table can only be added to another hash table.",
+                    "AddHashTableToNonHashTable",
+                    category="InvalidOperation",
+                )
+            )
+        merged = dict(a)
+        for k, v in b.items():
+            if _dict_key(merged, k) is not None:
                 raise PSError(
                     record(
-                        "A hash table can only be added to another hash table.",
-                        "AddHashTableToNonHashTable",
-                        category="InvalidOperation",
+                        f"Item has already been added. Key in dictionary: '{k}'  Key being "
+                        f"added: '{k}'",
+                        "System.ArgumentException",
+                        category="OperationStopped",
+                        exception="System.ArgumentException",
                     )
                 )
-            return {**a, **b}
-        if isinstance(a, str):
-            return a + conv.to_str(b)
-        if isinstance(a, int | float):
-            return a + conv.to_number(b)
-        raise NotSupportedByEmulator(f"'+' on {conv.type_name(a)}")
+            merged[k] = v
+        return merged
+    if isinstance(a, str) and op == "+":
+        return a + conv.to_str(b)
+    if isinstance(a, str) and op == "*":
+        return a * conv.to_int(b)
+    if not (a is None or isinstance(a, bool | int | float | str)):
+        if op == "+":
+            raise NotSupportedByEmulator(f"'+' on {conv.type_name(a)}")
+        raise _no_op_method(a, op)
+    x, y = _number(a), _number(b)
+    if op == "+":
+        return _widen(x, y, x + y)
     if op == "-":
-        return conv.to_number(a) - conv.to_number(b)
+        return _widen(x, y, x - y)
     if op == "*":
-        if isinstance(a, str):
-            return a * conv.to_int(b)
-        return conv.to_number(a) * conv.to_number(b)
-    if op == "/":
-        x, y = conv.to_number(a), conv.to_number(b)
-        if y == 0:
+        return _widen(x, y, x * y)
+    if op in ("/", "%"):
+        if y == 0 and isinstance(x, int) and isinstance(y, int):
             raise PSError(
                 record("Attempted to divide by zero.", "RuntimeException", category="NotSpecified")
             )
-        r = x / y
-        return int(r) if r == int(r) else r
-    if op == "%":
-        return conv.to_number(a) % conv.to_number(b)
+        if y == 0:
+            return math.copysign(math.inf, x) if op == "/" and x else math.nan
+        if op == "%":  # .NET remainder: the sign of the dividend
+            if isinstance(x, int) and isinstance(y, int):
+                return (abs(x) % abs(y)) * (1 if x >= 0 else -1)
+            return math.fmod(x, y)
+        if isinstance(x, int) and isinstance(y, int) and x % y == 0:
+            return _widen(x, y, x // y)
+        return x / y
+    raise NotSupportedByEmulator(f"The operator '{op}'")
+
+
+def bitwise_op(op: str, a: Any, b: Any) -> int:
+    """`-band -bor -bxor -shl -shr` on integers (about_Arithmetic_Operators, Bitwise operators)."""
+    x, y = conv.to_int(a, "System.Int64"), conv.to_int(b, "System.Int64")
+    if op == "-band":
+        return x & y
+    if op == "-bor":
+        return x | y
+    if op == "-bxor":
+        return x ^ y
+    if op == "-shl":
+        return x << (y & 63)
+    if op == "-shr":
+        return x >> (y & 63)
     raise NotSupportedByEmulator(f"The operator '{op}'")
 
 
@@ -1845,6 +2143,7 @@ _EXPRESSIONS: dict[str, _Handler] = {
     "cast_expression": lambda ev, n, kids: ev.cast(n),
     "comparison_expression": lambda ev, n, kids: ev.comparison(n),
     "logical_expression": lambda ev, n, kids: ev.logical(n),
+    "bitwise_expression": lambda ev, n, kids: ev.bitwise(n),
     "additive_expression": lambda ev, n, kids: ev.arith(n),
     "multiplicative_expression": lambda ev, n, kids: ev.arith(n),
     "format_expression": lambda ev, n, kids: ev.format_op(n),

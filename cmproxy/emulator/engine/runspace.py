@@ -49,6 +49,7 @@ from cmproxy.emulator.engine.values import (
     InvocationResult,
     PSObj,
 )
+from cmproxy.emulator.engine.versiontable import version_table
 from cmproxy.emulator.settings import AnswerLost, EmulatorSettings
 from cmproxy.emulator.state import SiteState
 
@@ -256,7 +257,7 @@ class SiteRunspace:
         self.scope.set("DebugPreference", "SilentlyContinue")
         self.scope.set("ProgressPreference", "Continue")
         self.scope.set("HOME", self.home)
-        self.scope.set("PSVersionTable", {"PSVersion": "5.1.17763.5576", "PSEdition": "Desktop"})
+        self.scope.set("PSVersionTable", version_table())
         env = {
             "USERNAME": short,
             "USERPROFILE": self.home,
