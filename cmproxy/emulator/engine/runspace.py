@@ -300,15 +300,22 @@ class SiteRunspace:
             self.stop_event = stop
             items: list[Any] | None = list(input_objects) if input_objects else None
             try:
-                for spec in commands:
-                    if spec.is_script:
-                        # UseLocalScope absent or false: the script is dot-sourced into the
-                        # global scope (Command.UseLocalScope => _useLocalScope ?? false).
-                        items = self.run_text(
-                            spec.name, self._spec_args(spec), items, scoped=spec.use_local_scope
-                        )
-                    else:
-                        items = self.call(spec.name, self._spec_args(spec), items, None)
+                for idx, spec in enumerate(commands):
+                    try:
+                        if spec.is_script:
+                            # UseLocalScope absent or false: the script is dot-sourced into
+                            # the global scope (Command.UseLocalScope => _useLocalScope ?? false).
+                            items = self.run_text(
+                                spec.name, self._spec_args(spec), items, scoped=spec.use_local_scope
+                            )
+                        else:
+                            items = self.call(spec.name, self._spec_args(spec), items, None)
+                    except LoopFlow as f:
+                        # break/continue with no loop to act on: the pipeline ends quietly
+                        # (about_Break); what reached the output stays, a later command of
+                        # the pipeline never finishes.
+                        items = f.value if idx == len(commands) - 1 else []
+                        break
                 result.output = [x for x in (items or []) if x is not NOTHING]
             except PSError as e:
                 result.terminating = e.record
@@ -325,7 +332,10 @@ class SiteRunspace:
             result = self.current = InvocationResult()
             self.stop_event = None
             try:
-                out = self.run_text(text, [], list(input_objects), scoped=False)
+                try:
+                    out = self.run_text(text, [], list(input_objects), scoped=False)
+                except LoopFlow as f:
+                    out = f.value  # break/continue outside any loop end the script quietly
                 result.output = [x for x in out if x is not NOTHING]
             except PSError as e:
                 result.terminating = e.record
@@ -385,9 +395,6 @@ class SiteRunspace:
             return ev.run_block(body)
         except Return as r:
             return r.value
-        except LoopFlow as f:
-            # break/continue outside any loop end the script; what it wrote stays.
-            return f.value
         finally:
             self.scope = outer
 
