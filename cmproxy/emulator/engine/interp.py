@@ -481,21 +481,31 @@ class Evaluator:
                     raise
             return out
         if n.type == "statement_list":
-            return self.run_statements(self.named(n))
+            stmts, labels = self.parts("labels", n, self._labeled_statements)
+            return self.run_statements(stmts, labels)
         return self.run_statements([n])
 
-    def run_statements(self, stmts: Sequence[Node]) -> list[Any]:
+    def _labeled_statements(self, n: Node) -> tuple[list[Node], dict[int, str]]:
+        """A statement list's statements, and the label (`:name`, about_Break) written before
+        the statement at each index that has one (derived once per node)."""
+        stmts: list[Node] = []
+        labels: dict[int, str] = {}
+        for s in self.named(n):
+            if s.type == "label":
+                labels[len(stmts)] = self.text(s)[1:].strip().lower()
+            else:
+                stmts.append(s)
+        return stmts, labels
+
+    def run_statements(
+        self, stmts: Sequence[Node], labels: dict[int, str] | None = None
+    ) -> list[Any]:
         out: list[Any] = []
-        label: str | None = None
-        for s in stmts:
+        for i, s in enumerate(stmts):
             self.check_stop()
-            if s.type == "label":  # `:name` before a loop or switch (about_Break)
-                label = self.text(s)[1:].strip().lower()
-                continue
             try:
-                if label is not None:
-                    out += self.labeled(s, label)
-                    label = None
+                if labels and i in labels:
+                    out += self.labeled(s, labels[i])
                 else:
                     out += self.statement(s)
             except _Flow as r:
