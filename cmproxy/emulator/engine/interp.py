@@ -1776,7 +1776,9 @@ class Evaluator:
             cast = self.named(node)[0]
             tl = next(c for c in cast.named_children if c.type == "type_literal")
             target = next(c for c in self.named(cast) if c != tl)
-            tname = self.text(tl).strip("[]").strip().lower()
+            tname = self.text(tl).strip().lower()
+            if tname.startswith("[") and tname.endswith("]"):
+                tname = tname[1:-1].strip()  # only the outer brackets: [int[]] is an array
             inner_kind, var = self._assign_target(target)
             if inner_kind == "variable" and tname.removeprefix("system.") in CONSTRAINABLE:
                 # `[int]$x = v` makes $x a type-constrained variable (about_Variables).
