@@ -110,7 +110,10 @@ def command_specs(pipeline_meta: Any) -> list[list[CommandSpec]]:
                 params.append((pname, from_ps(value)))
         statements[-1].append(
             CommandSpec(
-                name=str(cmd.command_text), is_script=bool(cmd.is_script), parameters=tuple(params)
+                name=str(cmd.command_text),
+                is_script=bool(cmd.is_script),
+                parameters=tuple(params),
+                use_local_scope=bool(cmd.use_local_scope),
             )
         )
         if cmd.end_of_statement:

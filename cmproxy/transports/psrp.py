@@ -1,9 +1,12 @@
 """PSRP transport (pypsrp): runspace pools per session, reused, health-checked, recreated.
 
-Scripts run with `add_script(template)` and their values are bound with `add_parameter`, so
-no value ever becomes script text. A `Secret` is sent as a PowerShell SecureString
-(`<SS>`), encrypted with the session key from `RunspacePool.exchange_keys()`; the clear text
-only exists inside this process and inside the remote runspace.
+Scripts run with `add_script(template, use_local_scope=True)` and their values are bound with
+`add_parameter`, so no value ever becomes script text. Each runs in its own local scope: left
+out, UseLocalScope means false and PowerShell dot-sources the script into the pool's global
+scope, where its typed parameters would linger as type-constrained variables. A `Secret` is
+sent as a PowerShell SecureString (`<SS>`), encrypted with the session key from
+`RunspacePool.exchange_keys()`; the clear text only exists inside this process and inside the
+remote runspace.
 
 Each pool holds one runspace, so the session bootstrap (module import, site drive, location)
 done once per pool stays in effect for every later pipeline on it. A sequential caller uses one
@@ -339,10 +342,17 @@ class PSRPTransport(Transport):
         if step.has_secret:
             self._exchange_keys(lane, pool)
         ps = PowerShell(pool)
-        ps.add_script(step.script.text)
+        # UseLocalScope: without it PowerShell dot-sources the script into the runspace's global
+        # scope (Command.UseLocalScope => _useLocalScope ?? false), where its variables, typed
+        # parameters included, would outlive it as type-constrained variables and break the
+        # next template on this (reused) pool that assigns to the same name. The setup step's
+        # effects survive: its module is imported -Global, its drive made -Scope Global, and
+        # the location belongs to the runspace.
+        ps.add_script(step.script.text, use_local_scope=True)
         for name, value in step.parameters:
             ps.add_parameter(name, _to_wire(value))
-        ps.add_script(PACK_OUTPUT)  # piped: the template's output, packed (see PACK_OUTPUT)
+        # Piped: the template's output, packed (see PACK_OUTPUT); local scope too.
+        ps.add_script(PACK_OUTPUT, use_local_scope=True)
         started = False
         try:
             ps.begin_invoke()

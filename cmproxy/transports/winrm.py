@@ -8,7 +8,9 @@ line (%-escaped), so that no cmdlet but ConvertTo-SecureString ever receives it.
 bootstrap reads `$input`, rebuilds a parameter hashtable, turns secret values into
 SecureStrings with `ConvertTo-SecureString -AsPlainText -Force` *from a variable*, defines the
 template text as a function (`Invoke-Expression` of `function … { <template> }`: only package
-code is ever evaluated, never a value) and invokes it with splatting. Each output object
+code is ever evaluated, never a value) and invokes it with splatting. A function runs in its own
+child scope (about_Scopes), like `& { … }`: the template's variables never reach the
+bootstrap's global scope, the WinRS equivalent of PSRP's UseLocalScope. Each output object
 comes back as one JSON line on stdout; a terminating error comes back as one JSON line
 carrying FullyQualifiedErrorId, category, target and message (CLIXML on stderr is the
 fallback for errors the bootstrap itself could not catch).

@@ -23,6 +23,7 @@ from cmproxy.emulator.engine.errors import (
 from cmproxy.emulator.engine.host import MODULE_PATH, MODULE_VERSION, Drive
 from cmproxy.emulator.engine.interp import (
     Evaluator,
+    LoopFlow,
     compare_op,
     get_member,
     parse,
@@ -681,7 +682,11 @@ def _where(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
     f = a.get("FilterScript")
     ev = ctx.evaluator()
     if isinstance(f, ScriptBlock):
-        return [obj] if conv.truthy(ev.invoke_block(f, obj)) else []
+        try:
+            return [obj] if conv.truthy(ev.invoke_block(f, obj)) else []
+        except LoopFlow as flow:
+            flow.value = []  # what the filter wrote was its verdict, never output
+            raise
 
     if f is None:
         raise NotSupportedByEmulator("Where-Object without a filter")

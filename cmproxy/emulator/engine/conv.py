@@ -187,7 +187,12 @@ class ConversionError(Exception):
 
 
 def conversion_message(value: Any, target: str, inner: str = "") -> str:
-    shown = "********" if isinstance(value, SecureValue) else to_str(value)
+    # An array shows as .NET's ToString() of it: "System.Object[]".
+    shown = (
+        "********"
+        if isinstance(value, SecureValue)
+        else (type_name(value) if isinstance(value, list | tuple) else to_str(value))
+    )
     if inner:
         return f'Cannot convert value "{shown}" to type "{target}". Error: "{inner}"'
     return f'Cannot convert the "{shown}" value of type "{type_name(value)}" to type "{target}".'

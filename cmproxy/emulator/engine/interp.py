@@ -74,29 +74,68 @@ NOTHING: Any = _Nothing()
 
 
 class _Flow(Exception):  # noqa: N818 - control flow, not an error
+    """`return`, `break`, `continue`: `value` is the output written before it (PowerShell
+    streams output, so what a statement, an iteration or a function wrote stays written)."""
+
+    def __init__(self, value: list[Any] | None = None) -> None:
+        super().__init__()
+        self.value: list[Any] = value if value is not None else []
+
+
+class LoopFlow(_Flow):
+    """`break` / `continue`, with the label they name (lower case) or None (about_Break)."""
+
+    def __init__(self, label: str | None = None) -> None:
+        super().__init__()
+        self.label = label
+
+    def applies_to(self, label: str | None) -> bool:
+        """An unlabeled break/continue acts on the innermost loop (or switch); a labeled one
+        on the loop carrying that label, passing through the others (about_Break)."""
+        return self.label is None or self.label == label
+
+
+class _Break(LoopFlow):
     pass
 
 
-class _Break(_Flow):
-    pass
-
-
-class _Continue(_Flow):
+class _Continue(LoopFlow):
     pass
 
 
 class Return(_Flow):
     def __init__(self, value: list[Any]) -> None:
-        super().__init__()
-        self.value = value
+        super().__init__(value)
 
 
 class Scope:
-    """Variables of one scope; names are case-insensitive."""
+    """Variables of one scope; names are case-insensitive (about_Scopes).
 
-    def __init__(self, parent: Scope | None = None) -> None:
+    `types` holds the type constraint of each type-constrained variable of this scope (lower
+    case name → the type as written, e.g. "int"): `[int]$x = 1` or a typed parameter makes
+    one, and every later assignment to that variable in this scope converts to the type
+    (about_Variables). `script` marks a script scope (the global scope is one too): what
+    `$script:` names.
+    """
+
+    def __init__(self, parent: Scope | None = None, *, script: bool = False) -> None:
         self.vars: dict[str, Any] = {}
+        self.types: dict[str, str] = {}
         self.parent = parent
+        self.script = script or parent is None
+
+    def root(self) -> Scope:
+        """The global scope."""
+        s = self
+        while s.parent is not None:
+            s = s.parent
+        return s
+
+    def script_scope(self) -> Scope:
+        s = self
+        while not s.script and s.parent is not None:
+            s = s.parent
+        return s
 
     def lookup(self, name: str) -> tuple[bool, Any]:
         return self.lookup_low(name.lower())
@@ -216,9 +255,24 @@ def _errors(n: Node) -> list[Node]:
     return found
 
 
+def _labeled_flow(n: Node) -> tuple[type[LoopFlow], Node] | None:
+    """`break outer` / `continue outer`: the grammar has no label after break/continue and
+    reads the statement as an ERROR node of exactly those two tokens (about_Break)."""
+    kids = [c for c in n.children if c.type not in _SKIP]
+    if n.type != "ERROR" or len(kids) != 2 or kids[1].type != "simple_name":
+        return None
+    if n.parent is None or n.parent.type not in ("statement_list", "statement_block"):
+        return None  # misplaced by the grammar (outside the block it was written in)
+    kind = {"break": _Break, "continue": _Continue}.get(kids[0].type)
+    return (kind, kids[1]) if kind is not None else None
+
+
 def _recoverable(n: Node) -> bool:
-    """The grammar's one known misreading: `function F { param($A) $A }` on one line puts the
-    param block in an ERROR node right after `{`. PowerShell accepts it; so does the emulator."""
+    """The grammar's known misreadings: `function F { param($A) $A }` on one line puts the
+    param block in an ERROR node right after `{`; `break label` / `continue label` is an ERROR
+    node of its two tokens. PowerShell accepts both; so does the emulator."""
+    if _labeled_flow(n) is not None:
+        return True
     parent = n.parent
     kids = [c for c in n.children if c.type not in _SKIP]
     return (
@@ -271,6 +325,52 @@ _EXPANDABLE: Any = object()
 #: The automatic variables that are constants.
 _CONSTANTS: dict[str, Any] = {"true": True, "false": False, "null": None}
 
+#: Types a variable can be constrained to here (what `Evaluator.convert_to` converts to).
+CONSTRAINABLE = frozenset(
+    {
+        "int",
+        "int32",
+        "uint32",
+        "long",
+        "int64",
+        "double",
+        "string",
+        "bool",
+        "boolean",
+        "switch",
+        "string[]",
+        "object[]",
+        "array",
+        "int[]",
+        "int32[]",
+        "hashtable",
+        "collections.hashtable",
+    }
+)
+
+#: The value of an unbound parameter without default: its type's default value.
+_UNBOUND: dict[str, Any] = {
+    "string": "",
+    "int": 0,
+    "long": 0,
+    "uint32": 0,
+    "bool": False,
+    "switch": False,
+}
+
+
+def _metadata_error(message: str) -> PSError:
+    """A failed conversion to a variable's type constraint (ArgumentTypeConverterAttribute
+    wraps the PSInvalidCastException in an ArgumentTransformationMetadataException)."""
+    return PSError(
+        record(
+            message,
+            "RuntimeException",
+            category="MetadataError",
+            exception="System.Management.Automation.ArgumentTransformationMetadataException",
+        )
+    )
+
 
 def _if_parts(n: Node) -> list[tuple[Node | None, Node]]:
     """(condition, block) of the if, each elseif and the else (whose condition is None)."""
@@ -320,16 +420,6 @@ def _access_parts(n: Node) -> tuple[bool, Node]:
 
 #: The value of an unbound parameter of a value type: $null converted to that type (a [string]
 #: is '', a number 0, a [bool] or [switch] False: about_Type_Conversion); other types stay $null.
-_UNBOUND: dict[str, Any] = {
-    "switch": False,
-    "bool": False,
-    "string": "",
-    "int": 0,
-    "long": 0,
-    "uint32": 0,
-}
-
-
 def _is_type(v: Any, t: str) -> bool | None:
     """Whether `v` is of type `t` (lower case, without `system.`); None when the emulator does
     not know the type."""
@@ -431,22 +521,40 @@ class Evaluator:
             for c in inner:
                 try:
                     out += self.run_block(c)
-                except Return as r:
-                    r.value = out + r.value  # output written before `return` is kept
+                except _Flow as r:
+                    r.value = out + r.value  # output written before return/break/continue stays
                     raise
             return out
         if n.type == "statement_list":
-            return self.run_statements(self.named(n))
+            stmts, labels = self.parts("labels", n, self._labeled_statements)
+            return self.run_statements(stmts, labels)
         return self.run_statements([n])
 
-    def run_statements(self, stmts: Sequence[Node]) -> list[Any]:
+    def _labeled_statements(self, n: Node) -> tuple[list[Node], dict[int, str]]:
+        """A statement list's statements, and the label (`:name`, about_Break) written before
+        the statement at each index that has one (derived once per node)."""
+        stmts: list[Node] = []
+        labels: dict[int, str] = {}
+        for s in self.named(n):
+            if s.type == "label":
+                labels[len(stmts)] = self.text(s)[1:].strip().lower()
+            else:
+                stmts.append(s)
+        return stmts, labels
+
+    def run_statements(
+        self, stmts: Sequence[Node], labels: dict[int, str] | None = None
+    ) -> list[Any]:
         out: list[Any] = []
-        for s in stmts:
+        for i, s in enumerate(stmts):
             self.check_stop()
             try:
-                out += self.statement(s)
-            except Return as r:
-                r.value = out + r.value  # output written before `return` is kept
+                if labels and i in labels:
+                    out += self.labeled(s, labels[i])
+                else:
+                    out += self.statement(s)
+            except _Flow as r:
+                r.value = out + r.value  # output written before return/break/continue stays
                 raise
             except PSError as e:
                 if (
@@ -477,9 +585,30 @@ class Evaluator:
             return []
         if t == "while_statement":
             return self.while_statement(n)
+        if t in ("for_statement", "do_statement", "switch_statement"):
+            return self.labeled(n, None)
         if t in ("statement_list", "statement_block"):
             return self.run_block(n)
+        if t == "ERROR":
+            flow = _labeled_flow(n)
+            if flow is not None:
+                raise flow[0](self.text(flow[1]).lower())
         raise self.unsupported(n, f"The statement '{t}'")
+
+    def labeled(self, n: Node, label: str | None) -> list[Any]:
+        """A loop or switch statement, with the label written before it (or None)."""
+        t = n.type
+        if t == "foreach_statement":
+            return self.foreach_statement(n, label)
+        if t == "while_statement":
+            return self.while_statement(n, label)
+        if t == "for_statement":
+            return self.for_statement(n, label)
+        if t == "do_statement":
+            return self.do_statement(n, label)
+        if t == "switch_statement":
+            return self.switch_statement(n, label)
+        return self.statement(n)  # a label before any other statement is ignored
 
     def if_statement(self, n: Node) -> list[Any]:
         for cond, block in self.parts("if", n, _if_parts):
@@ -487,11 +616,11 @@ class Evaluator:
                 return self.run_block(block)
         return []
 
-    def foreach_statement(self, n: Node) -> list[Any]:
+    def foreach_statement(self, n: Node, label: str | None = None) -> list[Any]:
         var, src, block = self.parts("foreach", n, _foreach_parts)
         name = self.var_name(var)
         index = self.parts("index", n, self._index_loop)
-        if index is not None:
+        if index is not None and label is None:
             table = self.variable_value(index[0])
             if isinstance(table, dict):
                 self._index(table, name, index[1], self.foreach_items(src))
@@ -501,8 +630,8 @@ class Evaluator:
             if item is NOTHING:
                 continue
             self.check_stop()
-            self.rs.scope.set(name, item)
-            if not self.loop_body(block, out):
+            self.set_variable(name, item)
+            if not self.loop_body(block, out, label):
                 break
         return out
 
@@ -555,15 +684,18 @@ class Evaluator:
             existing = _dict_key(table, key)
             table[existing if existing is not None else key] = item
 
-    def loop_body(self, block: Node, out: list[Any]) -> bool:
-        """One iteration of a loop, its output added to `out`; False after `break`. A `return`
-        inside keeps the earlier iterations' output, as PowerShell does."""
+    def loop_body(self, block: Node, out: list[Any], label: str | None = None) -> bool:
+        """One iteration of a loop, its output added to `out`; False after `break`. What the
+        iteration wrote before `break` / `continue` / `return` stays in the output (about_Break,
+        about_Continue); a break or continue naming another label leaves this loop too."""
         try:
             out += self.run_block(block)
-        except _Break:
-            return False
-        except _Continue:
-            pass
+        except LoopFlow as f:
+            out += f.value
+            if not f.applies_to(label):
+                f.value = list(out)
+                raise
+            return not isinstance(f, _Break)
         except Return as r:
             r.value = out + r.value
             raise
@@ -580,48 +712,189 @@ class Evaluator:
             return conv.enumerate_value(v)
         return self.pipeline(src)
 
-    def while_statement(self, n: Node) -> list[Any]:
+    def while_statement(self, n: Node, label: str | None = None) -> list[Any]:
         cond = next(c for c in n.named_children if c.type == "while_condition")
         block = next(c for c in n.named_children if c.type == "statement_block")
         out: list[Any] = []
         guard = 0
         while conv.truthy(self.pipeline_value(self.named(cond)[0])):
             self.check_stop()
-            guard += 1
-            if guard > 100_000:
-                raise self.unsupported(n, "A loop of more than 100000 iterations")
-            if not self.loop_body(block, out):
+            guard = self._guard(n, guard)
+            if not self.loop_body(block, out, label):
                 break
         return out
 
+    def _guard(self, n: Node, count: int) -> int:
+        if count >= 100_000:
+            raise self.unsupported(n, "A loop of more than 100000 iterations")
+        return count + 1
+
+    def for_statement(self, n: Node, label: str | None) -> list[Any]:
+        """`for (init; cond; iter) { }`: `continue` goes on with the iterator (about_For)."""
+        part = {c.type: c for c in n.named_children}
+        block = part.get("statement_block")
+        out: list[Any] = []
+        init = part.get("for_initializer")
+        if init is not None:
+            out += self.pipeline(self.named(init)[0])
+        cond, step = part.get("for_condition"), part.get("for_iterator")
+        guard = 0
+        while cond is None or conv.truthy(self.pipeline_value(self.named(cond)[0])):
+            self.check_stop()
+            guard = self._guard(n, guard)
+            if block is not None and not self.loop_body(block, out, label):
+                break
+            if step is not None:
+                out += self.pipeline(self.named(step)[0])
+        return out
+
+    def do_statement(self, n: Node, label: str | None) -> list[Any]:
+        """`do { } while (c)` / `do { } until (c)`: the body runs first; `continue` goes on with
+        the condition (about_Do)."""
+        block = next(c for c in n.named_children if c.type == "statement_block")
+        cond = next(c for c in n.named_children if c.type == "while_condition")
+        until = any(c.type == "until" for c in n.children)
+        out: list[Any] = []
+        guard = 0
+        while True:
+            self.check_stop()
+            guard = self._guard(n, guard)
+            if not self.loop_body(block, out, label):
+                break
+            if conv.truthy(self.pipeline_value(self.named(cond)[0])) == until:
+                break
+        return out
+
+    def switch_statement(self, n: Node, label: str | None) -> list[Any]:
+        """`switch [-regex|-wildcard|-exact] [-casesensitive] (value) { cond { … } default { … } }`
+        (about_Switch): each element of a collection value is tested against every clause in
+        order and every matching clause runs (`$_` is the element); `default` runs when no
+        other clause matched. `break` ends the switch, `continue` goes on with the next
+        element; output written before either stays."""
+        mode, case, cond, clauses = self.parts("switch", n, self._switch_parts)
+        value = self.pipeline_value(cond)
+        items = [] if value is NOTHING else conv.enumerate_value(value)
+        out: list[Any] = []
+        old = self.rs.scope.lookup("_")
+        try:
+            for item in items:
+                self.check_stop()
+                self.rs.scope.set("_", item)
+                self.rs.scope.set("PSItem", item)
+                try:
+                    matched = False
+                    for test, body in clauses:
+                        if test is not None and self._switch_match(test, item, mode, case):
+                            matched = True
+                            out += self.run_block(body)
+                    if not matched:
+                        for test, body in clauses:
+                            if test is None:
+                                out += self.run_block(body)
+                except LoopFlow as f:
+                    out += f.value
+                    if not f.applies_to(label):
+                        f.value = list(out)
+                        raise
+                    if isinstance(f, _Break):
+                        break
+                except Return as r:
+                    r.value = out + r.value
+                    raise
+        finally:
+            self.rs.scope.set("_", old[1])
+            self.rs.scope.set("PSItem", old[1])
+        return out
+
+    def _bare(self, test: Node) -> str:
+        """A clause test the grammar leaves as text: a bare word, or a double-quoted string
+        it did not parse (only a constant one is taken)."""
+        text = self.text(test).strip()
+        if len(text) >= 2 and text[0] == text[-1] == '"':
+            if "$" in text or "`" in text:
+                raise self.unsupported(test, f"The switch clause {text}")
+            return text[1:-1]
+        return text
+
+    def _switch_parts(self, n: Node) -> tuple[str, bool, Node, list[tuple[Node | None, Node]]]:
+        mode, case = "-eq", False
+        params = next((c for c in n.named_children if c.type == "switch_parameters"), None)
+        for p in self.named(params) if params is not None else []:
+            flag = self.text(p).strip().lower()
+            if "-regex".startswith(flag) and len(flag) > 1:
+                mode = "-match"
+            elif "-wildcard".startswith(flag) and len(flag) > 1:
+                mode = "-like"
+            elif "-exact".startswith(flag) and len(flag) > 1:
+                mode = "-eq"
+            elif "-casesensitive".startswith(flag) and len(flag) > 1:
+                case = True
+            else:
+                raise self.unsupported(p, f"The switch parameter {flag}")
+        cond = next(c for c in n.named_children if c.type == "switch_condition")
+        body = next(c for c in n.named_children if c.type == "switch_body")
+        clauses: list[tuple[Node | None, Node]] = []
+        for group in self.named(body):
+            for clause in self.named(group) if group.type == "switch_clauses" else [group]:
+                test = next(c for c in clause.named_children if c.type == "switch_clause_condition")
+                block = next(c for c in clause.named_children if c.type == "statement_block")
+                kids = self.named(test)
+                if not kids and self.text(test).strip().lower() == "default":
+                    clauses.append((None, block))
+                else:
+                    clauses.append((kids[0] if kids else test, block))
+        return mode, case, self.named(cond)[0], clauses
+
+    def _switch_match(self, test: Node, item: Any, mode: str, case: bool) -> bool:
+        """A clause's test: a script block is run with `$_` = the element (true = match);
+        any other value is compared with -eq / -like / -match (-c… with -CaseSensitive)."""
+        if self.unwrap(test).type == "script_block_expression":
+            sb = self.expr(test)
+            return conv.truthy(conv.collapse(self.invoke_block(sb, item)))
+        want = self.expr(test) if test.type != "switch_clause_condition" else self._bare(test)
+        op = "-c" + mode[1:] if case else mode
+        return compare_op(op, item, want, self) is True
+
     def try_statement(self, n: Node) -> list[Any]:
         block, catches, fin = self.parts("try", n, _try_parts)
+        fb = None
+        if fin is not None:
+            fb = next(c for c in fin.named_children if c.type == "statement_block")
         out: list[Any] = []
         try:
-            self.try_depth += 1
             try:
-                out += self.run_block(block)
-            finally:
-                self.try_depth -= 1
-        except PSError as e:
-            if catches is None:
-                raise
-            clause = catches.named_children[0]
-            if any(c.type == "catch_type_list" for c in clause.named_children):
-                raise self.unsupported(clause, "A typed catch clause") from None
-            body = next(c for c in clause.named_children if c.type == "statement_block")
-            old = self.rs.scope.lookup("_")
-            self.rs.scope.set("_", e.record)
-            self.rs.scope.set("PSItem", e.record)
-            try:
-                out += self.run_block(body)
-            finally:
-                self.rs.scope.set("_", old[1])
-                self.rs.scope.set("PSItem", old[1])
-        finally:
-            if fin is not None:
-                fb = next(c for c in fin.named_children if c.type == "statement_block")
-                out += self.run_block(fb)
+                self.try_depth += 1
+                try:
+                    out += self.run_block(block)
+                finally:
+                    self.try_depth -= 1
+            except PSError as e:
+                if catches is None:
+                    raise
+                clause = catches.named_children[0]
+                if any(c.type == "catch_type_list" for c in clause.named_children):
+                    raise self.unsupported(clause, "A typed catch clause") from None
+                body = next(c for c in clause.named_children if c.type == "statement_block")
+                old = self.rs.scope.lookup("_")
+                self.rs.scope.set("_", e.record)
+                self.rs.scope.set("PSItem", e.record)
+                try:
+                    out += self.run_block(body)
+                finally:
+                    self.rs.scope.set("_", old[1])
+                    self.rs.scope.set("PSItem", old[1])
+        except _Flow as f:
+            # break/continue/return leaving try or catch: what they wrote, then the finally's.
+            f.value = out + f.value
+            if fb is not None:
+                f.value += self.run_block(fb)
+            raise
+        except BaseException:
+            if fb is not None:
+                self.run_block(fb)
+            raise
+        if fb is not None:
+            out += self.run_block(fb)
         return out
 
     def flow(self, n: Node) -> list[Any]:
@@ -683,9 +956,14 @@ class Evaluator:
         *,
         remaining: Sequence[Any] = (),
         input_items: Sequence[Any] | None = None,
+        dot: bool = False,
     ) -> list[Any]:
+        """Run a function or script block body: in a new child scope of the current one, or
+        (`dot`) in the current scope itself. break/continue leave it for an enclosing loop of
+        the caller (about_Break); `return` ends it."""
         outer = self.rs.scope
-        self.rs.scope = Scope(outer)
+        if not dot:
+            self.rs.scope = Scope(outer)
         try:
             self.rs.scope.set("args", list(remaining))
             if input_items is not None:
@@ -699,14 +977,17 @@ class Evaluator:
             self.rs.scope = outer
 
     def bind_param_vars(self, params: list[ParamDef], args: dict[str, Any]) -> None:
+        """Each parameter becomes a variable of the current scope, constrained to its type
+        (a later assignment converts, about_Functions_Advanced_Parameters / about_Variables);
+        an unbound one without default holds its type's default ([string] '', [int] 0)."""
         for p in params:
             if p.name in args:
-                self.rs.scope.set(p.name, args[p.name])
+                v = args[p.name]
             elif p.default is not None:
-                v = self.expr(p.default)
-                self.rs.scope.set(p.name, self.rs.binder_coerce(p, v))
+                v = self.rs.binder_coerce(p, self.expr(p.default))
             else:
-                self.rs.scope.set(p.name, _UNBOUND.get(p.type))
+                v = _UNBOUND.get(p.type)
+            self.declare(p.name, v, p.type)
 
     def param_defs(self, pb: Node | None) -> tuple[list[ParamDef], bool, str | None]:
         """ParamDefs from a `param(...)` block; (defs, is_advanced, default set)."""
@@ -853,7 +1134,15 @@ class Evaluator:
         for idx, el in enumerate(elements):
             self.check_stop()
             if el.type == "command":
-                items = self.command(el, items)
+                try:
+                    items = self.command(el, items)
+                except LoopFlow as f:
+                    if f.value and idx < len(elements) - 1:
+                        # PowerShell streams: the next commands saw those objects one by one.
+                        raise self.unsupported(
+                            el, "break/continue in a command whose output goes on down a pipeline"
+                        ) from None
+                    raise
             elif el.type == "assignment_expression":
                 if len(elements) > 1:
                     raise self.unsupported(el, "An assignment inside a pipeline")
@@ -869,7 +1158,7 @@ class Evaluator:
     def command(self, n: Node, items: list[Any] | None) -> list[Any]:
         operator, name, elements, rng = self.parts("command", n, self._command_parts)
         if operator:
-            return self.call_operator(n, items)
+            return self.call_operator(n, items, dot=name == ".")
         assert name is not None
         if rng is not None and items is None and not self.command_args_present(elements):
             # The grammar reads a leading `1..5` as a command name; it is a range.
@@ -883,24 +1172,27 @@ class Evaluator:
         """Whether it is `& …`, else its name, its elements and the range its name reads as."""
         kids = n.named_children
         if kids and kids[0].type == "command_invokation_operator":
-            if self.text(kids[0]).strip() != "&":
-                raise self.unsupported(n, "The dot-source operator '.'")
-            return True, None, None, None
+            # `&` runs its callee in a new child scope, `.` in the current one (about_Scopes).
+            return True, self.text(kids[0]).strip(), None, None
         name_node = next(c for c in kids if c.type == "command_name")
         name = self.text(name_node)
         elements = next((c for c in kids if c.type == "command_elements"), None)
         return False, name, elements, re.fullmatch(r"(-?\d+)\.\.(-?\d+)", name)
 
-    def call_operator(self, n: Node, items: list[Any] | None) -> list[Any]:
+    def call_operator(self, n: Node, items: list[Any] | None, *, dot: bool = False) -> list[Any]:
         """`& <name | scriptblock | CommandInfo> args`: the callee is evaluated, never parsed
-        from a value (a string is a command *name*, not script text)."""
+        from a value (a string is a command *name*, not script text). `. <scriptblock>`
+        dot-sources: the block runs in the current scope (about_Scopes, about_Operators)."""
         kids = n.named_children
         callee_node = next(c for c in kids if c.type == "command_name_expr")
         elements = next((c for c in kids if c.type == "command_elements"), None)
         callee = self.callee(callee_node)
         args = self.command_args(elements) if elements is not None else []
         if isinstance(callee, ScriptBlock):
-            return self.rs.call_def(self.scriptblock_command(callee), args, items, self, log=False)
+            cmd = self.scriptblock_command(callee, dot=dot)
+            return self.rs.call_def(cmd, args, items, self, log=False)
+        if dot:
+            raise self.unsupported(n, "Dot-sourcing a command name or script file")
         if isinstance(callee, PSObj) and any(t.endswith("CommandInfo") for t in callee.type_names):
             callee = get_member(callee, "Name")
         if isinstance(callee, str) and callee:
@@ -935,8 +1227,9 @@ class Evaluator:
             return self.expr(inner[0])
         raise self.unsupported(n, f"The command expression {self.text(n)}")
 
-    def scriptblock_command(self, sb: ScriptBlock) -> CommandDef:
-        """A script block as a command: its param() block binds like a function's."""
+    def scriptblock_command(self, sb: ScriptBlock, *, dot: bool = False) -> CommandDef:
+        """A script block as a command: its param() block binds like a function's; it runs
+        in a new child scope, or in the current one when dot-sourced (`dot`)."""
         ev = self if sb.source is self.src else Evaluator(self.rs, sb.source)
         params, advanced, default_set = ev.param_defs(sb.params)
         takes_pipeline = any(p.pipeline for p in params)
@@ -949,6 +1242,7 @@ class Evaluator:
                 sb.node,
                 remaining=ctx.bound.remaining,
                 input_items=None if takes_pipeline else list(items or []),
+                dot=dot,
             )
 
         return CommandDef(
@@ -1146,12 +1440,16 @@ class Evaluator:
         return found
 
     def _var_name(self, n: Node) -> str:
+        """The name as `variable_value` / `set_variable` take it: `global:` and `script:`
+        stay (they pick the scope), `local:` / `private:` go (the current scope)."""
         raw = self.text(n)
         if raw.startswith("${") and raw.endswith("}"):
             return raw[2:-1]
         name = raw[1:] if raw[:1] in ("$", "@") else raw
         low = name.lower()
-        for scope in ("global:", "script:", "local:", "private:"):
+        if low.startswith(("global:", "script:")):
+            return name
+        for scope in ("local:", "private:"):
             if low.startswith(scope):
                 return name[len(scope) :]
         if low.startswith("using:"):
@@ -1164,6 +1462,10 @@ class Evaluator:
             return _CONSTANTS[low]
         if low.startswith("env:"):
             return self.rs.env.get(name[4:].lower(), (None, None))[1]
+        if low.startswith(("global:", "script:")):
+            # A scope-qualified name is looked up in that scope only (about_Scopes).
+            scope, low = self.qualified_scope(low)
+            return scope.vars.get(low)
         if low in ("input",):
             found, v = self.rs.scope.lookup_low("input")
             return v if found else []
@@ -1193,7 +1495,57 @@ class Evaluator:
                 None if value is None else conv.to_str(value),
             )
             return
-        self.rs.scope.set(name, value)
+        scope = self.rs.scope
+        if low.startswith(("global:", "script:")):
+            scope, low = self.qualified_scope(low)
+        if scope.types and low in scope.types:
+            value = self.constrain(scope.types[low], value)
+        # An unqualified assignment writes the current scope: a same-named variable of a
+        # parent scope (and its type constraint) is hidden, not changed (about_Scopes).
+        scope.vars[low] = value
+
+    def qualified_scope(self, low: str) -> tuple[Scope, str]:
+        """(scope, bare name) of a `global:` / `script:` qualified lower-case name."""
+        qual, _, bare = low.partition(":")
+        here = self.rs.scope
+        return (here.root() if qual == "global" else here.script_scope()), bare
+
+    def declare(self, name: str, value: Any, tname: str | None) -> None:
+        """`[type]$name = value` / a typed parameter: the variable of the current (or the
+        qualified) scope is replaced by one constrained to `tname` (None: unconstrained)."""
+        low = name.lower()
+        scope = self.rs.scope
+        if low.startswith(("global:", "script:")):
+            scope, low = self.qualified_scope(low)
+        if tname is not None and tname in CONSTRAINABLE:
+            scope.types[low] = tname
+        else:
+            scope.types.pop(low, None)
+        scope.vars[low] = value
+
+    def constrain(self, tname: str, value: Any) -> Any:
+        """A value assigned to a variable constrained to `tname`, converted as PowerShell's
+        ArgumentTypeConverterAttribute does (ArgumentTypeConverterAttribute.cs): [bool]
+        takes only booleans and numbers (CheckBoolValue), [string] joins an array with
+        spaces ($OFS); a failure is an ArgumentTransformationMetadataException
+        (MetadataError, FullyQualifiedErrorId RuntimeException) with the cast's message."""
+        if tname in ("bool", "boolean", "switch"):
+            if value is None or not isinstance(value, bool | int | float):
+                shown = conv.type_name(value) if value is not None else ""
+                target = (
+                    "System.Boolean"
+                    if tname != "switch"
+                    else ("System.Management.Automation.SwitchParameter")
+                )
+                raise _metadata_error(
+                    f'Cannot convert value "{shown}" to type "{target}". Boolean parameters '
+                    "accept only Boolean values and numbers, such as $True, $False, 1 or 0."
+                )
+            return conv.truthy(value)
+        try:
+            return self.convert_to(tname, value, None)
+        except PSError as e:
+            raise _metadata_error(e.record.message) from None
 
     def hashtable(self, n: Node) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -1333,7 +1685,7 @@ class Evaluator:
             node = self.named(node)[0]
         return node.type == "hash_literal_expression"
 
-    def convert_to(self, tname: str, v: Any, where: Node) -> Any:
+    def convert_to(self, tname: str, v: Any, where: Node | None) -> Any:
         t = tname.removeprefix("system.")
         try:
             if t in ("int", "int32"):
@@ -1378,6 +1730,8 @@ class Evaluator:
                     exception="System.Management.Automation.PSInvalidCastException",
                 )
             ) from None
+        if where is None:
+            raise NotSupportedByEmulator(f"The type constraint [{tname}]")
         raise self.unsupported(where, f"The cast [{tname}]")
 
     def comparison(self, n: Node) -> Any:
@@ -1500,7 +1854,16 @@ class Evaluator:
             cast = self.named(node)[0]
             tl = next(c for c in cast.named_children if c.type == "type_literal")
             target = next(c for c in self.named(cast) if c != tl)
-            self.assign_to(target, self.convert_to(self.text(tl).strip("[]").lower(), value, tl))
+            tname = self.text(tl).strip().lower()
+            if tname.startswith("[") and tname.endswith("]"):
+                tname = tname[1:-1].strip()  # only the outer brackets: [int[]] is an array
+            inner_kind, var = self._assign_target(target)
+            if inner_kind == "variable" and tname.removeprefix("system.") in CONSTRAINABLE:
+                # `[int]$x = v` makes $x a type-constrained variable (about_Variables).
+                tname = tname.removeprefix("system.")
+                self.declare(self.var_name(var), self.constrain(tname, value), tname)
+                return
+            self.assign_to(target, self.convert_to(tname, value, tl))
             return
         if kind == "member_access":
             target = self.expr(node.named_children[0])

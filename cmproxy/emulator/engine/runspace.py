@@ -36,6 +36,7 @@ from cmproxy.emulator.engine.host import ADMIN_UI_PATH, BUILTIN_DRIVES, Drive
 from cmproxy.emulator.engine.interp import (
     NOTHING,
     Evaluator,
+    LoopFlow,
     Return,
     Scope,
     parse,
@@ -250,7 +251,8 @@ class SiteRunspace:
         self.user = user
         short = user.rsplit("\\", maxsplit=1)[-1].split("@", maxsplit=1)[0] or "user"
         self.home = f"C:\\Users\\{short}"
-        self.scope = Scope()
+        #: The global scope; `scope` is the current one (a script's, a function's …).
+        self.global_scope = self.scope = Scope()
         self.scope.set("ErrorActionPreference", "Continue")
         self.scope.set("WarningPreference", "Continue")
         self.scope.set("VerbosePreference", "SilentlyContinue")
@@ -304,11 +306,22 @@ class SiteRunspace:
             self.stop_event = stop
             items: list[Any] | None = list(input_objects) if input_objects else None
             try:
-                for spec in commands:
-                    if spec.is_script:
-                        items = self.run_text(spec.name, self._spec_args(spec), items, scoped=True)
-                    else:
-                        items = self.call(spec.name, self._spec_args(spec), items, None)
+                for idx, spec in enumerate(commands):
+                    try:
+                        if spec.is_script:
+                            # UseLocalScope absent or false: the script is dot-sourced into
+                            # the global scope (Command.UseLocalScope => _useLocalScope ?? false).
+                            items = self.run_text(
+                                spec.name, self._spec_args(spec), items, scoped=spec.use_local_scope
+                            )
+                        else:
+                            items = self.call(spec.name, self._spec_args(spec), items, None)
+                    except LoopFlow as f:
+                        # break/continue with no loop to act on: the pipeline ends quietly
+                        # (about_Break); what reached the output stays, a later command of
+                        # the pipeline never finishes.
+                        items = f.value if idx == len(commands) - 1 else []
+                        break
                 result.output = [x for x in (items or []) if x is not NOTHING]
             except PSError as e:
                 result.terminating = e.record
@@ -319,11 +332,16 @@ class SiteRunspace:
             return result
 
     def run_script(self, text: str, input_objects: Sequence[Any] = ()) -> InvocationResult:
+        """A whole script as `powershell.exe -EncodedCommand` runs it: in the global scope,
+        as if typed at the prompt."""
         with self._lock:
             result = self.current = InvocationResult()
             self.stop_event = None
             try:
-                out = self.run_text(text, [], list(input_objects), scoped=True)
+                try:
+                    out = self.run_text(text, [], list(input_objects), scoped=False)
+                except LoopFlow as f:
+                    out = f.value  # break/continue outside any loop end the script quietly
                 result.output = [x for x in out if x is not NOTHING]
             except PSError as e:
                 result.terminating = e.record
@@ -356,7 +374,10 @@ class SiteRunspace:
         scoped: bool,
         error_cls: str = "",
     ) -> list[Any]:
-        """Parse and run a script; a param() block binds `args` like a function's."""
+        """Parse and run a script; a param() block binds `args` like a function's, its
+        parameters becoming type-constrained variables of the script's scope: a new child
+        scope of the current one (`scoped`: UseLocalScope), else the current scope itself
+        (dot-sourced; at the top that is the global scope, where they outlive the script)."""
         root, src = parse(text)
         err = parse_error(root, src)
         if err is not None:
@@ -369,6 +390,9 @@ class SiteRunspace:
         params, advanced, default_set = ev.param_defs(pb)
         cmd = CommandDef("", params, "", lambda *a: [], default_set=default_set, advanced=advanced)
         bound = Binder(cmd).bind(args, expects_input=False) if (params or args) else None
+        outer = self.scope
+        if scoped:
+            self.scope = Scope(outer, script=True)
         self.scope.set("input", list(input_items or []))
         try:
             if bound is not None:
@@ -377,6 +401,8 @@ class SiteRunspace:
             return ev.run_block(body)
         except Return as r:
             return r.value
+        finally:
+            self.scope = outer
 
     def _apply_common(self, bound: Bound) -> None:
         ea = bound.get("ErrorAction")
@@ -597,7 +623,13 @@ class SiteRunspace:
             takes_input = any(p.pipeline for p in cmd.params)
             b = binder.bind_pipeline(bound, obj) if takes_input else bound
             ctx.bound = b
-            out += _as_output(cmd.run(ctx, b.values, [obj]))
+            try:
+                out += _as_output(cmd.run(ctx, b.values, [obj]))
+            except LoopFlow as f:
+                # break/continue in a ForEach-Object block leave the pipeline for the
+                # enclosing loop; what the command wrote for earlier items stays written.
+                f.value = out + f.value
+                raise
         return out
 
     def _log(self, command: str, params: dict[str, Any], wrote: bool, outcome: str) -> None:

@@ -85,6 +85,9 @@ class CommandSpec:
     name: str
     is_script: bool = False
     parameters: tuple[tuple[str | None, Any], ...] = ()
+    #: A script's UseLocalScope (absent = False: the script is dot-sourced into the global
+    #: scope, Command.UseLocalScope in PowerShell's Command.cs).
+    use_local_scope: bool = False
 
 
 class _SwitchPresent:
