@@ -294,7 +294,9 @@ def newer_than_51(script: str) -> list[tuple[str, int]]:
 def corpus_scripts() -> list[str]:
     scripts: list[str] = []
     for path in sorted(CORPUS.glob("*.yaml")):
-        scripts += [str(c["script"]) for c in yaml.safe_load(path.read_text("utf-8")) or []]
+        for case in yaml.safe_load(path.read_text("utf-8")) or []:
+            steps = case.get("pipelines", [case])
+            scripts += [str(step["script"]) for step in steps]
     return scripts
 
 

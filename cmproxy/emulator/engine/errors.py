@@ -25,6 +25,9 @@ class PSError(Exception):
         super().__init__(record.message)
         self.record = record
         self.script = script
+        #: The output written before the error: PowerShell streams output, so what a script
+        #: wrote before a terminating error has already reached the caller (about_Throw).
+        self.value: list[Any] = []
 
 
 class NotSupportedByEmulator(Exception):  # noqa: N818 - named after its error id

@@ -473,6 +473,8 @@ class Evaluator:
         self.rs = rs
         self.src = src
         self.try_depth = 0
+        #: The errors being handled by the enclosing catch blocks (`throw` alone rethrows the last).
+        self.catching: list[ErrorRecord] = []
         self._cache = _node_cache(src)
         self._named = self._cache.named
         self._texts = self._cache.texts
@@ -521,8 +523,8 @@ class Evaluator:
             for c in inner:
                 try:
                     out += self.run_block(c)
-                except _Flow as r:
-                    r.value = out + r.value  # output written before return/break/continue stays
+                except (_Flow, PSError) as r:
+                    r.value = out + r.value  # output written before return/break/throw stays
                     raise
             return out
         if n.type == "statement_list":
@@ -562,7 +564,10 @@ class Evaluator:
                     or self.try_depth > 0
                     or self.rs.preference("ErrorActionPreference") == "stop"
                 ):
+                    e.value = out + e.value
                     raise
+                # A statement-terminating error: the statement's earlier output stays written.
+                out += e.value
                 self.rs.current.errors.append(e.record)
         return out
 
@@ -696,7 +701,7 @@ class Evaluator:
                 f.value = list(out)
                 raise
             return not isinstance(f, _Break)
-        except Return as r:
+        except (Return, PSError) as r:
             r.value = out + r.value
             raise
         return True
@@ -798,7 +803,7 @@ class Evaluator:
                         raise
                     if isinstance(f, _Break):
                         break
-                except Return as r:
+                except (Return, PSError) as r:
                     r.value = out + r.value
                     raise
         finally:
@@ -871,6 +876,7 @@ class Evaluator:
             except PSError as e:
                 if catches is None:
                     raise
+                out += e.value  # what the try block wrote before the error stays written
                 clause = catches.named_children[0]
                 if any(c.type == "catch_type_list" for c in clause.named_children):
                     raise self.unsupported(clause, "A typed catch clause") from None
@@ -878,9 +884,11 @@ class Evaluator:
                 old = self.rs.scope.lookup("_")
                 self.rs.scope.set("_", e.record)
                 self.rs.scope.set("PSItem", e.record)
+                self.catching.append(e.record)
                 try:
                     out += self.run_block(body)
                 finally:
+                    self.catching.pop()
                     self.rs.scope.set("_", old[1])
                     self.rs.scope.set("PSItem", old[1])
         except _Flow as f:
@@ -888,6 +896,12 @@ class Evaluator:
             f.value = out + f.value
             if fb is not None:
                 f.value += self.run_block(fb)
+            raise
+        except PSError as e:
+            # An error leaving try/catch: what they wrote, then the finally's, stay written.
+            e.value = out + e.value
+            if fb is not None:
+                e.value += self.run_block(fb)
             raise
         except BaseException:
             if fb is not None:
@@ -901,6 +915,10 @@ class Evaluator:
         kw = n.children[0].type
         arg = next((c for c in n.named_children if c.type == "pipeline"), None)
         if kw == "throw":
+            if arg is None and self.catching:
+                # `throw` alone in a catch block rethrows the error being handled (about_Throw,
+                # TryCatch.Tests.ps1 "rethrow flow up").
+                raise PSError(self.catching[-1], script=True)
             v = self.pipeline_value(arg) if arg is not None else None
             raise PSError(self.throw_record(v), script=True)
         if kw == "return":

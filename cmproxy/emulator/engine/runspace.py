@@ -316,6 +316,10 @@ class SiteRunspace:
                             )
                         else:
                             items = self.call(spec.name, self._spec_args(spec), items, None)
+                    except PSError as e:
+                        if idx < len(commands) - 1:
+                            e.value = []  # its output went to the next command, not the caller
+                        raise
                     except LoopFlow as f:
                         # break/continue with no loop to act on: the pipeline ends quietly
                         # (about_Break); what reached the output stays, a later command of
@@ -324,6 +328,7 @@ class SiteRunspace:
                         break
                 result.output = [x for x in (items or []) if x is not NOTHING]
             except PSError as e:
+                result.output = [x for x in e.value if x is not NOTHING]
                 result.terminating = e.record
             except NotSupportedByEmulator as e:
                 result.terminating = e.record
@@ -344,6 +349,7 @@ class SiteRunspace:
                     out = f.value  # break/continue outside any loop end the script quietly
                 result.output = [x for x in out if x is not NOTHING]
             except PSError as e:
+                result.output = [x for x in e.value if x is not NOTHING]
                 result.terminating = e.record
             except NotSupportedByEmulator as e:
                 result.terminating = e.record
