@@ -19,13 +19,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import winrm
-import xmltodict
+import xmltodict  # type: ignore[import-untyped]
 from defusedxml import ElementTree as SafeET
 from pypsrp.exceptions import WSManFaultError as PSRPFault
 from pypsrp.powershell import PowerShell, RunspacePool
 from pypsrp.wsman import WSMan
 from winrm.exceptions import WSManFaultError as WinRMFault
+from winrm.protocol import Protocol
 
 from cmproxy.emulator import serve, wsman
 from cmproxy.emulator.api import DEFAULT_PASSWORD, DEFAULT_USER, Emulator
@@ -76,8 +76,8 @@ def open_pool(emu: Emulator, user: str = DEFAULT_USER, password: str = DEFAULT_P
     return pool
 
 
-def protocol(emu: Emulator) -> winrm.Protocol:
-    return winrm.Protocol(
+def protocol(emu: Emulator) -> Protocol:
+    return Protocol(
         emu.endpoint,
         transport="basic",
         username=DEFAULT_USER,
@@ -192,7 +192,7 @@ def test_the_shell_advertises_its_idle_timeout(emu: Emulator) -> None:
     p.close_shell(shell)
 
 
-def _get(p: winrm.Protocol, uri: str, selectors: dict[str, str]) -> ET.Element:
+def _get(p: Protocol, uri: str, selectors: dict[str, str]) -> ET.Element:
     """A WSMan Get of `uri` through pywinrm's own connection; the answer's envelope."""
     header = p._get_soap_header(
         resource_uri=uri, action="http://schemas.xmlsoap.org/ws/2004/09/transfer/Get"
