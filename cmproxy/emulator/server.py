@@ -80,6 +80,8 @@ class WSManService:
         self.endpoint = endpoint
         self.shells: dict[str, Shell] = {}
         self._held: dict[str, _Held] = {}
+        #: Creates refused for a quota (for tests and diagnostics).
+        self.quota_refusals = 0
         self.lock = threading.Lock()
 
     def handle(self, req: wsman.Request, user: str, client_ip: str) -> bytes:
@@ -282,6 +284,7 @@ class WSManService:
             try:
                 self._admit(user, plugin)
             except wsman.WSManFault:
+                self.quota_refusals += 1
                 shell.close()
                 raise
             self.shells[shell_id] = shell

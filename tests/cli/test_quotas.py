@@ -64,19 +64,31 @@ def _wait_for(condition: Callable[[], bool], procs: list[subprocess.Popen[str]])
         time.sleep(0.05)
 
 
+@pytest.mark.parametrize(
+    "cap",
+    [
+        pytest.param(None, id="default-cap-above-the-quota"),  # 20: quota faults are handled
+        pytest.param(8, id="cap-below-the-quota"),  # the endpoint never refuses a shell
+    ],
+)
 def test_three_processes_under_one_account_complete_within_the_quota(
-    emu: Emulator, tmp_path: Path
+    emu: Emulator, tmp_path: Path, cap: int | None
 ) -> None:
+    assert emu.service is not None
+    service = emu.service
+    full = min(QUOTA, cap or QUOTA)
     procs: list[subprocess.Popen[str]] = []
     for i, servers in enumerate(BATCHES):
         if i == len(BATCHES) - 1:
             # The last one starts while the first two hold the account's every shell.
-            _wait_for(lambda: len(emu.service.shells_of(emu.username)) >= QUOTA, procs)
+            _wait_for(lambda: len(service.shells_of(emu.username)) >= full, procs)
         path = tmp_path / f"batch{i}.yaml"
         path.write_text(desired(servers), encoding="utf-8")
         env = cli_env(emu, tmp_path)
         env["CMPROXY_JOURNAL"] = str(tmp_path / f"journal{i}.sqlite3")
         env["CMPROXY_STATE_DIR"] = str(tmp_path / "state")  # shared by the three processes
+        if cap is not None:
+            env["CMPROXY_ACCOUNT_MAX_SHELLS"] = str(cap)
         procs.append(
             subprocess.Popen(
                 [sys.executable, "-m", "cmproxy.cli", "apply", "-f", str(path), "--yes"],
@@ -95,5 +107,8 @@ def test_three_processes_under_one_account_complete_within_the_quota(
         for server in servers:
             assert view[f"{server}|proxy"][:2] == ("proxy9.contoso.com", 3128), server
     # Every process closed its pools: the account holds no shell any more.
-    assert emu.service is not None
-    assert emu.service.shells_of(emu.username) == []
+    assert service.shells_of(emu.username) == []
+    if cap is None:
+        assert service.quota_refusals > 0  # the quota was met, and handled
+    else:
+        assert service.quota_refusals == 0  # the processes shared `cap` shells among them
