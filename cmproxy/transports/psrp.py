@@ -139,7 +139,7 @@ class PSRPTransport(Transport):
         self._lanes: list[_Lane] = []
         # Pools are closed even when the transport is never closed: when it is garbage
         # collected, or at interpreter exit (the finalizer holds the lane list, not self).
-        self._finalizer = weakref.finalize(self, _close_lanes, self._lanes)
+        self._finalizer = weakref.finalize(self, _close_lanes, self._lanes, parallel=False)
         self._available = threading.Condition(self._lock)
         self._closed = False
         #: How many pools were opened; a new generation means a fresh runspace.
@@ -523,8 +523,9 @@ class PSRPTransport(Transport):
         _close_lanes(lanes)
 
 
-def _close_lanes(lanes: list[_Lane]) -> None:
-    """Close the lanes' pools side by side and free their slots (also the finalizer)."""
+def _close_lanes(lanes: list[_Lane], *, parallel: bool = True) -> None:
+    """Close the lanes' pools, side by side or (the finalizer: at interpreter exit no new
+    thread may start) one by one, and free their slots."""
     lanes = list(lanes)
     if not lanes:
         return
@@ -535,6 +536,10 @@ def _close_lanes(lanes: list[_Lane]) -> None:
         finally:
             lane.release_slot()
 
+    if not parallel:
+        for lane in lanes:
+            close_one(lane)
+        return
     with ThreadPoolExecutor(len(lanes), thread_name_prefix="cmproxy-close") as pool:
         list(pool.map(close_one, lanes))
 

@@ -78,6 +78,7 @@ def test_three_processes_under_one_account_complete_within_the_quota(
     service = emu.service
     full = min(QUOTA, cap or QUOTA)
     procs: list[subprocess.Popen[str]] = []
+    servers_of: dict[int, str] = {}
     for i, servers in enumerate(BATCHES):
         if i == len(BATCHES) - 1:
             # The last one starts while the first two hold the account's every shell.
@@ -99,9 +100,10 @@ def test_three_processes_under_one_account_complete_within_the_quota(
                 text=True,
             )
         )
+        servers_of[id(procs[-1])] = path.name
     outputs = [p.communicate(timeout=300) for p in procs]
     for proc, (out, err) in zip(procs, outputs, strict=True):
-        assert proc.returncode == 0, f"{proc.args[-2]}: exit {proc.returncode}\n{out}\n{err}"
+        assert proc.returncode == 0, f"{servers_of[id(proc)]}: exit {proc.returncode}\n{out}\n{err}"
     view = proxy_view(emu)
     for servers in BATCHES:
         for server in servers:
