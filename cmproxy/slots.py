@@ -17,6 +17,12 @@ import os
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cmproxy._exceptions import QuotaExceededError
+
+if TYPE_CHECKING:
+    from cmproxy.connection import ConnectionInfo
 
 __all__ = ["ShellSlots", "Slot", "state_dir"]
 
@@ -80,6 +86,25 @@ class ShellSlots:
         self.limit = max(1, limit)
         key = hashlib.sha256(f"{endpoint.lower()}|{account.lower()}".encode()).hexdigest()[:24]
         self.directory = (directory or state_dir()) / "shells" / key
+
+    @classmethod
+    def for_connection(cls, info: ConnectionInfo) -> ShellSlots | None:
+        """The slots of `info`'s endpoint and account; None if `account_max_shells` is 0."""
+        if info.account_max_shells <= 0:
+            return None
+        return cls(info.endpoint, info.username or "", info.account_max_shells)
+
+    def take(self) -> Slot:
+        """A free slot, or QuotaExceededError (transient: wait for one) when all are held."""
+        slot = self.try_acquire()
+        if slot is None:
+            raise QuotaExceededError(
+                f"the cmproxy sessions of {self.account or '(no user)'!r} on this machine "
+                f"already hold account_max_shells={self.limit} shells on {self.endpoint}; "
+                "wait for them to finish, or raise account_max_shells (keep it below the "
+                "endpoint's MaxShellsPerUser)."
+            )
+        return slot
 
     def try_acquire(self) -> Slot | None:
         """A free slot, or None when all `limit` are held (by this or other processes)."""

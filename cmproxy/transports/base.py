@@ -244,11 +244,12 @@ QUOTA_FAULT_CODES = frozenset(
 _QUOTA_LIMIT = re.compile(r"maximum number of (\d+) concurrent", re.IGNORECASE)
 
 
-def _quota_fault(chain: Sequence[BaseException]) -> tuple[int | None, str] | None:
-    """(WSManFault code, text) of a WinRM quota fault in the chain, or None.
+def _quota_fault(chain: Sequence[BaseException]) -> tuple[int | None, str, int | None] | None:
+    """(WSManFault code, text, the quota it names) of a WinRM quota fault in the chain.
 
-    pypsrp's WSManFaultError carries the WSManFault Code as `code`; pywinrm's carries it as
-    `wsman_fault_code` and the SOAP subcode (w:QuotaLimit, MS-WSMV 3.1.4.5.2.1) apart.
+    pypsrp's WSManFaultError carries the WSManFault Code as `code` and its f:Message as
+    `reason`; pywinrm's carries the code as `wsman_fault_code`, the SOAP subcode (w:QuotaLimit,
+    MS-WSMV 3.1.4.5.2.1) apart, the s:Reason as `reason` and the f:Message only in `response`.
     """
     for e in chain:
         names = _names(e)
@@ -256,15 +257,22 @@ def _quota_fault(chain: Sequence[BaseException]) -> tuple[int | None, str] | Non
         if "pypsrp.exceptions.WSManFaultError" in names:
             code = getattr(e, "code", None)
             text = str(getattr(e, "reason", "") or "")
+            quota = isinstance(code, int) and code in QUOTA_FAULT_CODES
         elif "winrm.exceptions.WSManFaultError" in names:
             code = getattr(e, "wsman_fault_code", None)
             text = str(getattr(e, "reason", "") or "")
-            if str(getattr(e, "fault_subcode", "") or "").endswith("QuotaLimit"):
-                return (code if isinstance(code, int) else None), text
+            subcode = str(getattr(e, "fault_subcode", "") or "")
+            quota = subcode.endswith("QuotaLimit") or (
+                isinstance(code, int) and code in QUOTA_FAULT_CODES
+            )
         else:
             continue
-        if isinstance(code, int) and code in QUOTA_FAULT_CODES:
-            return code, text
+        if quota:
+            found = _QUOTA_LIMIT.search(text) or _QUOTA_LIMIT.search(
+                str(getattr(e, "response", "") or "")
+            )
+            limit = int(found.group(1)) if found else None
+            return (code if isinstance(code, int) else None), text, limit
     return None
 
 
@@ -297,9 +305,7 @@ def translate_exception(
 
     quota = _quota_fault(chain)
     if quota is not None:
-        code, text = quota
-        found = _QUOTA_LIMIT.search(text)
-        limit = int(found.group(1)) if found else None
+        code, text, limit = quota
         allowed = f"{limit} shells" if limit is not None else "its shells"
         return QuotaExceededError(
             f"{where} refused a shell{doing}: the account {info.username or '(no user)'!r} "

@@ -23,7 +23,6 @@ import weakref
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import tenacity
 from pypsrp.complex_objects import GenericComplexObject, PSInvocationState, RunspacePoolState
 from pypsrp.exceptions import AuthenticationError as PypsrpAuthenticationError
 from pypsrp.exceptions import WSManFaultError
@@ -34,6 +33,7 @@ from pypsrp.wsman import SelectorSet, WSMan
 from cmproxy._exceptions import CMProxyError, PowerShellError, QuotaExceededError, TransportError
 from cmproxy.connection import DEFAULT_MAX_POOLS, ConnectionInfo
 from cmproxy.model import Secret
+from cmproxy.retry import wait_for_quota
 from cmproxy.slots import ShellSlots, Slot
 from cmproxy.transports.base import (
     ErrorInfo,
@@ -59,9 +59,6 @@ _POOL_GONE = frozenset({0x8033805B, 0x80338029})
 #: beyond its MaxShellsPerUser (25 for the PowerShell plug-in), whichever process asks, so the
 #: pools of all of an account's cmproxy processes also share `account_max_shells` slots
 #: (cmproxy.slots), and a quota fault is met with fewer pools or a bounded wait.
-
-#: Backoff while waiting for a shell (quota full): seconds, doubling up to the cap.
-QUOTA_BACKOFF = (0.25, 2.0)
 
 #: The second command of every step's pipeline: the step's output comes back as JSON text, at
 #: most PACK_ROWS objects per string, instead of one CLIXML object (one PSRP message) per row.
@@ -129,11 +126,7 @@ class PSRPTransport(Transport):
         super().__init__(info, setup)
         self.health_check_after = health_check_after
         self.max_pools = max(1, max_pools if max_pools is not None else info.max_pools)
-        self._slots = (
-            ShellSlots(info.endpoint, info.username or "", info.account_max_shells)
-            if info.account_max_shells > 0
-            else None
-        )
+        self._slots = ShellSlots.for_connection(info)
         self._lock = threading.Lock()
         self._idle: list[_Lane] = []
         self._lanes: list[_Lane] = []
@@ -213,40 +206,16 @@ class PSRPTransport(Transport):
         return pool
 
     def _open_waiting(self, lane: _Lane, one_at_a_time: bool) -> RunspacePool:
-        """`_open_once`, retried with backoff while the quota is full, for `quota_wait` s."""
-        deadline = self.info.quota_wait
-        warned = False
-
-        def before_sleep(state: tenacity.RetryCallState) -> None:
-            nonlocal warned
-            outcome = state.outcome
-            error = outcome.exception() if outcome is not None else None
-            level = logging.DEBUG if warned else logging.WARNING
-            warned = True
-            log.log(level, "waiting up to %gs for a WinRM shell: %s", deadline, error)
-
-        retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_delay(deadline),
-            wait=tenacity.wait_exponential(multiplier=QUOTA_BACKOFF[0], max=QUOTA_BACKOFF[1])
-            + tenacity.wait_random(0, QUOTA_BACKOFF[0]),
-            retry=tenacity.retry_if_exception_type(QuotaExceededError),
-            before_sleep=before_sleep,
-            reraise=True,
+        """`_open_once`, again while the quota is full, for up to `quota_wait` seconds."""
+        return wait_for_quota(
+            lambda: self._open_once(lane, one_at_a_time),
+            deadline=self.info.quota_wait,
+            what=f"a runspace pool on {self.info.endpoint}",
         )
-        return retrying(self._open_once, lane, one_at_a_time)
 
     def _take_slot(self, lane: _Lane) -> None:
-        if self._slots is None or lane.slot is not None:
-            return
-        slot = self._slots.try_acquire()
-        if slot is None:
-            raise QuotaExceededError(
-                f"the cmproxy sessions of {self.info.username or '(no user)'!r} on this machine "
-                f"already hold account_max_shells={self.info.account_max_shells} shells on "
-                f"{self.info.endpoint}; wait for them to finish, or raise account_max_shells "
-                "(keep it below the endpoint's MaxShellsPerUser)."
-            )
-        lane.slot = slot
+        if self._slots is not None and lane.slot is None:
+            lane.slot = self._slots.take()
 
     def _open_once(self, lane: _Lane, one_at_a_time: bool) -> RunspacePool:
         """Take a slot and open a pool on the endpoint (one try)."""

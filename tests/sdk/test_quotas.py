@@ -315,3 +315,43 @@ def test_pools_are_closed_at_interpreter_exit(emu: Emulator) -> None:
     )
     assert out.stdout.strip() == "open", out.stderr
     assert shells(emu) == 0
+
+
+# -- WinRS ----------------------------------------------------------------------------------
+
+
+def test_winrs_waits_for_a_shell_and_never_leaves_one(emu: Emulator) -> None:
+    emu.settings.quotas.winrs_max_shells_per_user = 1
+    other = hold_shell(emu)  # the WinRS quota counts PowerShell shells too
+    try:
+        with pytest.raises(QuotaExceededError) as err:
+            Session(info_for(emu, transport="winrm", quota_wait=0.5)).open()
+        assert err.value.limit == 1
+    finally:
+        other.close()
+    with Session(info_for(emu, transport="winrm")) as session:
+        assert session.read_state(["cm-ps1-mp01.contoso.com"]).servers
+        assert shells(emu) == 1
+    assert shells(emu) == 0
+    forgotten = Session(info_for(emu, transport="winrm")).open()
+    assert shells(emu) == 1
+    del forgotten
+    gc.collect()
+    assert shells(emu) == 0
+
+
+# -- idle timeout ---------------------------------------------------------------------------
+
+
+def test_a_pool_the_endpoint_deleted_when_idle_is_replaced(emu: Emulator) -> None:
+    now = [1000.0]
+    emu.config.clock = lambda: now[0]
+    emu.settings.quotas.plugin_max_shells_per_user = 1
+    with Session(info_for(emu)) as session:
+        assert session.read_state(["cm-ps1-mp01.contoso.com"]).servers
+        now[0] += 7200.0  # the plug-in's IdleTimeoutms (7,200,000): the endpoint deletes it
+        assert shells(emu) == 0
+        # The next step finds its pool gone, opens a new one (the quota has room again).
+        assert session.read_state(["cm-ps1-mp01.contoso.com"]).servers
+        assert shells(emu) == 1
+    assert shells(emu) == 0
