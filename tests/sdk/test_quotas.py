@@ -29,6 +29,7 @@ from winrm.exceptions import WSManFaultError as WinRMFault
 import cmproxy
 from cmproxy import ConnectionInfo, QuotaExceededError, Session, TransportError, ValidationError
 from cmproxy.emulator.api import Emulator
+from cmproxy.quotas import read_quotas
 from cmproxy.retry import is_transient
 from cmproxy.slots import ShellSlots
 from cmproxy.transports.base import translate_exception
@@ -355,3 +356,23 @@ def test_a_pool_the_endpoint_deleted_when_idle_is_replaced(emu: Emulator) -> Non
         assert session.read_state(["cm-ps1-mp01.contoso.com"]).servers
         assert shells(emu) == 1
     assert shells(emu) == 0
+
+
+# -- what the endpoint advertises (for `cmproxy doctor`) ------------------------------------
+
+
+def test_the_endpoints_quotas_are_read_where_readable(emu: Emulator) -> None:
+    emu.settings.quotas.plugin_max_shells_per_user = 12
+    info = info_for(emu, account_max_shells=15)
+    with Session(info) as session:
+        session.warm(2)
+        quotas = read_quotas(info)
+    assert quotas.plugin is not None and quotas.plugin["MaxShellsPerUser"] == 12
+    assert quotas.plugin["IdleTimeoutms"] == 7_200_000
+    assert quotas.winrs is not None and quotas.winrs["MaxShellsPerUser"] == 30
+    assert quotas.max_shells_per_user == 12
+    assert quotas.cap_fits is False  # 15 shells for cmproxy, 12 allowed: lower the cap
+    assert quotas.shells_held_here == 2
+    # A configuration the endpoint does not know: that part is not readable, not guessed.
+    other = read_quotas(info.evolve(configuration_name="Contoso.JEA"))
+    assert other.plugin is None and other.max_shells_per_user == 30
