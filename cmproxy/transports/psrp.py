@@ -517,8 +517,8 @@ def _delete_shell(info: ConnectionInfo | None, pool: RunspacePool) -> None:
     """Delete the pool's shell over a fresh connection, best effort, with short timeouts."""
     shell = getattr(pool, "shell", None)
     shell_id = getattr(shell, "id", None)
-    if info is None or shell is None or not shell_id:
-        return
+    if info is None or shell is None or not shell_id or not getattr(shell, "opened", False):
+        return  # no shell was created (pypsrp marks it opened once Create succeeded)
     kwargs = info.to_pypsrp_kwargs()
     kwargs.update(
         connection_timeout=min(info.connection_timeout, 5.0),
