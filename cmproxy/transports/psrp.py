@@ -322,17 +322,18 @@ class PSRPTransport(Transport):
     # -- running ----------------------------------------------------------------------------
 
     def connect(self) -> Result | None:
-        lane = self._borrow()
-        try:
-            self._healthy_pool(lane)
-        except _Fewer:
-            self._drop_lane(lane)  # another lane is open: the session runs on it
+        while True:
+            lane = self._borrow()
+            try:
+                self._healthy_pool(lane)
+            except _Fewer:
+                self._drop_lane(lane)  # no shell for it: wait for a lane already open
+                continue
+            except BaseException:
+                self._drop_lane(lane)
+                raise
+            self._give_back(lane)
             return self.last_setup
-        except BaseException:
-            self._drop_lane(lane)
-            raise
-        self._give_back(lane)
-        return self.last_setup
 
     def warm(self, concurrency: int, *, secrets: bool = False, wait: bool = True) -> None:
         """Open pools for `concurrency` concurrent steps now (up to max_pools).
