@@ -222,6 +222,8 @@ class WSManService:
         shell = self._shell(req)
         with self.lock:
             held = self._held.get(shell.shell_id)
+            if held is not None:  # any request on the shell resets its idle time
+                held.last = self.config.clock()
         idle = held.idle_timeout if held is not None else 7200.0
         info = wsman.shell_element(
             shell.shell_id, shell.resource_uri, "", "", shell.shell_info(), idle_timeout=idle

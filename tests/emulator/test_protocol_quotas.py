@@ -158,7 +158,10 @@ def test_an_idle_shell_is_deleted_and_frees_its_slot(emu: Emulator) -> None:
         p.open_shell()
     command = p.run_command(idle, "powershell", ["-NoProfile", "-Command", "1"])
     p.cleanup_command(idle, command)
-    clock.now += 60.0  # a minute since its last request: deleted, no longer counted
+    clock.now += 59.0  # its idle time counts from its last request, not from its Create
+    with pytest.raises(WinRMFault):
+        p.open_shell()
+    clock.now += 1.0  # a minute since its last request: deleted, no longer counted
     fresh = p.open_shell()
     with pytest.raises(WinRMFault) as err:
         p.run_command(idle, "powershell", ["-NoProfile", "-Command", "1"])
