@@ -9,6 +9,7 @@
     │   ├── AuthenticationError                credentials refused
     │   └── TLSError                           certificate not trusted / TLS failure
     ├── TransportError                         the WinRM/PSRP exchange failed (may be transient)
+    │   └── QuotaExceededError                 no shell for this account: a WinRM quota is full
     ├── SessionError                           bootstrap failed (module, site drive)
     │   ├── ConsoleNotInstalledError           the module is not on the target
     │   ├── ModuleBlockedError                 execution policy / untrusted publisher
@@ -45,6 +46,7 @@ __all__ = [
     "PlanError",
     "PowerShellError",
     "ProviderAccessDeniedError",
+    "QuotaExceededError",
     "RollbackError",
     "RuleViolation",
     "SecondHopError",
@@ -110,6 +112,21 @@ class TLSError(ConnectionError):
 
 class TransportError(CMProxyError):
     """The WinRM / PSRP exchange failed after the connection was made."""
+
+
+class QuotaExceededError(TransportError):
+    """No shell could be opened for the account: the endpoint refused it with a WinRM quota
+    fault (MaxShellsPerUser of WinRS or of the PowerShell plug-in), or the cmproxy processes of
+    this account on this machine already hold every shell `account_max_shells` allows.
+
+    Transient: shells are freed when other sessions close or go idle. `limit` is the quota
+    the endpoint named (None when it did not say), `code` its WSManFault code (None locally).
+    """
+
+    def __init__(self, message: str, *, limit: int | None = None, code: int | None = None) -> None:
+        self.limit = limit
+        self.code = code
+        super().__init__(message)
 
 
 class SessionError(CMProxyError):

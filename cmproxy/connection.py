@@ -37,6 +37,15 @@ Scheme = Literal["https", "http"]
 MessageEncryption = Literal["auto", "always", "never"]
 TransportName = Literal["psrp", "winrm"]
 
+#: Runspace pools (WinRM shells) one session opens at most, by default.
+DEFAULT_MAX_POOLS = 12
+#: Shells the cmproxy processes of one account hold at most on one endpoint, by default:
+#: below the PowerShell plug-in's MaxShellsPerUser (25; WinRS: 30), leaving room for the
+#: admin's own sessions (console, Enter-PSSession).
+DEFAULT_ACCOUNT_MAX_SHELLS = 20
+#: Seconds a session waits for a shell when the quota is full before giving up, by default.
+DEFAULT_QUOTA_WAIT = 120.0
+
 #: Auth protocols that can encrypt WinRM messages themselves (pypsrp/pywinrm).
 _ENCRYPTING_AUTHS = frozenset({"negotiate", "ntlm", "kerberos", "credssp"})
 _PASSWORD_AUTHS = frozenset({"negotiate", "ntlm", "credssp", "basic"})
@@ -96,6 +105,39 @@ def _seconds(field: str) -> Any:
         return seconds
 
     return convert
+
+
+def _count(field: str, minimum: int) -> Any:
+    def convert(value: Any) -> int:
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise ValidationError(field, value, "must be a whole number") from None
+        if isinstance(value, bool) or (isinstance(value, float) and value != number):
+            raise ValidationError(field, value, "must be a whole number")
+        if number < minimum:
+            raise ValidationError(field, value, f"must be {minimum} or more")
+        return number
+
+    return convert
+
+
+def _max_pools(value: Any) -> int:
+    return _count("max_pools", 1)(value)  # type: ignore[no-any-return]
+
+
+def _account_max_shells(value: Any) -> int:
+    return _count("account_max_shells", 0)(value)  # type: ignore[no-any-return]
+
+
+def _quota_wait(value: Any) -> float:
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise ValidationError("quota_wait", value, "must be a number of seconds") from None
+    if seconds < 0:
+        raise ValidationError("quota_wait", value, "must be 0 seconds or more")
+    return seconds
 
 
 def _bool(field: str) -> Any:
@@ -202,6 +244,16 @@ class ConnectionInfo:
     module_path: str | None = attrs.field(default=None, converter=_optional_text)
     #: The SMS Provider's FQDN for `New-PSDrive -Root` (default: the server's own name).
     provider_machine_name: str | None = attrs.field(default=None, converter=_optional_text)
+    #: Runspace pools (each one WinRM shell) one session opens at most for concurrent steps.
+    max_pools: int = attrs.field(default=DEFAULT_MAX_POOLS, converter=_max_pools)
+    #: Shells all cmproxy processes of this OS user hold at most on this endpoint with this
+    #: account, across processes (slot files in ~/.cmproxy/shells, or $CMPROXY_STATE_DIR);
+    #: keep it below the endpoint's MaxShellsPerUser. 0 = no cross-process cap.
+    account_max_shells: int = attrs.field(
+        default=DEFAULT_ACCOUNT_MAX_SHELLS, converter=_account_max_shells
+    )
+    #: Seconds a session waits for a free shell (the quota is full) before QuotaExceededError.
+    quota_wait: float = attrs.field(default=DEFAULT_QUOTA_WAIT, converter=_quota_wait)
 
     def __attrs_post_init__(self) -> None:
         if self.operation_timeout >= self.read_timeout:
@@ -382,6 +434,9 @@ ENV_VARS: dict[str, str] = {
         "ignore_proxy",
         "module_path",
         "provider_machine_name",
+        "max_pools",
+        "account_max_shells",
+        "quota_wait",
     )
 }
 

@@ -36,13 +36,13 @@ from cmproxy.doctor_facts import (
     FieldShape,
     Status,
     check_shapes,
-    quota_paths,
     read_facts,
 )
 from cmproxy.doctor_write import WriteTest, sup_flags
 from cmproxy.doctor_write import write_test as run_write_test
 from cmproxy.journal import Journal
 from cmproxy.model import SiteState
+from cmproxy.quotas import read_quotas
 from cmproxy.roles import SoftwareUpdatePoint
 
 if TYPE_CHECKING:
@@ -62,7 +62,6 @@ __all__ = [
     "check_shapes",
     "connection_facts",
     "doctor",
-    "quota_paths",
 ]
 
 
@@ -340,20 +339,50 @@ def _pick_servers(state: SiteState | None, site_code: str | None) -> tuple[str |
     return proxy, sups[0].name if sups else None
 
 
-def _quota_checks(quotas: Sequence[Mapping[str, Any]]) -> list[Check]:
-    readable = [q for q in quotas if q["readable"]]
-    if not quotas:
-        return []
-    if len(readable) == len(quotas):
-        return [Check("WinRM quotas", "ok", f"{len(quotas)} read")]
-    reasons = sorted({str(q["reason"]) for q in quotas if not q["readable"]})
-    return [
-        Check(
-            "WinRM quotas",
-            "skipped",
-            f"{len(quotas) - len(readable)} of {len(quotas)} not readable: " + " | ".join(reasons),
+def _endpoint_quotas(info: ConnectionInfo) -> tuple[tuple[dict[str, Any], ...], list[Check]]:
+    """The endpoint's shell quotas (WSMan Get of winrm/config/winrs and of the session
+    configuration, `cmproxy.quotas`) as report rows, and whether cmproxy's per-account cap
+    (`account_max_shells`) leaves the admin room below MaxShellsPerUser."""
+    try:
+        found = read_quotas(info)
+    except CMProxyError as error:
+        row = {"path": "winrm/config", "readable": False, "value": "", "reason": str(error)}
+        return (row,), [Check("WinRM quotas", "skipped", f"not readable: {error}")]
+    rows: list[dict[str, Any]] = []
+    for where, values in (
+        ("winrm/config/winrs", found.winrs),
+        (f"winrm/config/plugin?Name={info.configuration_name}", found.plugin),
+    ):
+        if values is None:
+            rows.append(
+                {
+                    "path": where,
+                    "readable": False,
+                    "value": "",
+                    "reason": "the endpoint refused the WSMan Get (it needs an administrator)",
+                }
+            )
+            continue
+        rows += [
+            {"path": f"{where} {name}", "readable": True, "value": str(v), "reason": ""}
+            for name, v in sorted(values.items())
+        ]
+    limit, cap = found.max_shells_per_user, found.account_max_shells
+    held = f"; {found.shells_held_here} held by cmproxy here now"
+    if found.cap_fits is None:
+        detail = f"MaxShellsPerUser {limit if limit is not None else 'not readable'}, "
+        detail += f"cmproxy's account cap {cap or 'off'}{held}"
+        checks = [Check("WinRM quotas", "skipped" if limit is None else "ok", detail)]
+    elif found.cap_fits:
+        detail = f"cmproxy's account cap {cap} is below MaxShellsPerUser {limit}{held}"
+        checks = [Check("WinRM quotas", "ok", detail)]
+    else:
+        detail = (
+            f"cmproxy's account cap {cap} is not below the endpoint's MaxShellsPerUser {limit}: "
+            f"set account_max_shells (CMPROXY_ACCOUNT_MAX_SHELLS) below {limit}{held}"
         )
-    ]
+        checks = [Check("WinRM quotas", "warn", detail)]
+    return tuple(rows), checks
 
 
 # -- the whole ----------------------------------------------------------------------------------
@@ -397,11 +426,9 @@ def doctor(
     proxy_server = proxy_server or picked_proxy
     sup_server = sup_server or picked_sup
     try:
-        facts = read_facts(
-            session, site_code, proxy_server, sup_server, quota_paths(info.configuration_name)
-        )
+        facts = read_facts(session, site_code, proxy_server, sup_server)
     except CMProxyError as error:  # each read in the template has its own catch: rare
-        facts = Facts({}, (), (), {}, (), (f"{DOCTOR_TEMPLATE}: {error}",))
+        facts = Facts({}, (), (), {}, (f"{DOCTOR_TEMPLATE}: {error}",))
         checks.append(Check("facts", "fail", f"{DOCTOR_TEMPLATE} failed: {error}"))
     checks += _host_checks(facts.host)
     checks += _drive_checks(facts.drives, site_code)
@@ -428,7 +455,8 @@ def doctor(
     skipped = [s.expected.setting for s in shapes if s.status == "skipped"]
     if skipped:
         checks.append(Check("object shapes", "skipped", f"not checked (no such object): {skipped}"))
-    checks += _quota_checks(facts.quotas)
+    quotas, quota_checks = _endpoint_quotas(info)
+    checks += quota_checks
     result: WriteTest | None = None
     if write_test is not None:
         own = journal if journal is not None else Journal()
@@ -447,7 +475,7 @@ def doctor(
         drives=facts.drives,
         objects=facts.objects,
         shapes=tuple(shapes),
-        quotas=facts.quotas,
+        quotas=quotas,
         checks=tuple(checks),
         write_test=result,
     )

@@ -29,14 +29,13 @@ __all__ = [
     "FieldShape",
     "Status",
     "check_shapes",
-    "quota_paths",
     "read_facts",
 ]
 
 DOCTOR_TEMPLATE = "Get-DoctorFacts"
 #: Parameter names the Python side binds (checked against the template's param() block).
 DOCTOR_TEMPLATE_PARAMETERS: dict[str, frozenset[str]] = {
-    DOCTOR_TEMPLATE: frozenset({"SiteCode", "ProxyServerName", "SupServerName", "QuotaPath"}),
+    DOCTOR_TEMPLATE: frozenset({"SiteCode", "ProxyServerName", "SupServerName"}),
 }
 
 Status = Literal["ok", "warn", "fail", "skipped"]
@@ -179,33 +178,6 @@ def check_shapes(
     return out
 
 
-# -- quotas -------------------------------------------------------------------------------------
-
-
-def quota_paths(configuration_name: str = "Microsoft.PowerShell") -> tuple[str, ...]:
-    r"""WinRM quotas that bound a session's shells and commands, as WSMan: provider paths.
-
-    The service-wide ones (`WSMan:\localhost\Shell\…`) and the session configuration's plugin
-    quotas (`WSMan:\localhost\Plugin\<configuration>\Quotas\…`); reading them needs an
-    administrator on the server ("Configuring WSMAN Limits", PowerShell team blog, 2010;
-    learn.microsoft.com/windows/win32/winrm/quotas).
-    """
-    plugin = f"WSMan:\\localhost\\Plugin\\{configuration_name}\\Quotas\\"
-    return (
-        r"WSMan:\localhost\MaxEnvelopeSizekb",
-        r"WSMan:\localhost\Shell\MaxShellsPerUser",
-        r"WSMan:\localhost\Shell\MaxConcurrentUsers",
-        r"WSMan:\localhost\Shell\MaxMemoryPerShellMB",
-        r"WSMan:\localhost\Shell\IdleTimeout",
-        r"WSMan:\localhost\Service\MaxConcurrentOperationsPerUser",
-        plugin + "MaxShellsPerUser",
-        plugin + "MaxShells",
-        plugin + "MaxConcurrentCommandsPerShell",
-        plugin + "MaxMemoryPerShellMB",
-        plugin + "MaxIdleTimeoutms",
-    )
-
-
 # -- the facts template -------------------------------------------------------------------------
 
 
@@ -215,7 +187,6 @@ class Facts:
     drives: tuple[dict[str, Any], ...]
     objects: tuple[dict[str, Any], ...]
     props: dict[str, list[dict[str, Any]]]
-    quotas: tuple[dict[str, Any], ...]
     errors: tuple[str, ...]
 
 
@@ -224,20 +195,17 @@ def read_facts(
     site_code: str | None,
     proxy_server: str | None,
     sup_server: str | None,
-    quotas: Sequence[str] = (),
 ) -> Facts:
     result = session.run(
         DOCTOR_TEMPLATE,
         SiteCode=site_code,
         ProxyServerName=proxy_server,
         SupServerName=sup_server,
-        QuotaPath=list(quotas) or None,
     )
     host: dict[str, Any] = {}
     drives: list[dict[str, Any]] = []
     objects: list[dict[str, Any]] = []
     props: dict[str, list[dict[str, Any]]] = {}
-    found_quotas: list[dict[str, Any]] = []
     errors: list[str] = []
     for r in result.records():
         kind = r.get("Kind")
@@ -265,15 +233,6 @@ def read_facts(
                     obj["properties"].append(str(r.get("PropertyName")))
             elif obj is not None:
                 obj["property_lists"].append(str(r.get("PropertyName")))
-        elif kind == "Quota":
-            found_quotas.append(
-                {
-                    "path": str(r.get("Path")),
-                    "readable": bool(r.get("Readable")),
-                    "value": str(r.get("Value") or ""),
-                    "reason": str(r.get("Reason") or ""),
-                }
-            )
         elif kind == "Error":
             errors.append(f"{r.get('Read')}: {r.get('Reason')}")
-    return Facts(host, tuple(drives), tuple(objects), props, tuple(found_quotas), tuple(errors))
+    return Facts(host, tuple(drives), tuple(objects), props, tuple(errors))

@@ -21,12 +21,13 @@ from cmproxy._exceptions import (
     AuthenticationError,
     ConnectionError,
     PowerShellError,
+    QuotaExceededError,
     TLSError,
     TransportError,
     ValidationError,
 )
 
-__all__ = ["TRANSIENT_ERROR_IDS", "RetryEvent", "RetryPolicy", "is_transient"]
+__all__ = ["TRANSIENT_ERROR_IDS", "RetryEvent", "RetryPolicy", "is_transient", "wait_for_quota"]
 
 log = logging.getLogger("cmproxy.retry")
 
@@ -180,3 +181,38 @@ class RetryPolicy:
             reraise=True,
         )
         return retrying(fn)
+
+
+#: Backoff while waiting for a WinRM shell (the quota is full): seconds, doubling to the cap.
+QUOTA_BACKOFF = (0.25, 2.0)
+
+
+def wait_for_quota(fn: Callable[[], T], *, deadline: float, what: str) -> T:
+    """Run `fn` (which opens a shell), again while it raises QuotaExceededError, for up to
+    `deadline` seconds: shells free up as other sessions close or the endpoint's idle timeout
+    deletes forgotten ones. Warns once, then logs each further wait at debug level; the last
+    QuotaExceededError surfaces."""
+    warned = False
+
+    def before_sleep(state: tenacity.RetryCallState) -> None:
+        nonlocal warned
+        outcome = state.outcome
+        error = outcome.exception() if outcome is not None else None
+        log.log(
+            logging.DEBUG if warned else logging.WARNING,
+            "waiting up to %gs for a WinRM shell (%s): %s",
+            deadline,
+            what,
+            error,
+        )
+        warned = True
+
+    retrying = tenacity.Retrying(
+        stop=tenacity.stop_after_delay(deadline),
+        wait=tenacity.wait_exponential(multiplier=QUOTA_BACKOFF[0], max=QUOTA_BACKOFF[1])
+        + tenacity.wait_random(0, QUOTA_BACKOFF[0]),
+        retry=tenacity.retry_if_exception_type(QuotaExceededError),
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+    return retrying(fn)

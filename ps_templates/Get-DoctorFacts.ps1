@@ -5,13 +5,11 @@
 # read is in its own try/catch, so one that fails is reported and the others still run.
 # -ProxyServerName: a site system server whose 'SMS Site System' role is read (§2.2).
 # -SupServerName: a server whose 'SMS Software Update Point' role is read (§2.3).
-# -QuotaPath: WSMan: provider paths to read (their .Value), e.g. WSMan:\localhost\Shell\MaxShellsPerUser.
 [CmdletBinding()]
 param(
     [string]$SiteCode,
     [string]$ProxyServerName,
-    [string]$SupServerName,
-    [object[]]$QuotaPath
+    [string]$SupServerName
 )
 $ErrorActionPreference = 'Stop'
 
@@ -100,29 +98,5 @@ if ($SupServerName) {
         Write-Shape -Label 'SMS_WSUS_CONFIGURATION_MANAGER' -Read $read -Found @(Get-CMSoftwareUpdatePointComponent -SiteCode $SiteCode)
     } catch {
         [pscustomobject]@{ Kind = 'Object'; Object = 'SMS_WSUS_CONFIGURATION_MANAGER'; Read = $read; Count = 0; Reason = [string]$_.Exception.Message }
-    }
-}
-
-foreach ($path in @($QuotaPath)) {
-    if (-not $path) {
-        continue
-    }
-    try {
-        $item = Get-Item -Path ([string]$path)
-        [pscustomobject]@{
-            Kind     = 'Quota'
-            Path     = [string]$path
-            Readable = $true
-            Value    = [string]$item.Value
-            Reason   = ''
-        }
-    } catch {
-        [pscustomobject]@{
-            Kind     = 'Quota'
-            Path     = [string]$path
-            Readable = $false
-            Value    = ''
-            Reason   = [string]$_.Exception.Message
-        }
     }
 }

@@ -55,6 +55,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="[UNCONFIRMED] reads of SITE's roles show a Set only SECONDS after it (repeatable)",
     )
     s.add_argument("--receive-timeout", type=float, default=20.0)
+    q = EmulatorSettings().quotas
+    s.add_argument(
+        "--max-shells-per-user",
+        type=int,
+        default=q.winrs_max_shells_per_user,
+        help="WinRS MaxShellsPerUser: shells one user may hold, all kinds (0 = no limit)",
+    )
+    s.add_argument(
+        "--plugin-max-shells-per-user",
+        type=int,
+        default=q.plugin_max_shells_per_user,
+        help="the Microsoft.PowerShell plug-in's MaxShellsPerUser (0 = no limit)",
+    )
+    s.add_argument(
+        "--idle-timeout-ms",
+        type=int,
+        default=None,
+        help=f"IdleTimeout of WinRS and the plug-in shells (default {q.winrs_idle_timeout_ms})",
+    )
     return p
 
 
@@ -85,14 +104,29 @@ def parse_users(values: Sequence[str] | None) -> dict[str, str]:
     return users or {DEFAULT_USER: DEFAULT_PASSWORD}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def settings_from(args: argparse.Namespace) -> EmulatorSettings:
+    """The emulator's settings from the parsed `serve` options."""
     settings = EmulatorSettings()
     settings.costs.http_exchange = args.latency
     settings.costs.module_import = args.module_import
     settings.costs.get_cmdlet = args.get_cost
     settings.costs.set_cmdlet = args.set_cost
     settings.replication.lag = parse_lags(args.replication_lag)
+    for name in ("max_shells_per_user", "plugin_max_shells_per_user", "idle_timeout_ms"):
+        value = getattr(args, name)
+        if value is not None and value < 0:
+            raise SystemExit(f"--{name.replace('_', '-')} must be 0 or more, got {value}")
+    settings.quotas.winrs_max_shells_per_user = args.max_shells_per_user
+    settings.quotas.plugin_max_shells_per_user = args.plugin_max_shells_per_user
+    if args.idle_timeout_ms is not None:
+        settings.quotas.winrs_idle_timeout_ms = args.idle_timeout_ms
+        settings.quotas.plugin_idle_timeout_ms = args.idle_timeout_ms
+    return settings
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = settings_from(args)
     emu = Emulator(
         seed=args.seed,
         users=parse_users(args.user),

@@ -49,6 +49,19 @@ class ServerConfig:
     #: Idle keep-alive connections are closed after this many seconds.
     idle_timeout: float = 120.0
     sleep: Callable[[float], None] = time.sleep
+    #: The clock of shell idle timeouts (tests move it instead of waiting).
+    clock: Callable[[], float] = time.monotonic
+
+
+@attrs.define
+class _Held:
+    """What the service keeps beside a shell: its owner and when a request last touched it."""
+
+    owner: str
+    plugin: bool
+    idle_timeout: float
+    last: float
+    active: int = 0
 
 
 class WSManService:
@@ -66,9 +79,13 @@ class WSManService:
         self.config = config
         self.endpoint = endpoint
         self.shells: dict[str, Shell] = {}
+        self._held: dict[str, _Held] = {}
+        #: Creates refused for a quota (for tests and diagnostics).
+        self.quota_refusals = 0
         self.lock = threading.Lock()
 
     def handle(self, req: wsman.Request, user: str, client_ip: str) -> bytes:
+        self.expire_idle()
         action = req.action
         if action == wsman.ACTION_GET:
             return self._get(req)
@@ -87,18 +104,86 @@ class WSManService:
             )
         shell = self._shell(req)
         if action == wsman.ACTION_DELETE:
-            with self.lock:
-                self.shells.pop(shell.shell_id, None)
+            self._forget(shell.shell_id)
             shell.close()
             return wsman.response(req, [])
-        if action == wsman.ACTION_COMMAND:
-            return wsman.response(req, [shell.command(req)])
-        if action == wsman.ACTION_SEND:
-            return wsman.response(req, [shell.send(req)])
-        if action == wsman.ACTION_SIGNAL:
-            return wsman.response(req, [shell.signal(req)])
-        wait = wsman.receive_wait(req, self.config.receive_timeout)
-        return wsman.response(req, [shell.receive(req, wait)])
+        self._touch(shell.shell_id, +1)
+        try:
+            if action == wsman.ACTION_COMMAND:
+                return wsman.response(req, [shell.command(req)])
+            if action == wsman.ACTION_SEND:
+                return wsman.response(req, [shell.send(req)])
+            if action == wsman.ACTION_SIGNAL:
+                return wsman.response(req, [shell.signal(req)])
+            wait = wsman.receive_wait(req, self.config.receive_timeout)
+            return wsman.response(req, [shell.receive(req, wait)])
+        finally:
+            self._touch(shell.shell_id, -1)
+
+    # -- quotas and idle timeouts -----------------------------------------------------------
+
+    def _touch(self, shell_id: str, delta: int) -> None:
+        """A request on the shell starts (+1) or ends (-1): it is not idle meanwhile."""
+        with self.lock:
+            held = self._held.get(shell_id)
+            if held is not None:
+                held.active = max(0, held.active + delta)
+                held.last = self.config.clock()
+
+    def _forget(self, shell_id: str) -> None:
+        with self.lock:
+            self.shells.pop(shell_id, None)
+            self._held.pop(shell_id, None)
+
+    def expire_idle(self) -> list[str]:
+        """Delete the shells no request touched for their IdleTimeout (WinRS `IdleTimeout`,
+        the plug-in's `IdleTimeoutms`: "the maximum time … before an inactive remote shell is
+        deleted", learn.microsoft.com/windows/win32/winrm/quotas). A deleted shell no longer
+        counts against a quota; a later request on it gets the shell-not-found fault.
+        Returns the ids deleted (for logs and tests)."""
+        now = self.config.clock()
+        with self.lock:
+            gone = [
+                sid
+                for sid, held in self._held.items()
+                if held.active == 0 and 0 < held.idle_timeout <= now - held.last
+            ]
+            shells = [self.shells.pop(sid) for sid in gone if sid in self.shells]
+            for sid in gone:
+                del self._held[sid]
+        for shell in shells:
+            log.info("shell %s idle beyond its IdleTimeout: deleted", shell.shell_id)
+            shell.close()
+        return gone
+
+    def shells_of(self, user: str) -> list[str]:
+        """Ids of the shells `user` holds now (after expiring idle ones)."""
+        self.expire_idle()
+        key = user.lower()
+        with self.lock:
+            return [sid for sid, held in self._held.items() if held.owner == key]
+
+    def _admit(self, user: str, plugin: bool) -> None:
+        """Refuse a Create beyond the user's quotas (call with self.lock held).
+
+        The plug-in's MaxShellsPerUser counts the user's shells of that plug-in; WinRS's
+        MaxShellsPerUser counts all of the user's shells (see `Quotas`).
+        """
+        quotas = self.settings.quotas
+        key = user.lower()
+        mine = [h for h in self._held.values() if h.owner == key]
+        if plugin:
+            limit = quotas.plugin_max_shells_per_user
+            if limit > 0 and sum(1 for h in mine if h.plugin) >= limit:
+                raise wsman.quota_max_shells(limit, quotas.plugin_max_shells_fault_code)
+        limit = quotas.winrs_max_shells_per_user
+        if limit > 0 and len(mine) >= limit:
+            raise wsman.quota_max_shells(limit)
+
+    def _idle_timeout(self, plugin: bool) -> float:
+        quotas = self.settings.quotas
+        ms = quotas.plugin_idle_timeout_ms if plugin else quotas.winrs_idle_timeout_ms
+        return ms / 1000.0
 
     def _shell(self, req: wsman.Request) -> Shell:
         shell_id = req.selectors.get("ShellId", "")
@@ -120,11 +205,53 @@ class WSManService:
 
     def _get(self, req: wsman.Request) -> bytes:
         uri = req.resource_uri.lower()
+        if uri == wsman.RESOURCE_CONFIG_WINRS.lower():
+            return wsman.response(req, [wsman.winrs_config_element(self._winrs_values())])
+        if uri == wsman.RESOURCE_CONFIG_PLUGIN.lower():
+            name = req.selectors.get("Name", "")
+            if name.lower() != "microsoft.powershell":
+                raise wsman.WSManFault(
+                    wsman.CODE_INTERNAL,
+                    "The WS-Management service cannot process the request. The service cannot "
+                    "find the resource identified by the resource URI and selectors.",
+                )
+            quotas = self._plugin_values()
+            return wsman.response(req, [wsman.plugin_config_element(name.lower(), quotas)])
         if uri.startswith(wsman.RESOURCE_CONFIG.lower()):
             return wsman.response(req, [wsman.config_element(self.config.max_envelope_kb)])
         shell = self._shell(req)
-        info = wsman.shell_element(shell.shell_id, shell.resource_uri, "", "", shell.shell_info())
+        with self.lock:
+            held = self._held.get(shell.shell_id)
+            if held is not None:  # any request on the shell resets its idle time
+                held.last = self.config.clock()
+        idle = held.idle_timeout if held is not None else 7200.0
+        info = wsman.shell_element(
+            shell.shell_id, shell.resource_uri, "", "", shell.shell_info(), idle_timeout=idle
+        )
         return wsman.response(req, [info])
+
+    def _winrs_values(self) -> dict[str, int]:
+        q = self.settings.quotas
+        return {
+            "IdleTimeout": q.winrs_idle_timeout_ms,
+            "MaxConcurrentUsers": q.winrs_max_concurrent_users,
+            "MaxProcessesPerShell": q.winrs_max_processes_per_shell,
+            "MaxMemoryPerShellMB": q.winrs_max_memory_per_shell_mb,
+            "MaxShellsPerUser": q.winrs_max_shells_per_user,
+        }
+
+    def _plugin_values(self) -> dict[str, int]:
+        q = self.settings.quotas
+        return {
+            "MaxIdleTimeoutms": q.plugin_max_idle_timeout_ms,
+            "MaxConcurrentUsers": q.plugin_max_concurrent_users,
+            "IdleTimeoutms": q.plugin_idle_timeout_ms,
+            "MaxProcessesPerShell": q.plugin_max_processes_per_shell,
+            "MaxMemoryPerShellMB": q.plugin_max_memory_per_shell_mb,
+            "MaxConcurrentCommandsPerShell": q.plugin_max_concurrent_commands_per_shell,
+            "MaxShells": q.plugin_max_shells,
+            "MaxShellsPerUser": q.plugin_max_shells_per_user,
+        }
 
     def _create(self, req: wsman.Request, user: str, client_ip: str) -> bytes:
         uri = req.resource_uri
@@ -151,25 +278,37 @@ class WSManService:
                 f"The WS-Management service cannot process the request. The resource URI "
                 f"{uri[:200]} was not found in the WS-Management catalog.",
             )
+        plugin = isinstance(shell, PSRPShell)
+        idle = self._idle_timeout(plugin)
         with self.lock:
             if shell_id in self.shells:
                 raise wsman.WSManFault(wsman.CODE_ALREADY_EXISTS, "The shell already exists.")
+            try:
+                self._admit(user, plugin)
+            except wsman.WSManFault:
+                self.quota_refusals += 1
+                shell.close()
+                raise
             self.shells[shell_id] = shell
+            self._held[shell_id] = _Held(user.lower(), plugin, idle, self.config.clock(), 1)
         try:
             shell.create(req)
         except Exception:
-            with self.lock:
-                self.shells.pop(shell_id, None)
+            self._forget(shell_id)
             shell.close()
             raise
+        self._touch(shell_id, -1)
         created = wsman.resource_created(self.endpoint, uri, shell_id)
-        info = wsman.shell_element(shell_id, uri, user, client_ip, shell.shell_info())
+        info = wsman.shell_element(
+            shell_id, uri, user, client_ip, shell.shell_info(), idle_timeout=idle
+        )
         return wsman.response(req, [created, info])
 
     def close_all(self) -> None:
         with self.lock:
             shells = list(self.shells.values())
             self.shells.clear()
+            self._held.clear()
         for shell in shells:
             shell.close()
 

@@ -141,12 +141,49 @@ class HostFacts:
 
 
 @attrs.define
+class Quotas:
+    r"""WinRM shell quotas, with Windows' defaults; tests lower them (0 = no limit).
+
+    WinRS (`winrm get winrm/config/winrs`): the defaults of "Quota Management for Remote
+    Shells" (learn.microsoft.com/windows/win32/winrm/quotas). Its MaxShellsPerUser counts every
+    shell of the user, PowerShell sessions included: New-PSSession fails on it ("Configuring
+    WSMAN Limits", PowerShell team blog, 2010). The Microsoft.PowerShell plug-in has its own
+    quotas (`winrm get winrm/config/plugin?Name=microsoft.powershell`, `WSMan:\localhost\Plugin\
+    microsoft.powershell\Quotas`): the values of the plug-in's ConfigXML as Windows registers it
+    (HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\WSMAN\Plugin\Microsoft.PowerShell).
+    Enforced: MaxShellsPerUser (both, at Create, per authenticated user, across connections)
+    and IdleTimeout (both: a shell with no request for that long is deleted). The others are
+    advertised by a WSMan Get of the configuration but not enforced.
+    """
+
+    winrs_max_shells_per_user: int = 30
+    winrs_idle_timeout_ms: int = 7_200_000
+    winrs_max_concurrent_users: int = 10
+    winrs_max_processes_per_shell: int = 25
+    winrs_max_memory_per_shell_mb: int = 1024
+    plugin_max_shells_per_user: int = 25
+    plugin_max_shells: int = 25
+    plugin_idle_timeout_ms: int = 7_200_000
+    plugin_max_idle_timeout_ms: int = 2_147_483_647
+    plugin_max_concurrent_users: int = 5
+    plugin_max_processes_per_shell: int = 15
+    plugin_max_memory_per_shell_mb: int = 1024
+    plugin_max_concurrent_commands_per_shell: int = 1000
+    #: [UNCONFIRMED] The WSManFault code when the plug-in's MaxShellsPerUser is exceeded:
+    #: wsmerror.h has ERROR_WSMAN_QUOTA_MAX_SHELLS_PPQ (0x803381E4, "per plug-in quota") beside
+    #: the WinRS one (ERROR_WSMAN_QUOTA_MAX_SHELLS, 0x803381A5); no capture of the plug-in's
+    #: fault was found. The message is the same either way.
+    plugin_max_shells_fault_code: int = 2150859236
+
+
+@attrs.define
 class EmulatorSettings:
     behaviour: ProductBehaviour = attrs.field(factory=ProductBehaviour)
     host: HostFacts = attrs.field(factory=HostFacts)
     costs: Costs = attrs.field(factory=Costs)
     faults: Faults = attrs.field(factory=Faults)
     replication: Replication = attrs.field(factory=Replication)
+    quotas: Quotas = attrs.field(factory=Quotas)
     #: Serialises updates of the counters below across server threads.
     lock: threading.Lock = attrs.field(factory=threading.Lock, eq=False, repr=False)
     request_count: int = 0

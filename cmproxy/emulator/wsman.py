@@ -44,6 +44,10 @@ RESOURCE_PWSH = "http://schemas.microsoft.com/powershell/Microsoft.PowerShell"
 RESOURCE_CMD = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/cmd"
 RESOURCE_SHELL = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell"
 RESOURCE_CONFIG = "http://schemas.microsoft.com/wbem/wsman/1/config"
+RESOURCE_CONFIG_WINRS = "http://schemas.microsoft.com/wbem/wsman/1/config/winrs"
+RESOURCE_CONFIG_PLUGIN = "http://schemas.microsoft.com/wbem/wsman/1/config/plugin"
+#: The namespace of a plug-in's ConfigXML (what `winrm get winrm/config/plugin?Name=…` shows).
+NS_PLUGIN_CONFIG = "http://schemas.microsoft.com/wbem/wsman/1/config/PluginConfiguration"
 
 SIGNAL_CTRL_C = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/signal/ctrl_c"
 SIGNAL_TERMINATE = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/signal/terminate"
@@ -60,6 +64,10 @@ CODE_TIMED_OUT = 2150858793  # 0x80338029
 CODE_ALREADY_EXISTS = 2150858803  # 0x80338033
 CODE_SHELL_NOT_FOUND = 2150858843  # 0x8033805B
 CODE_INTERNAL = 2150858752  # 0x80338000, resource not found / generic
+#: ERROR_WSMAN_QUOTA_MAX_SHELLS (wsmerror.h, as PowerShell's CimChildJobBase.cs copies it).
+CODE_QUOTA_MAX_SHELLS = 2150859173  # 0x803381A5
+#: ERROR_WSMAN_QUOTA_MAX_SHELLS_PPQ: the same quota of a plug-in ("per plug-in quota").
+CODE_QUOTA_MAX_SHELLS_PPQ = 2150859236  # 0x803381E4
 
 _SUBCODES = {
     CODE_ACTION_NOT_SUPPORTED: ("s:Sender", "wsa:ActionNotSupported"),
@@ -71,6 +79,9 @@ _SUBCODES = {
     CODE_TIMED_OUT: ("s:Receiver", "wsman:TimedOut"),
     CODE_ALREADY_EXISTS: ("s:Sender", "wsman:AlreadyExists"),
     CODE_SHELL_NOT_FOUND: ("s:Sender", "wsman:InvalidSelectors"),
+    # MS-WSMV 3.1.4.5.2.1: a quota exceeded at Create is a wsman:QuotaLimit fault.
+    CODE_QUOTA_MAX_SHELLS: ("s:Sender", "wsman:QuotaLimit"),
+    CODE_QUOTA_MAX_SHELLS_PPQ: ("s:Sender", "wsman:QuotaLimit"),
 }
 
 MSG_TIMED_OUT = (
@@ -85,11 +96,15 @@ MAX_BODY_BYTES = 2 * 1024 * 1024
 class WSManFault(Exception):  # noqa: N818 - named after the SOAP element it becomes
     """A fault to answer with (HTTP 500 + s:Fault + WSManFault Code)."""
 
-    def __init__(self, code: int, message: str, http_status: int = 500) -> None:
+    def __init__(
+        self, code: int, message: str, http_status: int = 500, reason: str | None = None
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.http_status = http_status
+        #: s:Reason text when it differs from the WSManFault's f:Message.
+        self.reason = reason if reason is not None else message
 
 
 def shell_not_found(shell_id: str) -> WSManFault:
@@ -99,6 +114,25 @@ def shell_not_found(shell_id: str) -> WSManFault:
         "shell was not found on the server. Possible causes are: the specified ShellId is "
         "incorrect or the shell no longer exists on the server. Provide the correct ShellId or "
         "create a new shell and retry the operation.",
+    )
+
+
+def quota_max_shells(limit: int, code: int = CODE_QUOTA_MAX_SHELLS) -> WSManFault:
+    """The fault of a Create beyond the user's MaxShellsPerUser, as Windows words it.
+
+    Reason and message as a real WinRM answered (a Fault captured in the Cerebrum project's
+    winrm client: s:Sender / w:QuotaLimit, WSManFault Code 2150859173, "This user is allowed a
+    maximum number of 5 concurrent shells…"); New-PSSession shows the same message ("Configuring
+    WSMAN Limits", PowerShell team blog). MS-WSMV 3.1.4.5.2.1 names the subcode.
+    """
+    return WSManFault(
+        code,
+        f"The WS-Management service cannot process the request. This user is allowed a maximum "
+        f"number of {limit} concurrent shells, which has been exceeded. Close existing shells "
+        "or raise the quota for this user.",
+        reason="The WS-Management service cannot process the request. The maximum number of "
+        "concurrent shells for this user has been exceeded. Close existing shells or raise the "
+        "quota for this user.",
     )
 
 
@@ -230,7 +264,7 @@ def fault_bytes(fault: WSManFault, relates_to: str, machine: str = "localhost") 
     sc = ET.SubElement(c, q("s", "Subcode"))
     ET.SubElement(sc, q("s", "Value")).text = subcode
     reason = ET.SubElement(f, q("s", "Reason"))
-    ET.SubElement(reason, q("s", "Text"), {q("xml", "lang"): "en-US"}).text = fault.message
+    ET.SubElement(reason, q("s", "Text"), {q("xml", "lang"): "en-US"}).text = fault.reason
     detail = ET.SubElement(f, q("s", "Detail"))
     wf = ET.SubElement(
         detail, q("wsmanfault", "WSManFault"), {"Code": str(fault.code), "Machine": machine}
@@ -263,15 +297,26 @@ def resource_created(endpoint: str, resource_uri: str, shell_id: str) -> ET.Elem
     return rc
 
 
+def duration(seconds: float) -> str:
+    """An xs:duration the way WinRM writes one (`PT7200.000S`)."""
+    return f"PT{seconds:.3f}S"
+
+
 def shell_element(
-    shell_id: str, resource_uri: str, owner: str, client_ip: str, extra: dict[str, str]
+    shell_id: str,
+    resource_uri: str,
+    owner: str,
+    client_ip: str,
+    extra: dict[str, str],
+    *,
+    idle_timeout: float = 7200.0,
 ) -> ET.Element:
     shell = el(q("rsp", "Shell"))
     sub(shell, q("rsp", "ShellId"), shell_id)
     sub(shell, q("rsp", "ResourceUri"), resource_uri)
     sub(shell, q("rsp", "Owner"), owner)
     sub(shell, q("rsp", "ClientIP"), client_ip)
-    sub(shell, q("rsp", "IdleTimeOut"), "PT7200.000S")
+    sub(shell, q("rsp", "IdleTimeOut"), duration(idle_timeout))
     for k, v in extra.items():
         sub(shell, q("rsp", k), v)
     return shell
@@ -283,6 +328,25 @@ def config_element(max_envelope_kb: int) -> ET.Element:
     sub(cfg, q("cfg", "MaxTimeoutms"), "60000")
     sub(cfg, q("cfg", "MaxBatchItems"), "32000")
     sub(cfg, q("cfg", "MaxProviderRequests"), "4294967295")
+    return cfg
+
+
+def winrs_config_element(values: dict[str, int]) -> ET.Element:
+    """`winrm get winrm/config/winrs`: a Winrs element whose children are in the resource's own
+    namespace (how a real WinRM answers a Get of RESOURCE_CONFIG_WINRS)."""
+    ns = RESOURCE_CONFIG_WINRS
+    winrs = el(f"{{{ns}}}Winrs")
+    sub(winrs, f"{{{ns}}}AllowRemoteShellAccess", "true")
+    for name, value in values.items():
+        sub(winrs, f"{{{ns}}}{name}", str(value))
+    return winrs
+
+
+def plugin_config_element(name: str, quotas: dict[str, int]) -> ET.Element:
+    """`winrm get winrm/config/plugin?Name=…`: the plug-in's ConfigXML, Quotas included."""
+    ns = NS_PLUGIN_CONFIG
+    cfg = el(f"{{{ns}}}PlugInConfiguration", attrib={"Name": name})
+    sub(cfg, f"{{{ns}}}Quotas", **{k: str(v) for k, v in quotas.items()})
     return cfg
 
 

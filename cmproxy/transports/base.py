@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import abc
 import errno
+import re
 import socket
 import ssl
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -27,6 +28,7 @@ from cmproxy._exceptions import (
     ItemNotFoundError,
     ParameterBindingError,
     PowerShellError,
+    QuotaExceededError,
     TLSError,
     TransportError,
 )
@@ -233,6 +235,47 @@ def _chain(exc: BaseException) -> Iterable[BaseException]:
         current = current.__cause__ or current.__context__
 
 
+#: WSManFault codes of WinRM quotas (wsmerror.h, as PowerShell's CimChildJobBase.cs copies
+#: them): ERROR_WSMAN_QUOTA_MAX_SHELLS 0x803381A5 … _SYSTEM 0x803381A8, _MAX_SHELLUSERS
+#: 0x803381AB, and the per-plug-in quotas 0x803381E4 … 0x803381EA.
+QUOTA_FAULT_CODES = frozenset(
+    {0x803381A5, 0x803381A6, 0x803381A7, 0x803381A8, 0x803381AB, *range(0x803381E4, 0x803381EB)}
+)
+_QUOTA_LIMIT = re.compile(r"maximum number of (\d+) concurrent", re.IGNORECASE)
+
+
+def _quota_fault(chain: Sequence[BaseException]) -> tuple[int | None, str, int | None] | None:
+    """(WSManFault code, text, the quota it names) of a WinRM quota fault in the chain.
+
+    pypsrp's WSManFaultError carries the WSManFault Code as `code` and its f:Message as
+    `reason`; pywinrm's carries the code as `wsman_fault_code`, the SOAP subcode (w:QuotaLimit,
+    MS-WSMV 3.1.4.5.2.1) apart, the s:Reason as `reason` and the f:Message only in `response`.
+    """
+    for e in chain:
+        names = _names(e)
+        code: Any = None
+        if "pypsrp.exceptions.WSManFaultError" in names:
+            code = getattr(e, "code", None)
+            text = str(getattr(e, "reason", "") or "")
+            quota = isinstance(code, int) and code in QUOTA_FAULT_CODES
+        elif "winrm.exceptions.WSManFaultError" in names:
+            code = getattr(e, "wsman_fault_code", None)
+            text = str(getattr(e, "reason", "") or "")
+            subcode = str(getattr(e, "fault_subcode", "") or "")
+            quota = subcode.endswith("QuotaLimit") or (
+                isinstance(code, int) and code in QUOTA_FAULT_CODES
+            )
+        else:
+            continue
+        if quota:
+            found = _QUOTA_LIMIT.search(text) or _QUOTA_LIMIT.search(
+                str(getattr(e, "response", "") or "")
+            )
+            limit = int(found.group(1)) if found else None
+            return (code if isinstance(code, int) else None), text, limit
+    return None
+
+
 def _names(exc: BaseException) -> set[str]:
     return {f"{cls.__module__}.{cls.__qualname__}" for cls in type(exc).__mro__}
 
@@ -260,6 +303,19 @@ def translate_exception(
     for e in chain:
         names |= _names(e)
 
+    quota = _quota_fault(chain)
+    if quota is not None:
+        code, text, limit = quota
+        allowed = f"{limit} shells" if limit is not None else "its shells"
+        return QuotaExceededError(
+            f"{where} refused a shell{doing}: the account {info.username or '(no user)'!r} "
+            f"already holds the {allowed} WinRM allows it (WSManFault {code}: {text[:300]}). "
+            "Close other sessions of this account (Remove-PSSession, other cmproxy runs), "
+            "lower account_max_shells below the endpoint's MaxShellsPerUser, or raise the quota "
+            "(WSMan:\\localhost\\Plugin\\microsoft.powershell\\Quotas\\MaxShellsPerUser).",
+            limit=limit,
+            code=code,
+        )
     if isinstance(exc, auth_errors) or any(
         n.startswith("spnego.exceptions.") and "Error" in n for n in names
     ):

@@ -22,6 +22,7 @@ import json
 import logging
 import threading
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -30,11 +31,13 @@ from pypsrp.exceptions import AuthenticationError as PypsrpAuthenticationError
 from pypsrp.exceptions import WSManFaultError
 from pypsrp.powershell import PowerShell, RunspacePool
 from pypsrp.serializer import TaggedValue
-from pypsrp.wsman import WSMan
+from pypsrp.wsman import SelectorSet, WSMan
 
-from cmproxy._exceptions import CMProxyError, PowerShellError, TransportError
-from cmproxy.connection import ConnectionInfo
+from cmproxy._exceptions import CMProxyError, PowerShellError, QuotaExceededError, TransportError
+from cmproxy.connection import DEFAULT_MAX_POOLS, ConnectionInfo
 from cmproxy.model import Secret
+from cmproxy.retry import wait_for_quota
+from cmproxy.slots import ShellSlots, Slot
 from cmproxy.transports.base import (
     ErrorInfo,
     Result,
@@ -45,7 +48,7 @@ from cmproxy.transports.base import (
     translate_exception,
 )
 
-__all__ = ["PSRPTransport"]
+__all__ = ["DEFAULT_MAX_POOLS", "PSRPTransport"]
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +56,12 @@ log = logging.getLogger(__name__)
 _POOL_GONE = frozenset({0x8033805B, 0x80338029})
 
 
-#: Runspace pools one session may open at most, by default (each is one WinRM shell and one
-#: wsmprovhost process with the ConfigurationManager module loaded on the SMS Provider; WinRM
-#: allows 30 shells per user by default).
-DEFAULT_MAX_POOLS = 12
+#: Runspace pools one session may open at most, by default, is `ConnectionInfo.max_pools`
+#: (DEFAULT_MAX_POOLS, 12): each is one WinRM shell and one wsmprovhost process with the
+#: ConfigurationManager module loaded on the SMS Provider. The endpoint refuses a user's shells
+#: beyond its MaxShellsPerUser (25 for the PowerShell plug-in), whichever process asks, so the
+#: pools of all of an account's cmproxy processes also share `account_max_shells` slots
+#: (cmproxy.slots), and a quota fault is met with fewer pools or a bounded wait.
 
 #: The second command of every step's pipeline: the step's output comes back as JSON text, at
 #: most PACK_ROWS objects per string, instead of one CLIXML object (one PSRP message) per row.
@@ -80,13 +85,26 @@ while ($i -lt $rows.Count) {{
 
 
 class _Lane:
-    """One runspace pool (one runspace) with its own WSMan connection and bootstrap."""
+    """One runspace pool (one runspace) with its own WSMan connection and bootstrap, and the
+    account-wide shell slot it holds while it has a pool (or is opening one)."""
 
     def __init__(self) -> None:
         self.wsman: WSMan | None = None
         self.pool: RunspacePool | None = None
         self.keys_exchanged = False
         self.last_used = 0.0
+        self.slot: Slot | None = None
+        #: The pool's connection settings, to delete its shell if its own connection broke.
+        self.info: ConnectionInfo | None = None
+
+    def release_slot(self) -> None:
+        slot, self.slot = self.slot, None
+        if slot is not None:
+            slot.release()
+
+
+class _Fewer(Exception):  # noqa: N818 - internal signal
+    """No shell for one more pool (quota or slots); carry on with the pools already open."""
 
 
 class PSRPTransport(Transport):
@@ -106,14 +124,18 @@ class PSRPTransport(Transport):
         setup: Step | None = None,
         *,
         health_check_after: float = 10.0,
-        max_pools: int = DEFAULT_MAX_POOLS,
+        max_pools: int | None = None,
     ) -> None:
         super().__init__(info, setup)
         self.health_check_after = health_check_after
-        self.max_pools = max(1, max_pools)
+        self.max_pools = max(1, max_pools if max_pools is not None else info.max_pools)
+        self._slots = ShellSlots.for_connection(info)
         self._lock = threading.Lock()
         self._idle: list[_Lane] = []
         self._lanes: list[_Lane] = []
+        # Pools are closed even when the transport is never closed: when it is garbage
+        # collected, or at interpreter exit (the finalizer holds the lane list, not self).
+        self._finalizer = weakref.finalize(self, _close_lanes, self._lanes, parallel=False)
         self._available = threading.Condition(self._lock)
         self._closed = False
         #: How many pools were opened; a new generation means a fresh runspace.
@@ -157,23 +179,20 @@ class PSRPTransport(Transport):
 
     # -- pool life cycle --------------------------------------------------------------------
 
-    def _open_pool(self, lane: _Lane, one_at_a_time: bool = False) -> RunspacePool:
+    def _open_pool(
+        self, lane: _Lane, one_at_a_time: bool = False, *, wait: bool = True
+    ) -> RunspacePool:
         """Open (and bootstrap) the lane's pool. `one_at_a_time`: wait for the pools being
-        opened before this one, so each starts its bootstrap as soon as it can."""
+        opened before this one, so each starts its bootstrap as soon as it can. `wait`: when
+        the account's shells are all taken (slots or the endpoint's quota), wait up to
+        `info.quota_wait` for one; else raise QuotaExceededError at once."""
         self._discard_pool(lane)
         try:
-            with self._opening if one_at_a_time else contextlib.nullcontext():
-                lane.wsman = WSMan(**self.info.to_pypsrp_kwargs())
-                pool = RunspacePool(
-                    lane.wsman,
-                    configuration_name=self.info.configuration_name,
-                    min_runspaces=1,
-                    max_runspaces=1,
-                )
-                pool.open()
-        except Exception as exc:
-            self._abandon_pool(lane)
-            raise self._translate(exc, "opening the PowerShell runspace") from None
+            pool = (
+                self._open_waiting(lane, one_at_a_time)
+                if wait
+                else self._open_once(lane, one_at_a_time)
+            )
         finally:
             if one_at_a_time:  # one warming lane less to open (opened or failed)
                 with self._available:
@@ -189,14 +208,52 @@ class PSRPTransport(Transport):
             self.last_setup = self._invoke(lane, pool, self.setup, keys=self._keys_on_open)
         return pool
 
+    def _open_waiting(self, lane: _Lane, one_at_a_time: bool) -> RunspacePool:
+        """`_open_once`, again while the quota is full, for up to `quota_wait` seconds."""
+        return wait_for_quota(
+            lambda: self._open_once(lane, one_at_a_time),
+            deadline=self.info.quota_wait,
+            what=f"a runspace pool on {self.info.endpoint}",
+        )
+
+    def _take_slot(self, lane: _Lane) -> None:
+        if self._slots is not None and lane.slot is None:
+            lane.slot = self._slots.take()
+
+    def _open_once(self, lane: _Lane, one_at_a_time: bool) -> RunspacePool:
+        """Take a slot and open a pool on the endpoint (one try)."""
+        self._take_slot(lane)
+        pool: RunspacePool | None = None
+        try:
+            with self._opening if one_at_a_time else contextlib.nullcontext():
+                lane.info = self.info
+                lane.wsman = WSMan(**self.info.to_pypsrp_kwargs())
+                pool = RunspacePool(
+                    lane.wsman,
+                    configuration_name=self.info.configuration_name,
+                    min_runspaces=1,
+                    max_runspaces=1,
+                )
+                pool.open()
+        except Exception as exc:
+            lane.pool = pool  # a shell created before the failure is deleted, not leaked
+            self._abandon_pool(lane)
+            error = self._translate(exc, "opening the PowerShell runspace")
+            if isinstance(error, QuotaExceededError):
+                lane.release_slot()  # the endpoint has no shell for it: the slot is free
+            raise error from None
+        return pool
+
     @staticmethod
     def _discard_pool(lane: _Lane) -> None:
+        """Close the lane's pool (its shell on the server); keeps the lane's slot."""
         pool, lane.pool = lane.pool, None
         if pool is not None and pool.state == RunspacePoolState.OPENED:
             try:
                 pool.close()
             except Exception:  # closing a broken pool must not mask anything
                 log.debug("closing a runspace pool failed", exc_info=True)
+                _delete_shell(lane.info, pool)
         wsman, lane.wsman = lane.wsman, None
         if wsman is not None:
             try:
@@ -206,19 +263,24 @@ class PSRPTransport(Transport):
 
     @staticmethod
     def _abandon_pool(lane: _Lane) -> None:
-        """Forget a pool whose connection broke, without talking to the server again."""
-        lane.pool = None
+        """Forget a pool whose connection broke: its state and encryption context are unknown,
+        so it is never used again. Its shell is deleted over a fresh connection (best effort):
+        left on the server it would hold one of the account's shells until the endpoint's
+        idle timeout (two hours by default)."""
+        pool, lane.pool = lane.pool, None
         wsman, lane.wsman = lane.wsman, None
         if wsman is not None:
             try:
                 wsman.close()
             except Exception:
                 log.debug("closing a broken WSMan connection failed", exc_info=True)
+        if pool is not None:
+            _delete_shell(lane.info, pool)
 
-    def _healthy_pool(self, lane: _Lane, one_at_a_time: bool = False) -> RunspacePool:
+    def _healthy_pool(self, lane: _Lane) -> RunspacePool:
         pool = lane.pool
         if pool is None or pool.state != RunspacePoolState.OPENED:
-            return self._open_pool(lane, one_at_a_time)
+            return self._open_more(lane)
         if time.monotonic() - lane.last_used >= self.health_check_after:
             try:
                 alive = pool.is_alive(timeout=int(self.info.connection_timeout))
@@ -226,8 +288,34 @@ class PSRPTransport(Transport):
                 alive = False
             if not alive:
                 log.info("the runspace pool on %s died; opening a new one", self.info.endpoint)
-                return self._open_pool(lane)
+                return self._open_more(lane)
         return pool
+
+    def _open_more(self, lane: _Lane) -> RunspacePool:
+        """Open the lane's pool. The first pool waits for a shell when the quota is full; one
+        more beside pools already open does not: `_Fewer`, the step runs on those."""
+        with self._lock:
+            others = any(other is not lane and other.pool is not None for other in self._lanes)
+        try:
+            return self._open_pool(lane, wait=not others)
+        except QuotaExceededError as exc:
+            if not others:
+                raise
+            self._fewer(lane, exc)
+            raise _Fewer from None
+
+    def _fewer(self, lane: _Lane, exc: QuotaExceededError) -> None:
+        """No shell for this lane: hold no more pools than are open now (steps wait for them)."""
+        with self._available:
+            open_now = sum(1 for other in self._lanes if other is not lane and other.pool)
+            if open_now and open_now < self.max_pools:
+                self.max_pools = open_now
+                log.info(
+                    "WinRM shell quota on %s: continuing with %d runspace pools (%s)",
+                    self.info.endpoint,
+                    open_now,
+                    exc,
+                )
 
     def _translate(self, exc: BaseException, stage: str) -> CMProxyError:
         return translate_exception(
@@ -237,14 +325,18 @@ class PSRPTransport(Transport):
     # -- running ----------------------------------------------------------------------------
 
     def connect(self) -> Result | None:
-        lane = self._borrow()
-        try:
-            self._healthy_pool(lane)
-        except BaseException:
-            self._drop_lane(lane)
-            raise
-        self._give_back(lane)
-        return self.last_setup
+        while True:
+            lane = self._borrow()
+            try:
+                self._healthy_pool(lane)
+            except _Fewer:
+                self._drop_lane(lane)  # no shell for it: wait for a lane already open
+                continue
+            except BaseException:
+                self._drop_lane(lane)
+                raise
+            self._give_back(lane)
+            return self.last_setup
 
     def warm(self, concurrency: int, *, secrets: bool = False, wait: bool = True) -> None:
         """Open pools for `concurrency` concurrent steps now (up to max_pools).
@@ -271,9 +363,12 @@ class PSRPTransport(Transport):
 
         def open_one(lane: _Lane) -> None:
             try:
-                self._healthy_pool(lane, one_at_a_time=True)
+                # Never waits for a shell: a pool the quota refuses is one pool less.
+                self._open_pool(lane, one_at_a_time=True, wait=False)
             except Exception as exc:  # the lane is dropped; a later step reports
                 log.info("warming a runspace pool on %s failed: %s", self.info.endpoint, exc)
+                if isinstance(exc, QuotaExceededError):
+                    self._fewer(lane, exc)
                 self._drop_lane(lane)
             else:
                 if not self._give_back(lane):  # closed while it opened: not to be leaked
@@ -292,20 +387,25 @@ class PSRPTransport(Transport):
     def _drop_lane(self, lane: _Lane) -> None:
         """A lane that failed to open is not kept (the next borrower opens a fresh one)."""
         self._discard_pool(lane)
+        lane.release_slot()
         with self._available:
             if lane in self._lanes:
                 self._lanes.remove(lane)
             self._available.notify()
 
     def run(self, step: Step) -> Result:
-        lane = self._borrow()
-        try:
-            return self._run_on(lane, step)
-        finally:
-            if lane.pool is None:
-                self._drop_lane(lane)
-            else:
-                self._give_back(lane)
+        while True:
+            lane = self._borrow()
+            try:
+                return self._run_on(lane, step)
+            except _Fewer:
+                continue  # no shell for another pool: wait for one of those open
+            finally:
+                if lane.pool is None:
+                    self._drop_lane(lane)
+                elif not self._give_back(lane):  # closed meanwhile: not to be leaked
+                    self._discard_pool(lane)
+                    lane.release_slot()
 
     def _run_on(self, lane: _Lane, step: Step) -> Result:
         pool = self._healthy_pool(lane)
@@ -315,7 +415,7 @@ class PSRPTransport(Transport):
             # The command never started (the server did not know the pool): safe to retry once
             # on a new pool, which also re-runs the bootstrap.
             log.info("runspace pool vanished on %s; retrying on a new pool", self.info.endpoint)
-            return self._invoke(lane, self._open_pool(lane), step)
+            return self._invoke(lane, self._open_more(lane), step)
         except PowerShellError:
             raise  # a remote error record: the pool itself is fine
         except CMProxyError:
@@ -396,10 +496,54 @@ class PSRPTransport(Transport):
     def close(self) -> None:
         """Close every pool, side by side (each close is a round trip to the server)."""
         with self._available:
-            lanes, self._lanes, self._idle = self._lanes, [], []
+            lanes = list(self._lanes)
+            self._lanes.clear()  # in place: the finalizer holds this list
+            self._idle.clear()
             self._available.notify_all()
-        with ThreadPoolExecutor(max(1, len(lanes)), thread_name_prefix="cmproxy-close") as pool:
-            list(pool.map(self._discard_pool, lanes))
+        _close_lanes(lanes)
+
+
+def _close_lanes(lanes: list[_Lane], *, parallel: bool = True) -> None:
+    """Close the lanes' pools, side by side or (the finalizer: at interpreter exit no new
+    thread may start) one by one, and free their slots."""
+    lanes = list(lanes)
+    if not lanes:
+        return
+
+    def close_one(lane: _Lane) -> None:
+        try:
+            PSRPTransport._discard_pool(lane)
+        finally:
+            lane.release_slot()
+
+    if not parallel:
+        for lane in lanes:
+            close_one(lane)
+        return
+    with ThreadPoolExecutor(len(lanes), thread_name_prefix="cmproxy-close") as pool:
+        list(pool.map(close_one, lanes))
+
+
+def _delete_shell(info: ConnectionInfo | None, pool: RunspacePool) -> None:
+    """Delete the pool's shell over a fresh connection, best effort, with short timeouts."""
+    shell = getattr(pool, "shell", None)
+    shell_id = getattr(shell, "id", None)
+    if info is None or shell is None or not shell_id or not getattr(shell, "opened", False):
+        return  # no shell was created (pypsrp marks it opened once Create succeeded)
+    kwargs = info.to_pypsrp_kwargs()
+    kwargs.update(
+        connection_timeout=min(info.connection_timeout, 5.0),
+        read_timeout=min(info.read_timeout, 10.0),
+        operation_timeout=min(int(info.operation_timeout), 5),
+    )
+    selectors = SelectorSet()
+    selectors.add_option("ShellId", shell_id)
+    try:
+        with WSMan(**kwargs) as wsman:
+            wsman.delete(shell.resource_uri, selector_set=selectors)
+        log.debug("deleted the shell %s of a broken runspace pool", shell_id)
+    except Exception:  # gone already, or the endpoint is unreachable: the idle timeout will
+        log.debug("could not delete the shell %s", shell_id, exc_info=True)
 
 
 class _PoolGone(Exception):  # noqa: N818 - internal signal

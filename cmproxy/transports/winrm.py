@@ -30,6 +30,7 @@ import json
 import logging
 import re
 import threading
+import weakref
 from typing import Any
 
 from winrm.exceptions import AuthenticationError as WinRMAuthenticationError
@@ -39,6 +40,8 @@ from winrm.protocol import Protocol
 from cmproxy._exceptions import CMProxyError, TransportError
 from cmproxy.connection import ConnectionInfo
 from cmproxy.model import Secret
+from cmproxy.retry import wait_for_quota
+from cmproxy.slots import ShellSlots, Slot
 from cmproxy.transports.base import (
     ErrorInfo,
     Result,
@@ -162,9 +165,12 @@ class WinRSTransport(Transport):
 
     def __init__(self, info: ConnectionInfo, setup: Step | None = None) -> None:
         super().__init__(info, setup)
-        self._protocol: Protocol | None = None
-        self._shell_id: str | None = None
         self._lock = threading.RLock()
+        self._slots = ShellSlots.for_connection(info)
+        #: The open shell: protocol, shell id and its account-wide slot (see cmproxy.slots).
+        self._held = _HeldShell()
+        # The shell is closed even when the transport is not: at garbage collection or exit.
+        self._finalizer = weakref.finalize(self, self._held.close)
 
     def _translate(self, exc: BaseException, stage: str) -> CMProxyError:
         if isinstance(exc, WinRMTransportError) and getattr(exc, "code", None) == 401:
@@ -194,14 +200,26 @@ class WinRSTransport(Transport):
         )
 
     def _shell(self) -> tuple[Protocol, str]:
-        if self._protocol is not None and self._shell_id is not None:
-            return self._protocol, self._shell_id
+        held = self._held
+        if held.protocol is not None and held.shell_id is not None:
+            return held.protocol, held.shell_id
+        return wait_for_quota(
+            self._open_shell,
+            deadline=self.info.quota_wait,
+            what=f"a WinRS shell on {self.info.endpoint}",
+        )
+
+    def _open_shell(self) -> tuple[Protocol, str]:
+        held = self._held
+        if self._slots is not None and held.slot is None:
+            held.slot = self._slots.take()
         try:
             protocol = self._make_protocol()
             shell_id = protocol.open_shell(codepage=65001, noprofile=True)
         except Exception as exc:
+            held.release_slot()
             raise self._translate(exc, "opening a WinRS shell") from None
-        self._protocol, self._shell_id = protocol, shell_id
+        held.protocol, held.shell_id = protocol, shell_id
         return protocol, shell_id
 
     def connect(self) -> Result | None:
@@ -252,17 +270,37 @@ class WinRSTransport(Transport):
         return stdout, stderr, code
 
     def _forget_shell(self) -> None:
-        protocol, shell_id = self._protocol, self._shell_id
-        self._protocol = self._shell_id = None
-        if protocol is not None and shell_id is not None:
-            try:
-                protocol.close_shell(shell_id)
-            except Exception:  # the shell may already be gone
-                log.debug("closing a WinRS shell failed", exc_info=True)
+        self._held.close()
 
     def close(self) -> None:
         with self._lock:
             self._forget_shell()
+
+
+class _HeldShell:
+    """The transport's WinRS shell and its slot; `close()` deletes the shell, frees the slot."""
+
+    def __init__(self) -> None:
+        self.protocol: Protocol | None = None
+        self.shell_id: str | None = None
+        self.slot: Slot | None = None
+
+    def release_slot(self) -> None:
+        slot, self.slot = self.slot, None
+        if slot is not None:
+            slot.release()
+
+    def close(self) -> None:
+        protocol, shell_id = self.protocol, self.shell_id
+        self.protocol = self.shell_id = None
+        try:
+            if protocol is not None and shell_id is not None:
+                try:
+                    protocol.close_shell(shell_id)
+                except Exception:  # the shell may already be gone
+                    log.debug("closing a WinRS shell failed", exc_info=True)
+        finally:
+            self.release_slot()
 
 
 class _ShellGone(Exception):  # noqa: N818 - internal signal

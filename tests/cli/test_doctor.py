@@ -38,8 +38,7 @@ def test_doctor_text_and_json(site: Site) -> None:
         "Value2",
         "ModuleVersion",
         "5.1.17763.5576",
-        "WSMan:\\localhost\\Shell\\MaxShellsPerUser",
-        "not readable",
+        "winrm/config/winrs MaxShellsPerUser",
         "all checks passed",
     ):
         assert expected in text.stdout, expected
@@ -66,11 +65,14 @@ def test_doctor_text_and_json(site: Site) -> None:
     assert account["value"]  # the server picked has a proxy account
     assert shapes[("SMS Software Update Point", "UseProxyForADR")]["status"] == "ok"
     assert shapes[("SMS_WSUS_CONFIGURATION_MANAGER", "ParentWSUS")]["expected_field"] == "Value2"
-    # The emulator has no Get-Item (no WSMan: provider items): said so, not faked.
-    assert data["quotas"]
-    for quota in data["quotas"]:
-        assert quota["readable"] is False
-        assert "Get-Item" in quota["reason"]
+    # The quotas come from WSMan Gets of the endpoint's configuration (Windows' defaults).
+    quotas = {q["path"]: q for q in data["quotas"]}
+    assert quotas["winrm/config/winrs MaxShellsPerUser"]["value"] == "30"
+    plugin = "winrm/config/plugin?Name=Microsoft.PowerShell MaxShellsPerUser"
+    assert quotas[plugin]["value"] == "25"
+    [quota_check] = [c for c in data["checks"] if c["name"] == "WinRM quotas"]
+    assert quota_check["status"] == "ok"
+    assert "below MaxShellsPerUser 25" in quota_check["detail"]
     assert data["write_test"] is None
     assert not site.writes()  # read-only by default
 

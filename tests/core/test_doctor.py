@@ -15,7 +15,6 @@ from cmproxy.doctor_facts import (
     SUP,
     WCM,
     check_shapes,
-    quota_paths,
 )
 from cmproxy.templates import load_template
 
@@ -132,12 +131,6 @@ def test_connection_facts_hold_no_secret() -> None:
     assert facts["tls"] is True
     assert facts["cert_validation"] is True
     assert facts["endpoint"] == "https://cm01.contoso.com:5986/wsman"
-
-
-def test_quota_paths_follow_the_session_configuration() -> None:
-    paths = quota_paths("Contoso.CMProxy")
-    assert "WSMan:\\localhost\\Shell\\MaxShellsPerUser" in paths
-    assert "WSMan:\\localhost\\Plugin\\Contoso.CMProxy\\Quotas\\MaxShellsPerUser" in paths
 
 
 def test_the_report_fails_only_on_a_failed_check() -> None:

@@ -140,6 +140,23 @@ options:
       - The SMS Provider's FQDN for the site drive (default the server's own name).
       - If not set, E(CMPROXY_PROVIDER_MACHINE_NAME) is used.
     type: str
+  max_pools:
+    description:
+      - Runspace pools (WinRM shells) one session opens at most for concurrent steps.
+      - If not set, E(CMPROXY_MAX_POOLS) is used, else 12.
+    type: int
+  account_max_shells:
+    description:
+      - Shells all cmproxy processes of this account hold at most on the endpoint, across
+        processes on the controller; keep it below the endpoint's MaxShellsPerUser.
+        V(0) turns the cross-process cap off.
+      - If not set, E(CMPROXY_ACCOUNT_MAX_SHELLS) is used, else 20.
+    type: int
+  quota_wait:
+    description:
+      - Seconds a session waits for a free shell when the WinRM quota is full.
+      - If not set, E(CMPROXY_QUOTA_WAIT) is used, else 120.
+    type: float
 requirements:
   - python >= 3.11
   - cmproxy (on the host that runs the module, usually the controller)

@@ -92,6 +92,9 @@ CMPROXY_OPTIONS: dict[str, dict[str, Any]] = {
     },
     "module_path": {"type": "str", "fallback": _env("CMPROXY_MODULE_PATH")},
     "provider_machine_name": {"type": "str", "fallback": _env("CMPROXY_PROVIDER_MACHINE_NAME")},
+    "max_pools": {"type": "int", "fallback": _env("CMPROXY_MAX_POOLS")},
+    "account_max_shells": {"type": "int", "fallback": _env("CMPROXY_ACCOUNT_MAX_SHELLS")},
+    "quota_wait": {"type": "float", "fallback": _env("CMPROXY_QUOTA_WAIT")},
 }
 
 JOURNAL_OPTIONS: dict[str, dict[str, Any]] = {"journal_path": {"type": "path"}}
