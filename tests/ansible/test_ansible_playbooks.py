@@ -101,7 +101,8 @@ def test_check_then_apply_then_idempotent(runner: Runner, emulator: Emulator) ->
     assert planned["journal"] is None and planned["transaction_id"] is None
     assert written_calls(emulator) == []
     assert {s: proxy_of(emulator, s) for s in (DP1, DP2)} == before
-    assert not (runner.home / ".cmproxy").exists(), "check mode must not create the journal"
+    journal = runner.home / ".cmproxy" / "journal.sqlite3"
+    assert not journal.exists(), "check mode must not create the journal"
     # The diff: before/after per server and field; the new account's password masked.
     assert "--- before" in check.stdout and "+++ after" in check.stdout
     assert '"server": "proxy-ansible.contoso.com"' in check.stdout

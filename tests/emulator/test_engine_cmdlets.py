@@ -54,6 +54,23 @@ def test_missing_drive_path_and_new_psdrive(demo_state: SiteState) -> None:
     assert res.output == [True, "Contoso Primary Site 1"], res
 
 
+def test_a_site_drive_is_named_after_a_site_its_provider_serves(demo_state: SiteState) -> None:
+    """`New-PSDrive -Name <SiteCode> -PSProvider CMSite -Root <SMSProviderFQDN>`
+    (configmgr-cmdlets.md §1.2): the name is the site code the drive opens on that provider;
+    a code the provider does not serve is refused (id and text [UNCONFIRMED])."""
+    eng = SiteEngine(demo_state, sleep=lambda _s: None, auto_site_drive=False)
+    rs = eng.open_runspace("CONTOSO\\svc")
+    res = rs.run_script(
+        "Import-Module ConfigurationManager\n"
+        "New-PSDrive -Name ZZ9 -PSProvider CMSite -Root cm-ps1.contoso.com"
+    )
+    assert res.terminating is not None or res.errors
+    [rec] = [res.terminating] if res.terminating else res.errors
+    assert rec.error_id == "ProviderConnectionFailed"
+    assert "ZZ9" in rec.message
+    assert rs.run_script("Test-Path 'ZZ9:\\'").output == [False]
+
+
 def test_import_clashing_drive_name(engine: SiteEngine, demo_state: SiteState) -> None:
     from cmproxy.emulator.state import Site
 

@@ -394,14 +394,27 @@ def _new_psdrive(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
                 target=name,
             )
         )
-    site = next(
-        (
-            s
-            for s in ctx.state.sites()
-            if site_provider(rs, s) and site_provider(rs, s).lower() == root.lower()
-        ),
-        None,
-    )
+    served = [
+        s
+        for s in ctx.state.sites()
+        if site_provider(rs, s) and site_provider(rs, s).lower() == root.lower()
+    ]
+    # The drive's name is the site code it opens (`New-PSDrive -Name <SiteCode> -PSProvider
+    # CMSite -Root <SMSProviderFQDN>`, configmgr-cmdlets.md §1.2): a provider serves its own
+    # site's namespace only.
+    site = next((s for s in served if s.code.lower() == name.lower()), None)
+    if served and site is None:
+        # [UNCONFIRMED] id and text: the provider has no namespace for that site code.
+        raise PSError(
+            ctx.error(
+                f"Cannot connect to site '{name}' on the SMS Provider '{root}': the provider "
+                f"serves site {served[0].code}.",
+                "ProviderConnectionFailed",
+                category="ConnectionError",
+                exception="System.Management.ManagementException",
+                target=root,
+            )
+        )
     if site is None:
         # [emulator] text: an SMS Provider that does not exist in the hierarchy.
         raise PSError(
