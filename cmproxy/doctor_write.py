@@ -16,10 +16,15 @@ import attrs
 
 from cmproxy._exceptions import CMProxyError
 from cmproxy.doctor_facts import FIELDS, SITE_SYSTEM, SUP, Facts, Status, read_facts
-from cmproxy.invocation import AccountLookup, Invocation
 from cmproxy.journal import Journal, JournalEntry
 from cmproxy.model import SiteState, SiteSystemServer, SupFlags
-from cmproxy.plan import Change, ChangeKind, FieldChange
+from cmproxy.plan import (
+    Change,
+    ChangeKind,
+    FieldChange,
+    proxy_invocation,
+    sup_flags_invocation,
+)
 from cmproxy.roles import SoftwareUpdatePoint
 from cmproxy.transaction import RESTORE_OPTIONS, ServerSnapshot, restore_desired, run_transaction
 
@@ -164,25 +169,7 @@ def _rewrites(server: SiteSystemServer) -> list[Change]:
     """The changes that write the server's own values back (the planner drops such no-op
     changes, so they are built here, exactly as the planner would build a real one)."""
     proxy = server.proxy
-    if proxy.enabled:
-        invocation = Invocation.of(
-            "Set-CMSiteSystemServer",
-            SiteSystemServerName=server.name,
-            SiteCode=server.site_code,
-            EnableProxy=True,
-            ProxyServerName=proxy.server,
-            ProxyServerPort=proxy.port,
-            ProxyAccessAccount=(
-                AccountLookup(proxy.account, server.site_code) if proxy.account else None
-            ),
-        )
-    else:
-        invocation = Invocation.of(
-            "Set-CMSiteSystemServer",
-            SiteSystemServerName=server.name,
-            SiteCode=server.site_code,
-            EnableProxy=False,
-        )
+    invocation = proxy_invocation(server, proxy)
     changes = [
         Change(
             kind=ChangeKind.SET_SERVER_PROXY,
@@ -205,13 +192,7 @@ def _rewrites(server: SiteSystemServer) -> list[Change]:
                 before=flags,
                 after=flags,
                 fields=(FieldChange("sup", flags.describe(), flags.describe(), "written back"),),
-                invocation=Invocation.of(
-                    "Set-CMSoftwareUpdatePoint",
-                    SiteSystemServerName=server.name,
-                    SiteCode=server.site_code,
-                    UseProxy=flags.use_proxy,
-                    UseProxyForAutoDeploymentRule=flags.use_proxy_for_adr,
-                ),
+                invocation=sup_flags_invocation(server, flags),
                 reasons=("cmproxy doctor --write-test: the server's own values written back",),
             )
         )

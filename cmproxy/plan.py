@@ -364,25 +364,7 @@ class _Planner:
         if before.same_as(after):
             return None
         server = target.server
-        if after.enabled:
-            invocation = Invocation.of(
-                "Set-CMSiteSystemServer",
-                SiteSystemServerName=server.name,
-                SiteCode=server.site_code,
-                EnableProxy=True,
-                ProxyServerName=after.server,
-                ProxyServerPort=after.port,
-                ProxyAccessAccount=(
-                    AccountLookup(after.account, server.site_code) if after.account else None
-                ),
-            )
-        else:
-            invocation = Invocation.of(
-                "Set-CMSiteSystemServer",
-                SiteSystemServerName=server.name,
-                SiteCode=server.site_code,
-                EnableProxy=False,
-            )
+        invocation = proxy_invocation(server, after)
         reasons = [*target.reasons]
         if len(target.labels) > 1:
             reasons.append("R1: one proxy for " + ", ".join(target.labels))
@@ -542,15 +524,43 @@ class _Planner:
             before=before,
             after=after,
             fields=fields,
-            invocation=Invocation.of(
-                "Set-CMSoftwareUpdatePoint",
-                SiteSystemServerName=server.name,
-                SiteCode=server.site_code,
-                UseProxy=after.use_proxy,
-                UseProxyForAutoDeploymentRule=after.use_proxy_for_adr,
-            ),
+            invocation=sup_flags_invocation(server, after),
             reasons=reasons,
         )
+
+
+def proxy_invocation(server: SiteSystemServer, after: ProxySettings) -> Invocation:
+    """The `Set-CMSiteSystemServer` that gives `server` the proxy `after` (the account is
+    looked up by name at the site, so no password is needed for a registered one)."""
+    if not after.enabled:
+        return Invocation.of(
+            "Set-CMSiteSystemServer",
+            SiteSystemServerName=server.name,
+            SiteCode=server.site_code,
+            EnableProxy=False,
+        )
+    return Invocation.of(
+        "Set-CMSiteSystemServer",
+        SiteSystemServerName=server.name,
+        SiteCode=server.site_code,
+        EnableProxy=True,
+        ProxyServerName=after.server,
+        ProxyServerPort=after.port,
+        ProxyAccessAccount=(
+            AccountLookup(after.account, server.site_code) if after.account else None
+        ),
+    )
+
+
+def sup_flags_invocation(server: SiteSystemServer, after: SupFlags) -> Invocation:
+    """The `Set-CMSoftwareUpdatePoint` that gives `server` the SUP options `after`."""
+    return Invocation.of(
+        "Set-CMSoftwareUpdatePoint",
+        SiteSystemServerName=server.name,
+        SiteCode=server.site_code,
+        UseProxy=after.use_proxy,
+        UseProxyForAutoDeploymentRule=after.use_proxy_for_adr,
+    )
 
 
 def _flags(sup: SoftwareUpdatePoint) -> SupFlags:

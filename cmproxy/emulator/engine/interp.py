@@ -690,11 +690,16 @@ class Evaluator:
             table[existing if existing is not None else key] = item
 
     def loop_body(self, block: Node, out: list[Any], label: str | None = None) -> bool:
-        """One iteration of a loop, its output added to `out`; False after `break`. What the
-        iteration wrote before `break` / `continue` / `return` stays in the output (about_Break,
-        about_Continue); a break or continue naming another label leaves this loop too."""
+        """One iteration of a loop, its output added to `out`; False after `break`."""
+        return self.iteration(lambda: self.run_block(block), out, label)
+
+    def iteration(self, run: Callable[[], list[Any]], out: list[Any], label: str | None) -> bool:
+        """One pass of a loop or switch, its output added to `out`; False after `break`. What
+        the pass wrote before `break` / `continue` / `return` / an error stays in the output
+        (about_Break, about_Continue); a break or continue naming another label leaves this
+        loop too."""
         try:
-            out += self.run_block(block)
+            out += run()
         except LoopFlow as f:
             out += f.value
             if not f.applies_to(label):
@@ -786,26 +791,23 @@ class Evaluator:
                 self.check_stop()
                 self.rs.scope.set("_", item)
                 self.rs.scope.set("PSItem", item)
-                try:
+
+                def clauses_of(item: Any = item) -> list[Any]:
+                    # Each matching clause's output goes to `out` as it is written, so what
+                    # an earlier clause wrote stays when a later one breaks.
                     matched = False
                     for test, body in clauses:
                         if test is not None and self._switch_match(test, item, mode, case):
                             matched = True
-                            out += self.run_block(body)
+                            out.extend(self.run_block(body))
                     if not matched:
                         for test, body in clauses:
                             if test is None:
-                                out += self.run_block(body)
-                except LoopFlow as f:
-                    out += f.value
-                    if not f.applies_to(label):
-                        f.value = list(out)
-                        raise
-                    if isinstance(f, _Break):
-                        break
-                except (Return, PSError) as r:
-                    r.value = out + r.value
-                    raise
+                                out.extend(self.run_block(body))
+                    return []
+
+                if not self.iteration(clauses_of, out, label):
+                    break
         finally:
             self.rs.scope.set("_", old[1])
             self.rs.scope.set("PSItem", old[1])
