@@ -357,33 +357,12 @@ def _new_psdrive(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
     rs = ctx.rs
     name, prov, root = a["Name"], a["PSProvider"], a["Root"]
     pl = prov.lower()
-    if pl not in ("cmsite", "adminui.ps\\cmsite"):
-        if pl == "adminui.ps.provider\\cmsite" and "configurationmanager" in rs.modules:
-            # Module 5.2111+ renamed the provider's module part (reference §1.1, issue #248).
-            msg = f"Cannot find a provider with the name '{prov}'."
-        elif pl.endswith("cmsite") and "configurationmanager" not in rs.modules:
-            msg = f"Cannot find a provider with the name '{prov}'."
-        else:
-            raise NotSupportedByEmulator(f"New-PSDrive with provider '{prov}'")
-        raise PSError(
-            ctx.error(
-                msg,
-                "ProviderNotFound",
-                category="ObjectNotFound",
-                exception="System.Management.Automation.ProviderNotFoundException",
-                target=prov,
-            )
-        )
-    if "configurationmanager" not in rs.modules:
-        raise PSError(
-            ctx.error(
-                f"Cannot find a provider with the name '{prov}'.",
-                "ProviderNotFound",
-                category="ObjectNotFound",
-                exception="System.Management.Automation.ProviderNotFoundException",
-                target=prov,
-            )
-        )
+    if pl not in ("cmsite", "adminui.ps\\cmsite") and not pl.endswith("cmsite"):
+        raise NotSupportedByEmulator(f"New-PSDrive with provider '{prov}'")
+    # Module 5.2111+ renamed the provider's module part: 'AdminUI.PS.Provider\CMSite' is not
+    # found (reference §1.1, issue #248); no CMSite provider at all before the module import.
+    if pl not in ("cmsite", "adminui.ps\\cmsite") or "configurationmanager" not in rs.modules:
+        raise paths.provider_not_found(ctx, prov)
     if name.lower() in rs.drives:
         raise PSError(
             ctx.error(
