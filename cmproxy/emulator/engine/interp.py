@@ -1947,7 +1947,10 @@ def _dict_key(d: dict[Any, Any], key: Any) -> Any:
 def get_member(target: Any, name: str) -> Any:
     low = name.lower()
     if target is None or target is NOTHING:
-        return None
+        # PowerShell 3+ gives every object, $null included, Count and Length (0 for $null, 1
+        # for one object) when it has no such property of its own (Adapter.Tests.ps1, "Count
+        # and length property works for singletons"; about_Properties).
+        return 0 if low in ("count", "length") else None
     if isinstance(target, ErrorRecord):
         return _error_member(target, low)
     if isinstance(target, list | tuple):
@@ -1988,7 +1991,7 @@ def get_member(target: Any, name: str) -> Any:
             )
         if low == "pstypenames":
             return list(target.type_names)
-        if low == "count":
+        if low in ("count", "length"):
             return 1
         return None
     if isinstance(target, str):
@@ -1999,7 +2002,7 @@ def get_member(target: Any, name: str) -> Any:
         return None
     if isinstance(target, SecureValue):
         return len(target.reveal()) if low == "length" else None
-    if low == "count":
+    if low in ("count", "length"):
         return 1
     return None
 
