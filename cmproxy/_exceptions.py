@@ -5,6 +5,8 @@
     │   └── RuleViolation                      a desired state the product rules (R1–R14) refuse
     ├── PlanError                              a plan that cannot be built (e.g. unknown server)
     ├── ConflictError                          the server changed since it was read; nothing written
+    ├── JournalError                           the local journal cannot be used (newer schema,
+    │                                          full disk, read-only): names the file and the fix
     ├── ConnectionError                        the endpoint cannot be reached
     │   ├── AuthenticationError                credentials refused
     │   └── TLSError                           certificate not trusted / TLS failure
@@ -40,6 +42,7 @@ __all__ = [
     "ConsoleNotInstalledError",
     "DotNetFrameworkError",
     "ItemNotFoundError",
+    "JournalError",
     "ModuleBlockedError",
     "NotVisibleError",
     "ParameterBindingError",
@@ -96,6 +99,11 @@ class ConflictError(CMProxyError):
             f"{server}: changed since it was read ({detail}); nothing was written. "
             "Read the site again and re-plan."
         )
+
+
+class JournalError(CMProxyError):
+    """The transaction journal cannot be used: written by a newer cmproxy (schema version), on
+    a full disk, read-only or damaged. The message names the file and what to do."""
 
 
 class ConnectionError(CMProxyError):

@@ -381,7 +381,10 @@ def handled(common: Common, *, json_output: bool = False) -> Iterator[None]:
             }
             _emit_json({"ok": False, "error": record})
         err = make_console(stderr=True)
-        err.print(Text("error: ", style="bold red") + Text(_scrub(message, secrets)))
+        # one line however narrow the terminal: scripts grep it, people copy it
+        err.print(
+            Text("error: ", style="bold red") + Text(_scrub(message, secrets)), soft_wrap=True
+        )
         raise typer.Exit(code) from None
 
 

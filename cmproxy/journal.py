@@ -14,24 +14,42 @@ may claim its servers.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import attrs
 
-from cmproxy._exceptions import ConflictError
+from cmproxy._exceptions import ConflictError, JournalError
 
-__all__ = ["Hold", "Journal", "JournalEntry", "JournalTransaction", "default_journal_path"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "Hold",
+    "Journal",
+    "JournalEntry",
+    "JournalError",
+    "JournalTransaction",
+    "default_journal_path",
+]
 
-_SCHEMA = """
+# -- schema versions and migrations -----------------------------------------------------------
+#
+# The schema version is SQLite's `PRAGMA user_version` (0 in a file that never set it). Opening a
+# journal runs, in one write transaction, every migration above the file's version and stores
+# the new version; a file with a version above ours was written by a newer cmproxy and is
+# refused (`JournalError`), never read or written. To change the schema, append one function to
+# `_MIGRATIONS`: it gets the connection inside that transaction, must only add (tables, columns,
+# indexes, rows), and `SCHEMA_VERSION` follows.
+
+_V1 = """
 CREATE TABLE IF NOT EXISTS transactions (
     id TEXT PRIMARY KEY,
     created REAL NOT NULL,
@@ -60,6 +78,83 @@ CREATE TABLE IF NOT EXISTS changes (
     PRIMARY KEY (tx_id, seq)
 );
 """
+
+
+def _v1_base(db: sqlite3.Connection) -> None:
+    """The first versioned schema; `IF NOT EXISTS` also adopts a journal from before versions."""
+    for statement in _V1.split(";\n"):
+        if statement.strip():
+            db.execute(statement)
+
+
+#: Migration `n` (1-based) brings a journal from version n-1 to n.
+_MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1_base]
+#: The journal schema this cmproxy reads and writes.
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+
+def _migrate(db: sqlite3.Connection, path: Path) -> None:
+    """Bring the journal to `SCHEMA_VERSION` in one transaction; refuse a newer one."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        version = int(db.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            raise JournalError(
+                f"{path}: journal schema version {version} is newer than this cmproxy's "
+                f"(version {SCHEMA_VERSION}); upgrade cmproxy to use it. Nothing was read "
+                "or written."
+            )
+        for step in _MIGRATIONS[version:]:
+            step(db)
+        if version < SCHEMA_VERSION:
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION:d}")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+# -- SQLite errors as one line ----------------------------------------------------------------
+
+
+def _read_only(path: Path) -> bool:
+    """Whether the journal (or the directory its `-wal`/`-shm` go in) cannot be written."""
+    for target, flags in ((path, os.O_RDWR), (path.parent, os.O_RDONLY)):
+        if not target.exists():
+            continue
+        try:
+            os.close(os.open(target, flags))
+        except OSError as error:
+            if error.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+                return True
+        if os.statvfs(target).f_flag & os.ST_RDONLY:
+            return True
+    return False
+
+
+def _journal_error(path: Path, error: sqlite3.Error) -> JournalError:
+    """`error` as one line naming the file, what went wrong and what to do."""
+    name = getattr(error, "sqlite_errorname", "")
+    if name.startswith("SQLITE_FULL") or "disk is full" in str(error):
+        what = "the disk is full; free space there or choose another journal"
+    elif name.startswith("SQLITE_READONLY") or _read_only(path):
+        what = "the journal is read-only; make it writable or choose another journal"
+    else:
+        what = f"SQLite failed ({error}); check the file or choose another journal"
+    return JournalError(
+        f"{path}: {what} (--journal / CMPROXY_JOURNAL). This change was not recorded."
+    )
+
+
+@contextmanager
+def _sqlite_errors(path: Path) -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.Error as error:
+        raise _journal_error(path, error) from error
+
+
+# -- the journal --------------------------------------------------------------------------------
 
 
 def default_journal_path() -> Path:
@@ -109,14 +204,21 @@ class Journal:
         self.path = Path(path) if path is not None else default_journal_path()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=30
-        )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        with _sqlite_errors(self.path):
+            self._db = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=30
+            )
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=FULL")
+                _migrate(self._db, self.path)
+            except BaseException:
+                self._db.close()
+                raise
 
     def close(self) -> None:
+        """Close; the last connection to close checkpoints the WAL into the file and removes
+        it (SQLite's default), so a closed journal is one self-contained file."""
         with self._lock:
             self._db.close()
 
@@ -127,15 +229,26 @@ class Journal:
         self.close()
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
+    def _write(self, *, checkpoint: bool = False) -> Iterator[sqlite3.Connection]:
+        """One fsynced write transaction; SQLite errors become one `JournalError`.
+
+        `checkpoint` then copies the WAL into the main file (`wal_checkpoint(FULL)`), so a copy
+        of the file alone (without its `-wal`, as `cp journal.sqlite3` of a killed run's journal
+        makes) still shows what was committed: `begin`/`hold` use it, so an open transaction is
+        never only in the WAL. Later progress marks may be, which only makes a copy show more
+        open than it is, never less (recover re-reads the site before it decides).
+        """
+        with self._lock, _sqlite_errors(self.path):
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+            if checkpoint:
+                self._db.execute("PRAGMA wal_checkpoint(FULL)").fetchone()
 
     def begin(
         self,
@@ -158,7 +271,7 @@ class Journal:
         """
         names = list(dict.fromkeys(s.lower() for s in servers))
         hold_id = uuid.uuid4().hex
-        with self._write() as db:
+        with self._write(checkpoint=True) as db:
             free = [n for n in names if self._held(db, endpoint, [n]) is None]
             db.execute(
                 "INSERT INTO transactions (id, created, endpoint, status, detail) "
@@ -187,7 +300,7 @@ class Journal:
         if endpoint is not None:
             query += " AND endpoint = ?"
             args = (endpoint,)
-        with self._lock:
+        with self._lock, _sqlite_errors(self.path):
             return [str(row[0]) for row in self._db.execute(query + " ORDER BY created", args)]
 
     def begin_many(
@@ -206,7 +319,7 @@ class Journal:
         """
         now = time.time()
         claimed: list[str | ConflictError] = []
-        with self._write() as db:
+        with self._write(checkpoint=True) as db:
             for entries, changes in transactions:
                 held = self._held(
                     db, endpoint, [e.server for e in entries], hold.id if hold else ""
@@ -291,7 +404,7 @@ class Journal:
             )
 
     def status(self, tx_id: str) -> str:
-        with self._lock:
+        with self._lock, _sqlite_errors(self.path):
             row = self._db.execute(
                 "SELECT status FROM transactions WHERE id = ?", (tx_id,)
             ).fetchone()
@@ -301,7 +414,7 @@ class Journal:
 
     def open_transactions(self, endpoint: str | None = None) -> list[JournalTransaction]:
         """Unfinished transactions, oldest first (all endpoints unless one is named)."""
-        with self._lock:
+        with self._lock, _sqlite_errors(self.path):
             query = "SELECT id, endpoint, created FROM transactions WHERE status = 'open'"
             args: tuple[Any, ...] = ()
             if endpoint is not None:
@@ -330,5 +443,5 @@ class Journal:
 
     def dump(self) -> str:
         """The whole journal as text (tests check that no secret is in it)."""
-        with self._lock:
+        with self._lock, _sqlite_errors(self.path):
             return "\n".join(str(row) for row in self._db.iterdump())
