@@ -3,8 +3,12 @@
 NTLM authenticates a TCP connection, not a request, so one `ConnectionAuth` lives per
 connection. Message encryption (`multipart/encrypted`, HTTP-SPNEGO-session-encrypted) uses the
 completed context's `wrap_winrm` / `unwrap_winrm`, exactly the framing pypsrp and pywinrm use.
-pyspnego reads users from the file named by `NTLM_USER_FILE`; that variable is process-global,
-so `UserStore` writes one file per process holding every user any emulator was started with.
+pyspnego reads users from the file named by `NTLM_USER_FILE` (it checks the file exists when an
+acceptor is made and opens it at each authentication); that variable is process-global, so
+`UserStore` keeps one file per process holding every user any emulator was started with. The
+file holds clear passwords, so on Linux it lives only in memory (`memfd_create`, named through
+`/proc/<pid>/fd/<n>`) and vanishes with the process however it ends, SIGKILL included;
+elsewhere it is a 0600 temp file removed at exit.
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ class UserStore:
     _lock = threading.Lock()
     _users: dict[str, str] = {}  # noqa: RUF012 - process-global on purpose (NTLM_USER_FILE)
     _path: str | None = None
+    _memfds: list[int] = []  # noqa: RUF012 - process-global like the users
 
     @classmethod
     def register(cls, users: dict[str, str]) -> None:
@@ -78,16 +83,25 @@ class UserStore:
             if domain:
                 # A client that gives no domain (user "admin") sends an empty domain name.
                 lines.append(f":{user}:{password}")
-        if cls._path is None:
-            fd, path = tempfile.mkstemp(prefix="cmproxy-emulator-ntlm-", suffix=".txt")
-            os.close(fd)
-            cls._path = path
-            atexit.register(_remove_quietly, path)
-        tmp = cls._path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write("\n".join(lines) + "\n")
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, cls._path)
+        text = ("\n".join(lines) + "\n").encode("utf-8")
+        if hasattr(os, "memfd_create") and os.path.isdir(f"/proc/{os.getpid()}/fd"):
+            # A new memory file per change, never rewritten in place: a handshake that began
+            # with the previous one still reads it whole (the old ones stay open, a few bytes).
+            fd = os.memfd_create("cmproxy-emulator-ntlm")  # close-on-exec by default
+            os.write(fd, text)
+            cls._memfds.append(fd)
+            cls._path = f"/proc/{os.getpid()}/fd/{fd}"
+        else:
+            if cls._path is None:
+                fd, path = tempfile.mkstemp(prefix="cmproxy-emulator-ntlm-", suffix=".txt")
+                os.close(fd)
+                cls._path = path
+                atexit.register(_remove_quietly, path)
+            tmp = cls._path + ".tmp"
+            with open(tmp, "wb") as fh:
+                fh.write(text)
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, cls._path)
         os.environ["NTLM_USER_FILE"] = cls._path
 
 

@@ -146,7 +146,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        emu.start()
+        try:
+            emu.start()
+        except OSError as error:  # a busy port, an address not on this machine, no permission
+            reason = error.strerror or str(error)
+            print(
+                f"cmproxy emulator: cannot listen on {args.host}:{args.port}: {reason}",
+                file=sys.stderr,
+                flush=True,
+            )
+            return 1
         print(f"cmproxy emulator listening on {emu.endpoint}", flush=True)
         if emu.cert_path:
             print(f"certificate (trust this CA): {emu.cert_path}", flush=True)
