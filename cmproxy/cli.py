@@ -44,6 +44,7 @@ from cmproxy import (
     Outcome,
     Results,
     RuleViolation,
+    Secret,
     Session,
     SiteState,
     SoftwareUpdatePoint,
@@ -116,7 +117,8 @@ class Common:
     scheme: str | None = None
     auth: str | None = None
     username: str | None = None
-    password: str | None = None
+    #: A `Secret`, so the options' repr / `dataclasses.asdict` never show it.
+    password: Secret | None = None
     transport: str | None = None
     ca_cert: str | None = None
     no_cert_validation: bool = False
@@ -126,7 +128,10 @@ class Common:
 
     def secrets(self) -> list[str]:
         """Values that must never be printed."""
-        found = [self.password or "", os.environ.get("CMPROXY_PASSWORD", "")]
+        found = [
+            self.password.reveal() if self.password else "",
+            os.environ.get("CMPROXY_PASSWORD", ""),
+        ]
         return [s for s in found if s]
 
     def connection(self, *, interactive: bool) -> ConnectionInfo:
@@ -164,6 +169,13 @@ class Common:
 
     def open_journal(self) -> Journal:
         return Journal(self.journal) if self.journal is not None else Journal()
+
+
+def common_from(options: dict[str, Any]) -> Common:
+    """The shared options as typer gives them; the password becomes a `Secret` at once (an
+    empty `--password` is none: the variable or the prompt comes next)."""
+    password = options.get("password")
+    return Common(**{**options, "password": Secret(password) if password else None})
 
 
 _COMMON_OPTIONS: list[tuple[str, Any, Any]] = [
@@ -296,7 +308,7 @@ def with_common(func: F) -> F:
     names = {name for name, _k, _o in _COMMON_OPTIONS}
 
     def wrapper(**kwargs: Any) -> Any:
-        common = Common(**{k: kwargs.pop(k) for k in list(kwargs) if k in names})
+        common = common_from({k: kwargs.pop(k) for k in list(kwargs) if k in names})
         with handled(common, json_output=bool(kwargs.get("json_output"))):
             return func(common=common, **kwargs)
 

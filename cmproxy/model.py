@@ -44,17 +44,27 @@ DEFAULT_PROXY_PORT = 80
 _MASK = "********"
 
 
-@attrs.frozen(repr=False, eq=False)
 class Secret:
-    """A password held for one purpose: to be sent as a SecureString. It never renders."""
+    """A password held for one purpose: to be sent as a SecureString. It never renders.
 
-    _value: str = attrs.field(alias="value")
+    Deliberately not an attrs class: `attrs.asdict`/`astuple` recurse into attrs values, and
+    would hand out the clear text of every `ConnectionInfo`, `Account` or `ProxySettings` that
+    holds one. As a plain value it comes out of them as itself, still masked (`str`, `repr`,
+    `json.dumps(..., default=str)`); `copy` gives the same value, pickling is refused.
+    """
 
-    def __attrs_post_init__(self) -> None:
-        if not isinstance(self._value, str):
+    __slots__ = ("_value",)
+    _value: str
+
+    def __init__(self, value: str) -> None:
+        if not isinstance(value, str):
             raise ValidationError("password", _MASK, "must be a string")
-        if self._value == "":
+        if value == "":
             raise ValidationError("password", _MASK, "must not be empty")
+        object.__setattr__(self, "_value", value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("a Secret cannot be changed")
 
     def reveal(self) -> str:
         """The clear text, for the one place that turns it into a SecureString."""
@@ -65,6 +75,12 @@ class Secret:
 
     def __str__(self) -> str:
         return _MASK
+
+    def __copy__(self) -> Secret:
+        return self  # immutable: a copy in this process is the same value, still masked
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Secret:
+        return self
 
     def __reduce__(self) -> Any:
         raise TypeError("a Secret cannot be pickled or copied out of the process")
