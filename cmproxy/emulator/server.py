@@ -48,6 +48,10 @@ class ServerConfig:
     max_envelope_kb: int = 500
     #: Idle keep-alive connections are closed after this many seconds.
     idle_timeout: float = 120.0
+    #: http.sys's HeaderWait timer: seconds from a request's first byte to the end of its
+    #: header; then the connection is dropped (HTTP_TIMEOUT_LIMIT_INFO, default 120 s; httperr
+    #: reason Timer_HeaderWait). A client trickling its header cannot hold a thread forever.
+    header_wait: float = 120.0
     sleep: Callable[[float], None] = time.sleep
     #: The clock of shell idle timeouts (tests move it instead of waiting).
     clock: Callable[[], float] = time.monotonic
@@ -331,6 +335,28 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.address_string(), format % args)
 
+    def handle_one_request(self) -> None:
+        """Wait for a request under the idle timeout, then give its header `header_wait`."""
+        try:
+            started = self.rfile.peek(1)  # type: ignore[attr-defined]
+        except (OSError, ValueError):
+            self.close_connection = True
+            return
+        if not started:
+            self.close_connection = True
+            return
+        self.server.watch_header(self.connection)
+        try:
+            super().handle_one_request()
+        finally:
+            self.server.header_done(self.connection)
+
+    def parse_request(self) -> bool:
+        try:
+            return super().parse_request()
+        finally:
+            self.server.header_done(self.connection)
+
     # -- answers ---------------------------------------------------------------------------
 
     def _answer(
@@ -505,7 +531,64 @@ class EmulatorHTTPServer(http.server.ThreadingHTTPServer):
         self.https = ssl_context is not None
         self._open: set[Any] = set()
         self._open_lock = threading.Lock()
+        #: Connections taken (a thread each), for the service's MaxConnections.
+        self._active = 0
+        #: Sockets reading a request header, and when HeaderWait cuts them.
+        self._header_deadlines: dict[Any, float] = {}
+        self._stopped = threading.Event()
         super().__init__(address, _Handler)
+        threading.Thread(target=self._cut_slow_headers, daemon=True, name="header-wait").start()
+
+    # -- MaxConnections and HeaderWait -----------------------------------------------------
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """One thread per connection, up to the service's MaxConnections; beyond, 503 (over
+        HTTP; over HTTPS the connection is closed before its handshake [UNCONFIRMED])."""
+        cap = self.settings.quotas.max_connections
+        with self._open_lock:
+            full = 0 < cap <= self._active
+            if not full:
+                self._active += 1
+        if full:
+            log.info("MaxConnections (%d) reached: refusing %s", cap, client_address)
+            with contextlib.suppress(OSError):
+                if self.ssl_context is None:
+                    request.sendall(
+                        b"HTTP/1.1 503 Service Unavailable\r\nServer: Microsoft-HTTPAPI/2.0\r\n"
+                        b"Content-Length: 0\r\nConnection: close\r\n\r\n"
+                    )
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            with self._open_lock:
+                self._active -= 1
+            raise
+
+    def watch_header(self, sock: Any) -> None:
+        with self._open_lock:
+            self._header_deadlines[sock] = time.monotonic() + self.config.header_wait
+
+    def header_done(self, sock: Any) -> None:
+        with self._open_lock:
+            self._header_deadlines.pop(sock, None)
+
+    def _cut_slow_headers(self) -> None:
+        while not self._stopped.wait(0.1):
+            now = time.monotonic()
+            with self._open_lock:
+                late = [s for s, when in self._header_deadlines.items() if when <= now]
+                for sock in late:
+                    del self._header_deadlines[sock]
+            for sock in late:
+                log.info("HeaderWait expired: dropping a connection")
+                with contextlib.suppress(OSError):
+                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+    def server_close(self) -> None:
+        self._stopped.set()
+        super().server_close()
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         raw = request
@@ -523,6 +606,7 @@ class EmulatorHTTPServer(http.server.ThreadingHTTPServer):
         finally:
             with self._open_lock:
                 self._open.discard(raw)
+                self._active -= 1
 
     def close_connections(self) -> None:
         """Cut every open keep-alive connection (a server going away does the same)."""

@@ -174,6 +174,28 @@ class Quotas:
     #: the WinRS one (ERROR_WSMAN_QUOTA_MAX_SHELLS, 0x803381A5); no capture of the plug-in's
     #: fault was found. The message is the same either way.
     plugin_max_shells_fault_code: int = 2150859236
+    #: The WinRM service's MaxConnections (`winrm get winrm/config/service`, default 300: "the
+    #: maximum number of active requests that the service can process simultaneously",
+    #: "Installation and configuration for Windows Remote Management"). Enforced per open TCP
+    #: connection: one more is answered 503 and closed (http.sys logs such refusals as 503
+    #: ConnLimit / QueueFull, "Error logging in HTTP APIs"); [UNCONFIRMED] that WinRM counts
+    #: connections rather than requests in flight. 0 = no limit.
+    max_connections: int = 300
+
+
+@attrs.define
+class Limits:
+    """Resource caps of the emulated PowerShell host, so a hostile script gets PowerShell's
+    error instead of exhausting the emulator.
+
+    [UNCONFIRMED] `max_allocation`: on Windows `'x' * n` and `@(...) * n` allocate their result
+    at once (StringOps.Multiply, ArrayOps.Multiply in PowerShell's source) and fail with
+    System.OutOfMemoryException only when the CLR cannot allocate it, which depends on the
+    machine's memory (and .NET's 2 GB object limit). The emulator stands that in with a cap on
+    the elements (characters or items) one repetition may make; 0 = no cap.
+    """
+
+    max_allocation: int = 16_777_216
 
 
 @attrs.define
@@ -184,6 +206,7 @@ class EmulatorSettings:
     faults: Faults = attrs.field(factory=Faults)
     replication: Replication = attrs.field(factory=Replication)
     quotas: Quotas = attrs.field(factory=Quotas)
+    limits: Limits = attrs.field(factory=Limits)
     #: Serialises updates of the counters below across server threads.
     lock: threading.Lock = attrs.field(factory=threading.Lock, eq=False, repr=False)
     request_count: int = 0

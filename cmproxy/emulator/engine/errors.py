@@ -103,3 +103,27 @@ def command_not_found(name: str) -> PSError:
 
 def runtime_error(message: str, error_id: str, *, category: str = "InvalidOperation") -> PSError:
     return PSError(record(message, error_id, category=category))
+
+
+def call_depth_overflow() -> ErrorRecord:
+    """ScriptCallDepthException's record: the script ran out of stack (deep recursion or
+    nesting). Windows PowerShell has no hard-coded maximum depth (the exception's CallDepth
+    is "Always 0"); the emulator's stack ends where its interpreter's does."""
+    return record(
+        "The script failed due to call depth overflow.",
+        "CallDepthOverflow",
+        category="InvalidOperation",
+        exception="System.Management.Automation.ScriptCallDepthException",
+    )
+
+
+def out_of_memory() -> PSError:
+    """A .NET OutOfMemoryException reaching the script, as PowerShell reports it."""
+    return PSError(
+        record(
+            "Exception of type 'System.OutOfMemoryException' was thrown.",
+            "System.OutOfMemoryException",
+            category="OperationStopped",
+            exception="System.OutOfMemoryException",
+        )
+    )

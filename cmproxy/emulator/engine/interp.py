@@ -25,9 +25,11 @@ from cmproxy.emulator.engine.errors import (
     NotSupportedByEmulator,
     PSError,
     StopRequested,
+    out_of_memory,
     record,
 )
 from cmproxy.emulator.engine.values import ErrorRecord, PSObj, SecureValue
+from cmproxy.emulator.settings import Limits
 
 if TYPE_CHECKING:
     from cmproxy.emulator.engine.runspace import SiteRunspace
@@ -1803,7 +1805,7 @@ class Evaluator:
 
     def arith(self, n: Node) -> Any:
         op, kids = self.parts("operator", n, self._operator_parts)
-        return arith_op(op, self.expr(kids[0]), self.expr(kids[1]))
+        return arith_op(op, self.expr(kids[0]), self.expr(kids[1]), self.rs.engine.settings.limits)
 
     def bitwise(self, n: Node) -> Any:
         op, kids = self.parts("operator", n, self._operator_parts)
@@ -1842,7 +1844,7 @@ class Evaluator:
             value = None
         if op != "=":
             cur = self.expr(left)
-            value = arith_op(op[0], cur, value)
+            value = arith_op(op[0], cur, value, self.rs.engine.settings.limits)
         self.assign_to(left, value)
 
     def _assignment_parts(self, n: Node) -> tuple[Node, str, Node]:
@@ -2425,7 +2427,17 @@ def _number(v: Any) -> int | float:
         ) from None
 
 
-def arith_op(op: str, a: Any, b: Any) -> Any:
+def _repeat(a: str | list[Any], b: Any, limits: Limits | None) -> Any:
+    """`a * b` for a string or an array: allocated whole, so beyond `limits.max_allocation`
+    elements it is the OutOfMemoryException the CLR would throw."""
+    times = conv.to_int(b)
+    cap = limits.max_allocation if limits is not None else 0
+    if cap and len(a) * max(times, 0) > cap:
+        raise out_of_memory()
+    return a * times
+
+
+def arith_op(op: str, a: Any, b: Any, limits: Limits | None = None) -> Any:
     """`+ - * / %` typed by the LEFT operand (about_Arithmetic_Operators): a string
     concatenates / repeats, an array appends / repeats, a hashtable merges, a number converts
     the right operand."""
@@ -2435,7 +2447,7 @@ def arith_op(op: str, a: Any, b: Any) -> Any:
         if op == "+":
             return a + conv.enumerate_value(b)
         if op == "*":
-            return a * conv.to_int(b)
+            return _repeat(a, b, limits)
         raise _no_op_method(a, op)
     if isinstance(a, dict):
         if op != "+":
@@ -2465,7 +2477,7 @@ def arith_op(op: str, a: Any, b: Any) -> Any:
     if isinstance(a, str) and op == "+":
         return a + conv.to_str(b)
     if isinstance(a, str) and op == "*":
-        return a * conv.to_int(b)
+        return _repeat(a, b, limits)
     if not (a is None or isinstance(a, bool | int | float | str)):
         if op == "+":
             raise NotSupportedByEmulator(f"'+' on {conv.type_name(a)}")

@@ -29,6 +29,7 @@ from cmproxy.emulator.engine.errors import (
     NotSupportedByEmulator,
     PSError,
     StopRequested,
+    call_depth_overflow,
     command_not_found,
     record,
 )
@@ -332,6 +333,8 @@ class SiteRunspace:
                 result.terminating = e.record
             except NotSupportedByEmulator as e:
                 result.terminating = e.record
+            except RecursionError:  # the interpreter's stack: PowerShell's ends the same way
+                result.terminating = call_depth_overflow()
             except StopRequested:
                 result.stopped = True
             return result
@@ -353,6 +356,8 @@ class SiteRunspace:
                 result.terminating = e.record
             except NotSupportedByEmulator as e:
                 result.terminating = e.record
+            except RecursionError:  # the interpreter's stack: PowerShell's ends the same way
+                result.terminating = call_depth_overflow()
             except StopRequested:
                 result.stopped = True
             return result
