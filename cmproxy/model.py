@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 import re
+import unicodedata
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -94,8 +95,14 @@ def _to_secret(value: Secret | str | None) -> Secret | None:
 
 # A DNS label: letters (any script, so IDN names work), digits and inner hyphens, 1-63 chars.
 _LABEL = re.compile(r"^(?!-)[^\W_](?:[^\W_]|-){0,62}(?<!-)$")
-# sAMAccountName forbids these; '@' is refused separately with a UPN hint.
+# sAMAccountName forbids these; '@' is refused separately with a UPN hint ("Naming
+# conventions in Active Directory", KB 909264: all other printable characters are allowed).
 _USER_FORBIDDEN = set('"/\\[]:;|=,+*?<>@')
+# Non-printable: controls (C0, DEL, C1 such as U+0085 NEL), lone surrogates, and the line and
+# paragraph separators U+2028, U+2029 (each a line break to some reader of the name).
+_NON_PRINTABLE = frozenset({"Cc", "Cs", "Zl", "Zp"})
+# "User logon name (pre-Windows 2000)": 20 characters or fewer (adschema a-samaccountname).
+_SAM_MAX = 20
 _DOMAIN = re.compile(r"^(?!-)[^\W_](?:[^\W_]|[-.])*$")
 _SITE_CODE = re.compile(r"^[A-Za-z0-9]{3}$")
 _RESERVED_SITE_CODES = frozenset({"AUX", "CON", "NUL", "PRN", "SMS"})
@@ -161,8 +168,15 @@ def validate_account_name(value: object, field: str = "proxy.account") -> str:
     r"""A ConfigMgr account in `DOMAIN\user` form; a UPN is refused with the form to use."""
     if not isinstance(value, str) or value == "":
         raise ValidationError(field, value, r"must be a non-empty 'DOMAIN\user' name")
-    if any(ord(c) < 32 or ord(c) == 127 for c in value):
-        raise ValidationError(field, value, "contains control characters")
+    bad_char = next((c for c in value if unicodedata.category(c) in _NON_PRINTABLE), None)
+    if bad_char is not None:
+        raise ValidationError(
+            field,
+            value,
+            f"contains the non-printable character U+{ord(bad_char):04X} "
+            f"({unicodedata.name(bad_char, 'a control character')}); Windows account names "
+            "allow printable characters only",
+        )
     if "\\" not in value and "@" in value:
         user, _, domain = value.partition("@")
         raise ValidationError(
@@ -182,8 +196,20 @@ def validate_account_name(value: object, field: str = "proxy.account") -> str:
         raise ValidationError(
             field, value, f"user part contains characters Windows forbids: {''.join(bad)}{hint}"
         )
-    if user.strip(" .") != user or len(user) > 104:
-        raise ValidationError(field, value, "user part is not a valid Windows account name")
+    if user.strip(" .") != user:
+        raise ValidationError(
+            field,
+            value,
+            "user part is not a valid Windows account name (it starts or ends with a space "
+            "or a period)",
+        )
+    if len(user) > _SAM_MAX:
+        raise ValidationError(
+            field,
+            value,
+            f"user part is {len(user)} characters; a sAMAccountName has {_SAM_MAX} characters "
+            "at most",
+        )
     return value
 
 

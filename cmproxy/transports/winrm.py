@@ -307,11 +307,17 @@ class _ShellGone(Exception):  # noqa: N818 - internal signal
     """The server no longer knows our shell and the command did not start."""
 
 
+def _lines(text: str) -> list[str]:
+    """The lines PowerShell wrote (CR LF, or LF): not `str.splitlines()`, which also breaks at
+    U+0085, U+2028, U+2029 and other separators a value may hold (a site name, an account)."""
+    return [line.removesuffix("\r") for line in text.split("\n")]
+
+
 def _parse(stdout: bytes, stderr: bytes, code: int, steps: list[Step]) -> list[Result]:
     outputs: list[list[Any]] = [[] for _ in steps]
     error: ErrorInfo | None = None
     failed_step = len(steps) - 1
-    for raw in stdout.decode("utf-8", "replace").splitlines():
+    for raw in _lines(stdout.decode("utf-8", "replace")):
         line = raw.strip()
         if not line.startswith("{") or '"cmproxy"' not in line:
             continue
@@ -368,7 +374,7 @@ def _error_from_clixml(stderr: bytes, step: Step) -> ErrorInfo | None:
     fqid = ""
     category = ""
     message_lines: list[str] = []
-    for line in text.splitlines():
+    for line in _lines(text):
         stripped = line.strip()
         if stripped.startswith("+ FullyQualifiedErrorId"):
             fqid = stripped.split(":", 1)[1].strip()
