@@ -93,17 +93,23 @@ _MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1_base]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 
+def _check_version(db: sqlite3.Connection, path: Path) -> int:
+    """The file's schema version; `JournalError` if a newer cmproxy wrote it."""
+    version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    if version > SCHEMA_VERSION:
+        raise JournalError(
+            f"{path}: journal schema version {version} is newer than this cmproxy's "
+            f"(version {SCHEMA_VERSION}); upgrade cmproxy to use it. Nothing was read "
+            "or written."
+        )
+    return version
+
+
 def _migrate(db: sqlite3.Connection, path: Path) -> None:
     """Bring the journal to `SCHEMA_VERSION` in one transaction; refuse a newer one."""
     db.execute("BEGIN IMMEDIATE")
     try:
-        version = int(db.execute("PRAGMA user_version").fetchone()[0])
-        if version > SCHEMA_VERSION:
-            raise JournalError(
-                f"{path}: journal schema version {version} is newer than this cmproxy's "
-                f"(version {SCHEMA_VERSION}); upgrade cmproxy to use it. Nothing was read "
-                "or written."
-            )
+        version = _check_version(db, path)  # again: another process may have migrated it
         for step in _MIGRATIONS[version:]:
             step(db)
         if version < SCHEMA_VERSION:
@@ -209,6 +215,7 @@ class Journal:
                 self.path, isolation_level=None, check_same_thread=False, timeout=30
             )
             try:
+                _check_version(self._db, self.path)  # before anything is written
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=FULL")
                 _migrate(self._db, self.path)
