@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from cmproxy import CMProxyError
+from cmproxy import journal as journal_module
 from cmproxy.journal import SCHEMA_VERSION, Journal, JournalEntry, JournalError
 
 ENTRY = JournalEntry("cm-a.contoso.com", "PS1", {"proxy": "old"}, {"proxy": "new"})
@@ -80,6 +81,29 @@ def test_an_unversioned_journal_is_migrated_and_keeps_its_transactions(tmp_path:
     with Journal(path) as journal:
         assert [t.id for t in journal.open_transactions()] == ["t-old"]
     assert _user_version(path) == SCHEMA_VERSION
+
+
+def test_a_later_migration_is_one_function(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """How a schema change is added: append a step; a journal at the previous version gets it
+    on open, in one transaction, and keeps its rows."""
+    path = tmp_path / "j.sqlite3"
+    with Journal(path) as journal:
+        tx_id = journal.begin("https://cm:5986/wsman", [ENTRY], [CHANGE])
+
+    def add_pipelines(db: sqlite3.Connection) -> None:
+        db.execute("CREATE TABLE pipelines (tx_id TEXT NOT NULL, shell_id TEXT NOT NULL)")
+
+    steps = [*journal_module._MIGRATIONS, add_pipelines]
+    monkeypatch.setattr(journal_module, "_MIGRATIONS", steps)
+    monkeypatch.setattr(journal_module, "SCHEMA_VERSION", len(steps))
+    with Journal(path) as journal:
+        assert [t.id for t in journal.open_transactions()] == [tx_id]
+    assert _user_version(path) == len(steps)
+    db = sqlite3.connect(path)
+    try:
+        assert db.execute("SELECT COUNT(*) FROM pipelines").fetchone() == (0,)
+    finally:
+        db.close()
 
 
 # -- a copy without its WAL -------------------------------------------------------------------
