@@ -114,6 +114,7 @@ class WSManService:
         self._touch(shell.shell_id, +1)
         try:
             if action == wsman.ACTION_COMMAND:
+                self._admit_command(shell)
                 return wsman.response(req, [shell.command(req)])
             if action == wsman.ACTION_SEND:
                 return wsman.response(req, [shell.send(req)])
@@ -183,6 +184,29 @@ class WSManService:
         limit = quotas.winrs_max_shells_per_user
         if limit > 0 and len(mine) >= limit:
             raise wsman.quota_max_shells(limit)
+
+    def _admit_command(self, shell: Shell) -> None:
+        """Refuse a Command while the shell already runs its quota of commands (each one is
+        a thread here: the plug-in's MaxConcurrentCommandsPerShell, WinRS's
+        MaxProcessesPerShell; see `Quotas`)."""
+        quotas = self.settings.quotas
+        with shell.cond:
+            if isinstance(shell, PSRPShell):
+                running = sum(1 for p in shell.pipes.values() if not p.finished)
+                limit, code = (
+                    quotas.plugin_max_concurrent_commands_per_shell,
+                    wsman.CODE_QUOTA_MAX_COMMANDS_PER_SHELL_PPQ,
+                )
+                what = "commands"
+            else:
+                running = sum(1 for p in shell.procs.values() if not p.finished)
+                limit, code = (
+                    quotas.winrs_max_processes_per_shell,
+                    quotas.winrs_max_processes_fault_code,
+                )
+                what = "processes"
+        if 0 < limit <= running:
+            raise wsman.quota_max_commands(limit, code, what)
 
     def _idle_timeout(self, plugin: bool) -> float:
         quotas = self.settings.quotas

@@ -151,8 +151,10 @@ class Quotas:
     quotas (`winrm get winrm/config/plugin?Name=microsoft.powershell`, `WSMan:\localhost\Plugin\
     microsoft.powershell\Quotas`): the values of the plug-in's ConfigXML as Windows registers it
     (HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\WSMAN\Plugin\Microsoft.PowerShell).
-    Enforced: MaxShellsPerUser (both, at Create, per authenticated user, across connections)
-    and IdleTimeout (both: a shell with no request for that long is deleted). The others are
+    Enforced: MaxShellsPerUser (both, at Create, per authenticated user, across connections),
+    IdleTimeout (both: a shell with no request for that long is deleted), the plug-in's
+    MaxConcurrentCommandsPerShell and WinRS's MaxProcessesPerShell (at Command, counting the
+    shell's commands still running: each runs on its own thread here). The others are
     advertised by a WSMan Get of the configuration but not enforced.
     """
 
@@ -174,6 +176,10 @@ class Quotas:
     #: the WinRS one (ERROR_WSMAN_QUOTA_MAX_SHELLS, 0x803381A5); no capture of the plug-in's
     #: fault was found. The message is the same either way.
     plugin_max_shells_fault_code: int = 2150859236
+    #: [UNCONFIRMED] The WSManFault code of a WinRS Command beyond MaxProcessesPerShell: no
+    #: capture found; ERROR_WSMAN_QUOTA_MAX_OPERATIONS (0x803381A6) stands in. The plug-in's
+    #: MaxConcurrentCommandsPerShell has its own code, ERROR_WSMAN_QUOTA_MAX_COMMANDS_PER_SHELL_PPQ.
+    winrs_max_processes_fault_code: int = 2150859174
     #: The WinRM service's MaxConnections (`winrm get winrm/config/service`, default 300: "the
     #: maximum number of active requests that the service can process simultaneously",
     #: "Installation and configuration for Windows Remote Management"). Enforced per open TCP

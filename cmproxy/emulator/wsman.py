@@ -68,6 +68,8 @@ CODE_INTERNAL = 2150858752  # 0x80338000, resource not found / generic
 CODE_QUOTA_MAX_SHELLS = 2150859173  # 0x803381A5
 #: ERROR_WSMAN_QUOTA_MAX_SHELLS_PPQ: the same quota of a plug-in ("per plug-in quota").
 CODE_QUOTA_MAX_SHELLS_PPQ = 2150859236  # 0x803381E4
+#: ERROR_WSMAN_QUOTA_MAX_COMMANDS_PER_SHELL_PPQ: the plug-in's MaxConcurrentCommandsPerShell.
+CODE_QUOTA_MAX_COMMANDS_PER_SHELL_PPQ = 2150859241  # 0x803381E9
 
 _SUBCODES = {
     CODE_ACTION_NOT_SUPPORTED: ("s:Sender", "wsa:ActionNotSupported"),
@@ -82,6 +84,7 @@ _SUBCODES = {
     # MS-WSMV 3.1.4.5.2.1: a quota exceeded at Create is a wsman:QuotaLimit fault.
     CODE_QUOTA_MAX_SHELLS: ("s:Sender", "wsman:QuotaLimit"),
     CODE_QUOTA_MAX_SHELLS_PPQ: ("s:Sender", "wsman:QuotaLimit"),
+    CODE_QUOTA_MAX_COMMANDS_PER_SHELL_PPQ: ("s:Sender", "wsman:QuotaLimit"),
 }
 
 MSG_TIMED_OUT = (
@@ -385,3 +388,16 @@ def receive_wait(req: Request, cap: float) -> float:
     """How long a Receive may block: just before OperationTimeout, never past `cap`."""
     margin = min(1.0, req.operation_timeout * 0.1)
     return max(0.05, min(req.operation_timeout - margin, cap))
+
+
+def quota_max_commands(limit: int, code: int, what: str) -> WSManFault:
+    """A Command beyond the shell's MaxConcurrentCommandsPerShell / MaxProcessesPerShell.
+
+    [UNCONFIRMED] wording: no capture found; it follows the MaxShellsPerUser message.
+    """
+    return WSManFault(
+        code,
+        f"The WS-Management service cannot process the request. This shell is allowed a "
+        f"maximum number of {limit} concurrent {what}, which has been exceeded. Wait for a "
+        "command to end or raise the quota.",
+    )

@@ -28,8 +28,10 @@ from typing import Any, cast
 import pytest
 import requests
 import winrm
+from pypsrp.exceptions import WSManFaultError
 from pypsrp.powershell import PowerShell, RunspacePool
 from pypsrp.wsman import WSMan
+from winrm.exceptions import WinRMError
 
 from cmproxy.emulator.api import DEFAULT_PASSWORD, DEFAULT_USER, Emulator
 
@@ -197,3 +199,78 @@ def test_connections_beyond_max_connections_get_503(emu: Emulator) -> None:
         emu.settings.quotas.max_connections = type(emu.settings.quotas)().max_connections
     time.sleep(0.3)
     assert psrp(emu, "1 + 1")[0] == [2]
+
+
+def test_commands_beyond_max_concurrent_commands_per_shell_are_refused_over_psrp(
+    emu: Emulator,
+) -> None:
+    """The plug-in's MaxConcurrentCommandsPerShell: one more running pipeline of the shell is
+    refused with ERROR_WSMAN_QUOTA_MAX_COMMANDS_PER_SHELL_PPQ (0x803381E9, wsmerror.h as
+    PowerShell's CimChildJobBase.cs copies it), so one connection cannot start threads
+    without bound."""
+    emu.settings.quotas.plugin_max_concurrent_commands_per_shell = 2
+    wsman = WSMan(
+        emu.host,
+        port=emu.port,
+        username=DEFAULT_USER,
+        password=DEFAULT_PASSWORD,
+        ssl=False,
+        auth="basic",
+        encryption="never",
+        operation_timeout=5,
+        read_timeout=10,
+        no_proxy=True,
+    )
+    try:
+        with wsman, RunspacePool(wsman) as pool:
+            running = []
+            for _ in range(2):
+                ps = PowerShell(pool)
+                ps.add_script("Start-Sleep -Seconds 2; 'done'")
+                ps.begin_invoke()
+                running.append(ps)
+            third = PowerShell(pool)
+            third.add_script("'third'")
+            with pytest.raises(WSManFaultError) as caught:
+                third.begin_invoke()
+            assert caught.value.code == 2150859241
+            for ps in running:
+                assert ps.end_invoke() == ["done"]
+            again = PowerShell(pool)
+            again.add_script("'again'")
+            assert again.invoke() == ["again"]  # a slot is free once they ended
+    finally:
+        emu.settings.quotas.plugin_max_concurrent_commands_per_shell = type(
+            emu.settings.quotas
+        )().plugin_max_concurrent_commands_per_shell
+
+
+def test_processes_beyond_max_processes_per_shell_are_refused_over_winrs(emu: Emulator) -> None:
+    """WinRS MaxProcessesPerShell ("Quota Management for Remote Shells"): one more running
+    command of the shell is refused with a WSMan fault ([UNCONFIRMED] code, a setting)."""
+    emu.settings.quotas.winrs_max_processes_per_shell = 2
+    protocol = winrm.Protocol(
+        emu.endpoint,
+        transport="basic",
+        username=DEFAULT_USER,
+        password=DEFAULT_PASSWORD,
+        operation_timeout_sec=5,
+        read_timeout_sec=10,
+    )
+    shell = protocol.open_shell()
+    try:
+        slow = [
+            protocol.run_command(shell, "powershell", ["-Command", "Start-Sleep -Seconds 2"])
+            for _ in range(2)
+        ]
+        with pytest.raises(WinRMError) as caught:
+            protocol.run_command(shell, "powershell", ["-Command", "'third'"])
+        assert str(emu.settings.quotas.winrs_max_processes_fault_code) in str(caught.value)
+        for command in slow:
+            protocol.get_command_output(shell, command)
+            protocol.cleanup_command(shell, command)
+    finally:
+        protocol.close_shell(shell)
+        emu.settings.quotas.winrs_max_processes_per_shell = type(
+            emu.settings.quotas
+        )().winrs_max_processes_per_shell
