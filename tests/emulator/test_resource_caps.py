@@ -32,6 +32,7 @@ from pypsrp.exceptions import WSManFaultError
 from pypsrp.powershell import PowerShell, RunspacePool
 from pypsrp.wsman import WSMan
 from winrm.exceptions import WinRMError
+from winrm.protocol import Protocol
 
 from cmproxy.emulator.api import DEFAULT_PASSWORD, DEFAULT_USER, Emulator
 
@@ -249,7 +250,7 @@ def test_processes_beyond_max_processes_per_shell_are_refused_over_winrs(emu: Em
     """WinRS MaxProcessesPerShell ("Quota Management for Remote Shells"): one more running
     command of the shell is refused with a WSMan fault ([UNCONFIRMED] code, a setting)."""
     emu.settings.quotas.winrs_max_processes_per_shell = 2
-    protocol = winrm.Protocol(
+    protocol = Protocol(
         emu.endpoint,
         transport="basic",
         username=DEFAULT_USER,
