@@ -14,6 +14,7 @@ may claim its servers.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -224,9 +225,15 @@ class Journal:
                 raise
 
     def close(self) -> None:
-        """Close; the last connection to close checkpoints the WAL into the file and removes
-        it (SQLite's default), so a closed journal is one self-contained file."""
+        """Close, with what this connection committed copied into the file first.
+
+        The last connection to close also removes the WAL (SQLite's default), so a journal
+        nobody has open is one self-contained file; while another process keeps it open the
+        WAL stays, and this PASSIVE checkpoint (it never waits) still moves our commits.
+        """
         with self._lock:
+            with contextlib.suppress(sqlite3.Error):  # closing must not fail
+                self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
             self._db.close()
 
     def __enter__(self) -> Journal:

@@ -125,6 +125,28 @@ def test_a_copy_without_the_wal_still_shows_the_open_transaction(tmp_path: Path)
         live.close()
 
 
+def test_a_closed_journal_is_in_its_file_while_another_process_keeps_it_open(
+    tmp_path: Path,
+) -> None:
+    """SQLite folds the WAL into the file when the *last* connection closes; a journal another
+    process still has open keeps its WAL, so `close()` checkpoints what it committed."""
+    path = tmp_path / "j.sqlite3"
+    other = Journal(path)  # another process's connection
+    try:
+        mine = Journal(path)
+        tx_id = mine.begin("https://cm:5986/wsman", [ENTRY], [CHANGE])
+        mine.finish(tx_id, "committed")
+        mine.close()
+        copy = tmp_path / "copy" / "j.sqlite3"
+        copy.parent.mkdir()
+        shutil.copyfile(path, copy)  # without j.sqlite3-wal
+        with Journal(copy) as copied:
+            assert copied.open_transactions() == []
+            assert copied.status(tx_id) == "committed"
+    finally:
+        other.close()
+
+
 # -- full disk, read-only ---------------------------------------------------------------------
 
 
