@@ -13,6 +13,7 @@ import json
 import logging
 import pickle
 import uuid
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -27,8 +28,12 @@ from cmproxy import (
     Secret,
     SiteState,
     plan,
+    run_transaction,
 )
 from cmproxy.cli import common_from
+from cmproxy.journal import Journal
+from cmproxy.retry import RetryPolicy
+from cmproxy.testing import InMemorySite
 
 MARKER = f"Pw-{uuid.uuid4().hex}"
 
@@ -100,3 +105,20 @@ def test_the_cli_options_show_no_password() -> None:
     for text in (repr(common), str(common), json.dumps(dataclasses.asdict(common), default=str)):
         assert MARKER not in text
     assert MARKER in common.secrets()  # what the CLI scrubs from every message
+
+
+def test_a_transaction_result_and_its_journal_show_no_password(
+    state: SiteState, tmp_path: Path
+) -> None:
+    proxy = ProxySettings(
+        server="proxy.contoso.com", port=8080, account="CONTOSO\\svc-new", password=MARKER
+    )
+    desired = DesiredState(proxies=[ProxyRequest("cm-sup01.contoso.com", proxy)])
+    with Journal(tmp_path / "j.sqlite3") as journal:
+        result = run_transaction(
+            InMemorySite(state), desired, journal=journal, policy=RetryPolicy.for_tests()
+        )
+        assert result.ok, result
+        texts = [*_renderings(result), json.dumps(result.to_dict(), default=str), journal.dump()]
+    for text in texts:
+        assert MARKER not in text
