@@ -69,6 +69,27 @@ def test_recover_on_a_full_disk_is_one_line(site: Site, tmp_path: Path) -> None:
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
+def test_recover_on_a_read_only_journal_is_one_line(site: Site, tmp_path: Path) -> None:
+    mount = tmp_path / "ro"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        journal = mount / "journal.sqlite3"
+        Journal(journal).close()
+        subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
+        line = _one_line_error(site.run("recover", env={"CMPROXY_JOURNAL": str(journal)}))
+        assert str(journal) in line
+        assert "read-only" in line
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
 def test_emulator_serve_on_a_busy_port_is_one_line() -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
