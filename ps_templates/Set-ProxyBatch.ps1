@@ -19,7 +19,7 @@
 # skipped with a Kind 'Conflict' record naming the value found (no secret: a password cannot be
 # read back), and its group's later writes are skipped too. The compare and the Set are two
 # requests to the SMS Provider: another writer can still write between them (see
-# docs/transactions.md, "Concurrent writers").
+# docs/transactions.md, "Limits").
 # -Items is the batch as one JSON object of equal-length arrays (Kind, SiteSystemServerName,
 # EnableProxy, ProxyServerName, ProxyServerPort, ProxyAccessAccountName, UseProxy,
 # UseProxyForAutoDeploymentRule, ProxyOk, SupOk and, optionally, Group): one string to send and parse instead
