@@ -9,7 +9,6 @@ import pytest
 from cmproxy import DesiredState, ProxyRequest, ProxySettings, RuleViolation, SiteState, plan
 from cmproxy.bulk import plan_bulk
 from cmproxy.desired import parse_desired
-from cmproxy.model import SiteState as _State
 
 A = ProxySettings(server="proxy-a.contoso.com", port=8080)
 B = ProxySettings(server="proxy-b.contoso.com", port=3128)
@@ -54,10 +53,10 @@ def test_planner_refuses_two_cases_of_one_server_with_different_proxies(state: S
 class _Reader:
     endpoint = "https://cm-ps1.contoso.com:5986/wsman"
 
-    def __init__(self, state: _State) -> None:
+    def __init__(self, state: SiteState) -> None:
         self.state = state
 
-    def read_state(self, servers: object = None, site_codes: object = None) -> _State:
+    def read_state(self, servers: object = None, site_codes: object = None) -> SiteState:
         return self.state
 
     def apply(self, change: object) -> object:  # pragma: no cover - planning only
@@ -71,7 +70,7 @@ def test_bulk_plan_refuses_two_cases_of_one_server_with_different_proxies(
         proxies=[ProxyRequest("CM-SCP01.contoso.com", A), ProxyRequest("cm-scp01.contoso.com", B)]
     )
     with pytest.raises(RuleViolation) as err:
-        plan_bulk([_Reader(state)], desired)  # type: ignore[list-item]
+        plan_bulk([_Reader(state)], desired)
     assert err.value.rule == "R1"
     with pytest.raises(RuleViolation):
-        plan_bulk([_Reader(state)], parse_desired(TWO_CASES))  # type: ignore[list-item]
+        plan_bulk([_Reader(state)], parse_desired(TWO_CASES))
