@@ -26,7 +26,7 @@ from cmproxy import (
 from cmproxy.emulator.api import Emulator
 from cmproxy.emulator.state import SITE_SYSTEM, Prop
 
-from .conftest import info_for, oracle
+from .conftest import SERVER, SITE, info_for, oracle
 
 pytestmark = pytest.mark.e2e
 
@@ -86,3 +86,29 @@ def test_a_console_edit_during_a_1000_server_bulk_run_is_not_overwritten(tmp_pat
         others = [by_server[t.name.lower()] for t in chosen if t is not late]
         assert [o.server for o in others if o.outcome is not Outcome.CHANGED] == []
         assert all(oracle(emu, t.name, t.site).proxy.same_as(NEW) for t in chosen[:50])
+
+
+@pytest.mark.parametrize("transport", ["psrp", "winrm"])
+def test_a_console_edit_before_a_lone_write_is_not_overwritten(
+    transport: str, tmp_path: Path
+) -> None:
+    """A bulk run of one server makes one write: it gets the same compare-and-set (it goes
+    through the batch template like any other server write), over both transports."""
+    desired = DesiredState(proxies=[ProxyRequest(SERVER, NEW)])
+
+    def console_now(event: TransactionEvent) -> None:
+        if event.kind == "apply":
+            _console_edit(emu, SITE, SERVER)
+
+    with Emulator(seed="demo", receive_timeout=3.0) as emu:
+        sets = len(emu.state.call_log("Set-CMSiteSystemServer"))
+        with Session(info_for(emu, transport)) as session, Journal(tmp_path / "j.db") as journal:
+            results = apply_bulk(
+                [session], desired, journal=journal, progress=False, hooks=[console_now]
+            )
+            assert journal.open_transactions() == []
+        (item,) = results.items
+        assert item.outcome.outcome is Outcome.FAILED
+        assert "console-proxy.contoso.com:9999" in item.outcome.reason
+        assert oracle(emu).proxy.same_as(CONSOLE)
+        assert len(emu.state.call_log("Set-CMSiteSystemServer")) == sets
