@@ -277,8 +277,11 @@ def apply_bulk(
     The servers asked for by name are held in the journal before the hierarchy is read, so
     that read is also each transaction's conflict check: a batch started within
     `recheck_after` seconds of it writes without re-reading; a later one re-reads its servers
-    first (edits made meanwhile outside cmproxy are then conflicts, not overwritten). A
-    `DesiredSpec`, whose servers are only known after the read, re-reads per batch.
+    first. Either way each write compares its server with the values it was planned from in
+    its own pipeline, just before its `Set` (compare-and-set, docs/transactions.md): an edit
+    made meanwhile outside cmproxy is a conflict, never overwritten, with the default
+    `recheck_after=math.inf` too; a re-read only finds it before the batch writes anything.
+    A `DesiredSpec`, whose servers are only known after the read, re-reads per batch.
     """
     policy = policy or RetryPolicy()
     holds: dict[str, Hold] = {}

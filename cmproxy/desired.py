@@ -31,7 +31,7 @@ from typing import Any
 import attrs
 import yaml
 
-from cmproxy._exceptions import ValidationError
+from cmproxy._exceptions import RuleViolation, ValidationError
 from cmproxy.model import Account, ProxySettings, SiteState, validate_site_code
 from cmproxy.plan import DesiredState, PlanOptions, ProxyRequest, SupFlagsRequest
 from cmproxy.roles import CloudDistributionPoint, SoftwareUpdatePoint
@@ -107,13 +107,45 @@ class DesiredSpec:
             for server in state.servers:
                 if server.site_code == code and not server.has_role(CloudDistributionPoint):
                     apply(server.name, defaults, f"site {code} default")
+        # Server names compare case-insensitively (the site's key): two overrides that name
+        # one server in different letter case are one server's request, so different proxies
+        # for it break R1 as surely as two roles asking for two proxies do.
+        overridden: dict[str, tuple[str, SiteDefaults]] = {}
         for name, override in self.servers.items():
+            found = state.server(name)
+            if found is not None and found.key in overridden:
+                _same_override(overridden[found.key], (name, override))
+            if found is not None:
+                overridden[found.key] = (name, override)
             apply(name, override, f"override for {name}")
         return DesiredState(
             proxies=tuple(proxies.values()),
             sup_flags=tuple(flags.values()),
             accounts=self.accounts,
         )
+
+
+def _same_override(first: tuple[str, SiteDefaults], second: tuple[str, SiteDefaults]) -> None:
+    """Two overrides for one server (names differing only in letter case) must agree."""
+    (name_a, a), (name_b, b) = first, second
+    if a.proxy is not None and b.proxy is not None and not a.proxy.same_as(b.proxy):
+        raise RuleViolation(
+            "R1",
+            f"servers.{name_b}",
+            name_b,
+            f"is the same server as servers.{name_a} (server names compare case-insensitively), "
+            f"and two different proxies are wanted for it: {a.proxy.describe()} and "
+            f"{b.proxy.describe()}. A site system server has one proxy.",
+        )
+    for field in ("use_proxy", "use_proxy_for_adr"):
+        one, other = getattr(a, field), getattr(b, field)
+        if one is not None and other is not None and one != other:
+            raise ValidationError(
+                f"servers.{name_b}.sup.{field}",
+                other,
+                f"is the same server as servers.{name_a} (server names compare "
+                f"case-insensitively), which asks for {field}={one}",
+            )
 
 
 def load_desired(path: str | os.PathLike[str], prompt: Prompt | None = None) -> DesiredSpec:

@@ -179,7 +179,8 @@ class WriteCoalescer:
     A caller joins only a batch that is still *collecting* (it has not started), never one
     that holds a write to the same server and kind; each write runs once, in its own
     try/catch, and is read back in the same pipeline after the batch's writes. Each caller gets
-    its own `WriteResult` or its own exception. A batch of one runs the change's own template.
+    its own `WriteResult` or its own exception. A batch of one runs `run_one` (a `Session`
+    sends it through `Set-ProxyBatch.ps1` too, for its compare-and-set).
     At most `in_flight` batches per site run at once; while they run, new callers collect.
     """
 
@@ -332,7 +333,7 @@ class Session:
         self._reads = ReadCoalescer(self._read_servers)
         #: Servers per site as of the last whole read (to choose how to read many servers).
         self._site_sizes: dict[str, int] = {}
-        self._writes = WriteCoalescer(self.write, self._write_batch)
+        self._writes = WriteCoalescer(self._write_one, self._write_batch)
 
     def __repr__(self) -> str:
         state = "open" if self._opened else "closed"
@@ -582,6 +583,15 @@ class Session:
             return self.write(change)
         return self._writes.apply(change)
 
+    def _write_one(self, change: Change) -> WriteResult:
+        """One server proxy or SUP option write, through the batch template all the same: it
+        is the one that compares the server with the planned-from values just before its
+        `Set` (compare-and-set); the single-write templates do not."""
+        (outcome,) = self._write_batch(str(change.site_code).upper(), [change])
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
     def _write_batch(
         self, site: str, changes: list[Change], groups: Sequence[int] | None = None
     ) -> list[WriteResult | BaseException]:
@@ -601,7 +611,8 @@ class Session:
         """Run each change once; per change, its `WriteResult` or the exception it raised.
 
         Server proxy and SUP option writes are grouped per site into `Set-ProxyBatch.ps1`
-        pipelines of up to `MANY_WRITES_LIMIT` (a group is never split); other changes
+        pipelines of up to `MANY_WRITES_LIMIT` (a group is never split; a lone write goes
+        through it too, for its compare-and-set); other changes
         (accounts) run their own template; all of them in parallel. `groups[i]` names change
         i's transaction: its writes run in the given order, and after one fails the later
         ones are not made (`SkippedWriteError`). A batch that got no answer is a transient
@@ -634,7 +645,7 @@ class Session:
         def run(site: str, idx: list[int]) -> None:
             batch = [changes[i] for i in idx]
             try:
-                if len(batch) == 1:
+                if len(batch) == 1 and not batchable(batch[0]):
                     got: list[WriteResult | BaseException] = [self.write(batch[0])]
                 else:
                     tags = [groups[i] for i in idx] if groups is not None else None

@@ -223,6 +223,11 @@ class _SkippedError(_ChangeFailedError):
     """Not made: an earlier write of the same transaction failed (that one is the failure)."""
 
 
+class _ConflictedError(_ChangeFailedError):
+    """Not made: just before its Set, the server showed someone else's values (the batch
+    template's compare-and-set). `error` is the `ConflictError` naming them."""
+
+
 class _NotVisibleError(_ChangeFailedError):
     """Accepted, but reads still showed the old value when the visibility bound ran out."""
 
@@ -355,6 +360,10 @@ class _Run:
                 if isinstance(outcome, SkippedWriteError):
                     skipped.append(i)
                     failures[i] = _SkippedError(change, "an earlier write of it failed")
+                    continue
+                if isinstance(outcome, ConflictError):
+                    run.emit("conflict", outcome.server, outcome.detail)
+                    failures[i] = _ConflictedError(change, outcome)
                     continue
                 if isinstance(outcome, BaseException):
                     if not is_transient(outcome):
@@ -649,6 +658,9 @@ class _Tx:
     failure: _ChangeFailedError | None = None
     #: Servers with a write accepted but not visible when the visibility bound ran out.
     unconfirmed: dict[str, _NotVisibleError] = attrs.field(factory=dict)
+    #: A write of it was made (or may have been): a conflict after it rolls back, not "nothing
+    #: written".
+    wrote: bool = False
     #: None until a round writes its servers; then: was that its only such round, with every
     #: write read back after all of its own writes in the pipeline, at the first attempt?
     verified_at_once: bool | None = None
@@ -1048,9 +1060,14 @@ def _run_live(
                 tx.unconfirmed.setdefault(failure.change.target.lower(), failure)
             elif isinstance(failure, _SkippedError):
                 marks["planned"].append(step)  # never made
+            elif isinstance(failure, _ConflictedError):
+                marks["planned"].append(step)  # never made: someone else's value is there
+                tx.failure = tx.failure or failure
             else:
                 marks["failed"].append(step)
                 tx.failure = tx.failure or failure
+            if failure is None or not isinstance(failure, _SkippedError | _ConflictedError):
+                tx.wrote = True
         for state, marked in marks.items():
             journal.mark_changes(marked, state)
 
@@ -1103,6 +1120,13 @@ def _run_live(
         elif tx.failure is None:
             finished.append((tx.tx_id, "committed", ""))
             results[slot] = tx.committed()
+        elif isinstance(tx.failure, _ConflictedError) and not tx.wrote:
+            # Compare-and-set found someone else's change before this transaction wrote
+            # anything: the same outcome as a conflict found by a re-read.
+            found = tx.failure.error
+            assert isinstance(found, ConflictError)
+            finished.append((tx.tx_id, "rolled_back", f"nothing written: {found}"))
+            results[slot] = found
         else:
             result, status = tx.roll_back()
             finished.append((tx.tx_id, status, str(tx.failure)))

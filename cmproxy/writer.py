@@ -12,12 +12,12 @@ with `Get-CMAccount` (`-ProxyAccessAccount` takes the account object, not a stri
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from cmproxy._exceptions import CMProxyError, PlanError, ValidationError
+from cmproxy._exceptions import CMProxyError, ConflictError, PlanError, ValidationError
 from cmproxy.invocation import AccountLookup, Invocation
 from cmproxy.model import ProxySettings, Secret, SupFlags
 from cmproxy.plan import Change, ChangeKind
@@ -37,8 +37,11 @@ __all__ = [
     "batch_results",
     "batch_step",
     "batchable",
+    "compare_keys",
+    "proxy_key",
     "read_back",
     "step_for_invocation",
+    "sup_key",
 ]
 
 #: Cmdlet → template that runs it.
@@ -78,6 +81,8 @@ _BATCH_ARRAYS = (
     "ProxyAccessAccountName",
     "UseProxy",
     "UseProxyForAutoDeploymentRule",
+    "ProxyOk",
+    "SupOk",
 )
 
 #: Template → the parameter names the Python side may bind (checked against param() blocks).
@@ -203,9 +208,14 @@ def batch_step(
     Get) rather than one Get per server — cheaper when they are a good part of the site.
     `groups[i]` names change i's transaction: after a write fails, the later writes of its
     group are skipped (`SkippedWriteError`), so one transaction's writes keep their order.
+
+    Compare-and-set: each write carries the values its server may show just before its Set
+    (`compare_keys`); the template skips a server showing anything else and reports it
+    (`ConflictError` from `batch_results`), in the same pipeline, without a round trip.
     """
     columns: dict[str, list[Any]] = {name: [] for name in _BATCH_ARRAYS}
-    for change in changes:
+    allowed = compare_keys(changes, groups)
+    for change, (proxy_ok, sup_ok) in zip(changes, allowed, strict=True):
         if not batchable(change):
             raise PlanError(f"{change.invocation.command} cannot be batched")
         if str(change.site_code).upper() != site_code.upper():
@@ -223,6 +233,8 @@ def batch_step(
             "UseProxyForAutoDeploymentRule": bool(
                 bound.get("UseProxyForAutoDeploymentRule", False)
             ),
+            "ProxyOk": proxy_ok,
+            "SupOk": sup_ok,
         }
         for name in _BATCH_ARRAYS:
             columns[name].append(row[name])
@@ -235,6 +247,91 @@ def batch_step(
         # both ends far more to send and parse than the writes' own work.
         Items=json.dumps(columns, separators=(",", ":")),
         ReadBackBySite=True if read_back_by_site else None,
+    )
+
+
+def proxy_key(proxy: ProxySettings) -> str:
+    """A server proxy as the batch template's `Get-ProxyKey` writes it: what the reader
+    (`proxy_from_record`) would make of the row, host and account compared case-insensitively
+    (DNS and Windows account names are)."""
+    if not proxy.enabled:
+        return "off"
+    return f"on|{(proxy.server or '').lower()}|{proxy.port}|{(proxy.account or '').lower()}"
+
+
+def sup_key(flags: SupFlags) -> str:
+    """SUP options as the batch template's `Get-SupKey` writes them."""
+    return f"sup|{int(flags.use_proxy)}|{int(flags.use_proxy_for_adr)}"
+
+
+def _keys(values: Iterable[str]) -> str:
+    """Keys between newlines, as the template looks them up (`"`n" + key + "`n"`)."""
+    unique = list(dict.fromkeys(values))
+    return "\n" + "\n".join(unique) + "\n" if unique else ""
+
+
+def compare_keys(
+    changes: Sequence[Change], groups: Sequence[int] | None = None
+) -> list[tuple[str, str]]:
+    """Per change, the server proxy and SUP option values (`_keys`, "" = not checked) its
+    server may show just before the change is written: for each field its transaction (group)
+    writes on that server, the value it was planned from or the one the transaction writes.
+    Any other value is someone else's change. (Its own new value is allowed: a write retried
+    after a lost answer, or the other field's write already made by this transaction.) A
+    change planned without a before value (built by hand) leaves its field unchecked."""
+    proxies: dict[tuple[int, str], list[str]] = {}
+    flags: dict[tuple[int, str], list[str]] = {}
+    tags = [groups[i] if groups is not None else -1 - i for i in range(len(changes))]
+    unknown: set[tuple[ChangeKind, tuple[int, str]]] = set()
+    for change, tag in zip(changes, tags, strict=True):
+        where = (tag, change.target.lower())
+        if change.before is None and batchable(change):
+            unknown.add((change.kind, where))  # planned without a value to compare with
+        pair = (change.before, change.after)
+        if change.kind is ChangeKind.SET_SERVER_PROXY:
+            found = proxies.setdefault(where, [])
+            found += [proxy_key(v) for v in pair if isinstance(v, ProxySettings)]
+        elif change.kind is ChangeKind.SET_SUP_FLAGS:
+            found = flags.setdefault(where, [])
+            found += [sup_key(v) for v in pair if isinstance(v, SupFlags)]
+    for kind, where in unknown:
+        (proxies if kind is ChangeKind.SET_SERVER_PROXY else flags).pop(where, None)
+    return [
+        (
+            _keys(proxies.get((tag, change.target.lower()), [])),
+            _keys(flags.get((tag, change.target.lower()), [])),
+        )
+        for change, tag in zip(changes, tags, strict=True)
+    ]
+
+
+def _conflict(record: dict[str, Any], change: Change) -> ConflictError:
+    """A write the template skipped: its server showed someone else's values (no secret: the
+    record holds what a read shows, and a password cannot be read back)."""
+    try:
+        now = proxy_from_record(record).describe()
+    except CMProxyError:
+        now = "an unreadable proxy"
+    if record.get("SupUseProxy") is not None:
+        flags = sup_flags_from_record(
+            {
+                "UseProxy": record.get("SupUseProxy"),
+                "UseProxyForADR": record.get("SupUseProxyForADR"),
+            }
+        )
+        now += f", SUP options {flags.to_dict()}"
+    before = change.before
+    planned = (
+        before.describe()
+        if isinstance(before, ProxySettings)
+        else str(before.to_dict())
+        if isinstance(before, SupFlags)
+        else "?"
+    )
+    return ConflictError(
+        change.target,
+        f"{change.kind.value} was planned from {planned}; just before the write the server "
+        f"showed {now}",
     )
 
 
@@ -278,6 +375,8 @@ def batch_results(changes: list[Change], result: Result) -> list[WriteResult | C
             )
         elif record.get("Kind") == "Error":
             out.append(_item_error(record, change))
+        elif record.get("Kind") == "Conflict":
+            out.append(_conflict(record, change))
         else:
             value, matches = _read_back_record(change, record)
             out.append(WriteResult(change=change, read_back=value, matches=matches))

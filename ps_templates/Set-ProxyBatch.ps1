@@ -11,9 +11,18 @@
 # read back after the last write, from one listing of the site. Each proxy account is looked
 # up once per pipeline with Get-CMAccount (-ProxyAccessAccount takes the account object,
 # configmgr-cmdlets.md §3.5).
+# Compare-and-set: just before its Set, each write reads its server's roles (one
+# Get-CMSiteRole) and compares them with the values it was planned from. ProxyOk[i] / SupOk[i]
+# list the server proxy / SUP option values its transaction may find there (its snapshot and
+# its own new value, as keys: see Get-ProxyKey / Get-SupKey and cmproxy/writer.py), each
+# between newlines; empty: not checked. Anything else is someone else's change: the write is
+# skipped with a Kind 'Conflict' record naming the value found (no secret: a password cannot be
+# read back), and its group's later writes are skipped too. The compare and the Set are two
+# requests to the SMS Provider: another writer can still write between them (see
+# docs/transactions.md, "Limits").
 # -Items is the batch as one JSON object of equal-length arrays (Kind, SiteSystemServerName,
 # EnableProxy, ProxyServerName, ProxyServerPort, ProxyAccessAccountName, UseProxy,
-# UseProxyForAutoDeploymentRule and, optionally, Group): one string to send and parse instead
+# UseProxyForAutoDeploymentRule, ProxyOk, SupOk and, optionally, Group): one string to send and parse instead
 # of hundreds of remoting objects. It is data, parsed with ConvertFrom-Json, never run. (A
 # batch is at most 128 writes, a few tens of KB: far below the length Windows PowerShell 5.1's
 # ConvertFrom-Json accepts.)
@@ -37,6 +46,90 @@ $ProxyAccessAccountName = $batch.ProxyAccessAccountName
 $UseProxy = $batch.UseProxy
 $UseProxyForAutoDeploymentRule = $batch.UseProxyForAutoDeploymentRule
 $Group = $batch.Group
+$ProxyOk = $batch.ProxyOk
+$SupOk = $batch.SupOk
+
+# The server proxy of an 'SMS Site System' row as a comparable key, as cmproxy's reader sees it
+# (reader.proxy_from_record): no proxy is 'off'; names compare case-insensitively.
+function Get-ProxyKey {
+    param($Props)
+    if ([int]$Props['UseProxy'].Value -ne 1) {
+        return 'off'
+    }
+    $account = ''
+    $anonymous = $Props['AnonymousProxyAccess']
+    if (($null -ne $anonymous) -and ([int]$anonymous.Value -ne 1)) {
+        $account = ([string]$Props['ProxyUserName'].Value2).Trim()
+    }
+    $port = 80
+    if ($Props['ProxyServerPort'] -and ([int]$Props['ProxyServerPort'].Value -ne 0)) {
+        $port = [int]$Props['ProxyServerPort'].Value
+    }
+    return ('on|' + ([string]$Props['ProxyName'].Value2).Trim().ToLower() + '|' + $port + '|' + $account.ToLower())
+}
+
+# The SUP options of an 'SMS Software Update Point' row as a comparable key.
+function Get-SupKey {
+    param($Props)
+    return ('sup|' + [int]$Props['UseProxy'].Value + '|' + [int]$Props['UseProxyForADR'].Value)
+}
+
+# The compare of compare-and-set: $null when item $Index may be written, else its Conflict record.
+function Test-Unchanged {
+    param([int]$Index)
+    $proxyKeys = ''
+    $supKeys = ''
+    if ($null -ne $ProxyOk) {
+        $proxyKeys = [string]$ProxyOk[$Index]
+    }
+    if ($null -ne $SupOk) {
+        $supKeys = [string]$SupOk[$Index]
+    }
+    if ((-not $proxyKeys) -and (-not $supKeys)) {
+        return $null
+    }
+    $name = [string]$SiteSystemServerName[$Index]
+    $site = $null
+    $sup = $null
+    foreach ($row in @(Get-CMSiteRole -SiteSystemServerName $name -SiteCode $SiteCode)) {
+        $props = @{}
+        foreach ($prop in $row.Props) {
+            $props[$prop.PropertyName] = $prop
+        }
+        if ([string]$row.RoleName -eq 'SMS Site System') {
+            $site = $props
+        } elseif ([string]$row.RoleName -eq 'SMS Software Update Point') {
+            $sup = $props
+        }
+    }
+    if ($null -eq $site) {
+        throw ('cmproxy:ServerNotFound: ' + $name + ' has no such role at site ' + $SiteCode)
+    }
+    $same = (-not $proxyKeys) -or $proxyKeys.Contains("`n" + (Get-ProxyKey $site) + "`n")
+    if ($supKeys) {
+        $same = $same -and ($null -ne $sup) -and $supKeys.Contains("`n" + (Get-SupKey $sup) + "`n")
+    }
+    if ($same) {
+        return $null
+    }
+    $found = [pscustomobject]@{
+        Kind                 = 'Conflict'
+        Index                = $Index
+        TargetName           = $name
+        UseProxy             = $site['UseProxy'].Value
+        ProxyName            = $site['ProxyName'].Value2
+        ProxyServerPort      = $site['ProxyServerPort'].Value
+        ProxyUserName        = $site['ProxyUserName'].Value2
+        AnonymousProxyAccess = $site['AnonymousProxyAccess'].Value
+        SupUseProxy          = $null
+        SupUseProxyForADR    = $null
+    }
+    if ($null -ne $sup) {
+        $found.SupUseProxy = $sup['UseProxy'].Value
+        $found.SupUseProxyForADR = $sup['UseProxyForADR'].Value
+    }
+    return $found
+}
 
 # One written item read back: its role (picked from $Listed when the site was listed) or an error.
 function Read-BackItem {
@@ -110,19 +203,30 @@ foreach ($item in $SiteSystemServerName) {
         }
     } else {
         try {
-            if ([string]$Kind[$i] -eq 'Sup') {
+            # The account first: the compare stays right before the Set.
+            $account = $null
+            $accountName = [string]$ProxyAccessAccountName[$i]
+            if (([string]$Kind[$i] -ne 'Sup') -and [bool]$EnableProxy[$i] -and $accountName) {
+                $key = $accountName.ToLower()
+                if (-not $accounts.ContainsKey($key)) {
+                    $accounts[$key] = Get-CMAccount -UserName $accountName -SiteCode $SiteCode
+                }
+                $account = $accounts[$key]
+                if (-not $account) {
+                    throw ('cmproxy:AccountNotFound: the account ' + $accountName + ' is not registered at site ' + $SiteCode)
+                }
+            }
+            $conflict = Test-Unchanged -Index $i
+            if ($null -ne $conflict) {
+                # Someone else changed the server since it was planned: not written.
+                if ($Group) {
+                    $failedGroups[[string]$Group[$i]] = $true
+                }
+                $conflict
+            } elseif ([string]$Kind[$i] -eq 'Sup') {
                 Set-CMSoftwareUpdatePoint -SiteSystemServerName $name -SiteCode $SiteCode -UseProxy ([bool]$UseProxy[$i]) -UseProxyForAutoDeploymentRule ([bool]$UseProxyForAutoDeploymentRule[$i])
             } elseif ([bool]$EnableProxy[$i]) {
-                $accountName = [string]$ProxyAccessAccountName[$i]
-                if ($accountName) {
-                    $key = $accountName.ToLower()
-                    if (-not $accounts.ContainsKey($key)) {
-                        $accounts[$key] = Get-CMAccount -UserName $accountName -SiteCode $SiteCode
-                    }
-                    $account = $accounts[$key]
-                    if (-not $account) {
-                        throw ('cmproxy:AccountNotFound: the account ' + $accountName + ' is not registered at site ' + $SiteCode)
-                    }
+                if ($account) {
                     Set-CMSiteSystemServer -SiteSystemServerName $name -SiteCode $SiteCode -EnableProxy $true -ProxyServerName ([string]$ProxyServerName[$i]) -ProxyServerPort ([int]$ProxyServerPort[$i]) -ProxyAccessAccount $account
                 } else {
                     Set-CMSiteSystemServer -SiteSystemServerName $name -SiteCode $SiteCode -EnableProxy $true -ProxyServerName ([string]$ProxyServerName[$i]) -ProxyServerPort ([int]$ProxyServerPort[$i])
@@ -130,7 +234,9 @@ foreach ($item in $SiteSystemServerName) {
             } else {
                 Set-CMSiteSystemServer -SiteSystemServerName $name -SiteCode $SiteCode -EnableProxy $false
             }
-            $pending += $i
+            if ($null -eq $conflict) {
+                $pending += $i
+            }
         } catch {
             if ($Group) {
                 $failedGroups[[string]$Group[$i]] = $true

@@ -92,7 +92,7 @@ class WSManService:
         self.expire_idle()
         action = req.action
         if action == wsman.ACTION_GET:
-            return self._get(req)
+            return self._get(req, user)
         if action == wsman.ACTION_CREATE:
             return self._create(req, user, client_ip)
         if action not in (
@@ -106,7 +106,7 @@ class WSManService:
                 wsman.CODE_ACTION_NOT_SUPPORTED,
                 f"The WS-Management service does not support the action {action[:200]}.",
             )
-        shell = self._shell(req)
+        shell = self._shell(req, user)
         if action == wsman.ACTION_DELETE:
             self._forget(shell.shell_id)
             shell.close()
@@ -213,7 +213,22 @@ class WSManService:
         ms = quotas.plugin_idle_timeout_ms if plugin else quotas.winrs_idle_timeout_ms
         return ms / 1000.0
 
-    def _shell(self, req: wsman.Request) -> Shell:
+    def owns(self, shell_id: str, user: str) -> bool:
+        """Is `shell_id` a shell `user` created? A shell belongs to the user who created it:
+        no other user may run, read, signal, delete, get or list it (Connect-PSSession: "you
+        cannot connect to sessions that were started by other users"). The one check every
+        shell operation (and a listing of shells) goes through."""
+        with self.lock:
+            held = self._held.get(shell_id.upper())
+        return held is not None and held.owner == user.lower()
+
+    def _foreign(self, shell_id: str) -> wsman.WSManFault:
+        """The fault for another user's shell (`HostFacts.foreign_shell_fault`, [UNCONFIRMED])."""
+        if self.settings.host.foreign_shell_fault == "shell_not_found":
+            return wsman.shell_not_found(shell_id)
+        return wsman.access_denied()
+
+    def _shell(self, req: wsman.Request, user: str) -> Shell:
         shell_id = req.selectors.get("ShellId", "")
         if not shell_id:
             raise wsman.WSManFault(
@@ -229,9 +244,11 @@ class WSManService:
             not in (shell.resource_uri.lower(), wsman.RESOURCE_SHELL.lower())
         ):
             raise wsman.shell_not_found(shell_id)
+        if not self.owns(shell.shell_id, user):
+            raise self._foreign(shell_id)
         return shell
 
-    def _get(self, req: wsman.Request) -> bytes:
+    def _get(self, req: wsman.Request, user: str) -> bytes:
         uri = req.resource_uri.lower()
         if uri == wsman.RESOURCE_CONFIG_WINRS.lower():
             return wsman.response(req, [wsman.winrs_config_element(self._winrs_values())])
@@ -247,7 +264,7 @@ class WSManService:
             return wsman.response(req, [wsman.plugin_config_element(name.lower(), quotas)])
         if uri.startswith(wsman.RESOURCE_CONFIG.lower()):
             return wsman.response(req, [wsman.config_element(self.config.max_envelope_kb)])
-        shell = self._shell(req)
+        shell = self._shell(req, user)
         with self.lock:
             held = self._held.get(shell.shell_id)
             if held is not None:  # any request on the shell resets its idle time

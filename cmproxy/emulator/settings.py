@@ -138,6 +138,14 @@ class HostFacts:
     #: The account is not a Configuration Manager administrative user: root\sms and the site
     #: drive refuse it (WBEM_E_ACCESS_DENIED 0x80041003 / E_ACCESSDENIED).
     provider_access_denied: bool = False
+    #: [UNCONFIRMED] The fault WinRM answers when a request names a shell another user created.
+    #: That a shell belongs to its creator is documented (Connect-PSSession: "you cannot connect
+    #: to sessions that were started by other users, unless you can provide the credentials of
+    #: the user who created the session"; Get-PSSession -ComputerName lists only your own); the
+    #: exact fault is not: "access_denied" (wsman:AccessDenied, WSManFault Code 5 =
+    #: ERROR_ACCESS_DENIED, "Access is denied.") or "shell_not_found" (as for an unknown
+    #: ShellId, 2150858843). Either way nothing runs and nothing is revealed.
+    foreign_shell_fault: str = "access_denied"
 
 
 @attrs.define

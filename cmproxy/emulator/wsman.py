@@ -64,6 +64,8 @@ CODE_TIMED_OUT = 2150858793  # 0x80338029
 CODE_ALREADY_EXISTS = 2150858803  # 0x80338033
 CODE_SHELL_NOT_FOUND = 2150858843  # 0x8033805B
 CODE_INTERNAL = 2150858752  # 0x80338000, resource not found / generic
+#: ERROR_ACCESS_DENIED (winerror.h): WinRM reports a refused access with the Win32 code.
+CODE_ACCESS_DENIED = 5
 #: ERROR_WSMAN_QUOTA_MAX_SHELLS (wsmerror.h, as PowerShell's CimChildJobBase.cs copies it).
 CODE_QUOTA_MAX_SHELLS = 2150859173  # 0x803381A5
 #: ERROR_WSMAN_QUOTA_MAX_SHELLS_PPQ: the same quota of a plug-in ("per plug-in quota").
@@ -81,6 +83,9 @@ _SUBCODES = {
     CODE_TIMED_OUT: ("s:Receiver", "wsman:TimedOut"),
     CODE_ALREADY_EXISTS: ("s:Sender", "wsman:AlreadyExists"),
     CODE_SHELL_NOT_FOUND: ("s:Sender", "wsman:InvalidSelectors"),
+    # DSP0226 (WS-Management) 14.6: wsman:AccessDenied, "the sender was not authorized to
+    # access the resource".
+    CODE_ACCESS_DENIED: ("s:Sender", "wsman:AccessDenied"),
     # MS-WSMV 3.1.4.5.2.1: a quota exceeded at Create is a wsman:QuotaLimit fault.
     CODE_QUOTA_MAX_SHELLS: ("s:Sender", "wsman:QuotaLimit"),
     CODE_QUOTA_MAX_SHELLS_PPQ: ("s:Sender", "wsman:QuotaLimit"),
@@ -118,6 +123,11 @@ def shell_not_found(shell_id: str) -> WSManFault:
         "incorrect or the shell no longer exists on the server. Provide the correct ShellId or "
         "create a new shell and retry the operation.",
     )
+
+
+def access_denied() -> WSManFault:
+    """A request on a resource the sender may not use (another user's shell)."""
+    return WSManFault(CODE_ACCESS_DENIED, "Access is denied.")
 
 
 def quota_max_shells(limit: int, code: int = CODE_QUOTA_MAX_SHELLS) -> WSManFault:

@@ -37,6 +37,14 @@ def _apply(session: Session, desired: DesiredState) -> list[WriteResult | BaseEx
     return session.apply_many(changes)
 
 
+def _write_alone(session: Session, desired: DesiredState) -> list[WriteResult | BaseException]:
+    """Each change through its own template (`Session.write`; `apply_many` sends even a lone
+    write through Set-ProxyBatch.ps1)."""
+    changes = list(plan(session.read_state(site_codes=["PS1"]), desired))
+    assert changes
+    return [session.write(change) for change in changes]
+
+
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_one_pool_single_writes_then_a_batch_then_a_read(transport: str) -> None:
     with Emulator(seed="demo", receive_timeout=RECEIVE_TIMEOUT) as emu:
@@ -44,13 +52,15 @@ def test_one_pool_single_writes_then_a_batch_then_a_read(transport: str) -> None
         with Session(info) as session:
             # Set-ServerProxy.ps1 ([string]$SiteSystemServerName, [bool]$EnableProxy,
             # [int]$ProxyServerPort …) and Set-SupProxyFlags.ps1 ([bool]$UseProxy …), alone.
-            single = _apply(
+            single = _write_alone(
                 session,
                 DesiredState(
                     proxies=[ProxyRequest(DP, ProxySettings(server="proxy-a.contoso.com", port=81))]
                 ),
             )
-            single += _apply(session, DesiredState(sup_flags=[SupFlagsRequest(SUP, True, True)]))
+            single += _write_alone(
+                session, DesiredState(sup_flags=[SupFlagsRequest(SUP, True, True)])
+            )
             assert all(isinstance(r, WriteResult) and r.matches for r in single), single
             # Set-ProxyBatch.ps1 assigns arrays to those very names.
             wanted = {

@@ -1,0 +1,199 @@
+"""Concurrent writers with separate journals and sessions (issue 15, point 3): what the
+compare-and-set in the write pipeline guarantees, and what it cannot.
+
+Guaranteed (`test_a_writer_that_compares_after_another_wrote_writes_nothing`): a writer whose
+compare runs after another writer's `Set` landed sees that value, writes nothing and is told
+(`ConflictError` naming the value); the other's values stay whole, proxy and SUP options.
+
+Not guaranteed (`test_eight_simultaneous_writers_...`): writers whose compares all run before
+any of their `Set`s land. The emulator serialises writes per site
+(`Costs.serialise_site_writes`) but, like an SMS Provider, holds no lock between a pipeline's
+compare and its `Set`, so such writers can all pass the compare; the read-back after the write
+tells most losers, not all (docs/transactions.md, "Limits"). That test checks what still holds
+(every writer answered, every journal closed, the site shows one of the round's writers'
+proxies, no writer that reports `rolled back` left its value) and prints the rest (double
+winners, mixed servers) for the record.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import attrs
+import pytest
+
+from cmproxy import (
+    DesiredState,
+    Journal,
+    Outcome,
+    ProxyRequest,
+    ProxySettings,
+    Results,
+    ServerSnapshot,
+    Session,
+    SupFlags,
+    SupFlagsRequest,
+    TransactionEvent,
+    apply_bulk,
+)
+from cmproxy.emulator.api import Emulator
+from cmproxy.emulator.settings import Costs, EmulatorSettings
+
+from .conftest import info_for, oracle
+
+pytestmark = pytest.mark.e2e
+
+WRITERS = 8
+ROUNDS = 10
+SITE = "PS2"
+SUPS = ("cm-ps2-sup01.contoso.com", "cm-ps2-sup02.contoso.com")
+SERVERS = ("cm-ps2-dp01.contoso.com", "cm-ps2-mp01.contoso.com", *SUPS)
+
+
+def _wanted(writer: int, round_no: int) -> ServerSnapshot:
+    """Writer `writer`'s values in round `round_no`: its own proxy; SUP options vary too."""
+    proxy = ProxySettings(server=f"proxy-w{writer}.contoso.com", port=8000 + round_no)
+    return ServerSnapshot(proxy, SupFlags(writer % 2 == 0, writer % 4 < 2))
+
+
+def _desired(writer: int, round_no: int) -> DesiredState:
+    want = _wanted(writer, round_no)
+    assert want.sup is not None
+    return DesiredState(
+        proxies=[ProxyRequest(name, want.proxy) for name in SERVERS],
+        sup_flags=[
+            SupFlagsRequest(name, want.sup.use_proxy, want.sup.use_proxy_for_adr) for name in SUPS
+        ],
+    )
+
+
+def _writer_of(snapshot: ServerSnapshot, round_no: int) -> int | None:
+    for writer in range(WRITERS):
+        if snapshot.proxy.same_as(_wanted(writer, round_no).proxy):
+            return writer
+    return None
+
+
+def _open(emu: Emulator) -> Session:
+    session = Session(attrs.evolve(info_for(emu, "psrp"), site_code=SITE))
+    session.open()
+    return session
+
+
+def test_a_writer_that_compares_after_another_wrote_writes_nothing(tmp_path: Path) -> None:
+    """B reads (under its bulk hold: no re-read before writing, the default), then A — another
+    machine, another journal — changes every server, proxy and SUP options; then B's pipeline
+    runs. B's compare sees A's values on every server: B writes nothing, reports each server
+    failed with A's value named, and A's values stay whole (no lost update, nothing mixed)."""
+    with Emulator(seed="demo", receive_timeout=3.0) as emu:
+        a, b = _open(emu), _open(emu)
+        try:
+            with Journal(tmp_path / "a.sqlite3") as ja, Journal(tmp_path / "b.sqlite3") as jb:
+                a_results: list[Results] = []
+
+                def a_writes_now(event: TransactionEvent) -> None:
+                    if event.kind == "apply" and not a_results:
+                        a_results.append(
+                            apply_bulk([a], _desired(0, 0), journal=ja, progress=False)
+                        )
+
+                sets_before = len(emu.state.call_log("Set-CMSiteSystemServer"))
+                b_results = apply_bulk(
+                    [b], _desired(1, 0), journal=jb, progress=False, hooks=[a_writes_now]
+                )
+                assert ja.open_transactions() == [] and jb.open_transactions() == []
+        finally:
+            a.close()
+            b.close()
+        (a_done,) = a_results
+        assert {i.outcome.outcome for i in a_done.items} == {Outcome.CHANGED}
+        for item in b_results.items:
+            assert item.outcome.outcome is Outcome.FAILED
+            assert "changed since it was read" in item.outcome.reason
+            assert "proxy-w0.contoso.com:8000" in item.outcome.reason
+        for name in SERVERS:
+            assert oracle(emu, name, SITE).same_as(_wanted(0, 0)) or (
+                name not in SUPS and oracle(emu, name, SITE).proxy.same_as(_wanted(0, 0).proxy)
+            )
+        # B's pipeline made no Set: only A's four proxy writes reached the site.
+        assert len(emu.state.call_log("Set-CMSiteSystemServer")) == sets_before + len(SERVERS)
+
+
+def _round(
+    sessions: list[Session], journals: list[Journal], round_no: int
+) -> list[Results | BaseException | None]:
+    """Every writer applies its values at the same moment (a barrier), each in its thread."""
+    start = threading.Barrier(WRITERS)
+    results: list[Results | BaseException | None] = [None] * WRITERS
+
+    def write(w: int) -> None:
+        start.wait()
+        try:
+            results[w] = apply_bulk(
+                [sessions[w]],
+                _desired(w, round_no),
+                journal=journals[w],
+                progress=False,
+                per_provider=1,
+                per_site=1,
+            )
+        except BaseException as error:
+            results[w] = error
+
+    threads = [threading.Thread(target=write, args=(w,)) for w in range(WRITERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def test_eight_simultaneous_writers_separate_journals_ten_rounds(tmp_path: Path) -> None:
+    settings = EmulatorSettings(costs=Costs(get_cmdlet=0.002, set_cmdlet=0.01))
+    with Emulator(seed="demo", settings=settings, receive_timeout=3.0) as emu:
+        sessions = [_open(emu) for _ in range(WRITERS)]
+        journals = [Journal(tmp_path / f"admin{w}.sqlite3") for w in range(WRITERS)]
+        double_winners: list[str] = []
+        no_winner: list[str] = []
+        mixed: list[str] = []
+        try:
+            for round_no in range(ROUNDS):
+                results = _round(sessions, journals, round_no)
+                for w, journal in enumerate(journals):
+                    assert isinstance(results[w], Results), f"writer {w}: {results[w]!r}"
+                    assert journal.open_transactions() == [], f"writer {w}"
+                for name in SERVERS:
+                    final = oracle(emu, name, SITE)
+                    owner = _writer_of(final, round_no)
+                    where = f"round {round_no}, {name}"
+                    assert owner is not None, f"{where}: no writer's proxy, {final}"
+                    changed = []
+                    for w, result in enumerate(results):
+                        assert isinstance(result, Results)
+                        (item,) = [i for i in result.items if i.outcome.server.lower() == name]
+                        outcome = item.outcome.outcome
+                        assert outcome in (Outcome.CHANGED, Outcome.FAILED, Outcome.ROLLED_BACK)
+                        if outcome is Outcome.CHANGED:
+                            changed.append(w)
+                        if outcome is Outcome.ROLLED_BACK:
+                            assert owner != w, f"{where}: writer {w} says rolled back"
+                    if len(changed) > 1:
+                        double_winners.append(f"{where}: {changed} changed, site shows {owner}")
+                    elif not changed:
+                        no_winner.append(f"{where}: nobody changed, site shows {owner}")
+                    if name in SUPS and final.sup != _wanted(owner, round_no).sup:
+                        mixed.append(f"{where}: proxy of writer {owner}, {final.sup}")
+        finally:
+            for session in sessions:
+                session.close()
+            for journal in journals:
+                journal.close()
+        # Not guaranteed (see the module's docstring): printed for the record.
+        cases = ROUNDS * len(SERVERS)
+        print(
+            f"\n{cases} server-rounds: {len(double_winners)} with several writers told "
+            f"'changed' (lost updates), {len(no_winner)} with no writer told 'changed', "
+            f"{len(mixed)} of {ROUNDS * len(SUPS)} SUP server-rounds mixed\n"
+            + "\n".join(double_winners + no_winner + mixed)
+        )
