@@ -7,6 +7,7 @@ store, not through the SDK), the outcome says which, and the journal holds no op
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -37,8 +38,9 @@ PASSWORD = "Tx-P@ss'w0rd;$(whoami)`"
 
 
 def desired(case: str) -> DesiredState:
-    """The three-step change, with an account that does not exist yet (one per case)."""
-    account = f"{ACCOUNT}-{case}"
+    """The three-step change, with an account that does not exist yet (one per case; a short
+    name: a sAMAccountName has 20 characters at most)."""
+    account = f"{ACCOUNT}-{zlib.crc32(case.encode()):08x}"
     proxy = ProxySettings(
         server="proxy-tx.contoso.com", port=3128, account=account, password=PASSWORD
     )
