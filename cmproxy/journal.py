@@ -29,7 +29,14 @@ import attrs
 
 from cmproxy._exceptions import ConflictError
 
-__all__ = ["Hold", "Journal", "JournalEntry", "JournalTransaction", "default_journal_path"]
+__all__ = [
+    "Hold",
+    "Journal",
+    "JournalEntry",
+    "JournalTransaction",
+    "JournalUnit",
+    "default_journal_path",
+]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS transactions (
@@ -58,6 +65,30 @@ CREATE TABLE IF NOT EXISTS changes (
     state TEXT NOT NULL,           -- planned, applying, applied, rolling_back, rolled_back
     updated REAL NOT NULL,
     PRIMARY KEY (tx_id, seq)
+);
+-- Added tables only (CREATE IF NOT EXISTS): a journal of an older cmproxy opens and gains
+-- them; nothing existing changes shape.
+-- which shell (runspace pool) and command carried a transaction's pipelines, recorded
+-- before each one was sent: what may still run on the server after a crash
+CREATE TABLE IF NOT EXISTS pipelines (
+    tx_id TEXT NOT NULL REFERENCES transactions(id),
+    resource_uri TEXT NOT NULL,
+    shell_id TEXT NOT NULL,
+    command_id TEXT NOT NULL,
+    account TEXT NOT NULL,         -- the account that owns the shell (lower case)
+    recorded REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS pipelines_by_tx ON pipelines (tx_id);
+-- an all-or-nothing run: its transactions are recovered as one
+CREATE TABLE IF NOT EXISTS units (
+    id TEXT PRIMARY KEY,
+    created REAL NOT NULL,
+    endpoint TEXT NOT NULL,
+    status TEXT NOT NULL           -- open, closed
+);
+CREATE TABLE IF NOT EXISTS unit_members (
+    unit_id TEXT NOT NULL REFERENCES units(id),
+    tx_id TEXT NOT NULL PRIMARY KEY REFERENCES transactions(id)
 );
 """
 
@@ -96,6 +127,15 @@ class Hold:
     id: str
     endpoint: str
     servers: frozenset[str]
+
+
+@attrs.frozen
+class JournalUnit:
+    """An all-or-nothing run not closed: its transactions (open or finished), by status."""
+
+    id: str
+    endpoint: str
+    members: tuple[tuple[str, str, tuple[JournalEntry, ...]], ...]  # (tx id, status, servers)
 
 
 #: Statuses that claim their servers: an open transaction and a hold.
@@ -198,11 +238,13 @@ class Journal:
         ],
         *,
         hold: Hold | None = None,
+        unit: str | None = None,
     ) -> list[str | ConflictError]:
         """`begin` for several independent transactions in one fsynced commit.
 
         Each gets its id, or the `ConflictError` of a server another open transaction (or a
-        hold other than `hold`) has (that one is not recorded; the others are).
+        hold other than `hold`) has (that one is not recorded; the others are). `unit`: an
+        open all-or-nothing unit (`begin_unit`) they belong to, recorded in the same commit.
         """
         now = time.time()
         claimed: list[str | ConflictError] = []
@@ -240,6 +282,8 @@ class Journal:
                         for seq, (target, kind, change) in enumerate(changes)
                     ],
                 )
+                if unit is not None:
+                    db.execute("INSERT INTO unit_members VALUES (?, ?)", (unit, tx_id))
                 claimed.append(tx_id)
         return claimed
 
@@ -327,6 +371,91 @@ class Journal:
                 )
                 result.append(JournalTransaction(tx_id, ep, created, servers, changes))
         return result
+
+    # -- pipelines: what may still run on the server -----------------------------------------
+
+    def record_pipeline(
+        self,
+        tx_ids: Sequence[str],
+        resource_uri: str,
+        shell_id: str,
+        command_id: str,
+        *,
+        account: str = "",
+    ) -> None:
+        """Before a pipeline is sent: the shell and command that carry `tx_ids`' work."""
+        if not tx_ids:
+            return
+        now = time.time()
+        row = (resource_uri, shell_id.upper(), command_id.upper(), account.lower(), now)
+        with self._write() as db:
+            db.executemany(
+                "INSERT INTO pipelines VALUES (?, ?, ?, ?, ?, ?)", [(t, *row) for t in tx_ids]
+            )
+
+    def pipeline_shells(self, tx_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+        """The shells that carried `tx_ids`' pipelines: id → (resource URI, account)."""
+        return {shell: (uri, account) for uri, shell, _cmd, account in self._pipeline_rows(tx_ids)}
+
+    def pipelines(self, tx_ids: Sequence[str]) -> list[tuple[str, str, str]]:
+        """(resource URI, shell id, command id) recorded for `tx_ids`, oldest first."""
+        return [(uri, shell, cmd) for uri, shell, cmd, _acct in self._pipeline_rows(tx_ids)]
+
+    def _pipeline_rows(self, tx_ids: Sequence[str]) -> list[tuple[str, str, str, str]]:
+        rows: dict[tuple[str, str, str, str], None] = {}
+        with self._lock:
+            for tx_id in dict.fromkeys(tx_ids):
+                for uri, shell, command, account in self._db.execute(
+                    "SELECT resource_uri, shell_id, command_id, account FROM pipelines "
+                    "WHERE tx_id = ? ORDER BY recorded",
+                    (tx_id,),
+                ):
+                    rows[(str(uri), str(shell), str(command), str(account))] = None
+        return list(rows)
+
+    # -- all-or-nothing units ----------------------------------------------------------------
+
+    def begin_unit(self, endpoint: str) -> str:
+        """Open an all-or-nothing unit: the transactions begun under it are recovered as one."""
+        unit_id = uuid.uuid4().hex
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO units VALUES (?, ?, ?, 'open')", (unit_id, time.time(), endpoint)
+            )
+        return unit_id
+
+    def close_unit(self, unit_id: str) -> None:
+        """The unit's run ended as a whole (all kept, or all undone): nothing left to recover."""
+        with self._write() as db:
+            db.execute("UPDATE units SET status = 'closed' WHERE id = ?", (unit_id,))
+
+    def open_units(self, endpoint: str | None = None) -> list[JournalUnit]:
+        """Units not closed (all endpoints unless one is named), oldest first."""
+        query = "SELECT id, endpoint FROM units WHERE status = 'open'"
+        args: tuple[Any, ...] = ()
+        if endpoint is not None:
+            query += " AND endpoint = ?"
+            args = (endpoint,)
+        units = []
+        with self._lock:
+            for unit_id, ep in self._db.execute(query + " ORDER BY created", args).fetchall():
+                members = []
+                for tx_id, status in self._db.execute(
+                    "SELECT t.id, t.status FROM unit_members m JOIN transactions t "
+                    "ON t.id = m.tx_id WHERE m.unit_id = ? ORDER BY t.created",
+                    (unit_id,),
+                ).fetchall():
+                    servers = tuple(
+                        JournalEntry(srv, site, json.loads(b), json.loads(a))
+                        for srv, site, b, a in self._db.execute(
+                            "SELECT server, site_code, before, after FROM servers "
+                            "WHERE tx_id = ? ORDER BY server",
+                            (tx_id,),
+                        )
+                    )
+                    members.append((str(tx_id), str(status), servers))
+                units.append(JournalUnit(str(unit_id), str(ep), tuple(members)))
+        return units
 
     def dump(self) -> str:
         """The whole journal as text (tests check that no secret is in it)."""
