@@ -39,6 +39,7 @@ from cmproxy import (
     ServerSnapshot,
     Session,
     SupFlagsRequest,
+    apply_bulk,
     recover,
     run_transaction,
 )
@@ -400,3 +401,82 @@ def test_an_orphan_that_cannot_be_stopped_leaves_the_journal_open(
     recover_and_check(emu, transport, lane, before, lane.after(before, want), "stuck", tally)
     expire_idle_shells(emu)
     assert (tally["mixed"], tally["wrong report"], tally["left open"]) == (0, 0, 0), tally
+
+
+BULK = tuple(f"cm-ps2-{n}.contoso.com" for n in ("dp01", "dp03", "dp04", "dp05", "dp06", "mp01"))
+
+
+def _bulk_child(info: ConnectionInfo, journal: Path, want: DesiredState, ready: int) -> None:
+    try:
+        with Session(info) as session:
+            os.write(ready, b"r")
+            apply_bulk(
+                [session],
+                want,
+                journal=Journal(journal),
+                all_or_nothing=True,
+                batch_size=2,
+                per_site=1,
+                policy=RetryPolicy.for_tests(),
+                progress=False,
+            )
+        os.write(ready, b"d")
+    finally:
+        os._exit(0)
+
+
+def _bulk_state(emu: Emulator) -> dict[str, ServerSnapshot]:
+    return {s: oracle(emu, s, "PS2") for s in BULK}
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(300)
+def test_all_or_nothing_bulk_killed_midway_ends_all_old_or_all_new(
+    emulator: tuple[Emulator, str], tmp_path: Path
+) -> None:
+    """Six servers in batches of two (three write pipelines), killed at seeded points while
+    they land, `recover` at once: every server old, or every server new, as reported."""
+    emu, transport = emulator
+    lane = lanes(tmp_path)[0]
+    rng = random.Random(f"cmproxy-bulk-{transport}")
+    emu.settings.costs.set_cmdlet = 0.3
+    endings: list[str] = []
+    try:
+        for run in range(4):
+            proxy = ProxySettings(server=f"bulk-{run}.contoso.com", port=8080 + run)
+            want = DesiredState(proxies=[ProxyRequest(s, proxy) for s in BULK])
+            before = _bulk_state(emu)
+            after = {s: attrs.evolve(before[s], proxy=proxy) for s in BULK}
+            read_end, write_end = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - the child never returns
+                os.close(read_end)
+                _bulk_child(lane.info(emu, transport), lane.journal, want, write_end)
+            os.close(write_end)
+            assert os.read(read_end, 1) == b"r"
+            # Between the first write landing and the last one.
+            end = time.monotonic() + 30
+            while all(now == before[s] for s, now in _bulk_state(emu).items()):
+                assert time.monotonic() < end, "the bulk run wrote nothing"
+                time.sleep(0.005)
+            time.sleep(rng.uniform(0.0, 0.3 * len(BULK)))
+            kill(pid, read_end)
+            with Session(lane.info(emu, transport)) as session, Journal(lane.journal) as journal:
+                outcomes = recover(session, journal, policy=RetryPolicy.for_tests())
+                assert journal.open_units() == []
+            lane.wait_quiet(emu)
+            now = _bulk_state(emu)
+            if now == before:
+                endings.append("old")
+            elif now == after:
+                endings.append("new")
+            else:
+                mixed = sorted(s for s in BULK if now[s] == after[s])
+                pytest.fail(f"run {run}: new on {mixed} only, old elsewhere")
+            reported = {s.server.lower(): o.status for o in outcomes for s in o.servers}
+            for server, status in reported.items():
+                expected = after if status == "committed" else before
+                assert now[server] == expected[server], (run, server, status)
+    finally:
+        expire_idle_shells(emu)
+    assert endings, endings
