@@ -49,6 +49,7 @@ from cmproxy import (
     SoftwareUpdatePoint,
     ValidationError,
 )
+from cmproxy.transaction import RECOVERED
 
 __all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "app", "main"]
 
@@ -723,7 +724,9 @@ def recover(common: Common, json_output: JsonFlag = False) -> None:
             endpoint = session.endpoint
     finally:
         journal.close()
-    ok = all(o.status != "failed" for o in outcomes)
+    # A transaction left open because what its killed run left running could not be
+    # stopped ("not quiet") needs another recover later: not ok, like a failed one.
+    ok = all(o.status in RECOVERED for o in outcomes)
     if json_output:
         _emit_json(
             {
@@ -733,6 +736,7 @@ def recover(common: Common, json_output: JsonFlag = False) -> None:
                     {
                         "transaction_id": o.transaction_id,
                         "status": o.status,
+                        "detail": o.detail,
                         "servers": [s.to_dict() for s in o.servers],
                     }
                     for o in outcomes
@@ -758,6 +762,12 @@ def recover(common: Common, json_output: JsonFlag = False) -> None:
                 s.reason,
             )
     console.print(table)
+    for o in outcomes:
+        if o.status == "not quiet":
+            console.print(
+                f"[red]Transaction {o.transaction_id} left open:[/red] {o.detail}. "
+                "Nothing was decided; run `cmproxy recover` again."
+            )
     _exit(EXIT_OK if ok else EXIT_FAILED)
 
 

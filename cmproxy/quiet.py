@@ -92,6 +92,7 @@ def make_quiet(
         )
     end = clock() + timeout
     errors: list[str] = []
+    tried = False
     while True:
         try:
             listed = lister()
@@ -102,11 +103,12 @@ def make_quiet(
         left = sorted({s.shell_id.upper() for s in listed} & set(shells))
         if not left:
             return None
-        if clock() >= end:
+        if tried and clock() >= end:
             detail = f" ({'; '.join(errors[-3:])})" if errors else ""
             return (
                 f"the shells {', '.join(left)} of the interrupted run could not be stopped{detail}"
             )
+        tried = True
         for sid in left:
             try:
                 deleter(shells[sid][0], sid)
