@@ -279,6 +279,9 @@ def apply_bulk(
     `recheck_after` seconds of it writes without re-reading; a later one re-reads its servers
     first (edits made meanwhile outside cmproxy are then conflicts, not overwritten). A
     `DesiredSpec`, whose servers are only known after the read, re-reads per batch.
+
+    `all_or_nothing=True` is journalled as one unit per provider before anything is written:
+    if the run is killed, `recover` puts all of its servers back (docs/transactions.md).
     """
     policy = policy or RetryPolicy()
     holds: dict[str, Hold] = {}

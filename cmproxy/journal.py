@@ -10,6 +10,11 @@ transactions on one machine (see docs/transactions.md for the limits). A *hold* 
 before they are read, for a caller that will run their transactions later (a bulk run): it
 records no snapshot and no change, nothing is ever written under it, and its own transactions
 may claim its servers.
+
+Before each pipeline of a transaction is sent, the journal records the shell (runspace pool)
+and command carrying it, so `recover` can stop what a killed process left running; an
+all-or-nothing run is a *unit* whose transactions are recovered as one. Both are tables added
+with CREATE IF NOT EXISTS: an older journal gains them on open.
 """
 
 from __future__ import annotations
