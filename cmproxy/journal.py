@@ -338,6 +338,10 @@ class Journal:
                 "UPDATE transactions SET status = ?, detail = ? WHERE id = ?",
                 [(status, detail, tx_id) for tx_id, status, detail in finished],
             )
+            # A finished transaction's pipelines got their answers: nothing of it still runs.
+            db.executemany(
+                "DELETE FROM pipelines WHERE tx_id = ?", [(tx_id,) for tx_id, _s, _d in finished]
+            )
 
     def status(self, tx_id: str) -> str:
         with self._lock:

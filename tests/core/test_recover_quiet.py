@@ -154,3 +154,13 @@ def test_an_all_or_nothing_unit_is_put_back_whole(state: SiteState, journal: Jou
     assert {o.status for o in outcomes} == {"rolled_back"}
     assert {n: ServerSnapshot.of(site.state, n) for n in servers} == befores
     assert journal.open_units() == [] and journal.open_transactions() == []
+
+
+def test_a_finished_transaction_keeps_no_pipeline_records(
+    state: SiteState, journal: Journal
+) -> None:
+    site = ShellSite(state, [])
+    tx_id = _interrupted(site, journal, "ORPHAN")
+    assert journal.pipelines([tx_id]) == [(PWSH, "ORPHAN", "C0MMAND")]
+    journal.finish(tx_id, "committed")
+    assert journal.pipelines([tx_id]) == []
