@@ -197,3 +197,25 @@ def test_winrs_signal_terminate_ends_the_process(emu: Emulator) -> None:
     proto.cleanup_command(shell_id, command_id)  # Signal terminate
     assert not proc.worker.is_alive()
     proto.close_shell(shell_id)
+
+
+def test_signal_terminate_from_another_connection_stops_an_unattended_pipeline(
+    emu: Emulator,
+) -> None:
+    """The owner, on a new connection, ends a pipeline no client receives from any more: the
+    SignalResponse comes once it stopped, and the command is gone from the enumeration."""
+    pool = open_pool(emu)
+    ps = PowerShell(pool)
+    ps.add_script(LOOP)
+    ps.begin_invoke()
+    pipe = shell_of(emu, pool).pipes[str(ps.id).upper()]
+    vanish(pool)
+    rsp = NAMESPACES["rsp"]
+    signal = ET.Element(f"{{{rsp}}}Signal", CommandId=str(ps.id).upper())
+    ET.SubElement(signal, f"{{{rsp}}}Code").text = wsman.SIGNAL_TERMINATE
+    selectors = SelectorSet()
+    selectors.add_option("ShellId", str(pool.shell.id))
+    client(emu).signal(wsman.RESOURCE_PWSH, signal, selector_set=selectors)
+    assert pipe.worker is not None and not pipe.worker.is_alive()
+    (listed,) = RunspacePool.get_runspace_pools(client(emu))
+    assert listed.pipelines == {}
