@@ -715,12 +715,24 @@ def apply(
 
 @app.command()
 @with_common
-def recover(common: Common, json_output: JsonFlag = False) -> None:
+def recover(
+    common: Common,
+    json_output: JsonFlag = False,
+    quiet_timeout: Annotated[
+        float,
+        typer.Option(
+            "--quiet-timeout",
+            min=0.0,
+            help="Seconds to spend stopping what the killed run left running on the server "
+            "before giving up (the transactions then stay open)",
+        ),
+    ] = 60.0,
+) -> None:
     """Finish transactions a killed run left open in the journal (roll forward or back)."""
     journal = common.open_journal()
     try:
         with open_session(common) as session:
-            outcomes = cmproxy.recover(session, journal)
+            outcomes = cmproxy.recover(session, journal, quiet_timeout=quiet_timeout)
             endpoint = session.endpoint
     finally:
         journal.close()
