@@ -282,17 +282,26 @@ def apply_bulk(
     made meanwhile outside cmproxy is a conflict, never overwritten, with the default
     `recheck_after=math.inf` too; a re-read only finds it before the batch writes anything.
     A `DesiredSpec`, whose servers are only known after the read, re-reads per batch.
+
+    `all_or_nothing=True` is journalled as one unit per provider before anything is written:
+    if the run is killed, `recover` puts all of its servers back (docs/transactions.md).
     """
     policy = policy or RetryPolicy()
     holds: dict[str, Hold] = {}
     if not dry_run and isinstance(desired, DesiredState):
         holds = {c.endpoint: journal.hold(c.endpoint, desired.servers) for c in clients}
+    # All-or-nothing is journalled as one unit per provider before anything is written: a
+    # run killed before it ends is recovered as one (`recover` puts all of it back).
+    units: dict[str, str] = {}
+    if not dry_run and all_or_nothing:
+        units = {c.endpoint: journal.begin_unit(c.endpoint) for c in clients}
     try:
-        return _apply_bulk(
+        results = _apply_bulk(
             clients,
             desired,
             journal=journal,
             holds=holds,
+            units=units,
             options=options,
             policy=policy,
             all_or_nothing=all_or_nothing,
@@ -309,6 +318,9 @@ def apply_bulk(
     finally:
         for hold in holds.values():
             journal.release(hold)
+    for unit in units.values():  # the run ended as a whole (kept, or undone above)
+        journal.close_unit(unit)
+    return results
 
 
 def _apply_bulk(
@@ -317,6 +329,7 @@ def _apply_bulk(
     *,
     journal: Journal,
     holds: dict[str, Hold],
+    units: dict[str, str],
     options: PlanOptions | None,
     policy: RetryPolicy,
     all_or_nothing: bool,
@@ -414,6 +427,7 @@ def _apply_bulk(
                     hold=holds.get(provider.client.endpoint),
                     fresh=time.monotonic() - read_at <= recheck_after,
                     before_writes=accounts.wait,
+                    unit=units.get(provider.client.endpoint),
                 )
         with lock:
             done.extend(parts)
@@ -494,6 +508,7 @@ def _run_chunk(
     hold: Hold | None = None,
     fresh: bool = False,
     before_writes: Callable[[], None] | None = None,
+    unit: str | None = None,
 ) -> list[tuple[int, Results]]:
     """One transaction per job, run side by side (`run_transactions`): shared round trips,
     separate outcomes. `hold`: the provider's hold; `fresh`: its read is still fresh;
@@ -511,6 +526,7 @@ def _run_chunk(
             hold=hold,
             fresh_base=fresh,
             before_writes=before_writes,
+            unit=unit,
         )
     except CMProxyError as error:
         outcomes = [error] * len(chunk)

@@ -50,6 +50,7 @@ from cmproxy import (
     SoftwareUpdatePoint,
     ValidationError,
 )
+from cmproxy.transaction import RECOVERED
 
 __all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "app", "main"]
 
@@ -729,16 +730,30 @@ def apply(
 
 @app.command()
 @with_common
-def recover(common: Common, json_output: JsonFlag = False) -> None:
+def recover(
+    common: Common,
+    json_output: JsonFlag = False,
+    quiet_timeout: Annotated[
+        float,
+        typer.Option(
+            "--quiet-timeout",
+            min=0.0,
+            help="Seconds to spend stopping what the killed run left running on the server "
+            "before giving up (the transactions then stay open)",
+        ),
+    ] = 60.0,
+) -> None:
     """Finish transactions a killed run left open in the journal (roll forward or back)."""
     journal = common.open_journal()
     try:
         with open_session(common) as session:
-            outcomes = cmproxy.recover(session, journal)
+            outcomes = cmproxy.recover(session, journal, quiet_timeout=quiet_timeout)
             endpoint = session.endpoint
     finally:
         journal.close()
-    ok = all(o.status != "failed" for o in outcomes)
+    # A transaction left open because what its killed run left running could not be
+    # stopped ("not quiet") needs another recover later: not ok, like a failed one.
+    ok = all(o.status in RECOVERED for o in outcomes)
     if json_output:
         _emit_json(
             {
@@ -748,6 +763,7 @@ def recover(common: Common, json_output: JsonFlag = False) -> None:
                     {
                         "transaction_id": o.transaction_id,
                         "status": o.status,
+                        "detail": o.detail,
                         "servers": [s.to_dict() for s in o.servers],
                     }
                     for o in outcomes
@@ -773,6 +789,12 @@ def recover(common: Common, json_output: JsonFlag = False) -> None:
                 s.reason,
             )
     console.print(table)
+    for o in outcomes:
+        if o.status == "not quiet":
+            console.print(
+                f"[red]Transaction {o.transaction_id} left open:[/red] {o.detail}. "
+                "Nothing was decided; run `cmproxy recover` again."
+            )
     _exit(EXIT_OK if ok else EXIT_FAILED)
 
 

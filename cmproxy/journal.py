@@ -10,6 +10,11 @@ transactions on one machine (see docs/transactions.md for the limits). A *hold* 
 before they are read, for a caller that will run their transactions later (a bulk run): it
 records no snapshot and no change, nothing is ever written under it, and its own transactions
 may claim its servers.
+
+Before each pipeline of a transaction is sent, the journal records the shell (runspace pool)
+and command carrying it, so `recover` can stop what a killed process left running; an
+all-or-nothing run is a *unit* whose transactions are recovered as one. Both are tables added
+with CREATE IF NOT EXISTS: an older journal gains them on open.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ __all__ = [
     "JournalEntry",
     "JournalError",
     "JournalTransaction",
+    "JournalUnit",
     "default_journal_path",
 ]
 
@@ -81,15 +87,52 @@ CREATE TABLE IF NOT EXISTS changes (
 """
 
 
-def _v1_base(db: sqlite3.Connection) -> None:
-    """The first versioned schema; `IF NOT EXISTS` also adopts a journal from before versions."""
-    for statement in _V1.split(";\n"):
+def _execute_all(db: sqlite3.Connection, sql: str) -> None:
+    for statement in sql.split(";\n"):
         if statement.strip():
             db.execute(statement)
 
 
+def _v1_base(db: sqlite3.Connection) -> None:
+    """The first versioned schema; `IF NOT EXISTS` also adopts a journal from before versions."""
+    _execute_all(db, _V1)
+
+
+# Crash recovery (issue 15): which shell and command carried each pipeline, and all-or-nothing
+# units. Added tables only.
+_V2 = """
+-- which shell (runspace pool) and command carried a transaction's pipelines, recorded
+-- before each one was sent: what may still run on the server after a crash
+CREATE TABLE IF NOT EXISTS pipelines (
+    tx_id TEXT NOT NULL REFERENCES transactions(id),
+    resource_uri TEXT NOT NULL,
+    shell_id TEXT NOT NULL,
+    command_id TEXT NOT NULL,
+    account TEXT NOT NULL,         -- the account that owns the shell (lower case)
+    recorded REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS pipelines_by_tx ON pipelines (tx_id);
+-- an all-or-nothing run: its transactions are recovered as one
+CREATE TABLE IF NOT EXISTS units (
+    id TEXT PRIMARY KEY,
+    created REAL NOT NULL,
+    endpoint TEXT NOT NULL,
+    status TEXT NOT NULL           -- open, closed
+);
+CREATE TABLE IF NOT EXISTS unit_members (
+    unit_id TEXT NOT NULL REFERENCES units(id),
+    tx_id TEXT NOT NULL PRIMARY KEY REFERENCES transactions(id)
+);
+"""
+
+
+def _v2_pipelines_and_units(db: sqlite3.Connection) -> None:
+    """What may still run on the server after a crash, and runs recovered as one."""
+    _execute_all(db, _V2)
+
+
 #: Migration `n` (1-based) brings a journal from version n-1 to n.
-_MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1_base]
+_MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1_base, _v2_pipelines_and_units]
 #: The journal schema this cmproxy reads and writes.
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -198,6 +241,15 @@ class Hold:
     id: str
     endpoint: str
     servers: frozenset[str]
+
+
+@attrs.frozen
+class JournalUnit:
+    """An all-or-nothing run not closed: its transactions (open or finished), by status."""
+
+    id: str
+    endpoint: str
+    members: tuple[tuple[str, str, tuple[JournalEntry, ...]], ...]  # (tx id, status, servers)
 
 
 #: Statuses that claim their servers: an open transaction and a hold.
@@ -325,11 +377,13 @@ class Journal:
         ],
         *,
         hold: Hold | None = None,
+        unit: str | None = None,
     ) -> list[str | ConflictError]:
         """`begin` for several independent transactions in one fsynced commit.
 
         Each gets its id, or the `ConflictError` of a server another open transaction (or a
-        hold other than `hold`) has (that one is not recorded; the others are).
+        hold other than `hold`) has (that one is not recorded; the others are). `unit`: an
+        open all-or-nothing unit (`begin_unit`) they belong to, recorded in the same commit.
         """
         now = time.time()
         claimed: list[str | ConflictError] = []
@@ -367,6 +421,8 @@ class Journal:
                         for seq, (target, kind, change) in enumerate(changes)
                     ],
                 )
+                if unit is not None:
+                    db.execute("INSERT INTO unit_members VALUES (?, ?)", (unit, tx_id))
                 claimed.append(tx_id)
         return claimed
 
@@ -416,6 +472,10 @@ class Journal:
                 "UPDATE transactions SET status = ?, detail = ? WHERE id = ?",
                 [(status, detail, tx_id) for tx_id, status, detail in finished],
             )
+            # A finished transaction's pipelines got their answers: nothing of it still runs.
+            db.executemany(
+                "DELETE FROM pipelines WHERE tx_id = ?", [(tx_id,) for tx_id, _s, _d in finished]
+            )
 
     def status(self, tx_id: str) -> str:
         with self._lock, _sqlite_errors(self.path):
@@ -454,6 +514,91 @@ class Journal:
                 )
                 result.append(JournalTransaction(tx_id, ep, created, servers, changes))
         return result
+
+    # -- pipelines: what may still run on the server -----------------------------------------
+
+    def record_pipeline(
+        self,
+        tx_ids: Sequence[str],
+        resource_uri: str,
+        shell_id: str,
+        command_id: str,
+        *,
+        account: str = "",
+    ) -> None:
+        """Before a pipeline is sent: the shell and command that carry `tx_ids`' work."""
+        if not tx_ids:
+            return
+        now = time.time()
+        row = (resource_uri, shell_id.upper(), command_id.upper(), account.lower(), now)
+        with self._write() as db:
+            db.executemany(
+                "INSERT INTO pipelines VALUES (?, ?, ?, ?, ?, ?)", [(t, *row) for t in tx_ids]
+            )
+
+    def pipeline_shells(self, tx_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+        """The shells that carried `tx_ids`' pipelines: id → (resource URI, account)."""
+        return {shell: (uri, account) for uri, shell, _cmd, account in self._pipeline_rows(tx_ids)}
+
+    def pipelines(self, tx_ids: Sequence[str]) -> list[tuple[str, str, str]]:
+        """(resource URI, shell id, command id) recorded for `tx_ids`, oldest first."""
+        return [(uri, shell, cmd) for uri, shell, cmd, _acct in self._pipeline_rows(tx_ids)]
+
+    def _pipeline_rows(self, tx_ids: Sequence[str]) -> list[tuple[str, str, str, str]]:
+        rows: dict[tuple[str, str, str, str], None] = {}
+        with self._lock:
+            for tx_id in dict.fromkeys(tx_ids):
+                for uri, shell, command, account in self._db.execute(
+                    "SELECT resource_uri, shell_id, command_id, account FROM pipelines "
+                    "WHERE tx_id = ? ORDER BY recorded",
+                    (tx_id,),
+                ):
+                    rows[(str(uri), str(shell), str(command), str(account))] = None
+        return list(rows)
+
+    # -- all-or-nothing units ----------------------------------------------------------------
+
+    def begin_unit(self, endpoint: str) -> str:
+        """Open an all-or-nothing unit: the transactions begun under it are recovered as one."""
+        unit_id = uuid.uuid4().hex
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO units VALUES (?, ?, ?, 'open')", (unit_id, time.time(), endpoint)
+            )
+        return unit_id
+
+    def close_unit(self, unit_id: str) -> None:
+        """The unit's run ended as a whole (all kept, or all undone): nothing left to recover."""
+        with self._write() as db:
+            db.execute("UPDATE units SET status = 'closed' WHERE id = ?", (unit_id,))
+
+    def open_units(self, endpoint: str | None = None) -> list[JournalUnit]:
+        """Units not closed (all endpoints unless one is named), oldest first."""
+        query = "SELECT id, endpoint FROM units WHERE status = 'open'"
+        args: tuple[Any, ...] = ()
+        if endpoint is not None:
+            query += " AND endpoint = ?"
+            args = (endpoint,)
+        units = []
+        with self._lock:
+            for unit_id, ep in self._db.execute(query + " ORDER BY created", args).fetchall():
+                members = []
+                for tx_id, status in self._db.execute(
+                    "SELECT t.id, t.status FROM unit_members m JOIN transactions t "
+                    "ON t.id = m.tx_id WHERE m.unit_id = ? ORDER BY t.created",
+                    (unit_id,),
+                ).fetchall():
+                    servers = tuple(
+                        JournalEntry(srv, site, json.loads(b), json.loads(a))
+                        for srv, site, b, a in self._db.execute(
+                            "SELECT server, site_code, before, after FROM servers "
+                            "WHERE tx_id = ? ORDER BY server",
+                            (tx_id,),
+                        )
+                    )
+                    members.append((str(tx_id), str(status), servers))
+                units.append(JournalUnit(str(unit_id), str(ep), tuple(members)))
+        return units
 
     def dump(self) -> str:
         """The whole journal as text (tests check that no secret is in it)."""

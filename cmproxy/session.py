@@ -11,10 +11,11 @@ that names the cause and what to do; `Session.bootstrap` says which path the boo
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -34,6 +35,7 @@ from cmproxy.connection import ConnectionInfo
 from cmproxy.model import SiteState, validate_site_code
 from cmproxy.reader import SiteRead, read_site_state
 from cmproxy.transports import Result, Step, Transport, create_transport
+from cmproxy.transports.base import PipelineWatcher, RemoteShell
 
 if TYPE_CHECKING:
     from cmproxy.plan import Change, Plan
@@ -334,6 +336,8 @@ class Session:
         #: Servers per site as of the last whole read (to choose how to read many servers).
         self._site_sizes: dict[str, int] = {}
         self._writes = WriteCoalescer(self._write_one, self._write_batch)
+        #: Told each pipeline's shell and command before it is sent (`watch_pipelines`).
+        self._watchers: list[PipelineWatcher] = []
 
     def __repr__(self) -> str:
         state = "open" if self._opened else "closed"
@@ -436,6 +440,7 @@ class Session:
             self.open()
         transport = self._transport
         assert transport is not None
+        transport.watchers = self._watchers  # a recreated transport keeps the watchers
         try:
             return transport.run(step)
         except CMProxyError as exc:
@@ -462,6 +467,44 @@ class Session:
         transport = self._transport
         if transport is not None:
             transport.warm(concurrency, secrets=secrets)
+
+    # -- pipelines and shells (what a killed process may leave running) ---------------------
+
+    @contextlib.contextmanager
+    def watch_pipelines(self, watcher: PipelineWatcher) -> Iterator[None]:
+        """Call `watcher` with each pipeline's shell and command just before it is sent
+        (from any thread), while the block runs; if it raises, that pipeline is not sent."""
+        self._watchers.append(watcher)
+        try:
+            yield
+        finally:
+            self._watchers.remove(watcher)
+
+    def own_shells(self) -> frozenset[str]:
+        """The shells this session holds open now (never another process's orphans)."""
+        transport = self._transport
+        return transport.own_shells() if transport is not None else frozenset()
+
+    def list_shells(self) -> list[RemoteShell] | None:
+        """This account's shells on the endpoint (WSMan Enumerate); None if the transport
+        cannot list them."""
+        if not self._opened:
+            self.open()
+        assert self._transport is not None
+        try:
+            return self._transport.list_shells()
+        except CMProxyError as exc:
+            raise map_session_error(exc, self.info) from None
+
+    def delete_shell(self, resource_uri: str, shell_id: str) -> bool:
+        """Delete one of this account's shells, ending what runs in it; False if gone."""
+        if not self._opened:
+            self.open()
+        assert self._transport is not None
+        try:
+            return self._transport.delete_shell(resource_uri, shell_id)
+        except CMProxyError as exc:
+            raise map_session_error(exc, self.info) from None
 
     def run(self, template: str, **parameters: Any) -> Result:
         """Run template `template` with `parameters` bound to its param() block."""

@@ -18,6 +18,7 @@ show a child site's change only after replication): it is re-read with backoff f
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -32,7 +33,7 @@ from cmproxy._exceptions import (
     RollbackError,
     TransactionError,
 )
-from cmproxy.journal import Hold, Journal, JournalEntry
+from cmproxy.journal import Hold, Journal, JournalEntry, JournalTransaction, JournalUnit
 from cmproxy.model import ProxySettings, SiteState, SupFlags
 from cmproxy.plan import (
     Change,
@@ -44,12 +45,14 @@ from cmproxy.plan import (
     SupFlagsRequest,
     plan,
 )
+from cmproxy.quiet import make_quiet, recording
 from cmproxy.retry import RetryEvent, RetryPolicy, is_transient
 from cmproxy.roles import SoftwareUpdatePoint
 from cmproxy.visibility import reread_until_visible
 from cmproxy.writer import SkippedWriteError, batchable
 
 __all__ = [
+    "RECOVERED",
     "RESTORE_OPTIONS",
     "Outcome",
     "RecoveryOutcome",
@@ -894,6 +897,7 @@ def run_transactions(
     hold: Hold | None = None,
     fresh_base: bool = False,
     before_writes: Callable[[], None] | None = None,
+    unit: str | None = None,
 ) -> list[TransactionResult | CMProxyError]:
     """Run independent transactions side by side, each atomic on its own.
 
@@ -915,6 +919,10 @@ def run_transactions(
     first write (`apply_bulk` waits there for the accounts it creates meanwhile). If it
     raises, none of them writes: each ends "nothing written" with that error (a `CMProxyError`
     is returned as its result, anything else is raised).
+
+    `unit`: an open all-or-nothing unit of the journal (`Journal.begin_unit`); `recover`
+    treats its transactions as one. Every pipeline sent while they run is journalled (its
+    shell and command) before it is sent, so `recover` can stop what a killed run left.
     """
     runner = _Run(client, policy or RetryPolicy(), hooks)
     current = base if base is not None else runner.read(None)
@@ -928,16 +936,20 @@ def run_transactions(
             live.append(i)
     if live:
         held = hold.servers if hold is not None and fresh_base and base is not None else None
-        _run_live(
-            runner,
-            [txs[i] for i in live],
-            journal,
-            results,
-            live,
-            hold=hold,
-            held=held,
-            before_writes=before_writes,
-        )
+        journal = journal if journal is not None else Journal()
+        going = [txs[i] for i in live]
+        with recording(client, journal, lambda: [t.run.tx_id for t in going if t.run.tx_id]):
+            _run_live(
+                runner,
+                going,
+                journal,
+                results,
+                live,
+                hold=hold,
+                held=held,
+                before_writes=before_writes,
+                unit=unit,
+            )
     assert all(r is not None for r in results)
     return [r for r in results if r is not None]
 
@@ -952,6 +964,7 @@ def _run_live(
     hold: Hold | None = None,
     held: frozenset[str] | None = None,
     before_writes: Callable[[], None] | None = None,
+    unit: str | None = None,
 ) -> None:
     """Claim, check, apply in rounds, verify, commit or roll back; fills `results[slots]`.
 
@@ -960,7 +973,9 @@ def _run_live(
     """
     current = txs[0].current  # all planned from the same state
     journal = journal if journal is not None else Journal()
-    claims = journal.begin_many(runner.client.endpoint, [tx.claim() for tx in txs], hold=hold)
+    claims = journal.begin_many(
+        runner.client.endpoint, [tx.claim() for tx in txs], hold=hold, unit=unit
+    )
     claimed: list[tuple[int, _Tx]] = []
     for slot, tx, claim in zip(slots, txs, claims, strict=True):
         if isinstance(claim, ConflictError):
@@ -1215,9 +1230,16 @@ class RecoveryOutcome:
 
     transaction_id: str
     #: committed (already in the new state), rolled_back, failed; released (a hold: nothing
-    #: was ever written under it)
+    #: was ever written under it); not quiet (what the killed run left running could not be
+    #: stopped: nothing was decided, the transaction stays open)
     status: str
     servers: tuple[ServerOutcome, ...]
+    #: Why, when the status alone does not say (not quiet).
+    detail: str = ""
+
+
+#: RecoveryOutcome statuses that leave nothing for a person to do.
+RECOVERED = frozenset({"committed", "rolled_back", "released"})
 
 
 def recover(
@@ -1226,12 +1248,22 @@ def recover(
     *,
     policy: RetryPolicy | None = None,
     hooks: Sequence[Hook] = (),
+    quiet_timeout: float = 60.0,
 ) -> list[RecoveryOutcome]:
     """Finish every open transaction of this endpoint left by a killed process.
 
-    If every server already shows its new state, the transaction is closed as committed
-    (rolled forward). Otherwise every server is restored to its snapshot and verified. Holds
-    left by a killed bulk run are released: each write was made under its own transaction.
+    First the site is made quiet: the shells the interrupted transactions' pipelines ran in
+    (journalled before each was sent) are looked up among this account's shells on the
+    endpoint and deleted, which stops what still runs in them (`cmproxy.quiet`), for at most
+    `quiet_timeout` seconds. If that fails, nothing is decided: each transaction is reported
+    `not quiet` and stays open (run `recover` again later).
+
+    Then, an all-or-nothing run (`apply_bulk(all_or_nothing=True)`) killed before it ended is
+    recovered as one: every server it changed, committed or not, is restored to its snapshot.
+    Any other transaction: if every server already shows its new state, it is closed as
+    committed (rolled forward); otherwise every server is restored to its snapshot and
+    verified. Holds left by a killed bulk run are released: each write was made under its own
+    transaction.
 
     Read-after-write lag: a server whose journalled write was accepted ("applied") but that
     still shows some of its old values (and nothing but ours) may be a lagging new state, not
@@ -1239,39 +1271,110 @@ def recover(
     not show its new state, the restore writes its snapshot anyway (see `_Run.restore`), so
     the snapshot is the last write even if the accepted one shows up later.
     """
+    policy = policy or RetryPolicy()
     results: list[RecoveryOutcome] = []
     for hold_id in journal.holds(client.endpoint):
         journal.release(hold_id)
         results.append(RecoveryOutcome(hold_id, "released", ()))
-    for tx in journal.open_transactions(client.endpoint):
-        run = _Run(client, policy or RetryPolicy(), hooks, tx.id)
-        names = [e.server for e in tx.servers]
-        befores = {e.server: ServerSnapshot.from_dict(e.before) for e in tx.servers}
-        afters = {e.server: ServerSnapshot.from_dict(e.after) for e in tx.servers}
-        state = run.read(names)
-        accepted = {t.lower() for _seq, t, _kind, st in tx.changes if st == "applied"}
-        written = [n for n in names if n.lower() in accepted]
-        state = run.await_servers(written, befores, afters, state)
-        now = {n: ServerSnapshot.of(state, n) for n in names}
-        late = [n for n in written if _not_seen_yet(now[n], befores[n], afters[n])]
-        if all(afters[n].same_as(now[n]) for n in names):
-            journal.finish(tx.id, "committed", "recovered: already in the new state")
-            run.emit("recovered", "site", "rolled forward")
-            outs = tuple(ServerOutcome(n, Outcome.CHANGED, befores[n], afters[n]) for n in names)
-            results.append(RecoveryOutcome(tx.id, "committed", outs))
-            continue
-        restored = run.restore(befores, afters, "recovering an interrupted transaction", force=late)
-        ok = all(r[0] for r in restored.values())
-        journal.finish(tx.id, "rolled_back" if ok else "failed", "recovered")
+    units = journal.open_units(client.endpoint)
+    open_txs = journal.open_transactions(client.endpoint)
+    members = {tx_id for unit in units for tx_id, _status, _servers in unit.members}
+    why = make_quiet(client, journal, [*(t.id for t in open_txs), *members], timeout=quiet_timeout)
+    if why is not None:
+        _Run(client, policy, hooks).emit("not quiet", "site", why)
+        stuck = [t.id for t in open_txs if t.id not in members] + [u.id for u in units]
+        results += [RecoveryOutcome(i, "not quiet", (), why) for i in stuck]
+        return results
+    for unit in units:
+        results += _recover_unit(client, journal, unit, policy, hooks)
+    for tx in open_txs:
+        if tx.id not in members:
+            with recording(client, journal, functools.partial(list, [tx.id])):
+                results.append(_recover_one(client, journal, tx, policy, hooks))
+    return results
+
+
+def _recover_one(
+    client: SiteClient,
+    journal: Journal,
+    tx: JournalTransaction,
+    policy: RetryPolicy,
+    hooks: Sequence[Hook],
+) -> RecoveryOutcome:
+    """Roll one interrupted transaction forward (all new already) or back."""
+    run = _Run(client, policy, hooks, tx.id)
+    names = [e.server for e in tx.servers]
+    befores = {e.server: ServerSnapshot.from_dict(e.before) for e in tx.servers}
+    afters = {e.server: ServerSnapshot.from_dict(e.after) for e in tx.servers}
+    state = run.read(names)
+    accepted = {t.lower() for _seq, t, _kind, st in tx.changes if st == "applied"}
+    written = [n for n in names if n.lower() in accepted]
+    state = run.await_servers(written, befores, afters, state)
+    now = {n: ServerSnapshot.of(state, n) for n in names}
+    late = [n for n in written if _not_seen_yet(now[n], befores[n], afters[n])]
+    if all(afters[n].same_as(now[n]) for n in names):
+        journal.finish(tx.id, "committed", "recovered: already in the new state")
+        run.emit("recovered", "site", "rolled forward")
+        outs = tuple(ServerOutcome(n, Outcome.CHANGED, befores[n], afters[n]) for n in names)
+        return RecoveryOutcome(tx.id, "committed", outs)
+    restored = run.restore(befores, afters, "recovering an interrupted transaction", force=late)
+    ok = all(r[0] for r in restored.values())
+    journal.finish(tx.id, "rolled_back" if ok else "failed", "recovered")
+    outs = tuple(
+        ServerOutcome(
+            n,
+            Outcome.ROLLED_BACK if restored[n][0] else Outcome.FAILED,
+            befores[n],
+            befores[n] if restored[n][0] else now[n],
+            restored[n][1],
+        )
+        for n in names
+    )
+    return RecoveryOutcome(tx.id, "rolled_back" if ok else "failed", outs)
+
+
+def _recover_unit(
+    client: SiteClient,
+    journal: Journal,
+    unit: JournalUnit,
+    policy: RetryPolicy,
+    hooks: Sequence[Hook],
+) -> list[RecoveryOutcome]:
+    """An all-or-nothing run killed before it ended: all of it goes back (its committed
+    transactions too), so every server ends old. The unit stays open if a restore failed."""
+    run = _Run(client, policy, hooks, unit.id)
+    befores: dict[str, ServerSnapshot] = {}
+    afters: dict[str, ServerSnapshot] = {}
+    for _tx_id, _status, servers in unit.members:
+        for e in servers:
+            befores[e.server] = ServerSnapshot.from_dict(e.before)
+            afters[e.server] = ServerSnapshot.from_dict(e.after)
+    still_open = [tx_id for tx_id, status, _servers in unit.members if status == "open"]
+    why = "recovering an interrupted all-or-nothing run: all of it is put back"
+    restored: dict[str, tuple[bool, str]] = {}
+    if befores:
+        with recording(client, journal, lambda: still_open):
+            restored = run.restore(befores, afters, why)
+    results: list[RecoveryOutcome] = []
+    finished: list[tuple[str, str, str]] = []
+    for tx_id, status, servers in unit.members:
+        names = [e.server for e in servers]
+        ok = all(restored[n][0] for n in names)
+        if status == "open":
+            finished.append((tx_id, "rolled_back" if ok else "failed", why))
         outs = tuple(
             ServerOutcome(
                 n,
                 Outcome.ROLLED_BACK if restored[n][0] else Outcome.FAILED,
                 befores[n],
-                befores[n] if restored[n][0] else now[n],
+                befores[n] if restored[n][0] else None,
                 restored[n][1],
             )
             for n in names
         )
-        results.append(RecoveryOutcome(tx.id, "rolled_back" if ok else "failed", outs))
+        results.append(RecoveryOutcome(tx_id, "rolled_back" if ok else "failed", outs))
+    journal.finish_many(finished)
+    if all(r[0] for r in restored.values()):
+        journal.close_unit(unit.id)
+        run.emit("recovered", "site", f"all-or-nothing run {unit.id[:8]} put back")
     return results

@@ -200,6 +200,7 @@ class _Process:
         self.stderr = b""
         self.exit_code = 0
         self.stop = threading.Event()
+        self.worker: threading.Thread | None = None
 
 
 class CmdShell:
@@ -257,7 +258,10 @@ class CmdShell:
 
     def _start(self, proc: _Process) -> None:
         proc.started = True
-        threading.Thread(target=self._run, args=(proc,), daemon=True).start()
+        proc.worker = threading.Thread(
+            target=self._run, args=(proc,), name=f"winrs-{proc.command_id[:8]}", daemon=True
+        )
+        proc.worker.start()
 
     def _run(self, proc: _Process) -> None:
         try:
@@ -265,7 +269,7 @@ class CmdShell:
             lines = stdin_lines(text)
             runspace = self._runspace_factory()
             try:
-                result = runspace.run_script(proc.script or "", lines)
+                result = runspace.run_script(proc.script or "", lines, proc.stop)
             finally:
                 runspace.close()
             stdout = "".join(render_value(v) + "\r\n" for v in result.output)
@@ -376,15 +380,30 @@ class CmdShell:
                     proc.started = proc.finished = True
                     proc.exit_code = 1
                 self.cond.notify_all()
+        if proc is not None and code.endswith("terminate"):
+            wsman.await_stopped([proc.worker])
         return wsman.el(wsman.q("rsp", "SignalResponse"))
 
     def close(self) -> None:
+        """Delete the shell: its processes are terminated, and the answer waits until they
+        are (see `wsman.await_stopped`)."""
         with self.cond:
             self.closed = True
-            for proc in self.procs.values():
+            procs = list(self.procs.values())
+            for proc in procs:
                 proc.stop.set()
             self.procs.clear()
             self.cond.notify_all()
+        wsman.await_stopped([p.worker for p in procs])
+
+    def running_commands(self) -> list[str]:
+        """Ids of the commands (processes) still running, for the Command enumeration."""
+        with self.cond:
+            return [cid for cid, p in self.procs.items() if p.started and not p.finished]
+
+    def command_ids(self) -> list[str]:
+        with self.cond:
+            return list(self.procs)
 
     def shell_info(self) -> dict[str, str]:
         return {

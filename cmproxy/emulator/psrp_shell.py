@@ -254,6 +254,7 @@ class _Pipe:
         self.finished = False
         self.lost = False
         self.is_metadata = False
+        self.worker: threading.Thread | None = None
 
 
 class PSRPShell:
@@ -351,10 +352,10 @@ class PSRPShell:
             return
         pipe.started = True
         pipe.pipeline._change_state(PSInvocationState.Running, emit=False)
-        worker = threading.Thread(
+        pipe.worker = threading.Thread(
             target=self._run, args=(pipe,), name=f"psrp-{pipe.command_id[:8]}", daemon=True
         )
-        worker.start()
+        pipe.worker.start()
 
     @property
     def max_runspaces(self) -> int:
@@ -595,6 +596,8 @@ class PSRPShell:
                 raise wsman.WSManFault(
                     wsman.CODE_INVALID_SOAP_BODY, f"Unsupported signal code {code!r}."
                 )
+        if pipe is not None and code.endswith("terminate"):
+            wsman.await_stopped([pipe.worker])
         return wsman.el(wsman.q("rsp", "SignalResponse"))
 
     def _forget(self, pipe: _Pipe) -> None:
@@ -603,12 +606,16 @@ class PSRPShell:
         self.queues.pop(pipe.command_id, None)
 
     def close(self) -> None:
+        """Close the pool (Delete of its shell): its pipelines are stopped, and the answer
+        waits until they are (see `wsman.await_stopped`)."""
         with self.cond:
             self.closed = True
-            for pipe in self.pipes.values():
+            pipes = list(self.pipes.values())
+            for pipe in pipes:
                 pipe.stop.set()
             self.pipes.clear()
             self.cond.notify_all()
+        wsman.await_stopped([p.worker for p in pipes])
         # Free runspaces close now; busy ones when their pipeline ends (see _release).
         with self._slots:
             free, self._free = self._free, []
@@ -617,6 +624,15 @@ class PSRPShell:
             self._slots.notify_all()
         for runspace in free:
             _close_runspace(runspace)
+
+    def running_commands(self) -> list[str]:
+        """Ids of the pipelines still running, for the Command enumeration."""
+        with self.cond:
+            return [cid for cid, p in self.pipes.items() if p.started and not p.finished]
+
+    def command_ids(self) -> list[str]:
+        with self.cond:
+            return list(self.pipes)
 
     def shell_info(self) -> dict[str, str]:
         return {

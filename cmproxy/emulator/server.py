@@ -20,7 +20,7 @@ from typing import Any
 
 import attrs
 
-from cmproxy.emulator import wsman
+from cmproxy.emulator import shell_enum, wsman
 from cmproxy.emulator.cmd_shell import CmdShell
 from cmproxy.emulator.engine.api import Engine
 from cmproxy.emulator.http_auth import (
@@ -87,6 +87,9 @@ class WSManService:
         #: Creates refused for a quota (for tests and diagnostics).
         self.quota_refusals = 0
         self.lock = threading.Lock()
+        #: Per shell: (owner as given, client IP, created) for the shell enumeration.
+        self._born: dict[str, tuple[str, str, float]] = {}
+        self._enumerations = shell_enum.Enumerations()
 
     def handle(self, req: wsman.Request, user: str, client_ip: str) -> bytes:
         self.expire_idle()
@@ -95,6 +98,10 @@ class WSManService:
             return self._get(req, user)
         if action == wsman.ACTION_CREATE:
             return self._create(req, user, client_ip)
+        if action == shell_enum.ACTION_ENUMERATE:
+            return self._enumerate(req, user)
+        if action == shell_enum.ACTION_PULL:
+            return self._enumerations.pull(req, user)
         if action not in (
             wsman.ACTION_COMMAND,
             wsman.ACTION_SEND,
@@ -108,9 +115,7 @@ class WSManService:
             )
         shell = self._shell(req, user)
         if action == wsman.ACTION_DELETE:
-            self._forget(shell.shell_id)
-            shell.close()
-            return wsman.response(req, [])
+            return self._delete(req, shell)
         self._touch(shell.shell_id, +1)
         try:
             if action == wsman.ACTION_COMMAND:
@@ -139,6 +144,76 @@ class WSManService:
         with self.lock:
             self.shells.pop(shell_id, None)
             self._held.pop(shell_id, None)
+            self._born.pop(shell_id, None)
+
+    def _delete(self, req: wsman.Request, shell: Shell) -> bytes:
+        """Delete the shell; the answer comes once what ran in it has stopped (`close`)."""
+        if self.settings.faults.refuse_shell_delete:
+            raise wsman.WSManFault(wsman.CODE_INTERNAL, "Injected fault: the shell is stuck.")
+        self._forget(shell.shell_id)
+        shell.close()
+        return wsman.response(req, [])
+
+    # -- enumeration (MS-WSMV 3.1.4.8.2) -------------------------------------------------------
+
+    def _enumerate(self, req: wsman.Request, user: str) -> bytes:
+        """Enumerate the caller's shells, or the commands of one of them (see shell_enum)."""
+        self.expire_idle()
+        uri = req.resource_uri.lower()
+        if uri == shell_enum.RESOURCE_COMMAND.lower():
+            shell_id = shell_enum.filtered_shell_id(req)
+            mine = {v.shell_id: v for v in self.shell_views(user)}
+            if shell_id is None or shell_id not in mine:
+                raise wsman.shell_not_found(shell_id or "")
+            items = [shell_enum.command_item(shell_id, c) for c in mine[shell_id].commands]
+            return self._enumerations.respond(req, user, items)
+        kinds = {
+            wsman.RESOURCE_SHELL.lower(): None,
+            wsman.RESOURCE_CMD.lower(): wsman.RESOURCE_CMD,
+            wsman.RESOURCE_PWSH.lower(): wsman.RESOURCE_PWSH,
+        }
+        if uri not in kinds:
+            raise wsman.WSManFault(
+                wsman.CODE_DESTINATION_UNREACHABLE,
+                f"The WS-Management service cannot process the request. The resource URI "
+                f"{req.resource_uri[:200]} was not found in the WS-Management catalog.",
+            )
+        only = kinds[uri]
+        items = [
+            shell_enum.shell_item(v)
+            for v in self.shell_views(user)
+            if only is None or v.resource_uri == only
+        ]
+        return self._enumerations.respond(req, user, items)
+
+    def shell_views(self, user: str) -> list[shell_enum.ShellView]:
+        """The shells `user` created that still exist, oldest first."""
+        key = user.lower()
+        now = self.config.clock()
+        with self.lock:
+            rows = [
+                (sid, self.shells[sid], held, self._born.get(sid, (key, "", now)))
+                for sid, held in self._held.items()
+                if held.owner == key and sid in self.shells
+            ]
+        views = []
+        for sid, shell, held, (owner, ip, born) in sorted(rows, key=lambda r: r[3][2]):
+            info = shell.shell_info()
+            views.append(
+                shell_enum.ShellView(
+                    shell_id=sid,
+                    resource_uri=shell.resource_uri,
+                    owner=owner,
+                    client_ip=ip,
+                    idle_timeout=held.idle_timeout,
+                    run_time=now - born,
+                    inactivity=0.0 if held.active else now - held.last,
+                    input_streams=info.get("InputStreams", ""),
+                    output_streams=info.get("OutputStreams", ""),
+                    commands=tuple(shell.command_ids()),
+                )
+            )
+        return views
 
     def expire_idle(self) -> list[str]:
         """Delete the shells no request touched for their IdleTimeout (WinRS `IdleTimeout`,
@@ -336,6 +411,7 @@ class WSManService:
                 raise
             self.shells[shell_id] = shell
             self._held[shell_id] = _Held(user.lower(), plugin, idle, self.config.clock(), 1)
+            self._born[shell_id] = (user, client_ip, self.config.clock())
         try:
             shell.create(req)
         except Exception:

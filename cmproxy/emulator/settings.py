@@ -98,6 +98,9 @@ class Faults:
     #: connection) ("" = none).
     lose_answer_cmdlet: str = ""
     lose_answer_on_call: int = 0
+    #: Refuse every Delete of a shell with an internal-error fault: a shell (and what runs in
+    #: it) that cannot be stopped, as when the WinRM plug-in host hangs.
+    refuse_shell_delete: bool = False
 
 
 @attrs.define

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import re
+import threading
+import time
 import uuid
 import xml.etree.ElementTree as ET
 from typing import Any
@@ -392,6 +394,28 @@ def receive_response(
 
 class DropConnection(Exception):  # noqa: N818 - a control signal, not an error
     """Close the TCP connection without answering (a lost answer, an injected fault)."""
+
+
+#: Longest a Delete of a shell or a Signal terminate waits for its pipelines to stop.
+STOP_WAIT = 30.0
+
+
+def await_stopped(workers: list[Any], bound: float = STOP_WAIT) -> None:
+    """Wait (bounded) for the worker threads of stopped pipelines or processes to end.
+
+    PowerShell's `PowerShell.Stop()` stops a pipeline synchronously (it returns once the
+    pipeline is stopped; learn.microsoft.com, System.Management.Automation.PowerShell.Stop),
+    and a terminated WinRS process is ended by TerminateProcess before the answer: so a
+    client that got the Signal or Delete response knows no further statement of it runs.
+    A write already under way when the stop arrives completes first (the SMS Provider does
+    not undo a WMI Put it accepted).
+    """
+    end = time.monotonic() + bound
+    current = threading.current_thread()
+    for worker in workers:
+        if worker is None or worker is current:
+            continue
+        worker.join(max(0.0, end - time.monotonic()))
 
 
 def receive_wait(req: Request, cap: float) -> float:

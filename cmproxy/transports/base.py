@@ -39,6 +39,8 @@ from cmproxy.templates import load_template
 __all__ = [
     "ErrorInfo",
     "FakeTransport",
+    "PipelineRef",
+    "RemoteShell",
     "Result",
     "Script",
     "Step",
@@ -383,6 +385,28 @@ def _describe(exc: BaseException) -> str:
 # -- the interface --------------------------------------------------------------------------
 
 
+@attrs.frozen
+class PipelineRef:
+    """A pipeline about to be sent: the shell (runspace pool) and the command carrying it."""
+
+    resource_uri: str
+    shell_id: str
+    command_id: str
+
+
+PipelineWatcher = Callable[[PipelineRef], None]
+
+
+@attrs.frozen
+class RemoteShell:
+    """One of the caller's shells, as the endpoint lists it (MS-WSMV 3.1.4.8.2)."""
+
+    shell_id: str
+    resource_uri: str
+    owner: str = ""
+    state: str = ""
+
+
 class Transport(abc.ABC):
     """Runs steps on one endpoint. Implementations: PSRP (pypsrp) and WinRS (pywinrm).
 
@@ -395,6 +419,26 @@ class Transport(abc.ABC):
         self.info = info
         self.setup = setup
         self.last_setup: Result | None = None
+        #: Told each pipeline's shell and command just before it is sent (`announce`), so a
+        #: journal can record what may still run on the server if this process dies.
+        self.watchers: list[PipelineWatcher] = []
+
+    def announce(self, ref: PipelineRef) -> None:
+        """Tell the watchers; one that raises keeps the pipeline from being sent."""
+        for watcher in list(self.watchers):
+            watcher(ref)
+
+    def own_shells(self) -> frozenset[str]:
+        """Ids (upper case) of the shells this transport holds open now."""
+        return frozenset()
+
+    def list_shells(self) -> list[RemoteShell] | None:
+        """The caller's shells on the endpoint; None when this transport cannot list them."""
+        return None
+
+    def delete_shell(self, resource_uri: str, shell_id: str) -> bool:
+        """Delete one of the caller's shells (ending its commands); False if already gone."""
+        raise TransportError(f"this transport cannot delete the shell {shell_id}")
 
     @abc.abstractmethod
     def connect(self) -> Result | None:

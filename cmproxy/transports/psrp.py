@@ -40,6 +40,8 @@ from cmproxy.retry import wait_for_quota
 from cmproxy.slots import ShellSlots, Slot
 from cmproxy.transports.base import (
     ErrorInfo,
+    PipelineRef,
+    RemoteShell,
     Result,
     Step,
     Transport,
@@ -453,6 +455,10 @@ class PSRPTransport(Transport):
             ps.add_parameter(name, _to_wire(value))
         # Piped: the template's output, packed (see PACK_OUTPUT); local scope too.
         ps.add_script(PACK_OUTPUT, use_local_scope=True)
+        # Before it is sent: which pool and command will carry it (a watcher may refuse).
+        self.announce(
+            PipelineRef(pool.shell.resource_uri, str(pool.shell.id).upper(), str(ps.id).upper())
+        )
         started = False
         try:
             ps.begin_invoke()
@@ -492,6 +498,24 @@ class PSRPTransport(Transport):
         if ps.state == PSInvocationState.STOPPED:
             raise TransportError(f"{step.script.name} was stopped on the server")
         return result
+
+    def list_shells(self) -> list[RemoteShell] | None:
+        from cmproxy.transports import shells  # noqa: PLC0415 - only recovery lists shells
+
+        return shells.list_shells(self.info)
+
+    def delete_shell(self, resource_uri: str, shell_id: str) -> bool:
+        from cmproxy.transports import shells  # noqa: PLC0415 - only recovery deletes shells
+
+        return shells.delete_shell(self.info, resource_uri, shell_id)
+
+    def own_shells(self) -> frozenset[str]:
+        with self._available:
+            return frozenset(
+                str(lane.pool.shell.id).upper()
+                for lane in self._lanes
+                if lane.pool is not None and lane.pool.shell.id
+            )
 
     def close(self) -> None:
         """Close every pool, side by side (each close is a round trip to the server)."""

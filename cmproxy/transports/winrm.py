@@ -26,6 +26,7 @@ same process before each step.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import re
@@ -44,6 +45,8 @@ from cmproxy.retry import wait_for_quota
 from cmproxy.slots import ShellSlots, Slot
 from cmproxy.transports.base import (
     ErrorInfo,
+    PipelineRef,
+    RemoteShell,
     Result,
     Step,
     Transport,
@@ -53,6 +56,18 @@ from cmproxy.transports.base import (
 )
 
 __all__ = ["BOOTSTRAP", "WinRSTransport", "encode_request"]
+
+#: The WinRS cmd shell's resource URI (pywinrm opens its shells there).
+_RESOURCE_CMD = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/cmd"
+
+
+class _NotSent(Exception):  # noqa: N818 - internal signal
+    """A watcher refused the command before its input was sent: `error` is why."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
 
 log = logging.getLogger(__name__)
 
@@ -256,12 +271,22 @@ class WinRSTransport(Transport):
         try:
             command_id = protocol.run_command(shell_id, _COMMAND, [*_ARGUMENTS, encoded_command()])
             started = True
+            # The process waits for its input: before sending it, say which shell and command
+            # will run it (a watcher may refuse: then the process is ended unfed).
+            try:
+                self.announce(PipelineRef(_RESOURCE_CMD, shell_id.upper(), command_id.upper()))
+            except BaseException as exc:
+                raise _NotSent(exc) from exc
             protocol.send_command_input(shell_id, command_id, request, end=True)
             stdout, stderr, code = protocol.get_command_output(shell_id, command_id)
             try:
                 protocol.cleanup_command(shell_id, command_id)
             except Exception:  # the output is in; a failed cleanup is not the user's problem
                 log.debug("cleaning up a WinRS command failed", exc_info=True)
+        except _NotSent as refused:
+            with contextlib.suppress(Exception):
+                protocol.cleanup_command(shell_id, command_id)
+            raise refused.error from None
         except Exception as exc:
             if not started and "2150858843" in str(exc):
                 raise _ShellGone from None
@@ -271,6 +296,20 @@ class WinRSTransport(Transport):
 
     def _forget_shell(self) -> None:
         self._held.close()
+
+    def list_shells(self) -> list[RemoteShell] | None:
+        from cmproxy.transports import shells  # noqa: PLC0415 - only recovery lists shells
+
+        return shells.list_shells(self.info)
+
+    def delete_shell(self, resource_uri: str, shell_id: str) -> bool:
+        from cmproxy.transports import shells  # noqa: PLC0415 - only recovery deletes shells
+
+        return shells.delete_shell(self.info, resource_uri, shell_id)
+
+    def own_shells(self) -> frozenset[str]:
+        shell_id = self._held.shell_id
+        return frozenset({shell_id.upper()}) if shell_id else frozenset()
 
     def close(self) -> None:
         with self._lock:

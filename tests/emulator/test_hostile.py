@@ -39,7 +39,9 @@ class EchoEngine:
     ) -> InvocationResult:
         return InvocationResult(output=[c.name for c in commands if isinstance(c, CommandSpec)])
 
-    def run_script(self, text: str, input_objects: Any = ()) -> InvocationResult:
+    def run_script(
+        self, text: str, input_objects: Any = (), stop: threading.Event | None = None
+    ) -> InvocationResult:
         return InvocationResult(output=[text])
 
     def close(self) -> None:

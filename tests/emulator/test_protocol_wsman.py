@@ -233,7 +233,9 @@ class Recorder:
             )
         return InvocationResult(output=list(input_objects))
 
-    def run_script(self, text: str, input_objects: Sequence[Any] = ()) -> InvocationResult:
+    def run_script(
+        self, text: str, input_objects: Sequence[Any] = (), stop: threading.Event | None = None
+    ) -> InvocationResult:
         return InvocationResult(output=[text])
 
     def close(self) -> None:

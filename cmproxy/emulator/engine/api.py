@@ -21,8 +21,14 @@ class Runspace(Protocol):
         """Run one pipeline. Raises settings.AnswerLost after a committed write to drop it."""
         ...
 
-    def run_script(self, text: str, input_objects: Sequence[Any] = ()) -> InvocationResult:
-        """Run a whole script (powershell.exe -EncodedCommand). `$input` = input_objects."""
+    def run_script(
+        self,
+        text: str,
+        input_objects: Sequence[Any] = (),
+        stop: threading.Event | None = None,
+    ) -> InvocationResult:
+        """Run a whole script (powershell.exe -EncodedCommand). `$input` = input_objects;
+        `stop` set = the process is terminated (it stops where a pipeline would stop)."""
         ...
 
     def close(self) -> None: ...

@@ -339,12 +339,18 @@ class SiteRunspace:
                 result.stopped = True
             return result
 
-    def run_script(self, text: str, input_objects: Sequence[Any] = ()) -> InvocationResult:
+    def run_script(
+        self,
+        text: str,
+        input_objects: Sequence[Any] = (),
+        stop: threading.Event | None = None,
+    ) -> InvocationResult:
         """A whole script as `powershell.exe -EncodedCommand` runs it: in the global scope,
-        as if typed at the prompt."""
+        as if typed at the prompt. `stop`: the process was terminated (WinRS Signal terminate
+        or its shell deleted): it runs no further statement or loop iteration."""
         with self._lock:
             result = self.current = InvocationResult()
-            self.stop_event = None
+            self.stop_event = stop
             try:
                 try:
                     out = self.run_text(text, [], list(input_objects), scoped=False)

@@ -1,0 +1,123 @@
+"""What a killed process may have left running on the server, recorded and then stopped.
+
+A pipeline belongs to its shell (a PSRP runspace pool, a WinRS shell), not to the client's
+connection: when the client dies, its batch of writes keeps running until it ends or the shell
+is deleted (its idle timeout is two hours by default). Recovery that read, decided and restored
+while that batch still landed writes left servers mixed and reported them wrongly.
+
+So, while a transaction runs, `recording` journals each pipeline's shell and command *before*
+it is sent; and `make_quiet`, the first thing `recover` does, finds those shells among the
+account's shells on the endpoint (WSMan Enumerate) and deletes the ones still there (a Delete
+ends the shell's commands, and the endpoint answers once they are stopped), then lists again
+to confirm they are gone. Only then does recovery read and decide.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from cmproxy._exceptions import CMProxyError
+from cmproxy.journal import Journal
+
+__all__ = ["make_quiet", "recording"]
+
+log = logging.getLogger("cmproxy.transaction")
+
+
+def _account(client: Any) -> str:
+    info = getattr(client, "info", None)
+    return str(getattr(info, "username", "") or "").lower()
+
+
+@contextlib.contextmanager
+def recording(client: Any, journal: Journal, tx_ids: Callable[[], Sequence[str]]) -> Iterator[None]:
+    """While the block runs, journal each pipeline `client` sends (its shell and command)
+    against the transactions `tx_ids()` names at that moment, before it is sent.
+
+    A client without `watch_pipelines` (a test double) records nothing. Pipelines other
+    threads send meanwhile on the same client are recorded too: recovery then stops a little
+    more than it strictly must, never less.
+    """
+    watch = getattr(client, "watch_pipelines", None)
+    if watch is None:
+        yield
+        return
+    account = _account(client)
+
+    def record(ref: Any) -> None:
+        ids = list(tx_ids())
+        if ids:
+            journal.record_pipeline(
+                ids, ref.resource_uri, ref.shell_id, ref.command_id, account=account
+            )
+
+    with watch(record):
+        yield
+
+
+def make_quiet(
+    client: Any,
+    journal: Journal,
+    tx_ids: Sequence[str],
+    *,
+    timeout: float = 60.0,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> str | None:
+    """Stop what the interrupted transactions `tx_ids` may still be running on the endpoint.
+
+    Returns None once none of their recorded shells is left (the site is quiet as far as they
+    are concerned), or why it could not make sure of that (then nothing may be decided).
+    """
+    recorded = journal.pipeline_shells(tx_ids)
+    own = {s.upper() for s in getattr(client, "own_shells", frozenset)()}
+    shells = {sid: (uri, acct) for sid, (uri, acct) in recorded.items() if sid not in own}
+    if not shells:
+        return None
+    lister = getattr(client, "list_shells", None)
+    deleter = getattr(client, "delete_shell", None)
+    if lister is None or deleter is None:
+        return f"this client cannot list or stop shells ({_ids(shells)} may still run)"
+    me = _account(client)
+    strangers = sorted(sid for sid, (_uri, acct) in shells.items() if acct and acct != me)
+    if strangers:
+        # Another account's shells are neither listed nor deletable for us: we cannot tell.
+        return (
+            f"the interrupted run used another account's shells ({', '.join(strangers)}); "
+            "run recover as that account"
+        )
+    end = clock() + timeout
+    errors: list[str] = []
+    tried = False
+    while True:
+        try:
+            listed = lister()
+        except CMProxyError as error:
+            return f"could not list this account's shells: {error}"
+        if listed is None:
+            return f"this client cannot list shells ({_ids(shells)} may still run)"
+        left = sorted({s.shell_id.upper() for s in listed} & set(shells))
+        if not left:
+            return None
+        if tried and clock() >= end:
+            detail = f" ({'; '.join(errors[-3:])})" if errors else ""
+            return (
+                f"the shells {', '.join(left)} of the interrupted run could not be stopped{detail}"
+            )
+        tried = True
+        for sid in left:
+            try:
+                deleter(shells[sid][0], sid)
+                log.info("stopped the shell %s an interrupted run left running", sid)
+            except CMProxyError as error:
+                errors.append(f"{sid}: {error}")
+                log.warning("could not stop the shell %s: %s", sid, error)
+        sleep(0.2)
+
+
+def _ids(shells: dict[str, Any]) -> str:
+    return ", ".join(sorted(shells))
