@@ -90,10 +90,10 @@ def test_a_later_migration_is_one_function(tmp_path: Path, monkeypatch: pytest.M
     with Journal(path) as journal:
         tx_id = journal.begin("https://cm:5986/wsman", [ENTRY], [CHANGE])
 
-    def add_pipelines(db: sqlite3.Connection) -> None:
-        db.execute("CREATE TABLE pipelines (tx_id TEXT NOT NULL, shell_id TEXT NOT NULL)")
+    def add_notes(db: sqlite3.Connection) -> None:
+        db.execute("CREATE TABLE notes (tx_id TEXT NOT NULL, note TEXT NOT NULL)")
 
-    steps = [*journal_module._MIGRATIONS, add_pipelines]
+    steps = [*journal_module._MIGRATIONS, add_notes]
     monkeypatch.setattr(journal_module, "_MIGRATIONS", steps)
     monkeypatch.setattr(journal_module, "SCHEMA_VERSION", len(steps))
     with Journal(path) as journal:
@@ -101,7 +101,7 @@ def test_a_later_migration_is_one_function(tmp_path: Path, monkeypatch: pytest.M
     assert _user_version(path) == len(steps)
     db = sqlite3.connect(path)
     try:
-        assert db.execute("SELECT COUNT(*) FROM pipelines").fetchone() == (0,)
+        assert db.execute("SELECT COUNT(*) FROM notes").fetchone() == (0,)
     finally:
         db.close()
 
@@ -196,3 +196,26 @@ def test_a_read_only_journal_is_one_journal_error(tmpfs: Path) -> None:
     assert str(path) in message
     assert "read-only" in message
     assert "\n" not in message
+
+
+def test_a_version_1_journal_gains_the_recovery_tables(tmp_path: Path) -> None:
+    """Schema 2 (crash recovery: pipelines, all-or-nothing units) is a migration: a journal
+    written at version 1 opens, is upgraded in place and keeps its transactions."""
+    path = tmp_path / "j.sqlite3"
+    db = sqlite3.connect(path)
+    try:
+        journal_module._MIGRATIONS[0](db)
+        db.execute("PRAGMA user_version = 1")
+        db.commit()
+    finally:
+        db.close()
+    with Journal(path) as journal:
+        tx_id = journal.begin("https://cm:5986/wsman", [ENTRY], [CHANGE])
+        assert [t.id for t in journal.open_transactions()] == [tx_id]
+    assert _user_version(path) == 2
+    db = sqlite3.connect(path)
+    try:
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    finally:
+        db.close()
+    assert {"pipelines", "units", "unit_members"} <= tables
