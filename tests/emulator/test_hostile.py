@@ -17,11 +17,12 @@ from typing import Any
 import pytest
 import requests
 from pypsrp.powershell import PowerShell, RunspacePool
-from pypsrp.wsman import WSMan
 
 from cmproxy.emulator import wsman
 from cmproxy.emulator.api import DEFAULT_PASSWORD, DEFAULT_USER, Emulator
 from cmproxy.emulator.engine.values import CommandSpec, InvocationResult
+
+from . import clients
 
 NS = wsman.NS
 AUTH = (DEFAULT_USER, DEFAULT_PASSWORD)
@@ -81,33 +82,12 @@ def assert_refused(resp: requests.Response) -> None:
 
 def open_pool(emu: Emulator) -> str:
     """Open a real pool and leave it open; return its ShellId."""
-    wsm = WSMan(
-        emu.host,
-        port=emu.port,
-        username=DEFAULT_USER,
-        password=DEFAULT_PASSWORD,
-        ssl=False,
-        auth="basic",
-        encryption="never",
-        no_proxy=True,
-    )
-    pool = RunspacePool(wsm)
-    pool.open()
+    pool = clients.open_pool(emu, operation_timeout=20, read_timeout=30)
     return str(pool.id).upper()
 
 
 def client_still_works(emu: Emulator) -> None:
-    wsm = WSMan(
-        emu.host,
-        port=emu.port,
-        username=DEFAULT_USER,
-        password=DEFAULT_PASSWORD,
-        ssl=False,
-        auth="ntlm",
-        operation_timeout=2,
-        read_timeout=5,
-        no_proxy=True,
-    )
+    wsm = clients.psrp_wsman(emu, auth="ntlm", operation_timeout=2, read_timeout=5)
     with RunspacePool(wsm) as pool:
         ps = PowerShell(pool)
         ps.add_cmdlet("Get-Alive")

@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 from pypsrp.powershell import PowerShell, RunspacePool
-from pypsrp.wsman import WSMan
 
-from cmproxy.emulator.api import DEFAULT_PASSWORD, DEFAULT_USER, Emulator
+from cmproxy.emulator.api import Emulator
+
+from .clients import psrp_wsman
 
 pytestmark = pytest.mark.e2e
 
@@ -28,21 +29,6 @@ def emu() -> Iterator[Emulator]:
     with Emulator(receive_timeout=3) as emulator:
         emulator.settings.costs.set_cmdlet = COST
         yield emulator
-
-
-def wsman(emu: Emulator) -> WSMan:
-    return WSMan(
-        emu.host,
-        port=emu.port,
-        username=DEFAULT_USER,
-        password=DEFAULT_PASSWORD,
-        ssl=False,
-        auth="basic",
-        encryption="never",
-        operation_timeout=5,
-        read_timeout=10,
-        no_proxy=True,
-    )
 
 
 def bootstrap(ps: PowerShell, site: str) -> PowerShell:
@@ -65,7 +51,7 @@ def errors(ps: PowerShell) -> list[str]:
 def write_in_parallel(emu: Emulator, targets: list[tuple[str, str]]) -> float:
     """One pool per target (each bootstrapped first), then all writes at once; the seconds the
     writes took."""
-    pools = [RunspacePool(wsman(emu)) for _ in targets]
+    pools = [RunspacePool(psrp_wsman(emu)) for _ in targets]
     try:
         for pool, (site, _server) in zip(pools, targets, strict=True):
             pool.open()
@@ -117,7 +103,7 @@ def test_pool_runs_max_runspaces_pipelines_at_once(emu: Emulator) -> None:
     its own pipeline); a third waits for a free runspace."""
     emu.settings.costs.set_cmdlet = 0.0
     emu.settings.costs.get_cmdlet = COST
-    with RunspacePool(wsman(emu), max_runspaces=2) as pool:
+    with RunspacePool(psrp_wsman(emu), max_runspaces=2) as pool:
 
         def get_site(site: str) -> PowerShell:
             ps = bootstrap(PowerShell(pool), site)
@@ -148,7 +134,7 @@ def test_pool_runs_max_runspaces_pipelines_at_once(emu: Emulator) -> None:
 def test_runspaces_of_a_pool_have_their_own_state(emu: Emulator) -> None:
     """A pipeline that lands on a fresh runspace sees no earlier Set-Location."""
     emu.settings.costs.get_cmdlet = COST
-    with RunspacePool(wsman(emu), max_runspaces=2) as pool:
+    with RunspacePool(psrp_wsman(emu), max_runspaces=2) as pool:
         first = bootstrap(PowerShell(pool), "PS1")
         first.add_cmdlet("Get-CMSite")
         second = PowerShell(pool)

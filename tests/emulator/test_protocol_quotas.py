@@ -16,25 +16,23 @@ from __future__ import annotations
 import argparse
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 import xmltodict  # type: ignore[import-untyped]
 from defusedxml import ElementTree as SafeET
 from pypsrp.exceptions import WSManFaultError as PSRPFault
-from pypsrp.powershell import PowerShell, RunspacePool
-from pypsrp.wsman import WSMan
+from pypsrp.powershell import PowerShell
 from winrm.exceptions import WSManFaultError as WinRMFault
 from winrm.protocol import Protocol
 
 from cmproxy.emulator import serve, wsman
-from cmproxy.emulator.api import DEFAULT_PASSWORD, DEFAULT_USER, Emulator
+from cmproxy.emulator.api import DEFAULT_USER, Emulator
 from cmproxy.emulator.settings import EmulatorSettings, Quotas
+
+from .clients import OTHER, OTHER_PASSWORD, open_pool, two_user_emulator, winrs_protocol
 
 pytestmark = pytest.mark.e2e
 
-OTHER = "CONTOSO\\operator"
-OTHER_PASSWORD = "0ther-Passw0rd!"
 QUOTA_MESSAGE = "This user is allowed a maximum number of {} concurrent shells, which has been"
 
 
@@ -50,41 +48,8 @@ class Clock:
 
 @pytest.fixture
 def emu() -> Iterator[Emulator]:
-    users = {DEFAULT_USER: DEFAULT_PASSWORD, OTHER: OTHER_PASSWORD}
-    with Emulator(users=users, receive_timeout=3) as emu:
+    with two_user_emulator(receive_timeout=3) as emu:
         yield emu
-
-
-def psrp_wsman(emu: Emulator, user: str = DEFAULT_USER, password: str = DEFAULT_PASSWORD) -> WSMan:
-    return WSMan(
-        emu.host,
-        port=emu.port,
-        username=user,
-        password=password,
-        ssl=False,
-        auth="basic",
-        encryption="never",
-        operation_timeout=5,
-        read_timeout=10,
-        no_proxy=True,
-    )
-
-
-def open_pool(emu: Emulator, user: str = DEFAULT_USER, password: str = DEFAULT_PASSWORD) -> Any:
-    pool = RunspacePool(psrp_wsman(emu, user, password))
-    pool.open()
-    return pool
-
-
-def protocol(emu: Emulator) -> Protocol:
-    return Protocol(
-        emu.endpoint,
-        transport="basic",
-        username=DEFAULT_USER,
-        password=DEFAULT_PASSWORD,
-        operation_timeout_sec=5,
-        read_timeout_sec=10,
-    )
 
 
 def test_defaults_are_windows_defaults() -> None:
@@ -115,7 +80,7 @@ def test_powershell_shells_beyond_the_plugin_quota_get_the_quota_fault(emu: Emul
 
 def test_cmd_shells_beyond_the_winrs_quota_get_the_quota_fault(emu: Emulator) -> None:
     emu.settings.quotas.winrs_max_shells_per_user = 2
-    p = protocol(emu)
+    p = winrs_protocol(emu)
     shells = [p.open_shell(), p.open_shell()]
     with pytest.raises(WinRMFault) as err:
         p.open_shell()
@@ -134,7 +99,7 @@ def test_the_winrs_quota_counts_powershell_shells_too(emu: Emulator) -> None:
     emu.settings.quotas.winrs_max_shells_per_user = 2
     emu.settings.quotas.plugin_max_shells_per_user = 5
     pool = open_pool(emu)
-    p = protocol(emu)
+    p = winrs_protocol(emu)
     shell = p.open_shell()
     with pytest.raises(PSRPFault) as err:
         open_pool(emu)
@@ -151,7 +116,7 @@ def test_an_idle_shell_is_deleted_and_frees_its_slot(emu: Emulator) -> None:
     emu.config.clock = clock
     emu.settings.quotas.winrs_max_shells_per_user = 1
     emu.settings.quotas.winrs_idle_timeout_ms = 60_000
-    p = protocol(emu)
+    p = winrs_protocol(emu)
     idle = p.open_shell()
     clock.now += 59.0  # not idle long enough: still there, still counted
     with pytest.raises(WinRMFault):
@@ -187,7 +152,7 @@ def test_an_idle_runspace_pool_is_deleted(emu: Emulator) -> None:
 
 def test_the_shell_advertises_its_idle_timeout(emu: Emulator) -> None:
     emu.settings.quotas.winrs_idle_timeout_ms = 90_000
-    p = protocol(emu)
+    p = winrs_protocol(emu)
     shell = p.open_shell()
     shell_uri = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/cmd"
     answer = _get(p, shell_uri, {"ShellId": shell})
@@ -213,7 +178,7 @@ def _get(p: Protocol, uri: str, selectors: dict[str, str]) -> ET.Element:
 def test_get_of_the_configuration_shows_the_quotas(emu: Emulator) -> None:
     emu.settings.quotas.winrs_max_shells_per_user = 7
     emu.settings.quotas.plugin_max_shells_per_user = 6
-    p = protocol(emu)
+    p = winrs_protocol(emu)
     winrs = _get(p, wsman.RESOURCE_CONFIG_WINRS, {})
     ns = wsman.RESOURCE_CONFIG_WINRS
     node = winrs.find(f".//{{{ns}}}Winrs")

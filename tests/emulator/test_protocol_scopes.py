@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 from pypsrp.powershell import PowerShell, RunspacePool
-from pypsrp.wsman import WSMan
 
-from cmproxy.emulator.api import DEFAULT_PASSWORD, DEFAULT_USER, Emulator
+from cmproxy.emulator.api import Emulator
+
+from .clients import psrp_wsman
 
 pytestmark = pytest.mark.e2e
 
@@ -37,16 +38,7 @@ def _run(pool: RunspacePool, script: str, local: bool | None, **params: Any) -> 
 def test_a_scripts_typed_parameter_outlives_it_unless_local(
     emu: Emulator, local: bool | None, left_behind: bool
 ) -> None:
-    wsman = WSMan(
-        emu.host,
-        port=emu.port,
-        username=DEFAULT_USER,
-        password=DEFAULT_PASSWORD,
-        ssl=False,
-        auth="ntlm",
-        encryption="auto",
-        operation_timeout=5,
-    )
+    wsman = psrp_wsman(emu, auth="ntlm", read_timeout=30, no_proxy=False)
     with RunspacePool(wsman) as pool:
         assert _run(pool, "param([int]$Port) $Port", local, Port=80) == [80]
         assert _run(pool, "$null -eq $Port", None) == [not left_behind]

@@ -27,45 +27,26 @@ from winrm.protocol import Protocol
 from cmproxy.emulator import wsman
 from cmproxy.emulator.api import DEFAULT_PASSWORD, DEFAULT_USER, Emulator
 
+from . import clients
+from .clients import OTHER, OTHER_PASSWORD, two_user_emulator
+
 pytestmark = pytest.mark.e2e
 
-OTHER = "CONTOSO\\operator"
-OTHER_PASSWORD = "0ther-Passw0rd!"
 RSP = NAMESPACES["rsp"]
 
 
 @pytest.fixture
 def emu() -> Iterator[Emulator]:
-    with Emulator(
-        users={DEFAULT_USER: DEFAULT_PASSWORD, OTHER: OTHER_PASSWORD}, receive_timeout=2
-    ) as e:
+    with two_user_emulator(receive_timeout=2) as e:
         yield e
 
 
 def psrp_wsman(emu: Emulator, user: str, password: str) -> WSMan:
-    return WSMan(
-        emu.host,
-        port=emu.port,
-        username=user,
-        password=password,
-        ssl=False,
-        auth="basic",
-        encryption="never",
-        operation_timeout=3,
-        read_timeout=10,
-        no_proxy=True,
-    )
+    return clients.psrp_wsman(emu, user, password, operation_timeout=3)
 
 
 def winrs(emu: Emulator, user: str, password: str) -> Protocol:
-    return Protocol(
-        emu.endpoint,
-        transport="basic",
-        username=user,
-        password=password,
-        operation_timeout_sec=3,
-        read_timeout_sec=10,
-    )
+    return clients.winrs_protocol(emu, user, password, operation_timeout=3)
 
 
 def _el(tag: str, attrs: dict[str, str] | None = None, text: str | None = None) -> ET.Element:

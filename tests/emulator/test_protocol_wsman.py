@@ -19,7 +19,6 @@ from defusedxml import ElementTree as SafeET
 from pypsrp.complex_objects import ObjectMeta
 from pypsrp.exceptions import WSManFaultError
 from pypsrp.powershell import PowerShell, RunspacePool
-from pypsrp.wsman import WSMan
 
 from cmproxy.emulator import wsman
 from cmproxy.emulator.api import DEFAULT_PASSWORD, DEFAULT_USER, Emulator
@@ -32,6 +31,8 @@ from cmproxy.emulator.engine.values import (
     SecureValue,
 )
 from cmproxy.emulator.settings import AnswerLost, EmulatorSettings
+
+from .clients import psrp_wsman
 
 pytestmark = pytest.mark.e2e
 
@@ -250,19 +251,7 @@ def rec() -> Iterator[tuple[Emulator, Recorder]]:
 
 
 def pool_for(emu: Emulator, auth: str = "ntlm") -> RunspacePool:
-    wsm = WSMan(
-        emu.host,
-        port=emu.port,
-        username=DEFAULT_USER,
-        password=DEFAULT_PASSWORD,
-        ssl=False,
-        auth=auth,
-        encryption="never" if auth == "basic" else "auto",
-        operation_timeout=2,
-        read_timeout=5,
-        no_proxy=True,
-    )
-    return RunspacePool(wsm)
+    return RunspacePool(psrp_wsman(emu, auth=auth, operation_timeout=2, read_timeout=5))
 
 
 def test_command_specs_reach_engine_typed(rec: tuple[Emulator, Recorder]) -> None:

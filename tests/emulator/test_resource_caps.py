@@ -30,11 +30,11 @@ import requests
 import winrm
 from pypsrp.exceptions import WSManFaultError
 from pypsrp.powershell import PowerShell, RunspacePool
-from pypsrp.wsman import WSMan
 from winrm.exceptions import WinRMError
-from winrm.protocol import Protocol
 
 from cmproxy.emulator.api import DEFAULT_PASSWORD, DEFAULT_USER, Emulator
+
+from .clients import psrp_wsman, winrs_protocol
 
 pytestmark = pytest.mark.e2e
 
@@ -49,18 +49,7 @@ def emu() -> Iterator[Emulator]:
 
 def psrp(emu: Emulator, script: str) -> tuple[list[Any], list[Any]]:
     """(output, error records) of `script` over PSRP (pypsrp)."""
-    wsman = WSMan(
-        emu.host,
-        port=emu.port,
-        username=DEFAULT_USER,
-        password=DEFAULT_PASSWORD,
-        ssl=False,
-        auth="basic",
-        encryption="never",
-        operation_timeout=5,
-        read_timeout=10,
-        no_proxy=True,
-    )
+    wsman = psrp_wsman(emu)
     with wsman, RunspacePool(wsman) as pool:
         ps = PowerShell(pool)
         ps.add_script(script)
@@ -210,18 +199,7 @@ def test_commands_beyond_max_concurrent_commands_per_shell_are_refused_over_psrp
     PowerShell's CimChildJobBase.cs copies it), so one connection cannot start threads
     without bound."""
     emu.settings.quotas.plugin_max_concurrent_commands_per_shell = 2
-    wsman = WSMan(
-        emu.host,
-        port=emu.port,
-        username=DEFAULT_USER,
-        password=DEFAULT_PASSWORD,
-        ssl=False,
-        auth="basic",
-        encryption="never",
-        operation_timeout=5,
-        read_timeout=10,
-        no_proxy=True,
-    )
+    wsman = psrp_wsman(emu)
     try:
         with wsman, RunspacePool(wsman) as pool:
             running = []
@@ -250,14 +228,7 @@ def test_processes_beyond_max_processes_per_shell_are_refused_over_winrs(emu: Em
     """WinRS MaxProcessesPerShell ("Quota Management for Remote Shells"): one more running
     command of the shell is refused with a WSMan fault ([UNCONFIRMED] code, a setting)."""
     emu.settings.quotas.winrs_max_processes_per_shell = 2
-    protocol = Protocol(
-        emu.endpoint,
-        transport="basic",
-        username=DEFAULT_USER,
-        password=DEFAULT_PASSWORD,
-        operation_timeout_sec=5,
-        read_timeout_sec=10,
-    )
+    protocol = winrs_protocol(emu)
     shell = protocol.open_shell()
     try:
         slow = [

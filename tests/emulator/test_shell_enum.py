@@ -22,46 +22,23 @@ from typing import Any
 
 import pytest
 from pypsrp.powershell import PowerShell, RunspacePool
-from pypsrp.wsman import NAMESPACES, SelectorSet, WSMan
-from winrm.protocol import Protocol
+from pypsrp.wsman import NAMESPACES, SelectorSet
 
 from cmproxy.emulator import wsman
-from cmproxy.emulator.api import DEFAULT_PASSWORD, DEFAULT_USER, Emulator
+from cmproxy.emulator.api import DEFAULT_USER, Emulator
 from cmproxy.emulator.psrp_shell import PSRPShell
+
+from .clients import OTHER, OTHER_PASSWORD, open_pool, psrp_wsman, two_user_emulator, winrs_protocol
 
 pytestmark = pytest.mark.e2e
 
-OTHER = "CONTOSO\\operator"
-OTHER_PASSWORD = "0ther-Passw0rd!"
 LOOP = "while ($true) { Start-Sleep -Milliseconds 20 }"
 
 
 @pytest.fixture
 def emu() -> Iterator[Emulator]:
-    users = {DEFAULT_USER: DEFAULT_PASSWORD, OTHER: OTHER_PASSWORD}
-    with Emulator(users=users, receive_timeout=2) as emu:
+    with two_user_emulator(receive_timeout=2) as emu:
         yield emu
-
-
-def client(emu: Emulator, user: str = DEFAULT_USER, password: str = DEFAULT_PASSWORD) -> WSMan:
-    return WSMan(
-        emu.host,
-        port=emu.port,
-        username=user,
-        password=password,
-        ssl=False,
-        auth="basic",
-        encryption="never",
-        operation_timeout=5,
-        read_timeout=10,
-        no_proxy=True,
-    )
-
-
-def open_pool(emu: Emulator, user: str = DEFAULT_USER, password: str = DEFAULT_PASSWORD) -> Any:
-    pool = RunspacePool(client(emu, user, password))
-    pool.open()
-    return pool
 
 
 def vanish(pool: Any) -> None:
@@ -76,16 +53,33 @@ def shell_of(emu: Emulator, pool: Any) -> PSRPShell:
     return shell
 
 
+def left_behind(emu: Emulator, script: str) -> tuple[Any, PowerShell, Any]:
+    """(pool, pipeline, the emulator's pipe) of `script`, started and then left by its client."""
+    pool = open_pool(emu)
+    ps = PowerShell(pool)
+    ps.add_script(script)
+    ps.begin_invoke()
+    pipe = shell_of(emu, pool).pipes[str(ps.id).upper()]
+    vanish(pool)
+    return pool, ps, pipe
+
+
+def shell_selector(pool: Any) -> SelectorSet:
+    selectors = SelectorSet()
+    selectors.add_option("ShellId", str(pool.shell.id))
+    return selectors
+
+
 def test_enumerate_lists_only_the_callers_shells_with_their_commands(emu: Emulator) -> None:
     mine = open_pool(emu)
     theirs = open_pool(emu, OTHER, OTHER_PASSWORD)
     ps = PowerShell(mine)
     ps.add_script(LOOP)
     ps.begin_invoke()
-    pools = RunspacePool.get_runspace_pools(client(emu))
+    pools = RunspacePool.get_runspace_pools(psrp_wsman(emu))
     assert [p.id.upper() for p in pools] == [str(mine.shell.id).upper()]
     assert [cid.upper() for cid in pools[0].pipelines] == [str(ps.id).upper()]
-    others = RunspacePool.get_runspace_pools(client(emu, OTHER, OTHER_PASSWORD))
+    others = RunspacePool.get_runspace_pools(psrp_wsman(emu, OTHER, OTHER_PASSWORD))
     assert [p.id.upper() for p in others] == [str(theirs.shell.id).upper()]
     ps.stop()
     mine.close()
@@ -96,7 +90,7 @@ def test_each_shell_item_says_whose_it_is_and_how_old(emu: Emulator) -> None:
     pool = open_pool(emu)
     enum = ET.Element(f"{{{NAMESPACES['wsen']}}}Enumerate")
     ET.SubElement(enum, f"{{{NAMESPACES['wsman']}}}OptimizeEnumeration")
-    body = client(emu).enumerate(wsman.RESOURCE_SHELL, enum)
+    body = psrp_wsman(emu).enumerate(wsman.RESOURCE_SHELL, enum)
     items = body.findall("wsen:EnumerateResponse/wsman:Items/rsp:Shell", NAMESPACES)
     assert body.find("wsen:EnumerateResponse/wsman:EndOfSequence", NAMESPACES) is not None
     assert len(items) == 1
@@ -111,11 +105,9 @@ def test_each_shell_item_says_whose_it_is_and_how_old(emu: Emulator) -> None:
     assert text("ShellRunTime").startswith("P0DT0H")
     assert text("IdleTimeOut") == "PT7200.000S"
     # A cmd shell is listed too, and only it under the cmd resource URI.
-    proto = Protocol(
-        emu.endpoint, transport="basic", username=DEFAULT_USER, password=DEFAULT_PASSWORD
-    )
+    proto = winrs_protocol(emu, operation_timeout=20, read_timeout=30)
     cmd_id = proto.open_shell()
-    cmd = client(emu).enumerate(wsman.RESOURCE_CMD, enum)
+    cmd = psrp_wsman(emu).enumerate(wsman.RESOURCE_CMD, enum)
     ids = [
         s.findtext("rsp:ShellId", namespaces=NAMESPACES)
         for s in cmd.findall("wsen:EnumerateResponse/wsman:Items/rsp:Shell", NAMESPACES)
@@ -129,7 +121,7 @@ def test_without_optimize_the_items_come_by_pull(emu: Emulator) -> None:
     pools = [open_pool(emu) for _ in range(3)]
     wsen = NAMESPACES["wsen"]
     enum = ET.Element(f"{{{wsen}}}Enumerate")
-    conn = client(emu)
+    conn = psrp_wsman(emu)
     body = conn.enumerate(wsman.RESOURCE_SHELL, enum)
     assert body.find("wsen:EnumerateResponse/wsman:Items", NAMESPACES) is None
     context = body.findtext("wsen:EnumerateResponse/wsen:EnumerationContext", namespaces=NAMESPACES)
@@ -150,41 +142,26 @@ def test_without_optimize_the_items_come_by_pull(emu: Emulator) -> None:
 
 
 def test_a_pipeline_runs_to_its_end_after_its_client_vanished(emu: Emulator) -> None:
-    pool = open_pool(emu)
-    ps = PowerShell(pool)
-    ps.add_script("Start-Sleep -Milliseconds 400; 'done'")
-    ps.begin_invoke()
-    shell = shell_of(emu, pool)
-    pipe = shell.pipes[str(ps.id).upper()]
-    vanish(pool)
+    pool, _ps, pipe = left_behind(emu, "Start-Sleep -Milliseconds 400; 'done'")
     end = time.monotonic() + 10
     while not pipe.finished:
         assert time.monotonic() < end
         time.sleep(0.02)
     assert not pipe.stop.is_set()  # it ended on its own, nobody stopped it
     # The shell is still there for its owner to find.
-    ids = [p.id.upper() for p in RunspacePool.get_runspace_pools(client(emu))]
+    ids = [p.id.upper() for p in RunspacePool.get_runspace_pools(psrp_wsman(emu))]
     assert str(pool.shell.id).upper() in ids
 
 
 def test_deleting_an_unattended_shell_answers_once_its_pipeline_stopped(emu: Emulator) -> None:
-    pool = open_pool(emu)
-    ps = PowerShell(pool)
-    ps.add_script(LOOP)
-    ps.begin_invoke()
-    pipe = shell_of(emu, pool).pipes[str(ps.id).upper()]
-    vanish(pool)
-    selectors = SelectorSet()
-    selectors.add_option("ShellId", str(pool.shell.id))
-    client(emu).delete(wsman.RESOURCE_PWSH, selector_set=selectors)
+    pool, _ps, pipe = left_behind(emu, LOOP)
+    psrp_wsman(emu).delete(wsman.RESOURCE_PWSH, selector_set=shell_selector(pool))
     assert pipe.worker is not None and not pipe.worker.is_alive()
-    assert RunspacePool.get_runspace_pools(client(emu)) == []
+    assert RunspacePool.get_runspace_pools(psrp_wsman(emu)) == []
 
 
 def test_winrs_signal_terminate_ends_the_process(emu: Emulator) -> None:
-    proto = Protocol(
-        emu.endpoint, transport="basic", username=DEFAULT_USER, password=DEFAULT_PASSWORD
-    )
+    proto = winrs_protocol(emu, operation_timeout=20, read_timeout=30)
     shell_id = proto.open_shell()
     encoded = base64.b64encode(LOOP.encode("utf-16-le")).decode("ascii")
     command_id = proto.run_command(shell_id, "powershell", ["-EncodedCommand", encoded])
@@ -204,18 +181,11 @@ def test_signal_terminate_from_another_connection_stops_an_unattended_pipeline(
 ) -> None:
     """The owner, on a new connection, ends a pipeline no client receives from any more: the
     SignalResponse comes once it stopped, and the command is gone from the enumeration."""
-    pool = open_pool(emu)
-    ps = PowerShell(pool)
-    ps.add_script(LOOP)
-    ps.begin_invoke()
-    pipe = shell_of(emu, pool).pipes[str(ps.id).upper()]
-    vanish(pool)
+    pool, ps, pipe = left_behind(emu, LOOP)
     rsp = NAMESPACES["rsp"]
     signal = ET.Element(f"{{{rsp}}}Signal", CommandId=str(ps.id).upper())
     ET.SubElement(signal, f"{{{rsp}}}Code").text = wsman.SIGNAL_TERMINATE
-    selectors = SelectorSet()
-    selectors.add_option("ShellId", str(pool.shell.id))
-    client(emu).signal(wsman.RESOURCE_PWSH, signal, selector_set=selectors)
+    psrp_wsman(emu).signal(wsman.RESOURCE_PWSH, signal, selector_set=shell_selector(pool))
     assert pipe.worker is not None and not pipe.worker.is_alive()
-    (listed,) = RunspacePool.get_runspace_pools(client(emu))
+    (listed,) = RunspacePool.get_runspace_pools(psrp_wsman(emu))
     assert listed.pipelines == {}
