@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import signal
+from collections.abc import Callable
 from typing import Any
 
 import attrs
 
-from cmproxy import ConnectionInfo, ServerSnapshot, SupFlags
+from cmproxy import ConnectionInfo, ServerSnapshot, Session, SupFlags
 from cmproxy.emulator.api import Emulator
 from cmproxy.model import ProxySettings
 
@@ -31,6 +34,43 @@ def info_for(emu: Emulator, transport: str, **extra: Any) -> ConnectionInfo:
         ignore_proxy=True,
         **extra,
     )
+
+
+def fork_client(info: ConnectionInfo, change: Callable[[Session], object]) -> tuple[int, int]:
+    """Fork a client process (cmproxy already imported, so a run costs a connection, not an
+    interpreter start): it connects with `info`, says "r", runs `change`, says "d" and exits.
+    Returns (its pid, the pipe it reports on) once it said it is connected."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child never returns
+        os.close(read_end)
+        try:
+            with Session(info) as session:
+                os.write(write_end, b"r")
+                change(session)
+            os.write(write_end, b"d")
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    assert os.read(read_end, 1) == b"r", "the client did not connect"
+    return pid, read_end
+
+
+def kill_client(pid: int, reports: int) -> None:
+    """SIGKILL a forked client and reap it."""
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    os.close(reports)
+
+
+def skip_idle_timeouts(emu: Emulator) -> None:
+    """Let the endpoint's idle timeouts pass (its clock jumps): a killed client's shells stay
+    on the endpoint until then (two hours by default, learn.microsoft.com/windows/win32/winrm/
+    quotas), holding the account's shells; a few dozen kills in a row would exhaust them."""
+    quotas = emu.settings.quotas
+    skip = max(quotas.plugin_idle_timeout_ms, quotas.winrs_idle_timeout_ms) / 1000.0 + 1.0
+    clock = emu.config.clock
+    emu.config.clock = lambda: clock() + skip
 
 
 def oracle(emu: Emulator, server: str = SERVER, site: str = SITE) -> ServerSnapshot:

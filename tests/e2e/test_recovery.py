@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,7 +30,15 @@ from cmproxy import (
 from cmproxy.emulator.api import Emulator
 from cmproxy.retry import RetryPolicy
 
-from .conftest import ACCOUNT, SERVER, info_for, oracle
+from .conftest import (
+    ACCOUNT,
+    SERVER,
+    fork_client,
+    info_for,
+    kill_client,
+    oracle,
+    skip_idle_timeouts,
+)
 
 RUNS_PER_TRANSPORT = 25
 PASSWORD = "Kill-P@ss'w0rd"
@@ -52,33 +59,15 @@ def _desired(run: int) -> DesiredState:
     )
 
 
-def _child(emu: Emulator, transport: str, journal_path: Path, run: int, ready: int) -> None:
-    """Runs in the forked client: connect, say ready, change, exit."""
-    try:
-        with Session(info_for(emu, transport)) as session:
-            os.write(ready, b"r")
-            run_transaction(
-                session,
-                _desired(run),
-                journal=Journal(journal_path),
-                policy=RetryPolicy.for_tests(),
-            )
-        os.write(ready, b"d")
-    finally:
-        os._exit(0)
-
-
 def _start_client(emu: Emulator, transport: str, journal_path: Path, run: int) -> tuple[int, int]:
     """Fork a client running transaction `run`; return (its pid, the pipe it reports on) once
     it said it is connected."""
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child never returns
-        os.close(read_end)
-        _child(emu, transport, journal_path, run, write_end)
-    os.close(write_end)
-    assert os.read(read_end, 1) == b"r", "the client did not connect"
-    return pid, read_end
+    return fork_client(
+        info_for(emu, transport),
+        lambda session: run_transaction(
+            session, _desired(run), journal=Journal(journal_path), policy=RetryPolicy.for_tests()
+        ),
+    )
 
 
 def _uninterrupted(emu: Emulator, transport: str, journal_path: Path, run: int) -> float:
@@ -96,16 +85,6 @@ def _uninterrupted(emu: Emulator, transport: str, journal_path: Path, run: int) 
 def emulator(request: pytest.FixtureRequest) -> Iterator[tuple[Emulator, str]]:
     with Emulator(seed="demo", receive_timeout=3.0) as emu:
         yield emu, str(request.param)
-
-
-def _idle_timeout_passes(emu: Emulator) -> None:
-    """Let the endpoint's idle timeout pass (its clock jumps): a killed client's shells stay
-    on the endpoint until then (two hours by default, learn.microsoft.com/windows/win32/winrm/
-    quotas), holding the account's shells; a few dozen kills in a row would exhaust them."""
-    quotas = emu.settings.quotas
-    skip = max(quotas.plugin_idle_timeout_ms, quotas.winrs_idle_timeout_ms) / 1000.0 + 1.0
-    clock = emu.config.clock
-    emu.config.clock = lambda: clock() + skip
 
 
 def _expected_after(before: ServerSnapshot, run: int) -> ServerSnapshot:
@@ -133,10 +112,8 @@ def test_sigkill_at_random_points_then_recover(
         after = _expected_after(before, run)
         pid, reports = _start_client(emu, transport, journal_path, run)
         time.sleep(rng.uniform(0.0, window))
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-        os.close(reports)
-        _idle_timeout_passes(emu)
+        kill_client(pid, reports)
+        skip_idle_timeouts(emu)
 
         with Session(info_for(emu, transport)) as session, Journal(journal_path) as journal:
             outcomes = recover(session, journal, policy=RetryPolicy.for_tests())

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -49,7 +48,14 @@ from cmproxy.emulator.cmd_shell import CmdShell
 from cmproxy.emulator.psrp_shell import PSRPShell
 from cmproxy.retry import RetryPolicy
 
-from .conftest import ACCOUNT, info_for, oracle
+from .conftest import (
+    ACCOUNT,
+    fork_client,
+    info_for,
+    kill_client,
+    oracle,
+    skip_idle_timeouts,
+)
 
 PASSWORD = "Orphan-P@ss'w0rd"
 USERS = {"CONTOSO\\cmadmin": "Lane-1-P@ss", "CONTOSO\\cmadmin2": "Lane-2-P@ss"}
@@ -146,33 +152,14 @@ def lanes(tmp_path: Path) -> list[Lane]:
     ]  # fmt: skip
 
 
-def _child(info: ConnectionInfo, journal: Path, want: DesiredState, ready: int) -> None:
-    try:
-        with Session(info) as session:
-            os.write(ready, b"r")
-            run_transaction(session, want, journal=Journal(journal), policy=RetryPolicy.for_tests())
-        os.write(ready, b"d")
-    finally:
-        os._exit(0)
-
-
 def start_client(emu: Emulator, transport: str, lane: Lane, want: DesiredState) -> tuple[int, int]:
     """Fork a client running `want`; (its pid, the pipe it reports on) once it connected."""
-    info = lane.info(emu, transport)
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child never returns
-        os.close(read_end)
-        _child(info, lane.journal, want, write_end)
-    os.close(write_end)
-    assert os.read(read_end, 1) == b"r", "the client did not connect"
-    return pid, read_end
-
-
-def kill(pid: int, reports: int) -> None:
-    os.kill(pid, signal.SIGKILL)
-    os.waitpid(pid, 0)
-    os.close(reports)
+    return fork_client(
+        lane.info(emu, transport),
+        lambda session: run_transaction(
+            session, want, journal=Journal(lane.journal), policy=RetryPolicy.for_tests()
+        ),
+    )
 
 
 def new_tally() -> dict[str, Any]:
@@ -216,10 +203,7 @@ def recover_and_check(  # noqa: PLR0917 - one call shape, used three times
 def expire_idle_shells(emu: Emulator) -> None:
     """Let the idle timeouts pass (the clock jumps): shells a killed client left behind (and
     recovery did not need to stop) must not exhaust the accounts' shell quotas over many runs."""
-    quotas = emu.settings.quotas
-    skip = max(quotas.plugin_idle_timeout_ms, quotas.winrs_idle_timeout_ms) / 1000.0 + 1.0
-    clock = emu.config.clock
-    emu.config.clock = lambda: clock() + skip
+    skip_idle_timeouts(emu)
     assert emu.service is not None
     emu.service.expire_idle()
 
@@ -287,7 +271,7 @@ def test_sigkill_at_50_seeded_points_with_write_costs(
             want = lane.desired(run)
             pid, reports = start_client(emu, transport, lane, want)
             time.sleep(rng.uniform(0.0, window))
-            kill(pid, reports)
+            kill_client(pid, reports)
             recover_and_check(
                 emu, transport, lane, before, lane.after(before, want), f"run {run}", tally
             )
@@ -354,7 +338,7 @@ def test_sigkill_at_the_first_write_of_every_change_kind(
             before = lane.state(emu)
             pid, reports = start_client(emu, transport, lane, want)
             _first_write(emu, lane, kind, before)
-            kill(pid, reports)
+            kill_client(pid, reports)
             recover_and_check(
                 emu, transport, lane, before, lane.after(before, want), f"first {kind}", tally
             )
@@ -387,7 +371,7 @@ def test_an_orphan_that_cannot_be_stopped_leaves_the_journal_open(
         "set server proxy" if not before_is_on(before) else "set SUP proxy options",
         before,
     )
-    kill(pid, reports)
+    kill_client(pid, reports)
     emu.settings.faults.refuse_shell_delete = True
     try:
         with Session(lane.info(emu, transport)) as session, Journal(lane.journal) as journal:
@@ -406,23 +390,21 @@ def test_an_orphan_that_cannot_be_stopped_leaves_the_journal_open(
 BULK = tuple(f"cm-ps2-{n}.contoso.com" for n in ("dp01", "dp03", "dp04", "dp05", "dp06", "mp01"))
 
 
-def _bulk_child(info: ConnectionInfo, journal: Path, want: DesiredState, ready: int) -> None:
-    try:
-        with Session(info) as session:
-            os.write(ready, b"r")
-            apply_bulk(
-                [session],
-                want,
-                journal=Journal(journal),
-                all_or_nothing=True,
-                batch_size=2,
-                per_site=1,
-                policy=RetryPolicy.for_tests(),
-                progress=False,
-            )
-        os.write(ready, b"d")
-    finally:
-        os._exit(0)
+def _start_bulk(info: ConnectionInfo, journal: Path, want: DesiredState) -> tuple[int, int]:
+    """Fork a client applying `want` all-or-nothing in batches of two, one site at a time."""
+    return fork_client(
+        info,
+        lambda session: apply_bulk(
+            [session],
+            want,
+            journal=Journal(journal),
+            all_or_nothing=True,
+            batch_size=2,
+            per_site=1,
+            policy=RetryPolicy.for_tests(),
+            progress=False,
+        ),
+    )
 
 
 def _bulk_state(emu: Emulator) -> dict[str, ServerSnapshot]:
@@ -447,20 +429,14 @@ def test_all_or_nothing_bulk_killed_midway_ends_all_old_or_all_new(
             want = DesiredState(proxies=[ProxyRequest(s, proxy) for s in BULK])
             before = _bulk_state(emu)
             after = {s: attrs.evolve(before[s], proxy=proxy) for s in BULK}
-            read_end, write_end = os.pipe()
-            pid = os.fork()
-            if pid == 0:  # pragma: no cover - the child never returns
-                os.close(read_end)
-                _bulk_child(lane.info(emu, transport), lane.journal, want, write_end)
-            os.close(write_end)
-            assert os.read(read_end, 1) == b"r"
+            pid, read_end = _start_bulk(lane.info(emu, transport), lane.journal, want)
             # Between the first write landing and the last one.
             end = time.monotonic() + 30
             while all(now == before[s] for s, now in _bulk_state(emu).items()):
                 assert time.monotonic() < end, "the bulk run wrote nothing"
                 time.sleep(0.005)
             time.sleep(rng.uniform(0.0, 0.3 * len(BULK)))
-            kill(pid, read_end)
+            kill_client(pid, read_end)
             with Session(lane.info(emu, transport)) as session, Journal(lane.journal) as journal:
                 outcomes = recover(session, journal, policy=RetryPolicy.for_tests())
                 assert journal.open_units() == []
