@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -42,52 +43,34 @@ def test_recover_refuses_a_journal_from_a_newer_cmproxy(site: Site) -> None:
     assert f"version {SCHEMA_VERSION + 1}" in line
 
 
-def test_recover_on_a_full_disk_is_one_line(site: Site, tmp_path: Path) -> None:
-    mount = tmp_path / "full"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)],
-        capture_output=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
-        filler = os.open(mount / "filler", os.O_WRONLY | os.O_CREAT)
-        try:  # fill the disk
-            while os.write(filler, b"\0" * 4096):
-                pass
-        except OSError:
+def test_recover_on_a_full_disk_is_one_line(
+    site: Site, mount_tmpfs: Callable[[str, str], Path]
+) -> None:
+    mount = mount_tmpfs("full", "64k")
+    filler = os.open(mount / "filler", os.O_WRONLY | os.O_CREAT)
+    try:  # fill the disk
+        while os.write(filler, b"\0" * 4096):
             pass
-        finally:
-            os.close(filler)
-        journal = mount / "journal.sqlite3"
-        line = _one_line_error(site.run("recover", env={"CMPROXY_JOURNAL": str(journal)}))
-        assert str(journal) in line
-        assert "full" in line
+    except OSError:
+        pass
     finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
+        os.close(filler)
+    journal = mount / "journal.sqlite3"
+    line = _one_line_error(site.run("recover", env={"CMPROXY_JOURNAL": str(journal)}))
+    assert str(journal) in line
+    assert "full" in line
 
 
-def test_recover_on_a_read_only_journal_is_one_line(site: Site, tmp_path: Path) -> None:
-    mount = tmp_path / "ro"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
-        capture_output=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
-        journal = mount / "journal.sqlite3"
-        Journal(journal).close()
-        subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
-        line = _one_line_error(site.run("recover", env={"CMPROXY_JOURNAL": str(journal)}))
-        assert str(journal) in line
-        assert "read-only" in line
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
+def test_recover_on_a_read_only_journal_is_one_line(
+    site: Site, mount_tmpfs: Callable[[str, str], Path]
+) -> None:
+    mount = mount_tmpfs("ro", "1m")
+    journal = mount / "journal.sqlite3"
+    Journal(journal).close()
+    subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
+    line = _one_line_error(site.run("recover", env={"CMPROXY_JOURNAL": str(journal)}))
+    assert str(journal) in line
+    assert "read-only" in line
 
 
 def test_emulator_serve_on_a_busy_port_is_one_line() -> None:
