@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -106,6 +108,26 @@ class Site:
 
     def writes(self) -> list[Any]:
         return [c for c in self.emu.state.call_log() if c.wrote]
+
+    def kill_apply_after(self, writes: int, bound: float = 60) -> None:
+        """Run `cmproxy apply -f MIGRATION --yes` and SIGKILL it once `writes`
+        Set-CMSiteSystemServer writes landed: a client killed mid-change, for `recover`."""
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cmproxy.cli", "apply", "-f", MIGRATION, "--yes"],
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + bound
+            while len([w for w in self.writes() if w.command == "Set-CMSiteSystemServer"]) < writes:
+                if time.monotonic() > deadline:
+                    pytest.fail("the apply never wrote")
+                time.sleep(0.02)
+            proc.send_signal(signal.SIGKILL)
+        finally:
+            proc.wait(timeout=30)
 
 
 def cli_env(emu: Emulator, tmp: Path, auth: str | None = None) -> dict[str, str]:

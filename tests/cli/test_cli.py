@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -355,25 +353,7 @@ def test_recover_with_nothing_to_do(site: Site) -> None:
 
 def test_recover_finishes_what_a_killed_apply_left(site: Site) -> None:
     site.emu.settings.costs.set_cmdlet = 0.3  # slow writes, so the kill lands mid-change
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cmproxy.cli", "apply", "-f", MIGRATION, "--yes"],
-        env=site.env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        stdin=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            sets = [w for w in site.writes() if w.command == "Set-CMSiteSystemServer"]
-            if len(sets) >= 2:
-                break
-            time.sleep(0.02)
-        else:
-            pytest.fail("the apply never wrote")
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.wait(timeout=30)
+    site.kill_apply_after(writes=2)
     site.emu.settings.costs.set_cmdlet = 0.0
     code, data = site.run_json("recover")
     assert code == 0, data

@@ -4,14 +4,9 @@ says so, exits non-zero and leaves the journal open; once the shell can be delet
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
-import time
-
 import pytest
 
-from .conftest import MIGRATION, Site
+from .conftest import Site
 
 pytestmark = pytest.mark.e2e
 
@@ -20,22 +15,7 @@ def test_recover_that_cannot_stop_the_orphan_exits_non_zero_and_keeps_it_open(
     site: Site,
 ) -> None:
     site.emu.settings.costs.set_cmdlet = 0.3  # slow writes, so the kill lands mid-change
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cmproxy.cli", "apply", "-f", MIGRATION, "--yes"],
-        env=site.env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        stdin=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while not [w for w in site.writes() if w.command == "Set-CMSiteSystemServer"]:
-            if time.monotonic() > deadline:
-                pytest.fail("the apply never wrote")
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.wait(timeout=30)
+    site.kill_apply_after(writes=1)
     site.emu.settings.faults.refuse_shell_delete = True
     plain = site.run("recover", "--quiet-timeout", "0.5")
     code, data = site.run_json("recover", "--quiet-timeout", "0.5")
