@@ -164,6 +164,10 @@ class WSManService:
             shell_id = shell_enum.filtered_shell_id(req)
             mine = {v.shell_id: v for v in self.shell_views(user)}
             if shell_id is None or shell_id not in mine:
+                with self.lock:
+                    exists = shell_id is not None and shell_id.upper() in self.shells
+                if exists and shell_id is not None and not self.owns(shell_id, user):
+                    raise self._foreign(shell_id)  # the same answer as every shell operation
                 raise wsman.shell_not_found(shell_id or "")
             items = [shell_enum.command_item(shell_id, c) for c in mine[shell_id].commands]
             return self._enumerations.respond(req, user, items)

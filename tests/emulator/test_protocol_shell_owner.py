@@ -24,7 +24,7 @@ from pypsrp.wsman import NAMESPACES, SelectorSet, WSMan
 from winrm.exceptions import WinRMError
 from winrm.protocol import Protocol
 
-from cmproxy.emulator import wsman
+from cmproxy.emulator import shell_enum, wsman
 from cmproxy.emulator.api import DEFAULT_PASSWORD, DEFAULT_USER, Emulator
 
 from . import clients
@@ -93,7 +93,28 @@ def _psrp_operations(other: WSMan, shell_id: str, command_id: str) -> dict[str, 
         "Receive": lambda: other.receive(uri, _receive(command_id), None, sel),
         "Signal": lambda: other.signal(uri, _signal(command_id), None, sel),
         "Delete": lambda: other.delete(uri, selector_set=sel),
+        # Listing the shell's commands, as RunspacePool.get_runspace_pools does (MS-WSMV
+        # 3.1.4.8.2, a SelectorFilter on ShellId).
+        "Enumerate commands": lambda: other.enumerate(
+            shell_enum.RESOURCE_COMMAND, _command_filter(shell_id)
+        ),
     }
+
+
+def _command_filter(shell_id: str) -> ET.Element:
+    wsen = NAMESPACES["wsen"]
+    wsmn = NAMESPACES["wsman"]
+    enum_msg = ET.Element(f"{{{wsen}}}Enumerate")
+    ET.SubElement(enum_msg, f"{{{wsmn}}}OptimizeEnumeration")
+    selector_filter = ET.SubElement(
+        enum_msg,
+        f"{{{wsmn}}}Filter",
+        Dialect="http://schemas.dmtf.org/wbem/wsman/1/wsman/SelectorFilter",
+    )
+    sel = SelectorSet()
+    sel.add_option("ShellId", shell_id)
+    selector_filter.append(sel.pack())
+    return enum_msg
 
 
 def _calls(emu: Emulator) -> list[tuple[str, str]]:
