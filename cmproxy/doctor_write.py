@@ -16,8 +16,9 @@ import attrs
 
 from cmproxy._exceptions import CMProxyError
 from cmproxy.doctor_facts import FIELDS, SITE_SYSTEM, SUP, Facts, Status, read_facts
+from cmproxy.invocation import Invocation
 from cmproxy.journal import Journal, JournalEntry
-from cmproxy.model import SiteState, SiteSystemServer, SupFlags
+from cmproxy.model import ProxySettings, SiteState, SiteSystemServer, SupFlags
 from cmproxy.plan import (
     Change,
     ChangeKind,
@@ -168,32 +169,30 @@ def _refusal(
 def _rewrites(server: SiteSystemServer) -> list[Change]:
     """The changes that write the server's own values back (the planner drops such no-op
     changes, so they are built here, exactly as the planner would build a real one)."""
-    proxy = server.proxy
-    invocation = proxy_invocation(server, proxy)
-    changes = [
-        Change(
-            kind=ChangeKind.SET_SERVER_PROXY,
+
+    def written_back(
+        kind: ChangeKind, field: str, value: ProxySettings | SupFlags, invocation: Invocation
+    ) -> Change:
+        return Change(
+            kind=kind,
             site_code=server.site_code,
             target=server.name,
-            before=proxy,
-            after=proxy,
-            fields=(FieldChange("proxy", proxy.describe(), proxy.describe(), "written back"),),
+            before=value,
+            after=value,
+            fields=(FieldChange(field, value.describe(), value.describe(), "written back"),),
             invocation=invocation,
             reasons=("cmproxy doctor --write-test: the server's own values written back",),
         )
+
+    proxy = server.proxy
+    changes = [
+        written_back(ChangeKind.SET_SERVER_PROXY, "proxy", proxy, proxy_invocation(server, proxy))
     ]
     if isinstance(server.role(SoftwareUpdatePoint), SoftwareUpdatePoint):
         flags = sup_flags(server)
         changes.append(
-            Change(
-                kind=ChangeKind.SET_SUP_FLAGS,
-                site_code=server.site_code,
-                target=server.name,
-                before=flags,
-                after=flags,
-                fields=(FieldChange("sup", flags.describe(), flags.describe(), "written back"),),
-                invocation=sup_flags_invocation(server, flags),
-                reasons=("cmproxy doctor --write-test: the server's own values written back",),
+            written_back(
+                ChangeKind.SET_SUP_FLAGS, "sup", flags, sup_flags_invocation(server, flags)
             )
         )
     return changes
