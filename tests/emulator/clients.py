@@ -21,6 +21,17 @@ OTHER = "CONTOSO\\operator"
 OTHER_PASSWORD = "0ther-Passw0rd!"
 
 
+class FakeClock:
+    """A clock the test moves (`now`) instead of waiting: for the emulator's idle clock
+    (`ServerConfig.clock`) and its engine clock (`SiteEngine(clock=…)`)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 @contextmanager
 def two_user_emulator(receive_timeout: float) -> Iterator[Emulator]:
     """A running emulator that knows the default account and `OTHER`."""

@@ -29,21 +29,18 @@ from cmproxy.emulator import serve, wsman
 from cmproxy.emulator.api import DEFAULT_USER, Emulator
 from cmproxy.emulator.settings import EmulatorSettings, Quotas
 
-from .clients import OTHER, OTHER_PASSWORD, open_pool, two_user_emulator, winrs_protocol
+from .clients import (
+    OTHER,
+    OTHER_PASSWORD,
+    FakeClock,
+    open_pool,
+    two_user_emulator,
+    winrs_protocol,
+)
 
 pytestmark = pytest.mark.e2e
 
 QUOTA_MESSAGE = "This user is allowed a maximum number of {} concurrent shells, which has been"
-
-
-class Clock:
-    """The emulator's idle clock, moved by the test instead of waiting."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
@@ -112,7 +109,7 @@ def test_the_winrs_quota_counts_powershell_shells_too(emu: Emulator) -> None:
 
 
 def test_an_idle_shell_is_deleted_and_frees_its_slot(emu: Emulator) -> None:
-    clock = Clock()
+    clock = FakeClock()
     emu.config.clock = clock
     emu.settings.quotas.winrs_max_shells_per_user = 1
     emu.settings.quotas.winrs_idle_timeout_ms = 60_000
@@ -135,7 +132,7 @@ def test_an_idle_shell_is_deleted_and_frees_its_slot(emu: Emulator) -> None:
 
 
 def test_an_idle_runspace_pool_is_deleted(emu: Emulator) -> None:
-    clock = Clock()
+    clock = FakeClock()
     emu.config.clock = clock
     emu.settings.quotas.plugin_max_shells_per_user = 1
     emu.settings.quotas.plugin_idle_timeout_ms = 30_000

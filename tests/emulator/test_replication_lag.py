@@ -19,25 +19,19 @@ from cmproxy.emulator.engine import SiteEngine, SiteRunspace
 from cmproxy.emulator.settings import EmulatorSettings
 from cmproxy.emulator.state import SiteState
 
+from .clients import FakeClock
+
 SUP = "cm-ps2-sup01.contoso.com"
 DP = "cm-ps1-dp01.contoso.com"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def lagged(demo_state: SiteState, clock: Clock) -> SiteRunspace:
+def lagged(demo_state: SiteState, clock: FakeClock) -> SiteRunspace:
     settings = EmulatorSettings()
     settings.replication.lag["PS2"] = 30.0
     eng = SiteEngine(demo_state, settings, sleep=lambda _s: None, clock=clock)
@@ -73,7 +67,7 @@ def test_off_by_default_reads_see_a_write_at_once(engine: SiteEngine) -> None:
 
 
 def test_a_write_is_accepted_but_every_read_shows_the_old_value_until_the_lag_passed(
-    lagged: SiteRunspace, demo_state: SiteState, clock: Clock
+    lagged: SiteRunspace, demo_state: SiteState, clock: FakeClock
 ) -> None:
     before = _proxy(lagged)
     _set(lagged, "new.contoso.com")
@@ -104,7 +98,7 @@ def test_passthru_returns_the_object_as_written(lagged: SiteRunspace) -> None:
     assert res.output == ["pt.contoso.com"], res
 
 
-def test_sup_options_lag_too(lagged: SiteRunspace, clock: Clock) -> None:
+def test_sup_options_lag_too(lagged: SiteRunspace, clock: FakeClock) -> None:
     read = (
         f"$r = Get-CMSoftwareUpdatePoint -SiteSystemServerName {SUP} -SiteCode PS2\n"
         "($r.Props | Where-Object PropertyName -eq 'UseProxy').Value"
@@ -121,7 +115,7 @@ def test_sup_options_lag_too(lagged: SiteRunspace, clock: Clock) -> None:
 
 
 def test_a_second_write_during_the_lag_builds_on_the_first_and_shows_after_it(
-    lagged: SiteRunspace, demo_state: SiteState, clock: Clock
+    lagged: SiteRunspace, demo_state: SiteState, clock: FakeClock
 ) -> None:
     before = _proxy(lagged)
     _set(lagged, "first.contoso.com")
