@@ -346,10 +346,13 @@ class Session:
     # -- life cycle -------------------------------------------------------------------------
 
     def _setup_step(self) -> Step:
+        # After the first bootstrap, the provider it found is passed on, so a later runspace
+        # or WinRS process does not ask WMI (SMS_ProviderLocation) again.
+        found = self.bootstrap.provider_machine if self.bootstrap is not None else ""
         return Step.of(
             BOOTSTRAP_TEMPLATE,
             SiteCode=self.site_code,
-            ProviderMachineName=self.info.provider_machine_name,
+            ProviderMachineName=self.info.provider_machine_name or found or None,
             ModulePath=self.info.module_path,
         )
 

@@ -57,19 +57,22 @@ if (-not $module) {
 }
 
 # Where the SMS Provider is: SMS_ProviderLocation on a site server (root\sms exists only there).
+# Asked only when not given: later runspaces and processes get what the first bootstrap found.
 $computer = [string]$env:COMPUTERNAME
 $providerMachine = ''
-try {
-    $locations = @(Get-CimInstance -Namespace 'root\sms' -ClassName SMS_ProviderLocation)
-    foreach ($location in $locations) {
-        if ($location.ProviderForLocalSite -and -not $providerMachine) {
-            $providerMachine = [string]$location.Machine
+if (-not $ProviderMachineName) {
+    try {
+        $locations = @(Get-CimInstance -Namespace 'root\sms' -ClassName SMS_ProviderLocation)
+        foreach ($location in $locations) {
+            if ($location.ProviderForLocalSite -and -not $providerMachine) {
+                $providerMachine = [string]$location.Machine
+            }
         }
-    }
-} catch {
-    $errorId = [string]$_.FullyQualifiedErrorId
-    if ([string]$_.CategoryInfo.Category -eq 'PermissionDenied' -or $errorId -like '*0x80041003*' -or $errorId -like '*0x80070005*') {
-        throw ('cmproxy:AccessDenied: ' + $computer + ': root\sms refused the account: ' + [string]$_.Exception.Message)
+    } catch {
+        $errorId = [string]$_.FullyQualifiedErrorId
+        if ([string]$_.CategoryInfo.Category -eq 'PermissionDenied' -or $errorId -like '*0x80041003*' -or $errorId -like '*0x80070005*') {
+            throw ('cmproxy:AccessDenied: ' + $computer + ': root\sms refused the account: ' + [string]$_.Exception.Message)
+        }
     }
 }
 $target = $ProviderMachineName

@@ -154,3 +154,21 @@ def test_a_remote_provider_with_delegation_works_and_is_named(transport_name: st
     boot = _opened(transport_name, host=host)
     assert (boot.provider_machine, boot.provider_is_local) == ("cm-prov01.contoso.com", False)
     assert boot.drive_root == "cm-prov01.contoso.com"
+
+
+def test_later_bootstraps_reuse_the_provider_found_by_the_first(transport_name: str) -> None:
+    """The first bootstrap finds the SMS Provider (SMS_ProviderLocation); the bootstraps of later
+    runspaces (PSRP pools) and processes (every WinRS step) are given it, so they do not ask
+    WMI again on every step."""
+    with Emulator(seed="demo", receive_timeout=RECEIVE_TIMEOUT) as emu:
+        assert emu.state is not None
+        with Session(connection_info(emu, transport_name, "ntlm")) as session:
+            assert session.bootstrap is not None
+            assert session.bootstrap.provider_machine == "cm-ps1.contoso.com"
+            emu.state.clear_call_log()
+            session.read_state(["cm-ps1-dp01.contoso.com"])
+            session.warm(2)
+            session.read_state(["cm-ps1-dp02.contoso.com"])
+            commands = [c.command for c in emu.state.call_log()]
+    assert "Get-CMSiteRole" in commands
+    assert "Get-CimInstance" not in commands
