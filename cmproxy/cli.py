@@ -887,16 +887,8 @@ def doctor_renderables(report: cmproxy.DoctorReport) -> list[Table | Text]:
         w = report.write_test
         text = Text(f"Write test on {w.server}: ")
         text.append(w.status, style=CHECK_STYLES[w.status])
-        text.append(f"\n  {w.detail}")
-        for written in w.writes:
-            text.append(f"\n  wrote: {written}")
-        if w.read_after_write_seconds is not None:
-            text.append(
-                f"\n  read after write: {w.read_after_write_seconds:.3f}s "
-                f"({w.reads_until_visible} read(s)); {w.note}"
-            )
-        if w.unchanged is not None:
-            text.append(f"\n  site as it was: {'yes' if w.unchanged else 'NO'}")
+        for line in w.detail_lines():
+            text.append(f"\n  {line}")
         out.append(text)
     checks = Table(title="Checks", title_justify="left")
     for col in ("", "check", "detail"):

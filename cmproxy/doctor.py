@@ -149,15 +149,7 @@ class DoctorReport:
         if self.write_test is not None:
             w = self.write_test
             lines.append(f"Write test on {w.server}: {w.status}")
-            lines.append(f"  {w.detail}")
-            lines += [f"  wrote: {x}" for x in w.writes]
-            if w.read_after_write_seconds is not None:
-                lines.append(
-                    f"  read after write: {w.read_after_write_seconds:.3f}s "
-                    f"({w.reads_until_visible} read(s)); {w.note}"
-                )
-            if w.unchanged is not None:
-                lines.append(f"  site as it was: {'yes' if w.unchanged else 'NO'}")
+            lines += [f"  {line}" for line in w.detail_lines()]
         lines.append("Checks")
         lines += [f"  [{c.status}] {c.name}: {c.detail}" for c in self.checks]
         return "\n".join(lines)

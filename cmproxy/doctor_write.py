@@ -58,6 +58,18 @@ class WriteTest:
         "separate read answers, not how long a real change takes to show"
     )
 
+    def detail_lines(self) -> list[str]:
+        """The lines under the status, the same in the text report and the CLI's."""
+        lines = [self.detail, *(f"wrote: {x}" for x in self.writes)]
+        if self.read_after_write_seconds is not None:
+            lines.append(
+                f"read after write: {self.read_after_write_seconds:.3f}s "
+                f"({self.reads_until_visible} read(s)); {self.note}"
+            )
+        if self.unchanged is not None:
+            lines.append(f"site as it was: {'yes' if self.unchanged else 'NO'}")
+        return lines
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "server": self.server,
