@@ -315,31 +315,21 @@ def write_test(
     # The journal says what a person must know: done, nothing left changed, or look at it.
     status = "committed" if not problem else "rolled_back" if same else "failed"
     journal.finish(tx_id, status, problem)
-    if problem:
-        return WriteTest(
-            name,
-            "fail",
-            problem,
-            before.to_dict(),
-            after.to_dict() if after else None,
-            tuple(written),
-            tx_id,
-            delay,
-            reads,
-            same,
-        )
+    ok = (
+        f"{len(written)} write(s) made and read back; the end state equals the start, raw "
+        "embedded properties included"
+    )
     return WriteTest(
         name,
-        "ok",
-        f"{len(written)} write(s) made and read back; the end state equals the start, raw "
-        "embedded properties included",
+        "fail" if problem else "ok",
+        problem or ok,
         before.to_dict(),
         after.to_dict() if after else None,
         tuple(written),
         tx_id,
         delay,
         reads,
-        True,
+        same if problem else True,
     )
 
 
