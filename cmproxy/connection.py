@@ -254,6 +254,9 @@ class ConnectionInfo:
     )
     #: Seconds a session waits for a free shell (the quota is full) before QuotaExceededError.
     quota_wait: float = attrs.field(default=DEFAULT_QUOTA_WAIT, converter=_quota_wait)
+    #: The host name Kerberos puts in the SPN (WSMAN/, HTTP/<name>) when `server` is an
+    #: address or an alias the domain does not know; pypsrp's and Ansible psrp's option.
+    negotiate_hostname_override: str | None = attrs.field(default=None, converter=_optional_text)
 
     def __attrs_post_init__(self) -> None:
         if self.operation_timeout >= self.read_timeout:
@@ -287,6 +290,14 @@ class ConnectionInfo:
                     self.certificate_pem,
                     "certificate auth needs certificate_pem and certificate_key_pem",
                 )
+        if self.auth == "kerberos" and self.transport == "winrm" and self.password is not None:
+            raise ValidationError(
+                "password",
+                "********",
+                "transport='winrm' with auth='kerberos' uses the Kerberos ticket cache (kinit "
+                "first) and cannot take a password; drop the password or use transport='psrp', "
+                "which gets a ticket from it",
+            )
         if self.auth in _PASSWORD_AUTHS and self.username is None:
             raise ValidationError("username", None, f"auth={self.auth!r} needs a username")
         if self.ca_cert is not None and not self.cert_validation:
@@ -401,6 +412,8 @@ class ConnectionInfo:
             "proxy": self.proxy,
             "no_proxy": self.ignore_proxy,
         }
+        if self.negotiate_hostname_override is not None:
+            kwargs["negotiate_hostname_override"] = self.negotiate_hostname_override
         if self.auth == "certificate":
             kwargs["certificate_pem"] = self.certificate_pem
             kwargs["certificate_key_pem"] = self.certificate_key_pem
@@ -437,6 +450,7 @@ ENV_VARS: dict[str, str] = {
         "max_pools",
         "account_max_shells",
         "quota_wait",
+        "negotiate_hostname_override",
     )
 }
 
@@ -463,6 +477,7 @@ ANSIBLE_OPTION_NAMES: dict[str, str] = {
     "certificate_pem": "certificate_pem",
     "certificate_key_pem": "certificate_key_pem",
     "configuration_name": "configuration_name",
+    "negotiate_hostname_override": "negotiate_hostname_override",
     # variables
     "ansible_host": "server",
     "ansible_psrp_host": "server",
@@ -489,4 +504,5 @@ ANSIBLE_OPTION_NAMES: dict[str, str] = {
     "ansible_psrp_certificate_pem": "certificate_pem",
     "ansible_psrp_certificate_key_pem": "certificate_key_pem",
     "ansible_psrp_configuration_name": "configuration_name",
+    "ansible_psrp_negotiate_hostname_override": "negotiate_hostname_override",
 }

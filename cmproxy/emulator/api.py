@@ -68,6 +68,9 @@ class Emulator:
         host: str = "127.0.0.1",
         allow_unencrypted: bool = True,
         allow_basic: bool = True,
+        allow_negotiate: bool = True,
+        allow_kerberos: bool = True,
+        keytab: str | None = None,
         receive_timeout: float = 20.0,
         engine_factory: EngineFactory | None = None,
         console_installed: bool = True,
@@ -80,6 +83,11 @@ class Emulator:
         self.port = port
         self.allow_unencrypted = allow_unencrypted
         self.allow_basic = allow_basic
+        self.allow_negotiate = allow_negotiate
+        self.allow_kerberos = allow_kerberos
+        #: The service keytab for Kerberos; set as KRB5_KTNAME (process-global) on start.
+        #: None: the default keytab (KRB5_KTNAME as it is, else /etc/krb5.keytab).
+        self.keytab = keytab
         self.config = ServerConfig(receive_timeout=receive_timeout)
         if engine_factory is not None and not console_installed:
             raise ValueError("console_installed applies to the default engine only")
@@ -132,6 +140,8 @@ class Emulator:
         if self._server is not None:
             return self
         UserStore.register(self.users)
+        if self.keytab is not None:
+            os.environ["KRB5_KTNAME"] = self.keytab  # what a GSSAPI acceptor reads
         self.state = open_state(self.state_path, self.seed)
         self.engine = self._engine_factory(self.state, self.settings)
         ssl_context = None
@@ -150,6 +160,8 @@ class Emulator:
             channel_bindings=bindings,
             allow_unencrypted=self.allow_unencrypted,
             allow_basic=self.allow_basic,
+            allow_negotiate=self.allow_negotiate,
+            allow_kerberos=self.allow_kerberos,
         )
         self.service = WSManService(self.engine, self.settings, self.config)
         server = EmulatorHTTPServer(

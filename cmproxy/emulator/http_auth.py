@@ -1,4 +1,13 @@
-"""HTTP authentication for the emulator: Basic, and NTLM/Negotiate through pyspnego's acceptor.
+"""HTTP authentication for the emulator: Basic, Negotiate (NTLM or Kerberos) and Kerberos.
+
+Negotiate and Kerberos go through pyspnego's acceptor. Kerberos needs GSSAPI (pyspnego's
+`kerberos` extra) and a keytab holding the service's keys (host/, HTTP/ and WSMAN/<host>, the
+SPNs a Windows computer account answers to); the acceptor reads the default keytab, which
+`KRB5_KTNAME` names (process-global, like NTLM_USER_FILE below). As on WinRM (Auth/Negotiate,
+Auth/Kerberos), a 401 offers `Negotiate` and `Kerberos`: "Negotiate" carries SPNEGO (or a raw
+NTLM/Kerberos token), "Kerberos" carries a raw Kerberos token with no SPNEGO wrapper, and its
+messages are encrypted under the protocol `application/HTTP-Kerberos-session-encrypted`
+instead of `application/HTTP-SPNEGO-session-encrypted` (MS-WSMV 2.2.9.1.1 and 2.2.9.1.2).
 
 NTLM authenticates a TCP connection, not a request, so one `ConnectionAuth` lives per
 connection. Message encryption (`multipart/encrypted`, HTTP-SPNEGO-session-encrypted) uses the
@@ -30,10 +39,17 @@ import spnego
 from spnego.channel_bindings import GssChannelBindings
 
 ENCRYPTED_PROTOCOL = "application/HTTP-SPNEGO-session-encrypted"
+#: MS-WSMV 2.2.9.1.2: the protocol of messages encrypted by a "Kerberos" (not Negotiate) context.
+KERBEROS_ENCRYPTED_PROTOCOL = "application/HTTP-Kerberos-session-encrypted"
 BOUNDARY = b"--Encrypted Boundary"
-ENCRYPTED_CONTENT_TYPE = (
-    f'multipart/encrypted;protocol="{ENCRYPTED_PROTOCOL}";boundary="Encrypted Boundary"'
-)
+
+
+def encrypted_content_type(protocol: str = ENCRYPTED_PROTOCOL) -> str:
+    """The Content-Type of an encrypted body under `protocol` (MS-WSMV 2.2.9.1)."""
+    return f'multipart/encrypted;protocol="{protocol}";boundary="Encrypted Boundary"'
+
+
+ENCRYPTED_CONTENT_TYPE = encrypted_content_type()
 
 
 class AuthError(Exception):
@@ -117,6 +133,10 @@ class AuthConfig:
     allow_unencrypted: bool = True
     #: Offer and accept Basic at all.
     allow_basic: bool = True
+    #: Offer and accept Negotiate (WinRM's Auth/Negotiate, on by default).
+    allow_negotiate: bool = True
+    #: Offer and accept the "Kerberos" scheme (WinRM's Auth/Kerberos, on by default).
+    allow_kerberos: bool = True
 
     def check_basic(self, name: str, password: str) -> str | None:
         """The canonical user name if `name`/`password` match a configured user."""
@@ -151,12 +171,18 @@ class ConnectionAuth:
     def __init__(self, config: AuthConfig) -> None:
         self.config = config
         self.user: str | None = None
-        self.scheme: str | None = None  # "basic" | "negotiate"
+        self.scheme: str | None = None  # "basic" | "negotiate" (also Kerberos: connection auth)
+        #: The HTTP scheme that authenticated the connection: "Negotiate", "Kerberos", "NTLM".
+        self.http_scheme: str | None = None
         self._ctx: Any = None  # spnego ContextProxy once NTLM/Negotiate has started
         self._final_token: bytes | None = None
 
     def offer(self) -> list[str]:
-        offers = ["Negotiate"]
+        offers = []
+        if self.config.allow_negotiate:
+            offers.append("Negotiate")
+        if self.config.allow_kerberos:
+            offers.append("Kerberos")
         if self.config.allow_basic:
             offers.append('Basic realm="WSMAN"')
         return offers
@@ -164,7 +190,15 @@ class ConnectionAuth:
     def reset(self) -> None:
         self.user = None
         self.scheme = None
+        self.http_scheme = None
         self._ctx = None
+
+    @property
+    def encrypted_protocol(self) -> str:
+        """The MS-WSMV 2.2.9.1 protocol of this connection's encrypted bodies."""
+        if (self.http_scheme or "").lower() == "kerberos":
+            return KERBEROS_ENCRYPTED_PROTOCOL
+        return ENCRYPTED_PROTOCOL
 
     @property
     def can_encrypt(self) -> bool:
@@ -196,7 +230,10 @@ class ConnectionAuth:
                 raise AuthError("bad Basic credentials")
             self.user, self.scheme, self._ctx = user, "basic", None
             return None
-        if scheme_l in ("negotiate", "ntlm"):
+        if scheme_l in ("negotiate", "ntlm", "kerberos"):
+            if not self._scheme_allowed(scheme_l):
+                self.reset()
+                raise AuthError(f"{scheme} is disabled")
             try:
                 token = base64.b64decode(value.strip(), validate=True)
             except (binascii.Error, ValueError):
@@ -208,11 +245,11 @@ class ConnectionAuth:
             # A fresh NTLM NEGOTIATE_MESSAGE (type 1) or a SPNEGO NegTokenInit restarts auth.
             if self._ctx is None or self.user is not None or _is_initial_token(token):
                 self.user = None
-                self._ctx = spnego.server(
-                    protocol="negotiate",
-                    channel_bindings=self.config.channel_bindings,
-                    options=spnego.NegotiateOptions.use_negotiate,
-                )
+                try:
+                    self._ctx = _new_acceptor(scheme_l, self.config.channel_bindings)
+                except Exception as exc:  # no GSSAPI for "Kerberos": the scheme cannot work
+                    self.reset()
+                    raise AuthError(f"{scheme}: {type(exc).__name__}") from None
             try:
                 out = self._ctx.step(token)
             except Exception as exc:  # wrong password, bad bindings, garbage tokens
@@ -224,11 +261,17 @@ class ConnectionAuth:
             principal = self._ctx.client_principal or ""
             self.user = self._canonical(principal)
             self.scheme = "negotiate"
+            self.http_scheme = scheme
             self._final_token = out
             self._final_scheme = scheme
             return None
         self.reset()
         raise AuthError(f"unsupported scheme {scheme!r}")
+
+    def _scheme_allowed(self, scheme_l: str) -> bool:
+        if scheme_l == "kerberos":
+            return self.config.allow_kerberos
+        return self.config.allow_negotiate  # "NTLM" is Negotiate's NTLM, as WinRM treats it
 
     def final_header(self) -> str | None:
         """WWW-Authenticate of the 200 that completes a SPNEGO exchange (mechListMIC)."""
@@ -237,10 +280,18 @@ class ConnectionAuth:
         return None
 
     def _canonical(self, principal: str) -> str:
+        """The configured `DOMAIN\\user` for an NTLM name or a Kerberos `user@REALM`.
+
+        A realm matches the NetBIOS domain named by its first label (CONTOSO.COM → CONTOSO),
+        the usual case in Active Directory [UNCONFIRMED for renamed domains].
+        """
         domain, user = split_user(principal)
+        realm_label = domain.split(".", 1)[0].lower()
         for known in self.config.users:
             kdom, kuser = split_user(known)
-            if kuser.lower() == user.lower() and (not domain or kdom.lower() == domain.lower()):
+            if kuser.lower() != user.lower():
+                continue
+            if not domain or kdom.lower() in (domain.lower(), realm_label):
                 return known
         return principal
 
@@ -280,7 +331,7 @@ class ConnectionAuth:
         header, enc, padding = self._ctx.wrap_winrm(data)
         wrapped: bytes = (
             BOUNDARY + b"\r\n"
-            b"\tContent-Type: " + ENCRYPTED_PROTOCOL.encode() + b"\r\n"
+            b"\tContent-Type: " + self.encrypted_protocol.encode() + b"\r\n"
             b"\tOriginalContent: type=application/soap+xml;charset=UTF-8;Length="
             + str(len(data) + padding).encode()
             + b"\r\n"
@@ -299,6 +350,17 @@ class ConnectionAuth:
 def _remove_quietly(path: str) -> None:
     with contextlib.suppress(OSError):
         os.remove(path)
+
+
+def _new_acceptor(scheme_l: str, bindings: GssChannelBindings | None) -> Any:
+    """A pyspnego acceptor: SPNEGO for Negotiate/NTLM, bare GSSAPI Kerberos for "Kerberos"."""
+    if scheme_l == "kerberos":
+        return spnego.server(protocol="kerberos", channel_bindings=bindings)
+    return spnego.server(
+        protocol="negotiate",
+        channel_bindings=bindings,
+        options=spnego.NegotiateOptions.use_negotiate,
+    )
 
 
 def _is_initial_token(token: bytes) -> bool:

@@ -24,11 +24,11 @@ from cmproxy.emulator import shell_enum, wsman
 from cmproxy.emulator.cmd_shell import CmdShell
 from cmproxy.emulator.engine.api import Engine
 from cmproxy.emulator.http_auth import (
-    ENCRYPTED_CONTENT_TYPE,
     AuthConfig,
     AuthError,
     ConnectionAuth,
     EncryptionError,
+    encrypted_content_type,
 )
 from cmproxy.emulator.psrp_shell import PSRPShell
 from cmproxy.emulator.settings import EmulatorSettings
@@ -589,7 +589,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return
         if encrypted and answer and self.auth.can_encrypt:
             answer = self.auth.wrap(answer)
-            self._answer(status, answer, ENCRYPTED_CONTENT_TYPE, extra)
+            self._answer(
+                status, answer, encrypted_content_type(self.auth.encrypted_protocol), extra
+            )
         else:
             self._answer(status, answer, "application/soap+xml;charset=UTF-8", extra)
 

@@ -6,6 +6,7 @@ so importing cmproxy does not import either library.
 
 from __future__ import annotations
 
+from cmproxy._extras import require_auth_support
 from cmproxy.connection import ConnectionInfo
 from cmproxy.transports.base import ErrorInfo, FakeTransport, Result, Script, Step, Transport
 
@@ -21,7 +22,11 @@ __all__ = [
 
 
 def create_transport(info: ConnectionInfo, setup: Step | None = None) -> Transport:
-    """The transport `info.transport` names, not yet connected."""
+    """The transport `info.transport` names, not yet connected.
+
+    An auth whose libraries are not installed fails here, in one line naming the extra.
+    """
+    require_auth_support(info.auth, info.transport)
     if info.transport == "winrm":
         from cmproxy.transports.winrm import WinRSTransport  # noqa: PLC0415 - lazy: pywinrm
 

@@ -282,6 +282,47 @@ def _names(exc: BaseException) -> set[str]:
     return {f"{cls.__module__}.{cls.__qualname__}" for cls in type(exc).__mro__}
 
 
+#: Kerberos library errors (pyspnego, krb5, gssapi, pywinrm's vendored requests_kerberos).
+_KERBEROS_ERROR_PREFIXES = (
+    "spnego.exceptions.",
+    "krb5._exceptions.",
+    "gssapi.",
+    "winrm.vendor.requests_kerberos.exceptions.",
+)
+
+#: What the usual Kerberos failures mean, by a pattern of the library's message (MIT krb5's
+#: error texts; the first match wins).
+_KERBEROS_HINTS = (
+    ("integrity check failed", "the password is wrong"),
+    ("preauthentication failed", "the password is wrong"),
+    (r"client .*not found", "the KDC does not know this user principal (user@REALM)"),
+    (
+        "not found in kerberos database",
+        "the KDC knows no such service principal: connect by the server's DNS name, or set "
+        "negotiate_hostname_override to it",
+    ),
+    ("no credentials", "no Kerberos ticket: run kinit, or give username and password"),
+    ("cannot find kdc", "no KDC for the realm: check krb5.conf (KRB5_CONFIG)"),
+    ("cannot contact any kdc", "the KDC does not answer: check krb5.conf and the network"),
+    ("clock skew", "the clocks of this machine and the KDC differ by more than 5 minutes"),
+)
+
+
+def _kerberos_failure(chain: list[BaseException]) -> str | None:
+    """What went wrong in a Kerberos library error in `chain` (with a hint), else None.
+
+    The libraries' messages name principals and KDC errors, never a password.
+    """
+    for e in reversed(chain):  # the innermost error says most
+        if not any(n.startswith(_KERBEROS_ERROR_PREFIXES) for n in _names(e)):
+            continue
+        text = " ".join(str(e).split())[:300] or type(e).__name__
+        lowered = text.lower()
+        hint = next((h for pattern, h in _KERBEROS_HINTS if re.search(pattern, lowered)), None)
+        return f"{text} ({hint})" if hint else text
+    return None
+
+
 def translate_exception(
     exc: BaseException,
     info: ConnectionInfo,
@@ -318,6 +359,13 @@ def translate_exception(
             limit=limit,
             code=code,
         )
+    if info.auth == "kerberos":
+        kerberos = _kerberos_failure(chain)
+        if kerberos is not None:
+            return AuthenticationError(
+                f"Kerberos authentication to {where} as {info.username or '(ticket cache)'!r} "
+                f"failed{doing}: {kerberos}"
+            )
     if isinstance(exc, auth_errors) or any(
         n.startswith("spnego.exceptions.") and "Error" in n for n in names
     ):

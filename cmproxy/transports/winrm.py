@@ -212,6 +212,7 @@ class WinRSTransport(Transport):
             read_timeout_sec=int(info.read_timeout),
             operation_timeout_sec=int(info.operation_timeout),
             proxy=proxy,
+            kerberos_hostname_override=info.negotiate_hostname_override,
         )
 
     def _shell(self) -> tuple[Protocol, str]:

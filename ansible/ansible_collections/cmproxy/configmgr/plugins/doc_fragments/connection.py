@@ -112,6 +112,12 @@ options:
       - The PowerShell session configuration (default V(Microsoft.PowerShell)).
       - If not set, E(CMPROXY_CONFIGURATION_NAME) is used.
     type: str
+  negotiate_hostname_override:
+    description:
+      - The host name Kerberos uses in the service principal name (V(WSMAN/<name>)) when
+        O(remote_addr) is an address or an alias, as in the psrp connection plugin.
+      - If not set, E(CMPROXY_NEGOTIATE_HOSTNAME_OVERRIDE) is used.
+    type: str
   allow_basic_over_http:
     description:
       - Allow O(auth=basic) over plain http, which sends the password unencrypted.

@@ -79,6 +79,10 @@ PSRP_OPTIONS: dict[str, dict[str, Any]] = {
         "fallback": _env("CMPROXY_CERTIFICATE_KEY_PEM"),
     },
     "configuration_name": {"type": "str", "fallback": _env("CMPROXY_CONFIGURATION_NAME")},
+    "negotiate_hostname_override": {
+        "type": "str",
+        "fallback": _env("CMPROXY_NEGOTIATE_HOSTNAME_OVERRIDE"),
+    },
 }
 
 #: cmproxy's own connection settings (ConnectionInfo fields the psrp plugin does not have).
