@@ -7,6 +7,8 @@ $(BIN)/cmproxy: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev,pandas]'
+	$(BIN)/python -m pip install --quiet -e '.[credssp]'
+	if command -v krb5-config >/dev/null 2>&1; then $(BIN)/python -m pip install --quiet -e '.[kerberos]'; else echo "krb5-config not found (libkrb5-dev): cmproxy[kerberos] not installed; the Kerberos tests will skip"; fi
 	touch $@
 
 .PHONY: demo test lint bench

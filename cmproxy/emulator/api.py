@@ -70,6 +70,7 @@ class Emulator:
         allow_basic: bool = True,
         allow_negotiate: bool = True,
         allow_kerberos: bool = True,
+        allow_credssp: bool = False,
         keytab: str | None = None,
         receive_timeout: float = 20.0,
         engine_factory: EngineFactory | None = None,
@@ -85,6 +86,7 @@ class Emulator:
         self.allow_basic = allow_basic
         self.allow_negotiate = allow_negotiate
         self.allow_kerberos = allow_kerberos
+        self.allow_credssp = allow_credssp
         #: The service keytab for Kerberos; set as KRB5_KTNAME (process-global) on start.
         #: None: the default keytab (KRB5_KTNAME as it is, else /etc/krb5.keytab).
         self.keytab = keytab
@@ -162,6 +164,7 @@ class Emulator:
             allow_basic=self.allow_basic,
             allow_negotiate=self.allow_negotiate,
             allow_kerberos=self.allow_kerberos,
+            allow_credssp=self.allow_credssp,
         )
         self.service = WSManService(self.engine, self.settings, self.config)
         server = EmulatorHTTPServer(

@@ -8,6 +8,11 @@ Auth/Kerberos), a 401 offers `Negotiate` and `Kerberos`: "Negotiate" carries SPN
 NTLM/Kerberos token), "Kerberos" carries a raw Kerberos token with no SPNEGO wrapper, and its
 messages are encrypted under the protocol `application/HTTP-Kerberos-session-encrypted`
 instead of `application/HTTP-SPNEGO-session-encrypted` (MS-WSMV 2.2.9.1.1 and 2.2.9.1.2).
+CredSSP (off by default, as WinRM's Auth/CredSSP) runs pyspnego's CredSSP acceptor: TLS inside
+the auth tokens, an inner Negotiate, then the client's delegated password, which is checked
+against the configured users as Windows logs the user on with it; its bodies are encrypted by
+the TLS session under `application/HTTP-CredSSP-session-encrypted`, in 16 KiB parts
+(`multipart/x-multi-encrypted`) when longer (MS-WSMV 2.2.9.1.3).
 
 NTLM authenticates a TCP connection, not a request, so one `ConnectionAuth` lives per
 connection. Message encryption (`multipart/encrypted`, HTTP-SPNEGO-session-encrypted) uses the
@@ -41,12 +46,16 @@ from spnego.channel_bindings import GssChannelBindings
 ENCRYPTED_PROTOCOL = "application/HTTP-SPNEGO-session-encrypted"
 #: MS-WSMV 2.2.9.1.2: the protocol of messages encrypted by a "Kerberos" (not Negotiate) context.
 KERBEROS_ENCRYPTED_PROTOCOL = "application/HTTP-Kerberos-session-encrypted"
+#: MS-WSMV 2.2.9.1.3: the protocol of CredSSP-encrypted messages, cut into 16 KiB parts.
+CREDSSP_ENCRYPTED_PROTOCOL = "application/HTTP-CredSSP-session-encrypted"
+CREDSSP_PART_BYTES = 16384
 BOUNDARY = b"--Encrypted Boundary"
 
 
-def encrypted_content_type(protocol: str = ENCRYPTED_PROTOCOL) -> str:
+def encrypted_content_type(protocol: str = ENCRYPTED_PROTOCOL, *, multi: bool = False) -> str:
     """The Content-Type of an encrypted body under `protocol` (MS-WSMV 2.2.9.1)."""
-    return f'multipart/encrypted;protocol="{protocol}";boundary="Encrypted Boundary"'
+    kind = "multipart/x-multi-encrypted" if multi else "multipart/encrypted"
+    return f'{kind};protocol="{protocol}";boundary="Encrypted Boundary"'
 
 
 ENCRYPTED_CONTENT_TYPE = encrypted_content_type()
@@ -137,6 +146,8 @@ class AuthConfig:
     allow_negotiate: bool = True
     #: Offer and accept the "Kerberos" scheme (WinRM's Auth/Kerberos, on by default).
     allow_kerberos: bool = True
+    #: Offer and accept CredSSP (WinRM's Auth/CredSSP: off until Enable-WSManCredSSP).
+    allow_credssp: bool = False
 
     def check_basic(self, name: str, password: str) -> str | None:
         """The canonical user name if `name`/`password` match a configured user."""
@@ -183,6 +194,8 @@ class ConnectionAuth:
             offers.append("Negotiate")
         if self.config.allow_kerberos:
             offers.append("Kerberos")
+        if self.config.allow_credssp:
+            offers.append("CredSSP")
         if self.config.allow_basic:
             offers.append('Basic realm="WSMAN"')
         return offers
@@ -196,8 +209,11 @@ class ConnectionAuth:
     @property
     def encrypted_protocol(self) -> str:
         """The MS-WSMV 2.2.9.1 protocol of this connection's encrypted bodies."""
-        if (self.http_scheme or "").lower() == "kerberos":
+        scheme = (self.http_scheme or "").lower()
+        if scheme == "kerberos":
             return KERBEROS_ENCRYPTED_PROTOCOL
+        if scheme == "credssp":
+            return CREDSSP_ENCRYPTED_PROTOCOL
         return ENCRYPTED_PROTOCOL
 
     @property
@@ -230,7 +246,7 @@ class ConnectionAuth:
                 raise AuthError("bad Basic credentials")
             self.user, self.scheme, self._ctx = user, "basic", None
             return None
-        if scheme_l in ("negotiate", "ntlm", "kerberos"):
+        if scheme_l in ("negotiate", "ntlm", "kerberos", "credssp"):
             if not self._scheme_allowed(scheme_l):
                 self.reset()
                 raise AuthError(f"{scheme} is disabled")
@@ -258,8 +274,10 @@ class ConnectionAuth:
             if not self._ctx.complete:
                 b64 = base64.b64encode(out or b"").decode("ascii")
                 return Challenge([f"{scheme} {b64}".strip()])
-            principal = self._ctx.client_principal or ""
-            self.user = self._canonical(principal)
+            if scheme_l == "credssp":
+                self.user = self._delegated_user()
+            else:
+                self.user = self._canonical(self._ctx.client_principal or "")
             self.scheme = "negotiate"
             self.http_scheme = scheme
             self._final_token = out
@@ -268,9 +286,22 @@ class ConnectionAuth:
         self.reset()
         raise AuthError(f"unsupported scheme {scheme!r}")
 
+    def _delegated_user(self) -> str:
+        """The configured user whose password CredSSP delegated (Windows logs on with it)."""
+        creds = self._ctx.get_extra_info("client_credential")
+        name = f"{getattr(creds, 'domain_name', '')}\\{getattr(creds, 'username', '')}"
+        password = getattr(creds, "password", None)  # None: smart card / Remote Guard creds
+        user = self.config.check_basic(name.lstrip("\\"), password) if password else None
+        if user is None:
+            self.reset()
+            raise AuthError("CredSSP delegated credentials refused")
+        return user
+
     def _scheme_allowed(self, scheme_l: str) -> bool:
         if scheme_l == "kerberos":
             return self.config.allow_kerberos
+        if scheme_l == "credssp":
+            return self.config.allow_credssp
         return self.config.allow_negotiate  # "NTLM" is Negotiate's NTLM, as WinRM treats it
 
     def final_header(self) -> str | None:
@@ -282,8 +313,9 @@ class ConnectionAuth:
     def _canonical(self, principal: str) -> str:
         """The configured `DOMAIN\\user` for an NTLM name or a Kerberos `user@REALM`.
 
-        A realm matches the NetBIOS domain named by its first label (CONTOSO.COM → CONTOSO),
-        the usual case in Active Directory [UNCONFIRMED for renamed domains].
+        Windows finds the account in Active Directory; the emulated domain's NetBIOS name is
+        its realm's first label (CONTOSO.COM → CONTOSO, the name dcpromo proposes). A
+        principal that is no configured user keeps its `user@REALM` name.
         """
         domain, user = split_user(principal)
         realm_label = domain.split(".", 1)[0].lower()
@@ -327,7 +359,22 @@ class ConnectionAuth:
             raise EncryptionError("no encrypted part")
         return out
 
+    def wrap_body(self, data: bytes) -> tuple[bytes, str]:
+        """The encrypted body for `data` and its Content-Type: CredSSP cuts it into 16 KiB
+        parts (multipart/x-multi-encrypted), the others send one part."""
+        protocol = self.encrypted_protocol
+        if protocol != CREDSSP_ENCRYPTED_PROTOCOL or len(data) <= CREDSSP_PART_BYTES:
+            return self.wrap(data), encrypted_content_type(protocol)
+        parts = [
+            self._wrap_part(data[i : i + CREDSSP_PART_BYTES])
+            for i in range(0, len(data), CREDSSP_PART_BYTES)
+        ]
+        return b"".join(parts) + BOUNDARY + b"--\r\n", encrypted_content_type(protocol, multi=True)
+
     def wrap(self, data: bytes) -> bytes:
+        return self._wrap_part(data) + BOUNDARY + b"--\r\n"
+
+    def _wrap_part(self, data: bytes) -> bytes:
         header, enc, padding = self._ctx.wrap_winrm(data)
         wrapped: bytes = (
             BOUNDARY + b"\r\n"
@@ -341,8 +388,6 @@ class ConnectionAuth:
             + struct.pack("<i", len(header))
             + header
             + enc
-            + BOUNDARY
-            + b"--\r\n"
         )
         return wrapped
 
@@ -356,6 +401,8 @@ def _new_acceptor(scheme_l: str, bindings: GssChannelBindings | None) -> Any:
     """A pyspnego acceptor: SPNEGO for Negotiate/NTLM, bare GSSAPI Kerberos for "Kerberos"."""
     if scheme_l == "kerberos":
         return spnego.server(protocol="kerberos", channel_bindings=bindings)
+    if scheme_l == "credssp":
+        return spnego.server(protocol="credssp")
     return spnego.server(
         protocol="negotiate",
         channel_bindings=bindings,

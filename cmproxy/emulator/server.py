@@ -28,7 +28,6 @@ from cmproxy.emulator.http_auth import (
     AuthError,
     ConnectionAuth,
     EncryptionError,
-    encrypted_content_type,
 )
 from cmproxy.emulator.psrp_shell import PSRPShell
 from cmproxy.emulator.settings import EmulatorSettings
@@ -588,10 +587,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._drop()
             return
         if encrypted and answer and self.auth.can_encrypt:
-            answer = self.auth.wrap(answer)
-            self._answer(
-                status, answer, encrypted_content_type(self.auth.encrypted_protocol), extra
-            )
+            answer, content_type = self.auth.wrap_body(answer)
+            self._answer(status, answer, content_type, extra)
         else:
             self._answer(status, answer, "application/soap+xml;charset=UTF-8", extra)
 

@@ -366,6 +366,13 @@ def translate_exception(
                 f"Kerberos authentication to {where} as {info.username or '(ticket cache)'!r} "
                 f"failed{doing}: {kerberos}"
             )
+    if info.auth == "credssp" and any(n.startswith("requests_credssp.") for n in names):
+        text = " ".join(str(chain[-1]).split())[:300]
+        return AuthenticationError(
+            f"CredSSP authentication to {where} as {info.username or '(no user)'!r} "
+            f"failed{doing}: {text}. The endpoint must allow CredSSP (Enable-WSManCredSSP -Role "
+            "Server; winrm get winrm/config/service/auth)."
+        )
     if isinstance(exc, auth_errors) or any(
         n.startswith("spnego.exceptions.") and "Error" in n for n in names
     ):
