@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 
 $(BIN)/cmproxy: pyproject.toml
+	scripts/install-kerberos-packages.sh
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev,pandas]'
