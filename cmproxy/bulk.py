@@ -228,7 +228,7 @@ def plan_bulk(
     """Plan the whole change (one read per provider); raises on any rule violation."""
     policy = policy or RetryPolicy()
     providers = _read_providers(clients, policy)
-    opts = options or (desired.options if isinstance(desired, DesiredSpec) else None)
+    opts = options or desired.options  # a file's options: the spec's or the resolved one's
     split = _split(desired, providers)
     return BulkPlan(
         tuple((p.client.endpoint, plan(p.state, d, opts)) for p, d in split),
@@ -344,7 +344,7 @@ def _apply_bulk(
     cancel: threading.Event | None,
 ) -> Results:
     """`apply_bulk` once the holds are taken (it releases them whatever happens here)."""
-    opts = options or (desired.options if isinstance(desired, DesiredSpec) else None)
+    opts = options or desired.options  # a file's options: the spec's or the resolved one's
     # Sessions that can open their runspace pools ahead do it while the hierarchy is read, so
     # the module imports of the concurrent lanes are not paid one by one later.
     # With passwords to send (accounts to create), each pool also exchanges its SecureString

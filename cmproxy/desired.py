@@ -36,7 +36,14 @@ from cmproxy.model import Account, ProxySettings, SiteState, validate_site_code
 from cmproxy.plan import DesiredState, PlanOptions, ProxyRequest, SupFlagsRequest
 from cmproxy.roles import CloudDistributionPoint, SoftwareUpdatePoint
 
-__all__ = ["DesiredSpec", "DesiredStateError", "SiteDefaults", "load_desired", "parse_desired"]
+__all__ = [
+    "DesiredSpec",
+    "DesiredStateError",
+    "SiteDefaults",
+    "examples_dir",
+    "load_desired",
+    "parse_desired",
+]
 
 Prompt = Callable[[str], str]
 
@@ -122,6 +129,7 @@ class DesiredSpec:
             proxies=tuple(proxies.values()),
             sup_flags=tuple(flags.values()),
             accounts=self.accounts,
+            options=self.options,
         )
 
 
@@ -146,6 +154,15 @@ def _same_override(first: tuple[str, SiteDefaults], second: tuple[str, SiteDefau
                 f"is the same server as servers.{name_a} (server names compare "
                 f"case-insensitively), which asks for {field}={one}",
             )
+
+
+def examples_dir() -> Path:
+    """Where the example desired-state files live: `cmproxy/examples/` in a wheel (the build
+    puts the repository's `examples/` there), the repository's `examples/` in a checkout."""
+    packaged = Path(__file__).resolve().parent / "examples"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parent.parent / "examples"
 
 
 def load_desired(path: str | os.PathLike[str], prompt: Prompt | None = None) -> DesiredSpec:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Iterator
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import attrs
 
@@ -40,6 +40,7 @@ from cmproxy.roles import CloudDistributionPoint, Role, SoftwareUpdatePoint, Sup
 __all__ = [
     "Change",
     "ChangeKind",
+    "DesiredSource",
     "DesiredState",
     "FieldChange",
     "Plan",
@@ -48,6 +49,7 @@ __all__ = [
     "ProxyRequest",
     "SupFlagsRequest",
     "plan",
+    "resolve_desired",
 ]
 
 
@@ -201,11 +203,16 @@ def _accounts(value: Iterable[Account]) -> tuple[Account, ...]:
 
 @attrs.frozen
 class DesiredState:
-    """What the caller wants. Accounts carry passwords for those that must be created."""
+    """What the caller wants. Accounts carry passwords for those that must be created.
+
+    `options`: the choices that came with it (a desired-state file's `options:`); `plan` uses
+    them unless it is given its own.
+    """
 
     proxies: tuple[ProxyRequest, ...] = attrs.field(factory=tuple, converter=_proxy_requests)
     sup_flags: tuple[SupFlagsRequest, ...] = attrs.field(factory=tuple, converter=_sup_requests)
     accounts: tuple[Account, ...] = attrs.field(factory=tuple, converter=_accounts)
+    options: PlanOptions | None = None
 
     @property
     def servers(self) -> list[str]:
@@ -230,13 +237,33 @@ class PlanOptions:
     restore: bool = False
 
 
-def plan(current: SiteState, desired: DesiredState, options: PlanOptions | None = None) -> Plan:
+class DesiredSource(Protocol):
+    """A desired state still to be met with a site: what `cmproxy.load_desired` returns (a
+    `DesiredSpec`, whose site defaults expand over the servers the site holds)."""
+
+    def resolve(self, state: SiteState) -> DesiredState: ...
+
+
+def resolve_desired(current: SiteState, desired: DesiredState | DesiredSource) -> DesiredState:
+    """`desired` as requests for the servers of `current` (a `DesiredState` is one already)."""
+    return desired if isinstance(desired, DesiredState) else desired.resolve(current)
+
+
+def plan(
+    current: SiteState,
+    desired: DesiredState | DesiredSource,
+    options: PlanOptions | None = None,
+) -> Plan:
     """Plan the changes that take `current` to `desired`, or raise a `ValidationError`.
+
+    `desired` is a `DesiredState` or what `load_desired` returns; `options` default to the
+    ones it carries (a file's `options:`), then to `PlanOptions()`.
 
     Raises `RuleViolation` (a `ValidationError`) naming the rule when the desired state breaks
     one; nothing is ever partly planned.
     """
-    return _Planner(current, desired, options or PlanOptions()).run()
+    wanted = resolve_desired(current, desired)
+    return _Planner(current, wanted, options or wanted.options or PlanOptions()).run()
 
 
 @attrs.define
