@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 $(BIN)/cmproxy: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,pandas]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,pandas,emulator,notebook]'
 	touch $@
 
 .PHONY: demo test lint bench

@@ -4,6 +4,7 @@ The public surface is what `__all__` lists (a test keeps it honest). Start with
 `cmproxy.plan(current, desired)`; sessions, transactions and bulk changes build on it.
 """
 
+from cmproxy.__about__ import __version__
 from cmproxy._exceptions import (
     AuthenticationError,
     CMProxyError,
@@ -94,8 +95,6 @@ from cmproxy.transaction import (
     run_transaction,
 )
 from cmproxy.visibility import Visibility, reread_until_visible
-
-__version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_PROXY_PORT",
