@@ -124,6 +124,7 @@ def _run_python(block: Block, globs: dict[str, Any]) -> None:
         test = doctest.DocTestParser().get_doctest(block.text, globs, block.id, None, block.line)
         runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
         runner.run(test, clear_globs=False)
+        globs.update(test.globs)  # DocTest works on a copy; later blocks see its names
         assert runner.failures == 0, f"{block.id}: doctest failed (see the output above)"
         return
     code = compile(block.text, block.id, "exec")
