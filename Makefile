@@ -7,7 +7,7 @@ $(BIN)/cmproxy: pyproject.toml
 	scripts/install-kerberos-packages.sh
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,pandas]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,pandas,emulator,notebook]'
 	$(BIN)/python -m pip install --quiet -e '.[credssp]'
 	if command -v krb5-config >/dev/null 2>&1; then $(BIN)/python -m pip install --quiet -e '.[kerberos]' || echo "cmproxy[kerberos] did not build: the Kerberos tests will skip"; else echo "krb5-config not found (libkrb5-dev): cmproxy[kerberos] not installed; the Kerberos tests will skip"; fi
 	touch $@

@@ -4,6 +4,9 @@ The public surface is what `__all__` lists (a test keeps it honest). Start with
 `cmproxy.plan(current, desired)`; sessions, transactions and bulk changes build on it.
 """
 
+import logging
+
+from cmproxy.__about__ import __version__
 from cmproxy._exceptions import (
     AuthenticationError,
     CMProxyError,
@@ -53,6 +56,7 @@ from cmproxy.model import (
 from cmproxy.plan import (
     Change,
     ChangeKind,
+    DesiredSource,
     DesiredState,
     FieldChange,
     Plan,
@@ -92,10 +96,14 @@ from cmproxy.transaction import (
     TransactionResult,
     recover,
     run_transaction,
+    run_transactions,
 )
 from cmproxy.visibility import Visibility, reread_until_visible
+from cmproxy.writer import WriteResult
 
-__version__ = "0.1.0"
+# A library logs; the application decides where to. Without a handler of ours, Python's
+# last-resort handler would print every retry warning bare on stderr in scripts and notebooks.
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
     "DEFAULT_PROXY_PORT",
@@ -115,6 +123,7 @@ __all__ = [
     "ConnectionError",
     "ConnectionInfo",
     "ConsoleNotInstalledError",
+    "DesiredSource",
     "DesiredSpec",
     "DesiredState",
     "DesiredStateError",
@@ -180,6 +189,7 @@ __all__ = [
     "UnreadableLog",
     "ValidationError",
     "Visibility",
+    "WriteResult",
     "__version__",
     "apply_bulk",
     "connect",
@@ -193,4 +203,5 @@ __all__ = [
     "recover",
     "reread_until_visible",
     "run_transaction",
+    "run_transactions",
 ]

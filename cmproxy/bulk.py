@@ -14,6 +14,8 @@ hierarchy leaves its transaction open, on purpose, for `recover`: docs/transacti
 
 from __future__ import annotations
 
+import html
+import importlib.util
 import logging
 import math
 import os
@@ -21,7 +23,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -39,6 +41,7 @@ from cmproxy.plan import (
     SupFlagsRequest,
     plan,
 )
+from cmproxy.render import PLAN_COLUMNS, dataframe, plan_rows
 from cmproxy.results import Results, ServerResult
 from cmproxy.retry import RetryPolicy
 from cmproxy.roles import CloudDistributionPoint
@@ -56,6 +59,9 @@ from cmproxy.transaction import (
 )
 
 __all__ = ["BulkPlan", "apply_bulk", "plan_bulk"]
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger("cmproxy.bulk")
 
@@ -136,7 +142,14 @@ class BulkPlan:
         return "\n\n".join(parts)
 
     def _repr_html_(self) -> str:
-        return "".join(f"<h4>{endpoint}</h4>{p._repr_html_()}" for endpoint, p in self.plans)
+        return "".join(
+            f"<h4>{html.escape(endpoint)}</h4>{p._repr_html_()}" for endpoint, p in self.plans
+        )
+
+    def to_dataframe(self) -> pd.DataFrame:
+        """One row per change, with the SMS Provider it goes through (`pandas` extra)."""
+        rows = [{"provider": e, **row} for e, p in self.plans for row in plan_rows(p)]
+        return dataframe(rows, ("provider", *PLAN_COLUMNS))
 
     def to_dict(self) -> dict[str, Any]:
         return {"providers": [{"endpoint": e, "plan": p.to_dict()} for e, p in self.plans]}
@@ -228,7 +241,7 @@ def plan_bulk(
     """Plan the whole change (one read per provider); raises on any rule violation."""
     policy = policy or RetryPolicy()
     providers = _read_providers(clients, policy)
-    opts = options or (desired.options if isinstance(desired, DesiredSpec) else None)
+    opts = options or desired.options  # a file's options: the spec's or the resolved one's
     split = _split(desired, providers)
     return BulkPlan(
         tuple((p.client.endpoint, plan(p.state, d, opts)) for p, d in split),
@@ -344,7 +357,7 @@ def _apply_bulk(
     cancel: threading.Event | None,
 ) -> Results:
     """`apply_bulk` once the holds are taken (it releases them whatever happens here)."""
-    opts = options or (desired.options if isinstance(desired, DesiredSpec) else None)
+    opts = options or desired.options  # a file's options: the spec's or the resolved one's
     # Sessions that can open their runspace pools ahead do it while the hierarchy is read, so
     # the module imports of the concurrent lanes are not paid one by one later.
     # With passwords to send (accounts to create), each pool also exchanges its SecureString
@@ -644,8 +657,23 @@ class _NoBar:
 
 
 def _progress_bar(total: int, enabled: bool) -> Any:
+    """A Jupyter widget bar in a notebook that has ipywidgets (the `notebook` extra), a text
+    bar everywhere else — never tqdm's "IProgress not found" warning."""
     if not enabled:
         return _NoBar()
-    from tqdm.auto import tqdm  # noqa: PLC0415 - only when progress is shown
+    from tqdm import tqdm as text_bar  # noqa: PLC0415 - only when progress is shown
 
-    return tqdm(total=total, desc="servers", unit="server")
+    bar: type[Any] = text_bar
+    if _in_notebook() and importlib.util.find_spec("ipywidgets") is not None:
+        from tqdm.notebook import tqdm as widget_bar  # noqa: PLC0415
+
+        bar = widget_bar
+    return bar(total=total, desc="servers", unit="server")
+
+
+def _in_notebook() -> bool:
+    """True inside a Jupyter kernel (what tqdm.auto checks, without its warning)."""
+    shell = sys.modules.get("IPython")
+    get_ipython = getattr(shell, "get_ipython", None)
+    ip = get_ipython() if callable(get_ipython) else None
+    return ip is not None and "IPKernelApp" in getattr(ip, "config", {})

@@ -50,6 +50,7 @@ from cmproxy import (
     SoftwareUpdatePoint,
     ValidationError,
 )
+from cmproxy.desired import examples_dir
 from cmproxy.transaction import RECOVERED
 
 __all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "app", "main"]
@@ -596,7 +597,7 @@ DesiredFile = Annotated[
     typer.Option(
         "--file",
         "-f",
-        help="Desired-state YAML file (see examples/)",
+        help=f"Desired-state YAML file (examples: {examples_dir()})",
         exists=True,
         dir_okay=False,
         readable=True,
@@ -961,9 +962,22 @@ def doctor(
 )
 def emulator_serve(ctx: typer.Context) -> None:
     """Serve the emulated site in the foreground until Ctrl-C (options: serve --help)."""
+    require_emulator()
     from cmproxy.emulator import serve  # noqa: PLC0415 - the emulator is loaded only here
 
     raise typer.Exit(serve.main(["serve", *ctx.args]))
+
+
+def require_emulator() -> None:
+    """Exit 1 with one line naming the extra when the emulator's dependencies are missing
+    (a base `pip install cmproxy` has none of them)."""
+    try:
+        import cmproxy.emulator._extra  # noqa: F401, PLC0415 - raises naming the extra
+    except ImportError as error:
+        make_console(stderr=True).print(
+            Text("error: ", style="bold red") + Text(str(error)), soft_wrap=True
+        )
+        raise typer.Exit(EXIT_FAILED) from None
 
 
 def start_demo_emulator(state_path: str) -> Any:
@@ -977,6 +991,7 @@ def start_demo_emulator(state_path: str) -> Any:
 @app.command()
 def demo() -> None:
     """Rehearse a proxy migration against a built-in emulated site (takes seconds)."""
+    require_emulator()
     from cmproxy.demo import run_demo  # noqa: PLC0415 - the emulator is loaded only here
 
     raise typer.Exit(run_demo(make_console()))

@@ -23,10 +23,11 @@ prompt (`prompt: true`), answered by the caller's `prompt` function.
 
 from __future__ import annotations
 
+import html
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import yaml
@@ -34,11 +35,24 @@ import yaml
 from cmproxy._exceptions import RuleViolation, ValidationError
 from cmproxy.model import Account, ProxySettings, SiteState, validate_site_code
 from cmproxy.plan import DesiredState, PlanOptions, ProxyRequest, SupFlagsRequest
+from cmproxy.render import account_text, dataframe, html_table, onoff, options_text, proxy_text
 from cmproxy.roles import CloudDistributionPoint, SoftwareUpdatePoint
 
-__all__ = ["DesiredSpec", "DesiredStateError", "SiteDefaults", "load_desired", "parse_desired"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "DesiredSpec",
+    "DesiredStateError",
+    "SiteDefaults",
+    "examples_dir",
+    "load_desired",
+    "parse_desired",
+]
 
 Prompt = Callable[[str], str]
+
+SPEC_COLUMNS = ("applies to", "proxy", "account", "SUP sync", "SUP ADR")
 
 
 class DesiredStateError(ValidationError):
@@ -75,6 +89,41 @@ class DesiredSpec:
     servers: Mapping[str, SiteDefaults] = attrs.field(factory=dict)
     accounts: tuple[Account, ...] = ()
     options: PlanOptions = attrs.field(factory=PlanOptions)
+
+    def __repr__(self) -> str:
+        """Short; the table is `_repr_html_` (and no password is in either)."""
+        return (
+            f"<DesiredSpec: {len(self.sites)} site default(s), {len(self.servers)} server "
+            f"override(s), {len(self.accounts)} account(s); {options_text(self.options)}>"
+        )
+
+    def rows(self) -> list[dict[str, object]]:
+        """One row per site default and per server override, as the file writes them."""
+        scoped = [(f"site {c}", d) for c, d in self.sites.items()]
+        scoped += [(f"server {n}", d) for n, d in self.servers.items()]
+        return [
+            {
+                "applies to": scope,
+                "proxy": proxy_text(d.proxy),
+                "account": account_text(d.proxy),
+                "SUP sync": onoff(d.use_proxy),
+                "SUP ADR": onoff(d.use_proxy_for_adr),
+            }
+            for scope, d in scoped
+        ]
+
+    def _repr_html_(self) -> str:
+        table = html_table(
+            self.rows(), SPEC_COLUMNS, "cmproxy-desired", caption=options_text(self.options)
+        )
+        accounts = ", ".join(
+            f"{a.name} ({'password given' if a.password else 'no password'})" for a in self.accounts
+        )
+        return table + (f"<p>accounts: {html.escape(accounts)}</p>" if accounts else "")
+
+    def to_dataframe(self) -> pd.DataFrame:
+        """One row per site default and server override (`pandas` extra)."""
+        return dataframe(self.rows(), SPEC_COLUMNS)
 
     def resolve(self, state: SiteState) -> DesiredState:
         """Expand site defaults over the servers `state` holds; overrides win.
@@ -122,6 +171,7 @@ class DesiredSpec:
             proxies=tuple(proxies.values()),
             sup_flags=tuple(flags.values()),
             accounts=self.accounts,
+            options=self.options,
         )
 
 
@@ -146,6 +196,15 @@ def _same_override(first: tuple[str, SiteDefaults], second: tuple[str, SiteDefau
                 f"is the same server as servers.{name_a} (server names compare "
                 f"case-insensitively), which asks for {field}={one}",
             )
+
+
+def examples_dir() -> Path:
+    """Where the example desired-state files live: `cmproxy/examples/` in a wheel (the build
+    puts the repository's `examples/` there), the repository's `examples/` in a checkout."""
+    packaged = Path(__file__).resolve().parent / "examples"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parent.parent / "examples"
 
 
 def load_desired(path: str | os.PathLike[str], prompt: Prompt | None = None) -> DesiredSpec:

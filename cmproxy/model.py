@@ -20,6 +20,8 @@ import attrs
 from cmproxy._exceptions import ValidationError
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from cmproxy.roles import Role
 
 __all__ = [
@@ -493,3 +495,21 @@ class SiteState:
         """A copy with `server` replaced (or added)."""
         others = [s for s in self.servers if s.key != server.key]
         return attrs.evolve(self, servers=(*others, server))
+
+    def __repr__(self) -> str:
+        """Short: a hierarchy of hundreds of servers is a table (`_repr_html_`), not a repr."""
+        from cmproxy.render import state_summary  # noqa: PLC0415 - render imports this module
+
+        return f"<SiteState: {state_summary(self)}>"
+
+    def _repr_html_(self) -> str:
+        """The hierarchy as a table in Jupyter: one row per server."""
+        from cmproxy.render import state_html  # noqa: PLC0415 - render imports this module
+
+        return state_html(self)
+
+    def to_dataframe(self) -> pd.DataFrame:
+        """One row per server: site, roles, proxy, account, SUP options (`pandas` extra)."""
+        from cmproxy.render import STATE_COLUMNS, dataframe, state_rows  # noqa: PLC0415
+
+        return dataframe(state_rows(self), STATE_COLUMNS)

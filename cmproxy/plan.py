@@ -16,8 +16,9 @@ wrong (proxy-rules.md):
 from __future__ import annotations
 
 import enum
+import html
 from collections.abc import Iterable, Iterator
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import attrs
 
@@ -34,12 +35,25 @@ from cmproxy.model import (
     SupFlags,
     validate_server_name,
 )
-from cmproxy.render import plan_html
+from cmproxy.render import (
+    DESIRED_STATE_COLUMNS,
+    PLAN_COLUMNS,
+    dataframe,
+    desired_state_rows,
+    html_table,
+    options_text,
+    plan_html,
+    plan_rows,
+)
 from cmproxy.roles import CloudDistributionPoint, Role, SoftwareUpdatePoint, SupSyncSource
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "Change",
     "ChangeKind",
+    "DesiredSource",
     "DesiredState",
     "FieldChange",
     "Plan",
@@ -48,6 +62,7 @@ __all__ = [
     "ProxyRequest",
     "SupFlagsRequest",
     "plan",
+    "resolve_desired",
 ]
 
 
@@ -97,6 +112,8 @@ class Change:
     fields: tuple[FieldChange, ...]
     invocation: Invocation
     reasons: tuple[str, ...] = ()
+    #: What asked for it (a request's `role`, such as a file's "site PS1 default").
+    requested_by: tuple[str, ...] = ()
 
     def describe(self) -> str:
         parts = [f"{self.kind.value} on {self.target} ({self.site_code})"]
@@ -161,6 +178,10 @@ class Plan:
     def _repr_html_(self) -> str:
         return plan_html(self)
 
+    def to_dataframe(self) -> pd.DataFrame:
+        """One row per change, values as an admin writes them (`pandas` extra)."""
+        return dataframe(plan_rows(self), PLAN_COLUMNS)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "changes": [c.to_dict() for c in self.changes],
@@ -201,17 +222,34 @@ def _accounts(value: Iterable[Account]) -> tuple[Account, ...]:
 
 @attrs.frozen
 class DesiredState:
-    """What the caller wants. Accounts carry passwords for those that must be created."""
+    """What the caller wants. Accounts carry passwords for those that must be created.
+
+    `options`: the choices that came with it (a desired-state file's `options:`); `plan` uses
+    them unless it is given its own.
+    """
 
     proxies: tuple[ProxyRequest, ...] = attrs.field(factory=tuple, converter=_proxy_requests)
     sup_flags: tuple[SupFlagsRequest, ...] = attrs.field(factory=tuple, converter=_sup_requests)
     accounts: tuple[Account, ...] = attrs.field(factory=tuple, converter=_accounts)
+    options: PlanOptions | None = None
 
     @property
     def servers(self) -> list[str]:
         """Every server asked for (proxy or SUP options), lower-case, once each, in order."""
         names = [r.server for r in self.proxies] + [r.server for r in self.sup_flags]
         return list(dict.fromkeys(n.lower() for n in names))
+
+    def _repr_html_(self) -> str:
+        caption = options_text(self.options) if self.options is not None else ""
+        accounts = ", ".join(a.name for a in self.accounts)
+        tail = f"<p>accounts: {html.escape(accounts)}</p>" if accounts else ""
+        rows = desired_state_rows(self)
+        table = html_table(rows, DESIRED_STATE_COLUMNS, "cmproxy-desired", caption=caption)
+        return table + tail
+
+    def to_dataframe(self) -> pd.DataFrame:
+        """One row per server asked for (`pandas` extra)."""
+        return dataframe(desired_state_rows(self), DESIRED_STATE_COLUMNS)
 
 
 @attrs.frozen
@@ -230,13 +268,33 @@ class PlanOptions:
     restore: bool = False
 
 
-def plan(current: SiteState, desired: DesiredState, options: PlanOptions | None = None) -> Plan:
+class DesiredSource(Protocol):
+    """A desired state still to be met with a site: what `cmproxy.load_desired` returns (a
+    `DesiredSpec`, whose site defaults expand over the servers the site holds)."""
+
+    def resolve(self, state: SiteState) -> DesiredState: ...
+
+
+def resolve_desired(current: SiteState, desired: DesiredState | DesiredSource) -> DesiredState:
+    """`desired` as requests for the servers of `current` (a `DesiredState` is one already)."""
+    return desired if isinstance(desired, DesiredState) else desired.resolve(current)
+
+
+def plan(
+    current: SiteState,
+    desired: DesiredState | DesiredSource,
+    options: PlanOptions | None = None,
+) -> Plan:
     """Plan the changes that take `current` to `desired`, or raise a `ValidationError`.
+
+    `desired` is a `DesiredState` or what `load_desired` returns; `options` default to the
+    ones it carries (a file's `options:`), then to `PlanOptions()`.
 
     Raises `RuleViolation` (a `ValidationError`) naming the rule when the desired state breaks
     one; nothing is ever partly planned.
     """
-    return _Planner(current, desired, options or PlanOptions()).run()
+    wanted = resolve_desired(current, desired)
+    return _Planner(current, wanted, options or wanted.options or PlanOptions()).run()
 
 
 @attrs.define
@@ -245,6 +303,7 @@ class _Target:
     proxy: ProxySettings
     labels: list[str]
     reasons: list[str]
+    asked: list[str] = attrs.field(factory=list)
 
 
 class _Planner:
@@ -301,7 +360,8 @@ class _Planner:
             self._check_role_refusals(server, request.proxy, f"proxies[{n}].proxy")
             target = targets.get(server.key)
             if target is None:
-                targets[server.key] = _Target(server, request.proxy, [label], reasons)
+                target = targets[server.key] = _Target(server, request.proxy, [label], reasons)
+                target.asked.extend([request.role] if request.role else [])
                 continue
             if not target.proxy.same_as(request.proxy):
                 raise RuleViolation(
@@ -318,6 +378,7 @@ class _Planner:
                 target.proxy = request.proxy
             target.labels.append(label)
             target.reasons.extend(reasons)
+            target.asked.extend([request.role] if request.role else [])
         return targets
 
     def _redirect_cloud_dp(
@@ -377,6 +438,7 @@ class _Planner:
             fields=_proxy_fields(before, after),
             invocation=invocation,
             reasons=tuple(reasons),
+            requested_by=tuple(dict.fromkeys(target.asked)),
         )
 
     # -- accounts ---------------------------------------------------------------------------

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from cmproxy.transaction import Outcome, ServerOutcome, ServerSnapshot
+from cmproxy.render import snapshot_text
+from cmproxy.transaction import Outcome, ServerOutcome
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -51,14 +52,10 @@ class ServerResult:
             "site": self.site_code,
             "server": o.server,
             "outcome": o.outcome.value,
-            "before": o.before.describe() if o.before else "",
-            "after": o.after.describe() if o.after else "",
+            "before": snapshot_text(o.before) if o.before else "",
+            "after": snapshot_text(o.after) if o.after else "",
             "reason": o.reason,
         }
-
-
-def _snapshot_text(snap: ServerSnapshot | None) -> str:
-    return snap.describe() if snap is not None else "?"
 
 
 @attrs.frozen
@@ -134,8 +131,8 @@ class Results:
                 f'<tr style="background:{colour}">'
                 f"<td>{html.escape(r.site_code)}</td><td>{html.escape(o.server)}</td>"
                 f"<td><b>{html.escape(o.outcome.value)}</b></td>"
-                f"<td>{html.escape(_snapshot_text(o.before))} &rarr; "
-                f"{html.escape(_snapshot_text(o.after))}</td>"
+                f"<td>{html.escape(snapshot_text(o.before))} &rarr; "
+                f"{html.escape(snapshot_text(o.after))}</td>"
                 f"<td>{html.escape(o.reason)}</td></tr>"
             )
         head = "<tr><th>site</th><th>server</th><th>outcome</th><th>before &rarr; after</th>"

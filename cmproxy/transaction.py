@@ -38,12 +38,14 @@ from cmproxy.model import ProxySettings, SiteState, SupFlags
 from cmproxy.plan import (
     Change,
     ChangeKind,
+    DesiredSource,
     DesiredState,
     Plan,
     PlanOptions,
     ProxyRequest,
     SupFlagsRequest,
     plan,
+    resolve_desired,
 )
 from cmproxy.quiet import make_quiet, recording
 from cmproxy.retry import RetryEvent, RetryPolicy, is_transient
@@ -670,8 +672,13 @@ class _Tx:
 
     @classmethod
     def prepare(
-        cls, run: _Run, current: SiteState, desired: DesiredState, options: PlanOptions | None
+        cls,
+        run: _Run,
+        current: SiteState,
+        desired: DesiredState | DesiredSource,
+        options: PlanOptions | None,
     ) -> _Tx:
+        desired = resolve_desired(current, desired)
         the_plan = plan(current, desired, options)
         run.emit("planned", "site", f"{len(the_plan)} change(s)")
         touched = list(
@@ -849,7 +856,7 @@ def _plan_sites(txs: Iterable[_Tx]) -> list[str]:
 
 def run_transaction(
     client: SiteClient,
-    desired: DesiredState,
+    desired: DesiredState | DesiredSource,
     *,
     journal: Journal | None = None,
     base: SiteState | None = None,
@@ -886,7 +893,7 @@ def run_transaction(
 
 def run_transactions(
     client: SiteClient,
-    desired: Sequence[DesiredState],
+    desired: Sequence[DesiredState | DesiredSource],
     *,
     journal: Journal | None = None,
     base: SiteState | None = None,

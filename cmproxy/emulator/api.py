@@ -24,7 +24,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
-from cmproxy.emulator import certs, seeds, state
+from cmproxy.emulator import _extra, certs, seeds, state  # noqa: F401 - _extra: names the extra first
 from cmproxy.emulator.engine.api import Engine
 from cmproxy.emulator.http_auth import AuthConfig, UserStore, tls_server_end_point
 from cmproxy.emulator.server import EmulatorHTTPServer, ServerConfig, WSManService

@@ -33,8 +33,9 @@ def _texts(nb: Any) -> list[str]:
         for output in cell.get("outputs", []):
             assert output.get("output_type") != "error", output
             texts.append(str(output.get("text", "")))
-            for value in output.get("data", {}).values():
-                texts.append(str(value))
+            # What Jupyter shows: the HTML where there is one, else the plain text.
+            data = output.get("data", {})
+            texts.append(str(data.get("text/html", data.get("text/plain", ""))))
     return texts
 
 
@@ -49,6 +50,11 @@ def test_notebook_runs_in_a_kernel(tmp_path: Path) -> None:
     client.execute()
     text = "\n".join(_texts(nb))
     assert 'class="cmproxy-plan"' in text  # the plan as HTML
+    assert 'class="cmproxy-state"' in text  # the hierarchy as HTML
+    assert 'class="cmproxy-desired"' in text  # the desired state as HTML
+    assert "<td>CONTOSO\\svc-proxy2</td>" in text  # as an admin writes it
+    assert "None" not in text.replace("NoneType", "")  # no Python reprs in the tables
+    assert "IProgress" not in text and "TqdmWarning" not in text  # no widget warning
     assert 'class="cmproxy-results"' in text  # the results as HTML
     assert "15 server(s): 1 unchanged, 14 changed" in text
     assert "2 rolled back" in text  # the injected failures
