@@ -1,3 +1,6 @@
+# Copyright (c) cmproxy contributors
+# MIT License (see LICENSE in the collection root; SPDX-License-Identifier: MIT)
+
 """What the cmproxy.configmgr modules share: connection options, the SDK import guard, and a
 run-a-desired-state helper with check mode, diff and structured errors.
 

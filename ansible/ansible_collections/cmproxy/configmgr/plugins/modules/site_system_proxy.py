@@ -1,3 +1,6 @@
+# Copyright (c) cmproxy contributors
+# MIT License (see LICENSE in the collection root; SPDX-License-Identifier: MIT)
+
 """Ansible module: the proxy of ConfigMgr site system servers (a thin face over cmproxy)."""
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ description:
     manages it (R5); that server then appears in RV(servers) too.
   - Idempotent; supports check mode (plan only, nothing written) and diff.
 author:
-  - cmproxy contributors
+  - cmproxy contributors (!UNKNOWN)
 extends_documentation_fragment:
   - cmproxy.configmgr.connection
   - cmproxy.configmgr.connection.journal
@@ -67,7 +70,7 @@ options:
     description:
       - The password of O(proxy_account), used only to create that account.
       - ConfigMgr cannot give a password back, so it is never compared and never changes
-        RV(changed) on its own. Never logged, returned or shown in a diff.
+        C(changed) on its own. Never logged, returned or shown in a diff.
     type: str
   update_password:
     description:

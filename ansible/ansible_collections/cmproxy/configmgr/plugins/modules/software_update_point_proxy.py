@@ -1,3 +1,6 @@
+# Copyright (c) cmproxy contributors
+# MIT License (see LICENSE in the collection root; SPDX-License-Identifier: MIT)
+
 """Ansible module: a software update point's proxy options (a thin face over cmproxy)."""
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ description:
   - All servers of one task change in one session and one transaction. Idempotent; supports
     check mode and diff.
 author:
-  - cmproxy contributors
+  - cmproxy contributors (!UNKNOWN)
 extends_documentation_fragment:
   - cmproxy.configmgr.connection
   - cmproxy.configmgr.connection.journal
