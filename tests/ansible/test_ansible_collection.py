@@ -120,6 +120,22 @@ def test_connection_options_map_onto_connection_info() -> None:
     assert common.PSRP_OPTIONS["remote_password"]["no_log"] is True
 
 
+def test_connection_errors_name_the_options() -> None:
+    """The ConnectionInfo fields a failure names are translated back to the module options
+    that set them (the inverse of ANSIBLE_OPTION_NAMES where the names differ)."""
+    common = _import("module_utils.common")
+    renamed = {
+        field: option
+        for option, field in ANSIBLE_OPTION_NAMES.items()
+        if option in common.PSRP_OPTIONS and option != field
+    }
+    assert renamed == common.CONNECTION_FIELDS
+    error = cmproxy.ValidationError("server", "https://cm01:5986", "give only the host name")
+    data = common.OptionNames().translate(error)
+    assert (data["field"], data["sdk_field"]) == ("remote_addr", "server")
+    assert data["message"] == "remote_addr='https://cm01:5986': give only the host name"
+
+
 def test_action_group_lists_every_module() -> None:
     runtime = yaml.safe_load((COLLECTION / "meta" / "runtime.yml").read_text())
     modules = sorted(p.stem for p in MODULE_DIR.glob("*.py") if p.stem != "__init__")
