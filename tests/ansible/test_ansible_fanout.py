@@ -39,7 +39,9 @@ def hierarchies() -> Iterator[list[Emulator]]:
         emulators = []
         for n in range(1, HIERARCHIES + 1):
             user = f"CONTOSO\\cmadmin-h{n}"
-            emu = Emulator(seed="demo", users={user: secrets.token_urlsafe(12)})
+            emu = Emulator(
+                seed="demo", users={user: secrets.token_urlsafe(12)}, receive_timeout=3.0
+            )
             emulators.append(stack.enter_context(emu))
         yield emulators
 
