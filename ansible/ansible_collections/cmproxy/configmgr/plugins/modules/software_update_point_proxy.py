@@ -184,7 +184,7 @@ def option_names(servers: list[str], params: dict[str, Any]) -> OptionNames:
             f"{o}=true (as it is now)" for o in on
         )
         off = " and ".join(f"{o}=false" for o in on)
-        note = f" ({' and '.join(already)} is on already)" if already else ""
+        note = f" ({' and '.join(already)} is on already)" if already and asked else ""
         return (
             (asked or on or ["use_proxy"])[0],
             True,
