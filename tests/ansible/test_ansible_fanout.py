@@ -112,6 +112,7 @@ def test_one_playbook_over_four_hierarchies(hierarchies: list[Emulator], tmp_pat
         try:
             assert journal.status(changed["transaction_id"]) == "committed"
             assert journal.open_transactions() == []
+            assert journal.open_units() == [] and journal.holds() == []
             for other in hosts:
                 if other != host:
                     other_tx = run.result(SET, other)["transaction_id"]
