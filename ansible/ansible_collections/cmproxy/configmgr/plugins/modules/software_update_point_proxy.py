@@ -129,7 +129,9 @@ journal:
   returned: success
   type: str
 error:
-  description: The SDK's structured error (type, message, rule, field, value).
+  description:
+    - The SDK's structured error in this module's terms - C(type), C(message), C(rule),
+      C(field) (the option to change), C(value), C(server) and C(sdk_field) (the SDK's path).
   returned: failure
   type: dict
   sample:
