@@ -29,6 +29,7 @@ REPO = Path(__file__).resolve().parents[2]
 assert (REPO / "pyproject.toml").exists()
 COLLECTIONS = REPO / "ansible"
 COLLECTION = COLLECTIONS / "ansible_collections" / "cmproxy" / "configmgr"
+PLAYBOOKS = COLLECTIONS / "playbooks"
 BIN = Path(sys.executable).parent
 CALLBACKS = Path(__file__).resolve().parent / "callback_plugins"
 GROUP = "group/cmproxy.configmgr.configmgr"
@@ -105,9 +106,11 @@ class PlaybookRun:
     def output(self) -> str:
         return self.stdout + self.stderr
 
-    def result(self, name: str) -> dict[str, Any]:
-        value = self.results.get(name)
-        assert isinstance(value, dict), f"no result for task {name!r}:\n{self.output}"
+    def result(self, name: str, host: str | None = None) -> dict[str, Any]:
+        """The result of task `name` (on `host`, for a play over several hosts)."""
+        results = self.results if host is None else self.results.get("_by_host", {}).get(host, {})
+        value = results.get(name)
+        assert isinstance(value, dict), f"no result for task {name!r} on {host}:\n{self.output}"
         return value
 
 
@@ -134,7 +137,6 @@ class Runner:
         self.runs += 1
         work = self.home / f"run{self.runs}"
         work.mkdir()
-        out = work / "results.json"
         play: dict[str, Any] = {
             "name": "cmproxy collection test",
             "hosts": "localhost",
@@ -150,24 +152,39 @@ class Runner:
         inventory.write_text(
             f"localhost ansible_connection=local ansible_python_interpreter={self.interpreter}\n"
         )
-        argv = [ansible_tool("ansible-playbook"), "-i", str(inventory), str(playbook)]
+        flags: list[str] = []
         if check:
-            argv.append("--check")
+            flags.append("--check")
         if diff:
-            argv.append("--diff")
+            flags.append("--diff")
         if verbosity:
-            argv.append("-" + "v" * verbosity)
-        proc = subprocess.run(
-            argv,
-            cwd=work,
-            env=clean_env(self.home, CMPROXY_TEST_RESULTS=str(out), **(env or {})),
-            capture_output=True,
-            text=True,
-            timeout=180,
-            check=False,
-        )
-        results: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
-        return PlaybookRun(proc.returncode, proc.stdout, proc.stderr, results)
+            flags.append("-" + "v" * verbosity)
+        return run_playbook(playbook, inventory, self.home, work, options=flags, env=env)
+
+
+def run_playbook(
+    playbook: Path,
+    inventory: Path,
+    home: Path,
+    work: Path,
+    *,
+    options: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+) -> PlaybookRun:
+    """One `ansible-playbook` run from `work`; task results are collected by the callback."""
+    out = work / "results.json"
+    argv = [ansible_tool("ansible-playbook"), "-i", str(inventory), *options, str(playbook)]
+    proc = subprocess.run(
+        argv,
+        cwd=work,
+        env=clean_env(home, CMPROXY_TEST_RESULTS=str(out), **(env or {})),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    results: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
+    return PlaybookRun(proc.returncode, proc.stdout, proc.stderr, results)
 
 
 def written_calls(emu: Emulator) -> list[Any]:

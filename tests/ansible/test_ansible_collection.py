@@ -120,6 +120,66 @@ def test_connection_options_map_onto_connection_info() -> None:
     assert common.PSRP_OPTIONS["remote_password"]["no_log"] is True
 
 
+def test_connection_errors_name_the_options() -> None:
+    """The ConnectionInfo fields a failure names are translated back to the module options
+    that set them (the inverse of ANSIBLE_OPTION_NAMES where the names differ)."""
+    common = _import("module_utils.common")
+    renamed = {
+        field: option
+        for option, field in ANSIBLE_OPTION_NAMES.items()
+        if option in common.PSRP_OPTIONS and option != field
+    }
+    assert renamed == common.CONNECTION_FIELDS
+    error = cmproxy.ValidationError("server", "https://cm01:5986", "give only the host name")
+    data = common.OptionNames().translate(error)
+    assert (data["field"], data["sdk_field"]) == ("remote_addr", "server")
+    assert data["message"] == "remote_addr='https://cm01:5986': give only the host name"
+
+
+def test_sup_refusal_names_the_options_and_the_server() -> None:
+    """R11 on the second server of the list, for an option the task did not turn on: the
+    message names that server and the option that is on, and how to turn it off."""
+    module = _import("modules.software_update_point_proxy")
+    params = {"use_proxy": False, "use_proxy_for_adr": None}
+    names = module.option_names(["sup-a.contoso.com", "sup-b.contoso.com"], params)
+    error = cmproxy.RuleViolation("R11", "sup_flags[1]", "sync=off, ADR=on", "SDK wording")
+    data = names.translate(error)
+    assert (data["field"], data["value"], data["server"]) == (
+        "use_proxy_for_adr",
+        True,
+        "sup-b.contoso.com",
+    )
+    assert data["message"].startswith(
+        "[R11] use_proxy_for_adr=true (as it is now) for sup-b.contoso.com: it has no server proxy"
+    )
+    assert "use_proxy_for_adr=false." in data["message"]
+    assert "SDK wording" not in data["message"] and "sup_flags" not in data["message"]
+
+
+def test_proxy_errors_name_the_options() -> None:
+    """ProxySettings fields become the module's proxy_* options; list entries the server."""
+    module = _import("modules.site_system_proxy")
+    names = module.option_names(["dp1.contoso.com", "dp2.contoso.com"], {})
+    port = names.translate(cmproxy.ValidationError("proxy.port", 0, "must be from 1 to 65535"))
+    assert port["message"] == "proxy_port=0: must be from 1 to 65535"
+    unknown = names.translate(
+        cmproxy.ValidationError(
+            "proxies[1].server", "dp2.contoso.com", "is not a site system server"
+        )
+    )
+    assert (unknown["field"], unknown["value"]) == ("servers", "dp2.contoso.com")
+    assert unknown["message"] == "servers='dp2.contoso.com': is not a site system server"
+    account = names.translate(
+        cmproxy.ValidationError(
+            "proxy.password", "********", "was given without an account; set 'account' too"
+        )
+    )
+    assert (
+        account["message"]
+        == "proxy_password='********': was given without an account; set proxy_account too"
+    )
+
+
 def test_action_group_lists_every_module() -> None:
     runtime = yaml.safe_load((COLLECTION / "meta" / "runtime.yml").read_text())
     modules = sorted(p.stem for p in MODULE_DIR.glob("*.py") if p.stem != "__init__")

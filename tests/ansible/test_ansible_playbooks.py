@@ -177,24 +177,46 @@ def test_rule_violations_and_warnings(runner: Runner, emulator: Emulator) -> Non
                 **ignore,
             },
             {**proxy_task("bad proxy host", server=DP1, proxy_server="http://p:8080"), **ignore},
+            {
+                **proxy_task(
+                    "new account without password",
+                    server=DP1,
+                    proxy_server="proxy.contoso.com",
+                    proxy_account="CONTOSO\\svc-new",
+                ),
+                **ignore,
+            },
+            {**sup_task("not a SUP", servers=[SUP1, DP2], use_proxy=True), **ignore},
             sup_task("ADR at a secondary site", server=SS1_SUP, use_proxy_for_adr=True),
         ]
     )
     assert run.rc == 0, run.output
     assert written_calls(emulator) == []
 
+    # Failures speak the module's options and say what the user can do in a playbook: no SDK
+    # field path (sup_flags[0]), no "in the same change" the SUP module cannot make.
     r11 = run.result("sup without proxy")
     assert failed(r11)
     assert r11["error"]["type"] == "RuleViolation"
     assert r11["error"]["rule"] == "R11"
-    assert r11["error"]["field"] == "sup_flags[0]"
-    assert "has no server proxy" in r11["msg"]
-    assert r11["msg"].startswith("[R11]")
-    assert "[R11]" in run.stdout and "cm-ps1-sup02.contoso.com has no server proxy" in run.stdout
+    assert (r11["error"]["field"], r11["error"]["value"]) == ("use_proxy", True)
+    assert r11["error"]["server"] == SUP2
+    assert r11["error"]["sdk_field"] == "sup_flags[0]"
+    assert r11["msg"].startswith(f"[R11] use_proxy=true for {SUP2}: it has no server proxy")
+    assert "cmproxy.configmgr.site_system_proxy" in r11["msg"]
+    assert "use_proxy=false" in r11["msg"]
+    assert "sup_flags" not in r11["msg"] and "same change" not in r11["msg"]
+    assert f"[R11] use_proxy=true for {SUP2}" in run.stdout
 
     removal = run.result("remove proxy under SUP options")
     assert failed(removal) and removal["error"]["rule"] == "R11"
-    assert "sup_flags_on_proxy_removal" in removal["msg"]
+    assert removal["error"]["field"] == "sup_flags_on_proxy_removal"
+    assert (removal["error"]["value"], removal["error"]["server"]) == ("refuse", SUP1)
+    assert removal["msg"].startswith(f"[R11] state=absent for {SUP1}:")
+    assert "use_proxy=true" in removal["msg"]  # SUP1 synchronises through its proxy
+    assert "sup_flags_on_proxy_removal=turn_off" in removal["msg"]
+    assert "cmproxy.configmgr.software_update_point_proxy" in removal["msg"]
+    assert "(sup_flags)" not in removal["msg"] and "plan with" not in removal["msg"]
 
     always = run.result("always update an existing password")
     assert failed(always)
@@ -204,8 +226,19 @@ def test_rule_violations_and_warnings(runner: Runner, emulator: Emulator) -> Non
     bad = run.result("bad proxy host")
     assert failed(bad)
     assert bad["error"]["type"] == "ValidationError"
-    assert bad["error"]["field"] == "proxy.server"
-    assert "is a URL" in bad["msg"]
+    assert bad["error"]["field"] == "proxy_server"
+    assert bad["msg"].startswith("proxy_server='http://p:8080': is a URL")
+    assert "put the port in proxy_port" in bad["msg"]
+
+    account = run.result("new account without password")
+    assert failed(account)
+    assert (account["error"]["field"], account["error"]["value"]) == ("proxy_password", None)
+    assert account["msg"].startswith("proxy_password is not set: account CONTOSO\\svc-new ")
+
+    not_sup = run.result("not a SUP")
+    assert failed(not_sup)
+    assert (not_sup["error"]["field"], not_sup["error"]["value"]) == ("servers", DP2)
+    assert not_sup["msg"] == f"servers='{DP2}': does not host a software update point"
 
     adr = run.result("ADR at a secondary site")
     assert not failed(adr)

@@ -1,5 +1,6 @@
 """A test-only Ansible callback: every task result of a run, by task name, into a JSON file
-(`CMPROXY_TEST_RESULTS`). Cheaper than a copy task, and it records failed tasks too."""
+(`CMPROXY_TEST_RESULTS`). Cheaper than a copy task, and it records failed tasks too. A play
+over several hosts also gets `_by_host`: {host: {task name: result}}."""
 
 from __future__ import annotations
 
@@ -23,7 +24,10 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]
     def _record(self, result: Any, status: str) -> None:
         data = dict(result._result)
         data["_status"] = status
-        self.results[result._task.get_name()] = data
+        task = result._task.get_name()
+        self.results[task] = data
+        by_host = self.results.setdefault("_by_host", {})
+        by_host.setdefault(result._host.get_name(), {})[task] = data
 
     def v2_runner_on_ok(self, result: Any) -> None:
         self._record(result, "ok")

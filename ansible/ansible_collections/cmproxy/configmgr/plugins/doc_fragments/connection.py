@@ -1,3 +1,6 @@
+# Copyright (c) cmproxy contributors
+# MIT License (see LICENSE in the collection root; SPDX-License-Identifier: MIT)
+
 """Shared documentation of the cmproxy.configmgr modules' connection and journal options."""
 
 

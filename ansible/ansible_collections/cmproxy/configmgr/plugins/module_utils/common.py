@@ -1,3 +1,6 @@
+# Copyright (c) cmproxy contributors
+# MIT License (see LICENSE in the collection root; SPDX-License-Identifier: MIT)
+
 """What the cmproxy.configmgr modules share: connection options, the SDK import guard, and a
 run-a-desired-state helper with check mode, diff and structured errors.
 
@@ -9,10 +12,12 @@ module level, so a host without cmproxy gets `missing_required_lib('cmproxy')`.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 import traceback
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeAlias
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
 
@@ -148,6 +153,104 @@ def connection_info(module: AnsibleModule) -> Any:
 
 # -- errors ---------------------------------------------------------------------------------
 
+#: ConnectionInfo fields whose option has another name (cmproxy.connection.ANSIBLE_OPTION_NAMES
+#: the other way round; checked by tests/ansible).
+CONNECTION_FIELDS = {
+    "server": "remote_addr",
+    "username": "remote_user",
+    "password": "remote_password",
+    "scheme": "protocol",
+}
+
+#: An SDK field path that points into one of DesiredState's lists, e.g. `sup_flags[0].server`.
+_INDEXED = re.compile(r"^(?P<list>proxies|sup_flags)\[(?P<n>\d+)\](?:\.(?P<rest>.+))?$")
+
+#: A module's own wording of a refusal: the option at fault, its value, the server it is
+#: about, and the message (after the "[rule] " prefix).
+Explained: TypeAlias = "tuple[str, Any, str | None, str]"
+
+#: The SUP options as the SDK describes them (SupFlags.describe: "sync=on, ADR=off").
+SUP_OPTIONS = {"use_proxy": "sync", "use_proxy_for_adr": "ADR"}
+
+
+def sup_options_on(text: str) -> list[str]:
+    """The SUP options an SDK description (`sync=on, ADR=off`) says are on, by option name."""
+    return [o for o, word in SUP_OPTIONS.items() if re.search(rf"\b{word}=on\b", text)]
+
+
+class OptionNames:
+    """How one module's options map onto the SDK's field paths, so a failure names what the
+    user wrote (`proxy_server`, `use_proxy`, a server of `servers`), never an SDK path such as
+    `sup_flags[0]`. The SDK's errors are not changed; they are translated here.
+
+    `servers` is the module's list, in the order the requests were built from it; `fields`
+    maps SDK fields (`proxy.port`) to options; `words` replaces SDK names quoted in a reason;
+    `explain` holds the module's own wording for a rule, keyed by (rule, SDK list or field),
+    called with the error and the server its SDK path points to (or None).
+    """
+
+    def __init__(
+        self,
+        servers: list[str] | None = None,
+        fields: dict[str, str] | None = None,
+        words: dict[str, str] | None = None,
+        explain: dict[tuple[str, str], Callable[[Any, str | None], Explained]] | None = None,
+    ) -> None:
+        self.servers = servers or []
+        self.fields = {**CONNECTION_FIELDS, **(fields or {})}
+        self.words = words or {}
+        self.explain = explain or {}
+
+    def _server(self, index: str) -> str | None:
+        n = int(index)
+        return self.servers[n] if n < len(self.servers) else None
+
+    def translate(self, error: Any) -> dict[str, Any]:
+        """The error as plain data in the module's terms (never a password)."""
+        data = error_dict(error)
+        if not (HAS_CMPROXY and isinstance(error, cmproxy.ValidationError)):
+            return data
+        sdk_field = error.field
+        indexed = _INDEXED.match(sdk_field)
+        key = indexed.group("list") if indexed else sdk_field
+        server = self._server(indexed.group("n")) if indexed else None
+        rest = indexed.group("rest") if indexed else None
+        explain = self.explain.get((error.rule or "", key))
+        if explain is not None:
+            field, value, server, text = explain(error, server)
+            body = text
+        else:
+            if indexed and rest in (None, "server"):
+                field, value, text = "servers", server or error.value, error.reason
+            else:
+                path = rest if indexed and rest else sdk_field
+                field = self.fields.get(path, path)
+                value, text = _plain(error.value), error.reason
+            for sdk_name, option in self.words.items():
+                text = text.replace(sdk_name, option)
+            where = f" for {server}" if server and field != "servers" else ""
+            given = " is not set" if value is None else f"={_shown(value)}"
+            body = f"{field}{given}{where}: {text}"
+        prefix = f"[{error.rule}] " if error.rule else ""
+        data.update(
+            message=prefix + body,
+            field=field,
+            value=value,
+            reason=text,
+            sdk_field=sdk_field,
+            server=server,
+        )
+        return data
+
+
+def _shown(value: Any) -> str:
+    """A value as the user writes it in YAML (no doubled backslashes of a Python repr)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f"'{value}'"
+    return str(value)
+
 
 def _plain(value: Any) -> Any:
     if value is None or isinstance(value, bool | int | float | str):
@@ -179,9 +282,12 @@ def error_dict(error: BaseException) -> dict[str, Any]:
     return data
 
 
-def fail_with(module: AnsibleModule, error: BaseException, **extra: Any) -> None:
-    details = error_dict(error)
-    msg = str(error)
+def fail_with(
+    module: AnsibleModule, error: BaseException, names: OptionNames | None = None, **extra: Any
+) -> None:
+    """Fail the task with the SDK's error, in the module's option names."""
+    details = (names or OptionNames()).translate(error)
+    msg = details["message"]
     if details.get("rule") and not msg.startswith("["):
         msg = f"[{details['rule']}] {msg}"
     module.fail_json(msg=msg, error=details, **extra)
@@ -236,11 +342,13 @@ def run_desired(
     *,
     options: Any = None,
     check_state: Any = None,
+    names: OptionNames | None = None,
 ) -> None:
     """Plan `desired`, apply it in one transaction (or only plan it in check mode), exit.
 
     `check_state(state)` may fail the task after the site was read and before anything is
-    planned or written. Exits through exit_json/fail_json.
+    planned or written; `names` words the SDK's refusals in the module's options. Exits
+    through exit_json/fail_json.
     """
     info = connection_info(module)
     check = module.check_mode
@@ -267,7 +375,7 @@ def run_desired(
         finally:
             journal.close()
     except cmproxy.CMProxyError as error:
-        fail_with(module, error)
+        fail_with(module, error, names)
         return
     finally:
         if session is not None:

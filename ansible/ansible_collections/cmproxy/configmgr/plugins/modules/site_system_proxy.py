@@ -1,3 +1,6 @@
+# Copyright (c) cmproxy contributors
+# MIT License (see LICENSE in the collection root; SPDX-License-Identifier: MIT)
+
 """Ansible module: the proxy of ConfigMgr site system servers (a thin face over cmproxy)."""
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ description:
     manages it (R5); that server then appears in RV(servers) too.
   - Idempotent; supports check mode (plan only, nothing written) and diff.
 author:
-  - cmproxy contributors
+  - cmproxy contributors (!UNKNOWN)
 extends_documentation_fragment:
   - cmproxy.configmgr.connection
   - cmproxy.configmgr.connection.journal
@@ -67,7 +70,7 @@ options:
     description:
       - The password of O(proxy_account), used only to create that account.
       - ConfigMgr cannot give a password back, so it is never compared and never changes
-        RV(changed) on its own. Never logged, returned or shown in a diff.
+        C(changed) on its own. Never logged, returned or shown in a diff.
     type: str
   update_password:
     description:
@@ -222,16 +225,19 @@ journal:
   type: str
 error:
   description:
-    - The SDK's structured error. C(rule) is the proxy rule (R1-R14) refused, C(field) and
-      C(value) what was refused. Never a password.
+    - The SDK's structured error in this module's terms. C(rule) is the proxy rule (R1-R14)
+      refused; C(field) the option to change and C(value) its value; C(server) the server
+      it is about; C(sdk_field) the SDK's own field path. Never a password.
   returned: failure
   type: dict
   sample:
     type: RuleViolation
     rule: R11
-    field: proxies
-    value: cm-ps1-sup01.contoso.com
-    message: "[R11] proxies='cm-ps1-sup01.contoso.com': the server proxy would be removed ..."
+    field: sup_flags_on_proxy_removal
+    value: refuse
+    server: cm-ps1-sup01.contoso.com
+    sdk_field: proxies
+    message: "[R11] state=absent for cm-ps1-sup01.contoso.com: its software update point ..."
 """
 
 from typing import Any
@@ -240,12 +246,28 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.cmproxy.configmgr.plugins.module_utils.common import (
     JOURNAL_OPTIONS,
+    Explained,
+    OptionNames,
     cmproxy,
     connection_argument_spec,
     fail_with,
     require_cmproxy,
     run_desired,
+    sup_options_on,
 )
+
+#: ProxySettings fields (and a role's refusal of the whole proxy) as this module's options.
+PROXY_FIELDS = {
+    "proxy": "proxy_server",
+    "proxy.server": "proxy_server",
+    "proxy.port": "proxy_port",
+    "proxy.account": "proxy_account",
+    "proxy.password": "proxy_password",
+    "password": "proxy_password",
+    "proxy.enabled": "state",
+}
+#: SDK names quoted in the reasons of those errors.
+PROXY_WORDS = {"'port'": "proxy_port", "'account'": "proxy_account"}
 
 
 def argument_spec() -> dict[str, dict[str, Any]]:
@@ -273,6 +295,29 @@ def argument_spec() -> dict[str, dict[str, Any]]:
     return spec
 
 
+def option_names(servers: list[str], params: dict[str, Any]) -> OptionNames:
+    """The SDK's refusals in this module's options (its requests are built from `servers`)."""
+
+    def sup_still_on(error: Any, server: str | None) -> Explained:
+        # R11: state=absent under a software update point that still uses the proxy.
+        name = str(error.value) if server is None else server
+        on = " and ".join(f"{o}=true" for o in sup_options_on(error.reason)) or "on"
+        return (
+            "sup_flags_on_proxy_removal",
+            params.get("sup_flags_on_proxy_removal"),
+            name,
+            f"state=absent for {name}: its software update point still uses the server "
+            f"proxy ({on}). With sup_flags_on_proxy_removal=turn_off this task turns them "
+            "off first (in the same transaction), or turn them off in an earlier task with "
+            "cmproxy.configmgr.software_update_point_proxy (use_proxy=false, "
+            "use_proxy_for_adr=false). Nothing was written.",
+        )
+
+    return OptionNames(
+        servers, PROXY_FIELDS, PROXY_WORDS, explain={("R11", "proxies"): sup_still_on}
+    )
+
+
 def main() -> None:
     module = AnsibleModule(
         argument_spec=argument_spec(),
@@ -290,6 +335,7 @@ def main() -> None:
         if given:
             module.fail_json(msg=f"state=absent removes the proxy; do not give {', '.join(given)}")
 
+    names = option_names(servers, p)
     try:
         if p["state"] == "present":
             proxy = cmproxy.ProxySettings(
@@ -305,7 +351,7 @@ def main() -> None:
         )
         options = cmproxy.PlanOptions(sup_flags_on_proxy_removal=p["sup_flags_on_proxy_removal"])
     except cmproxy.CMProxyError as error:
-        fail_with(module, error)
+        fail_with(module, error, names)
         return
 
     def check_password_update(state: Any) -> None:
@@ -333,7 +379,14 @@ def main() -> None:
                     },
                 )
 
-    run_desired(module, desired, servers, options=options, check_state=check_password_update)
+    run_desired(
+        module,
+        desired,
+        servers,
+        options=options,
+        check_state=check_password_update,
+        names=names,
+    )
 
 
 if __name__ == "__main__":

@@ -1,3 +1,6 @@
+# Copyright (c) cmproxy contributors
+# MIT License (see LICENSE in the collection root; SPDX-License-Identifier: MIT)
+
 """Ansible module: report a ConfigMgr hierarchy's proxies, roles and SUP options."""
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ description:
     source, and the ConfigMgr accounts of each site.
   - For reporting; never changes anything.
 author:
-  - cmproxy contributors
+  - cmproxy contributors (!UNKNOWN)
 extends_documentation_fragment:
   - cmproxy.configmgr.connection
 options:

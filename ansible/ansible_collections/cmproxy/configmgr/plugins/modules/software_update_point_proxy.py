@@ -1,3 +1,6 @@
+# Copyright (c) cmproxy contributors
+# MIT License (see LICENSE in the collection root; SPDX-License-Identifier: MIT)
+
 """Ansible module: a software update point's proxy options (a thin face over cmproxy)."""
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ description:
   - All servers of one task change in one session and one transaction. Idempotent; supports
     check mode and diff.
 author:
-  - cmproxy contributors
+  - cmproxy contributors (!UNKNOWN)
 extends_documentation_fragment:
   - cmproxy.configmgr.connection
   - cmproxy.configmgr.connection.journal
@@ -126,14 +129,19 @@ journal:
   returned: success
   type: str
 error:
-  description: The SDK's structured error (type, message, rule, field, value).
+  description:
+    - The SDK's structured error in this module's terms - C(type), C(message), C(rule),
+      C(field) (the option to change), C(value), C(server) and C(sdk_field) (the SDK's path).
   returned: failure
   type: dict
   sample:
     type: RuleViolation
     rule: R11
-    field: sup_flags[0]
-    value: sync=on, ADR=off
+    field: use_proxy
+    value: true
+    server: cm-ps1-sup02.contoso.com
+    sdk_field: sup_flags[0]
+    message: "[R11] use_proxy=true for cm-ps1-sup02.contoso.com: it has no server proxy, ..."
 """
 
 from typing import Any
@@ -142,11 +150,15 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.cmproxy.configmgr.plugins.module_utils.common import (
     JOURNAL_OPTIONS,
+    SUP_OPTIONS,
+    Explained,
+    OptionNames,
     cmproxy,
     connection_argument_spec,
     fail_with,
     require_cmproxy,
     run_desired,
+    sup_options_on,
 )
 
 
@@ -161,6 +173,34 @@ def argument_spec() -> dict[str, dict[str, Any]]:
     return spec
 
 
+def option_names(servers: list[str], params: dict[str, Any]) -> OptionNames:
+    """The SDK's refusals in this module's options (its requests are built from `servers`)."""
+
+    def no_server_proxy(error: Any, server: str | None) -> Explained:
+        # R11: the options would be on at a server without a proxy. This module cannot set
+        # the proxy, so the way out is an earlier site_system_proxy task, or the options off.
+        asked = [o for o in SUP_OPTIONS if params.get(o)]
+        on = sup_options_on(str(error.value)) or asked
+        already = [o for o in on if o not in asked]
+        lead = " and ".join(f"{o}=true" for o in asked) or " and ".join(
+            f"{o}=true (as it is now)" for o in on
+        )
+        off = " and ".join(f"{o}=false" for o in on)
+        note = f" ({' and '.join(already)} is on already)" if already and asked else ""
+        return (
+            (asked or on or ["use_proxy"])[0],
+            True,
+            server,
+            f"{lead} for {server}: it has no server proxy, and a software update point's "
+            "proxy options only work through one (WSUS would fail with 'The address of the "
+            "proxy server cannot be empty'). Give the server a proxy first with "
+            "cmproxy.configmgr.site_system_proxy, in a task before this one, or keep the "
+            f"options off here: {off}{note}. Nothing was written.",
+        )
+
+    return OptionNames(servers, explain={("R11", "sup_flags"): no_server_proxy})
+
+
 def main() -> None:
     module = AnsibleModule(
         argument_spec=argument_spec(),
@@ -172,6 +212,7 @@ def main() -> None:
     servers = [s for s in p["servers"] if s]
     if not servers:
         module.fail_json(msg="servers must name at least one site system server")
+    names = option_names(servers, p)
     try:
         desired = cmproxy.DesiredState(
             sup_flags=[
@@ -180,9 +221,9 @@ def main() -> None:
             ]
         )
     except cmproxy.CMProxyError as error:
-        fail_with(module, error)
+        fail_with(module, error, names)
         return
-    run_desired(module, desired, servers)
+    run_desired(module, desired, servers, names=names)
 
 
 if __name__ == "__main__":
