@@ -160,12 +160,44 @@ def _run_shell(block: Block, env: dict[str, str], cwd: Path) -> None:
     )
 
 
+def _is_inventory(document: object) -> bool:
+    """An Ansible YAML inventory: groups (mappings) that hold `hosts`, `children` or `vars`."""
+    return isinstance(document, dict) and all(
+        isinstance(group, dict) and {"hosts", "children", "vars"} & set(group)
+        for group in document.values()
+    )
+
+
+def _check_inventory(block: Block) -> None:
+    """Parsed by ansible-inventory itself, and every host it names comes out of it."""
+    path = block.path.parent / f".{block.path.stem}-{block.line}-inventory.yml"
+    tmp = Path(os.environ.get("TMPDIR", "/tmp")) / path.name
+    tmp.write_text(block.text, encoding="utf-8")
+    try:
+        done = subprocess.run(
+            [str(Path(sys.executable).with_name("ansible-inventory")), "-i", str(tmp), "--list"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        tmp.unlink()
+    assert done.returncode == 0, f"{block.id}: {done.stderr[-2000:]}"
+    assert "[WARNING]" not in done.stderr, f"{block.id}: {done.stderr[-2000:]}"
+    listed = yaml.safe_load(done.stdout)["_meta"]["hostvars"]
+    named = {h for g in yaml.safe_load(block.text).values() for h in (g.get("hosts") or {})}
+    assert named and named <= set(listed), f"{block.id}: hosts {named} not all in {set(listed)}"
+
+
 def _check_yaml(block: Block) -> None:
     document = yaml.safe_load(block.text)
     if isinstance(document, dict) and {"version", "sites", "servers"} & set(document):
         cmproxy.parse_desired(block.text, source=block.id)
     elif PREFIX in block.text:
         assert check_tasks(document) > 0, f"{block.id}: no {PREFIX}* module call to check"
+    elif _is_inventory(document):
+        _check_inventory(block)
     else:
         raise AssertionError(f"{block.id}: YAML that is neither a desired state nor tasks")
 
