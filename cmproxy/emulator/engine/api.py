@@ -6,7 +6,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from cmproxy.emulator.engine.values import CommandSpec, InvocationResult
+from cmproxy.emulator.engine.language.values import CommandSpec, InvocationResult
 
 
 class Runspace(Protocol):

@@ -11,25 +11,23 @@ import re
 from functools import cmp_to_key
 from typing import TYPE_CHECKING, Any
 
-from cmproxy.emulator.engine import conv, paths
-from cmproxy.emulator.engine.binding import CommandDef, ParamDef
+from cmproxy.emulator.engine import paths
 from cmproxy.emulator.engine.cmdlets import site_obj
-from cmproxy.emulator.engine.conv import ScriptBlock
-from cmproxy.emulator.engine.errors import (
+from cmproxy.emulator.engine.host import MODULE_PATH, MODULE_VERSION, Drive
+from cmproxy.emulator.engine.language import conv
+from cmproxy.emulator.engine.language.binding import CommandDef, ParamDef
+from cmproxy.emulator.engine.language.conv import ScriptBlock
+from cmproxy.emulator.engine.language.errors import (
     NotSupportedByEmulator,
     PSError,
     record,
 )
-from cmproxy.emulator.engine.host import MODULE_PATH, MODULE_VERSION, Drive
-from cmproxy.emulator.engine.interp import (
-    Evaluator,
-    LoopFlow,
-    compare_op,
-    get_member,
-    parse,
-    parse_error,
-)
-from cmproxy.emulator.engine.values import ErrorRecord, PSObj, SecureValue
+from cmproxy.emulator.engine.language.interp import Evaluator
+from cmproxy.emulator.engine.language.members import get_member
+from cmproxy.emulator.engine.language.operators import compare_op
+from cmproxy.emulator.engine.language.parser import parse, parse_error
+from cmproxy.emulator.engine.language.scopes import LoopFlow
+from cmproxy.emulator.engine.language.values import ErrorRecord, PSObj, SecureValue
 from cmproxy.emulator.settings import HostFacts
 
 if TYPE_CHECKING:

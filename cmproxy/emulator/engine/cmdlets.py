@@ -13,10 +13,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from cmproxy.emulator.engine import conv
-from cmproxy.emulator.engine.binding import CommandDef, ParamDef
-from cmproxy.emulator.engine.errors import PSError
-from cmproxy.emulator.engine.values import PSObj
+from cmproxy.emulator.engine.language import conv
+from cmproxy.emulator.engine.language.binding import CommandDef, ParamDef
+from cmproxy.emulator.engine.language.errors import PSError
+from cmproxy.emulator.engine.language.values import PSObj
 from cmproxy.emulator.seeds import site_system_props, sup_props
 from cmproxy.emulator.state import (
     SITE_SYSTEM,

@@ -15,8 +15,10 @@ from typing import Any
 
 import attrs
 
-from cmproxy.emulator.engine import builtins, cmdlets, conv
-from cmproxy.emulator.engine.binding import (
+from cmproxy.emulator.engine import builtins, cmdlets
+from cmproxy.emulator.engine.host import ADMIN_UI_PATH, BUILTIN_DRIVES, Drive
+from cmproxy.emulator.engine.language import conv
+from cmproxy.emulator.engine.language.binding import (
     ACTION_VALUES,
     Arg,
     Binder,
@@ -25,7 +27,7 @@ from cmproxy.emulator.engine.binding import (
     ParamDef,
     mask_value,
 )
-from cmproxy.emulator.engine.errors import (
+from cmproxy.emulator.engine.language.errors import (
     NotSupportedByEmulator,
     PSError,
     StopRequested,
@@ -33,24 +35,17 @@ from cmproxy.emulator.engine.errors import (
     command_not_found,
     record,
 )
-from cmproxy.emulator.engine.host import ADMIN_UI_PATH, BUILTIN_DRIVES, Drive
-from cmproxy.emulator.engine.interp import (
-    NOTHING,
-    Evaluator,
-    LoopFlow,
-    Return,
-    Scope,
-    parse,
-    parse_error,
-)
-from cmproxy.emulator.engine.replication import ReplicaView
-from cmproxy.emulator.engine.values import (
+from cmproxy.emulator.engine.language.interp import Evaluator
+from cmproxy.emulator.engine.language.parser import parse, parse_error
+from cmproxy.emulator.engine.language.scopes import NOTHING, LoopFlow, Return, Scope
+from cmproxy.emulator.engine.language.values import (
     SWITCH_PRESENT,
     CommandSpec,
     ErrorRecord,
     InvocationResult,
     PSObj,
 )
+from cmproxy.emulator.engine.replication import ReplicaView
 from cmproxy.emulator.engine.versiontable import version_table
 from cmproxy.emulator.settings import AnswerLost, EmulatorSettings
 from cmproxy.emulator.state import SiteState

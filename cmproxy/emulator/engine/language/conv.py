@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable
 from typing import Any, cast
 
-from cmproxy.emulator.engine.values import ErrorRecord, PSObj, SecureValue
+from cmproxy.emulator.engine.language.values import ErrorRecord, PSObj, SecureValue
 
 PSCUSTOM = ["System.Management.Automation.PSCustomObject", "System.Object"]
 

@@ -7,317 +7,53 @@ literal because the parser says so. Anything the evaluator does not know raises
 
 from __future__ import annotations
 
-import math
-import ntpath
 import re
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import tree_sitter
-import tree_sitter_powershell
 
-from cmproxy.emulator.engine import conv, netformat
-from cmproxy.emulator.engine.binding import Arg, CommandDef, ParamDef
-from cmproxy.emulator.engine.conv import ScriptBlock
-from cmproxy.emulator.engine.errors import (
+from cmproxy.emulator.engine.language import conv, netformat
+from cmproxy.emulator.engine.language.binding import Arg, CommandDef, ParamDef
+from cmproxy.emulator.engine.language.conv import ScriptBlock
+from cmproxy.emulator.engine.language.dotnet import static_method
+from cmproxy.emulator.engine.language.errors import (
     NotSupportedByEmulator,
     PSError,
     StopRequested,
-    out_of_memory,
     record,
 )
-from cmproxy.emulator.engine.values import ErrorRecord, PSObj, SecureValue
-from cmproxy.emulator.settings import Limits
+from cmproxy.emulator.engine.language.members import (
+    call_method,
+    dict_key,
+    get_index,
+    get_member,
+    set_member,
+)
+from cmproxy.emulator.engine.language.operators import arith_op, bitwise_op, compare_op
+from cmproxy.emulator.engine.language.parser import (
+    SKIP,
+    WRAPPERS,
+    labeled_flow,
+    node_cache,
+    recoverable,
+    unescape_dq,
+)
+from cmproxy.emulator.engine.language.scopes import (
+    NOTHING,
+    BreakFlow,
+    ContinueFlow,
+    Flow,
+    LoopFlow,
+    Return,
+    Scope,
+)
+from cmproxy.emulator.engine.language.values import ErrorRecord, PSObj, SecureValue
 
 if TYPE_CHECKING:
     from cmproxy.emulator.engine.runspace import SiteRunspace
 
 Node = tree_sitter.Node
-
-_LANGUAGE = tree_sitter.Language(tree_sitter_powershell.language())
-
-#: Grammar nodes that only wrap one child (precedence levels).
-_WRAPPERS = {
-    "logical_expression",
-    "bitwise_expression",
-    "comparison_expression",
-    "additive_expression",
-    "multiplicative_expression",
-    "format_expression",
-    "range_expression",
-    "array_literal_expression",
-    "unary_expression",
-    "pipeline_chain",
-    "left_assignment_expression",
-    "key_expression",
-    "while_condition",
-    "argument_expression",
-    "logical_argument_expression",
-    "bitwise_argument_expression",
-    "comparison_argument_expression",
-    "additive_argument_expression",
-    "multiplicative_argument_expression",
-    "format_argument_expression",
-    "range_argument_expression",
-}
-_SKIP = {"comment", "empty_statement", "command_argument_sep"}
-
-
-class _Nothing:
-    """AutomationNull: the value of `[void]...`, emits nothing."""
-
-    def __repr__(self) -> str:
-        return "NOTHING"
-
-
-NOTHING: Any = _Nothing()
-
-
-class _Flow(Exception):  # noqa: N818 - control flow, not an error
-    """`return`, `break`, `continue`: `value` is the output written before it (PowerShell
-    streams output, so what a statement, an iteration or a function wrote stays written)."""
-
-    def __init__(self, value: list[Any] | None = None) -> None:
-        super().__init__()
-        self.value: list[Any] = value if value is not None else []
-
-
-class LoopFlow(_Flow):
-    """`break` / `continue`, with the label they name (lower case) or None (about_Break)."""
-
-    def __init__(self, label: str | None = None) -> None:
-        super().__init__()
-        self.label = label
-
-    def applies_to(self, label: str | None) -> bool:
-        """An unlabeled break/continue acts on the innermost loop (or switch); a labeled one
-        on the loop carrying that label, passing through the others (about_Break)."""
-        return self.label is None or self.label == label
-
-
-class _Break(LoopFlow):
-    pass
-
-
-class _Continue(LoopFlow):
-    pass
-
-
-class Return(_Flow):
-    def __init__(self, value: list[Any]) -> None:
-        super().__init__(value)
-
-
-class Scope:
-    """Variables of one scope; names are case-insensitive (about_Scopes).
-
-    `types` holds the type constraint of each type-constrained variable of this scope (lower
-    case name → the type as written, e.g. "int"): `[int]$x = 1` or a typed parameter makes
-    one, and every later assignment to that variable in this scope converts to the type
-    (about_Variables). `script` marks a script scope (the global scope is one too): what
-    `$script:` names.
-    """
-
-    def __init__(self, parent: Scope | None = None, *, script: bool = False) -> None:
-        self.vars: dict[str, Any] = {}
-        self.types: dict[str, str] = {}
-        self.parent = parent
-        self.script = script or parent is None
-
-    def root(self) -> Scope:
-        """The global scope."""
-        s = self
-        while s.parent is not None:
-            s = s.parent
-        return s
-
-    def script_scope(self) -> Scope:
-        s = self
-        while not s.script and s.parent is not None:
-            s = s.parent
-        return s
-
-    def lookup(self, name: str) -> tuple[bool, Any]:
-        return self.lookup_low(name.lower())
-
-    def lookup_low(self, low: str) -> tuple[bool, Any]:
-        """`lookup` of a name already in lower case (the evaluator's hot path)."""
-        s: Scope | None = self
-        while s is not None:
-            if low in s.vars:
-                return True, s.vars[low]
-            s = s.parent
-        return False, None
-
-    def set(self, name: str, value: Any) -> None:
-        self.vars[name.lower()] = value
-
-
-class _NodeCache:
-    """What the evaluator derives from a tree's nodes, by node id (the tree never changes)."""
-
-    __slots__ = (
-        "elements",
-        "exprs",
-        "named",
-        "parts",
-        "targets",
-        "texts",
-        "unwrapped",
-        "var_names",
-    )
-
-    def __init__(self) -> None:
-        self.named: dict[int, list[Node]] = {}
-        self.elements: dict[int, list[Node]] = {}
-        self.unwrapped: dict[int, Node] = {}
-        #: expression node → (the node evaluated, its kind, its named children)
-        self.exprs: dict[int, tuple[Node, str, list[Node]]] = {}
-        self.var_names: dict[int, str] = {}
-        #: assignment target node → (its kind, the node assigned to)
-        self.targets: dict[int, tuple[str, Node]] = {}
-        #: node → its source text
-        self.texts: dict[int, str] = {}
-        #: (what, node) → the parts a statement or expression of that kind is made of
-        self.parts: dict[tuple[str, int], Any] = {}
-
-
-#: Parsed scripts by text (the SDK sends the same templates over and over), most recent last.
-#: Each entry keeps its tree, source and per-node named-children cache together, so node ids in
-#: a cache are never those of a freed tree.
-_PARSED: OrderedDict[str, tuple[Node, bytes, _NodeCache]] = OrderedDict()
-#: The node cache of a cached source, by id(src); the entry holds src alive.
-_CACHE_BY_SRC: dict[int, tuple[bytes, _NodeCache]] = {}
-_PARSED_MAX = 64
-_parse_lock = threading.Lock()
-
-
-def parse(text: str) -> tuple[Node, bytes]:
-    """Parse a script (cached by text: a tree is immutable, so sharing it is safe)."""
-    with _parse_lock:
-        hit = _PARSED.get(text)
-        if hit is not None:
-            _PARSED.move_to_end(text)
-            return hit[0], hit[1]
-    src = text.encode("utf-8")
-    root = tree_sitter.Parser(_LANGUAGE).parse(src).root_node
-    cache = _NodeCache()
-    with _parse_lock:
-        hit = _PARSED.get(text)
-        if hit is not None:
-            return hit[0], hit[1]
-        _PARSED[text] = (root, src, cache)
-        _CACHE_BY_SRC[id(src)] = (src, cache)
-        while len(_PARSED) > _PARSED_MAX:
-            _, (_, old_src, _) = _PARSED.popitem(last=False)
-            _CACHE_BY_SRC.pop(id(old_src), None)
-    return root, src
-
-
-def _node_cache(src: bytes) -> _NodeCache:
-    """The node cache shared by every evaluation of a cached source (else a new one)."""
-    with _parse_lock:
-        hit = _CACHE_BY_SRC.get(id(src))
-    if hit is not None and hit[0] is src:
-        return hit[1]
-    return _NodeCache()
-
-
-def parse_error(root: Node, src: bytes) -> ErrorRecord | None:
-    """A ParseException record when the grammar flags an error, else None."""
-    if not root.has_error:
-        return None
-    errors = _errors(root)
-    real = [e for e in errors if not _recoverable(e)]
-    if errors and not real:
-        return None
-    bad = real[0] if real else root
-    line, col = bad.start_point
-    text_line = src.decode(errors="replace").splitlines()[line] if src else ""
-    snippet = src[bad.start_byte : bad.end_byte].decode(errors="replace")[:40]
-    return record(
-        f"At line:{line + 1} char:{col + 1}\n+ {text_line}\nUnexpected token '{snippet}' in "
-        "expression or statement (the emulator's parser reports a syntax error here).",
-        "ParseException",
-        category="ParserError",
-        exception="System.Management.Automation.ParseException",
-    )
-
-
-def _errors(n: Node) -> list[Node]:
-    """Every ERROR / missing node, outermost first, in source order."""
-    if n.type == "ERROR" or n.is_missing:
-        return [n]
-    found: list[Node] = []
-    for c in n.children:
-        if c.has_error or c.type == "ERROR" or c.is_missing:
-            found += _errors(c)
-    return found
-
-
-def _labeled_flow(n: Node) -> tuple[type[LoopFlow], Node] | None:
-    """`break outer` / `continue outer`: the grammar has no label after break/continue and
-    reads the statement as an ERROR node of exactly those two tokens (about_Break)."""
-    kids = [c for c in n.children if c.type not in _SKIP]
-    if n.type != "ERROR" or len(kids) != 2 or kids[1].type != "simple_name":
-        return None
-    if n.parent is None or n.parent.type not in ("statement_list", "statement_block"):
-        return None  # misplaced by the grammar (outside the block it was written in)
-    kind = {"break": _Break, "continue": _Continue}.get(kids[0].type)
-    return (kind, kids[1]) if kind is not None else None
-
-
-def _recoverable(n: Node) -> bool:
-    """The grammar's known misreadings: `function F { param($A) $A }` on one line puts the
-    param block in an ERROR node right after `{`; `break label` / `continue label` is an ERROR
-    node of its two tokens. PowerShell accepts both; so does the emulator."""
-    if _labeled_flow(n) is not None:
-        return True
-    parent = n.parent
-    kids = [c for c in n.children if c.type not in _SKIP]
-    return (
-        n.type == "ERROR"
-        and parent is not None
-        and parent.type == "function_statement"
-        and len(kids) == 1
-        and kids[0].type == "param_block"
-        and not kids[0].has_error
-    )
-
-
-_ESCAPES = {
-    "n": "\n",
-    "t": "\t",
-    "r": "\r",
-    "0": "\0",
-    "a": "\a",
-    "b": "\b",
-    "f": "\f",
-    "v": "\v",
-    "e": "\x1b",
-}
-
-
-def unescape_dq(s: str) -> str:
-    """Backtick escapes and doubled quotes of a double-quoted string segment."""
-    out = []
-    i = 0
-    while i < len(s):
-        c = s[i]
-        if c == "`" and i + 1 < len(s):
-            n = s[i + 1]
-            out.append(_ESCAPES.get(n, n))
-            i += 2
-            continue
-        if c == '"' and i + 1 < len(s) and s[i + 1] == '"':
-            out.append('"')
-            i += 2
-            continue
-        out.append(c)
-        i += 1
-    return "".join(out)
 
 
 _T = TypeVar("_T")
@@ -477,7 +213,7 @@ class Evaluator:
         self.try_depth = 0
         #: The errors being handled by the enclosing catch blocks (`throw` alone rethrows the last).
         self.catching: list[ErrorRecord] = []
-        self._cache = _node_cache(src)
+        self._cache = node_cache(src)
         self._named = self._cache.named
         self._texts = self._cache.texts
         self._parts = self._cache.parts
@@ -505,7 +241,7 @@ class Evaluator:
         """Named children without comments and separators (cached per node: a hot path)."""
         found = self._named.get(n.id)
         if found is None:
-            found = self._named[n.id] = [c for c in n.named_children if c.type not in _SKIP]
+            found = self._named[n.id] = [c for c in n.named_children if c.type not in SKIP]
         return found
 
     def check_stop(self) -> None:
@@ -525,7 +261,7 @@ class Evaluator:
             for c in inner:
                 try:
                     out += self.run_block(c)
-                except (_Flow, PSError) as r:
+                except (Flow, PSError) as r:
                     r.value = out + r.value  # output written before return/break/throw stays
                     raise
             return out
@@ -557,7 +293,7 @@ class Evaluator:
                     out += self.labeled(s, labels[i])
                 else:
                     out += self.statement(s)
-            except _Flow as r:
+            except Flow as r:
                 r.value = out + r.value  # output written before return/break/continue stays
                 raise
             except PSError as e:
@@ -575,7 +311,7 @@ class Evaluator:
 
     def statement(self, n: Node) -> list[Any]:
         t = n.type
-        if t in _SKIP:
+        if t in SKIP:
             return []
         if t == "pipeline":
             return self.pipeline(n)
@@ -597,7 +333,7 @@ class Evaluator:
         if t in ("statement_list", "statement_block"):
             return self.run_block(n)
         if t == "ERROR":
-            flow = _labeled_flow(n)
+            flow = labeled_flow(n)
             if flow is not None:
                 raise flow[0](self.text(flow[1]).lower())
         raise self.unsupported(n, f"The statement '{t}'")
@@ -688,7 +424,7 @@ class Evaluator:
             self.check_stop()
             self.rs.scope.set(name, item)
             key = get_member(item, member)
-            existing = _dict_key(table, key)
+            existing = dict_key(table, key)
             table[existing if existing is not None else key] = item
 
     def loop_body(self, block: Node, out: list[Any], label: str | None = None) -> bool:
@@ -707,7 +443,7 @@ class Evaluator:
             if not f.applies_to(label):
                 f.value = list(out)
                 raise
-            return not isinstance(f, _Break)
+            return not isinstance(f, BreakFlow)
         except (Return, PSError) as r:
             r.value = out + r.value
             raise
@@ -895,7 +631,7 @@ class Evaluator:
                     self.catching.pop()
                     self.rs.scope.set("_", old[1])
                     self.rs.scope.set("PSItem", old[1])
-        except _Flow as f:
+        except Flow as f:
             # break/continue/return leaving try or catch: what they wrote, then the finally's.
             f.value = out + f.value
             if fb is not None:
@@ -928,9 +664,9 @@ class Evaluator:
         if kw == "return":
             raise Return(self.pipeline(arg) if arg is not None else [])
         if kw == "break":
-            raise _Break
+            raise BreakFlow
         if kw == "continue":
-            raise _Continue
+            raise ContinueFlow
         if kw == "exit":
             raise Return(self.pipeline(arg) if arg is not None else [])
         raise self.unsupported(n)
@@ -958,7 +694,7 @@ class Evaluator:
         if body is not None:
             pb = next((c for c in body.named_children if c.type == "param_block"), None)
             stmts = next((c for c in body.named_children if c.type == "script_block_body"), None)
-        for err in (c for c in n.children if c.type == "ERROR" and _recoverable(c)):
+        for err in (c for c in n.children if c.type == "ERROR" and recoverable(c)):
             pb = next(c for c in err.children if c.type == "param_block")
         params, advanced, default_set = self.param_defs(pb)
         ev = self
@@ -1138,7 +874,7 @@ class Evaluator:
     def _pipeline_elements(self, n: Node) -> list[Node]:
         node = n
         while node.type in ("pipeline", "pipeline_chain") or (
-            node.type in _WRAPPERS and len(self.named(node)) == 1 and node.child_count == 1
+            node.type in WRAPPERS and len(self.named(node)) == 1 and node.child_count == 1
         ):
             kids = self.named(node)
             if node.type == "pipeline_chain" and len(kids) > 1:
@@ -1278,7 +1014,7 @@ class Evaluator:
         )
 
     def unwrap(self, n: Node) -> Node:
-        while n.type in _WRAPPERS and len(self.named(n)) == 1 and n.child_count == 1:
+        while n.type in WRAPPERS and len(self.named(n)) == 1 and n.child_count == 1:
             n = self.named(n)[0]
         return n
 
@@ -1339,7 +1075,7 @@ class Evaluator:
         if found is None:
             found = n
             while (
-                found.type.replace("_argument_expression", "_expression") in _WRAPPERS
+                found.type.replace("_argument_expression", "_expression") in WRAPPERS
                 and found.child_count == 1
             ):
                 kids = self.named(found)
@@ -1360,7 +1096,7 @@ class Evaluator:
             return self.variable_value(self.var_name(n))
         if t == "member_access":
             return self.member_access(n)
-        if t in _WRAPPERS and len(kids) == 1 and n.child_count == 1:
+        if t in WRAPPERS and len(kids) == 1 and n.child_count == 1:
             return self.expr(kids[0])
         if t in _LITERALS:
             found = self._parts.get(("literal", n.id), _MISSING)
@@ -1703,7 +1439,7 @@ class Evaluator:
 
     def _is_hash_literal(self, n: Node) -> bool:
         node = n
-        while node.type in _WRAPPERS and len(self.named(node)) == 1:
+        while node.type in WRAPPERS and len(self.named(node)) == 1:
             node = self.named(node)[0]
         return node.type == "hash_literal_expression"
 
@@ -1857,7 +1593,7 @@ class Evaluator:
         hit = self._cache.targets.get(left.id)
         if hit is None:
             node = left
-            while node.type in _WRAPPERS and len(self.named(node)) == 1:
+            while node.type in WRAPPERS and len(self.named(node)) == 1:
                 node = self.named(node)[0]
             kind = node.type
             if kind == "expression_with_unary_operator" and (
@@ -1896,7 +1632,7 @@ class Evaluator:
             target = self.expr(kids[0])
             idx = self.expr(kids[1])
             if isinstance(target, dict):
-                existing = _dict_key(target, idx)
+                existing = dict_key(target, idx)
                 target[existing if existing is not None else idx] = value
                 return
             if isinstance(target, list):
@@ -1933,593 +1669,6 @@ def _here_body(raw: str) -> str:
     elif body.endswith("\n"):
         body = body[:-1]
     return body
-
-
-def _dict_key(d: dict[Any, Any], key: Any) -> Any:
-    if key in d:
-        return key
-    if isinstance(key, str):
-        low = key.lower()
-        for k in d:
-            if isinstance(k, str) and k.lower() == low:
-                return k
-    return None
-
-
-def get_member(target: Any, name: str) -> Any:
-    low = name.lower()
-    if target is None or target is NOTHING:
-        # PowerShell 3+ gives every object, $null included, Count and Length (0 for $null, 1
-        # for one object) when it has no such property of its own (Adapter.Tests.ps1, "Count
-        # and length property works for singletons"; about_Properties).
-        return 0 if low in ("count", "length") else None
-    if isinstance(target, ErrorRecord):
-        return _error_member(target, low)
-    if isinstance(target, list | tuple):
-        if low in ("count", "length"):
-            return len(target)
-        vals: list[Any] = []
-        for x in target:
-            v = get_member(x, name)
-            if v is not None:
-                vals.extend(v if isinstance(v, list) else [v])
-        return conv.collapse(vals)
-    if isinstance(target, dict):
-        k = _dict_key(target, name)
-        if k is not None:
-            return target[k]
-        if low == "count":
-            return len(target)
-        if low == "keys":
-            return list(target.keys())
-        if low == "values":
-            return list(target.values())
-        return None
-    if isinstance(target, PSObj):
-        props = target.properties
-        if name in props:  # as written (the usual case); else case-insensitively
-            return props[name]
-        for k, v in props.items():
-            if k.lower() == low:
-                return v
-        if low == "psobject":
-            return conv.custom(
-                {
-                    "Properties": [
-                        conv.custom({"Name": k, "Value": v}) for k, v in target.properties.items()
-                    ],
-                    "TypeNames": list(target.type_names),
-                }
-            )
-        if low == "pstypenames":
-            return list(target.type_names)
-        if low in ("count", "length"):
-            return 1
-        return None
-    if isinstance(target, str):
-        if low == "length":
-            return len(target)
-        if low == "count":
-            return 1
-        return None
-    if isinstance(target, SecureValue):
-        return len(target.reveal()) if low == "length" else None
-    if low in ("count", "length"):
-        return 1
-    return None
-
-
-def _error_member(e: ErrorRecord, low: str) -> Any:
-    if low == "exception":
-        return PSObj(
-            [e.exception_type, "System.Exception", "System.Object"],
-            {"Message": e.message},
-            string=e.message,
-        )
-    if low == "fullyqualifiederrorid":
-        return e.fully_qualified_error_id
-    if low == "categoryinfo":
-        return conv.custom(
-            {
-                "Category": e.category,
-                "Reason": e.exception_type.rsplit(".", 1)[-1],
-                "Activity": e.command_name,
-            }
-        )
-    if low == "targetobject":
-        return e.target_object
-    if low == "errordetails":
-        return None
-    if low == "invocationinfo":
-        return conv.custom({"MyCommand": e.command_name})
-    return None
-
-
-def set_member(target: Any, name: str, value: Any, node: Node, ev: Evaluator) -> None:
-    if isinstance(target, dict):
-        k = _dict_key(target, name)
-        target[k if k is not None else name] = value
-        return
-    if isinstance(target, PSObj):
-        for k in target.properties:
-            if k.lower() == name.lower():
-                target.properties[k] = value
-                return
-        raise PSError(
-            record(
-                f"The property '{name}' cannot be found on this object. Verify that the "
-                "property exists and can be set.",
-                "PropertyAssignmentException",
-                category="InvalidOperation",
-            )
-        )
-    raise ev.unsupported(node, f"Setting '{name}' on a {conv.type_name(target)}")
-
-
-def get_index(target: Any, index: Any) -> Any:
-    if target is None:
-        raise PSError(
-            record("Cannot index into a null array.", "NullArray", category="InvalidOperation")
-        )
-    if isinstance(index, list):
-        return [get_index(target, i) for i in index]
-    if isinstance(target, dict):
-        k = _dict_key(target, index)
-        return target[k] if k is not None else None
-    if isinstance(target, list | tuple | str):
-        i = conv.to_int(index)
-        try:
-            return target[i]
-        except IndexError:
-            return None
-    if isinstance(target, PSObj):
-        return (
-            get_member(target, conv.to_str(index))
-            if isinstance(index, str)
-            else (target if conv.to_int(index) in (0, -1) else None)
-        )
-    return target if conv.to_int(index) in (0, -1) else None
-
-
-_STR_METHODS: dict[str, Callable[..., Any]] = {
-    "tostring": lambda s: s,
-    "tolower": lambda s: s.lower(),
-    "toupper": lambda s: s.upper(),
-    "tolowerinvariant": lambda s: s.lower(),
-    "toupperinvariant": lambda s: s.upper(),
-    "trim": lambda s, chars=None: s.strip(chars),
-    "trimend": lambda s, chars=None: s.rstrip(chars),
-    "trimstart": lambda s, chars=None: s.lstrip(chars),
-    "contains": lambda s, x: conv.to_str(x) in s,
-    "startswith": lambda s, x: s.startswith(conv.to_str(x)),
-    "endswith": lambda s, x: s.endswith(conv.to_str(x)),
-    "replace": lambda s, a, b: s.replace(conv.to_str(a), conv.to_str(b)),
-    "substring": lambda s, a, b=None: (
-        s[conv.to_int(a) :] if b is None else s[conv.to_int(a) : conv.to_int(a) + conv.to_int(b)]
-    ),
-    "indexof": lambda s, x: s.find(conv.to_str(x)),
-    "split": lambda s, *seps: _split(s, seps),
-    "equals": lambda s, x: s == conv.to_str(x),
-    "padleft": lambda s, n, c=" ": s.rjust(conv.to_int(n), conv.to_str(c)),
-    "padright": lambda s, n, c=" ": s.ljust(conv.to_int(n), conv.to_str(c)),
-}
-
-
-def _split(s: str, seps: tuple[Any, ...]) -> list[str]:
-    chars = "".join(conv.to_str(x) for x in seps) or " "
-    return re.split("[" + re.escape(chars) + "]", s)
-
-
-def call_method(target: Any, name: str, args: list[Any], node: Node, ev: Evaluator) -> Any:
-    low = name.lower()
-    if isinstance(target, SecureValue):
-        raise ev.unsupported(node, "Methods of a SecureString")
-    if low == "tostring" and not args:
-        return conv.to_str(target) if not isinstance(target, list) else "System.Object[]"
-    if low == "gettype" and not args:
-        full = conv.type_name(target)
-        return conv.custom({"Name": full.rsplit(".", 1)[-1], "FullName": full})
-    if isinstance(target, ScriptBlock) and low in ("invoke", "invokereturnasis"):
-        cmd = ev.scriptblock_command(target)
-        return ev.rs.call_def(cmd, [Arg(None, a) for a in args], None, ev, log=False)
-    if isinstance(target, str) and low in _STR_METHODS:
-        return _STR_METHODS[low](target, *args)
-    if isinstance(target, list):
-        if low == "contains":
-            return any(conv.equals(x, args[0]) for x in target)
-        if low == "indexof":
-            return next((i for i, x in enumerate(target) if conv.equals(x, args[0])), -1)
-    if isinstance(target, dict):
-        if low in ("containskey", "contains"):
-            return _dict_key(target, args[0]) is not None
-        if low == "add":
-            if _dict_key(target, args[0]) is not None:
-                raise PSError(
-                    record(
-                        f'Exception calling "Add" with "2" argument(s): "Item has already been '
-                        f"added. Key in dictionary: '{args[0]}'  Key being added: '{args[0]}'\"",
-                        "ArgumentException",
-                        category="NotSpecified",
-                        exception="System.Management.Automation.MethodInvocationException",
-                    )
-                )
-            target[args[0]] = args[1]
-            return NOTHING
-        if low == "remove":
-            k = _dict_key(target, args[0])
-            if k is not None:
-                del target[k]
-            return NOTHING
-    raise ev.unsupported(node, f"The method {conv.type_name(target)}.{name}()")
-
-
-def static_method(ev: Evaluator, tl: Node, name: str, args: list[Any]) -> Any:
-    t = ev.text(tl).strip("[]").lower().removeprefix("system.")
-    low = name.lower()
-    if t == "string" and low == "isnullorempty":
-        return args[0] is None or conv.to_str(args[0]) == ""
-    if t == "string" and low == "isnullorwhitespace":
-        return args[0] is None or conv.to_str(args[0]).strip() == ""
-    if t == "string" and low == "join":
-        items = args[1] if len(args) == 2 and isinstance(args[1], list) else args[1:]
-        return conv.to_str(args[0]).join(conv.to_str(x) for x in items)
-    if t in ("scriptblock", "management.automation.scriptblock") and low == "create":
-        return create_scriptblock(conv.to_str(args[0]) if args else "")
-    if t in ("io.path",) and low == "combine":
-        return ntpath.join(*(conv.to_str(a) for a in args))
-    raise ev.unsupported(tl, f"The static method [{t}]::{name}()")
-
-
-def create_scriptblock(text: str) -> ScriptBlock:
-    """`[scriptblock]::Create(text)`: parsed now (a syntax error is the method's exception)."""
-    if not text.strip():
-        return ScriptBlock(None, b"", None, text)
-    root, src = parse(text)
-    err = parse_error(root, src)
-    if err is not None:
-        raise PSError(
-            record(
-                f'Exception calling "Create" with "1" argument(s): "{err.message}"',
-                "ParseException",
-                category="NotSpecified",
-                exception="System.Management.Automation.MethodInvocationException",
-            )
-        )
-    body = next((c for c in root.named_children if c.type == "statement_list"), None)
-    pb = next((c for c in root.named_children if c.type == "param_block"), None)
-    return ScriptBlock(body, src, pb, text)
-
-
-def _op_parts(op: str) -> tuple[str, bool]:
-    """The operator without its case prefix (`-ceq` → `-eq`) and whether it is case-sensitive:
-    every string comparison is case-insensitive unless the operator starts with `-c`
-    (about_Comparison_Operators, Common features)."""
-    name = op[1:]
-    if name[:1] in ("c", "i") and name[1:] in _CMP_NAMES:
-        return "-" + name[1:], name[0] == "c"
-    return op, False
-
-
-def _net_regex_text(pattern: str) -> str:
-    r""".NET regex syntax that Python spells differently: `(?<name>…)` is `(?P<name>…)`, and a
-    `-` right after a class shorthand inside `[…]` (`[\w-.]`) is a literal dash."""
-    out: list[str] = []
-    in_class = False
-    i = 0
-    while i < len(pattern):
-        c = pattern[i]
-        if c == "\\" and i + 1 < len(pattern):
-            pair = pattern[i : i + 2]
-            out.append(pair)
-            i += 2
-            if in_class and pair[1] in "wdsWDS" and pattern[i : i + 1] == "-":
-                out.append("\\-")
-                i += 1
-            continue
-        if in_class:
-            in_class = c != "]"
-        elif c == "[":
-            in_class = True
-            out.append(c)
-            i += 1
-            if pattern[i : i + 1] == "^":
-                out.append("^")
-                i += 1
-            if pattern[i : i + 1] == "]":  # a leading ] is a literal
-                out.append("\\]")
-                i += 1
-            continue
-        elif pattern.startswith("(?<", i) and pattern[i + 3 : i + 4] not in ("=", "!"):
-            out.append("(?P<")
-            i += 3
-            continue
-        out.append(c)
-        i += 1
-    return "".join(out)
-
-
-def _net_regex(pattern: Any, cs: bool) -> re.Pattern[str]:
-    """A .NET regular expression compiled by Python (see `_net_regex_text`)."""
-    text = _net_regex_text(conv.to_str(pattern))
-    try:
-        return re.compile(text, 0 if cs else re.IGNORECASE)
-    except re.error as e:
-        raise PSError(
-            record(
-                f"The regular expression pattern {conv.to_str(pattern)} is not valid. ({e})",
-                "InvalidRegularExpression",
-                category="InvalidOperation",
-                exception="System.Management.Automation.RuntimeException",
-                target=pattern,
-            )
-        ) from None
-
-
-def _net_substitution(rep: str) -> Callable[[re.Match[str]], str]:
-    """A .NET replacement pattern (`$1`, `${name}`, `$0` / `$&`, `$$`) as a re.sub callable."""
-    tokens = re.split(r"(\$\$|\$\{\w+\}|\$\d+|\$&)", rep)
-
-    def expand(m: re.Match[str]) -> str:
-        out = []
-        for tok in tokens:
-            if tok == "$$":
-                out.append("$")
-            elif tok == "$&":
-                out.append(m.group(0))
-            elif tok.startswith("${") and tok.endswith("}"):
-                name = tok[2:-1]
-                try:
-                    out.append(m.group(int(name) if name.isdigit() else name) or "")
-                except IndexError:  # no such group: written as is, as .NET does
-                    out.append(tok)
-            elif tok.startswith("$") and tok[1:].isdigit():
-                try:
-                    out.append(m.group(int(tok[1:])) or "")
-                except IndexError:
-                    out.append(tok)
-            else:
-                out.append(tok)
-        return "".join(out)
-
-    return expand
-
-
-def compare_op(op: str, left: Any, right: Any, ev: Evaluator) -> Any:
-    base, cs = _op_parts(op)
-    if base in ("-contains", "-notcontains"):
-        found = any(conv.equals(x, right, cs) for x in conv.enumerate_value(left))
-        return found if base == "-contains" else not found
-    if base in ("-in", "-notin"):
-        found = any(conv.equals(x, left, cs) for x in conv.enumerate_value(right))
-        return found if base == "-in" else not found
-    if base == "-join":
-        return conv.to_str(right).join(conv.to_str(x) for x in conv.enumerate_value(left))
-    if base == "-replace":
-        pat, rep = ([*right, ""])[:2] if isinstance(right, list) else (right, "")
-        rx = _net_regex(pat, cs)
-        sub = _net_substitution(conv.to_str(rep))
-        if isinstance(left, list):  # applied to every element (about_Comparison_Operators)
-            return [rx.sub(sub, conv.to_str(x)) for x in left]
-        return rx.sub(sub, conv.to_str(left))
-    if base == "-split":
-        # <Delimiter>[, <Max-substrings>] (about_Split); 0 or none: every substring.
-        parts = right if isinstance(right, list) else [right]
-        if len(parts) > 2:
-            raise NotSupportedByEmulator("The options of -split")
-        pattern, limit = parts[0], conv.to_int(parts[1]) if len(parts) > 1 else 0
-        rx = _net_regex(pattern, cs)
-        most = max(limit - 1, 0)
-        return [part for x in conv.enumerate_value(left) for part in rx.split(conv.to_str(x), most)]
-    if base not in _CMP_OPS:
-        raise NotSupportedByEmulator(f"The operator '{op}'")
-    if isinstance(left, list):
-        # A collection on the left filters it; -match does not set $Matches then.
-        return [x for x in left if _compare_scalar(base, cs, x, right, None) is True]
-    return _compare_scalar(base, cs, left, right, ev)
-
-
-def _compare_scalar(base: str, cs: bool, left: Any, right: Any, ev: Evaluator | None) -> bool:
-    if base == "-eq":
-        return conv.equals(left, right, cs)
-    if base == "-ne":
-        return not conv.equals(left, right, cs)
-    if base in ("-like", "-notlike"):
-        m = conv.like(left, right) if not cs else _like_cs(left, right)
-        return m if base == "-like" else not m
-    if base in ("-match", "-notmatch"):
-        mt = _net_regex(right, cs).search(conv.to_str(left))
-        if mt is not None and ev is not None:
-            groups: dict[Any, Any] = {0: mt.group(0)}
-            groups.update({i + 1: g for i, g in enumerate(mt.groups()) if g is not None})
-            groups.update({k: v for k, v in mt.groupdict().items() if v is not None})
-            ev.rs.scope.set("Matches", groups)
-        return (mt is not None) if base == "-match" else mt is None
-    try:
-        c = conv.compare(left, right, cs)
-    except conv.ConversionError as e:
-        raise PSError(
-            record(
-                f'Could not compare "{conv.to_str(left)}" to "{conv.to_str(right)}". Error: "{e}"',
-                "ComparisonFailure",
-                category="InvalidOperation",
-                exception="System.Management.Automation.RuntimeException",
-            )
-        ) from None
-    return {"-lt": c < 0, "-le": c <= 0, "-gt": c > 0, "-ge": c >= 0}[base]
-
-
-#: Operators that compare one value with another (and filter a collection on the left).
-_CMP_OPS = {"-eq", "-ne", "-lt", "-le", "-gt", "-ge", "-like", "-notlike", "-match", "-notmatch"}
-#: Every comparison operator's name, without the dash and the c / i prefix.
-_CMP_NAMES = {x[1:] for x in _CMP_OPS} | {
-    "contains",
-    "notcontains",
-    "in",
-    "notin",
-    "replace",
-    "split",
-}
-_CMP_BASE = {"-" + x for x in _CMP_NAMES} | {"-join"}
-
-
-def _like_cs(value: Any, pattern: Any) -> bool:
-    rx = conv.wildcard_regex(conv.to_str(pattern))
-    return re.compile(rx.pattern, re.DOTALL).match(conv.to_str(value)) is not None
-
-
-_INT32 = (-(2**31), 2**31 - 1)
-_INT64 = (-(2**63), 2**63 - 1)
-
-
-def _widen(a: int | float, b: int | float, r: int | float) -> int | float:
-    """The result of integer arithmetic: in the operands' type when it fits (Int32, else
-    Int64), else widened to Double (about_Arithmetic_Operators: 512MB * 512MB is a Double)."""
-    if not isinstance(r, int):
-        return r
-    both32 = all(_INT32[0] <= x <= _INT32[1] for x in (a, b))
-    lo, hi = _INT32 if both32 else _INT64
-    return r if lo <= r <= hi else float(r)
-
-
-def _no_op_method(a: Any, op: str) -> PSError:
-    names = {
-        "+": "op_Addition",
-        "-": "op_Subtraction",
-        "*": "op_Multiply",
-        "/": "op_Division",
-        "%": "op_Modulus",
-    }
-    return PSError(
-        record(
-            f"Method invocation failed because [{conv.type_name(a)}] does not contain a method "
-            f"named '{names[op]}'.",
-            "MethodNotFound",
-            category="InvalidOperation",
-            exception="System.Management.Automation.RuntimeException",
-        )
-    )
-
-
-def _number(v: Any) -> int | float:
-    """The right operand of numeric arithmetic, converted to a number (the left's type)."""
-    if isinstance(v, str) and not v.strip():
-        return 0
-    try:
-        return conv.to_number(v)
-    except conv.ConversionError:
-        if isinstance(v, str):
-            raise PSError(
-                record(
-                    f'Cannot convert value "{v}" to type "System.Int32". Error: "Input string '
-                    'was not in a correct format."',
-                    "InvalidCastFromStringToInteger",
-                    category="InvalidArgument",
-                    exception="System.Management.Automation.RuntimeException",
-                )
-            ) from None
-        raise PSError(
-            record(
-                str(conv.ConversionError(v, "System.Int32")),
-                "ConvertToFinalInvalidCastException",
-                category="InvalidArgument",
-                exception="System.Management.Automation.RuntimeException",
-            )
-        ) from None
-
-
-def _repeat(a: str | list[Any], b: Any, limits: Limits | None) -> Any:
-    """`a * b` for a string or an array: allocated whole, so beyond `limits.max_allocation`
-    elements it is the OutOfMemoryException the CLR would throw."""
-    times = conv.to_int(b)
-    cap = limits.max_allocation if limits is not None else 0
-    if cap and len(a) * max(times, 0) > cap:
-        raise out_of_memory()
-    return a * times
-
-
-def arith_op(op: str, a: Any, b: Any, limits: Limits | None = None) -> Any:
-    """`+ - * / %` typed by the LEFT operand (about_Arithmetic_Operators): a string
-    concatenates / repeats, an array appends / repeats, a hashtable merges, a number converts
-    the right operand."""
-    if a is None and op == "+":
-        return b
-    if isinstance(a, list):
-        if op == "+":
-            return a + conv.enumerate_value(b)
-        if op == "*":
-            return _repeat(a, b, limits)
-        raise _no_op_method(a, op)
-    if isinstance(a, dict):
-        if op != "+":
-            raise _no_op_method(a, op)
-        if not isinstance(b, dict):
-            raise PSError(
-                record(
-                    "A hash table can only be added to another hash table.",
-                    "AddHashTableToNonHashTable",
-                    category="InvalidOperation",
-                )
-            )
-        merged = dict(a)
-        for k, v in b.items():
-            if _dict_key(merged, k) is not None:
-                raise PSError(
-                    record(
-                        f"Item has already been added. Key in dictionary: '{k}'  Key being "
-                        f"added: '{k}'",
-                        "System.ArgumentException",
-                        category="OperationStopped",
-                        exception="System.ArgumentException",
-                    )
-                )
-            merged[k] = v
-        return merged
-    if isinstance(a, str) and op == "+":
-        return a + conv.to_str(b)
-    if isinstance(a, str) and op == "*":
-        return _repeat(a, b, limits)
-    if not (a is None or isinstance(a, bool | int | float | str)):
-        if op == "+":
-            raise NotSupportedByEmulator(f"'+' on {conv.type_name(a)}")
-        raise _no_op_method(a, op)
-    x, y = _number(a), _number(b)
-    if op == "+":
-        return _widen(x, y, x + y)
-    if op == "-":
-        return _widen(x, y, x - y)
-    if op == "*":
-        return _widen(x, y, x * y)
-    if op in ("/", "%"):
-        if y == 0 and isinstance(x, int) and isinstance(y, int):
-            raise PSError(
-                record("Attempted to divide by zero.", "RuntimeException", category="NotSpecified")
-            )
-        if y == 0:
-            return math.copysign(math.inf, x) if op == "/" and x else math.nan
-        if op == "%":  # .NET remainder: the sign of the dividend
-            if isinstance(x, int) and isinstance(y, int):
-                return (abs(x) % abs(y)) * (1 if x >= 0 else -1)
-            return math.fmod(x, y)
-        if isinstance(x, int) and isinstance(y, int) and x % y == 0:
-            return _widen(x, y, x // y)
-        return x / y
-    raise NotSupportedByEmulator(f"The operator '{op}'")
-
-
-def bitwise_op(op: str, a: Any, b: Any) -> int:
-    """`-band -bor -bxor -shl -shr` on integers (about_Arithmetic_Operators, Bitwise operators)."""
-    x, y = conv.to_int(a, "System.Int64"), conv.to_int(b, "System.Int64")
-    if op == "-band":
-        return x & y
-    if op == "-bor":
-        return x | y
-    if op == "-bxor":
-        return x ^ y
-    if op == "-shl":
-        return x << (y & 63)
-    if op == "-shr":
-        return x >> (y & 63)
-    raise NotSupportedByEmulator(f"The operator '{op}'")
 
 
 #: The literals whose value `Evaluator.expr` derives once per node.

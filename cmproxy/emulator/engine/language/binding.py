@@ -12,9 +12,15 @@ from typing import Any
 
 import attrs
 
-from cmproxy.emulator.engine import conv
-from cmproxy.emulator.engine.errors import PBATE, PBE, PBVE, PSError, binding_error
-from cmproxy.emulator.engine.values import SWITCH_PRESENT, PSObj, SecureValue
+from cmproxy.emulator.engine.language import conv
+from cmproxy.emulator.engine.language.errors import (
+    ARGUMENT_TRANSFORMATION_EXCEPTION,
+    BINDING_EXCEPTION,
+    BINDING_VALIDATION_EXCEPTION,
+    PSError,
+    binding_error,
+)
+from cmproxy.emulator.engine.language.values import SWITCH_PRESENT, PSObj, SecureValue
 
 ALL_SETS = "__AllParameterSets"
 
@@ -179,7 +185,7 @@ class Binder:
         self.cmd = cmd
         self.params = cmd.all_params()
 
-    def _err(self, message: str, error_id: str, exc: str = PBE) -> PSError:
+    def _err(self, message: str, error_id: str, exc: str = BINDING_EXCEPTION) -> PSError:
         return binding_error(message, error_id, self.cmd.cls, self.cmd.name, exception=exc)
 
     # -- names ------------------------------------------------------------------------------
@@ -218,7 +224,7 @@ class Binder:
             raise self._err(
                 f"Cannot process argument transformation on parameter '{p.name}'. {e}",
                 "ParameterArgumentTransformationError",
-                PBATE,
+                ARGUMENT_TRANSFORMATION_EXCEPTION,
             ) from None
         self._validate(p, v, tn)
         return v
@@ -297,26 +303,26 @@ class Binder:
                 f"match the identifier name {conv.to_str(v)} to a valid enumerator name. Specify "
                 f'one of the following enumerator names and try again:\n{", ".join(p.choices)}"',
                 "ParameterArgumentTransformationError",
-                PBATE,
+                ARGUMENT_TRANSFORMATION_EXCEPTION,
             )
         if p.not_null_or_empty and (v is None or v in ("", [])):
             raise self._err(
                 f"Cannot validate argument on parameter '{name}'. The argument is null or empty. "
                 "Provide an argument that is not null or empty, and then try the command again.",
                 "ParameterArgumentValidationError",
-                PBVE,
+                BINDING_VALIDATION_EXCEPTION,
             )
         if p.mandatory and v is None:
             raise self._err(
                 f"Cannot bind argument to parameter '{name}' because it is null.",
                 "ParameterArgumentValidationErrorNullNotAllowed",
-                PBVE,
+                BINDING_VALIDATION_EXCEPTION,
             )
         if p.mandatory and v == "" and p.type == "string":
             raise self._err(
                 f"Cannot bind argument to parameter '{name}' because it is an empty string.",
                 "ParameterArgumentValidationErrorEmptyStringNotAllowed",
-                PBVE,
+                BINDING_VALIDATION_EXCEPTION,
             )
         if p.validate_range is not None and v is not None:
             lo, hi = p.validate_range
@@ -326,7 +332,7 @@ class Binder:
                     f"than the minimum allowed range of {lo}. Supply an argument that is greater "
                     f"than or equal to {lo} and then try the command again.",
                     "ParameterArgumentValidationError",
-                    PBVE,
+                    BINDING_VALIDATION_EXCEPTION,
                 )
             if v > hi:
                 raise self._err(
@@ -334,7 +340,7 @@ class Binder:
                     f"than the maximum allowed range of {hi}. Supply an argument that is less "
                     f"than or equal to {hi} and then try the command again.",
                     "ParameterArgumentValidationError",
-                    PBVE,
+                    BINDING_VALIDATION_EXCEPTION,
                 )
         if p.ps_type_name and v is not None and not psobj_matches(v, p.ps_type_name):
             raise self._err(
