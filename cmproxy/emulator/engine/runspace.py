@@ -15,8 +15,10 @@ from typing import Any
 
 import attrs
 
-from cmproxy.emulator.engine import builtins, cmdlets
-from cmproxy.emulator.engine.host import ADMIN_UI_PATH, BUILTIN_DRIVES, Drive
+from cmproxy.emulator.engine import configmgr, stdlib
+from cmproxy.emulator.engine.configmgr import module as cm_module
+from cmproxy.emulator.engine.configmgr.host import ADMIN_UI_PATH, BUILTIN_DRIVES, Drive
+from cmproxy.emulator.engine.configmgr.replication import ReplicaView
 from cmproxy.emulator.engine.language import conv
 from cmproxy.emulator.engine.language.binding import (
     ACTION_VALUES,
@@ -45,7 +47,6 @@ from cmproxy.emulator.engine.language.values import (
     InvocationResult,
     PSObj,
 )
-from cmproxy.emulator.engine.replication import ReplicaView
 from cmproxy.emulator.engine.versiontable import version_table
 from cmproxy.emulator.settings import AnswerLost, EmulatorSettings
 from cmproxy.emulator.state import SiteState
@@ -215,8 +216,11 @@ class SiteEngine:
         self._local_site = local_site
         self._site_locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
-        self.builtins: dict[str, CommandDef] = {c.name.lower(): c for c in builtins.commands()}
-        self.cm_commands: dict[str, CommandDef] = {c.name.lower(): c for c in cmdlets.commands()}
+        #: Commands available without importing a module, then the ConfigMgr module's.
+        self.builtins: dict[str, CommandDef] = {
+            c.name.lower(): c for c in [*stdlib.commands(), *configmgr.console_commands()]
+        }
+        self.cm_commands: dict[str, CommandDef] = {c.name.lower(): c for c in configmgr.cmdlets()}
 
     @property
     def local_site(self) -> str:
@@ -477,11 +481,11 @@ class SiteRunspace:
             or (
                 self.engine.autoload_module
                 and self.engine.console_installed
-                and not builtins.module_blocked(self.engine.settings.host)
+                and not cm_module.module_blocked(self.engine.settings.host)
             )
         ):
             if "configurationmanager" not in self.modules:
-                builtins.import_cm_module(self, None)
+                cm_module.import_cm_module(self, None)
             return cm
         return None
 

@@ -9,10 +9,7 @@ import tree_sitter
 
 from cmproxy.emulator.engine.language import conv
 from cmproxy.emulator.engine.language.conv import ScriptBlock
-from cmproxy.emulator.engine.language.errors import (
-    PSError,
-    record,
-)
+from cmproxy.emulator.engine.language.errors import PSError, record
 from cmproxy.emulator.engine.language.parser import parse, parse_error
 
 if TYPE_CHECKING:

@@ -12,10 +12,7 @@ import tree_sitter
 from cmproxy.emulator.engine.language import conv
 from cmproxy.emulator.engine.language.binding import Arg
 from cmproxy.emulator.engine.language.conv import ScriptBlock
-from cmproxy.emulator.engine.language.errors import (
-    PSError,
-    record,
-)
+from cmproxy.emulator.engine.language.errors import PSError, record
 from cmproxy.emulator.engine.language.scopes import NOTHING
 from cmproxy.emulator.engine.language.values import ErrorRecord, PSObj, SecureValue
 

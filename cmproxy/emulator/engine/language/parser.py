@@ -10,9 +10,7 @@ from typing import TYPE_CHECKING, Any
 import tree_sitter
 import tree_sitter_powershell
 
-from cmproxy.emulator.engine.language.errors import (
-    record,
-)
+from cmproxy.emulator.engine.language.errors import record
 from cmproxy.emulator.engine.language.scopes import BreakFlow, ContinueFlow, LoopFlow
 from cmproxy.emulator.engine.language.values import ErrorRecord
 

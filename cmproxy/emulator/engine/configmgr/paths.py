@@ -25,11 +25,12 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from cmproxy.emulator.engine.host import ADMIN_UI_PATH, MODULE_PATH
+from cmproxy.emulator.engine.configmgr.host import ADMIN_UI_PATH, MODULE_PATH
 from cmproxy.emulator.engine.language.errors import PSError
 
 if TYPE_CHECKING:
     from cmproxy.emulator.engine.runspace import CallContext, SiteRunspace
+
 
 FILESYSTEM = "FileSystem"
 CMSITE = "CMSite"
