@@ -7,16 +7,14 @@ and dispatches every command through binding, the call log, costs and faults.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-import attrs
-
 from cmproxy.emulator.engine import configmgr, stdlib
 from cmproxy.emulator.engine.configmgr import module as cm_module
+from cmproxy.emulator.engine.configmgr.context import SiteCallContext
 from cmproxy.emulator.engine.configmgr.host import ADMIN_UI_PATH, BUILTIN_DRIVES, Drive
 from cmproxy.emulator.engine.configmgr.replication import ReplicaView
 from cmproxy.emulator.engine.language import conv
@@ -43,7 +41,6 @@ from cmproxy.emulator.engine.language.scopes import NOTHING, LoopFlow, Return, S
 from cmproxy.emulator.engine.language.values import (
     SWITCH_PRESENT,
     CommandSpec,
-    ErrorRecord,
     InvocationResult,
     PSObj,
 )
@@ -83,102 +80,8 @@ ALIASES = {
 }
 
 
-@attrs.define
-class CallContext:
-    """What a command implementation sees while it runs."""
-
-    rs: SiteRunspace
-    cmd: CommandDef
-    bound: Bound
-    ev: Evaluator | None
-    error_action: str = "continue"
-    warning_action: str = "continue"
-    verbose: bool = False
-    wrote: bool = False
-
-    @property
-    def engine(self) -> SiteEngine:
-        return self.rs.engine
-
-    @property
-    def state(self) -> SiteState:
-        return self.rs.engine.state
-
-    @property
-    def whatif(self) -> bool:
-        return bool(self.bound.get("WhatIf", False))
-
-    def evaluator(self) -> Evaluator:
-        return self.ev if self.ev is not None else Evaluator(self.rs, b"")
-
-    def error(
-        self,
-        message: str,
-        error_id: str,
-        *,
-        category: str = "NotSpecified",
-        exception: str = "System.Exception",
-        target: Any = None,
-    ) -> ErrorRecord:
-        return record(
-            message,
-            error_id,
-            self.cmd.cls,
-            category=category,
-            exception=exception,
-            command=self.cmd.name,
-            target=target,
-        )
-
-    def write_error(self, rec: ErrorRecord) -> None:
-        """A non-terminating error, subject to -ErrorAction / $ErrorActionPreference."""
-        action = self.error_action
-        if action == "stop":
-            raise PSError(rec)
-        if action in ("silentlycontinue", "ignore"):
-            return
-        self.rs.current.errors.append(rec)
-
-    def warn(self, message: str) -> None:
-        if self.warning_action not in ("silentlycontinue", "ignore"):
-            if self.warning_action == "stop":
-                raise PSError(
-                    record(
-                        "The running command stopped because the preference variable "
-                        '"WarningPreference" or common parameter is set to Stop: ' + message,
-                        "ActionPreferenceStop",
-                        category="OperationStopped",
-                        exception="System.Management.Automation.ActionPreferenceStopException",
-                    )
-                )
-            self.rs.current.warnings.append(message)
-
-    def write_verbose(self, message: str) -> None:
-        if self.verbose:
-            self.rs.current.verbose.append(message)
-
-    def site_from_location(self) -> str:
-        drive = self.rs.current_drive()
-        return drive.site if drive is not None else ""
-
-    def commit(self, site: str, fn: Callable[[], None]) -> None:
-        """One write: per-site lock (if configured) held across its cost and transaction.
-
-        The Set cost is the whole time the write holds the site: the emulator's own work for
-        it (the state transaction) is part of it, and only the rest is slept, so the lock is
-        held for the modelled cost, not for the cost plus this process's CPU.
-        """
-        eng = self.engine
-        lock = eng.site_lock(site) if eng.settings.costs.serialise_site_writes else None
-        with lock if lock is not None else contextlib.nullcontext():
-            start = time.perf_counter()
-            with self.state.transaction():
-                fn()
-            cost = eng.settings.costs.set_cmdlet
-            if cost:
-                eng.sleep(max(0.0, cost - (time.perf_counter() - start)))
-            eng.settings.note_site_write(site, start, time.perf_counter())
-        self.wrote = True
+#: The context every command gets here (generic commands use the part they know).
+CallContext = SiteCallContext
 
 
 class SiteEngine:
@@ -572,7 +475,7 @@ class SiteRunspace:
                     )
                 )
         verbose = bound.get("Verbose")
-        return CallContext(
+        return SiteCallContext(
             self,
             cmd,
             bound,

@@ -11,14 +11,14 @@ from cmproxy.emulator.engine.language.binding import ParamDef
 from cmproxy.emulator.engine.language.errors import PSError
 
 if TYPE_CHECKING:
-    from cmproxy.emulator.engine.runspace import CallContext
+    from cmproxy.emulator.engine.configmgr.context import SiteCallContext
 
 
 @cmdlet(
     "Get-CMAccount",
     [ParamDef("UserName", "string", position=0, aliases=("Name",)), ParamDef("SiteCode", "string")],
 )
-def get_account(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
+def get_account(ctx: SiteCallContext, a: dict[str, Any], items: Any) -> Any:
     site = a.get("SiteCode") or ctx.site_from_location()
     name = a.get("UserName")
     return [
@@ -37,7 +37,7 @@ def get_account(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
     ],
     writes=True,
 )
-def new_account(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
+def new_account(ctx: SiteCallContext, a: dict[str, Any], items: Any) -> Any:
     site = a.get("SiteCode") or ctx.site_from_location()
     user = a["UserName"]
     if any(acc.username.lower() == user.lower() for acc in ctx.state.accounts(site)):

@@ -14,7 +14,7 @@ from cmproxy.emulator.engine.language.errors import NotSupportedByEmulator, PSEr
 from cmproxy.emulator.engine.language.values import ErrorRecord, PSObj
 
 if TYPE_CHECKING:
-    from cmproxy.emulator.engine.runspace import CallContext
+    from cmproxy.emulator.engine.configmgr.context import SiteCallContext
 
 CIM = "Microsoft.Management.Infrastructure.CimCmdlets.GetCimInstanceCommand"
 
@@ -40,7 +40,7 @@ CIM = "Microsoft.Management.Infrastructure.CimCmdlets.GetCimInstanceCommand"
         ParamDef("ComputerName", "string[]", aliases=("CN",)),
     ],
 )
-def _cim(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
+def _cim(ctx: SiteCallContext, a: dict[str, Any], items: Any) -> Any:
 
     ns = (a.get("Namespace") or "root\\cimv2").lower().replace("/", "\\")
     cls = a.get("ClassName") or a.get("Class") or ""
@@ -102,7 +102,7 @@ def _cim(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
     raise NotSupportedByEmulator(f"Get-CimInstance in namespace '{ns}'")
 
 
-def _cim_error(ctx: CallContext, message: str, hresult: str, category: str) -> ErrorRecord:
+def _cim_error(ctx: SiteCallContext, message: str, hresult: str, category: str) -> ErrorRecord:
     return ctx.error(
         message,
         f"HRESULT {hresult}",

@@ -10,7 +10,7 @@ from cmproxy.emulator.engine.language.values import PSObj
 from cmproxy.emulator.state import SysRes
 
 if TYPE_CHECKING:
-    from cmproxy.emulator.engine.runspace import CallContext
+    from cmproxy.emulator.engine.configmgr.context import SiteCallContext
 
 
 CONNECTION_TYPES = ("Intranet", "Internet", "InternetAndIntranet")
@@ -23,7 +23,7 @@ SYNC_ACTIONS = {
 }
 
 
-def _sites_for(ctx: CallContext, a: dict[str, Any]) -> list[str] | None:
+def _sites_for(ctx: SiteCallContext, a: dict[str, Any]) -> list[str] | None:
     """Site filter: -AllSite → None (all); -SiteCode; else the current drive's site."""
     if a.get("AllSite"):
         return None
@@ -49,7 +49,7 @@ def server_of(o: PSObj) -> tuple[str, str]:
 INDEXED_ROWS = True
 
 
-def site_system_rows(ctx: CallContext, a: dict[str, Any], role: str | None) -> list[SysRes]:
+def site_system_rows(ctx: SiteCallContext, a: dict[str, Any], role: str | None) -> list[SysRes]:
     sites = _sites_for(ctx, a)
     name = a.get("SiteSystemServerName")
     # An exact, ASCII name (SQLite's NOCASE folds ASCII only) and one site are filtered in SQL;
@@ -72,7 +72,7 @@ def site_system_rows(ctx: CallContext, a: dict[str, Any], role: str | None) -> l
     return out
 
 
-def write_not_found(ctx: CallContext, target: Any) -> None:
+def write_not_found(ctx: SiteCallContext, target: Any) -> None:
     ctx.write_error(
         ctx.error(
             "No object corresponds to the specified parameters.",
@@ -84,7 +84,7 @@ def write_not_found(ctx: CallContext, target: Any) -> None:
     )
 
 
-def target_row(ctx: CallContext, a: dict[str, Any], role: str) -> SysRes | None:
+def target_row(ctx: SiteCallContext, a: dict[str, Any], role: str) -> SysRes | None:
     """The row a Set cmdlet works on: from -InputObject or -SiteSystemServerName/-SiteCode."""
     obj = a.get("InputObject")
     if obj is not None:
@@ -100,7 +100,7 @@ def target_row(ctx: CallContext, a: dict[str, Any], role: str) -> SysRes | None:
     return ctx.state.get_sysres(site, server, role)
 
 
-def what_if(ctx: CallContext, target: str, action: str = "Set") -> bool:
+def what_if(ctx: SiteCallContext, target: str, action: str = "Set") -> bool:
     if ctx.whatif:
         ctx.rs.current.information.append(
             f'What if: Performing the operation "{action}" on target "{target}".'
@@ -109,13 +109,13 @@ def what_if(ctx: CallContext, target: str, action: str = "Set") -> bool:
     return False
 
 
-def as_seen(ctx: CallContext, rows: list[SysRes]) -> list[SysRes]:
+def as_seen(ctx: SiteCallContext, rows: list[SysRes]) -> list[SysRes]:
     """Rows as reading cmdlets see them: with replication lag, a write not yet visible is not
     shown ([UNCONFIRMED], `settings.Replication`)."""
     return ctx.engine.replica.views(rows)
 
 
-def replicate_write(ctx: CallContext, before: SysRes) -> None:
+def replicate_write(ctx: SiteCallContext, before: SysRes) -> None:
     """A Set wrote `before`'s row: with replication lag at its site, reads see it later."""
     lag = ctx.engine.settings.replication.lag_for(before.site)
     after = ctx.state.get_sysres(before.site, before.server, before.role)
@@ -123,7 +123,7 @@ def replicate_write(ctx: CallContext, before: SysRes) -> None:
         ctx.engine.replica.written(before, after, lag)
 
 
-def _cost_get(ctx: CallContext) -> None:
+def _cost_get(ctx: SiteCallContext) -> None:
     return None
 
 

@@ -17,10 +17,10 @@ from cmproxy.emulator.engine.language.errors import NotSupportedByEmulator, PSEr
 from cmproxy.emulator.engine.language.values import ErrorRecord, PSObj
 
 if TYPE_CHECKING:
-    from cmproxy.emulator.engine.runspace import CallContext
+    from cmproxy.emulator.engine.configmgr.context import SiteCallContext
 
 
-def _drive_not_found(ctx: CallContext, name: str) -> ErrorRecord:
+def _drive_not_found(ctx: SiteCallContext, name: str) -> ErrorRecord:
     return paths.drive_not_found(ctx, name).record
 
 
@@ -32,7 +32,7 @@ def _drive_not_found(ctx: CallContext, name: str) -> ErrorRecord:
         ParamDef("PassThru", "switch"),
     ],
 )
-def _set_location(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
+def _set_location(ctx: SiteCallContext, a: dict[str, Any], items: Any) -> Any:
     rs = ctx.rs
     path = a.get("Path") or a.get("LiteralPath")
     if path is None:
@@ -64,7 +64,7 @@ def _set_location(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
     return None
 
 
-def _foreign_path(ctx: CallContext, path: str) -> ErrorRecord:
+def _foreign_path(ctx: SiteCallContext, path: str) -> ErrorRecord:
     """A path the CMSite provider does not have (HostFacts.cmsite_foreign_path_error)."""
     rec = paths.path_not_found(ctx, path).record
     error_id = ctx.engine.settings.host.cmsite_foreign_path_error
@@ -74,12 +74,12 @@ def _foreign_path(ctx: CallContext, path: str) -> ErrorRecord:
 
 
 @console_command("Get-Location", [])
-def _get_location(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
+def _get_location(ctx: SiteCallContext, a: dict[str, Any], items: Any) -> Any:
     return ctx.rs.location_obj()
 
 
 @console_command("Push-Location", [ParamDef("Path", "string", position=0)])
-def _push_location(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
+def _push_location(ctx: SiteCallContext, a: dict[str, Any], items: Any) -> Any:
     ctx.rs.location_stack.append(ctx.rs.location)
     if a.get("Path"):
         return _set_location(ctx, a, items)
@@ -87,7 +87,7 @@ def _push_location(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
 
 
 @console_command("Pop-Location", [])
-def _pop_location(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
+def _pop_location(ctx: SiteCallContext, a: dict[str, Any], items: Any) -> Any:
     if ctx.rs.location_stack:
         ctx.rs.location = ctx.rs.location_stack.pop()
     return None
@@ -119,7 +119,7 @@ def _drive_obj(d: Any) -> PSObj:
         ParamDef("Scope", "string"),
     ],
 )
-def _get_psdrive(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
+def _get_psdrive(ctx: SiteCallContext, a: dict[str, Any], items: Any) -> Any:
     out = []
     names = a.get("Name")
     provs = a.get("PSProvider")
@@ -163,7 +163,7 @@ def _provider_matches(actual: str, given: str) -> bool:
     ],
     should_process=True,
 )
-def _new_psdrive(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
+def _new_psdrive(ctx: SiteCallContext, a: dict[str, Any], items: Any) -> Any:
 
     rs = ctx.rs
     name, prov, root = a["Name"], a["PSProvider"], a["Root"]
@@ -239,7 +239,7 @@ def _new_psdrive(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
     [ParamDef("Name", "string[]", mandatory=True, position=0), ParamDef("Force", "switch")],
     should_process=True,
 )
-def _remove_psdrive(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
+def _remove_psdrive(ctx: SiteCallContext, a: dict[str, Any], items: Any) -> Any:
     for n in a["Name"]:
         if n.lower() not in ctx.rs.drives:
             ctx.write_error(_drive_not_found(ctx, n))
@@ -258,7 +258,7 @@ def _remove_psdrive(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
         ParamDef("IsValid", "switch"),
     ],
 )
-def _test_path(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
+def _test_path(ctx: SiteCallContext, a: dict[str, Any], items: Any) -> Any:
     out = []
     rs = ctx.rs
     for path in a["Path"]:
@@ -297,7 +297,7 @@ def _test_path(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
         ParamDef("Encoding", "string"),
     ],
 )
-def _get_content(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
+def _get_content(ctx: SiteCallContext, a: dict[str, Any], items: Any) -> Any:
     out: list[str] = []
     for path in a["Path"]:
         try:
@@ -317,7 +317,7 @@ def _get_content(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
     return out
 
 
-def _read_file(ctx: CallContext, path: str) -> str:
+def _read_file(ctx: SiteCallContext, path: str) -> str:
     """The text at `path`, through the provider the path goes to (paths.py)."""
     pp = paths.resolve_or_error(ctx, path)
     if pp.provider == paths.CMSITE:

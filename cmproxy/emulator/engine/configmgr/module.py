@@ -18,10 +18,10 @@ from cmproxy.emulator.engine.stdlib.table import powershell_class
 from cmproxy.emulator.settings import HostFacts
 
 if TYPE_CHECKING:
-    from cmproxy.emulator.engine.runspace import CallContext, SiteRunspace
+    from cmproxy.emulator.engine.configmgr.context import SiteCallContext, SiteSession
 
 
-def _is_cm_module(name: str, rs: SiteRunspace) -> bool:
+def _is_cm_module(name: str, rs: SiteSession) -> bool:
 
     if name.lower() == "configurationmanager":
         return True
@@ -31,7 +31,7 @@ def _is_cm_module(name: str, rs: SiteRunspace) -> bool:
     return False
 
 
-def import_cm_module(rs: SiteRunspace, ctx: CallContext | None) -> None:
+def import_cm_module(rs: SiteSession, ctx: SiteCallContext | None) -> None:
     """Load the module: costs.module_import, then the site drives (if auto-created)."""
 
     eng = rs.engine
@@ -69,7 +69,7 @@ def import_cm_module(rs: SiteRunspace, ctx: CallContext | None) -> None:
         rs.drives[key] = Drive(site.code, "CMSite", root, site.code)
 
 
-def site_provider(rs: SiteRunspace, site: Any) -> str:
+def site_provider(rs: SiteSession, site: Any) -> str:
     """The SMS Provider machine of `site` (HostFacts.sms_provider_machine for the local site)."""
     other = rs.engine.settings.host.sms_provider_machine
     if other and site.code.upper() == rs.engine.local_site.upper():
@@ -77,7 +77,7 @@ def site_provider(rs: SiteRunspace, site: Any) -> str:
     return str(site.provider or "")
 
 
-def provider_refused(rs: SiteRunspace, machine: str) -> bool:
+def provider_refused(rs: SiteSession, machine: str) -> bool:
     """The SMS Provider on `machine` refuses this session: not a ConfigMgr administrative
     user, or a second hop the credentials cannot make."""
     host = rs.engine.settings.host
@@ -106,7 +106,7 @@ def module_blocked(host: HostFacts) -> bool:
     )
 
 
-def module_refusal(ctx: CallContext) -> ErrorRecord | None:
+def module_refusal(ctx: SiteCallContext) -> ErrorRecord | None:
     """Why Import-Module of ConfigurationManager.psd1 fails on this host, if it does.
 
     Execution policy first (the manifest is a script file; Authenticode.resx texts, error
@@ -167,7 +167,7 @@ def module_refusal(ctx: CallContext) -> ErrorRecord | None:
         ParamDef("DisableNameChecking", "switch"),
     ],
 )
-def _import_module(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
+def _import_module(ctx: SiteCallContext, a: dict[str, Any], items: Any) -> Any:
     rs = ctx.rs
     for name in a["Name"]:
         if rs.engine.console_installed and _is_cm_module(name, rs):
@@ -220,7 +220,7 @@ def _module_obj() -> PSObj:
         ParamDef("All", "switch"),
     ],
 )
-def _get_module(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
+def _get_module(ctx: SiteCallContext, a: dict[str, Any], items: Any) -> Any:
     loaded = "configurationmanager" in ctx.rs.modules or (
         a.get("ListAvailable") and ctx.rs.engine.console_installed
     )

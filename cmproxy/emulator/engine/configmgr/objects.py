@@ -11,7 +11,7 @@ from cmproxy.emulator.engine.language.values import PSObj
 from cmproxy.emulator.state import SITE_SYSTEM, Prop, Site, SysRes, item_name, nal_path, nocase
 
 if TYPE_CHECKING:
-    from cmproxy.emulator.engine.runspace import CallContext
+    from cmproxy.emulator.engine.configmgr.context import SiteCallContext
 
 
 RESULT_TYPES = [
@@ -67,11 +67,11 @@ def _type_code(site: Site | None, server: str) -> int:
     return 8
 
 
-def sysres_obj(ctx: CallContext, row: SysRes) -> PSObj:
+def sysres_obj(ctx: SiteCallContext, row: SysRes) -> PSObj:
     return _sysres_obj(row, ctx.state.site(row.site), ctx.state.role_count(row.site, row.server))
 
 
-def sysres_objs(ctx: CallContext, rows: Sequence[SysRes]) -> list[PSObj]:
+def sysres_objs(ctx: SiteCallContext, rows: Sequence[SysRes]) -> list[PSObj]:
     """Many rows: the sites and the role counts read once for all (a listing of a big site
     would otherwise query both per row)."""
     if len(rows) < 2:

@@ -31,7 +31,7 @@ from cmproxy.emulator.seeds import site_system_props
 from cmproxy.emulator.state import SITE_SYSTEM, Prop
 
 if TYPE_CHECKING:
-    from cmproxy.emulator.engine.runspace import CallContext
+    from cmproxy.emulator.engine.configmgr.context import SiteCallContext
 
 
 def proxy_params(set_cmd: bool) -> list[ParamDef]:
@@ -51,7 +51,7 @@ def proxy_params(set_cmd: bool) -> list[ParamDef]:
     "Get-CMSite",
     [ParamDef("SiteCode", "string", position=0), ParamDef("Name", "string", aliases=("SiteName",))],
 )
-def get_site(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
+def get_site(ctx: SiteCallContext, a: dict[str, Any], items: Any) -> Any:
     out = []
     for s in ctx.state.sites():
         if a.get("SiteCode") and not name_ok(s.code, a["SiteCode"], a):
@@ -86,7 +86,7 @@ def get_site(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
     ],
     default_set=BY_NAME,
 )
-def get_site_role(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
+def get_site_role(ctx: SiteCallContext, a: dict[str, Any], items: Any) -> Any:
     obj = a.get("InputObject")
     if obj is not None:
         site, server = server_of(obj)
@@ -120,7 +120,7 @@ def get_site_role(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
     ],
     default_set=BY_NAME,
 )
-def get_site_system_server(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
+def get_site_system_server(ctx: SiteCallContext, a: dict[str, Any], items: Any) -> Any:
     obj = a.get("InputObject")
     if obj is not None:
         site, server = server_of(obj)
@@ -129,7 +129,7 @@ def get_site_system_server(ctx: CallContext, a: dict[str, Any], items: Any) -> A
     return sysres_objs(ctx, as_seen(ctx, site_system_rows(ctx, a, SITE_SYSTEM)))
 
 
-def proxy_updates(ctx: CallContext, a: dict[str, Any], cur: dict[str, Prop]) -> list[Prop]:
+def proxy_updates(ctx: SiteCallContext, a: dict[str, Any], cur: dict[str, Prop]) -> list[Prop]:
     """Props written by -EnableProxy/-ProxyServerName/-ProxyServerPort/-ProxyAccessAccount."""
     b = ctx.engine.settings.behaviour
     explicit = ctx.bound.explicit
@@ -182,7 +182,7 @@ def proxy_updates(ctx: CallContext, a: dict[str, Any], cur: dict[str, Prop]) -> 
     return list(upd.values())
 
 
-def _server_updates(ctx: CallContext, a: dict[str, Any]) -> list[Prop]:
+def _server_updates(ctx: SiteCallContext, a: dict[str, Any]) -> list[Prop]:
     explicit = ctx.bound.explicit
     upd: list[Prop] = []
     if "PublicFqdn" in explicit:
@@ -223,7 +223,7 @@ def _server_updates(ctx: CallContext, a: dict[str, Any]) -> list[Prop]:
     default_set="SearchByValueMandatory",
     writes=True,
 )
-def set_site_system_server(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
+def set_site_system_server(ctx: SiteCallContext, a: dict[str, Any], items: Any) -> Any:
     row = target_row(ctx, a, SITE_SYSTEM)
     if row is None:
         write_not_found(ctx, a.get("SiteSystemServerName") or a.get("InputObject"))
@@ -255,7 +255,7 @@ def set_site_system_server(ctx: CallContext, a: dict[str, Any], items: Any) -> A
     ],
     writes=True,
 )
-def new_site_system_server(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
+def new_site_system_server(ctx: SiteCallContext, a: dict[str, Any], items: Any) -> Any:
 
     site = a.get("SiteCode") or ctx.site_from_location()
     server = a["SiteSystemServerName"]

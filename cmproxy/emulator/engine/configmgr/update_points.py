@@ -34,7 +34,7 @@ from cmproxy.emulator.seeds import sup_props
 from cmproxy.emulator.state import SITE_SYSTEM, SUP_ROLE, SYNC_COMPONENT, WCM_COMPONENT, Prop
 
 if TYPE_CHECKING:
-    from cmproxy.emulator.engine.runspace import CallContext
+    from cmproxy.emulator.engine.configmgr.context import SiteCallContext
 
 
 #: Parameters both Add- and Set-CMSoftwareUpdatePoint have.
@@ -74,7 +74,7 @@ SUP_COMMON_PARAMS = (
     ],
     default_set=BY_NAME,
 )
-def get_sup(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
+def get_sup(ctx: SiteCallContext, a: dict[str, Any], items: Any) -> Any:
     obj = a.get("InputObject")
     if obj is not None:
         site, server = server_of(obj)
@@ -83,7 +83,7 @@ def get_sup(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
     return sysres_objs(ctx, as_seen(ctx, site_system_rows(ctx, a, SUP_ROLE)))
 
 
-def _sup_updates(ctx: CallContext, a: dict[str, Any], add: bool) -> list[Prop]:
+def _sup_updates(ctx: SiteCallContext, a: dict[str, Any], add: bool) -> list[Prop]:
     ex = ctx.bound.explicit
     upd: list[Prop] = []
 
@@ -119,7 +119,7 @@ def _sup_updates(ctx: CallContext, a: dict[str, Any], add: bool) -> list[Prop]:
     return upd
 
 
-def _check_sup_proxy(ctx: CallContext, site: str, server: str, upd: list[Prop]) -> None:
+def _check_sup_proxy(ctx: SiteCallContext, site: str, server: str, upd: list[Prop]) -> None:
     """Issue #33: SUP proxy flags on a server without a proxy. Accepted; WSUS fails later."""
     wants = any(p.name in ("UseProxy", "UseProxyForADR") and p.value for p in upd)
     if not wants:
@@ -185,7 +185,7 @@ def _check_sup_proxy(ctx: CallContext, site: str, server: str, upd: list[Prop]) 
     default_set="ByValue",
     writes=True,
 )
-def set_sup(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
+def set_sup(ctx: SiteCallContext, a: dict[str, Any], items: Any) -> Any:
     row = target_row(ctx, a, SUP_ROLE)
     if row is None:
         write_not_found(ctx, a.get("SiteSystemServerName") or a.get("InputObject"))
@@ -235,7 +235,7 @@ def set_sup(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
     default_set="SumPByValueWithWsus",
     writes=True,
 )
-def add_sup(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
+def add_sup(ctx: SiteCallContext, a: dict[str, Any], items: Any) -> Any:
 
     obj = a.get("InputObject")
     if obj is not None:
@@ -278,7 +278,7 @@ def add_sup(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
         ParamDef("WsusSyncManager", "switch"),
     ],
 )
-def get_sup_component(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
+def get_sup_component(ctx: SiteCallContext, a: dict[str, Any], items: Any) -> Any:
     site = a.get("SiteCode") or ctx.site_from_location()
     name = SYNC_COMPONENT if a.get("WsusSyncManager") else WCM_COMPONENT
     comp = ctx.state.component(site, name)
@@ -358,7 +358,7 @@ def get_sup_component(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
     default_set="SearchBySiteCodeMandatory",
     writes=True,
 )
-def set_sup_component(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
+def set_sup_component(ctx: SiteCallContext, a: dict[str, Any], items: Any) -> Any:
     ex = ctx.bound.explicit
     obj = a.get("InputObject")
     if obj is not None:
@@ -426,7 +426,7 @@ def set_sup_component(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
         ParamDef("SiteSystemServerName", "string"),
     ],
 )
-def get_site_component(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
+def get_site_component(ctx: SiteCallContext, a: dict[str, Any], items: Any) -> Any:
     sites = [a["SiteCode"]] if a.get("SiteCode") else [ctx.site_from_location()]
     out = []
     for site in sites:

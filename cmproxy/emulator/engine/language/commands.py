@@ -9,13 +9,99 @@ runspace reads the tables; the language layer never imports the layers that fill
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
-from cmproxy.emulator.engine.language.binding import CommandDef, ParamDef
+import attrs
+
+from cmproxy.emulator.engine.language.binding import Bound, CommandDef, ParamDef
+from cmproxy.emulator.engine.language.errors import PSError, record
+from cmproxy.emulator.engine.language.interp import Evaluator
+from cmproxy.emulator.engine.language.session import EngineFacts, Session
+from cmproxy.emulator.engine.language.values import ErrorRecord
 
 #: A command handler: (call context, bound values, pipeline input) → output.
 Handler = Callable[..., Any]
 _H = TypeVar("_H", bound=Handler)
+#: The session type a context carries (the product's contexts carry a richer one).
+S = TypeVar("S", bound=Session)
+
+
+@attrs.define
+class CommandContext(Generic[S]):
+    """What a command implementation sees while it runs: its runspace, its definition, the
+    bound arguments, the evaluator that called it (None from PSRP), and the effective
+    -ErrorAction / -WarningAction / -Verbose."""
+
+    rs: S
+    cmd: CommandDef
+    bound: Bound
+    ev: Evaluator | None
+    error_action: str = "continue"
+    warning_action: str = "continue"
+    verbose: bool = False
+    #: Set once the command has committed a write (the call log records it).
+    wrote: bool = False
+
+    @property
+    def engine(self) -> EngineFacts:
+        return self.rs.engine
+
+    @property
+    def whatif(self) -> bool:
+        return bool(self.bound.get("WhatIf", False))
+
+    def evaluator(self) -> Evaluator:
+        return self.ev if self.ev is not None else Evaluator(self.rs, b"")
+
+    def error(
+        self,
+        message: str,
+        error_id: str,
+        *,
+        category: str = "NotSpecified",
+        exception: str = "System.Exception",
+        target: Any = None,
+    ) -> ErrorRecord:
+        return record(
+            message,
+            error_id,
+            self.cmd.cls,
+            category=category,
+            exception=exception,
+            command=self.cmd.name,
+            target=target,
+        )
+
+    def write_error(self, rec: ErrorRecord) -> None:
+        """A non-terminating error, subject to -ErrorAction / $ErrorActionPreference."""
+        action = self.error_action
+        if action == "stop":
+            raise PSError(rec)
+        if action in ("silentlycontinue", "ignore"):
+            return
+        self.rs.current.errors.append(rec)
+
+    def warn(self, message: str) -> None:
+        if self.warning_action not in ("silentlycontinue", "ignore"):
+            if self.warning_action == "stop":
+                raise PSError(
+                    record(
+                        "The running command stopped because the preference variable "
+                        '"WarningPreference" or common parameter is set to Stop: ' + message,
+                        "ActionPreferenceStop",
+                        category="OperationStopped",
+                        exception="System.Management.Automation.ActionPreferenceStopException",
+                    )
+                )
+            self.rs.current.warnings.append(message)
+
+    def write_verbose(self, message: str) -> None:
+        if self.verbose:
+            self.rs.current.verbose.append(message)
+
+
+#: The context the standard library's handlers take.
+Context = CommandContext[Session]
 
 
 class CommandTable:

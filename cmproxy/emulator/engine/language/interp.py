@@ -51,7 +51,7 @@ from cmproxy.emulator.engine.language.scopes import (
 from cmproxy.emulator.engine.language.values import ErrorRecord, PSObj, SecureValue
 
 if TYPE_CHECKING:
-    from cmproxy.emulator.engine.runspace import SiteRunspace
+    from cmproxy.emulator.engine.language.session import Session
 
 Node = tree_sitter.Node
 
@@ -207,7 +207,7 @@ def _is_psobj_custom(v: Any) -> bool:
 class Evaluator:
     """Runs statements of one source text within a runspace."""
 
-    def __init__(self, rs: SiteRunspace, src: bytes) -> None:
+    def __init__(self, rs: Session, src: bytes) -> None:
         self.rs = rs
         self.src = src
         self.try_depth = 0

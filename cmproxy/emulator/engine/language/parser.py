@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import tree_sitter
 import tree_sitter_powershell
@@ -13,9 +13,6 @@ import tree_sitter_powershell
 from cmproxy.emulator.engine.language.errors import record
 from cmproxy.emulator.engine.language.scopes import BreakFlow, ContinueFlow, LoopFlow
 from cmproxy.emulator.engine.language.values import ErrorRecord
-
-if TYPE_CHECKING:
-    pass
 
 Node = tree_sitter.Node
 

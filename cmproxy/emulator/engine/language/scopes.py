@@ -3,12 +3,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import tree_sitter
-
-if TYPE_CHECKING:
-    pass
 
 Node = tree_sitter.Node
 

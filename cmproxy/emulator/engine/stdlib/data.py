@@ -12,7 +12,7 @@ from cmproxy.emulator.engine.language.values import SecureValue
 from cmproxy.emulator.engine.stdlib.table import command
 
 if TYPE_CHECKING:
-    from cmproxy.emulator.engine.runspace import CallContext
+    from cmproxy.emulator.engine.language.commands import Context
 
 
 @command(
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     ],
     collects_input=True,
 )
-def _to_json(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
+def _to_json(ctx: Context, a: dict[str, Any], items: Any) -> Any:
     v = a.get("InputObject") if items is None else conv.collapse(list(items))
     return conv.to_json(v, a.get("Depth") or 2, bool(a.get("Compress")))
 
@@ -34,7 +34,7 @@ def _to_json(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
     [ParamDef("InputObject", "string", mandatory=True, position=0, pipeline=True)],
     collects_input=True,
 )
-def _from_json(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
+def _from_json(ctx: Context, a: dict[str, Any], items: Any) -> Any:
     """Windows PowerShell 5.1 writes a JSON array as ONE object (PowerShell 6+ enumerates it:
     PowerShell/PowerShell#3424)."""
     text = "\n".join(conv.to_str(x) for x in items) if items is not None else a["InputObject"]
@@ -62,7 +62,7 @@ def _from_json(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
         ParamDef("Force", "switch"),
     ],
 )
-def _to_secure(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
+def _to_secure(ctx: Context, a: dict[str, Any], items: Any) -> Any:
     s = a["String"]
     if not a.get("AsPlainText"):
         raise NotSupportedByEmulator("ConvertTo-SecureString without -AsPlainText")
@@ -87,7 +87,7 @@ def _to_secure(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
         ParamDef("Property", "hashtable"),
     ],
 )
-def _new_object(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
+def _new_object(ctx: Context, a: dict[str, Any], items: Any) -> Any:
     t = conv.to_str(a["TypeName"]).lower()
     if t not in ("psobject", "pscustomobject", "system.management.automation.psobject"):
         raise NotSupportedByEmulator(f"New-Object {a['TypeName']}")

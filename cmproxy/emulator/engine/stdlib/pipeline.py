@@ -17,7 +17,7 @@ from cmproxy.emulator.engine.language.values import ErrorRecord, PSObj
 from cmproxy.emulator.engine.stdlib.table import PIPELINE_INPUT, command
 
 if TYPE_CHECKING:
-    from cmproxy.emulator.engine.runspace import CallContext
+    from cmproxy.emulator.engine.language.commands import Context
 
 _WHERE_OPS = (
     "EQ",
@@ -48,7 +48,7 @@ _WHERE_OPS = (
         PIPELINE_INPUT,
     ],
 )
-def _where(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
+def _where(ctx: Context, a: dict[str, Any], items: Any) -> Any:
     obj = a.get("InputObject")
     f = a.get("FilterScript")
     ev = ctx.evaluator()
@@ -72,7 +72,7 @@ def _where(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
     "ForEach-Object",
     [ParamDef("Process", "object", position=0, aliases=("MemberName",)), PIPELINE_INPUT],
 )
-def _foreach(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
+def _foreach(ctx: Context, a: dict[str, Any], items: Any) -> Any:
     obj = a.get("InputObject")
     proc = a.get("Process")
     ev = ctx.evaluator()
@@ -98,7 +98,7 @@ def _foreach(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
     ],
     collects_input=True,
 )
-def _select(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
+def _select(ctx: Context, a: dict[str, Any], items: Any) -> Any:
 
     objs = list(items or [])
     if a.get("InputObject") is not None and items is None:
@@ -176,7 +176,7 @@ def _select(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
     ],
     collects_input=True,
 )
-def _sort(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
+def _sort(ctx: Context, a: dict[str, Any], items: Any) -> Any:
 
     objs = list(items or [])
     props = a.get("Property") or []
@@ -235,7 +235,7 @@ def format_table(objs: list[Any]) -> list[str]:
     ],
     collects_input=True,
 )
-def _out_string(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
+def _out_string(ctx: Context, a: dict[str, Any], items: Any) -> Any:
     objs = list(items) if items is not None else conv.enumerate_value(a.get("InputObject"))
     lines = format_table(objs)
     if a.get("Stream"):
@@ -244,5 +244,5 @@ def _out_string(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
 
 
 @command("Out-Null", [PIPELINE_INPUT], collects_input=True)
-def _out_null(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
+def _out_null(ctx: Context, a: dict[str, Any], items: Any) -> Any:
     return None

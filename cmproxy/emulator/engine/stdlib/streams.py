@@ -12,7 +12,7 @@ from cmproxy.emulator.engine.language.values import ErrorRecord
 from cmproxy.emulator.engine.stdlib.table import command
 
 if TYPE_CHECKING:
-    from cmproxy.emulator.engine.runspace import CallContext
+    from cmproxy.emulator.engine.language.commands import Context
 
 
 @command(
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
         ParamDef("NoEnumerate", "switch"),
     ],
 )
-def _write_output(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
+def _write_output(ctx: Context, a: dict[str, Any], items: Any) -> Any:
     v = a.get("InputObject")
     if v is None and items is not None:
         return list(items)
@@ -32,18 +32,18 @@ def _write_output(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
 
 
 @command("Write-Warning", [ParamDef("Message", "string", position=0, pipeline=True)])
-def _write_warning(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
+def _write_warning(ctx: Context, a: dict[str, Any], items: Any) -> Any:
     msg = a.get("Message")
     ctx.warn(conv.to_str(msg if msg is not None else (items or [""])[0]))
 
 
 @command("Write-Verbose", [ParamDef("Message", "string", position=0, pipeline=True)])
-def _write_verbose(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
+def _write_verbose(ctx: Context, a: dict[str, Any], items: Any) -> Any:
     ctx.write_verbose(conv.to_str(a.get("Message")))
 
 
 @command("Write-Debug", [ParamDef("Message", "string", position=0, pipeline=True)])
-def _write_debug(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
+def _write_debug(ctx: Context, a: dict[str, Any], items: Any) -> Any:
     if a.get("Debug") or ctx.rs.preference("DebugPreference") == "continue":
         ctx.rs.current.debug.append(conv.to_str(a.get("Message")))
 
@@ -55,7 +55,7 @@ def _write_debug(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
         ParamDef("Tags", "string[]", position=1),
     ],
 )
-def _write_information(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
+def _write_information(ctx: Context, a: dict[str, Any], items: Any) -> Any:
     ctx.rs.current.information.append(a.get("MessageData"))
 
 
@@ -68,7 +68,7 @@ def _write_information(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
         ParamDef("BackgroundColor", "string"),
     ],
 )
-def _write_host(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
+def _write_host(ctx: Context, a: dict[str, Any], items: Any) -> Any:
     obj = a.get("Object")
     ctx.rs.current.information.append(conv.to_str(obj) if obj is not None else "")
 
@@ -88,7 +88,7 @@ def _write_host(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
         ParamDef("TargetObject", "object"),
     ],
 )
-def _write_error(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
+def _write_error(ctx: Context, a: dict[str, Any], items: Any) -> Any:
     msg = a.get("Message")
     if msg is None and items:
         msg = items[0]

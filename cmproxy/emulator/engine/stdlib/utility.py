@@ -15,18 +15,18 @@ from cmproxy.emulator.engine.language.values import PSObj
 from cmproxy.emulator.engine.stdlib.table import command, powershell_class
 
 if TYPE_CHECKING:
-    from cmproxy.emulator.engine.runspace import CallContext
+    from cmproxy.emulator.engine.language.commands import Context
 
 
 @command("Get-ExecutionPolicy", [ParamDef("Scope", "string"), ParamDef("List", "switch")])
-def _get_execution_policy(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
+def _get_execution_policy(ctx: Context, a: dict[str, Any], items: Any) -> Any:
     return ctx.engine.settings.host.execution_policy
 
 
 @command(
     "Invoke-Expression", [ParamDef("Command", "string", mandatory=True, position=0, pipeline=True)]
 )
-def _iex(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
+def _iex(ctx: Context, a: dict[str, Any], items: Any) -> Any:
     text = a.get("Command")
     rs = ctx.rs
 
@@ -52,7 +52,7 @@ def _iex(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
         ParamDef("Leaf", "switch"),
     ],
 )
-def _split_path(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
+def _split_path(ctx: Context, a: dict[str, Any], items: Any) -> Any:
     p = a["Path"].rstrip("\\")
     if a.get("Leaf"):
         return ntpath.basename(p)
@@ -66,19 +66,19 @@ def _split_path(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
         ParamDef("ChildPath", "string", mandatory=True, position=1),
     ],
 )
-def _join_path(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
+def _join_path(ctx: Context, a: dict[str, Any], items: Any) -> Any:
     return ntpath.join(a["Path"], a["ChildPath"])
 
 
 @command("Start-Sleep", [ParamDef("Seconds", "int", position=0), ParamDef("Milliseconds", "int")])
-def _start_sleep(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
+def _start_sleep(ctx: Context, a: dict[str, Any], items: Any) -> Any:
     secs = (a.get("Seconds") or 0) + (a.get("Milliseconds") or 0) / 1000
     if secs:
         ctx.engine.sleep(secs)
 
 
 @command("Get-Command", [ParamDef("Name", "string[]", mandatory=True, position=0)])
-def _get_command(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
+def _get_command(ctx: Context, a: dict[str, Any], items: Any) -> Any:
     out = []
     for n in a["Name"]:
         cmd = ctx.rs.resolve(n)
