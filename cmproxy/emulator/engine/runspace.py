@@ -2,7 +2,8 @@
 
 A runspace holds what a PowerShell runspace holds (variables, current location, drives,
 imported modules, `$env:`), runs PSRP pipelines (`invoke`) and whole scripts (`run_script`),
-and dispatches every command through binding, the call log, costs and faults.
+and dispatches every command through binding and the call log (a ConfigMgr cmdlet also
+through `configmgr.dispatch`: site drive, faults, costs).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from cmproxy.emulator.engine import configmgr, stdlib
+from cmproxy.emulator.engine.configmgr import dispatch as cm_dispatch
 from cmproxy.emulator.engine.configmgr import module as cm_module
 from cmproxy.emulator.engine.configmgr.context import SiteCallContext
 from cmproxy.emulator.engine.configmgr.host import ADMIN_UI_PATH, BUILTIN_DRIVES, Drive
@@ -45,7 +47,7 @@ from cmproxy.emulator.engine.language.values import (
     PSObj,
 )
 from cmproxy.emulator.engine.versiontable import version_table
-from cmproxy.emulator.settings import AnswerLost, EmulatorSettings
+from cmproxy.emulator.settings import EmulatorSettings
 from cmproxy.emulator.state import SiteState
 
 ALIASES = {
@@ -427,11 +429,7 @@ class SiteRunspace:
             raise
         ctx = self._context(cmd, bound, ev)
         settings = self.engine.settings
-        call_no = 0
-        if cmd.configmgr:
-            with settings.lock:
-                call_no = settings.cmdlet_calls.get(cmd.name, 0) + 1
-                settings.cmdlet_calls[cmd.name] = call_no
+        call_no = cm_dispatch.count_call(settings, cmd) if cmd.configmgr else 0
         params = {k: mask_value(_param(cmd, k), v) for k, v in bound.values.items()}
         try:
             out = self._run(
@@ -447,13 +445,8 @@ class SiteRunspace:
             raise
         if log:
             self._log(cmd.name, params, ctx.wrote, "ok")
-        faults = settings.faults
-        if (
-            cmd.configmgr
-            and faults.lose_answer_cmdlet.lower() == cmd.name.lower()
-            and faults.lose_answer_on_call == call_no
-        ):
-            raise AnswerLost(f"{cmd.name} call {call_no}: write committed, answer lost")
+        if cmd.configmgr:
+            cm_dispatch.after_cmdlet(settings, cmd, call_no)
         return out
 
     def _context(self, cmd: CommandDef, bound: Bound, ev: Evaluator | None) -> CallContext:
@@ -499,38 +492,8 @@ class SiteRunspace:
         items: list[Any] | None,
         call_no: int,
     ) -> list[Any]:
-        settings = self.engine.settings
         if cmd.configmgr:
-            if self.current_drive() is None:
-                raise PSError(
-                    record(
-                        "This command cannot be run from the current drive. To run this command "
-                        "you must first connect to a Configuration Manager drive.",
-                        "System.InvalidOperationException",
-                        cmd.cls,
-                        category="NotSpecified",
-                        exception="System.InvalidOperationException",
-                        command=cmd.name,
-                    )
-                )
-            faults = settings.faults
-            on_server = str(bound.get("SiteSystemServerName") or "").lower()
-            if (
-                faults.fail_cmdlet.lower() == cmd.name.lower()
-                and faults.fail_cmdlet_on_call == call_no
-            ) or faults.fail_servers.get(on_server, "").lower() == cmd.name.lower():
-                raise PSError(
-                    record(
-                        f"The SMS Provider reported an error ({faults.fail_cmdlet_error_id}).",
-                        faults.fail_cmdlet_error_id,
-                        cmd.cls,
-                        category="NotSpecified",
-                        exception="System.Management.ManagementException",
-                        command=cmd.name,
-                    )
-                )
-            if not cmd.writes and settings.costs.get_cmdlet:
-                self.engine.sleep(settings.costs.get_cmdlet)
+            cm_dispatch.before_cmdlet(self, cmd, bound, call_no)
         out: list[Any] = []
         if cmd.collects_input or items is None:
             res = cmd.run(ctx, bound.values, items)
