@@ -1,9 +1,18 @@
-"""Static members of .NET types (`[type]::Member(...)`)."""
+""".NET types as scripts reach them: static methods (`[type]::Method(...)`) and the types
+New-Object can create.
+
+This is where a .NET type the emulated subset needs is registered: `@static_method_of("type",
+"Method")` for `[type]::Method(args)` (and `[type]::new(args)`, a static call named `new`),
+`@constructor_of("type")` for `New-Object type`. Type names are lower case; static calls match
+them without a leading `system.`, New-Object as written. Instance methods of values live in
+`members.call_method`; conversions to a type (`[type]$x`, casts) in `interp.Evaluator.convert_to`.
+"""
 
 from __future__ import annotations
 
 import ntpath
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import tree_sitter
 
@@ -18,21 +27,77 @@ if TYPE_CHECKING:
 Node = tree_sitter.Node
 
 
+#: A static method: its arguments → its value.
+StaticMethod = Callable[[list[Any]], Any]
+#: A constructor for New-Object: (its -ArgumentList, its -Property hashtable) → the object.
+Constructor = Callable[[list[Any], dict[str, Any] | None], Any]
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+#: (type, method), both lower case, the type without `system.` → the method.
+STATIC_METHODS: dict[tuple[str, str], StaticMethod] = {}
+#: Type name as New-Object is given it, lower case → its constructor.
+CONSTRUCTORS: dict[str, Constructor] = {}
+
+
+def static_method_of(*types: str, name: str) -> Callable[[_F], _F]:
+    """Register the decorated function as `[type]::name(...)` for each of `types`."""
+
+    def register(fn: _F) -> _F:
+        for t in types:
+            STATIC_METHODS[t.lower(), name.lower()] = fn
+        return fn
+
+    return register
+
+
+def constructor_of(*types: str) -> Callable[[_F], _F]:
+    """Register the decorated function as what `New-Object <type>` creates."""
+
+    def register(fn: _F) -> _F:
+        for t in types:
+            CONSTRUCTORS[t.lower()] = fn
+        return fn
+
+    return register
+
+
 def static_method(ev: Evaluator, tl: Node, name: str, args: list[Any]) -> Any:
     t = ev.text(tl).strip("[]").lower().removeprefix("system.")
-    low = name.lower()
-    if t == "string" and low == "isnullorempty":
-        return args[0] is None or conv.to_str(args[0]) == ""
-    if t == "string" and low == "isnullorwhitespace":
-        return args[0] is None or conv.to_str(args[0]).strip() == ""
-    if t == "string" and low == "join":
-        items = args[1] if len(args) == 2 and isinstance(args[1], list) else args[1:]
-        return conv.to_str(args[0]).join(conv.to_str(x) for x in items)
-    if t in ("scriptblock", "management.automation.scriptblock") and low == "create":
-        return create_scriptblock(conv.to_str(args[0]) if args else "")
-    if t in ("io.path",) and low == "combine":
-        return ntpath.join(*(conv.to_str(a) for a in args))
-    raise ev.unsupported(tl, f"The static method [{t}]::{name}()")
+    method = STATIC_METHODS.get((t, name.lower()))
+    if method is None:
+        raise ev.unsupported(tl, f"The static method [{t}]::{name}()")
+    return method(args)
+
+
+@static_method_of("string", name="IsNullOrEmpty")
+def _string_is_null_or_empty(args: list[Any]) -> bool:
+    return args[0] is None or conv.to_str(args[0]) == ""
+
+
+@static_method_of("string", name="IsNullOrWhiteSpace")
+def _string_is_null_or_white_space(args: list[Any]) -> bool:
+    return args[0] is None or conv.to_str(args[0]).strip() == ""
+
+
+@static_method_of("string", name="Join")
+def _string_join(args: list[Any]) -> str:
+    items = args[1] if len(args) == 2 and isinstance(args[1], list) else args[1:]
+    return conv.to_str(args[0]).join(conv.to_str(x) for x in items)
+
+
+@static_method_of("scriptblock", "management.automation.scriptblock", name="Create")
+def _scriptblock_create(args: list[Any]) -> ScriptBlock:
+    return create_scriptblock(conv.to_str(args[0]) if args else "")
+
+
+@static_method_of("io.path", name="Combine")
+def _path_combine(args: list[Any]) -> str:
+    return ntpath.join(*(conv.to_str(a) for a in args))
+
+
+@constructor_of("psobject", "pscustomobject", "system.management.automation.psobject")
+def _new_psobject(arguments: list[Any], properties: dict[str, Any] | None) -> Any:
+    return conv.custom(properties or {})
 
 
 def create_scriptblock(text: str) -> ScriptBlock:

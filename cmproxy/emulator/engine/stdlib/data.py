@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from cmproxy.emulator.engine.language import conv
 from cmproxy.emulator.engine.language.binding import ParamDef
+from cmproxy.emulator.engine.language.dotnet import CONSTRUCTORS
 from cmproxy.emulator.engine.language.errors import NotSupportedByEmulator, PSError
 from cmproxy.emulator.engine.language.values import SecureValue
 from cmproxy.emulator.engine.stdlib.table import command
@@ -88,7 +89,7 @@ def _to_secure(ctx: Context, a: dict[str, Any], items: Any) -> Any:
     ],
 )
 def _new_object(ctx: Context, a: dict[str, Any], items: Any) -> Any:
-    t = conv.to_str(a["TypeName"]).lower()
-    if t not in ("psobject", "pscustomobject", "system.management.automation.psobject"):
+    make = CONSTRUCTORS.get(conv.to_str(a["TypeName"]).lower())
+    if make is None:
         raise NotSupportedByEmulator(f"New-Object {a['TypeName']}")
-    return conv.custom(a.get("Property") or {})
+    return make([], a.get("Property"))
