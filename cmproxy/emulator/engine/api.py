@@ -1,4 +1,4 @@
-"""The engine's surface as the shells see it. Implemented in this package; see README there."""
+"""The engine's surface as the shells see it; `runspace.SiteEngine` implements it."""
 
 from __future__ import annotations
 
