@@ -178,6 +178,19 @@ def _psobj_label(o: PSObj) -> str | dict[str, Any]:
     return conv.to_str(o)
 
 
+@attrs.define
+class _Binding:
+    """What binding has gathered so far: values and definitions by canonical name, the
+    positional values (with their argument index), and what a simple function takes into
+    `$args` as (argument index, value)."""
+
+    values: dict[str, Any] = attrs.field(factory=dict)
+    defs: dict[str, ParamDef] = attrs.field(factory=dict)
+    positional: list[Any] = attrs.field(factory=list)
+    order: list[int] = attrs.field(factory=list)
+    remaining: list[tuple[int, Any]] = attrs.field(factory=list)
+
+
 class Binder:
     """Binds one command's arguments; errors carry the command's class."""
 
@@ -352,19 +365,30 @@ class Binder:
 
     # -- the algorithm ----------------------------------------------------------------------
     def bind(self, args: Sequence[Arg], expects_input: bool) -> Bound:
-        values: dict[str, Any] = {}
-        defs: dict[str, ParamDef] = {}
-        positional: list[Any] = []
-        order: list[int] = []
-        #: (argument index, value) of what a simple function takes into $args.
-        remaining: list[tuple[int, Any]] = []
+        """Named arguments, then positional ones over the candidate sets, then the set and
+        the mandatory check (ParameterBinderController's order)."""
+        b = _Binding()
+        self._bind_named(list(args), b)
+        candidates = self._candidates(b.defs.values())
+        if b.positional:
+            self._bind_positional(b, candidates)
+            candidates = self._candidates(b.defs.values())
+        chosen = self._choose(candidates, b.values, expects_input)
+        if not expects_input or not self._pipeline_params(chosen):
+            self.check_mandatory(b.values, chosen, pipeline_pending=False)
+        else:
+            self.check_mandatory(b.values, chosen, pipeline_pending=True)
+        extra = [v for _, v in sorted(b.remaining, key=lambda iv: iv[0])]
+        return Bound(b.values, chosen, set(b.values), extra)
+
+    def _bind_named(self, args: list[Arg], b: _Binding) -> None:
+        """Bind every `-Name` argument; collect the positional ones in `b.positional`."""
         i = 0
-        args = list(args)
         while i < len(args):
             a = args[i]
             if a.name is None:
-                positional.append(a.value)
-                order.append(i)
+                b.positional.append(a.value)
+                b.order.append(i)
                 i += 1
                 continue
             try:
@@ -373,12 +397,12 @@ class Binder:
                 if self.cmd.advanced:
                     raise
                 # A simple function takes unknown parameters into $args (as PowerShell does).
-                remaining.append((i, a.text or f"-{a.name}"))
+                b.remaining.append((i, a.text or f"-{a.name}"))
                 if not a.bare:
-                    remaining.append((i, a.value))
+                    b.remaining.append((i, a.value))
                 i += 1
                 continue
-            if p.name in values:
+            if p.name in b.values:
                 raise self._err(
                     f"Cannot bind parameter because parameter '{p.name}' is specified more than "
                     "once. To provide multiple values to parameters that can accept multiple "
@@ -398,42 +422,35 @@ class Binder:
                         f"type '{TYPE_NAMES.get(p.type, 'System.Object')}' and try again.",
                         "MissingArgument",
                     )
-            values[p.name] = self.coerce(p, v)
-            defs[p.name] = p
+            b.values[p.name] = self.coerce(p, v)
+            b.defs[p.name] = p
             i += 1
-        candidates = self._candidates(defs.values())
-        # positional binding over the candidate sets
-        if positional:
-            slots: list[ParamDef] = []
-            for p in sorted(
-                (p for p in self.cmd.params if p.position is not None and p.name not in values),
-                key=lambda q: q.position or 0,
-            ):
-                if any(p.in_set(s) for s in candidates) and all(q.name != p.name for q in slots):
-                    if any(q.position == p.position for q in slots):
-                        continue
-                    slots.append(p)
-            for idx, v in enumerate(positional):
-                if idx >= len(slots) and not self.cmd.advanced:
-                    remaining.append((order[idx], v))
+
+    def _bind_positional(self, b: _Binding, candidates: list[str]) -> None:
+        """Positional values to the unbound positional parameters of the candidate sets, in
+        position order (one parameter per position)."""
+        slots: list[ParamDef] = []
+        for p in sorted(
+            (p for p in self.cmd.params if p.position is not None and p.name not in b.values),
+            key=lambda q: q.position or 0,
+        ):
+            if any(p.in_set(s) for s in candidates) and all(q.name != p.name for q in slots):
+                if any(q.position == p.position for q in slots):
                     continue
-                if idx >= len(slots):
-                    raise self._err(
-                        f"A positional parameter cannot be found that accepts argument "
-                        f"'{conv.to_str(v)}'.",
-                        "PositionalParameterNotFound",
-                    )
-                p = slots[idx]
-                values[p.name] = self.coerce(p, v)
-                defs[p.name] = p
-            candidates = self._candidates(defs.values())
-        chosen = self._choose(candidates, values, expects_input)
-        if not expects_input or not self._pipeline_params(chosen):
-            self.check_mandatory(values, chosen, pipeline_pending=False)
-        else:
-            self.check_mandatory(values, chosen, pipeline_pending=True)
-        extra = [v for _, v in sorted(remaining, key=lambda iv: iv[0])]
-        return Bound(values, chosen, set(values), extra)
+                slots.append(p)
+        for idx, v in enumerate(b.positional):
+            if idx >= len(slots) and not self.cmd.advanced:
+                b.remaining.append((b.order[idx], v))
+                continue
+            if idx >= len(slots):
+                raise self._err(
+                    f"A positional parameter cannot be found that accepts argument "
+                    f"'{conv.to_str(v)}'.",
+                    "PositionalParameterNotFound",
+                )
+            p = slots[idx]
+            b.values[p.name] = self.coerce(p, v)
+            b.defs[p.name] = p
 
     def _candidates(self, bound: Iterable[ParamDef]) -> list[str]:
         sets = self.cmd.sets()
