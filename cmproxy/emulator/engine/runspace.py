@@ -19,6 +19,7 @@ from cmproxy.emulator.engine.configmgr import module as cm_module
 from cmproxy.emulator.engine.configmgr.context import SiteCallContext
 from cmproxy.emulator.engine.configmgr.host import ADMIN_UI_PATH, BUILTIN_DRIVES, Drive
 from cmproxy.emulator.engine.configmgr.replication import ReplicaView
+from cmproxy.emulator.engine.configmgr.table import is_cmdlet
 from cmproxy.emulator.engine.language import conv
 from cmproxy.emulator.engine.language.binding import (
     ACTION_VALUES,
@@ -429,7 +430,7 @@ class SiteRunspace:
             raise
         ctx = self._context(cmd, bound, ev)
         settings = self.engine.settings
-        call_no = cm_dispatch.count_call(settings, cmd) if cmd.configmgr else 0
+        call_no = cm_dispatch.count_call(settings, cmd) if is_cmdlet(cmd) else 0
         params = {k: mask_value(_param(cmd, k), v) for k, v in bound.values.items()}
         try:
             out = self._run(
@@ -445,7 +446,7 @@ class SiteRunspace:
             raise
         if log:
             self._log(cmd.name, params, ctx.wrote, "ok")
-        if cmd.configmgr:
+        if is_cmdlet(cmd):
             cm_dispatch.after_cmdlet(settings, cmd, call_no)
         return out
 
@@ -492,7 +493,7 @@ class SiteRunspace:
         items: list[Any] | None,
         call_no: int,
     ) -> list[Any]:
-        if cmd.configmgr:
+        if is_cmdlet(cmd):
             cm_dispatch.before_cmdlet(self, cmd, bound, call_no)
         out: list[Any] = []
         if cmd.collects_input or items is None:

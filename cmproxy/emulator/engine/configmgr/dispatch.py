@@ -2,7 +2,7 @@
 as current location, the emulator's injected faults and modelled costs apply to it, and its
 calls are counted (`settings.cmdlet_calls`) so a fault can hit "the n-th call".
 
-The runspace calls these for commands of the `CMDLETS` table (`CommandDef.configmgr`).
+The runspace calls these for the cmdlets of the `CMDLETS` table (`table.is_cmdlet`).
 """
 
 from __future__ import annotations

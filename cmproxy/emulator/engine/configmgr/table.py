@@ -1,17 +1,20 @@
 """The ConfigMgr layer's two command tables.
 
 `@cmdlet(...)` declares a cmdlet of the ConfigurationManager module (needs the module and a
-site drive; every one has the wildcard switches). `@console_command(...)` declares a Windows
-PowerShell cmdlet whose behaviour on the console machine depends on ConfigMgr (Import-Module of
-the module, locations on site drives, the SMS Provider's WMI namespaces).
+site drive, see `dispatch`; every one has the wildcard switches; `is_cmdlet` tells them).
+`@console_command(...)` declares a Windows PowerShell cmdlet whose behaviour on the console
+machine depends on ConfigMgr (Import-Module of the module, locations on site drives, the SMS
+Provider's WMI namespaces).
 """
 
 from __future__ import annotations
 
-from cmproxy.emulator.engine.language.binding import ParamDef
+from cmproxy.emulator.engine.language.binding import CommandDef, ParamDef
 from cmproxy.emulator.engine.language.commands import CommandTable
 from cmproxy.emulator.engine.stdlib.table import powershell_class
 
+#: The module that exports the cmdlets (what Get-Command shows as their Source).
+MODULE_NAME = "ConfigurationManager"
 CMDLET_NAMESPACE = "Microsoft.ConfigurationManagement.Cmdlets.HS.Commands."
 #: Parameter set names the cmdlets share.
 BY_NAME, BY_VALUE = "SearchByName", "SearchByValue"
@@ -29,7 +32,12 @@ def cmdlet_class(name: str) -> str:
     return CMDLET_NAMESPACE + verb + noun.removeprefix("CM") + "Command"
 
 
-CMDLETS = CommandTable(cmdlet_class, extra_params=WILDCARD_PARAMS, configmgr=True)
+CMDLETS = CommandTable(cmdlet_class, extra_params=WILDCARD_PARAMS, module=MODULE_NAME)
 cmdlet = CMDLETS.command
 CONSOLE = CommandTable(powershell_class)
 console_command = CONSOLE.command
+
+
+def is_cmdlet(cmd: CommandDef) -> bool:
+    """Whether `cmd` is a cmdlet of the ConfigurationManager module."""
+    return cmd.module == MODULE_NAME

@@ -100,8 +100,8 @@ class CommandDef:
     should_process: bool = False
     #: Called once with all pipeline input instead of once per object.
     collects_input: bool = False
-    #: ConfigMgr cmdlet: needs the module and a site drive as current location.
-    configmgr: bool = False
+    #: The module that exports it ("" = a built-in command, loaded with the runspace).
+    module: str = ""
     writes: bool = False
     #: Functions defined by scripts: no common parameters unless [CmdletBinding()].
     advanced: bool = True

@@ -109,8 +109,8 @@ class CommandTable:
 
     `class_of(name)`: the .NET class of a command (FullyQualifiedErrorId suffix).
     `extra_params`: parameters every command of the table has (e.g. the ConfigMgr cmdlets'
-    wildcard switches). `configmgr`: the table's commands need the ConfigurationManager module
-    and a site drive (see `CommandDef.configmgr`).
+    wildcard switches). `module`: the module that exports the table's commands ("" = built
+    in).
     """
 
     def __init__(
@@ -118,11 +118,11 @@ class CommandTable:
         class_of: Callable[[str], str],
         *,
         extra_params: Sequence[ParamDef] = (),
-        configmgr: bool = False,
+        module: str = "",
     ) -> None:
         self.class_of = class_of
         self.extra_params = tuple(extra_params)
-        self.configmgr = configmgr
+        self.module = module
         self._defs: dict[str, CommandDef] = {}
 
     def command(
@@ -150,7 +150,7 @@ class CommandTable:
                 default_set=default_set,
                 should_process=should_process or writes,
                 collects_input=collects_input,
-                configmgr=self.configmgr,
+                module=self.module,
                 writes=writes,
             )
             return run

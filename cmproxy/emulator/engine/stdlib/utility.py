@@ -95,7 +95,7 @@ def _get_command(ctx: Context, a: dict[str, Any], items: Any) -> Any:
                 )
             )
             continue
-        src = "ConfigurationManager" if cmd.configmgr else "Microsoft.PowerShell"
+        src = cmd.module or "Microsoft.PowerShell"
         out.append(
             PSObj(
                 ["System.Management.Automation.CmdletInfo", "System.Object"],
