@@ -16,6 +16,7 @@ from typing import Any
 from cmproxy.emulator.engine import configmgr, stdlib
 from cmproxy.emulator.engine.configmgr import dispatch as cm_dispatch
 from cmproxy.emulator.engine.configmgr import module as cm_module
+from cmproxy.emulator.engine.configmgr.calllog import mask_value, param_named, raw_params
 from cmproxy.emulator.engine.configmgr.context import SiteCallContext
 from cmproxy.emulator.engine.configmgr.host import ADMIN_UI_PATH, BUILTIN_DRIVES, Drive
 from cmproxy.emulator.engine.configmgr.replication import ReplicaView
@@ -28,7 +29,6 @@ from cmproxy.emulator.engine.language.binding import (
     Bound,
     CommandDef,
     ParamDef,
-    mask_value,
 )
 from cmproxy.emulator.engine.language.errors import (
     NotSupportedByEmulator,
@@ -403,7 +403,7 @@ class SiteRunspace:
             raise StopRequested
         cmd = self.resolve(name)
         if cmd is None:
-            self._log(name, _raw_params(args), False, "CommandNotFoundException")
+            self._log(name, raw_params(args), False, "CommandNotFoundException")
             raise command_not_found(name)
         return self.call_def(cmd, args, items, ev)
 
@@ -424,14 +424,12 @@ class SiteRunspace:
             bound = binder.bind(args, expects_input=items is not None)
         except PSError as e:
             if log:
-                self._log(
-                    cmd.name, _raw_params(args, cmd), False, e.record.fully_qualified_error_id
-                )
+                self._log(cmd.name, raw_params(args, cmd), False, e.record.fully_qualified_error_id)
             raise
         ctx = self._context(cmd, bound, ev)
         settings = self.engine.settings
         call_no = cm_dispatch.count_call(settings, cmd) if is_cmdlet(cmd) else 0
-        params = {k: mask_value(_param(cmd, k), v) for k, v in bound.values.items()}
+        params = {k: mask_value(param_named(cmd, k), v) for k, v in bound.values.items()}
         try:
             out = self._run(
                 cmd=cmd, binder=binder, bound=bound, ctx=ctx, items=items, call_no=call_no
@@ -517,26 +515,6 @@ class SiteRunspace:
 
     def _log(self, command: str, params: dict[str, Any], wrote: bool, outcome: str) -> None:
         self.engine.state.record_call(self.user, command, params, wrote, outcome)
-
-
-def _param(cmd: CommandDef, name: str) -> ParamDef | None:
-    return next((p for p in cmd.all_params() if p.name == name), None)
-
-
-def _raw_params(args: Sequence[Arg], cmd: CommandDef | None = None) -> dict[str, Any]:
-    """Unbound arguments for the call log, masked: a value may be a secret in clear."""
-    out: dict[str, Any] = {}
-    pos = 0
-    has_secret = cmd is not None and any(p.secret or p.type == "securestring" for p in cmd.params)
-    for a in args:
-        secret_name = has_secret or (a.name is not None and "password" in a.name.lower())
-        v = "********" if secret_name else mask_value(None, a.value)
-        if a.name is None:
-            out[f"${pos}"] = v
-            pos += 1
-        else:
-            out[a.name] = True if a.bare and a.value is None else v
-    return out
 
 
 def _as_output(res: Any) -> list[Any]:

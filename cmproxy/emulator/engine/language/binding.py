@@ -152,32 +152,6 @@ class Bound:
         return name in self.values
 
 
-def mask_value(p: ParamDef | None, v: Any) -> Any:
-    if isinstance(v, SecureValue) or (p is not None and p.secret):
-        return "********"
-    if isinstance(v, PSObj):
-        return _psobj_label(v)
-    if isinstance(v, list | tuple):
-        return [mask_value(None, x) for x in v]
-    if isinstance(v, dict):
-        return {str(k): mask_value(None, x) for k, x in v.items()}
-    if v is SWITCH_PRESENT:
-        return True
-    if isinstance(v, conv.ScriptBlock):
-        return "{" + str(v) + "}"
-    if v is None or isinstance(v, bool | int | float | str):
-        return v
-    return conv.to_str(v)
-
-
-def _psobj_label(o: PSObj) -> str | dict[str, Any]:
-    if o.type_names and o.type_names[0].startswith("IResultObject#"):
-        keys = ("SiteCode", "NetworkOSPath", "RoleName", "UserName", "ComponentName")
-        label = {k: o.properties[k] for k in keys if k in o.properties}
-        return {"type": o.type_names[0], **label}
-    return conv.to_str(o)
-
-
 @attrs.define
 class _Binding:
     """What binding has gathered so far: values and definitions by canonical name, the
