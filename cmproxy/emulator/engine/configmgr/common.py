@@ -23,6 +23,15 @@ SYNC_ACTIONS = {
 }
 
 
+def name_matches(value: str, pattern: str | None) -> bool:
+    """ConfigMgr name filters: wildcards when present, else case-insensitive equality."""
+    if pattern is None:
+        return True
+    if conv.has_wildcard(pattern):
+        return conv.like(value, pattern)
+    return value.lower() == pattern.lower()
+
+
 def _sites_for(ctx: SiteCallContext, a: dict[str, Any]) -> list[str] | None:
     """Site filter: -AllSite → None (all); -SiteCode; else the current drive's site."""
     if a.get("AllSite"):
@@ -37,7 +46,7 @@ def name_ok(value: str, pattern: str | None, a: dict[str, Any]) -> bool:
         return True
     if a.get("DisableWildcardHandling"):
         return value.lower() == pattern.lower()
-    return conv.name_matches(value, pattern)
+    return name_matches(value, pattern)
 
 
 def server_of(o: PSObj) -> tuple[str, str]:

@@ -307,15 +307,6 @@ def has_wildcard(s: str) -> bool:
     return any(c in s for c in "*?[")
 
 
-def name_matches(value: str, pattern: str | None) -> bool:
-    """ConfigMgr name filters: wildcards when present, else case-insensitive equality."""
-    if pattern is None:
-        return True
-    if has_wildcard(pattern):
-        return like(value, pattern)
-    return value.lower() == pattern.lower()
-
-
 def equals(a: Any, b: Any, case_sensitive: bool = False) -> bool:
     """`a -eq b` for a scalar left side (right side converted to left's type)."""
     if a is None or b is None:
