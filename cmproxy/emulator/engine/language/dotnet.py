@@ -1,11 +1,13 @@
-""".NET types as scripts reach them: static methods (`[type]::Method(...)`) and the types
-New-Object can create.
+""".NET types as scripts reach them: static methods (`[type]::Method(...)`), the types
+New-Object can create, what `-is` knows (`is_type`) and the types a variable can be constrained
+to (`CONSTRAINABLE`).
 
 This is where a .NET type the emulated subset needs is registered: `@static_method_of("type",
-"Method")` for `[type]::Method(args)` (and `[type]::new(args)`, a static call named `new`),
-`@constructor_of("type")` for `New-Object type`. Type names are lower case; static calls match
-them without a leading `system.`, New-Object as written. Instance methods of values live in
-`members.call_method`; conversions to a type (`[type]$x`, casts) in `interp.Evaluator.convert_to`.
+name="Method")` for `[type]::Method(args)` (and `[type]::new(args)`, a static call named `new`),
+`@constructor_of("type")` for `New-Object type`, a check in `is_type`. Type names are lower
+case; static calls and `-is` match them without a leading `system.`, New-Object as written.
+Instance methods of values live in `members.call_method`; conversions to a type (`[type]$x`,
+casts) in `interp.Evaluator.convert_to`.
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ from cmproxy.emulator.engine.language import conv
 from cmproxy.emulator.engine.language.conv import ScriptBlock
 from cmproxy.emulator.engine.language.errors import PSError, record
 from cmproxy.emulator.engine.language.parser import parse, parse_error
+from cmproxy.emulator.engine.language.values import ErrorRecord, PSObj, SecureValue
 
 if TYPE_CHECKING:
-    from cmproxy.emulator.engine.language.interp import Evaluator
+    from cmproxy.emulator.engine.language.evaluation import EvaluatorCore
 
 Node = tree_sitter.Node
 
@@ -61,7 +64,77 @@ def constructor_of(*types: str) -> Callable[[_F], _F]:
     return register
 
 
-def static_method(ev: Evaluator, tl: Node, name: str, args: list[Any]) -> Any:
+#: Types a variable can be constrained to here (what `Evaluator.convert_to` converts to).
+CONSTRAINABLE = frozenset(
+    {
+        "int",
+        "int32",
+        "uint32",
+        "long",
+        "int64",
+        "double",
+        "string",
+        "bool",
+        "boolean",
+        "switch",
+        "string[]",
+        "object[]",
+        "array",
+        "int[]",
+        "int32[]",
+        "hashtable",
+        "collections.hashtable",
+    }
+)
+
+
+def is_type(v: Any, t: str) -> bool | None:
+    """Whether `v` is of type `t` (lower case, without `system.`); None when the emulator does
+    not know the type."""
+    if t in ("object",):
+        return v is not None
+    checks: dict[str, Callable[[Any], bool]] = {
+        "string": lambda x: isinstance(x, str),
+        "int": lambda x: conv.type_name(x) == "System.Int32",
+        "int32": lambda x: conv.type_name(x) == "System.Int32",
+        "long": lambda x: conv.type_name(x) == "System.Int64",
+        "int64": lambda x: conv.type_name(x) == "System.Int64",
+        "double": lambda x: isinstance(x, float),
+        "float": lambda x: False,  # System.Single: the engine has no such values
+        "single": lambda x: False,
+        "datetime": lambda x: False,  # the engine has no DateTime values
+        "bool": lambda x: isinstance(x, bool),
+        "boolean": lambda x: isinstance(x, bool),
+        "array": lambda x: isinstance(x, list),
+        "object[]": lambda x: isinstance(x, list),
+        "hashtable": lambda x: isinstance(x, dict),
+        "collections.hashtable": lambda x: isinstance(x, dict),
+        "pscustomobject": _is_psobj_custom,
+        "management.automation.pscustomobject": _is_psobj_custom,
+        "version": conv.is_version,
+        "securestring": lambda x: isinstance(x, SecureValue),
+        "security.securestring": lambda x: isinstance(x, SecureValue),
+        "scriptblock": lambda x: isinstance(x, ScriptBlock),
+        "management.automation.scriptblock": lambda x: isinstance(x, ScriptBlock),
+        "management.automation.errorrecord": lambda x: isinstance(x, ErrorRecord),
+    }
+    check = checks.get(t)
+    if check is not None:
+        return check(v)
+    if isinstance(v, PSObj) and any(
+        n.lower() in (t, "system." + t)
+        for n in v.type_names
+        if n.startswith(("System.", "Microsoft."))
+    ):
+        return True
+    return None
+
+
+def _is_psobj_custom(v: Any) -> bool:
+    return isinstance(v, PSObj) and v.type_names[:1] == conv.PSCUSTOM[:1]
+
+
+def static_method(ev: EvaluatorCore, tl: Node, name: str, args: list[Any]) -> Any:
     t = ev.text(tl).strip("[]").lower().removeprefix("system.")
     method = STATIC_METHODS.get((t, name.lower()))
     if method is None:

@@ -17,6 +17,7 @@ from cmproxy.emulator.engine.language.scopes import NOTHING
 from cmproxy.emulator.engine.language.values import ErrorRecord, PSObj, SecureValue
 
 if TYPE_CHECKING:
+    from cmproxy.emulator.engine.language.evaluation import EvaluatorCore
     from cmproxy.emulator.engine.language.interp import Evaluator
 
 Node = tree_sitter.Node
@@ -122,7 +123,7 @@ def _error_member(e: ErrorRecord, low: str) -> Any:
     return None
 
 
-def set_member(target: Any, name: str, value: Any, node: Node, ev: Evaluator) -> None:
+def set_member(target: Any, name: str, value: Any, node: Node, ev: EvaluatorCore) -> None:
     if isinstance(target, dict):
         k = dict_key(target, name)
         target[k if k is not None else name] = value

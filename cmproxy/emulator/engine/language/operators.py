@@ -21,7 +21,7 @@ from cmproxy.emulator.engine.language.members import dict_key
 from cmproxy.emulator.settings import Limits
 
 if TYPE_CHECKING:
-    from cmproxy.emulator.engine.language.interp import Evaluator
+    from cmproxy.emulator.engine.language.evaluation import EvaluatorCore
 
 Node = tree_sitter.Node
 
@@ -120,7 +120,7 @@ def _net_substitution(rep: str) -> Callable[[re.Match[str]], str]:
     return expand
 
 
-def compare_op(op: str, left: Any, right: Any, ev: Evaluator) -> Any:
+def compare_op(op: str, left: Any, right: Any, ev: EvaluatorCore) -> Any:
     base, cs = _op_parts(op)
     if base in ("-contains", "-notcontains"):
         found = any(conv.equals(x, right, cs) for x in conv.enumerate_value(left))
@@ -154,7 +154,7 @@ def compare_op(op: str, left: Any, right: Any, ev: Evaluator) -> Any:
     return _compare_scalar(base, cs, left, right, ev)
 
 
-def _compare_scalar(base: str, cs: bool, left: Any, right: Any, ev: Evaluator | None) -> bool:
+def _compare_scalar(base: str, cs: bool, left: Any, right: Any, ev: EvaluatorCore | None) -> bool:
     if base == "-eq":
         return conv.equals(left, right, cs)
     if base == "-ne":

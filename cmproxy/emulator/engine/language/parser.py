@@ -209,3 +209,62 @@ def unescape_dq(s: str) -> str:
         out.append(c)
         i += 1
     return "".join(out)
+
+
+def if_parts(n: Node) -> list[tuple[Node | None, Node]]:
+    """(condition, block) of the if, each elseif and the else (whose condition is None)."""
+    children = n.named_children
+    found: list[tuple[Node | None, Node]] = [
+        (
+            next(c for c in children if c.type == "pipeline"),
+            next(c for c in children if c.type == "statement_block"),
+        )
+    ]
+    for c in children:
+        if c.type == "elseif_clauses":
+            for ec in c.named_children:
+                econd = next(x for x in ec.named_children if x.type == "pipeline")
+                eblock = next(x for x in ec.named_children if x.type == "statement_block")
+                found.append((econd, eblock))
+        elif c.type == "else_clause":
+            found.append((None, next(x for x in c.named_children if x.type == "statement_block")))
+            break
+    return found
+
+
+def foreach_parts(n: Node) -> tuple[Node, Node, Node]:
+    """The loop variable, what it iterates and the body."""
+    kids = n.named_children
+    return (
+        next(c for c in kids if c.type == "variable"),
+        next(c for c in kids if c.type == "pipeline"),
+        next(c for c in kids if c.type == "statement_block"),
+    )
+
+
+def try_parts(n: Node) -> tuple[Node, Node | None, Node | None]:
+    """The try block, the catch clauses and the finally clause."""
+    kids = n.named_children
+    return (
+        next(c for c in kids if c.type == "statement_block"),
+        next((c for c in kids if c.type == "catch_clauses"), None),
+        next((c for c in kids if c.type == "finally_clause"), None),
+    )
+
+
+def access_parts(n: Node) -> tuple[bool, Node]:
+    """Whether a member access is static (`::`), and its target."""
+    return any(c.type == "::" for c in n.children), n.named_children[0]
+
+
+def here_body(raw: str) -> str:
+    body = raw[2:-2]
+    if body.startswith("\r\n"):
+        body = body[2:]
+    elif body.startswith("\n"):
+        body = body[1:]
+    if body.endswith("\r\n"):
+        body = body[:-2]
+    elif body.endswith("\n"):
+        body = body[:-1]
+    return body
