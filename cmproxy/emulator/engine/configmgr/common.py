@@ -13,9 +13,9 @@ if TYPE_CHECKING:
     from cmproxy.emulator.engine.configmgr.context import SiteCallContext
 
 
+#: -ClientConnectionType values of the software update point cmdlets.
 CONNECTION_TYPES = ("Intranet", "Internet", "InternetAndIntranet")
-
-
+#: -SynchronizeAction names (lower case) → the DefaultUseParentWSUS value the component stores.
 SYNC_ACTIONS = {
     "synchronizefrommicrosoftupdate": 0,
     "synchronizefromanupstreamdatasourcelocation": 1,
@@ -132,8 +132,5 @@ def replicate_write(ctx: SiteCallContext, before: SysRes) -> None:
         ctx.engine.replica.written(before, after, lag)
 
 
-def _cost_get(ctx: SiteCallContext) -> None:
-    return None
-
-
+#: The aliases of -SiteSystemServerName.
 SERVER_NAME = ("Name", "ServerName")
