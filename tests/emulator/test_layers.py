@@ -3,7 +3,7 @@
 language (parse, evaluate, operators, members) ← stdlib (generic cmdlets) ← configmgr (the
 product: cmdlets, site objects, the console machine) ← runspace (puts them together). A layer
 imports only the layers below it, `TYPE_CHECKING` imports included, and the engine imports
-nothing of cmproxy outside `cmproxy.emulator`. The runtime imports between engine modules form
+nothing of the SDK nor of the emulator's protocol side. The runtime imports between engine modules form
 no cycle.
 """
 
@@ -83,12 +83,15 @@ def test_a_layer_imports_only_the_layers_below_it(layer: str) -> None:
     assert bad == []
 
 
-def test_the_engine_imports_nothing_of_the_sdk() -> None:
+def test_the_engine_imports_nothing_of_the_sdk_nor_of_the_protocol_side() -> None:
+    """The engine sits behind `engine/api.py`: it imports its own packages, the settings and
+    the site's data, never the SDK nor the shells, WSMan or HTTP modules that call it."""
+    allowed = (PKG, SETTINGS, *PRODUCT_DATA)
     bad = [
         f"{path.relative_to(ENGINE)}:{line}: {module}"
         for path in sorted(ENGINE.rglob("*.py"))
         for line, module in _imports(path)
-        if not module.startswith("cmproxy.emulator")
+        if not any(module == a or module.startswith(a + ".") for a in allowed)
     ]
     assert bad == []
 
