@@ -3,8 +3,8 @@
 language (parse, evaluate, operators, members) ← stdlib (generic cmdlets) ← configmgr (the
 product: cmdlets, site objects, the console machine) ← runspace (puts them together). A layer
 imports only the layers below it, `TYPE_CHECKING` imports included, and the engine imports
-nothing of the SDK nor of the emulator's protocol side. The runtime imports between engine modules form
-no cycle.
+nothing of the SDK nor of the emulator's protocol side. The runtime imports between engine
+modules form no cycle.
 """
 
 from __future__ import annotations
