@@ -1,6 +1,7 @@
-"""The emulator's PowerShell engine: parser/evaluator, binding, built-ins, ConfigMgr cmdlets.
+"""The emulator's PowerShell engine: the language (`language/`), the standard library
+(`stdlib/`), the ConfigMgr product (`configmgr/`), put together by `runspace.py`.
 
-Entry point: `SiteEngine(state, settings)`; see `runspace.py` and docs/emulator.md.
+Entry point: `SiteEngine(state, settings)`; see docs/emulator.md ("How the engine is laid out").
 """
 
 from cmproxy.emulator.engine.runspace import SiteEngine, SiteRunspace

@@ -1,4 +1,4 @@
-"""The engine's surface as the shells see it. Implemented in this package; see README there."""
+"""The engine's surface as the shells see it; `runspace.SiteEngine` implements it."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from cmproxy.emulator.engine.values import CommandSpec, InvocationResult
+from cmproxy.emulator.engine.language.values import CommandSpec, InvocationResult
 
 
 class Runspace(Protocol):

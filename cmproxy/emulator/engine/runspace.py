@@ -2,30 +2,35 @@
 
 A runspace holds what a PowerShell runspace holds (variables, current location, drives,
 imported modules, `$env:`), runs PSRP pipelines (`invoke`) and whole scripts (`run_script`),
-and dispatches every command through binding, the call log, costs and faults.
+and dispatches every command through binding and the call log (a ConfigMgr cmdlet also
+through `configmgr.dispatch`: site drive, faults, costs).
 """
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-import attrs
-
-from cmproxy.emulator.engine import builtins, cmdlets, conv
-from cmproxy.emulator.engine.binding import (
+from cmproxy.emulator.engine import configmgr, stdlib
+from cmproxy.emulator.engine.configmgr import dispatch as cm_dispatch
+from cmproxy.emulator.engine.configmgr import module as cm_module
+from cmproxy.emulator.engine.configmgr.calllog import mask_value, param_named, raw_params
+from cmproxy.emulator.engine.configmgr.context import SiteCallContext
+from cmproxy.emulator.engine.configmgr.host import ADMIN_UI_PATH, BUILTIN_DRIVES, Drive
+from cmproxy.emulator.engine.configmgr.replication import ReplicaView
+from cmproxy.emulator.engine.configmgr.table import is_cmdlet
+from cmproxy.emulator.engine.language import conv
+from cmproxy.emulator.engine.language.binding import (
     ACTION_VALUES,
     Arg,
     Binder,
     Bound,
     CommandDef,
     ParamDef,
-    mask_value,
 )
-from cmproxy.emulator.engine.errors import (
+from cmproxy.emulator.engine.language.errors import (
     NotSupportedByEmulator,
     PSError,
     StopRequested,
@@ -33,26 +38,17 @@ from cmproxy.emulator.engine.errors import (
     command_not_found,
     record,
 )
-from cmproxy.emulator.engine.host import ADMIN_UI_PATH, BUILTIN_DRIVES, Drive
-from cmproxy.emulator.engine.interp import (
-    NOTHING,
-    Evaluator,
-    LoopFlow,
-    Return,
-    Scope,
-    parse,
-    parse_error,
-)
-from cmproxy.emulator.engine.replication import ReplicaView
-from cmproxy.emulator.engine.values import (
+from cmproxy.emulator.engine.language.interp import Evaluator
+from cmproxy.emulator.engine.language.parser import parse, parse_error
+from cmproxy.emulator.engine.language.scopes import NOTHING, LoopFlow, Return, Scope
+from cmproxy.emulator.engine.language.values import (
     SWITCH_PRESENT,
     CommandSpec,
-    ErrorRecord,
     InvocationResult,
     PSObj,
 )
 from cmproxy.emulator.engine.versiontable import version_table
-from cmproxy.emulator.settings import AnswerLost, EmulatorSettings
+from cmproxy.emulator.settings import EmulatorSettings
 from cmproxy.emulator.state import SiteState
 
 ALIASES = {
@@ -87,102 +83,8 @@ ALIASES = {
 }
 
 
-@attrs.define
-class CallContext:
-    """What a command implementation sees while it runs."""
-
-    rs: SiteRunspace
-    cmd: CommandDef
-    bound: Bound
-    ev: Evaluator | None
-    error_action: str = "continue"
-    warning_action: str = "continue"
-    verbose: bool = False
-    wrote: bool = False
-
-    @property
-    def engine(self) -> SiteEngine:
-        return self.rs.engine
-
-    @property
-    def state(self) -> SiteState:
-        return self.rs.engine.state
-
-    @property
-    def whatif(self) -> bool:
-        return bool(self.bound.get("WhatIf", False))
-
-    def evaluator(self) -> Evaluator:
-        return self.ev if self.ev is not None else Evaluator(self.rs, b"")
-
-    def error(
-        self,
-        message: str,
-        error_id: str,
-        *,
-        category: str = "NotSpecified",
-        exception: str = "System.Exception",
-        target: Any = None,
-    ) -> ErrorRecord:
-        return record(
-            message,
-            error_id,
-            self.cmd.cls,
-            category=category,
-            exception=exception,
-            command=self.cmd.name,
-            target=target,
-        )
-
-    def write_error(self, rec: ErrorRecord) -> None:
-        """A non-terminating error, subject to -ErrorAction / $ErrorActionPreference."""
-        action = self.error_action
-        if action == "stop":
-            raise PSError(rec)
-        if action in ("silentlycontinue", "ignore"):
-            return
-        self.rs.current.errors.append(rec)
-
-    def warn(self, message: str) -> None:
-        if self.warning_action not in ("silentlycontinue", "ignore"):
-            if self.warning_action == "stop":
-                raise PSError(
-                    record(
-                        "The running command stopped because the preference variable "
-                        '"WarningPreference" or common parameter is set to Stop: ' + message,
-                        "ActionPreferenceStop",
-                        category="OperationStopped",
-                        exception="System.Management.Automation.ActionPreferenceStopException",
-                    )
-                )
-            self.rs.current.warnings.append(message)
-
-    def write_verbose(self, message: str) -> None:
-        if self.verbose:
-            self.rs.current.verbose.append(message)
-
-    def site_from_location(self) -> str:
-        drive = self.rs.current_drive()
-        return drive.site if drive is not None else ""
-
-    def commit(self, site: str, fn: Callable[[], None]) -> None:
-        """One write: per-site lock (if configured) held across its cost and transaction.
-
-        The Set cost is the whole time the write holds the site: the emulator's own work for
-        it (the state transaction) is part of it, and only the rest is slept, so the lock is
-        held for the modelled cost, not for the cost plus this process's CPU.
-        """
-        eng = self.engine
-        lock = eng.site_lock(site) if eng.settings.costs.serialise_site_writes else None
-        with lock if lock is not None else contextlib.nullcontext():
-            start = time.perf_counter()
-            with self.state.transaction():
-                fn()
-            cost = eng.settings.costs.set_cmdlet
-            if cost:
-                eng.sleep(max(0.0, cost - (time.perf_counter() - start)))
-            eng.settings.note_site_write(site, start, time.perf_counter())
-        self.wrote = True
+#: The context every command gets here (generic commands use the part they know).
+CallContext = SiteCallContext
 
 
 class SiteEngine:
@@ -220,8 +122,11 @@ class SiteEngine:
         self._local_site = local_site
         self._site_locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
-        self.builtins: dict[str, CommandDef] = {c.name.lower(): c for c in builtins.commands()}
-        self.cm_commands: dict[str, CommandDef] = {c.name.lower(): c for c in cmdlets.commands()}
+        #: Commands available without importing a module, then the ConfigMgr module's.
+        self.builtins: dict[str, CommandDef] = {
+            c.name.lower(): c for c in [*stdlib.commands(), *configmgr.console_commands()]
+        }
+        self.cm_commands: dict[str, CommandDef] = {c.name.lower(): c for c in configmgr.cmdlets()}
 
     @property
     def local_site(self) -> str:
@@ -482,11 +387,11 @@ class SiteRunspace:
             or (
                 self.engine.autoload_module
                 and self.engine.console_installed
-                and not builtins.module_blocked(self.engine.settings.host)
+                and not cm_module.module_blocked(self.engine.settings.host)
             )
         ):
             if "configurationmanager" not in self.modules:
-                builtins.import_cm_module(self, None)
+                cm_module.import_cm_module(self, None)
             return cm
         return None
 
@@ -498,7 +403,7 @@ class SiteRunspace:
             raise StopRequested
         cmd = self.resolve(name)
         if cmd is None:
-            self._log(name, _raw_params(args), False, "CommandNotFoundException")
+            self._log(name, raw_params(args), False, "CommandNotFoundException")
             raise command_not_found(name)
         return self.call_def(cmd, args, items, ev)
 
@@ -519,18 +424,12 @@ class SiteRunspace:
             bound = binder.bind(args, expects_input=items is not None)
         except PSError as e:
             if log:
-                self._log(
-                    cmd.name, _raw_params(args, cmd), False, e.record.fully_qualified_error_id
-                )
+                self._log(cmd.name, raw_params(args, cmd), False, e.record.fully_qualified_error_id)
             raise
         ctx = self._context(cmd, bound, ev)
         settings = self.engine.settings
-        call_no = 0
-        if cmd.configmgr:
-            with settings.lock:
-                call_no = settings.cmdlet_calls.get(cmd.name, 0) + 1
-                settings.cmdlet_calls[cmd.name] = call_no
-        params = {k: mask_value(_param(cmd, k), v) for k, v in bound.values.items()}
+        call_no = cm_dispatch.count_call(settings, cmd) if is_cmdlet(cmd) else 0
+        params = {k: mask_value(param_named(cmd, k), v) for k, v in bound.values.items()}
         try:
             out = self._run(
                 cmd=cmd, binder=binder, bound=bound, ctx=ctx, items=items, call_no=call_no
@@ -545,13 +444,8 @@ class SiteRunspace:
             raise
         if log:
             self._log(cmd.name, params, ctx.wrote, "ok")
-        faults = settings.faults
-        if (
-            cmd.configmgr
-            and faults.lose_answer_cmdlet.lower() == cmd.name.lower()
-            and faults.lose_answer_on_call == call_no
-        ):
-            raise AnswerLost(f"{cmd.name} call {call_no}: write committed, answer lost")
+        if is_cmdlet(cmd):
+            cm_dispatch.after_cmdlet(settings, cmd, call_no)
         return out
 
     def _context(self, cmd: CommandDef, bound: Bound, ev: Evaluator | None) -> CallContext:
@@ -573,7 +467,7 @@ class SiteRunspace:
                     )
                 )
         verbose = bound.get("Verbose")
-        return CallContext(
+        return SiteCallContext(
             self,
             cmd,
             bound,
@@ -597,38 +491,8 @@ class SiteRunspace:
         items: list[Any] | None,
         call_no: int,
     ) -> list[Any]:
-        settings = self.engine.settings
-        if cmd.configmgr:
-            if self.current_drive() is None:
-                raise PSError(
-                    record(
-                        "This command cannot be run from the current drive. To run this command "
-                        "you must first connect to a Configuration Manager drive.",
-                        "System.InvalidOperationException",
-                        cmd.cls,
-                        category="NotSpecified",
-                        exception="System.InvalidOperationException",
-                        command=cmd.name,
-                    )
-                )
-            faults = settings.faults
-            on_server = str(bound.get("SiteSystemServerName") or "").lower()
-            if (
-                faults.fail_cmdlet.lower() == cmd.name.lower()
-                and faults.fail_cmdlet_on_call == call_no
-            ) or faults.fail_servers.get(on_server, "").lower() == cmd.name.lower():
-                raise PSError(
-                    record(
-                        f"The SMS Provider reported an error ({faults.fail_cmdlet_error_id}).",
-                        faults.fail_cmdlet_error_id,
-                        cmd.cls,
-                        category="NotSpecified",
-                        exception="System.Management.ManagementException",
-                        command=cmd.name,
-                    )
-                )
-            if not cmd.writes and settings.costs.get_cmdlet:
-                self.engine.sleep(settings.costs.get_cmdlet)
+        if is_cmdlet(cmd):
+            cm_dispatch.before_cmdlet(self, cmd, bound, call_no)
         out: list[Any] = []
         if cmd.collects_input or items is None:
             res = cmd.run(ctx, bound.values, items)
@@ -651,26 +515,6 @@ class SiteRunspace:
 
     def _log(self, command: str, params: dict[str, Any], wrote: bool, outcome: str) -> None:
         self.engine.state.record_call(self.user, command, params, wrote, outcome)
-
-
-def _param(cmd: CommandDef, name: str) -> ParamDef | None:
-    return next((p for p in cmd.all_params() if p.name == name), None)
-
-
-def _raw_params(args: Sequence[Arg], cmd: CommandDef | None = None) -> dict[str, Any]:
-    """Unbound arguments for the call log, masked: a value may be a secret in clear."""
-    out: dict[str, Any] = {}
-    pos = 0
-    has_secret = cmd is not None and any(p.secret or p.type == "securestring" for p in cmd.params)
-    for a in args:
-        secret_name = has_secret or (a.name is not None and "password" in a.name.lower())
-        v = "********" if secret_name else mask_value(None, a.value)
-        if a.name is None:
-            out[f"${pos}"] = v
-            pos += 1
-        else:
-            out[a.name] = True if a.bare and a.value is None else v
-    return out
 
 
 def _as_output(res: Any) -> list[Any]:

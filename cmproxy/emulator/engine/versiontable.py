@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cmproxy.emulator.engine import conv
+from cmproxy.emulator.engine.language import conv
 
 PS_VERSION = "5.1.17763.5576"
 BUILD_VERSION = "10.0.17763.5576"

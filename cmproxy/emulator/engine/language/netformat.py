@@ -15,8 +15,8 @@ import re
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from cmproxy.emulator.engine import conv
-from cmproxy.emulator.engine.errors import NotSupportedByEmulator
+from cmproxy.emulator.engine.language import conv
+from cmproxy.emulator.engine.language.errors import NotSupportedByEmulator
 
 
 class FormatError(Exception):

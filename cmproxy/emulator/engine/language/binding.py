@@ -12,9 +12,15 @@ from typing import Any
 
 import attrs
 
-from cmproxy.emulator.engine import conv
-from cmproxy.emulator.engine.errors import PBATE, PBE, PBVE, PSError, binding_error
-from cmproxy.emulator.engine.values import SWITCH_PRESENT, PSObj, SecureValue
+from cmproxy.emulator.engine.language import conv
+from cmproxy.emulator.engine.language.errors import (
+    ARGUMENT_TRANSFORMATION_EXCEPTION,
+    BINDING_EXCEPTION,
+    BINDING_VALIDATION_EXCEPTION,
+    PSError,
+    binding_error,
+)
+from cmproxy.emulator.engine.language.values import SWITCH_PRESENT, PSObj, SecureValue
 
 ALL_SETS = "__AllParameterSets"
 
@@ -94,8 +100,8 @@ class CommandDef:
     should_process: bool = False
     #: Called once with all pipeline input instead of once per object.
     collects_input: bool = False
-    #: ConfigMgr cmdlet: needs the module and a site drive as current location.
-    configmgr: bool = False
+    #: The module that exports it ("" = a built-in command, loaded with the runspace).
+    module: str = ""
     writes: bool = False
     #: Functions defined by scripts: no common parameters unless [CmdletBinding()].
     advanced: bool = True
@@ -146,30 +152,17 @@ class Bound:
         return name in self.values
 
 
-def mask_value(p: ParamDef | None, v: Any) -> Any:
-    if isinstance(v, SecureValue) or (p is not None and p.secret):
-        return "********"
-    if isinstance(v, PSObj):
-        return _psobj_label(v)
-    if isinstance(v, list | tuple):
-        return [mask_value(None, x) for x in v]
-    if isinstance(v, dict):
-        return {str(k): mask_value(None, x) for k, x in v.items()}
-    if v is SWITCH_PRESENT:
-        return True
-    if isinstance(v, conv.ScriptBlock):
-        return "{" + str(v) + "}"
-    if v is None or isinstance(v, bool | int | float | str):
-        return v
-    return conv.to_str(v)
+@attrs.define
+class _Binding:
+    """What binding has gathered so far: values and definitions by canonical name, the
+    positional values (with their argument index), and what a simple function takes into
+    `$args` as (argument index, value)."""
 
-
-def _psobj_label(o: PSObj) -> str | dict[str, Any]:
-    if o.type_names and o.type_names[0].startswith("IResultObject#"):
-        keys = ("SiteCode", "NetworkOSPath", "RoleName", "UserName", "ComponentName")
-        label = {k: o.properties[k] for k in keys if k in o.properties}
-        return {"type": o.type_names[0], **label}
-    return conv.to_str(o)
+    values: dict[str, Any] = attrs.field(factory=dict)
+    defs: dict[str, ParamDef] = attrs.field(factory=dict)
+    positional: list[Any] = attrs.field(factory=list)
+    order: list[int] = attrs.field(factory=list)
+    remaining: list[tuple[int, Any]] = attrs.field(factory=list)
 
 
 class Binder:
@@ -179,7 +172,7 @@ class Binder:
         self.cmd = cmd
         self.params = cmd.all_params()
 
-    def _err(self, message: str, error_id: str, exc: str = PBE) -> PSError:
+    def _err(self, message: str, error_id: str, exc: str = BINDING_EXCEPTION) -> PSError:
         return binding_error(message, error_id, self.cmd.cls, self.cmd.name, exception=exc)
 
     # -- names ------------------------------------------------------------------------------
@@ -218,7 +211,7 @@ class Binder:
             raise self._err(
                 f"Cannot process argument transformation on parameter '{p.name}'. {e}",
                 "ParameterArgumentTransformationError",
-                PBATE,
+                ARGUMENT_TRANSFORMATION_EXCEPTION,
             ) from None
         self._validate(p, v, tn)
         return v
@@ -297,26 +290,26 @@ class Binder:
                 f"match the identifier name {conv.to_str(v)} to a valid enumerator name. Specify "
                 f'one of the following enumerator names and try again:\n{", ".join(p.choices)}"',
                 "ParameterArgumentTransformationError",
-                PBATE,
+                ARGUMENT_TRANSFORMATION_EXCEPTION,
             )
         if p.not_null_or_empty and (v is None or v in ("", [])):
             raise self._err(
                 f"Cannot validate argument on parameter '{name}'. The argument is null or empty. "
                 "Provide an argument that is not null or empty, and then try the command again.",
                 "ParameterArgumentValidationError",
-                PBVE,
+                BINDING_VALIDATION_EXCEPTION,
             )
         if p.mandatory and v is None:
             raise self._err(
                 f"Cannot bind argument to parameter '{name}' because it is null.",
                 "ParameterArgumentValidationErrorNullNotAllowed",
-                PBVE,
+                BINDING_VALIDATION_EXCEPTION,
             )
         if p.mandatory and v == "" and p.type == "string":
             raise self._err(
                 f"Cannot bind argument to parameter '{name}' because it is an empty string.",
                 "ParameterArgumentValidationErrorEmptyStringNotAllowed",
-                PBVE,
+                BINDING_VALIDATION_EXCEPTION,
             )
         if p.validate_range is not None and v is not None:
             lo, hi = p.validate_range
@@ -326,7 +319,7 @@ class Binder:
                     f"than the minimum allowed range of {lo}. Supply an argument that is greater "
                     f"than or equal to {lo} and then try the command again.",
                     "ParameterArgumentValidationError",
-                    PBVE,
+                    BINDING_VALIDATION_EXCEPTION,
                 )
             if v > hi:
                 raise self._err(
@@ -334,7 +327,7 @@ class Binder:
                     f"than the maximum allowed range of {hi}. Supply an argument that is less "
                     f"than or equal to {hi} and then try the command again.",
                     "ParameterArgumentValidationError",
-                    PBVE,
+                    BINDING_VALIDATION_EXCEPTION,
                 )
         if p.ps_type_name and v is not None and not psobj_matches(v, p.ps_type_name):
             raise self._err(
@@ -346,19 +339,30 @@ class Binder:
 
     # -- the algorithm ----------------------------------------------------------------------
     def bind(self, args: Sequence[Arg], expects_input: bool) -> Bound:
-        values: dict[str, Any] = {}
-        defs: dict[str, ParamDef] = {}
-        positional: list[Any] = []
-        order: list[int] = []
-        #: (argument index, value) of what a simple function takes into $args.
-        remaining: list[tuple[int, Any]] = []
+        """Named arguments, then positional ones over the candidate sets, then the set and
+        the mandatory check (ParameterBinderController's order)."""
+        b = _Binding()
+        self._bind_named(list(args), b)
+        candidates = self._candidates(b.defs.values())
+        if b.positional:
+            self._bind_positional(b, candidates)
+            candidates = self._candidates(b.defs.values())
+        chosen = self._choose(candidates, b.values, expects_input)
+        if not expects_input or not self._pipeline_params(chosen):
+            self.check_mandatory(b.values, chosen, pipeline_pending=False)
+        else:
+            self.check_mandatory(b.values, chosen, pipeline_pending=True)
+        extra = [v for _, v in sorted(b.remaining, key=lambda iv: iv[0])]
+        return Bound(b.values, chosen, set(b.values), extra)
+
+    def _bind_named(self, args: list[Arg], b: _Binding) -> None:
+        """Bind every `-Name` argument; collect the positional ones in `b.positional`."""
         i = 0
-        args = list(args)
         while i < len(args):
             a = args[i]
             if a.name is None:
-                positional.append(a.value)
-                order.append(i)
+                b.positional.append(a.value)
+                b.order.append(i)
                 i += 1
                 continue
             try:
@@ -367,12 +371,12 @@ class Binder:
                 if self.cmd.advanced:
                     raise
                 # A simple function takes unknown parameters into $args (as PowerShell does).
-                remaining.append((i, a.text or f"-{a.name}"))
+                b.remaining.append((i, a.text or f"-{a.name}"))
                 if not a.bare:
-                    remaining.append((i, a.value))
+                    b.remaining.append((i, a.value))
                 i += 1
                 continue
-            if p.name in values:
+            if p.name in b.values:
                 raise self._err(
                     f"Cannot bind parameter because parameter '{p.name}' is specified more than "
                     "once. To provide multiple values to parameters that can accept multiple "
@@ -392,42 +396,35 @@ class Binder:
                         f"type '{TYPE_NAMES.get(p.type, 'System.Object')}' and try again.",
                         "MissingArgument",
                     )
-            values[p.name] = self.coerce(p, v)
-            defs[p.name] = p
+            b.values[p.name] = self.coerce(p, v)
+            b.defs[p.name] = p
             i += 1
-        candidates = self._candidates(defs.values())
-        # positional binding over the candidate sets
-        if positional:
-            slots: list[ParamDef] = []
-            for p in sorted(
-                (p for p in self.cmd.params if p.position is not None and p.name not in values),
-                key=lambda q: q.position or 0,
-            ):
-                if any(p.in_set(s) for s in candidates) and all(q.name != p.name for q in slots):
-                    if any(q.position == p.position for q in slots):
-                        continue
-                    slots.append(p)
-            for idx, v in enumerate(positional):
-                if idx >= len(slots) and not self.cmd.advanced:
-                    remaining.append((order[idx], v))
+
+    def _bind_positional(self, b: _Binding, candidates: list[str]) -> None:
+        """Positional values to the unbound positional parameters of the candidate sets, in
+        position order (one parameter per position)."""
+        slots: list[ParamDef] = []
+        for p in sorted(
+            (p for p in self.cmd.params if p.position is not None and p.name not in b.values),
+            key=lambda q: q.position or 0,
+        ):
+            if any(p.in_set(s) for s in candidates) and all(q.name != p.name for q in slots):
+                if any(q.position == p.position for q in slots):
                     continue
-                if idx >= len(slots):
-                    raise self._err(
-                        f"A positional parameter cannot be found that accepts argument "
-                        f"'{conv.to_str(v)}'.",
-                        "PositionalParameterNotFound",
-                    )
-                p = slots[idx]
-                values[p.name] = self.coerce(p, v)
-                defs[p.name] = p
-            candidates = self._candidates(defs.values())
-        chosen = self._choose(candidates, values, expects_input)
-        if not expects_input or not self._pipeline_params(chosen):
-            self.check_mandatory(values, chosen, pipeline_pending=False)
-        else:
-            self.check_mandatory(values, chosen, pipeline_pending=True)
-        extra = [v for _, v in sorted(remaining, key=lambda iv: iv[0])]
-        return Bound(values, chosen, set(values), extra)
+                slots.append(p)
+        for idx, v in enumerate(b.positional):
+            if idx >= len(slots) and not self.cmd.advanced:
+                b.remaining.append((b.order[idx], v))
+                continue
+            if idx >= len(slots):
+                raise self._err(
+                    f"A positional parameter cannot be found that accepts argument "
+                    f"'{conv.to_str(v)}'.",
+                    "PositionalParameterNotFound",
+                )
+            p = slots[idx]
+            b.values[p.name] = self.coerce(p, v)
+            b.defs[p.name] = p
 
     def _candidates(self, bound: Iterable[ParamDef]) -> list[str]:
         sets = self.cmd.sets()

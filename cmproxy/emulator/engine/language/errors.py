@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from cmproxy.emulator.engine.values import ErrorRecord
+from cmproxy.emulator.engine.language.values import ErrorRecord
 
-PBE = "System.Management.Automation.ParameterBindingException"
-PBVE = "System.Management.Automation.ParameterBindingValidationException"
-PBATE = "System.Management.Automation.ParameterBindingArgumentTransformationException"
+BINDING_EXCEPTION = "System.Management.Automation.ParameterBindingException"
+BINDING_VALIDATION_EXCEPTION = "System.Management.Automation.ParameterBindingValidationException"
+ARGUMENT_TRANSFORMATION_EXCEPTION = (
+    "System.Management.Automation.ParameterBindingArgumentTransformationException"
+)
 
 
 class PSError(Exception):
@@ -73,14 +75,16 @@ def record(
 
 
 def binding_error(
-    message: str, error_id: str, cls: str, command: str, *, exception: str = PBE
+    message: str, error_id: str, cls: str, command: str, *, exception: str = BINDING_EXCEPTION
 ) -> PSError:
     return PSError(
         record(
             message,
             error_id,
             cls,
-            category="InvalidArgument" if exception != PBVE else "InvalidData",
+            category="InvalidArgument"
+            if exception != BINDING_VALIDATION_EXCEPTION
+            else "InvalidData",
             exception=exception,
             command=command,
         )

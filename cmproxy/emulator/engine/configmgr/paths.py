@@ -25,11 +25,12 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from cmproxy.emulator.engine.errors import PSError
-from cmproxy.emulator.engine.host import ADMIN_UI_PATH, MODULE_PATH
+from cmproxy.emulator.engine.configmgr.host import ADMIN_UI_PATH, MODULE_PATH
+from cmproxy.emulator.engine.language.errors import PSError
 
 if TYPE_CHECKING:
-    from cmproxy.emulator.engine.runspace import CallContext, SiteRunspace
+    from cmproxy.emulator.engine.configmgr.context import SiteCallContext, SiteSession
+
 
 FILESYSTEM = "FileSystem"
 CMSITE = "CMSite"
@@ -81,7 +82,7 @@ class DriveMissing(Exception):  # noqa: N818 - PowerShell's DriveNotFoundExcepti
         self.name = name
 
 
-def resolve(rs: SiteRunspace, path: str) -> ProviderPath:
+def resolve(rs: SiteSession, path: str) -> ProviderPath:
     """The provider `path` goes to and its provider-internal form (rules in the module doc)."""
     p = path.replace("/", "\\")
     m = _QUALIFIED.match(p)
@@ -104,13 +105,13 @@ def resolve(rs: SiteRunspace, path: str) -> ProviderPath:
     return _current(rs, p)
 
 
-def _current(rs: SiteRunspace, p: str) -> ProviderPath:
+def _current(rs: SiteSession, p: str) -> ProviderPath:
     if rs.current_drive() is not None:
         return ProviderPath(CMSITE, p)
     return ProviderPath(FILESYSTEM, fs_full(rs, p))
 
 
-def fs_full(rs: SiteRunspace, path: str) -> str:
+def fs_full(rs: SiteSession, path: str) -> str:
     """An absolute, normalised file-system path (a relative one against the FS location)."""
     p = path.replace("/", "\\")
     if re.match(r"^[A-Za-z]:$", p):
@@ -128,7 +129,7 @@ def _short(name: str) -> str:
     return name.split(".", maxsplit=1)[0].lower()
 
 
-def is_local_machine(rs: SiteRunspace, machine: str) -> bool:
+def is_local_machine(rs: SiteSession, machine: str) -> bool:
     """`machine` names the emulated machine itself (short or FQDN, localhost, a dot)."""
     m = machine.lower()
     return m in ("localhost", ".", "127.0.0.1", "::1") or _short(m) == _short(
@@ -136,7 +137,7 @@ def is_local_machine(rs: SiteRunspace, machine: str) -> bool:
     )
 
 
-def known_machines(rs: SiteRunspace) -> set[str]:
+def known_machines(rs: SiteSession) -> set[str]:
     """Short names of the machines the hierarchy knows (site servers, providers, log hosts)."""
     state = rs.engine.state
     names = {_short(s.server) for s in state.sites() if s.server}
@@ -148,12 +149,12 @@ def known_machines(rs: SiteRunspace) -> set[str]:
     return names
 
 
-def second_hop_blocked(rs: SiteRunspace, machine: str) -> bool:
+def second_hop_blocked(rs: SiteSession, machine: str) -> bool:
     """Reaching `machine` from this session is a second hop the credentials cannot make."""
     return not is_local_machine(rs, machine) and not rs.engine.settings.host.credentials_delegated
 
 
-def _share_server_logs(rs: SiteRunspace, server: str, share: str, rest: str) -> str | None:
+def _share_server_logs(rs: SiteSession, server: str, share: str, rest: str) -> str | None:
     """The log folder path inside a UNC share, if the share is one a site server has."""
     low_share = share.lower()
     if low_share.startswith("sms_"):
@@ -167,7 +168,7 @@ def _share_server_logs(rs: SiteRunspace, server: str, share: str, rest: str) -> 
     return None
 
 
-def _find_log(rs: SiteRunspace, server: str, name: str) -> str | None:
+def _find_log(rs: SiteSession, server: str, name: str) -> str | None:
     state = rs.engine.state
     text = state.log(server, name)
     if text is not None:
@@ -194,7 +195,7 @@ class FsAnswer:
         return self.text is not None or self.folder
 
 
-def fs_lookup(rs: SiteRunspace, full: str) -> FsAnswer:
+def fs_lookup(rs: SiteSession, full: str) -> FsAnswer:
     m = _UNC.match(full)
     if m:
         server, share, rest = m.group(1), m.group(2), (m.group(3) or "")
@@ -225,7 +226,7 @@ def fs_lookup(rs: SiteRunspace, full: str) -> FsAnswer:
     return FsAnswer()
 
 
-def _in_logs(rs: SiteRunspace, server: str, logs: str | None, share_root: bool) -> FsAnswer:
+def _in_logs(rs: SiteSession, server: str, logs: str | None, share_root: bool) -> FsAnswer:
     if logs is None:
         return FsAnswer()
     if share_root or logs.lower() in ("", "logs"):
@@ -240,7 +241,7 @@ def _in_logs(rs: SiteRunspace, server: str, logs: str | None, share_root: bool) 
 # ---- errors -----------------------------------------------------------------------------------
 
 
-def path_not_found(ctx: CallContext, path: str) -> PSError:
+def path_not_found(ctx: SiteCallContext, path: str) -> PSError:
     """ItemNotFoundException from the globber (SessionStateStrings.PathNotFound)."""
     return PSError(
         ctx.error(
@@ -253,7 +254,7 @@ def path_not_found(ctx: CallContext, path: str) -> PSError:
     )
 
 
-def provider_not_found(ctx: CallContext, name: str) -> PSError:
+def provider_not_found(ctx: SiteCallContext, name: str) -> PSError:
     return PSError(
         ctx.error(
             f"Cannot find a provider with the name '{name}'.",
@@ -265,7 +266,7 @@ def provider_not_found(ctx: CallContext, name: str) -> PSError:
     )
 
 
-def drive_not_found(ctx: CallContext, name: str) -> PSError:
+def drive_not_found(ctx: SiteCallContext, name: str) -> PSError:
     return PSError(
         ctx.error(
             f"Cannot find drive. A drive with the name '{name}' does not exist.",
@@ -277,7 +278,7 @@ def drive_not_found(ctx: CallContext, name: str) -> PSError:
     )
 
 
-def resolve_or_error(ctx: CallContext, path: str) -> ProviderPath:
+def resolve_or_error(ctx: SiteCallContext, path: str) -> ProviderPath:
     """`resolve`, with PowerShell's errors for an unknown provider or drive."""
     try:
         return resolve(ctx.rs, path)

@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable
 from typing import Any, cast
 
-from cmproxy.emulator.engine.values import ErrorRecord, PSObj, SecureValue
+from cmproxy.emulator.engine.language.values import ErrorRecord, PSObj, SecureValue
 
 PSCUSTOM = ["System.Management.Automation.PSCustomObject", "System.Object"]
 
@@ -305,15 +305,6 @@ def like(value: Any, pattern: Any) -> bool:
 
 def has_wildcard(s: str) -> bool:
     return any(c in s for c in "*?[")
-
-
-def name_matches(value: str, pattern: str | None) -> bool:
-    """ConfigMgr name filters: wildcards when present, else case-insensitive equality."""
-    if pattern is None:
-        return True
-    if has_wildcard(pattern):
-        return like(value, pattern)
-    return value.lower() == pattern.lower()
 
 
 def equals(a: Any, b: Any, case_sensitive: bool = False) -> bool:

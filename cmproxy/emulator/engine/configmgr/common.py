@@ -1,0 +1,136 @@
+"""What the ConfigMgr cmdlets share: site filters, wildcard name matching, the row a Set
+cmdlet works on, -WhatIf, replication lag."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from cmproxy.emulator.engine.language import conv
+from cmproxy.emulator.engine.language.values import PSObj
+from cmproxy.emulator.state import SysRes
+
+if TYPE_CHECKING:
+    from cmproxy.emulator.engine.configmgr.context import SiteCallContext
+
+
+#: -ClientConnectionType values of the software update point cmdlets.
+CONNECTION_TYPES = ("Intranet", "Internet", "InternetAndIntranet")
+#: -SynchronizeAction names (lower case) → the DefaultUseParentWSUS value the component stores.
+SYNC_ACTIONS = {
+    "synchronizefrommicrosoftupdate": 0,
+    "synchronizefromanupstreamdatasourcelocation": 1,
+    "donotsynchronizefrommicrosoftupdateorupstreamdatasource": 2,
+}
+
+
+def name_matches(value: str, pattern: str | None) -> bool:
+    """ConfigMgr name filters: wildcards when present, else case-insensitive equality."""
+    if pattern is None:
+        return True
+    if conv.has_wildcard(pattern):
+        return conv.like(value, pattern)
+    return value.lower() == pattern.lower()
+
+
+def _sites_for(ctx: SiteCallContext, a: dict[str, Any]) -> list[str] | None:
+    """Site filter: -AllSite → None (all); -SiteCode; else the current drive's site."""
+    if a.get("AllSite"):
+        return None
+    if a.get("SiteCode"):
+        return [a["SiteCode"]]
+    return [ctx.site_from_location()]
+
+
+def name_ok(value: str, pattern: str | None, a: dict[str, Any]) -> bool:
+    if pattern is None:
+        return True
+    if a.get("DisableWildcardHandling"):
+        return value.lower() == pattern.lower()
+    return name_matches(value, pattern)
+
+
+def server_of(o: PSObj) -> tuple[str, str]:
+    path = conv.to_str(o.properties.get("NetworkOSPath", ""))
+    return conv.to_str(o.properties.get("SiteCode", "")), path.lstrip("\\")
+
+
+#: `site_system_rows` asks SQLite (indexed) for an exact server name and a single site.
+INDEXED_ROWS = True
+
+
+def site_system_rows(ctx: SiteCallContext, a: dict[str, Any], role: str | None) -> list[SysRes]:
+    sites = _sites_for(ctx, a)
+    name = a.get("SiteSystemServerName")
+    # An exact, ASCII name (SQLite's NOCASE folds ASCII only) and one site are filtered in SQL;
+    # the Python filter below still runs, so the rows and their order are the same as before.
+    exact = (
+        isinstance(name, str)
+        and name.isascii()
+        and (bool(a.get("DisableWildcardHandling")) or not conv.has_wildcard(name))
+    )
+    one_site = sites[0] if sites is not None and len(sites) == 1 else None
+    if isinstance(one_site, str) and not one_site.isascii():
+        one_site = None
+    out = []
+    for r in ctx.state.sysres(site=one_site, server=name if exact else None, role=role):
+        if sites is not None and r.site.upper() not in (s.upper() for s in sites):
+            continue
+        if not name_ok(r.server, name, a):
+            continue
+        out.append(r)
+    return out
+
+
+def write_not_found(ctx: SiteCallContext, target: Any) -> None:
+    ctx.write_error(
+        ctx.error(
+            "No object corresponds to the specified parameters.",
+            "ItemNotFound",
+            category="ObjectNotFound",
+            exception="System.Management.Automation.ItemNotFoundException",
+            target=target,
+        )
+    )
+
+
+def target_row(ctx: SiteCallContext, a: dict[str, Any], role: str) -> SysRes | None:
+    """The row a Set cmdlet works on: from -InputObject or -SiteSystemServerName/-SiteCode."""
+    obj = a.get("InputObject")
+    if obj is not None:
+        site, server = server_of(obj)
+    else:
+        site = a.get("SiteCode") or ctx.site_from_location()
+        server = a["SiteSystemServerName"]
+        if conv.has_wildcard(server) and not a.get("DisableWildcardHandling"):
+            matches = [
+                r for r in ctx.state.sysres(site=site, role=role) if conv.like(r.server, server)
+            ]
+            return matches[0] if len(matches) == 1 else None
+    return ctx.state.get_sysres(site, server, role)
+
+
+def what_if(ctx: SiteCallContext, target: str, action: str = "Set") -> bool:
+    if ctx.whatif:
+        ctx.rs.current.information.append(
+            f'What if: Performing the operation "{action}" on target "{target}".'
+        )
+        return True
+    return False
+
+
+def as_seen(ctx: SiteCallContext, rows: list[SysRes]) -> list[SysRes]:
+    """Rows as reading cmdlets see them: with replication lag, a write not yet visible is not
+    shown ([UNCONFIRMED], `settings.Replication`)."""
+    return ctx.engine.replica.views(rows)
+
+
+def replicate_write(ctx: SiteCallContext, before: SysRes) -> None:
+    """A Set wrote `before`'s row: with replication lag at its site, reads see it later."""
+    lag = ctx.engine.settings.replication.lag_for(before.site)
+    after = ctx.state.get_sysres(before.site, before.server, before.role)
+    if after is not None:
+        ctx.engine.replica.written(before, after, lag)
+
+
+#: The aliases of -SiteSystemServerName.
+SERVER_NAME = ("Name", "ServerName")

@@ -1,0 +1,270 @@
+"""The bridge to tree-sitter-powershell: parsing (cached by text), syntax errors, the
+grammar's wrapper nodes and string escapes."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import Any
+
+import tree_sitter
+import tree_sitter_powershell
+
+from cmproxy.emulator.engine.language.errors import record
+from cmproxy.emulator.engine.language.scopes import BreakFlow, ContinueFlow, LoopFlow
+from cmproxy.emulator.engine.language.values import ErrorRecord
+
+Node = tree_sitter.Node
+
+
+_LANGUAGE = tree_sitter.Language(tree_sitter_powershell.language())
+
+#: Grammar nodes that only wrap one child (precedence levels).
+WRAPPERS = {
+    "logical_expression",
+    "bitwise_expression",
+    "comparison_expression",
+    "additive_expression",
+    "multiplicative_expression",
+    "format_expression",
+    "range_expression",
+    "array_literal_expression",
+    "unary_expression",
+    "pipeline_chain",
+    "left_assignment_expression",
+    "key_expression",
+    "while_condition",
+    "argument_expression",
+    "logical_argument_expression",
+    "bitwise_argument_expression",
+    "comparison_argument_expression",
+    "additive_argument_expression",
+    "multiplicative_argument_expression",
+    "format_argument_expression",
+    "range_argument_expression",
+}
+SKIP = {"comment", "empty_statement", "command_argument_sep"}
+
+
+class _NodeCache:
+    """What the evaluator derives from a tree's nodes, by node id (the tree never changes)."""
+
+    __slots__ = (
+        "elements",
+        "exprs",
+        "named",
+        "parts",
+        "targets",
+        "texts",
+        "unwrapped",
+        "var_names",
+    )
+
+    def __init__(self) -> None:
+        self.named: dict[int, list[Node]] = {}
+        self.elements: dict[int, list[Node]] = {}
+        self.unwrapped: dict[int, Node] = {}
+        #: expression node → (the node evaluated, its kind, its named children)
+        self.exprs: dict[int, tuple[Node, str, list[Node]]] = {}
+        self.var_names: dict[int, str] = {}
+        #: assignment target node → (its kind, the node assigned to)
+        self.targets: dict[int, tuple[str, Node]] = {}
+        #: node → its source text
+        self.texts: dict[int, str] = {}
+        #: (what, node) → the parts a statement or expression of that kind is made of
+        self.parts: dict[tuple[str, int], Any] = {}
+
+
+#: Parsed scripts by text (the SDK sends the same templates over and over), most recent last.
+#: Each entry keeps its tree, source and per-node named-children cache together, so node ids in
+#: a cache are never those of a freed tree.
+_PARSED: OrderedDict[str, tuple[Node, bytes, _NodeCache]] = OrderedDict()
+#: The node cache of a cached source, by id(src); the entry holds src alive.
+_CACHE_BY_SRC: dict[int, tuple[bytes, _NodeCache]] = {}
+_PARSED_MAX = 64
+_parse_lock = threading.Lock()
+
+
+def parse(text: str) -> tuple[Node, bytes]:
+    """Parse a script (cached by text: a tree is immutable, so sharing it is safe)."""
+    with _parse_lock:
+        hit = _PARSED.get(text)
+        if hit is not None:
+            _PARSED.move_to_end(text)
+            return hit[0], hit[1]
+    src = text.encode("utf-8")
+    root = tree_sitter.Parser(_LANGUAGE).parse(src).root_node
+    cache = _NodeCache()
+    with _parse_lock:
+        hit = _PARSED.get(text)
+        if hit is not None:
+            return hit[0], hit[1]
+        _PARSED[text] = (root, src, cache)
+        _CACHE_BY_SRC[id(src)] = (src, cache)
+        while len(_PARSED) > _PARSED_MAX:
+            _, (_, old_src, _) = _PARSED.popitem(last=False)
+            _CACHE_BY_SRC.pop(id(old_src), None)
+    return root, src
+
+
+def node_cache(src: bytes) -> _NodeCache:
+    """The node cache shared by every evaluation of a cached source (else a new one)."""
+    with _parse_lock:
+        hit = _CACHE_BY_SRC.get(id(src))
+    if hit is not None and hit[0] is src:
+        return hit[1]
+    return _NodeCache()
+
+
+def parse_error(root: Node, src: bytes) -> ErrorRecord | None:
+    """A ParseException record when the grammar flags an error, else None."""
+    if not root.has_error:
+        return None
+    errors = _errors(root)
+    real = [e for e in errors if not recoverable(e)]
+    if errors and not real:
+        return None
+    bad = real[0] if real else root
+    line, col = bad.start_point
+    text_line = src.decode(errors="replace").splitlines()[line] if src else ""
+    snippet = src[bad.start_byte : bad.end_byte].decode(errors="replace")[:40]
+    return record(
+        f"At line:{line + 1} char:{col + 1}\n+ {text_line}\nUnexpected token '{snippet}' in "
+        "expression or statement (the emulator's parser reports a syntax error here).",
+        "ParseException",
+        category="ParserError",
+        exception="System.Management.Automation.ParseException",
+    )
+
+
+def _errors(n: Node) -> list[Node]:
+    """Every ERROR / missing node, outermost first, in source order."""
+    if n.type == "ERROR" or n.is_missing:
+        return [n]
+    found: list[Node] = []
+    for c in n.children:
+        if c.has_error or c.type == "ERROR" or c.is_missing:
+            found += _errors(c)
+    return found
+
+
+def labeled_flow(n: Node) -> tuple[type[LoopFlow], Node] | None:
+    """`break outer` / `continue outer`: the grammar has no label after break/continue and
+    reads the statement as an ERROR node of exactly those two tokens (about_Break)."""
+    kids = [c for c in n.children if c.type not in SKIP]
+    if n.type != "ERROR" or len(kids) != 2 or kids[1].type != "simple_name":
+        return None
+    if n.parent is None or n.parent.type not in ("statement_list", "statement_block"):
+        return None  # misplaced by the grammar (outside the block it was written in)
+    kind = {"break": BreakFlow, "continue": ContinueFlow}.get(kids[0].type)
+    return (kind, kids[1]) if kind is not None else None
+
+
+def recoverable(n: Node) -> bool:
+    """The grammar's known misreadings: `function F { param($A) $A }` on one line puts the
+    param block in an ERROR node right after `{`; `break label` / `continue label` is an ERROR
+    node of its two tokens. PowerShell accepts both; so does the emulator."""
+    if labeled_flow(n) is not None:
+        return True
+    parent = n.parent
+    kids = [c for c in n.children if c.type not in SKIP]
+    return (
+        n.type == "ERROR"
+        and parent is not None
+        and parent.type == "function_statement"
+        and len(kids) == 1
+        and kids[0].type == "param_block"
+        and not kids[0].has_error
+    )
+
+
+_ESCAPES = {
+    "n": "\n",
+    "t": "\t",
+    "r": "\r",
+    "0": "\0",
+    "a": "\a",
+    "b": "\b",
+    "f": "\f",
+    "v": "\v",
+    "e": "\x1b",
+}
+
+
+def unescape_dq(s: str) -> str:
+    """Backtick escapes and doubled quotes of a double-quoted string segment."""
+    out = []
+    i = 0
+    while i < len(s):
+        c = s[i]
+        if c == "`" and i + 1 < len(s):
+            n = s[i + 1]
+            out.append(_ESCAPES.get(n, n))
+            i += 2
+            continue
+        if c == '"' and i + 1 < len(s) and s[i + 1] == '"':
+            out.append('"')
+            i += 2
+            continue
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
+def if_parts(n: Node) -> list[tuple[Node | None, Node]]:
+    """(condition, block) of the if, each elseif and the else (whose condition is None)."""
+    children = n.named_children
+    found: list[tuple[Node | None, Node]] = [
+        (
+            next(c for c in children if c.type == "pipeline"),
+            next(c for c in children if c.type == "statement_block"),
+        )
+    ]
+    for c in children:
+        if c.type == "elseif_clauses":
+            for ec in c.named_children:
+                econd = next(x for x in ec.named_children if x.type == "pipeline")
+                eblock = next(x for x in ec.named_children if x.type == "statement_block")
+                found.append((econd, eblock))
+        elif c.type == "else_clause":
+            found.append((None, next(x for x in c.named_children if x.type == "statement_block")))
+            break
+    return found
+
+
+def foreach_parts(n: Node) -> tuple[Node, Node, Node]:
+    """The loop variable, what it iterates and the body."""
+    kids = n.named_children
+    return (
+        next(c for c in kids if c.type == "variable"),
+        next(c for c in kids if c.type == "pipeline"),
+        next(c for c in kids if c.type == "statement_block"),
+    )
+
+
+def try_parts(n: Node) -> tuple[Node, Node | None, Node | None]:
+    """The try block, the catch clauses and the finally clause."""
+    kids = n.named_children
+    return (
+        next(c for c in kids if c.type == "statement_block"),
+        next((c for c in kids if c.type == "catch_clauses"), None),
+        next((c for c in kids if c.type == "finally_clause"), None),
+    )
+
+
+def access_parts(n: Node) -> tuple[bool, Node]:
+    """Whether a member access is static (`::`), and its target."""
+    return any(c.type == "::" for c in n.children), n.named_children[0]
+
+
+def here_body(raw: str) -> str:
+    body = raw[2:-2]
+    if body.startswith("\r\n"):
+        body = body[2:]
+    elif body.startswith("\n"):
+        body = body[1:]
+    if body.endswith("\r\n"):
+        body = body[:-2]
+    elif body.endswith("\n"):
+        body = body[:-1]
+    return body

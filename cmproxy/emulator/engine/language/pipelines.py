@@ -1,0 +1,252 @@
+"""Pipelines and command calls: elements, arguments, the call operators `&` and `.`
+(about_Pipelines, about_Operators)."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+import tree_sitter
+
+from cmproxy.emulator.engine.language import conv
+from cmproxy.emulator.engine.language.binding import Arg, CommandDef
+from cmproxy.emulator.engine.language.conv import ScriptBlock
+from cmproxy.emulator.engine.language.errors import (
+    PSError,
+    record,
+)
+from cmproxy.emulator.engine.language.functions import FunctionRules
+from cmproxy.emulator.engine.language.members import (
+    get_member,
+)
+from cmproxy.emulator.engine.language.parser import (
+    WRAPPERS,
+)
+from cmproxy.emulator.engine.language.scopes import (
+    NOTHING,
+    LoopFlow,
+)
+from cmproxy.emulator.engine.language.values import PSObj
+
+if TYPE_CHECKING:
+    pass
+
+Node = tree_sitter.Node
+
+
+class PipelineRules(FunctionRules):
+    """How pipelines and commands run."""
+
+    # -- pipelines --------------------------------------------------------------------------
+    def pipeline_value(self, n: Node) -> Any:
+        """The value of a pipeline used as an expression (condition, `(…)`, assignment)."""
+        elements = self.pipeline_elements(n)
+        if len(elements) == 1 and elements[0].type not in ("command",):
+            if elements[0].type == "assignment_expression":
+                self.assignment(elements[0])
+                return NOTHING
+            return self.expr(elements[0])
+        return conv.collapse([x for x in self.pipeline(n) if x is not NOTHING])
+
+    def pipeline_elements(self, n: Node) -> list[Node]:
+        found = self._cache.elements.get(n.id)
+        if found is None:
+            found = self._cache.elements[n.id] = self._pipeline_elements(n)
+        return found
+
+    def _pipeline_elements(self, n: Node) -> list[Node]:
+        node = n
+        while node.type in ("pipeline", "pipeline_chain") or (
+            node.type in WRAPPERS and len(self.named(node)) == 1 and node.child_count == 1
+        ):
+            kids = self.named(node)
+            if node.type == "pipeline_chain" and len(kids) > 1:
+                if any(c.type in ("&&", "||") for c in node.children):
+                    raise self.unsupported(node, "Pipeline chain operators (&&, ||)")
+                return kids
+            if len(kids) != 1:
+                return kids
+            node = kids[0]
+        return [node]
+
+    def pipeline(self, n: Node) -> list[Any]:
+        elements = self.pipeline_elements(n)
+        items: list[Any] | None = None
+        for idx, el in enumerate(elements):
+            self.check_stop()
+            if el.type == "command":
+                try:
+                    items = self.command(el, items)
+                except LoopFlow as f:
+                    if f.value and idx < len(elements) - 1:
+                        # PowerShell streams: the next commands saw those objects one by one.
+                        raise self.unsupported(
+                            el, "break/continue in a command whose output goes on down a pipeline"
+                        ) from None
+                    raise
+            elif el.type == "assignment_expression":
+                if len(elements) > 1:
+                    raise self.unsupported(el, "An assignment inside a pipeline")
+                self.assignment(el)
+                return []
+            else:
+                if idx > 0:
+                    raise self.unsupported(el, "An expression after '|'")
+                v = self.expr(el)
+                items = [] if v is NOTHING else conv.enumerate_value(v)
+        return [x for x in (items or []) if x is not NOTHING]
+
+    def command(self, n: Node, items: list[Any] | None) -> list[Any]:
+        operator, name, elements, rng = self.parts("command", n, self._command_parts)
+        if operator:
+            return self.call_operator(n, items, dot=name == ".")
+        assert name is not None
+        if rng is not None and items is None and not self.command_args_present(elements):
+            # The grammar reads a leading `1..5` as a command name; it is a range.
+            lo, hi = int(rng.group(1)), int(rng.group(2))
+            step = 1 if hi >= lo else -1
+            return list(range(lo, hi + step, step))
+        args = self.command_args(elements) if elements is not None else []
+        return self.rs.call(name, args, items, self.as_evaluator())
+
+    def _command_parts(self, n: Node) -> tuple[bool, str | None, Node | None, re.Match[str] | None]:
+        """Whether it is `& …`, else its name, its elements and the range its name reads as."""
+        kids = n.named_children
+        if kids and kids[0].type == "command_invokation_operator":
+            # `&` runs its callee in a new child scope, `.` in the current one (about_Scopes).
+            return True, self.text(kids[0]).strip(), None, None
+        name_node = next(c for c in kids if c.type == "command_name")
+        name = self.text(name_node)
+        elements = next((c for c in kids if c.type == "command_elements"), None)
+        return False, name, elements, re.fullmatch(r"(-?\d+)\.\.(-?\d+)", name)
+
+    def call_operator(self, n: Node, items: list[Any] | None, *, dot: bool = False) -> list[Any]:
+        """`& <name | scriptblock | CommandInfo> args`: the callee is evaluated, never parsed
+        from a value (a string is a command *name*, not script text). `. <scriptblock>`
+        dot-sources: the block runs in the current scope (about_Scopes, about_Operators)."""
+        kids = n.named_children
+        callee_node = next(c for c in kids if c.type == "command_name_expr")
+        elements = next((c for c in kids if c.type == "command_elements"), None)
+        callee = self.callee(callee_node)
+        args = self.command_args(elements) if elements is not None else []
+        if isinstance(callee, ScriptBlock):
+            cmd = self.scriptblock_command(callee, dot=dot)
+            return self.rs.call_def(cmd, args, items, self.as_evaluator(), log=False)
+        if dot:
+            raise self.unsupported(n, "Dot-sourcing a command name or script file")
+        if isinstance(callee, PSObj) and any(t.endswith("CommandInfo") for t in callee.type_names):
+            callee = get_member(callee, "Name")
+        if isinstance(callee, str) and callee:
+            return self.rs.call(callee, args, items, self.as_evaluator())
+        raise PSError(
+            record(
+                "The expression after '&' in a pipeline element produced an object that was not "
+                "valid. It must result in a command name, a script block, or a CommandInfo "
+                "object.",
+                "BadExpression",
+                category="InvalidOperation",
+                exception="System.Management.Automation.RuntimeException",
+                target=callee,
+            )
+        )
+
+    def callee(self, n: Node) -> Any:
+        inner = self.named(n)
+        if len(inner) == 1 and inner[0].type == "path_command_name":
+            parts = self.named(inner[0])
+            if not parts or parts[0].type != "variable":
+                return self.text(inner[0])
+            value = self.variable_value(self.var_name(parts[0]))
+            for tok in parts[1:]:
+                text = self.text(tok)
+                if tok.type != "path_command_name_token" or not text.startswith("."):
+                    raise self.unsupported(n, f"The command expression {self.text(n)}")
+                for member in text[1:].split("."):
+                    value = get_member(value, member)
+            return value
+        if len(inner) == 1:
+            return self.expr(inner[0])
+        raise self.unsupported(n, f"The command expression {self.text(n)}")
+
+    def scriptblock_command(self, sb: ScriptBlock, *, dot: bool = False) -> CommandDef:
+        """A script block as a command: its param() block binds like a function's; it runs
+        in a new child scope, or in the current one when dot-sourced (`dot`)."""
+        ev = self if sb.source is self.src else type(self)(self.rs, sb.source)
+        params, advanced, default_set = ev.param_defs(sb.params)
+        takes_pipeline = any(p.pipeline for p in params)
+
+        def run(ctx: Any, args: dict[str, Any], items: Any) -> list[Any]:
+            ev.try_depth = self.try_depth
+            return ev.call_function(
+                params,
+                args,
+                sb.node,
+                remaining=ctx.bound.remaining,
+                input_items=None if takes_pipeline else list(items or []),
+                dot=dot,
+            )
+
+        return CommandDef(
+            "",
+            params,
+            "",
+            run,
+            default_set=default_set,
+            advanced=advanced,
+            collects_input=not takes_pipeline,
+        )
+
+    def unwrap(self, n: Node) -> Node:
+        while n.type in WRAPPERS and len(self.named(n)) == 1 and n.child_count == 1:
+            n = self.named(n)[0]
+        return n
+
+    def command_args_present(self, elements: Node | None) -> bool:
+        return elements is not None and any(
+            c.type not in ("command_argument_sep", "comment") for c in elements.children
+        )
+
+    def command_args(self, elements: Node) -> list[Arg]:
+        args: list[Arg] = []
+        colon = False
+        for c in elements.children:
+            if c.type == "command_argument_sep":
+                if any(ch.type == ":" for ch in c.children) and args and args[-1].bare:
+                    colon = True
+                continue
+            if c.type == "comment":
+                continue
+            if c.type == "command_parameter":
+                text = self.text(c)
+                name = text[1:]
+                if name.endswith(":"):
+                    name = name[:-1]
+                    colon = True
+                else:
+                    colon = False
+                args.append(Arg(name, bare=True, text=text))
+                continue
+            if c.type == "redirection":
+                raise self.unsupported(c, "Redirection")
+            if self.text(c).startswith("@") and self.unwrap(c).type == "variable":
+                v = self.variable_value(self.var_name(self.unwrap(c)))
+                if isinstance(v, dict):
+                    for k, x in v.items():
+                        args.append(Arg(str(k), x, text=f"-{k}"))
+                elif isinstance(v, list):
+                    args.extend(Arg(None, x) for x in v)
+                colon = False
+                continue
+            v = self.argument(c)
+            if colon and args and args[-1].bare:
+                args[-1].value = v
+                args[-1].bare = False
+                colon = False
+            else:
+                args.append(Arg(None, v))
+        return args
+
+    def argument(self, n: Node) -> Any:
+        if n.type == "generic_token":
+            return self.text(n)
+        return self.expr(n)
