@@ -29,13 +29,7 @@ from rich.text import Text
 
 import cmproxy
 from cmproxy import ConnectionInfo, Journal, RuleViolation, Session
-from cmproxy.cli import (
-    diagnosis_table,
-    plan_tables,
-    results_table,
-    start_demo_emulator,
-    state_tables,
-)
+from cmproxy.cli.render import diagnosis_table, plan_tables, results_table, state_tables
 
 __all__ = ["DEMO_SITE", "MIGRATION_YAML", "PASSWORD_ENV", "REFUSED_YAML", "run_demo"]
 
@@ -72,7 +66,7 @@ servers:
 
 
 class _Emulated(Protocol):
-    """What the demo uses of the emulator (started by `cmproxy.cli.start_demo_emulator`)."""
+    """What the demo uses of the emulator (started by `start_demo_emulator`)."""
 
     host: str
     port: int
@@ -87,6 +81,15 @@ class _Emulated(Protocol):
     @property
     def password(self) -> str: ...
     def close(self) -> None: ...
+
+
+def start_demo_emulator(state_path: str) -> _Emulated:
+    """The emulated demo hierarchy over HTTPS, started (the demo and the CLI are the only SDK
+    modules that load the emulator, and only when asked to)."""
+    from cmproxy.emulator.api import Emulator  # noqa: PLC0415 - the emulator is loaded only here
+
+    emu: _Emulated = Emulator(seed="demo", https=True, state_path=state_path).start()
+    return emu
 
 
 def _step(console: Console, title: str) -> None:

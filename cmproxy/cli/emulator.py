@@ -1,0 +1,24 @@
+"""`cmproxy emulator …`: the emulated site, loaded only when asked for."""
+
+from __future__ import annotations
+
+import typer
+
+__all__ = ["emulator_app"]
+
+emulator_app = typer.Typer(
+    help="Run the emulated ConfigMgr site (a real WinRM endpoint on this machine).",
+    no_args_is_help=True,
+)
+
+
+@emulator_app.command(
+    "serve",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
+def emulator_serve(ctx: typer.Context) -> None:
+    """Serve the emulated site in the foreground until Ctrl-C (options: serve --help)."""
+    from cmproxy.emulator import serve  # noqa: PLC0415 - the emulator is loaded only here
+
+    raise typer.Exit(serve.main(["serve", *ctx.args]))
