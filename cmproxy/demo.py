@@ -20,6 +20,7 @@ import os
 import secrets
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -66,7 +67,8 @@ servers:
 
 
 class _Emulated(Protocol):
-    """What the demo uses of the emulator (started by `start_demo_emulator`)."""
+    """What the demo uses of the emulator (`cmproxy.cli.emulator.start_demo_emulator`: the CLI
+    is the one SDK face that loads the emulator, and hands it to the demo)."""
 
     host: str
     port: int
@@ -83,15 +85,6 @@ class _Emulated(Protocol):
     def close(self) -> None: ...
 
 
-def start_demo_emulator(state_path: str) -> _Emulated:
-    """The emulated demo hierarchy over HTTPS, started (the demo and the CLI are the only SDK
-    modules that load the emulator, and only when asked to)."""
-    from cmproxy.emulator.api import Emulator  # noqa: PLC0415 - the emulator is loaded only here
-
-    emu: _Emulated = Emulator(seed="demo", https=True, state_path=state_path).start()
-    return emu
-
-
 def _step(console: Console, title: str) -> None:
     console.print()
     console.print(Rule(Text(title, style="bold"), align="left"))
@@ -101,8 +94,11 @@ def _writes(emu: _Emulated) -> int:
     return sum(1 for call in emu.state.call_log() if call.wrote)
 
 
-def run_demo(console: Console) -> int:
-    """Run the scenario, printing to `console`; 0 when every step went as expected."""
+def run_demo(console: Console, start_emulator: Callable[[str], _Emulated]) -> int:
+    """Run the scenario, printing to `console`; 0 when every step went as expected.
+
+    `start_emulator(state_path)` starts the emulated demo hierarchy over HTTPS.
+    """
     started = time.monotonic()
     if not os.environ.get(PASSWORD_ENV):
         os.environ[PASSWORD_ENV] = secrets.token_urlsafe(18)
@@ -111,7 +107,7 @@ def run_demo(console: Console) -> int:
         origin = f"from ${PASSWORD_ENV} (not shown)"
     with tempfile.TemporaryDirectory(prefix="cmproxy-demo-") as tmp:
         _step(console, "1. Start the emulated ConfigMgr hierarchy")
-        emu: _Emulated = start_demo_emulator(str(Path(tmp) / "site.sqlite"))
+        emu = start_emulator(str(Path(tmp) / "site.sqlite"))
         try:
             console.print(
                 f"WinRM endpoint {emu.endpoint} (HTTPS, self-signed CA {emu.cert_path}); "

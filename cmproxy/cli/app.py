@@ -14,7 +14,7 @@ import typer
 
 import cmproxy
 from cmproxy.cli import commands
-from cmproxy.cli.emulator import emulator_app
+from cmproxy.cli.emulator import emulator_app, start_demo_emulator
 from cmproxy.cli.render import make_console
 
 __all__ = ["app", "main"]
@@ -42,9 +42,9 @@ for _command in (
 @app.command()
 def demo() -> None:
     """Rehearse a proxy migration against a built-in emulated site (takes seconds)."""
-    from cmproxy.demo import run_demo  # noqa: PLC0415 - the emulator is loaded only here
+    from cmproxy.demo import run_demo  # noqa: PLC0415 - loaded only for the demo
 
-    raise typer.Exit(run_demo(make_console()))
+    raise typer.Exit(run_demo(make_console(), start_demo_emulator))
 
 
 def _version(value: bool) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
-__all__ = ["emulator_app"]
+__all__ = ["emulator_app", "start_demo_emulator"]
 
 emulator_app = typer.Typer(
     help="Run the emulated ConfigMgr site (a real WinRM endpoint on this machine).",
@@ -22,3 +24,10 @@ def emulator_serve(ctx: typer.Context) -> None:
     from cmproxy.emulator import serve  # noqa: PLC0415 - the emulator is loaded only here
 
     raise typer.Exit(serve.main(["serve", *ctx.args]))
+
+
+def start_demo_emulator(state_path: str) -> Any:
+    """The emulated demo hierarchy over HTTPS, started, for `cmproxy demo`."""
+    from cmproxy.emulator.api import Emulator  # noqa: PLC0415 - the emulator is loaded only here
+
+    return Emulator(seed="demo", https=True, state_path=state_path).start()
