@@ -22,7 +22,7 @@ from cmproxy.cli.render import (
     OUTCOME_STYLES,
     diagnosis_table,
     doctor_renderables,
-    emit_json,
+    emit,
     make_console,
     plan_tables,
     results_table,
@@ -52,7 +52,6 @@ def _exit(code: int) -> NoReturn:
     raise typer.Exit(code)
 
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON on stdout instead of tables")]
 DesiredFile = Annotated[
     Path,
     typer.Option(
@@ -75,18 +74,17 @@ def show(
         list[str] | None,
         typer.Option("--site", help="Only these sites (repeatable); default: the hierarchy"),
     ] = None,
-    json_output: JsonFlag = False,
 ) -> None:
     """Show servers, roles, proxies and SUP proxy options of a site or the whole hierarchy."""
     codes = [c.upper() for c in site or []]
     with open_session(common) as session:
         state = session.read_state(site_codes=codes or None)
-    if json_output:
+    if common.structured:
         data = state_to_dict(state)
         if codes:
             data["sites"] = [s for s in data["sites"] if s["code"] in codes]
             data["servers"] = [s for s in data["servers"] if s["site"] in codes]
-        emit_json(data)
+        emit(common.output, data)
         return
     console = make_console()
     for table in state_tables(state, codes):
@@ -94,7 +92,7 @@ def show(
 
 
 @with_common
-def plan(common: Common, file: DesiredFile, json_output: JsonFlag = False) -> None:
+def plan(common: Common, file: DesiredFile) -> None:
     """Plan the changes a desired-state file needs; nothing is written.
 
     A desired state that breaks a rule (R1–R14) exits 2 and names the rule and field.
@@ -102,8 +100,8 @@ def plan(common: Common, file: DesiredFile, json_output: JsonFlag = False) -> No
     spec = load_spec(file)
     with open_session(common) as session:
         bulk = cmproxy.plan_bulk([session], spec)
-    if json_output:
-        emit_json({"ok": True, "changes": bulk.changes, **bulk.to_dict()})
+    if common.structured:
+        emit(common.output, {"ok": True, "changes": bulk.changes, **bulk.to_dict()})
         return
     console = make_console()
     for part in plan_tables(bulk):
@@ -130,7 +128,6 @@ def apply(
             help="Batches of servers in flight per site (each server its own transaction)",
         ),
     ] = 2,
-    json_output: JsonFlag = False,
 ) -> None:
     """Plan, confirm and apply a desired-state file: one transaction per server.
 
@@ -142,12 +139,15 @@ def apply(
     with open_session(common) as session:
         bulk = cmproxy.plan_bulk([session], spec)
         if bulk.is_empty:
-            if json_output:
-                emit_json({"ok": True, "plan": bulk.to_dict(), "results": Results().to_dict()})
+            if common.structured:
+                emit(
+                    common.output,
+                    {"ok": True, "plan": bulk.to_dict(), "results": Results().to_dict()},
+                )
             else:
                 console.print("No changes: the site is already in the desired state.")
             return
-        if not json_output:
+        if not common.structured:
             for part in plan_tables(bulk):
                 console.print(part)
         if not yes:
@@ -167,12 +167,14 @@ def apply(
                 journal=journal,
                 all_or_nothing=all_or_nothing,
                 per_site=parallel,
-                progress=False if json_output else None,
+                progress=False if common.structured else None,
             )
         finally:
             journal.close()
-    if json_output:
-        emit_json({"ok": results.ok, "plan": bulk.to_dict(), "results": results.to_dict()})
+    if common.structured:
+        emit(
+            common.output, {"ok": results.ok, "plan": bulk.to_dict(), "results": results.to_dict()}
+        )
     else:
         console.print(results_table(results))
         if not results.ok:
@@ -189,7 +191,6 @@ def apply(
 @with_common
 def recover(
     common: Common,
-    json_output: JsonFlag = False,
     quiet_timeout: Annotated[
         float,
         typer.Option(
@@ -211,8 +212,9 @@ def recover(
     # A transaction left open because what its killed run left running could not be
     # stopped ("not quiet") needs another recover later: not ok, like a failed one.
     ok = all(o.status in RECOVERED for o in outcomes)
-    if json_output:
-        emit_json(
+    if common.structured:
+        emit(
+            common.output,
             {
                 "ok": ok,
                 "endpoint": endpoint,
@@ -225,7 +227,7 @@ def recover(
                     }
                     for o in outcomes
                 ],
-            }
+            },
         )
         _exit(EXIT_OK if ok else EXIT_FAILED)
     console = make_console()
@@ -271,7 +273,6 @@ def diagnose(
     log_lines: Annotated[
         int, typer.Option("--log-lines", help="Lines of ruleengine.log to read per site server")
     ] = 2000,
-    json_output: JsonFlag = False,
 ) -> None:
     """Find proxy problems (SUP options without proxy, 12007 ADR failures, …), citing rules.
 
@@ -281,8 +282,8 @@ def diagnose(
     with open_session(common) as session:
         desired = spec.resolve(session.read_state()) if spec is not None else None
         diagnosis = cmproxy.diagnose(session, desired, log_lines=log_lines)
-    if json_output:
-        emit_json(diagnosis.to_dict())
+    if common.structured:
+        emit(common.output, diagnosis.to_dict())
     else:
         console = make_console()
         if not diagnosis.findings:
@@ -312,7 +313,6 @@ def doctor(
         str | None,
         typer.Option("--sup-server", help="Software update point whose object is checked"),
     ] = None,
-    json_output: JsonFlag = False,
 ) -> None:
     """Self-check a live site before trusting cmproxy with it; read-only unless --write-test.
 
@@ -333,8 +333,8 @@ def doctor(
         finally:
             if journal is not None:
                 journal.close()
-    if json_output:
-        emit_json(report.to_dict())
+    if common.structured:
+        emit(common.output, report.to_dict())
     else:
         console = make_console()
         for part in doctor_renderables(report):

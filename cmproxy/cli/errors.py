@@ -19,7 +19,7 @@ from cmproxy import (
     RuleViolation,
     ValidationError,
 )
-from cmproxy.cli.render import emit_json, make_console
+from cmproxy.cli.render import emit, make_console
 
 __all__ = [
     "EXIT_FAILED",
@@ -94,7 +94,7 @@ def describe_error(error: BaseException) -> tuple[str, int]:
 
 
 @contextmanager
-def handled(common: _Secrets, *, json_output: bool = False) -> Iterator[None]:
+def handled(common: _Secrets, *, json_output: bool = False, output: str = "json") -> Iterator[None]:
     """Print errors without tracebacks (unless --debug) and never with a password."""
     try:
         yield
@@ -113,7 +113,7 @@ def handled(common: _Secrets, *, json_output: bool = False) -> Iterator[None]:
                 k: _scrub(str(v), secrets) if isinstance(v, str) else v
                 for k, v in _error_record(error).items()
             }
-            emit_json({"ok": False, "error": record})
+            emit(output, {"ok": False, "error": record})
         err = make_console(stderr=True)
         # one line however narrow the terminal: scripts grep it, people copy it
         err.print(

@@ -1,17 +1,21 @@
 """The options every connecting command shares, and how a command receives them.
 
-Connection options fall back to `CMPROXY_*` environment variables (`ConnectionInfo.from_env`);
-the password is best given as `CMPROXY_PASSWORD` or typed at the prompt, and never printed.
+The connection flags are generated from `cmproxy.connection_options.CONNECTION_OPTIONS`, the
+one table of connection settings. A flag wins over its `CMPROXY_*` environment variable
+(`ConnectionInfo.from_env`); the password is best given as `CMPROXY_PASSWORD` or typed at the
+prompt, and is a `Secret` from the moment typer hands it over.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import enum
 import inspect
+import logging
 import os
 import sys
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,11 +23,22 @@ import typer
 
 from cmproxy import ConnectionInfo, Journal, Secret, ValidationError
 from cmproxy.cli.errors import handled
+from cmproxy.connection_options import CONNECTION_OPTIONS, ConnectionOption
 
-__all__ = ["Common", "common_from", "interactive", "with_common"]
+__all__ = ["Common", "Output", "common_from", "interactive", "option_name", "with_common"]
 
 #: Auth protocols that need a password (kerberos may use a ticket; certificate a key).
 _PASSWORD_AUTHS = frozenset({"negotiate", "ntlm", "credssp", "basic"})
+_CONN = "Connection (default: CMPROXY_* environment variables)"
+_PY_TYPES: dict[str, Any] = {"str": str, "path": str, "int": int, "float": float, "bool": bool}
+
+
+class Output(enum.StrEnum):
+    """How a command prints what it found."""
+
+    TABLE = "table"
+    JSON = "json"
+    YAML = "yaml"
 
 
 def interactive() -> bool:
@@ -31,57 +46,51 @@ def interactive() -> bool:
     return sys.stdin.isatty()
 
 
-# -- options shared by every command that connects ----------------------------------------------
-
-_CONN = "Connection (default: CMPROXY_* environment variables)"
+def option_name(field: str) -> str:
+    """The CLI option (and its variable) that sets an SDK connection field, as errors name it:
+    `ca_cert` → `--ca-cert (CMPROXY_CA_CERT)`; other fields unchanged."""
+    for option in CONNECTION_OPTIONS:
+        if field in (option.field, option.env):
+            return f"{option.flag} ({option.env})"
+    return field
 
 
 @dataclasses.dataclass(frozen=True)
 class Common:
-    """The connection, journal and debug options of a command."""
+    """The connection, journal, output and logging options of a command."""
 
-    server: str | None = None
-    port: int | None = None
-    scheme: str | None = None
-    auth: str | None = None
-    username: str | None = None
-    #: A `Secret`, so the options' repr / `dataclasses.asdict` never show it.
-    password: Secret | None = None
-    transport: str | None = None
-    ca_cert: str | None = None
-    no_cert_validation: bool = False
-    site_code: str | None = None
+    #: ConnectionInfo field → value given as a flag (a password as a `Secret`, never shown).
+    given: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     journal: Path | None = None
     debug: bool = False
+    output: Output = Output.TABLE
+    verbose: int = 0
+    quiet: bool = False
+
+    @property
+    def structured(self) -> bool:
+        """JSON or YAML on stdout: nothing else may go there."""
+        return self.output is not Output.TABLE
 
     def secrets(self) -> list[str]:
         """Values that must never be printed."""
+        password = self.given.get("password")
         found = [
-            self.password.reveal() if self.password else "",
+            password.reveal() if isinstance(password, Secret) else "",
             os.environ.get("CMPROXY_PASSWORD", ""),
         ]
         return [s for s in found if s]
 
-    def connection(self, *, interactive: bool) -> ConnectionInfo:
-        """The ConnectionInfo: flags first, then CMPROXY_* variables, then a password prompt."""
-        overrides: dict[str, Any] = {
-            name: getattr(self, name)
-            for name in (
-                "server",
-                "port",
-                "scheme",
-                "auth",
-                "username",
-                "password",
-                "transport",
-                "ca_cert",
-                "site_code",
-            )
-            if getattr(self, name) is not None
-        }
-        if self.no_cert_validation:
-            overrides["cert_validation"] = False
-            overrides["ca_cert"] = None
+    def connection(self, *, interactive: bool, site_code: str | None = None) -> ConnectionInfo:
+        """The ConnectionInfo: flags first, then CMPROXY_* variables, then a password prompt.
+
+        `site_code` (a command's own `--site`) is used when no site code was given otherwise.
+        """
+        overrides = dict(self.given)
+        if overrides.get("cert_validation") is False:
+            overrides["ca_cert"] = None  # a CA bundle only serves to validate
+        if site_code and "site_code" not in overrides and not os.environ.get("CMPROXY_SITE_CODE"):
+            overrides["site_code"] = site_code
         info = ConnectionInfo.from_env(**overrides)
         if info.password is None and info.auth in _PASSWORD_AUTHS:
             if not interactive:
@@ -100,118 +109,99 @@ class Common:
 
 
 def common_from(options: dict[str, Any]) -> Common:
-    """The shared options as typer gives them; the password becomes a `Secret` at once (an
-    empty `--password` is none: the variable or the prompt comes next)."""
-    password = options.get("password")
-    return Common(**{**options, "password": Secret(password) if password else None})
+    """The shared options as typer gives them (connection values by field name); the password
+    becomes a `Secret` at once (an empty `--password` is none: the variable or the prompt
+    comes next)."""
+    fields = {o.field for o in CONNECTION_OPTIONS}
+    given = {k: v for k, v in options.items() if k in fields and v is not None}
+    if given.get("password"):
+        given["password"] = Secret(given["password"])
+    else:
+        given.pop("password", None)
+    rest = {k: v for k, v in options.items() if k not in fields}
+    if rest.get("json_output"):
+        rest["output"] = Output.JSON
+    rest.pop("json_output", None)
+    return Common(given=given, **rest)
 
 
-_COMMON_OPTIONS: list[tuple[str, Any, Any]] = [
-    (
-        "server",
-        str | None,
-        typer.Option(
-            "--server", help="SMS Provider host name (env CMPROXY_SERVER)", rich_help_panel=_CONN
-        ),
-    ),
-    (
-        "port",
-        int | None,
-        typer.Option(
-            "--port",
-            help="WinRM port (default 5986 https, 5985 http) (env CMPROXY_PORT)",
-            rich_help_panel=_CONN,
-        ),
-    ),
-    (
-        "scheme",
-        str | None,
-        typer.Option(
-            "--scheme", help="https (default) or http (env CMPROXY_SCHEME)", rich_help_panel=_CONN
-        ),
-    ),
-    (
-        "auth",
-        str | None,
-        typer.Option(
-            "--auth",
-            help="negotiate (default), ntlm, kerberos, credssp, basic, certificate "
-            "(env CMPROXY_AUTH)",
-            rich_help_panel=_CONN,
-        ),
-    ),
-    (
-        "username",
-        str | None,
-        typer.Option(
-            "--username", "-u", help="DOMAIN\\user (env CMPROXY_USERNAME)", rich_help_panel=_CONN
-        ),
-    ),
-    (
-        "password",
-        str | None,
-        typer.Option(
-            "--password",
-            help="Prefer CMPROXY_PASSWORD or the prompt: a flag is visible to other users "
-            "(env CMPROXY_PASSWORD)",
-            rich_help_panel=_CONN,
-            show_default=False,
-        ),
-    ),
-    (
-        "transport",
-        str | None,
-        typer.Option(
-            "--transport",
-            help="psrp (default) or winrm (env CMPROXY_TRANSPORT)",
-            rich_help_panel=_CONN,
-        ),
-    ),
-    (
-        "ca_cert",
-        str | None,
-        typer.Option(
-            "--ca-cert",
-            help="PEM bundle of the CA that signed the server certificate (env CMPROXY_CA_CERT)",
-            rich_help_panel=_CONN,
-        ),
-    ),
-    (
-        "no_cert_validation",
-        bool,
-        typer.Option(
-            "--no-cert-validation",
-            help="Do not verify the server certificate (unsafe; prefer --ca-cert)",
-            rich_help_panel=_CONN,
-        ),
-    ),
-    (
-        "site_code",
-        str | None,
-        typer.Option(
-            "--site-code",
-            help="Site code of the provider's site (default: discovered) (env CMPROXY_SITE_CODE)",
-            rich_help_panel=_CONN,
-        ),
-    ),
+def _connection_parameter(option: ConnectionOption) -> inspect.Parameter:
+    """The typer parameter of one connection option."""
+    kind = _PY_TYPES[option.type]
+    names = [option.flag] if option.short is None else [option.flag, option.short]
+    if kind is bool:
+        names = [f"{option.flag}/--no-{option.flag.removeprefix('--')}"]
+    choices = f": {'|'.join(option.choices)}" if option.choices else ""
+    default = f"; default {option.default}" if option.default else ""
+    typer_option = typer.Option(
+        *names,
+        help=f"{option.help}{choices} (env {option.env}{default})",
+        rich_help_panel=_CONN,
+        show_default=False,
+    )
+    return inspect.Parameter(
+        option.field,
+        inspect.Parameter.KEYWORD_ONLY,
+        default=None,
+        annotation=Annotated[kind | None, typer_option],
+    )
+
+
+_OTHER_OPTIONS: list[tuple[str, Any, Any]] = [
     (
         "journal",
         Path | None,
         typer.Option(
             "--journal",
             help="Transaction journal (env CMPROXY_JOURNAL; default ~/.cmproxy/journal.sqlite3)",
-            rich_help_panel=_CONN,
             dir_okay=False,
         ),
     ),
+    (
+        "output",
+        Output,
+        typer.Option("--output", "-o", help="How to print the result", case_sensitive=False),
+    ),
+    ("json_output", bool, typer.Option("--json", help="Same as --output json")),
+    (
+        "verbose",
+        int,
+        typer.Option(
+            "--verbose", "-v", count=True, help="Log what cmproxy does on stderr (-vv: debug)"
+        ),
+    ),
+    ("quiet", bool, typer.Option("--quiet", "-q", help="Only errors on stderr: no status line")),
     (
         "debug",
         bool,
         typer.Option("--debug", help="Show tracebacks on errors", envvar="CMPROXY_DEBUG"),
     ),
 ]
+_OTHER_DEFAULTS: dict[str, Any] = {
+    "journal": None,
+    "output": Output.TABLE,
+    "json_output": False,
+    "verbose": 0,
+    "quiet": False,
+    "debug": False,
+}
 
 F = typing.TypeVar("F", bound=Callable[..., Any])
+
+
+def configure_logging(common: Common) -> None:
+    """-v: cmproxy's INFO records on stderr; -vv: DEBUG; -q: errors only; default warnings."""
+    level = (
+        logging.ERROR
+        if common.quiet
+        else {0: logging.WARNING, 1: logging.INFO}.get(common.verbose, logging.DEBUG)
+    )
+    logger = logging.getLogger("cmproxy")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logger.handlers = [handler]
+    logger.setLevel(level)
+    logger.propagate = False
 
 
 def with_common(func: F) -> F:
@@ -223,21 +213,22 @@ def with_common(func: F) -> F:
     hints = typing.get_type_hints(func, include_extras=True)
     own = [p for p in inspect.signature(func).parameters.values() if p.name != "common"]
     params = [p.replace(annotation=hints[p.name]) for p in own]
-    for name, kind, option in _COMMON_OPTIONS:
-        default = False if kind is bool else None
-        params.append(
-            inspect.Parameter(
-                name,
-                inspect.Parameter.KEYWORD_ONLY,
-                default=default,
-                annotation=Annotated[kind, option],
-            )
+    params += [_connection_parameter(option) for option in CONNECTION_OPTIONS]
+    params += [
+        inspect.Parameter(
+            name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=_OTHER_DEFAULTS[name],
+            annotation=Annotated[kind, option],
         )
-    names = {name for name, _k, _o in _COMMON_OPTIONS}
+        for name, kind, option in _OTHER_OPTIONS
+    ]
+    names = {o.field for o in CONNECTION_OPTIONS} | set(_OTHER_DEFAULTS)
 
     def wrapper(**kwargs: Any) -> Any:
         common = common_from({k: kwargs.pop(k) for k in list(kwargs) if k in names})
-        with handled(common, json_output=bool(kwargs.get("json_output"))):
+        configure_logging(common)
+        with handled(common, json_output=common.structured, output=common.output):
             return func(common=common, **kwargs)
 
     wrapper.__name__ = func.__name__

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+import yaml
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -25,6 +26,7 @@ __all__ = [
     "SEVERITY_STYLES",
     "diagnosis_table",
     "doctor_renderables",
+    "emit",
     "emit_json",
     "make_console",
     "plan_tables",
@@ -56,6 +58,16 @@ def emit_json(data: Any) -> None:
     """JSON on stdout, for scripts."""
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
     sys.stdout.flush()
+
+
+def emit(output: str, data: Any) -> None:
+    """`data` on stdout as JSON or YAML (`--output json|yaml`), for scripts."""
+    if output == "yaml":
+        plain = json.loads(json.dumps(data, default=str))  # the same values as the JSON
+        sys.stdout.write(yaml.safe_dump(plain, sort_keys=False, allow_unicode=True))
+        sys.stdout.flush()
+    else:
+        emit_json(data)
 
 
 def _onoff(flag: bool) -> Text:
