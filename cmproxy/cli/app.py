@@ -23,7 +23,7 @@ app = typer.Typer(
     name="cmproxy",
     help="Manage the proxy settings of ConfigMgr (SCCM/MECM) site system servers over WinRM.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )

@@ -5,19 +5,23 @@ them; only `emulator serve` and `demo` reach into `cmproxy.emulator`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
+import yaml
 from rich.table import Table
 from rich.text import Text
 
 import cmproxy
-from cmproxy import DesiredSpec, Results, Session
-from cmproxy.cli.errors import EXIT_FAILED, EXIT_OK, UsageError
+from cmproxy import BulkPlan, DesiredSpec, Results, Session, SiteState
+from cmproxy.cli.connect import open_session
+from cmproxy.cli.errors import EXIT_FAILED, EXIT_OK, RefusedError, UsageError
 from cmproxy.cli.options import Common, interactive, with_common
+from cmproxy.cli.planfile import differences, load_plan, save_plan
 from cmproxy.cli.render import (
     OUTCOME_STYLES,
     diagnosis_table,
@@ -29,27 +33,94 @@ from cmproxy.cli.render import (
     state_tables,
     state_to_dict,
 )
+from cmproxy.cli.ui import Ui
 from cmproxy.transaction import RECOVERED
+
+#: Exit code of `plan --detailed-exitcode` when changes are planned (as terraform's).
+EXIT_CHANGES = 2
+#: Stands in for an account password a read-only plan does not need: a plan writes nothing,
+#: so the value never leaves this process (`apply` reads the real one).
+_NOT_READ = "not-read-by-a-read-only-plan"
+
+
+def _ui(common: Common) -> Ui:
+    return Ui(live=not common.quiet and not common.structured)
 
 
 def _prompt_password(text: str) -> str:
     return str(typer.prompt(text.rstrip(": "), hide_input=True))
 
 
-def load_spec(path: Path) -> DesiredSpec:
-    """Load a desired-state file; account passwords come from env vars or a prompt."""
-    return cmproxy.load_desired(path, prompt=_prompt_password if interactive() else None)
+def _password_sources(text: str) -> tuple[list[str], list[str]]:
+    """The accounts of a desired-state text: the variables they read, the ones they prompt."""
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return [], []  # the parser reports it, with its line
+    accounts = doc.get("accounts") if isinstance(doc, dict) else None
+    variables: list[str] = []
+    prompted: list[str] = []
+    for account in accounts if isinstance(accounts, list) else []:
+        if isinstance(account, dict) and isinstance(account.get("password_env"), str):
+            variables.append(account["password_env"])
+        elif isinstance(account, dict) and account.get("prompt") is True:
+            prompted.append(str(account.get("name")))
+    return variables, prompted
 
 
 @contextmanager
-def open_session(common: Common) -> Iterator[Session]:
-    info = common.connection(interactive=interactive())
-    with Session(info) as session:
-        yield session
+def _standing_in(variables: Sequence[str]) -> Iterator[list[str]]:
+    """Unset password variables set to `_NOT_READ` for the block (yields their names)."""
+    missing = [v for v in variables if not os.environ.get(v)]
+    for name in missing:
+        os.environ[name] = _NOT_READ
+    try:
+        yield missing
+    finally:
+        for name in missing:
+            os.environ.pop(name, None)
+
+
+def parse_spec(text: str, source: str, *, passwords: bool = True) -> tuple[DesiredSpec, list[str]]:
+    """A desired state and notes for the user. With `passwords=False` (a read-only plan) no
+    account password is asked for or required: each one not set is noted instead."""
+    if passwords:
+        prompt = _prompt_password if interactive() else None
+        return cmproxy.parse_desired(text, source=source, prompt=prompt), []
+    variables, prompted = _password_sources(text)
+    with _standing_in(variables) as missing:
+        spec = cmproxy.parse_desired(text, source=source, prompt=lambda _text: _NOT_READ)
+    notes = [f"${name} is not set: `apply` needs it (a plan writes nothing)" for name in missing]
+    notes += [
+        f"the password of {name} is asked by `apply` (a plan writes nothing)" for name in prompted
+    ]
+    return spec, notes
+
+
+def load_spec(path: Path, *, passwords: bool = True) -> tuple[DesiredSpec, str, list[str]]:
+    """A desired-state file: the spec, its text, and notes (see `parse_spec`)."""
+    text = path.read_text(encoding="utf-8")
+    spec, notes = parse_spec(text, str(path), passwords=passwords)
+    return spec, text, notes
 
 
 def _exit(code: int) -> NoReturn:
     raise typer.Exit(code)
+
+
+def _single(codes: Sequence[str]) -> str | None:
+    return codes[0] if len(codes) == 1 else None
+
+
+def _check_sites(state: SiteState, codes: Sequence[str]) -> None:
+    """An asked-for site that is not in the hierarchy is an error, not an empty table."""
+    known = [s.code for s in state.sites]
+    unknown = [c for c in codes if c not in known]
+    if unknown:
+        raise UsageError(
+            f"--site {', '.join(unknown)}: no such site in the hierarchy "
+            f"(sites: {', '.join(known) or 'none'})"
+        )
 
 
 DesiredFile = Annotated[
@@ -64,21 +135,29 @@ DesiredFile = Annotated[
     ),
 ]
 
-# -- commands ---------------------------------------------------------------------------------
-
 
 @with_common
 def show(
     common: Common,
     site: Annotated[
         list[str] | None,
-        typer.Option("--site", help="Only these sites (repeatable); default: the hierarchy"),
+        typer.Option(
+            "--site",
+            help="Only these sites (repeatable); default: the hierarchy. One --site is also "
+            "the session's site when --site-code is not given",
+        ),
     ] = None,
 ) -> None:
-    """Show servers, roles, proxies and SUP proxy options of a site or the whole hierarchy."""
+    """Show servers, roles, proxies and SUP proxy options of a site or the whole hierarchy.
+
+    A site that is not in the hierarchy is an error (exit 2).
+    """
     codes = [c.upper() for c in site or []]
-    with open_session(common) as session:
-        state = session.read_state(site_codes=codes or None)
+    ui = _ui(common)
+    with open_session(common, ui, site_code=_single(codes)) as session:
+        with ui.status(f"Reading {', '.join(codes) or 'the hierarchy'} from {session.endpoint}…"):
+            state = session.read_state(site_codes=codes or None)
+        _check_sites(state, codes)
     if common.structured:
         data = state_to_dict(state)
         if codes:
@@ -91,28 +170,129 @@ def show(
         console.print(table)
 
 
-@with_common
-def plan(common: Common, file: DesiredFile) -> None:
-    """Plan the changes a desired-state file needs; nothing is written.
+def _plan(common: Common, ui: Ui, session: Session, spec: DesiredSpec) -> BulkPlan:
+    with ui.status(f"Reading the site from {session.endpoint} and planning…"):
+        return cmproxy.plan_bulk([session], spec)
 
-    A desired state that breaks a rule (R1–R14) exits 2 and names the rule and field.
-    """
-    spec = load_spec(file)
-    with open_session(common) as session:
-        bulk = cmproxy.plan_bulk([session], spec)
-    if common.structured:
-        emit(common.output, {"ok": True, "changes": bulk.changes, **bulk.to_dict()})
-        return
+
+def _print_plan(common: Common, bulk: BulkPlan, notes: Sequence[str]) -> None:
     console = make_console()
     for part in plan_tables(bulk):
         console.print(part)
-    console.print(f"{bulk.changes} change(s) planned. Nothing was written.")
+    for note in notes:
+        console.print(Text(f"note: {note}", style="yellow"))
+
+
+@with_common
+def plan(
+    common: Common,
+    file: DesiredFile,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Save the plan to this file, for `cmproxy apply FILE` (refused there if the "
+            "site changed meanwhile)",
+            dir_okay=False,
+        ),
+    ] = None,
+    detailed_exitcode: Annotated[
+        bool,
+        typer.Option(
+            "--detailed-exitcode",
+            help="Exit 0 when there is nothing to change, 2 when there are changes, 1 on any "
+            "error (as terraform plan)",
+        ),
+    ] = False,
+) -> None:
+    """Plan the changes a desired-state file needs; nothing is written, no account password
+    is needed.
+
+    A desired state that breaks a rule (R1–R14) exits 2 and names the rule and field (1 with
+    --detailed-exitcode, where 2 means changes).
+    """
+    spec, text, notes = load_spec(file, passwords=False)
+    ui = _ui(common)
+    with open_session(common, ui) as session:
+        bulk = _plan(common, ui, session, spec)
+        endpoint, site_code = session.endpoint, session.site_code
+    if out is not None:
+        save_plan(
+            out,
+            desired_file=file.resolve(),
+            desired_text=text,
+            bulk=bulk,
+            endpoint=endpoint,
+            site_code=site_code,
+        )
+    if common.structured:
+        emit(common.output, {"ok": True, "changes": bulk.changes, **bulk.to_dict()})
+    else:
+        _print_plan(common, bulk, notes)
+        make_console().print(f"{bulk.changes} change(s) planned. Nothing was written.")
+        if out is not None:
+            make_console().print(
+                f"Plan saved to {out}: apply it with `cmproxy apply {out}`.", soft_wrap=True
+            )
+    if detailed_exitcode and not bulk.is_empty:
+        _exit(EXIT_CHANGES)
+
+
+def _confirm(bulk: BulkPlan) -> None:
+    if not interactive():
+        raise UsageError(
+            "stdin is not a terminal, so the change cannot be confirmed: pass --yes. "
+            "Nothing was written."
+        )
+    if not typer.confirm(f"Apply {bulk.changes} change(s)?", default=False):
+        make_console(stderr=True).print("Declined. Nothing was written.")
+        _exit(EXIT_FAILED)
+
+
+def _apply(
+    common: Common,
+    ui: Ui,
+    session: Session,
+    spec: DesiredSpec,
+    bulk: BulkPlan,
+    **options: Any,
+) -> Results:
+    journal = common.open_journal()
+    try:
+        with ui.apply_progress(bulk) as progress:
+            results = cmproxy.apply_bulk(
+                [session], spec, journal=journal, progress=False, hooks=[progress.hook], **options
+            )
+            progress.settle([item.outcome.server for item in results])
+    finally:
+        journal.close()
+    return results
 
 
 @with_common
 def apply(
     common: Common,
-    file: DesiredFile,
+    plan_file: Annotated[
+        Path | None,
+        typer.Argument(
+            help="A plan saved by `cmproxy plan --out`: applied only if the site still gives "
+            "the same plan",
+            exists=True,
+            dir_okay=False,
+            show_default=False,
+        ),
+    ] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option(
+            "--file",
+            "-f",
+            help="Desired-state YAML file (see examples/)",
+            exists=True,
+            dir_okay=False,
+            readable=True,
+        ),
+    ] = None,
     *,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Apply without asking")] = False,
     all_or_nothing: Annotated[
@@ -128,53 +308,65 @@ def apply(
             help="Batches of servers in flight per site (each server its own transaction)",
         ),
     ] = 2,
+    batch_size: Annotated[
+        int,
+        typer.Option(
+            "--batch-size",
+            min=1,
+            max=64,
+            help="Servers of a site whose transactions share their round trips; the bar "
+            "moves once per batch",
+        ),
+    ] = 4,
 ) -> None:
-    """Plan, confirm and apply a desired-state file: one transaction per server.
+    """Plan, confirm and apply a desired-state file (or a saved plan): one transaction per
+    server.
 
     A server whose change fails is rolled back to how it was; the others keep their change
     (or are put back too with --all-or-nothing). Exits 1 when any server did not change.
+    A saved plan is refused (exit 1, nothing written) when the site has changed since it was
+    made: the differences are printed.
     """
-    spec = load_spec(file)
+    if (plan_file is None) == (file is None):
+        raise UsageError("give a desired-state file (-f FILE) or a saved plan (PLAN), not both")
+    saved = load_plan(plan_file) if plan_file is not None else None
+    if saved is not None:
+        spec, _notes = parse_spec(saved.desired_text, saved.source)
+        site_code = saved.site_code
+    else:
+        assert file is not None
+        spec, _text, _notes = load_spec(file)
+        site_code = None
+    ui = _ui(common)
     console = make_console()
-    with open_session(common) as session:
-        bulk = cmproxy.plan_bulk([session], spec)
+    with open_session(common, ui, site_code=site_code) as session:
+        bulk = _plan(common, ui, session, spec)
+        if saved is not None:
+            _refuse_drift(saved.plan, bulk, common, saved.endpoint, session.endpoint)
         if bulk.is_empty:
             if common.structured:
-                emit(
-                    common.output,
-                    {"ok": True, "plan": bulk.to_dict(), "results": Results().to_dict()},
-                )
+                data = {"ok": True, "plan": bulk.to_dict(), "results": Results().to_dict()}
+                emit(common.output, data)
             else:
                 console.print("No changes: the site is already in the desired state.")
             return
         if not common.structured:
-            for part in plan_tables(bulk):
-                console.print(part)
+            _print_plan(common, bulk, ())
         if not yes:
-            if not interactive():
-                raise UsageError(
-                    "stdin is not a terminal, so the change cannot be confirmed: pass --yes. "
-                    "Nothing was written."
-                )
-            if not typer.confirm(f"Apply {bulk.changes} change(s)?", default=False):
-                make_console(stderr=True).print("Declined. Nothing was written.")
-                _exit(EXIT_FAILED)
-        journal = common.open_journal()
-        try:
-            results = cmproxy.apply_bulk(
-                [session],
-                spec,
-                journal=journal,
-                all_or_nothing=all_or_nothing,
-                per_site=parallel,
-                progress=False if common.structured else None,
-            )
-        finally:
-            journal.close()
-    if common.structured:
-        emit(
-            common.output, {"ok": results.ok, "plan": bulk.to_dict(), "results": results.to_dict()}
+            _confirm(bulk)
+        results = _apply(
+            common,
+            ui,
+            session,
+            spec,
+            bulk,
+            all_or_nothing=all_or_nothing,
+            per_site=parallel,
+            batch_size=batch_size,
         )
+    if common.structured:
+        data = {"ok": results.ok, "plan": bulk.to_dict(), "results": results.to_dict()}
+        emit(common.output, data)
     else:
         console.print(results_table(results))
         if not results.ok:
@@ -186,6 +378,21 @@ def apply(
                 )
             )
     _exit(EXIT_OK if results.ok else EXIT_FAILED)
+
+
+def _refuse_drift(
+    saved: dict[str, Any], bulk: BulkPlan, common: Common, was: str, now: str
+) -> None:
+    found = differences(saved, bulk.to_dict())
+    if not found and was in ("", now):
+        return
+    if was not in ("", now):
+        found.insert(0, f"the plan was made against {was}, this is {now}")
+    lines = "\n  ".join(found)
+    raise RefusedError(
+        f"the site has changed since the plan was made; nothing was written. "
+        f"Differences:\n  {lines}\nMake a new plan with `cmproxy plan -f FILE --out PLAN`."
+    )
 
 
 @with_common
@@ -204,7 +411,7 @@ def recover(
     """Finish transactions a killed run left open in the journal (roll forward or back)."""
     journal = common.open_journal()
     try:
-        with open_session(common) as session:
+        with open_session(common, _ui(common)) as session:
             outcomes = cmproxy.recover(session, journal, quiet_timeout=quiet_timeout)
             endpoint = session.endpoint
     finally:
@@ -278,8 +485,8 @@ def diagnose(
 
     Exits 1 when an error is found.
     """
-    spec = load_spec(file) if file is not None else None
-    with open_session(common) as session:
+    spec = load_spec(file)[0] if file is not None else None
+    with open_session(common, _ui(common)) as session:
         desired = spec.resolve(session.read_state()) if spec is not None else None
         diagnosis = cmproxy.diagnose(session, desired, log_lines=log_lines)
     if common.structured:
@@ -320,7 +527,7 @@ def doctor(
     which embedded property holds each proxy setting, and the WinRM quotas where readable.
     Attach the --json output to a bug report: it holds no password. Exits 1 when a check fails.
     """
-    with open_session(common) as session:
+    with open_session(common, _ui(common)) as session:
         journal = common.open_journal() if write_test is not None else None
         try:
             report = cmproxy.doctor(

@@ -22,7 +22,7 @@ from typing import Annotated, Any
 import typer
 
 from cmproxy import ConnectionInfo, Journal, Secret, ValidationError
-from cmproxy.cli.errors import handled
+from cmproxy.cli.errors import handled, option_name
 from cmproxy.connection_options import CONNECTION_OPTIONS, ConnectionOption
 
 __all__ = ["Common", "Output", "common_from", "interactive", "option_name", "with_common"]
@@ -44,15 +44,6 @@ class Output(enum.StrEnum):
 def interactive() -> bool:
     """Whether someone can answer a prompt."""
     return sys.stdin.isatty()
-
-
-def option_name(field: str) -> str:
-    """The CLI option (and its variable) that sets an SDK connection field, as errors name it:
-    `ca_cert` → `--ca-cert (CMPROXY_CA_CERT)`; other fields unchanged."""
-    for option in CONNECTION_OPTIONS:
-        if field in (option.field, option.env):
-            return f"{option.flag} ({option.env})"
-    return field
 
 
 @dataclasses.dataclass(frozen=True)
@@ -228,7 +219,13 @@ def with_common(func: F) -> F:
     def wrapper(**kwargs: Any) -> Any:
         common = common_from({k: kwargs.pop(k) for k in list(kwargs) if k in names})
         configure_logging(common)
-        with handled(common, json_output=common.structured, output=common.output):
+        detailed = bool(kwargs.get("detailed_exitcode"))
+        with handled(
+            common,
+            json_output=common.structured,
+            output=common.output,
+            error_exit=lambda: 1 if detailed else None,
+        ):
             return func(common=common, **kwargs)
 
     wrapper.__name__ = func.__name__
