@@ -229,8 +229,8 @@ def diagnosis_table(diagnosis: Diagnosis) -> Table:
     return table
 
 
-def doctor_renderables(report: cmproxy.DoctorReport) -> list[Table | Text]:
-    """The doctor's report as rich tables: facts, where each proxy setting lives, checks."""
+def _doctor_facts(report: cmproxy.DoctorReport) -> list[Table | Text]:
+    """The session's facts, then the footnotes of unreadable quotas."""
     facts = Table(title="Session", title_justify="left", show_header=False)
     facts.add_column("what")
     facts.add_column("value")
@@ -260,6 +260,12 @@ def doctor_renderables(report: cmproxy.DoctorReport) -> list[Table | Text]:
         facts.add_row(quota["path"], shown)
     out: list[Table | Text] = [facts]
     out += [Text(f"  [{n}] {reason}", style="dim") for n, reason in enumerate(reasons, 1)]
+    return out
+
+
+def doctor_renderables(report: cmproxy.DoctorReport) -> list[Table | Text]:
+    """The doctor's report as rich tables: facts, where each proxy setting lives, checks."""
+    out = _doctor_facts(report)
     shapes = Table(title="Proxy settings: where they live", title_justify="left")
     for col in ("", "setting", "object", "property", "reads", "found in", "value", "note"):
         shapes.add_column(col)
