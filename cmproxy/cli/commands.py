@@ -411,8 +411,10 @@ def recover(
     """Finish transactions a killed run left open in the journal (roll forward or back)."""
     journal = common.open_journal()
     try:
-        with open_session(common, _ui(common)) as session:
-            outcomes = cmproxy.recover(session, journal, quiet_timeout=quiet_timeout)
+        ui = _ui(common)
+        with open_session(common, ui) as session:
+            with ui.status("Finishing the transactions left open in the journal…"):
+                outcomes = cmproxy.recover(session, journal, quiet_timeout=quiet_timeout)
             endpoint = session.endpoint
     finally:
         journal.close()
@@ -486,7 +488,8 @@ def diagnose(
     Exits 1 when an error is found.
     """
     spec = load_spec(file)[0] if file is not None else None
-    with open_session(common, _ui(common)) as session:
+    ui = _ui(common)
+    with open_session(common, ui) as session, ui.status("Reading the site and its logs…"):
         desired = spec.resolve(session.read_state()) if spec is not None else None
         diagnosis = cmproxy.diagnose(session, desired, log_lines=log_lines)
     if common.structured:
@@ -527,7 +530,8 @@ def doctor(
     which embedded property holds each proxy setting, and the WinRM quotas where readable.
     Attach the --json output to a bug report: it holds no password. Exits 1 when a check fails.
     """
-    with open_session(common, _ui(common)) as session:
+    ui = _ui(common)
+    with open_session(common, ui) as session, ui.status("Checking the site…"):
         journal = common.open_journal() if write_test is not None else None
         try:
             report = cmproxy.doctor(

@@ -95,6 +95,8 @@ def as_typed(text: str) -> str:
 
 def _shown(value: Any) -> str:
     """A value as the user typed it (quoted when text, no escapes)."""
+    if value is None:
+        return "not set"
     return f"'{value}'" if isinstance(value, str) else str(value)
 
 
@@ -116,6 +118,8 @@ def in_cli_terms(text: str) -> str:
             text,
         )
         text = re.sub(rf"(?<![\w-]){name}(?=\s*(?:\(|/)\s*{option.env})", option.flag, text)
+        if "_" in option.field:  # a bare SDK name ("needs certificate_pem and …")
+            text = re.sub(rf"(?<![\w.$-]){name}(?![\w-])", option.flag, text)
     return as_typed(text)
 
 
@@ -152,7 +156,8 @@ def describe_error(error: BaseException) -> tuple[str, int]:
         rule = f" (rule {error.rule})" if error.rule else ""
         return (
             f"invalid {option_name(error.field)}{rule}: {in_cli_terms(error.reason)} "
-            f"(got {_shown(error.value)}). Nothing was written.",
+            f"({'' if error.value is None else 'got '}{_shown(error.value)}). "
+            "Nothing was written.",
             EXIT_USAGE,
         )
     if isinstance(error, TLSError) and _plain_http(error):

@@ -181,6 +181,9 @@ def test_errors_name_the_option_and_show_values_as_typed(site: Site) -> None:
     assert env_port.returncode == 0
     bad_env = site.run("show", env={"CMPROXY_PORT": "0"})
     assert "invalid --port (CMPROXY_PORT)" in bad_env.stderr
+    certificate = site.run("show", "--auth", "certificate")
+    assert certificate.returncode == 2
+    assert "needs --certificate-pem and --certificate-key-pem (not set)" in certificate.stderr
 
 
 def test_https_to_a_plain_http_endpoint_says_so(tmp_path: Path) -> None:
