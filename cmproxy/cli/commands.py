@@ -1,5 +1,5 @@
 """The commands: each opens one `Session` to the SMS Provider, calls the public API
-(`cmproxy.__all__`) and hands what comes back to the renderers. `cmproxy.cli.app` registers
+(`cmproxy.__all__`) and hands what comes back to the renderers. `cmproxy.cli.typer_app` registers
 them; only `emulator serve` and `demo` reach into `cmproxy.emulator`.
 """
 

@@ -104,6 +104,8 @@ class ApplyProgress:
 
     def _describe(self, text: str) -> None:
         self._progress.update(self._task, description=text)
+        if self.ui.live:
+            self._progress.refresh()  # shown as it happens, whatever the refresh rate
         log.info("%s", text)
 
     def hook(self, event: TransactionEvent) -> None:
