@@ -31,6 +31,7 @@ from rich.text import Text
 import cmproxy
 from cmproxy import ConnectionInfo, Journal, RuleViolation, Session
 from cmproxy.cli.render import diagnosis_table, plan_tables, results_table, state_tables
+from cmproxy.cli.ui import Ui
 
 __all__ = ["DEMO_SITE", "MIGRATION_YAML", "PASSWORD_ENV", "REFUSED_YAML", "run_demo"]
 
@@ -176,14 +177,18 @@ def _scenario(
 
     _step(console, f"5. Apply: one transaction per server ({bulk.changes} changes)")
     # One server at a time: NTLM sessions are not reliable under concurrent requests yet.
-    results = cmproxy.apply_bulk(
-        [session],
-        spec,
-        journal=journal,
-        progress=console.is_terminal,
-        max_workers=1,
-        per_provider=1,
-    )
+    # The CLI's bar (on stderr, on a terminal only): it names the server being written.
+    with Ui(live=console.is_terminal).apply_progress(bulk) as progress:
+        results = cmproxy.apply_bulk(
+            [session],
+            spec,
+            journal=journal,
+            progress=False,
+            hooks=[progress.hook],
+            max_workers=1,
+            per_provider=1,
+        )
+        progress.settle([item.outcome.server for item in results])
     console.print(results_table(results))
 
     _step(console, "6. Diagnose the site (rules R5, R9, R11, R13, …)")
