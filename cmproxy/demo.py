@@ -20,6 +20,7 @@ import os
 import secrets
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -29,13 +30,8 @@ from rich.text import Text
 
 import cmproxy
 from cmproxy import ConnectionInfo, Journal, RuleViolation, Session
-from cmproxy.cli import (
-    diagnosis_table,
-    plan_tables,
-    results_table,
-    start_demo_emulator,
-    state_tables,
-)
+from cmproxy.cli.render import diagnosis_table, plan_tables, results_table, state_tables
+from cmproxy.cli.ui import Ui
 
 __all__ = ["DEMO_SITE", "MIGRATION_YAML", "PASSWORD_ENV", "REFUSED_YAML", "run_demo"]
 
@@ -72,7 +68,8 @@ servers:
 
 
 class _Emulated(Protocol):
-    """What the demo uses of the emulator (started by `cmproxy.cli.start_demo_emulator`)."""
+    """What the demo uses of the emulator (`cmproxy.cli.emulator.start_demo_emulator`: the CLI
+    is the one SDK face that loads the emulator, and hands it to the demo)."""
 
     host: str
     port: int
@@ -98,8 +95,11 @@ def _writes(emu: _Emulated) -> int:
     return sum(1 for call in emu.state.call_log() if call.wrote)
 
 
-def run_demo(console: Console) -> int:
-    """Run the scenario, printing to `console`; 0 when every step went as expected."""
+def run_demo(console: Console, start_emulator: Callable[[str], _Emulated]) -> int:
+    """Run the scenario, printing to `console`; 0 when every step went as expected.
+
+    `start_emulator(state_path)` starts the emulated demo hierarchy over HTTPS.
+    """
     started = time.monotonic()
     if not os.environ.get(PASSWORD_ENV):
         os.environ[PASSWORD_ENV] = secrets.token_urlsafe(18)
@@ -108,7 +108,7 @@ def run_demo(console: Console) -> int:
         origin = f"from ${PASSWORD_ENV} (not shown)"
     with tempfile.TemporaryDirectory(prefix="cmproxy-demo-") as tmp:
         _step(console, "1. Start the emulated ConfigMgr hierarchy")
-        emu: _Emulated = start_demo_emulator(str(Path(tmp) / "site.sqlite"))
+        emu = start_emulator(str(Path(tmp) / "site.sqlite"))
         try:
             console.print(
                 f"WinRM endpoint {emu.endpoint} (HTTPS, self-signed CA {emu.cert_path}); "
@@ -177,14 +177,18 @@ def _scenario(
 
     _step(console, f"5. Apply: one transaction per server ({bulk.changes} changes)")
     # One server at a time: NTLM sessions are not reliable under concurrent requests yet.
-    results = cmproxy.apply_bulk(
-        [session],
-        spec,
-        journal=journal,
-        progress=console.is_terminal,
-        max_workers=1,
-        per_provider=1,
-    )
+    # The CLI's bar (on stderr, on a terminal only): it names the server being written.
+    with Ui(live=console.is_terminal).apply_progress(bulk) as progress:
+        results = cmproxy.apply_bulk(
+            [session],
+            spec,
+            journal=journal,
+            progress=False,
+            hooks=[progress.hook],
+            max_workers=1,
+            per_provider=1,
+        )
+        progress.settle([item.outcome.server for item in results])
     console.print(results_table(results))
 
     _step(console, "6. Diagnose the site (rules R5, R9, R11, R13, …)")

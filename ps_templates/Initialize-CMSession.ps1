@@ -99,7 +99,8 @@ if (-not $providerIsLocal) {
 if (-not $SiteCode) {
     $siteDrives = @(Get-PSDrive -PSProvider CMSite)
     if ($siteDrives.Count -ne 1) {
-        throw ('cmproxy:SiteCodeUnknown: found ' + $siteDrives.Count + ' CMSite drives')
+        $driveNames = @($siteDrives | ForEach-Object { [string]$_.Name }) -join ', '
+        throw ('cmproxy:SiteCodeUnknown: found ' + $siteDrives.Count + ' CMSite drives: ' + $driveNames)
     }
     $SiteCode = $siteDrives[0].Name
 }

@@ -48,7 +48,7 @@ def test_the_emulator_imports_nothing_of_the_sdk() -> None:
 
 def test_the_sdk_never_imports_the_emulator_except_the_cli() -> None:
     for path in (ROOT / "cmproxy").rglob("*.py"):
-        if "emulator" in path.parts or path.name == "cli.py":
+        if "emulator" in path.parts or "cli" in path.parts:
             continue
         for module in _imports(path):
             assert not module.startswith("cmproxy.emulator"), f"{path}: imports {module}"

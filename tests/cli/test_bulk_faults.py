@@ -16,7 +16,7 @@ from rich.console import Console
 
 import cmproxy
 from cmproxy import ConnectionInfo, Journal, Outcome, Session
-from cmproxy.cli import results_table
+from cmproxy.cli.render import results_table
 from cmproxy.emulator.api import Emulator
 
 from .conftest import proxy_view

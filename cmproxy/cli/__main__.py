@@ -1,0 +1,5 @@
+"""`python -m cmproxy.cli …`."""
+
+from cmproxy.cli import main
+
+main()
