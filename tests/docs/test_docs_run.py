@@ -35,24 +35,6 @@ pytestmark = pytest.mark.e2e
 
 BLOCKS = all_blocks()
 
-#: Blocks of a file another change is rewriting (docs/cli.md, with the CLI), that cannot run as
-#: they stand: (file, a text the block contains, why). Skipped with the reason until that file
-#: marks or fixes them; a block whose text changed is run again.
-PENDING: tuple[tuple[str, str, str], ...] = (
-    (
-        "docs/cli.md",
-        "CMPROXY_SERVER=cm-ps1.contoso.com",
-        "pending in docs/cli.md: runs against a real site (cm-ps1.contoso.com); "
-        "it needs a <!-- not-run: needs a real site --> mark",
-    ),
-    (
-        "docs/cli.md",
-        "cmproxy emulator serve --port 5986 --https",
-        "pending in docs/cli.md: starts a foreground emulator on the fixed port 5986 (never "
-        "returns) and exports a placeholder CA path (/tmp/cmproxy-emulator-…)",
-    ),
-)
-
 #: What the workspace links to, so blocks find `examples/…`, `benchmarks/…`, `ansible/…`.
 LINKED = ("examples", "benchmarks", "ansible", "docs", "ps_templates", "pyproject.toml")
 
@@ -202,11 +184,6 @@ def _check_yaml(block: Block) -> None:
         raise AssertionError(f"{block.id}: YAML that is neither a desired state nor tasks")
 
 
-def _pending(block: Block) -> str:
-    where = str(block.path.relative_to(ROOT))
-    return next((why for f, text, why in PENDING if f == where and text in block.text), "")
-
-
 @pytest.mark.parametrize("block", BLOCKS, ids=[b.id for b in BLOCKS])
 def test_doc_block_runs_as_written(
     block: Block,
@@ -219,8 +196,6 @@ def test_doc_block_runs_as_written(
         pytest.skip(f"not-run: {block.not_run}")
     if block.kind == "text":
         pytest.skip("text: output or a synopsis, not code")
-    if _pending(block):
-        pytest.skip(_pending(block))
     assert block.kind, (
         f"{block.id}: a block in {block.language or 'no language'!r}; give it python, sh, "
         "console, yaml or text, or mark it <!-- not-run: REASON -->"
