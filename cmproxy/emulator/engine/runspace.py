@@ -173,7 +173,8 @@ class CallContext:
         held for the modelled cost, not for the cost plus this process's CPU.
         """
         eng = self.engine
-        lock = eng.site_lock(site) if eng.settings.costs.serialise_site_writes else None
+        costs = eng.settings.costs
+        lock = eng.site_lock(costs.write_lock_key(site)) if costs.serialise_site_writes else None
         with lock if lock is not None else contextlib.nullcontext():
             start = time.perf_counter()
             with self.state.transaction():
@@ -543,6 +544,8 @@ class SiteRunspace:
             if log:
                 self._log(cmd.name, params, ctx.wrote, "PipelineStopped")
             raise
+        if cmd.configmgr and not cmd.writes and settings.costs.get_per_row and out:
+            self.engine.sleep(settings.costs.get_rows_seconds(len(out)))
         if log:
             self._log(cmd.name, params, ctx.wrote, "ok")
         faults = settings.faults
