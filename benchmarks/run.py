@@ -342,8 +342,10 @@ def table(rows: Sequence[Measurement], floors: dict[int, costmodel.Floor]) -> st
                 continue
             rss = f"{m.maxrss_kb / 1024:.0f}" + (f" (at {m.measured_on})" if m.extrapolated else "")
             lock = f"{m.lock.name}: {m.lock.writes}, {m.lock.busy:.0%}" if m.lock else ""
+            # A dry run writes nothing: the floor (of a run that writes) does not bound it.
+            times = "" if m.contender in DRY else f"{m.wall / (f.seconds or math.nan):.2f}"
             lines.append(
-                f"| {n} | {m.contender} | {m.wall:.2f} | {m.wall / (f.seconds or math.nan):.2f} "
+                f"| {n} | {m.contender} | {m.wall:.2f} | {times} "
                 f"| {m.exchanges / n:.1f} | {m.cpu:.2f} | {rss} | {lock} "
                 f"| {_f(m.first_write)} | {_f(m.tail)} | {m.how} |"
             )
