@@ -236,6 +236,19 @@ def _trace(what: str) -> None:
     print(f"TRACE {what} - {time.perf_counter() - _T0:.3f}", file=sys.stderr)
 
 
+def _size(value: Any) -> int:
+    """Items in one pipeline argument: a list's length, or the longest array of a JSON object
+    sent as one string (Set-ProxyBatch -Items)."""
+    if isinstance(value, list | tuple):
+        return len(value)
+    if isinstance(value, str) and value.startswith("{"):
+        with contextlib.suppress(ValueError):
+            parsed = json.loads(value)
+            if isinstance(parsed, dict):
+                return max((len(v) for v in parsed.values() if isinstance(v, list)), default=1)
+    return 1
+
+
 def _trace_steps(session: Any) -> None:
     """`--extra '{"trace": true}'`: one stderr line per pipeline (template, size, start, end)."""
     global _T0  # noqa: PLW0603 - one clock for the whole trace
@@ -247,7 +260,7 @@ def _trace_steps(session: Any) -> None:
         try:
             return original(step)
         finally:
-            sizes = [len(v) for _, v in step.parameters if isinstance(v, list | tuple)]
+            sizes = [_size(v) for _, v in step.parameters]
             end = time.perf_counter() - t0
             print(
                 f"TRACE {step.script.name} {max(sizes, default=1)} {start:.3f} {end:.3f}",
