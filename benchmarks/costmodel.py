@@ -1,19 +1,24 @@
-"""The cost model of the benchmark and the lower bound (`floor`) it implies.
+"""The cost model of the benchmark, its named profiles, and the lower bound (`floor`).
 
 All figures are assumptions scaled down so a run takes minutes, not hours (see
 docs/performance.md for the reasoning and the scale factors). The emulator applies them through
 `cmproxy.emulator.settings.Costs`:
 - `http_exchange`: slept for every HTTP request the endpoint receives (auth legs included);
-- `module_import`: slept by `Import-Module ConfigurationManager` (per runspace / process);
-- `get_cmdlet`: slept by every ConfigMgr Get cmdlet call;
-- `set_cmdlet`: slept by every ConfigMgr write, per written object, under the site's lock
-  when `serialise_site_writes` (a site serialises writes to its site control data).
+- `module_import`: slept by `Import-Module ConfigurationManager` (per runspace / process),
+  stretched when more imports run at once than `provider_cores` [UNCONFIRMED];
+- `get_cmdlet`: slept by every ConfigMgr Get call, plus `get_per_row` per object it returns
+  [UNCONFIRMED];
+- `set_cmdlet`: slept by every ConfigMgr write, per written object, under a write lock when
+  `serialise_site_writes`: one per site, or one for the provider (`write_lock`) [UNCONFIRMED].
+
+Every profile is a modelling choice, not a measurement of a real SMS Provider.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import attrs
 
@@ -36,12 +41,67 @@ def zero_costs() -> Costs:
     return Costs(http_exchange=0.0, module_import=0.0, get_cmdlet=0.0, set_cmdlet=0.0)
 
 
-#: Get cmdlets of one batched read of one site: Get-CMSite for the hierarchy, then the site's
-#: Get-CMSiteRole, Get-CMSoftwareUpdatePointComponent and Get-CMAccount (sites in parallel).
-READ_GETS = 4
-#: HTTP exchanges nobody can avoid: open the pool (create, receive), three pipelines of one
-#: command and one receive each (bootstrap, read, verify), the writes batched into one more.
-FLOOR_EXCHANGES = 12
+def without_time(costs: Costs) -> Costs:
+    """`costs` with every duration 0 and its shape (write lock, cores) kept: a harness check."""
+    return attrs.evolve(
+        costs, http_exchange=0.0, module_import=0.0, get_cmdlet=0.0, set_cmdlet=0.0, get_per_row=0.0
+    )
+
+
+@attrs.frozen
+class Profile:
+    """A named variation of the default costs and why it is plausible."""
+
+    name: str
+    why: str
+    costs: Callable[[], Costs]
+
+
+def _varied(**changes: Any) -> Callable[[], Costs]:
+    return lambda: attrs.evolve(default_costs(), **changes)
+
+
+#: The sweep (issue 18). The Set (50 ms) is the unit: every profile keeps it, so the write-bound
+#: part of a run is the same and only the varied cost moves.
+PROFILES: dict[str, Profile] = {
+    p.name: p
+    for p in (
+        Profile(
+            "default",
+            "import 40 Sets, Get 0.4 Set per call, writes serialised per site",
+            default_costs,
+        ),
+        Profile(
+            "import-2.5",
+            "import:Set 2.5 (a real import of 5 s against a Set of 2 s): import 0.125 s",
+            _varied(module_import=0.125),
+        ),
+        Profile("import-100", "import:Set 100: import 5 s", _varied(module_import=5.0)),
+        Profile(
+            "get-per-row",
+            "[UNCONFIRMED] a Get costs 20 ms per call plus 1 ms per object returned "
+            "(5 ms unscaled: each WMI instance built and sent)",
+            _varied(get_per_row=0.001),
+        ),
+        Profile(
+            "import-contention",
+            "[UNCONFIRMED] concurrent imports share 4 provider cores (half of the 8 Microsoft "
+            "recommends for a primary site server with a remote database; the site's own "
+            "components use the rest): 8 imports at once take 2 × each",
+            _varied(provider_cores=4),
+        ),
+        Profile(
+            "writes-per-provider",
+            "[UNCONFIRMED] the provider applies one write at a time, whatever the site",
+            _varied(write_lock="provider"),
+        ),
+    )
+}
+
+#: HTTP exchanges nobody can avoid, all on the critical path: NTLM's two legs, open the pool
+#: (create, receive), one pipeline that imports and reads (command, receive), one that writes
+#: and reads the last write back (command, receive).
+FLOOR_EXCHANGES = 8
 
 
 @attrs.frozen
@@ -53,29 +113,50 @@ class Floor:
     reads_s: float
     writes_s: float
     exchanges_s: float
-    busiest_site: str
+    busiest_lock: str
     writes_on_busiest: int
 
+    @property
+    def first_write_s(self) -> float:
+        """When the floor's first write starts: import, read, and six exchanges."""
+        return self.import_s + self.reads_s / 2 + 6 / FLOOR_EXCHANGES * self.exchanges_s
 
-def floor(costs: Costs, chosen: Sequence[Target], providers: int = 1) -> Floor:
-    """The fastest any client could be under `costs`.
+    @property
+    def tail_s(self) -> float:
+        """After the floor's last write: the read-back of that write and its answer."""
+        return self.reads_s / 2 + self.exchanges_s / FLOOR_EXCHANGES
 
-    The module is imported once per provider (providers in parallel, so once on the clock);
-    the current state is read once before and verified once after, each read batched (one Get
-    per site and kind, sites in parallel); each site's writes (one new account, one
-    Set-CMSiteSystemServer per server, one Set-CMSoftwareUpdatePoint per SUP) are serialised on
-    that site and sites write in parallel; client CPU is free.
-    """
-    del providers  # imports run in parallel: one import on the clock whatever their number
+
+def write_counts(chosen: Sequence[Target]) -> Counter[str]:
+    """Writes per site: one New-CMAccount, one Set per server, one more per SUP."""
     writes: Counter[str] = Counter()
     for site in {t.site for t in chosen}:
-        writes[site] += 1  # New-CMAccount for the new account at that site
+        writes[site] += 1
     for t in chosen:
         writes[t.site] += 1 + int(t.sup)
-    busiest, count = max(writes.items(), key=lambda kv: kv[1]) if writes else (SITES[0], 0)
+    return writes
+
+
+def floor(costs: Costs, chosen: Sequence[Target]) -> Floor:
+    """The fastest any client that reads before it writes and reads its writes back could be.
+
+    The module is imported once (alone, so never contended); the reads run in parallel, so
+    the read before the writes costs one Get of one object, and only the last write's
+    read-back is on the clock after the writes (one more Get of one object); the writes
+    behind the busiest write lock (a site's, or the provider's) are serialised, the others
+    run beside them; FLOOR_EXCHANGES exchanges; client and emulator CPU are free:
+    `floor = import + Get + busiest lock's writes × Set + Get + exchanges`.
+    """
+    writes = write_counts(chosen)
+    if not costs.serialise_site_writes:
+        busiest, count = ("none", 1 if writes else 0)
+    elif costs.write_lock == "provider":
+        busiest, count = "provider", sum(writes.values())
+    else:
+        busiest, count = max(writes.items(), key=lambda kv: kv[1]) if writes else (SITES[0], 0)
     import_s = costs.module_import
-    reads_s = 2 * READ_GETS * costs.get_cmdlet
-    writes_s = count * costs.set_cmdlet if costs.serialise_site_writes else costs.set_cmdlet
+    reads_s = 2 * (costs.get_cmdlet + costs.get_rows_seconds(1))
+    writes_s = count * costs.set_cmdlet
     exchanges_s = FLOOR_EXCHANGES * costs.http_exchange
     return Floor(
         import_s + reads_s + writes_s + exchanges_s,

@@ -1,23 +1,31 @@
-"""Bulk proxy changes: naive scripts, per-connection PSRP and cmproxy against the cost floor.
+"""Bulk proxy changes: cmproxy against the scripts admins write, under named cost profiles.
 
-    python benchmarks/run.py                       # N = 50, 200, 1000 (a few minutes)
-    python benchmarks/run.py --sizes 200 --contenders cmproxy
-    python benchmarks/run.py --smoke               # N = 5, zero costs: the harness works
+    python benchmarks/run.py                        # default profile, N = 50, 200, 1000
+    python benchmarks/run.py --sizes 200 --contenders cmproxy,smart-par,smart-seq --json
+    python benchmarks/run.py --sizes 200 --profiles all --contenders cmproxy,smart-par,smart-seq
+    python benchmarks/run.py --sizes 10000 --contenders cmproxy,cmproxy-dry-run,smart-par
+    python benchmarks/run.py --smoke                # N = 5, zero costs: the harness works
 
 For each N the harness seeds a site (the emulator's demo hierarchy plus N servers, see
-benchmarks/seed.py) and, per contender, serves a fresh copy of it from an emulator in this
-process with the same costs (benchmarks/costmodel.py), while the contender runs as the only
-client in a subprocess (benchmarks/contenders.py) so its CPU and peak memory are its own. The
-emulator counts the HTTP exchanges; after each run the harness checks in the site state that
-every server shows the new proxy (and SUP flags). `naive` and `per-connection` take about
-2 s per server (one module import each), so above --sample servers they are measured on the
-first --sample servers and extrapolated linearly (marked in the table).
+benchmarks/seed.py) and, per profile and contender, serves a fresh copy of it from an emulator
+in this process with the profile's costs (benchmarks/costmodel.py), while the contender runs as
+the only client in a subprocess (benchmarks/contenders.py) so its CPU and peak memory are its
+own. The emulator counts the HTTP exchanges and times its write locks; after each run the
+harness checks in the site state that every server shows the new proxy (and SUP flags).
+
+Every contender is measured at every N, except: `naive` (one module import per server, linear
+by construction) is measured up to --naive-max servers and dropped above, with the reason in
+the output; `per-connection` (the same, one connection per server) is measured on --sample
+servers above that and extrapolated (marked). `--json` prints one JSON document (the rows) on
+stdout and the human-readable tables on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
+import math
 import os
 import platform
 import shlex
@@ -27,7 +35,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import attrs
 
@@ -39,13 +47,36 @@ from benchmarks import costmodel, seed  # noqa: E402
 from cmproxy.emulator.api import Emulator  # noqa: E402
 from cmproxy.emulator.settings import Costs, EmulatorSettings  # noqa: E402
 
-CONTENDERS = ("naive", "per-connection", "cmproxy")
+CONTENDERS = ("naive", "per-connection", "smart-seq", "smart-par", "cmproxy", "cmproxy-dry-run")
+#: Writes nothing: its run is not checked against the desired state and has no write lock.
+DRY = ("cmproxy-dry-run",)
+#: One module import per server: measured up to --naive-max / --sample servers only.
+PER_SERVER_IMPORT = ("naive", "per-connection")
+
+
+@attrs.frozen
+class Lock:
+    """The busiest write lock of a run: a site's, or the provider's (`Costs.write_lock`)."""
+
+    name: str
+    writes: int
+    held: float  # seconds it was held, the Sets' cost included
+    first: float  # time.perf_counter() when its first write started
+    last: float  # ... and when its last write ended
+
+    @property
+    def busy(self) -> float:
+        """Share of the time from its first write to its last that it was held."""
+        span = self.last - self.first
+        return self.held / span if span > 0 else 1.0
 
 
 @attrs.frozen
 class Measurement:
     contender: str
     n: int
+    profile: str
+    floor: float
     wall: float
     cpu: float
     exchanges: float
@@ -57,24 +88,26 @@ class Measurement:
     server_cpu: float = 0.0
     #: The one-off part (accounts) of wall, cpu and exchanges, kept out of extrapolation.
     setup: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    #: The site that wrote most: (site, writes, seconds its write lock was held, seconds from
-    #: its first write to its last) — how busy the floor's bottleneck was.
-    busiest: tuple[str, int, float, float] = ("", 0, 0.0, 0.0)
-
-    def busiest_text(self) -> str:
-        site, writes, held, span = self.busiest
-        if not writes or self.extrapolated:
-            return ""
-        return (
-            f"; {site} wrote {writes} times, its write lock held {held:.1f} s over "
-            f"{span:.1f} s from its first write to its last ({held / span:.0%})"
-            if span
-            else ""
-        )
+    lock: Lock | None = None
+    #: Seconds from the contender's start to the busiest lock's first write, and from its last
+    #: write to the contender's end.
+    first_write: float | None = None
+    tail: float | None = None
+    #: Why it was not run at this N ("" = it was).
+    dropped: str = ""
 
     @property
     def extrapolated(self) -> bool:
         return self.measured_on < self.n
+
+    @property
+    def how(self) -> str:
+        if self.dropped:
+            return f"dropped: {self.dropped}"
+        how = f"extrapolated from {self.measured_on} servers" if self.extrapolated else "measured"
+        if self.wrong:
+            how += f"; {self.wrong} server(s) NOT as desired"
+        return how
 
     def at(self, n: int) -> Measurement:
         """Scaled to n servers: the setup once, then the measured per-server cost."""
@@ -89,7 +122,38 @@ class Measurement:
             cpu=sc + (self.cpu - sc) * factor,
             server_cpu=self.server_cpu * factor,
             exchanges=sx + (self.exchanges - sx) * factor,
+            lock=None,
+            first_write=None,
+            tail=None,
         )
+
+    def row(self) -> dict[str, Any]:
+        """The machine-readable row (`--json`); None where there is no figure."""
+
+        def num(x: float | None, digits: int = 3) -> float | None:
+            return None if x is None or math.isnan(x) else round(x, digits)
+
+        ran = not self.dropped and not self.error
+        return {
+            "n": self.n,
+            "contender": self.contender,
+            "profile": self.profile,
+            "wall_s": num(self.wall) if ran else None,
+            "floor_s": num(self.floor),
+            "client_cpu_s": num(self.cpu) if ran else None,
+            "peak_rss_mb": num(self.maxrss_kb / 1024, 1) if ran else None,
+            "measured_on": self.measured_on,
+            "how": self.how,
+            "http_exchanges": num(self.exchanges, 0) if ran else None,
+            "emulator_cpu_s": num(self.server_cpu) if ran else None,
+            "busiest_lock": self.lock.name if self.lock else None,
+            "lock_writes": self.lock.writes if self.lock else None,
+            "lock_busy": num(self.lock.busy) if self.lock else None,
+            "first_write_s": num(self.first_write),
+            "tail_s": num(self.tail),
+            "error": self.error,
+            "wrong": self.wrong,
+        }
 
 
 def _child_env() -> dict[str, str]:
@@ -101,20 +165,38 @@ def _child_env() -> dict[str, str]:
     return env
 
 
+def busiest_lock(site_writes: dict[str, list[float]], costs: Costs) -> Lock | None:
+    """From the emulator's per-site write records: the site with most writes, or, when the
+    provider serialises every write, all sites as one lock."""
+    if not site_writes:
+        return None
+    locks = [Lock(site, int(w[0]), w[1], w[2], w[3]) for site, w in site_writes.items()]
+    if costs.write_lock == "provider":
+        return Lock(
+            "provider",
+            sum(lk.writes for lk in locks),
+            sum(lk.held for lk in locks),
+            min(lk.first for lk in locks),
+            max(lk.last for lk in locks),
+        )
+    return max(locks, key=lambda lk: (lk.writes, lk.held))
+
+
 def measure(
     contender: str,
     n: int,
     seeded: Path,
     costs: Costs,
     *,
-    sample: int,
+    profile: str,
+    floor: float,
+    ran: int,
     workdir: Path,
     extra: dict[str, Any] | None = None,
 ) -> Measurement:
-    """One contender on a fresh copy of the seeded site; extrapolated above `sample`."""
-    ran = min(n, sample) if contender != "cmproxy" else n
+    """One contender on a fresh copy of the seeded site, run on the first `ran` servers."""
     chosen = seed.targets(n)[:ran]
-    state_path = seed.copy(seeded, workdir / f"{contender}-{n}.sqlite")
+    state_path = seed.copy(seeded, workdir / f"{profile}-{contender}-{n}.sqlite")
     settings = EmulatorSettings(costs=attrs.evolve(costs))
     with Emulator(
         seed="demo", state_path=state_path, settings=settings, receive_timeout=5.0
@@ -155,22 +237,27 @@ def measure(
         proc.wait()
         server_cpu = time.process_time() - server_cpu0
         requests = settings.request_count
-        wrong = len(seed.verify(emu.state, chosen))
+        wrong = 0 if contender in DRY else len(seed.verify(emu.state, chosen))
         with settings.lock:
-            top = max(settings.site_writes.items(), key=lambda kv: kv[1][0], default=None)
-        busiest = (
-            (top[0], int(top[1][0]), top[1][1], top[1][3] - top[1][2]) if top else ("", 0, 0, 0)
+            lock = busiest_lock({k: list(v) for k, v in settings.site_writes.items()}, costs)
+    end, start = marks.get("end"), marks.get("start")
+    if end is None or start is None:
+        return Measurement(
+            contender, n, profile, floor, 0, 0, 0, 0, ran, f"exit code {proc.returncode}"
         )
-    end = marks.get("end")
-    if end is None:
-        return Measurement(contender, n, 0, 0, 0, 0, ran, f"exit code {proc.returncode}")
     setup = (0.0, 0.0, 0.0)
-    if "setup" in marks and "start" in marks:
-        start, done = marks["start"], marks["setup"]
+    if "setup" in marks:
+        done = marks["setup"]
         setup = (done["wall"] - start["wall"], done["cpu"] - start["cpu"], float(setup_requests))
+    first_write = tail = None
+    if lock is not None and lock.writes:
+        first_write = lock.first - start["wall"]
+        tail = start["wall"] + float(end["wall"]) - lock.last
     return Measurement(
         contender,
         ran,
+        profile,
+        floor,
         float(end["wall"]),
         float(end["cpu"]),
         float(requests),
@@ -180,8 +267,10 @@ def measure(
         wrong,
         server_cpu,
         setup,
-        busiest,
-    ).at(n)
+        lock,
+        first_write,
+        tail,
+    )
 
 
 def machine() -> str:
@@ -199,49 +288,115 @@ def machine() -> str:
     )
 
 
-def table(rows: Sequence[Measurement], floors: dict[int, costmodel.Floor]) -> str:
-    naive = {m.n: m.wall for m in rows if m.contender == "naive" and not m.error}
-    head = (
-        "| N | contender | wall (s) | × floor | naive ÷ this | HTTP exchanges / server "
-        "| client CPU / server (ms) | client peak RSS (MB) | how |"
+def load() -> str:
+    """The machine's load average now (the benchmark shares it with whatever else runs)."""
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f}, {five:.2f}, {fifteen:.2f}"
+
+
+def cmproxy_options(extra: dict[str, Any]) -> str:
+    """What cmproxy runs with: apply_bulk's own defaults (read from its signature), unless
+    --extra names bulk options."""
+    import cmproxy  # noqa: PLC0415
+
+    params = inspect.signature(cmproxy.apply_bulk).parameters
+    defaults = {
+        k: p.default
+        for k, p in params.items()
+        if k in ("per_provider", "per_site", "batch_size", "max_workers", "recheck_after")
+    }
+    given = extra.get("bulk") or {}
+    guarantees = (
+        "servers held in the journal before the planning read (the conflict check), "
+        "compare-and-set in every write pipeline, every write read back, journal on disk "
+        "(SQLite synchronous=FULL: fsync per commit), rollback on failure"
     )
-    lines = [head, "|" + "---|" * 9]
+    if given:
+        return f"cmproxy: apply_bulk NOT with its defaults: {given} (defaults {defaults})"
+    return f"cmproxy: apply_bulk with its default options {defaults}; {guarantees}"
+
+
+def _f(x: float | None, fmt: str = ".2f") -> str:
+    return "" if x is None or math.isnan(x) else format(x, fmt)
+
+
+def table(rows: Sequence[Measurement], floors: dict[int, costmodel.Floor]) -> str:
+    """One profile's rows: the floor, then every contender, per N."""
+    head = (
+        "| N | contender | wall (s) | × floor | HTTP exchanges / server | client CPU (s) "
+        "| client peak RSS (MB) | busiest lock: writes, busy | first write (s) | tail (s) | how |"
+    )
+    lines = [head, "|" + "---|" * 11]
     for n in sorted(floors):
         f = floors[n]
         lines.append(
-            f"| {n} | floor | {f.seconds:.2f} | 1.00 | "
-            f"{naive[n] / (f.seconds or float('nan')):.1f} | | | | cost model |"
-            if n in naive
-            else f"| {n} | floor | {f.seconds:.2f} | 1.00 | | | | | cost model |"
+            f"| {n} | floor | {f.seconds:.2f} | 1.00 | | | | {f.busiest_lock}: "
+            f"{f.writes_on_busiest}, 100 % | {f.first_write_s:.2f} | {f.tail_s:.2f} | cost model |"
         )
-        f_s = f.seconds or float("nan")
         for m in (r for r in rows if r.n == n):
-            if m.error:
-                lines.append(f"| {n} | {m.contender} | failed | | | | | | {m.error[:120]} |")
+            if m.dropped or m.error:
+                lines.append(
+                    f"| {n} | {m.contender} | {'failed' if m.error else '—'} | | | | | | | | "
+                    f"{m.error[:160] if m.error else m.how} |"
+                )
                 continue
-            how = f"extrapolated from {m.measured_on} servers" if m.extrapolated else "measured"
-            if m.wrong:
-                how += f"; {m.wrong} server(s) NOT as desired"
-            speedup = f"{naive[n] / m.wall:.1f}" if n in naive and m.wall else ""
             rss = f"{m.maxrss_kb / 1024:.0f}" + (f" (at {m.measured_on})" if m.extrapolated else "")
+            lock = f"{m.lock.name}: {m.lock.writes}, {m.lock.busy:.0%}" if m.lock else ""
+            # A dry run writes nothing: the floor (of a run that writes) does not bound it.
+            times = "" if m.contender in DRY else f"{m.wall / (f.seconds or math.nan):.2f}"
             lines.append(
-                f"| {n} | {m.contender} | {m.wall:.2f} | {m.wall / f_s:.2f} | {speedup} "
-                f"| {m.exchanges / n:.1f} | {1000 * m.cpu / n:.1f} | {rss} | {how} |"
+                f"| {n} | {m.contender} | {m.wall:.2f} | {times} "
+                f"| {m.exchanges / n:.1f} | {m.cpu:.2f} | {rss} | {lock} "
+                f"| {_f(m.first_write)} | {_f(m.tail)} | {m.how} |"
             )
     return "\n".join(lines)
 
 
+def ratios(rows: Sequence[Measurement], floors: dict[int, costmodel.Floor]) -> str:
+    """The comparisons issue 18 sets bars on, per N (measured, never asserted)."""
+    lines = [
+        "| N | cmproxy ÷ smart-par | smart-seq ÷ cmproxy | cmproxy − floor (s) "
+        "| bar 0.5 s + 3 % (s) | naive ÷ cmproxy |",
+        "|" + "---|" * 6,
+    ]
+    for n in sorted(floors):
+        wall = {m.contender: m.wall for m in rows if m.n == n and not m.error and not m.dropped}
+        cm = wall.get("cmproxy")
+        if cm is None:
+            continue
+        f = floors[n].seconds
+        par, seqw, naive = wall.get("smart-par"), wall.get("smart-seq"), wall.get("naive")
+        lines.append(
+            f"| {n} | {_f(cm / par if par else None)} | {_f(seqw / cm if seqw else None)} "
+            f"| {cm - f:.2f} | {0.5 + 0.03 * f:.2f} | {_f(naive / cm if naive else None, '.1f')} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    args_in = list(argv if argv is not None else sys.argv[1:])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n", 1)[0])
     parser.add_argument("--sizes", default="50,200,1000", help="comma-separated N")
     parser.add_argument("--contenders", default=",".join(CONTENDERS))
     parser.add_argument(
-        "--sample", type=int, default=50, help="naive/per-connection: servers actually run"
+        "--profiles",
+        default="default",
+        help=f"comma-separated cost profiles, or 'all' ({', '.join(costmodel.PROFILES)})",
+    )
+    parser.add_argument(
+        "--naive-max",
+        type=int,
+        default=200,
+        help="naive: measured up to this N, dropped above (one import per server)",
+    )
+    parser.add_argument(
+        "--sample", type=int, default=50, help="per-connection: servers run above this N"
     )
     parser.add_argument("--zero-costs", action="store_true", help="all costs 0 (harness check)")
     parser.add_argument("--extra", default="", help="JSON merged into each contender's config")
+    parser.add_argument("--json", action="store_true", help="the rows as JSON on stdout")
     parser.add_argument("--smoke", action="store_true", help="N=5, zero costs, every contender")
-    args = parser.parse_args(argv)
+    args = parser.parse_args(args_in)
     if args.smoke:
         args.sizes, args.zero_costs, args.sample = "5", True, 5
     sizes = [int(s) for s in args.sizes.split(",") if s]
@@ -249,56 +404,158 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = set(contenders) - set(CONTENDERS)
     if unknown:
         parser.error(f"unknown contender(s): {', '.join(sorted(unknown))}")
-    costs = costmodel.zero_costs() if args.zero_costs else costmodel.default_costs()
-    command = "python benchmarks/run.py" + (
-        " " + shlex.join(argv if argv is not None else sys.argv[1:])
-        if (argv if argv is not None else sys.argv[1:])
-        else ""
-    )
-    print(f"# {command}")
-    print(f"# machine: {machine()}")
-    print(f"# costs: {costs}")
+    names = list(costmodel.PROFILES) if args.profiles == "all" else args.profiles.split(",")
+    unknown = {p for p in names if p not in costmodel.PROFILES}
+    if unknown:
+        parser.error(f"unknown profile(s): {', '.join(sorted(unknown))}")
+    extra = json.loads(args.extra) if args.extra else {}
+    out: TextIO = sys.stderr if args.json else sys.stdout
+
+    def say(text: str) -> None:
+        print(text, file=out, flush=True)
+
+    command = "python benchmarks/run.py" + (" " + shlex.join(args_in) if args_in else "")
+    say(f"# {command}")
+    say(f"# machine: {machine()}; {load()} at the start (shared machine: other work runs too)")
+    if "cmproxy" in contenders or "cmproxy-dry-run" in contenders:
+        say(f"# {cmproxy_options(extra)}")
+    started = time.perf_counter()
     rows: list[Measurement] = []
-    floors: dict[int, costmodel.Floor] = {}
+    floors: dict[str, dict[int, costmodel.Floor]] = {}
     with tempfile.TemporaryDirectory(prefix="cmproxy-bench-") as tmp:
         work = Path(tmp)
-        for n in sizes:
-            seeded = work / f"seed-{n}.sqlite"
-            chosen = seed.build(seeded, n)
-            floors[n] = costmodel.floor(costs, chosen)
-            for contender in contenders:
-                sampled = [
-                    r for r in rows if r.contender == contender and r.measured_on == args.sample
-                ]
-                if contender != "cmproxy" and n > args.sample and sampled and not sampled[0].error:
-                    m = sampled[0].at(n)
-                else:
-                    m = measure(
+        seeded = {n: work / f"seed-{n}.sqlite" for n in sizes}
+        for name in names:
+            profile = costmodel.PROFILES[name]
+            costs = profile.costs()
+            if args.zero_costs:
+                costs = costmodel.without_time(costs)
+            say(f"# profile {name}: {profile.why}" + (" (zero costs)" if args.zero_costs else ""))
+            say(f"# costs: {costs}")
+            floors[name] = {}
+            for n in sizes:
+                if not seeded[n].exists():
+                    seed.build(seeded[n], n)
+                chosen = seed.targets(n)
+                fl = costmodel.floor(costs, chosen)
+                floors[name][n] = fl
+                for contender in contenders:
+                    m = _one(
                         contender,
                         n,
-                        seeded,
-                        costs,
-                        sample=args.sample,
-                        workdir=work,
-                        extra=json.loads(args.extra) if args.extra else None,
+                        profile=name,
+                        costs=costs,
+                        fl=fl,
+                        seeded=seeded[n],
+                        work=work,
+                        args=args,
+                        extra=extra,
+                        rows=rows,
                     )
-                rows.append(m)
-                print(
-                    f"# N={n} {contender}: {m.wall:.2f} s, emulator CPU {m.server_cpu:.1f} s"
-                    + m.busiest_text()
-                    + (f" ({m.error})" if m.error else "")
-                    + (f" [{m.wrong} wrong]" if m.wrong else ""),
-                    flush=True,
-                )
-    for n, f in floors.items():
-        print(
-            f"# floor N={n}: import {f.import_s:.2f} + reads {f.reads_s:.2f} + writes "
-            f"{f.writes_s:.2f} ({f.writes_on_busiest} on {f.busiest_site}) + exchanges "
-            f"{f.exchanges_s:.3f} = {f.seconds:.2f} s"
-        )
-    print(table(rows, floors))
+                    rows.append(m)
+                    say(_line(m))
+    elapsed = time.perf_counter() - started
+    for name in names:
+        for n, f in floors[name].items():
+            say(
+                f"# floor {name} N={n}: import {f.import_s:.2f} + reads {f.reads_s:.2f} + "
+                f"writes {f.writes_s:.2f} ({f.writes_on_busiest} on {f.busiest_lock}) + "
+                f"exchanges {f.exchanges_s:.3f} = {f.seconds:.2f} s"
+            )
+    for name in names:
+        mine = [m for m in rows if m.profile == name]
+        say(f"\n## profile {name}: {costmodel.PROFILES[name].why}\n")
+        say(table(mine, floors[name]))
+        say("")
+        say(ratios(mine, floors[name]))
+    say(f"\n# {elapsed:.0f} s in all; {load()} at the end")
+    if args.json:
+        doc = {
+            "command": command,
+            "machine": machine(),
+            "load_at_end": load(),
+            "cmproxy_options": cmproxy_options(extra),
+            "profiles": {n: costmodel.PROFILES[n].why for n in names},
+            "rows": [m.row() for m in rows],
+        }
+        print(json.dumps(doc, indent=1))
     failed = [m for m in rows if m.error or m.wrong]
     return 1 if failed else 0
+
+
+def _one(
+    contender: str,
+    n: int,
+    *,
+    profile: str,
+    costs: Costs,
+    fl: costmodel.Floor,
+    seeded: Path,
+    work: Path,
+    args: argparse.Namespace,
+    extra: dict[str, Any],
+    rows: Sequence[Measurement],
+) -> Measurement:
+    """One contender at one N: measured, extrapolated from a smaller run, or dropped."""
+    if contender == "naive" and n > args.naive_max:
+        return Measurement(
+            contender,
+            n,
+            profile,
+            fl.seconds,
+            math.nan,
+            math.nan,
+            math.nan,
+            0,
+            0,
+            dropped=(
+                f"above {args.naive_max} servers (one module import per server, so linear "
+                f"by construction: ≈ N × its per-server time at {args.naive_max})"
+            ),
+        )
+    if contender == "per-connection" and n > args.sample:
+        sampled = [
+            r
+            for r in rows
+            if r.contender == contender and r.profile == profile and r.n == args.sample
+        ]
+        if sampled and not sampled[0].error:
+            return attrs.evolve(sampled[0].at(n), floor=fl.seconds)
+        ran = args.sample
+        m = measure(
+            contender, n, seeded, costs, profile=profile, floor=fl.seconds, ran=ran, workdir=work
+        )
+        return attrs.evolve(m.at(n), floor=fl.seconds) if not m.error else m
+    return measure(
+        contender,
+        n,
+        seeded,
+        costs,
+        profile=profile,
+        floor=fl.seconds,
+        ran=n,
+        workdir=work,
+        extra=extra,
+    )
+
+
+def _line(m: Measurement) -> str:
+    if m.dropped:
+        return f"# {m.profile} N={m.n} {m.contender}: {m.how}"
+    lock = (
+        f"; busiest lock {m.lock.name}: {m.lock.writes} writes, held {m.lock.held:.1f} s, "
+        f"busy {m.lock.busy:.0%} from its first write (at {_f(m.first_write)} s) to its last "
+        f"(tail {_f(m.tail)} s)"
+        if m.lock and not m.extrapolated
+        else ""
+    )
+    return (
+        f"# {m.profile} N={m.n} {m.contender}: {m.wall:.2f} s, client CPU {m.cpu:.2f} s, "
+        f"peak RSS {m.maxrss_kb / 1024:.0f} MB, emulator CPU {m.server_cpu:.1f} s"
+        + lock
+        + (f" ({m.error})" if m.error else "")
+        + (f" [{m.wrong} wrong]" if m.wrong else "")
+    )
 
 
 if __name__ == "__main__":

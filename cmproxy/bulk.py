@@ -22,6 +22,7 @@ import os
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -380,6 +381,8 @@ def _apply_bulk(
     # Validate everything first: nothing is written unless the whole change is allowed.
     plans = [(p, d, plan(p.state, d, opts)) for p, d in split]
     if dry_run:
+        # Changes counted per server once (Plan.for_server per server is a scan each: O(N²)).
+        planned = [(p, Counter(c.target.lower() for c in pl.changes)) for p, _d, pl in plans]
         return Results(
             tuple(
                 ServerResult(
@@ -389,12 +392,12 @@ def _apply_bulk(
                         Outcome.UNCHANGED,
                         ServerSnapshot.of(p.state, s.name),
                         ServerSnapshot.of(p.state, s.name),
-                        f"dry run: {len(pl.for_server(s.name))} change(s) planned",
+                        f"dry run: {counts[s.name.lower()]} change(s) planned",
                     ),
                 )
-                for p, _d, pl in plans
+                for p, counts in planned
                 for s in p.state.servers
-                if pl.for_server(s.name)
+                if counts[s.name.lower()]
             )
         )
     cancel = cancel or threading.Event()

@@ -8,6 +8,7 @@ mutable on purpose: tests change faults between calls on a running emulator.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import attrs
 
@@ -30,16 +31,47 @@ class ProductBehaviour:
     null_proxy_account_clears: bool = True
 
 
+#: Write-lock scopes (`Costs.write_lock`): one lock per site, or one for the whole provider.
+WRITE_LOCK_SCOPES = ("site", "provider")
+#: Slice of a contended import's sleep (`EmulatorSettings.charge_import`): its share of the
+#: provider's cores is re-read this often.
+IMPORT_SLICE = 0.01
+
+
 @attrs.define
 class Costs:
-    """Simulated time, in seconds (0 = instant). Applied with the emulator's injectable sleep."""
+    """Simulated time, in seconds (0 = instant). Applied with the emulator's injectable sleep.
+
+    Every figure is a modelling choice, not a measurement of a real SMS Provider; the ones
+    below marked [UNCONFIRMED] are shapes no source describes (docs/performance.md).
+    """
 
     http_exchange: float = 0.0
     module_import: float = 0.0
+    #: Charged once per ConfigMgr Get call, before it runs.
     get_cmdlet: float = 0.0
     set_cmdlet: float = 0.0
     #: A real site serialises writes to its site control data; on by default.
     serialise_site_writes: bool = True
+    #: [UNCONFIRMED] Charged per object a ConfigMgr Get returns, after it ran (a WMI query's
+    #: instances are built and sent one by one): a Get of a whole site then costs more than a
+    #: Get of one server. 0 = the per-call charge only.
+    get_per_row: float = 0.0
+    #: [UNCONFIRMED] Cores of the SMS Provider machine that concurrent module imports share
+    #: (the import loads and JITs the AdminUI assemblies, taken as CPU-bound): with k imports
+    #: running and k > cores, each progresses at cores / k. 0 = imports never contend.
+    provider_cores: int = 0
+    #: [UNCONFIRMED] What one write lock covers when writes are serialised: "site" (each site's
+    #: site control data) or "provider" (one SMS Provider applies one write at a time).
+    write_lock: str = attrs.field(default="site", validator=attrs.validators.in_(WRITE_LOCK_SCOPES))
+
+    def write_lock_key(self, site: str) -> str:
+        """The name of the lock a write at `site` takes (its site, or the one provider's)."""
+        return site.upper() if self.write_lock == "site" else "*provider*"
+
+    def get_rows_seconds(self, rows: int) -> float:
+        """The per-row part of a Get that returned `rows` objects."""
+        return self.get_per_row * rows
 
 
 @attrs.define
@@ -231,6 +263,34 @@ class EmulatorSettings:
     #: Per site: writes committed, and seconds the site's write lock was held (cost included),
     #: with the first and last moment it was taken (time.perf_counter) — for benchmarks.
     site_writes: dict[str, list[float]] = attrs.field(factory=dict)
+    #: Module imports running now (`charge_import`, for `Costs.provider_cores`).
+    imports_running: int = 0
+
+    def charge_import(self, sleep: Callable[[float], None]) -> None:
+        """Sleep one `Import-Module ConfigurationManager`'s cost.
+
+        With `costs.provider_cores`, the imports running at once share those cores (processor
+        sharing, re-evaluated every IMPORT_SLICE): eight imports on four cores take twice as
+        long each, and one import started alone speeds up when the others finish.
+        """
+        work, cores = self.costs.module_import, self.costs.provider_cores
+        if work <= 0:
+            return
+        if cores <= 0:
+            sleep(work)
+            return
+        with self.lock:
+            self.imports_running += 1
+        try:
+            while work > 1e-9:
+                with self.lock:
+                    share = min(1.0, cores / self.imports_running)
+                step = min(IMPORT_SLICE, work / share)
+                sleep(step)
+                work -= step * share
+        finally:
+            with self.lock:
+                self.imports_running -= 1
 
     def note_site_write(self, site: str, start: float, end: float) -> None:
         with self.lock:

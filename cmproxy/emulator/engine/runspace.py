@@ -442,6 +442,8 @@ class SiteRunspace:
             if log:
                 self._log(cmd.name, params, ctx.wrote, "PipelineStopped")
             raise
+        if is_cmdlet(cmd):
+            cm_dispatch.charge_rows(self.engine, cmd, len(out))
         if log:
             self._log(cmd.name, params, ctx.wrote, "ok")
         if is_cmdlet(cmd):

@@ -92,7 +92,8 @@ class SiteCallContext(CommandContext[SiteSession]):
         held for the modelled cost, not for the cost plus this process's CPU.
         """
         eng = self.engine
-        lock = eng.site_lock(site) if eng.settings.costs.serialise_site_writes else None
+        costs = eng.settings.costs
+        lock = eng.site_lock(costs.write_lock_key(site)) if costs.serialise_site_writes else None
         with lock if lock is not None else contextlib.nullcontext():
             start = time.perf_counter()
             with self.state.transaction():

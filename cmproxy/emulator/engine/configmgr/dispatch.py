@@ -14,7 +14,7 @@ from cmproxy.emulator.engine.language.errors import PSError, record
 from cmproxy.emulator.settings import AnswerLost, EmulatorSettings
 
 if TYPE_CHECKING:
-    from cmproxy.emulator.engine.configmgr.context import SiteSession
+    from cmproxy.emulator.engine.configmgr.context import SiteEngineFacts, SiteSession
 
 
 def count_call(settings: EmulatorSettings, cmd: CommandDef) -> int:
@@ -57,6 +57,13 @@ def before_cmdlet(rs: SiteSession, cmd: CommandDef, bound: Bound, call_no: int) 
         )
     if not cmd.writes and settings.costs.get_cmdlet:
         rs.engine.sleep(settings.costs.get_cmdlet)
+
+
+def charge_rows(engine: SiteEngineFacts, cmd: CommandDef, rows: int) -> None:
+    """The per-row part of a read's modelled cost (`Costs.get_per_row`, [UNCONFIRMED])."""
+    costs = engine.settings.costs
+    if not cmd.writes and costs.get_per_row and rows:
+        engine.sleep(costs.get_rows_seconds(rows))
 
 
 def after_cmdlet(settings: EmulatorSettings, cmd: CommandDef, call_no: int) -> None:

@@ -35,8 +35,7 @@ def import_cm_module(rs: SiteSession, ctx: SiteCallContext | None) -> None:
     """Load the module: costs.module_import, then the site drives (if auto-created)."""
 
     eng = rs.engine
-    if eng.settings.costs.module_import:
-        eng.sleep(eng.settings.costs.module_import)
+    eng.settings.charge_import(eng.sleep)
     rs.modules.add("configurationmanager")
     if not eng.auto_site_drive:
         return
