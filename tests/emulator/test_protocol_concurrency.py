@@ -2,13 +2,15 @@
 MaxRunspaces engine runspaces at once, different pools run in parallel, and the cost model
 serialises writes per site only (different sites in parallel).
 
-The timings check the emulator's cost model (0.3 s per written object), not SDK speed.
+Which calls overlap is observed, not timed: the engine's modelled cost (its `sleep`) is
+replaced by a meeting point (`Meeting`) where calls that are in their cost at the same moment
+meet. Calls that are serialised can never meet there, whatever the machine's load; calls that
+run in parallel meet as soon as both are scheduled (the wait is bounded far above that).
 """
 
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,11 +24,46 @@ from .clients import psrp_wsman
 pytestmark = pytest.mark.e2e
 
 COST = 0.3
+#: How long calls wait for each other at the meeting point: far above any scheduling delay.
+WAIT = 10.0
+
+
+class Meeting:
+    """Stands in for the engine's sleep: each modelled cost waits (bounded) until `parties`
+    calls are in their cost at once, and records how many were in it together at most."""
+
+    def __init__(self, parties: int, wait: float = WAIT) -> None:
+        self.barrier = threading.Barrier(parties)
+        self.wait = wait
+        self._lock = threading.Lock()
+        self._inside = 0
+        self.most_at_once = 0
+        self.met: list[bool] = []
+
+    def sleep(self, _seconds: float) -> None:
+        with self._lock:
+            self._inside += 1
+            self.most_at_once = max(self.most_at_once, self._inside)
+        try:
+            self.barrier.wait(timeout=self.wait)
+            met = True
+        except threading.BrokenBarrierError:
+            met = False
+        with self._lock:
+            self._inside -= 1
+            self.met.append(met)
+
+
+def meet(emu: Emulator, parties: int, wait: float = WAIT) -> Meeting:
+    meeting = Meeting(parties, wait)
+    assert emu.engine is not None
+    emu.engine.sleep = meeting.sleep  # type: ignore[attr-defined]
+    return meeting
 
 
 @pytest.fixture
 def emu() -> Iterator[Emulator]:
-    with Emulator(receive_timeout=3) as emulator:
+    with Emulator(receive_timeout=30) as emulator:
         emulator.settings.costs.set_cmdlet = COST
         yield emulator
 
@@ -48,9 +85,8 @@ def errors(ps: PowerShell) -> list[str]:
     return [str(e) for e in ps.streams.error]
 
 
-def write_in_parallel(emu: Emulator, targets: list[tuple[str, str]]) -> float:
-    """One pool per target (each bootstrapped first), then all writes at once; the seconds the
-    writes took."""
+def write_in_parallel(emu: Emulator, targets: list[tuple[str, str]]) -> None:
+    """One pool per target (each bootstrapped first), then all writes at once."""
     pools = [RunspacePool(psrp_wsman(emu)) for _ in targets]
     try:
         for pool, (site, _server) in zip(pools, targets, strict=True):
@@ -75,27 +111,31 @@ def write_in_parallel(emu: Emulator, targets: list[tuple[str, str]]) -> float:
         for t in threads:
             t.start()
         barrier.wait()
-        start = time.monotonic()
         for t in threads:
             t.join()
-        elapsed = time.monotonic() - start
         assert not failures, failures
     finally:
         for pool in pools:
             pool.close()
     for site, server in targets:
         assert emu.state.server_props(site, server)["ProxyName"].value2 == "proxy.example.com"
-    return elapsed
 
 
 def test_two_pools_write_to_two_sites_concurrently(emu: Emulator) -> None:
     targets = [("PS1", "cm-ps1-dp01.contoso.com"), ("PS2", "cm-ps2-dp01.contoso.com")]
-    assert write_in_parallel(emu, targets) < 0.5
+    meeting = meet(emu, parties=2)
+    write_in_parallel(emu, targets)
+    assert meeting.met == [True, True]
 
 
 def test_two_pools_writing_to_one_site_are_serialised(emu: Emulator) -> None:
     targets = [("PS1", "cm-ps1-dp01.contoso.com"), ("PS1", "cm-ps1-dp02.contoso.com")]
-    assert write_in_parallel(emu, targets) >= 2 * COST
+    # The site's write lock is held across each write's cost: the second write cannot enter its
+    # cost before the first left it, so they never meet (the first waits 2 s, then both go on).
+    meeting = meet(emu, parties=2, wait=2.0)
+    write_in_parallel(emu, targets)
+    assert meeting.met == [False, False]
+    assert meeting.most_at_once == 1
 
 
 def test_pool_runs_max_runspaces_pipelines_at_once(emu: Emulator) -> None:
@@ -110,25 +150,26 @@ def test_pool_runs_max_runspaces_pipelines_at_once(emu: Emulator) -> None:
             ps.add_cmdlet("Get-CMSite").add_parameter("SiteCode", site)
             return ps
 
+        meeting = meet(emu, parties=2)
         pipes = [get_site("PS1"), get_site("PS2")]
-        start = time.monotonic()
         for ps in pipes:
             ps.begin_invoke()
         outputs = [ps.end_invoke() for ps in pipes]
-        two = time.monotonic() - start
         assert [errors(ps) for ps in pipes] == [[], []]
         assert [len(out) for out in outputs] == [1, 1]
-        assert two < 2 * COST
+        assert meeting.met == [True, True]
 
+        # Three pipelines, two runspaces: at most two are in their Get at once, so a meeting of
+        # three never happens (the two wait 2 s, then all three finish).
+        meeting = meet(emu, parties=3, wait=2.0)
         pipes = [get_site("PS1"), get_site("PS1"), get_site("PS2")]
-        start = time.monotonic()
         for ps in pipes:
             ps.begin_invoke()
         for ps in pipes:
             ps.end_invoke()
-        three = time.monotonic() - start
         assert [errors(ps) for ps in pipes] == [[], [], []]
-        assert three >= 2 * COST
+        assert meeting.most_at_once == 2
+        assert meeting.met == [False, False, False]
 
 
 def test_runspaces_of_a_pool_have_their_own_state(emu: Emulator) -> None:
