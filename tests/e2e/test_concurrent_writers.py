@@ -123,11 +123,22 @@ def test_a_writer_that_compares_after_another_wrote_writes_nothing(tmp_path: Pat
 def _round(
     sessions: list[Session], journals: list[Journal], round_no: int
 ) -> list[Results | BaseException | None]:
-    """Every writer applies its values at the same moment (a barrier), each in its thread."""
+    """Every writer applies its values at the same moment, each in its thread: all start
+    together (a barrier), and each waits at a second barrier once it has read and planned,
+    just before its first write, so every writer's compare-and-set runs against the same
+    state — the simultaneous case, on purpose, not left to timing."""
     start = threading.Barrier(WRITERS)
+    planned = threading.Barrier(WRITERS, timeout=60)
     results: list[Results | BaseException | None] = [None] * WRITERS
 
     def write(w: int) -> None:
+        waited: list[bool] = []
+
+        def before_first_write(event: TransactionEvent) -> None:
+            if event.kind == "apply" and not waited:
+                waited.append(True)
+                planned.wait()
+
         start.wait()
         try:
             results[w] = apply_bulk(
@@ -137,9 +148,11 @@ def _round(
                 progress=False,
                 per_provider=1,
                 per_site=1,
+                hooks=[before_first_write],
             )
         except BaseException as error:
             results[w] = error
+            planned.abort()
 
     threads = [threading.Thread(target=write, args=(w,)) for w in range(WRITERS)]
     for thread in threads:
@@ -150,13 +163,19 @@ def _round(
 
 
 def test_eight_simultaneous_writers_separate_journals_ten_rounds(tmp_path: Path) -> None:
+    """The bar of issue 15: 8 writers, separate journals, 10 rounds, every writer planned from
+    the same state before any writes. Per server and round exactly one writer is told
+    `changed` and the site shows its values, proxy and SUP options (0 lost updates, 0
+    mixed); every other writer is told it lost, with the winner's proxy named. The per-server
+    lock in the write template (docs/transactions.md) is what makes this hold."""
     settings = EmulatorSettings(costs=Costs(get_cmdlet=0.002, set_cmdlet=0.01))
     with Emulator(seed="demo", settings=settings, receive_timeout=3.0) as emu:
         sessions = [_open(emu) for _ in range(WRITERS)]
         journals = [Journal(tmp_path / f"admin{w}.sqlite3") for w in range(WRITERS)]
-        double_winners: list[str] = []
-        no_winner: list[str] = []
+        not_one: list[str] = []
+        lost: list[str] = []
         mixed: list[str] = []
+        untold: list[str] = []
         try:
             for round_no in range(ROUNDS):
                 results = _round(sessions, journals, round_no)
@@ -167,33 +186,41 @@ def test_eight_simultaneous_writers_separate_journals_ten_rounds(tmp_path: Path)
                     final = oracle(emu, name, SITE)
                     owner = _writer_of(final, round_no)
                     where = f"round {round_no}, {name}"
-                    assert owner is not None, f"{where}: no writer's proxy, {final}"
                     changed = []
                     for w, result in enumerate(results):
                         assert isinstance(result, Results)
                         (item,) = [i for i in result.items if i.outcome.server.lower() == name]
                         outcome = item.outcome.outcome
-                        assert outcome in (Outcome.CHANGED, Outcome.FAILED, Outcome.ROLLED_BACK)
                         if outcome is Outcome.CHANGED:
                             changed.append(w)
-                        if outcome is Outcome.ROLLED_BACK:
-                            assert owner != w, f"{where}: writer {w} says rolled back"
+                        elif owner is None or (
+                            f"proxy-w{owner}.contoso.com:{8000 + round_no}"
+                            not in item.outcome.reason
+                        ):
+                            untold.append(f"{where}: writer {w} {outcome.value}, {item.outcome}")
+                    told = f"{where}: {changed} told 'changed', site shows writer {owner}"
                     if len(changed) > 1:
-                        double_winners.append(f"{where}: {changed} changed, site shows {owner}")
-                    elif not changed:
-                        no_winner.append(f"{where}: nobody changed, site shows {owner}")
-                    if name in SUPS and final.sup != _wanted(owner, round_no).sup:
+                        lost.append(told)
+                    if changed != [owner] or owner is None:
+                        not_one.append(told)
+                    if (
+                        owner is not None
+                        and name in SUPS
+                        and final.sup != _wanted(owner, round_no).sup
+                    ):
                         mixed.append(f"{where}: proxy of writer {owner}, {final.sup}")
         finally:
             for session in sessions:
                 session.close()
             for journal in journals:
                 journal.close()
-        # Not guaranteed (see the module's docstring): printed for the record.
         cases = ROUNDS * len(SERVERS)
         print(
-            f"\n{cases} server-rounds: {len(double_winners)} with several writers told "
-            f"'changed' (lost updates), {len(no_winner)} with no writer told 'changed', "
-            f"{len(mixed)} of {ROUNDS * len(SUPS)} SUP server-rounds mixed\n"
-            + "\n".join(double_winners + no_winner + mixed)
+            f"\n{cases} server-rounds: {cases - len(not_one)} with exactly one writer told 'changed' "
+            f"and shown, {len(lost)} lost updates, {len(mixed)} of {ROUNDS * len(SUPS)} SUP "
+            f"server-rounds mixed, {len(untold)} losers not told the winner's value"
         )
+        assert lost == [], "\n".join(lost)
+        assert mixed == [], "\n".join(mixed)
+        assert not_one == [], "\n".join(not_one)
+        assert untold == [], "\n".join(untold)
