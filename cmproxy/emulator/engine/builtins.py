@@ -11,7 +11,7 @@ import re
 from functools import cmp_to_key
 from typing import TYPE_CHECKING, Any
 
-from cmproxy.emulator.engine import conv, paths
+from cmproxy.emulator.engine import conv, dotnet_threading, paths
 from cmproxy.emulator.engine.binding import CommandDef, ParamDef
 from cmproxy.emulator.engine.cmdlets import site_obj
 from cmproxy.emulator.engine.conv import ScriptBlock
@@ -913,6 +913,8 @@ def _start_sleep(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
 
 def _new_object(ctx: CallContext, a: dict[str, Any], items: Any) -> Any:
     t = conv.to_str(a["TypeName"]).lower()
+    if dotnet_threading.constructs(t):
+        return dotnet_threading.construct(ctx.rs, t, a.get("ArgumentList") or [])
     if t not in ("psobject", "pscustomobject", "system.management.automation.psobject"):
         raise NotSupportedByEmulator(f"New-Object {a['TypeName']}")
     return conv.custom(a.get("Property") or {})
@@ -1242,6 +1244,7 @@ def commands() -> list[CommandDef]:
             "New-Object",
             [
                 P("TypeName", "string", mandatory=True, position=0),
+                P("ArgumentList", "object[]", position=1),
                 P("Property", "hashtable"),
             ],
             _cls("New-Object"),

@@ -21,6 +21,7 @@ import tree_sitter_powershell
 from cmproxy.emulator.engine import conv, netformat
 from cmproxy.emulator.engine.binding import Arg, CommandDef, ParamDef
 from cmproxy.emulator.engine.conv import ScriptBlock
+from cmproxy.emulator.engine.dotnet_threading import VOID, NetObject, Reference
 from cmproxy.emulator.engine.errors import (
     NotSupportedByEmulator,
     PSError,
@@ -1687,6 +1688,9 @@ class Evaluator:
         if to_custom:
             h = self.expr(operand[0])
             return conv.custom(h)
+        if tname == "ref":  # [ref]$x: a PSReference to the variable (an out parameter's)
+            node = operand[0]
+            return Reference(lambda: self.expr(node), lambda v: self.assign_to(node, v))
         v = self.expr(operand[0])
         return self.convert_to(tname, v, tl)
 
@@ -2114,6 +2118,9 @@ def call_method(target: Any, name: str, args: list[Any], node: Node, ev: Evaluat
     low = name.lower()
     if isinstance(target, SecureValue):
         raise ev.unsupported(node, "Methods of a SecureString")
+    if isinstance(target, NetObject):  # a .NET object from New-Object (dotnet_threading)
+        out = target.call(ev.rs, name, args)
+        return NOTHING if out is VOID else out
     if low == "tostring" and not args:
         return conv.to_str(target) if not isinstance(target, list) else "System.Object[]"
     if low == "gettype" and not args:

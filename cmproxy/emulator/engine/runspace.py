@@ -25,6 +25,7 @@ from cmproxy.emulator.engine.binding import (
     ParamDef,
     mask_value,
 )
+from cmproxy.emulator.engine.dotnet_threading import NamedObjects
 from cmproxy.emulator.engine.errors import (
     NotSupportedByEmulator,
     PSError,
@@ -221,6 +222,8 @@ class SiteEngine:
         self._site_locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self.builtins: dict[str, CommandDef] = {c.name.lower(): c for c in builtins.commands()}
+        #: The machine's named kernel objects (Global\ mutexes), shared by all its runspaces.
+        self.named_objects = NamedObjects()
         self.cm_commands: dict[str, CommandDef] = {c.name.lower(): c for c in cmdlets.commands()}
 
     @property
@@ -337,6 +340,8 @@ class SiteRunspace:
                 result.terminating = call_depth_overflow()
             except StopRequested:
                 result.stopped = True
+            # The script's thread ends with it: what it still owns is abandoned.
+            self.engine.named_objects.thread_ended(result)
             return result
 
     def run_script(
@@ -366,10 +371,14 @@ class SiteRunspace:
                 result.terminating = call_depth_overflow()
             except StopRequested:
                 result.stopped = True
+            # The script's thread ends with it: what it still owns is abandoned.
+            self.engine.named_objects.thread_ended(result)
             return result
 
     def close(self) -> None:
         self.functions.clear()
+        # Its process ends (the pool closes, powershell.exe exits): its handles close.
+        self.engine.named_objects.process_ended(self)
 
     # -- scripts ----------------------------------------------------------------------------
     @staticmethod
