@@ -307,7 +307,14 @@ def compare_keys(
 
 def _conflict(record: dict[str, Any], change: Change) -> ConflictError:
     """A write the template skipped: its server showed someone else's values (no secret: the
-    record holds what a read shows, and a password cannot be read back)."""
+    record holds what a read shows, and a password cannot be read back). A record with
+    `Locked` is a server whose lock another writer held for the template's whole wait: its
+    values were not compared, nothing of its transaction was written."""
+    locked = record.get("Locked")
+    if locked:
+        return ConflictError(
+            change.target, f"{change.kind.value} not written: {locked} (another cmproxy run?)"
+        )
     try:
         now = proxy_from_record(record).describe()
     except CMProxyError:

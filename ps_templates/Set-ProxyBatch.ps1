@@ -17,9 +17,17 @@
 # its own new value, as keys: see Get-ProxyKey / Get-SupKey and cmproxy/writer.py), each
 # between newlines; empty: not checked. Anything else is someone else's change: the write is
 # skipped with a Kind 'Conflict' record naming the value found (no secret: a password cannot be
-# read back), and its group's later writes are skipped too. The compare and the Set are two
-# requests to the SMS Provider: another writer can still write between them (see
-# docs/transactions.md, "Limits").
+# read back), and its group's later writes are skipped too.
+# The lock: the compare and the Set are two requests to the SMS Provider, so before its group's
+# first compare the pipeline takes a named system mutex per server of the group on this machine
+# (Global\cmproxy-<site>-<server>, in name order, so two pipelines never wait on each other
+# crosswise) and holds it across the group's compares, Sets and read-back; it is released (and
+# disposed) after that, or in the finally when the script ends early. Every cmproxy writer that
+# reaches the site through this machine waits for it, so of simultaneous writers one compares
+# and writes, and the others compare after it and find its values. A lock still held after
+# $LockTimeoutMs is a Kind 'Conflict' record with Locked set: nothing of that group is written.
+# A mutex whose holder died (AbandonedMutexException) is ours: the compare decides. Writers
+# through another machine are not serialised (docs/transactions.md, "Limits").
 # -Items is the batch as one JSON object of equal-length arrays (Kind, SiteSystemServerName,
 # EnableProxy, ProxyServerName, ProxyServerPort, ProxyAccessAccountName, UseProxy,
 # UseProxyForAutoDeploymentRule, ProxyOk, SupOk and, optionally, Group): one string to send and parse instead
@@ -48,6 +56,11 @@ $UseProxyForAutoDeploymentRule = $batch.UseProxyForAutoDeploymentRule
 $Group = $batch.Group
 $ProxyOk = $batch.ProxyOk
 $SupOk = $batch.SupOk
+# How long a group waits for another writer's lock on one of its servers (one server's
+# compare, Sets and read-back; a few seconds even on a slow site).
+$LockTimeoutMs = 60000
+# The mutexes taken, per group tag (see Lock-Group).
+$held = @{}
 
 # The server proxy of an 'SMS Site System' row as a comparable key, as cmproxy's reader sees it
 # (reader.proxy_from_record): no proxy is 'off'; names compare case-insensitively.
@@ -131,6 +144,97 @@ function Test-Unchanged {
     return $found
 }
 
+# Takes server $Server's named system mutex on this machine: the mutex, or $null when another
+# writer still holds it after $LockTimeoutMs. Kernel object names are case-sensitive, may not
+# hold a backslash after the Global\ prefix and are at most 260 characters: the name is
+# lower-cased, anything but letters, digits, '.' and '-' becomes '_', and it is cut at 260
+# (two servers sharing a cut name only share a lock). Authenticated Users may open it
+# (Synchronize, Modify), so writers under other accounts wait for it too.
+function Lock-Server {
+    param([string]$Server)
+    $lockName = 'Global\cmproxy-' + (($SiteCode + '-' + $Server).ToLower() -replace '[^a-z0-9.-]', '_')
+    if ($lockName.Length -gt 260) {
+        $lockName = $lockName.Substring(0, 260)
+    }
+    $created = $false
+    $security = New-Object -TypeName System.Security.AccessControl.MutexSecurity
+    $users = New-Object -TypeName System.Security.Principal.SecurityIdentifier -ArgumentList 'S-1-5-11'
+    $rule = New-Object -TypeName System.Security.AccessControl.MutexAccessRule -ArgumentList $users, 'Synchronize, Modify', 'Allow'
+    $security.AddAccessRule($rule)
+    $mutex = New-Object -TypeName System.Threading.Mutex -ArgumentList $false, $lockName, ([ref]$created), $security
+    $owned = $false
+    try {
+        $owned = $mutex.WaitOne($LockTimeoutMs)
+    } catch {
+        if ($_.FullyQualifiedErrorId -ne 'AbandonedMutexException') {
+            $mutex.Dispose()
+            throw
+        }
+        # Its holder ended without releasing it: it is ours now.
+        $owned = $true
+    }
+    if (-not $owned) {
+        $mutex.Dispose()
+        return $null
+    }
+    return $mutex
+}
+
+# Takes the locks of every server of group $Tag (item $Index alone without Group), in name
+# order: $null, or the Conflict record of the first server another writer holds.
+function Lock-Group {
+    param([int]$Index, [string]$Tag)
+    $servers = @{}
+    if ($Group) {
+        $j = 0
+        foreach ($tagOf in $Group) {
+            if ([string]$tagOf -eq $Tag) {
+                $servers[([string]$SiteSystemServerName[$j]).ToLower()] = $true
+            }
+            $j = $j + 1
+        }
+    } else {
+        $servers[([string]$SiteSystemServerName[$Index]).ToLower()] = $true
+    }
+    $mutexes = @()
+    $busy = $null
+    foreach ($server in @($servers.Keys | Sort-Object)) {
+        $mutex = Lock-Server -Server $server
+        if ($null -eq $mutex) {
+            $busy = [pscustomobject]@{
+                Kind                 = 'Conflict'
+                Index                = $Index
+                TargetName           = $server
+                Locked               = ('another writer has held the lock on ' + $server + ' for ' + ($LockTimeoutMs / 1000) + ' s')
+                UseProxy             = $null
+                ProxyName            = $null
+                ProxyServerPort      = $null
+                ProxyUserName        = $null
+                AnonymousProxyAccess = $null
+                SupUseProxy          = $null
+                SupUseProxyForADR    = $null
+            }
+            break
+        }
+        $mutexes += $mutex
+    }
+    $held[$Tag] = $mutexes
+    return $busy
+}
+
+# Releases and disposes the locks group $Tag took.
+function Unlock-Group {
+    param([string]$Tag)
+    if (-not $held.ContainsKey($Tag)) {
+        return
+    }
+    foreach ($mutex in $held[$Tag]) {
+        $mutex.ReleaseMutex()
+        $mutex.Dispose()
+    }
+    $held.Remove($Tag)
+}
+
 # One written item read back: its role (picked from $Listed when the site was listed) or an error.
 function Read-BackItem {
     param([int]$Index, $Listed)
@@ -188,87 +292,108 @@ foreach ($tag in $Group) {
 }
 $i = 0
 $failedGroups = @{}
-foreach ($item in $SiteSystemServerName) {
-    $name = [string]$item
-    if ($Group -and $failedGroups.ContainsKey([string]$Group[$i])) {
-        # An earlier write of the same group (transaction) failed: the later ones are not made.
-        [pscustomobject]@{
-            Kind                  = 'Error'
-            Index                 = $i
-            Message               = ('cmproxy:Skipped: an earlier write of its transaction failed')
-            FullyQualifiedErrorId = 'cmproxy:Skipped'
-            Category              = 'OperationStopped'
-            Reason                = ''
-            TargetName            = $name
+try {
+    foreach ($item in $SiteSystemServerName) {
+        $name = [string]$item
+        $tag = [string]$i
+        if ($Group) {
+            $tag = [string]$Group[$i]
         }
-    } else {
-        try {
-            # The account first: the compare stays right before the Set.
-            $account = $null
-            $accountName = [string]$ProxyAccessAccountName[$i]
-            if (([string]$Kind[$i] -ne 'Sup') -and [bool]$EnableProxy[$i] -and $accountName) {
-                $key = $accountName.ToLower()
-                if (-not $accounts.ContainsKey($key)) {
-                    $accounts[$key] = Get-CMAccount -UserName $accountName -SiteCode $SiteCode
-                }
-                $account = $accounts[$key]
-                if (-not $account) {
-                    throw ('cmproxy:AccountNotFound: the account ' + $accountName + ' is not registered at site ' + $SiteCode)
-                }
-            }
-            $conflict = Test-Unchanged -Index $i
-            if ($null -ne $conflict) {
-                # Someone else changed the server since it was planned: not written.
-                if ($Group) {
-                    $failedGroups[[string]$Group[$i]] = $true
-                }
-                $conflict
-            } elseif ([string]$Kind[$i] -eq 'Sup') {
-                Set-CMSoftwareUpdatePoint -SiteSystemServerName $name -SiteCode $SiteCode -UseProxy ([bool]$UseProxy[$i]) -UseProxyForAutoDeploymentRule ([bool]$UseProxyForAutoDeploymentRule[$i])
-            } elseif ([bool]$EnableProxy[$i]) {
-                if ($account) {
-                    Set-CMSiteSystemServer -SiteSystemServerName $name -SiteCode $SiteCode -EnableProxy $true -ProxyServerName ([string]$ProxyServerName[$i]) -ProxyServerPort ([int]$ProxyServerPort[$i]) -ProxyAccessAccount $account
-                } else {
-                    Set-CMSiteSystemServer -SiteSystemServerName $name -SiteCode $SiteCode -EnableProxy $true -ProxyServerName ([string]$ProxyServerName[$i]) -ProxyServerPort ([int]$ProxyServerPort[$i])
-                }
-            } else {
-                Set-CMSiteSystemServer -SiteSystemServerName $name -SiteCode $SiteCode -EnableProxy $false
-            }
-            if ($null -eq $conflict) {
-                $pending += $i
-            }
-        } catch {
-            if ($Group) {
-                $failedGroups[[string]$Group[$i]] = $true
-            }
+        if ($Group -and $failedGroups.ContainsKey([string]$Group[$i])) {
+            # An earlier write of the same group (transaction) failed: the later ones are not made.
             [pscustomobject]@{
                 Kind                  = 'Error'
                 Index                 = $i
-                Message               = [string]$_.Exception.Message
-                FullyQualifiedErrorId = [string]$_.FullyQualifiedErrorId
-                Category              = [string]$_.CategoryInfo.Category
-                Reason                = [string]$_.CategoryInfo.Reason
+                Message               = ('cmproxy:Skipped: an earlier write of its transaction failed')
+                FullyQualifiedErrorId = 'cmproxy:Skipped'
+                Category              = 'OperationStopped'
+                Reason                = ''
                 TargetName            = $name
             }
-        }
-    }
-    # After its group's last item, the group's written items are read back.
-    $last = $i
-    if ($Group) {
-        $last = $lastOfGroup[[string]$Group[$i]]
-    }
-    if ((-not $ReadBackBySite) -and ($last -eq $i)) {
-        $others = @()
-        foreach ($j in $pending) {
-            if ((-not $Group) -or ([string]$Group[$j] -eq [string]$Group[$i])) {
-                Read-BackItem -Index $j -Listed $null
-            } else {
-                $others += $j
+        } else {
+            try {
+                # The account first: the compare stays right before the Set.
+                $account = $null
+                $accountName = [string]$ProxyAccessAccountName[$i]
+                if (([string]$Kind[$i] -ne 'Sup') -and [bool]$EnableProxy[$i] -and $accountName) {
+                    $key = $accountName.ToLower()
+                    if (-not $accounts.ContainsKey($key)) {
+                        $accounts[$key] = Get-CMAccount -UserName $accountName -SiteCode $SiteCode
+                    }
+                    $account = $accounts[$key]
+                    if (-not $account) {
+                        throw ('cmproxy:AccountNotFound: the account ' + $accountName + ' is not registered at site ' + $SiteCode)
+                    }
+                }
+                # The group's locks first (at its first item), then the compare under them.
+                $conflict = $null
+                if (-not $held.ContainsKey($tag)) {
+                    $conflict = Lock-Group -Index $i -Tag $tag
+                }
+                if ($null -eq $conflict) {
+                    $conflict = Test-Unchanged -Index $i
+                }
+                if ($null -ne $conflict) {
+                    # Someone else changed the server since it was planned: not written.
+                    if ($Group) {
+                        $failedGroups[[string]$Group[$i]] = $true
+                    }
+                    $conflict
+                } elseif ([string]$Kind[$i] -eq 'Sup') {
+                    Set-CMSoftwareUpdatePoint -SiteSystemServerName $name -SiteCode $SiteCode -UseProxy ([bool]$UseProxy[$i]) -UseProxyForAutoDeploymentRule ([bool]$UseProxyForAutoDeploymentRule[$i])
+                } elseif ([bool]$EnableProxy[$i]) {
+                    if ($account) {
+                        Set-CMSiteSystemServer -SiteSystemServerName $name -SiteCode $SiteCode -EnableProxy $true -ProxyServerName ([string]$ProxyServerName[$i]) -ProxyServerPort ([int]$ProxyServerPort[$i]) -ProxyAccessAccount $account
+                    } else {
+                        Set-CMSiteSystemServer -SiteSystemServerName $name -SiteCode $SiteCode -EnableProxy $true -ProxyServerName ([string]$ProxyServerName[$i]) -ProxyServerPort ([int]$ProxyServerPort[$i])
+                    }
+                } else {
+                    Set-CMSiteSystemServer -SiteSystemServerName $name -SiteCode $SiteCode -EnableProxy $false
+                }
+                if ($null -eq $conflict) {
+                    $pending += $i
+                }
+            } catch {
+                if ($Group) {
+                    $failedGroups[[string]$Group[$i]] = $true
+                }
+                [pscustomobject]@{
+                    Kind                  = 'Error'
+                    Index                 = $i
+                    Message               = [string]$_.Exception.Message
+                    FullyQualifiedErrorId = [string]$_.FullyQualifiedErrorId
+                    Category              = [string]$_.CategoryInfo.Category
+                    Reason                = [string]$_.CategoryInfo.Reason
+                    TargetName            = $name
+                }
             }
         }
-        $pending = $others
+        # After its group's last item, the group's written items are read back.
+        $last = $i
+        if ($Group) {
+            $last = $lastOfGroup[[string]$Group[$i]]
+        }
+        if ((-not $ReadBackBySite) -and ($last -eq $i)) {
+            $others = @()
+            foreach ($j in $pending) {
+                if ((-not $Group) -or ([string]$Group[$j] -eq [string]$Group[$i])) {
+                    Read-BackItem -Index $j -Listed $null
+                } else {
+                    $others += $j
+                }
+            }
+            $pending = $others
+        }
+        if ($last -eq $i) {
+            Unlock-Group -Tag $tag
+        }
+        $i = $i + 1
     }
-    $i = $i + 1
+} finally {
+    # The script ends early (an error, a stop): no lock outlives it.
+    foreach ($tag in @($held.Keys)) {
+        Unlock-Group -Tag $tag
+    }
 }
 
 # With -ReadBackBySite (the caller's choice when the batch is a good part of the site), after

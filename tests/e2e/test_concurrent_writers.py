@@ -216,9 +216,10 @@ def test_eight_simultaneous_writers_separate_journals_ten_rounds(tmp_path: Path)
                 journal.close()
         cases = ROUNDS * len(SERVERS)
         print(
-            f"\n{cases} server-rounds: {cases - len(not_one)} with exactly one writer told 'changed' "
-            f"and shown, {len(lost)} lost updates, {len(mixed)} of {ROUNDS * len(SUPS)} SUP "
-            f"server-rounds mixed, {len(untold)} losers not told the winner's value"
+            f"\n{cases} server-rounds: {cases - len(not_one)} with exactly one writer told "
+            f"'changed' and shown, {len(lost)} lost updates, {len(mixed)} of "
+            f"{ROUNDS * len(SUPS)} SUP server-rounds mixed, {len(untold)} losers not told the "
+            "winner's value"
         )
         assert lost == [], "\n".join(lost)
         assert mixed == [], "\n".join(mixed)
