@@ -91,7 +91,7 @@ WRITE_TEMPLATE_PARAMETERS: dict[str, frozenset[str]] = {
         WRITE_TEMPLATES[cmdlet]: frozenset(mapping.values())
         for cmdlet, mapping in _PARAMETER_MAP.items()
     },
-    BATCH_TEMPLATE: frozenset({"SiteCode", "ReadBackBySite", "Items"}),
+    BATCH_TEMPLATE: frozenset({"SiteCode", "ReadBackBySite", "Items", "LockTimeoutMs"}),
 }
 
 

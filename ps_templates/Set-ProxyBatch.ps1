@@ -40,7 +40,10 @@ param(
     [string]$SiteCode,
     [Parameter(Mandatory = $true)]
     [string]$Items,
-    [switch]$ReadBackBySite
+    [switch]$ReadBackBySite,
+    # How long a group waits for another writer's lock on one of its servers (one server's
+    # compare, Sets and read-back take a few seconds even on a slow site).
+    [int]$LockTimeoutMs = 60000
 )
 $ErrorActionPreference = 'Stop'
 
@@ -56,9 +59,6 @@ $UseProxyForAutoDeploymentRule = $batch.UseProxyForAutoDeploymentRule
 $Group = $batch.Group
 $ProxyOk = $batch.ProxyOk
 $SupOk = $batch.SupOk
-# How long a group waits for another writer's lock on one of its servers (one server's
-# compare, Sets and read-back; a few seconds even on a slow site).
-$LockTimeoutMs = 60000
 # The mutexes taken, per group tag (see Lock-Group).
 $held = @{}
 

@@ -131,6 +131,8 @@ REFERENCE: dict[str, set[str]] = {
     "ConvertTo-SecureString": {"String", "AsPlainText", "Force", "Key", "SecureKey"},
     "ForEach-Object": {"Process", "Begin", "End", "MemberName"},
     "Where-Object": {"FilterScript", "Property", "Value"},
+    "New-Object": {"TypeName", "ArgumentList", "Property", "ComObject", "Strict"},
+    "Sort-Object": {"Property", "Descending", "Unique", "CaseSensitive", "Culture", "InputObject"},
 }
 
 _LANGUAGE = tree_sitter.Language(tree_sitter_powershell.language())
