@@ -23,7 +23,8 @@ from cmproxy.plan import ChangeKind
 from cmproxy.retry import RetryPolicy
 from cmproxy.testing import InMemorySite
 from cmproxy.transaction import Outcome, ServerSnapshot, run_transaction
-from cmproxy.writer import compare_keys, proxy_key, sup_key
+from cmproxy.transports.base import Result
+from cmproxy.writer import batch_results, compare_keys, proxy_key, sup_key
 
 from .conftest import OLD
 
@@ -105,3 +106,16 @@ def test_a_conflict_after_an_earlier_write_rolls_that_write_back(
     assert out.outcome is Outcome.ROLLED_BACK and "showed Y" in out.reason
     assert ServerSnapshot.of(site.state, SUP01) == ServerSnapshot.of(state, SUP01)
     assert journal.open_transactions() == []
+
+
+def test_a_lock_held_by_another_writer_is_a_conflict_naming_it(state: SiteState) -> None:
+    """Set-ProxyBatch.ps1 answers a server whose lock another writer held for its whole wait
+    with a Conflict record carrying `Locked` and no values: a `ConflictError` that says so
+    (nothing of its transaction was written), not one naming made-up values."""
+    (change,) = plan(state, DesiredState(proxies=[ProxyRequest(SCP, NEW)]))
+    locked = "another writer has held the lock on cm-scp01.contoso.com for 60 s"
+    record = {"Kind": "Conflict", "Index": 0, "TargetName": SCP, "Locked": locked}
+    record |= dict.fromkeys(("UseProxy", "ProxyName", "SupUseProxy", "SupUseProxyForADR"))
+    (outcome,) = batch_results([change], Result(output=(record,)))
+    assert isinstance(outcome, ConflictError)
+    assert outcome.server == SCP and locked in str(outcome) and "showed" not in str(outcome)
