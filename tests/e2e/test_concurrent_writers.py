@@ -1,18 +1,18 @@
-"""Concurrent writers with separate journals and sessions (issue 15, point 3): what the
-compare-and-set in the write pipeline guarantees, and what it cannot.
+"""Concurrent writers with separate journals and sessions (issue 15, point 3): the
+compare-and-set in the write pipeline, under its per-server lock.
 
-Guaranteed (`test_a_writer_that_compares_after_another_wrote_writes_nothing`): a writer whose
-compare runs after another writer's `Set` landed sees that value, writes nothing and is told
-(`ConflictError` naming the value); the other's values stay whole, proxy and SUP options.
+A writer whose compare runs after another writer's `Set` landed sees that value, writes
+nothing and is told (`ConflictError` naming the value); the other's values stay whole, proxy
+and SUP options (`test_a_writer_that_compares_after_another_wrote_writes_nothing`).
 
-Not guaranteed (`test_eight_simultaneous_writers_...`): writers whose compares all run before
-any of their `Set`s land. The emulator serialises writes per site
-(`Costs.serialise_site_writes`) but, like an SMS Provider, holds no lock between a pipeline's
-compare and its `Set`, so such writers can all pass the compare; the read-back after the write
-tells most losers, not all (docs/transactions.md, "Limits"). That test checks what still holds
-(every writer answered, every journal closed, the site shows one of the round's writers'
-proxies, no writer that reports `rolled back` left its value) and prints the rest (double
-winners, mixed servers) for the record.
+Writers that all planned from the same state and write at once
+(`test_eight_simultaneous_writers_...`, the bar of issue 15): the compare and the `Set` are two
+requests to the SMS Provider, so without a lock several could pass their compares and all
+write (lost updates, SUP servers mixed across writers). `Set-ProxyBatch.ps1` holds a named
+system mutex per server on the endpoint across a transaction's compares, `Set`s and read-back
+(docs/transactions.md, "Limits"), so exactly one writer per server and round wins, and every
+other is told the winner's value. All writers here go through one emulated endpoint, as the
+guarantee requires.
 """
 
 from __future__ import annotations
