@@ -306,8 +306,9 @@ def compare_keys(
 
 
 def _conflict(record: dict[str, Any], change: Change) -> ConflictError:
-    """A write the template skipped: its server showed someone else's values (no secret: the
-    record holds what a read shows, and a password cannot be read back). A record with
+    """A write the template skipped: its server showed someone else's values (the record is its
+    site system row, its SUP row as `Sup`, projected as every read is; no secret: a password
+    cannot be read back). A record with
     `Locked` is a server whose lock another writer held for the template's whole wait: its
     values were not compared, nothing of its transaction was written."""
     locked = record.get("Locked")
@@ -319,14 +320,9 @@ def _conflict(record: dict[str, Any], change: Change) -> ConflictError:
         now = proxy_from_record(record).describe()
     except CMProxyError:
         now = "an unreadable proxy"
-    if record.get("SupUseProxy") is not None:
-        flags = sup_flags_from_record(
-            {
-                "UseProxy": record.get("SupUseProxy"),
-                "UseProxyForADR": record.get("SupUseProxyForADR"),
-            }
-        )
-        now += f", SUP options {flags.to_dict()}"
+    sup = record.get("Sup")
+    if isinstance(sup, dict):
+        now += f", SUP options {sup_flags_from_record(sup).to_dict()}"
     before = change.before
     planned = (
         before.describe()

@@ -4,8 +4,8 @@
 # Item i is element i of each array (Kind 'Proxy' or 'Sup'). Each write runs in its own
 # try/catch, so one failure does not stop the others — except the later writes of the same
 # Group (one transaction's writes, in order), which are skipped with a cmproxy:Skipped record.
-# Each item gets exactly one record, with its Index: the role read back (the fields the single
-# templates return) or its own error. A group's written items are read back right after the
+# Each item gets exactly one record, with its Index: the role read back (the prelude's
+# ConvertTo-CMProxyRow, as the single templates return it) or its own error. A group's written items are read back right after the
 # group's last item (without Group, each item is its own group): after all of its
 # transaction's writes, while the site takes the next writes. With -ReadBackBySite they are all
 # read back after the last write, from one listing of the site. Each proxy account is looked
@@ -16,8 +16,9 @@
 # list the server proxy / SUP option values its transaction may find there (its snapshot and
 # its own new value, as keys: see Get-ProxyKey / Get-SupKey and cmproxy/writer.py), each
 # between newlines; empty: not checked. Anything else is someone else's change: the write is
-# skipped with a Kind 'Conflict' record naming the value found (no secret: a password cannot be
-# read back), and its group's later writes are skipped too.
+# skipped with a Kind 'Conflict' record naming the value found (the server's site system row,
+# its SUP row as Sup; no secret: a password cannot be read back), and its group's later writes
+# are skipped too.
 # The lock: the compare and the Set are two requests to the SMS Provider, so before its group's
 # first compare the pipeline takes a named system mutex per server of the group on this machine
 # (Global\cmproxy-<site>-<server>, in name order, so two pipelines never wait on each other
@@ -62,29 +63,29 @@ $SupOk = $batch.SupOk
 # The mutexes taken, per group tag (see Lock-Group).
 $held = @{}
 
-# The server proxy of an 'SMS Site System' row as a comparable key, as cmproxy's reader sees it
-# (reader.proxy_from_record): no proxy is 'off'; names compare case-insensitively.
+# The server proxy of a projected 'SMS Site System' row (the prelude's ConvertTo-CMProxyRow) as
+# a comparable key, as cmproxy's reader sees it (reader.proxy_from_record): no proxy is 'off';
+# names compare case-insensitively.
 function Get-ProxyKey {
-    param($Props)
-    if ([int]$Props['UseProxy'].Value -ne 1) {
+    param($Row)
+    if ([int]$Row.UseProxy -ne 1) {
         return 'off'
     }
     $account = ''
-    $anonymous = $Props['AnonymousProxyAccess']
-    if (($null -ne $anonymous) -and ([int]$anonymous.Value -ne 1)) {
-        $account = ([string]$Props['ProxyUserName'].Value2).Trim()
+    if (($null -ne $Row.AnonymousProxyAccess) -and ([int]$Row.AnonymousProxyAccess -ne 1)) {
+        $account = ([string]$Row.ProxyUserName).Trim()
     }
     $port = 80
-    if ($Props['ProxyServerPort'] -and ([int]$Props['ProxyServerPort'].Value -ne 0)) {
-        $port = [int]$Props['ProxyServerPort'].Value
+    if ($Row.ProxyServerPort -and ([int]$Row.ProxyServerPort -ne 0)) {
+        $port = [int]$Row.ProxyServerPort
     }
-    return ('on|' + ([string]$Props['ProxyName'].Value2).Trim().ToLower() + '|' + $port + '|' + $account.ToLower())
+    return ('on|' + ([string]$Row.ProxyName).Trim().ToLower() + '|' + $port + '|' + $account.ToLower())
 }
 
-# The SUP options of an 'SMS Software Update Point' row as a comparable key.
+# The SUP options of a projected 'SMS Software Update Point' row as a comparable key.
 function Get-SupKey {
-    param($Props)
-    return ('sup|' + [int]$Props['UseProxy'].Value + '|' + [int]$Props['UseProxyForADR'].Value)
+    param($Row)
+    return ('sup|' + [int]$Row.UseProxy + '|' + [int]$Row.UseProxyForADR)
 }
 
 # The compare of compare-and-set: $null when item $Index may be written, else its Conflict record.
@@ -102,44 +103,27 @@ function Test-Unchanged {
         return $null
     }
     $name = [string]$SiteSystemServerName[$Index]
-    $site = $null
-    $sup = $null
+    $siteRow = $null
+    $supRow = $null
     foreach ($row in @(Get-CMSiteRole -SiteSystemServerName $name -SiteCode $SiteCode)) {
-        $props = @{}
-        foreach ($prop in $row.Props) {
-            $props[$prop.PropertyName] = $prop
-        }
         if ([string]$row.RoleName -eq 'SMS Site System') {
-            $site = $props
+            $siteRow = $row
         } elseif ([string]$row.RoleName -eq 'SMS Software Update Point') {
-            $sup = $props
+            $supRow = $row
         }
     }
-    if ($null -eq $site) {
+    if ($null -eq $siteRow) {
         throw ('cmproxy:ServerNotFound: ' + $name + ' has no such role at site ' + $SiteCode)
     }
-    $same = (-not $proxyKeys) -or $proxyKeys.Contains("`n" + (Get-ProxyKey $site) + "`n")
+    # What the server shows: its site system row, with its SUP row (if any) as Sup; compared
+    # by key, and the Conflict record itself when it differs.
+    $found = ConvertTo-CMProxyRow -Role $siteRow -SiteCode $SiteCode -Index $Index -Kind 'Conflict' -Sup $supRow
+    $same = (-not $proxyKeys) -or $proxyKeys.Contains("`n" + (Get-ProxyKey $found) + "`n")
     if ($supKeys) {
-        $same = $same -and ($null -ne $sup) -and $supKeys.Contains("`n" + (Get-SupKey $sup) + "`n")
+        $same = $same -and ($null -ne $supRow) -and $supKeys.Contains("`n" + (Get-SupKey $found.Sup) + "`n")
     }
     if ($same) {
         return $null
-    }
-    $found = [pscustomobject]@{
-        Kind                 = 'Conflict'
-        Index                = $Index
-        TargetName           = $name
-        UseProxy             = $site['UseProxy'].Value
-        ProxyName            = $site['ProxyName'].Value2
-        ProxyServerPort      = $site['ProxyServerPort'].Value
-        ProxyUserName        = $site['ProxyUserName'].Value2
-        AnonymousProxyAccess = $site['AnonymousProxyAccess'].Value
-        SupUseProxy          = $null
-        SupUseProxyForADR    = $null
-    }
-    if ($null -ne $sup) {
-        $found.SupUseProxy = $sup['UseProxy'].Value
-        $found.SupUseProxyForADR = $sup['UseProxyForADR'].Value
     }
     return $found
 }
@@ -202,17 +186,10 @@ function Lock-Group {
         $mutex = Lock-Server -Server $server
         if ($null -eq $mutex) {
             $busy = [pscustomobject]@{
-                Kind                 = 'Conflict'
-                Index                = $Index
-                TargetName           = $server
-                Locked               = ('another writer has held the lock on ' + $server + ' for ' + ($LockTimeoutMs / 1000) + ' s')
-                UseProxy             = $null
-                ProxyName            = $null
-                ProxyServerPort      = $null
-                ProxyUserName        = $null
-                AnonymousProxyAccess = $null
-                SupUseProxy          = $null
-                SupUseProxyForADR    = $null
+                Kind       = 'Conflict'
+                Index      = $Index
+                TargetName = $server
+                Locked     = ('another writer has held the lock on ' + $server + ' for ' + ($LockTimeoutMs / 1000) + ' s')
             }
             break
         }
@@ -262,23 +239,7 @@ function Read-BackItem {
         }
         return
     }
-    $props = @{}
-    foreach ($prop in $role.Props) {
-        $props[$prop.PropertyName] = $prop
-    }
-    [pscustomobject]@{
-        Kind                 = 'Role'
-        Index                = $Index
-        SiteCode             = $SiteCode
-        ServerName           = [string]$role.NetworkOSPath
-        RoleName             = [string]$role.RoleName
-        UseProxy             = $props['UseProxy'].Value
-        ProxyName            = $props['ProxyName'].Value2
-        ProxyServerPort      = $props['ProxyServerPort'].Value
-        ProxyUserName        = $props['ProxyUserName'].Value2
-        AnonymousProxyAccess = $props['AnonymousProxyAccess'].Value
-        UseProxyForADR       = $props['UseProxyForADR'].Value
-    }
+    ConvertTo-CMProxyRow -Role $role -SiteCode $SiteCode -Index $Index
 }
 
 $accounts = @{}

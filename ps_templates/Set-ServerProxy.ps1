@@ -1,6 +1,7 @@
 # Sets (or removes) the one proxy of a site system server with Set-CMSiteSystemServer, then
-# reads the server back. The proxy account is looked up here with Get-CMAccount because
-# -ProxyAccessAccount takes the account object, not a name (configmgr-cmdlets.md §3.5).
+# reads the server back (projected by the prelude's ConvertTo-CMProxyRow). The proxy account is
+# looked up here with Get-CMAccount because -ProxyAccessAccount takes the account object, not a
+# name (configmgr-cmdlets.md §3.5).
 [CmdletBinding()]
 param(
     [Parameter(Mandatory = $true)]
@@ -33,18 +34,4 @@ $server = Get-CMSiteSystemServer -SiteSystemServerName $SiteSystemServerName -Si
 if (-not $server) {
     throw ('cmproxy:ServerNotFound: ' + $SiteSystemServerName + ' is not a site system server of site ' + $SiteCode)
 }
-$props = @{}
-foreach ($prop in $server.Props) {
-    $props[$prop.PropertyName] = $prop
-}
-[pscustomobject]@{
-    Kind                 = 'Role'
-    SiteCode             = $SiteCode
-    ServerName           = [string]$server.NetworkOSPath
-    RoleName             = [string]$server.RoleName
-    UseProxy             = $props['UseProxy'].Value
-    ProxyName            = $props['ProxyName'].Value2
-    ProxyServerPort      = $props['ProxyServerPort'].Value
-    ProxyUserName        = $props['ProxyUserName'].Value2
-    AnonymousProxyAccess = $props['AnonymousProxyAccess'].Value
-}
+ConvertTo-CMProxyRow -Role $server -SiteCode $SiteCode

@@ -1,5 +1,6 @@
 # Sets the software update point's two proxy options with Set-CMSoftwareUpdatePoint and reads
-# them back from the SUP role (configmgr-cmdlets.md §2.3, §3.9).
+# them back from the SUP role (configmgr-cmdlets.md §2.3, §3.9), projected by the prelude's
+# ConvertTo-CMProxyRow.
 [CmdletBinding()]
 param(
     [Parameter(Mandatory = $true)]
@@ -19,15 +20,4 @@ $sup = Get-CMSoftwareUpdatePoint -SiteSystemServerName $SiteSystemServerName -Si
 if (-not $sup) {
     throw ('cmproxy:ServerNotFound: ' + $SiteSystemServerName + ' hosts no software update point at site ' + $SiteCode)
 }
-$props = @{}
-foreach ($prop in $sup.Props) {
-    $props[$prop.PropertyName] = $prop
-}
-[pscustomobject]@{
-    Kind           = 'Role'
-    SiteCode       = $SiteCode
-    ServerName     = [string]$sup.NetworkOSPath
-    RoleName       = [string]$sup.RoleName
-    UseProxy       = $props['UseProxy'].Value
-    UseProxyForADR = $props['UseProxyForADR'].Value
-}
+ConvertTo-CMProxyRow -Role $sup -SiteCode $SiteCode

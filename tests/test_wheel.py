@@ -48,6 +48,7 @@ def test_wheel_installs_and_reads_a_template_from_the_installed_package(tmp_path
         f"assert str(root).startswith({site!r}), root;"
         "names = t.template_names(); assert names, names;"
         "text = t.load_template(names[0]); assert 'param(' in text;"
+        "assert 'function ConvertTo-CMProxyRow' in t.load_prelude();"
         "print(cmproxy.__file__, len(names))"
     )
     out = subprocess.run(

@@ -21,7 +21,7 @@ from cmproxy.emulator.engine import SiteEngine, SiteRunspace
 from cmproxy.emulator.engine.values import CommandSpec, InvocationResult
 from cmproxy.emulator.settings import EmulatorSettings
 from cmproxy.emulator.state import SiteState
-from cmproxy.templates import load_template
+from cmproxy.templates import load_prelude, load_template
 
 NAME = "Global\\cmproxy-test"
 SERVER = "cm-ps1-mp01.contoso.com"
@@ -254,7 +254,8 @@ def _batch(engine: SiteEngine, lock_timeout_ms: int) -> InvocationResult:
             ("LockTimeoutMs", lock_timeout_ms),
         ),
     )
-    return _rs(engine).invoke([spec])
+    prelude = CommandSpec(name=load_prelude(), is_script=True)  # as the transports send it
+    return _rs(engine).invoke([prelude, spec])
 
 
 def _records(res: InvocationResult) -> list[dict[str, Any]]:
