@@ -21,7 +21,7 @@
 # are skipped too.
 # The lock: the compare and the Set are two requests to the SMS Provider, so before its group's
 # first compare the pipeline takes a named system mutex per server of the group on this machine
-# (Global\cmproxy-<site>-<server>, in name order, so two pipelines never wait on each other
+# (the prelude's Lock-CMProxyServer: Global\cmproxy-<site>-<server>, in name order, so two pipelines never wait on each other
 # crosswise) and holds it across the group's compares, Sets and read-back; it is released (and
 # disposed) after that, or in the finally when the script ends early. Every cmproxy writer that
 # reaches the site through this machine waits for it, so of simultaneous writers one compares
@@ -128,42 +128,6 @@ function Test-Unchanged {
     return $found
 }
 
-# Takes server $Server's named system mutex on this machine: the mutex, or $null when another
-# writer still holds it after $LockTimeoutMs. Kernel object names are case-sensitive, may not
-# hold a backslash after the Global\ prefix and are at most 260 characters: the name is
-# lower-cased, anything but letters, digits, '.' and '-' becomes '_', and it is cut at 260
-# (two servers sharing a cut name only share a lock). Authenticated Users may open it
-# (Synchronize, Modify), so writers under other accounts wait for it too.
-function Lock-Server {
-    param([string]$Server)
-    $lockName = 'Global\cmproxy-' + (($SiteCode + '-' + $Server).ToLower() -replace '[^a-z0-9.-]', '_')
-    if ($lockName.Length -gt 260) {
-        $lockName = $lockName.Substring(0, 260)
-    }
-    $created = $false
-    $security = New-Object -TypeName System.Security.AccessControl.MutexSecurity
-    $users = New-Object -TypeName System.Security.Principal.SecurityIdentifier -ArgumentList 'S-1-5-11'
-    $rule = New-Object -TypeName System.Security.AccessControl.MutexAccessRule -ArgumentList $users, 'Synchronize, Modify', 'Allow'
-    $security.AddAccessRule($rule)
-    $mutex = New-Object -TypeName System.Threading.Mutex -ArgumentList $false, $lockName, ([ref]$created), $security
-    $owned = $false
-    try {
-        $owned = $mutex.WaitOne($LockTimeoutMs)
-    } catch {
-        if ($_.FullyQualifiedErrorId -ne 'AbandonedMutexException') {
-            $mutex.Dispose()
-            throw
-        }
-        # Its holder ended without releasing it: it is ours now.
-        $owned = $true
-    }
-    if (-not $owned) {
-        $mutex.Dispose()
-        return $null
-    }
-    return $mutex
-}
-
 # Takes the locks of every server of group $Tag (item $Index alone without Group), in name
 # order: $null, or the Conflict record of the first server another writer holds.
 function Lock-Group {
@@ -183,7 +147,7 @@ function Lock-Group {
     $mutexes = @()
     $busy = $null
     foreach ($server in @($servers.Keys | Sort-Object)) {
-        $mutex = Lock-Server -Server $server
+        $mutex = Lock-CMProxyServer -SiteCode $SiteCode -Server $server -TimeoutMs $LockTimeoutMs
         if ($null -eq $mutex) {
             $busy = [pscustomobject]@{
                 Kind       = 'Conflict'
@@ -206,8 +170,7 @@ function Unlock-Group {
         return
     }
     foreach ($mutex in $held[$Tag]) {
-        $mutex.ReleaseMutex()
-        $mutex.Dispose()
+        Unlock-CMProxyServer -Mutex $mutex
     }
     $held.Remove($Tag)
 }

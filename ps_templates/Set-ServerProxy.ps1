@@ -16,22 +16,33 @@ param(
 )
 $ErrorActionPreference = 'Stop'
 
-if ($EnableProxy) {
-    if ($ProxyAccessAccountName) {
-        $account = Get-CMAccount -UserName $ProxyAccessAccountName -SiteCode $SiteCode
-        if (-not $account) {
-            throw ('cmproxy:AccountNotFound: the account ' + $ProxyAccessAccountName + ' is not registered at site ' + $SiteCode)
+# The server's write lock (the prelude's Lock-CMProxyServer), held across the Set and the
+# read-back, as Set-ProxyBatch.ps1 holds it: another cmproxy writer through this machine never
+# lands between them.
+$lock = Lock-CMProxyServer -SiteCode $SiteCode -Server $SiteSystemServerName
+if ($null -eq $lock) {
+    throw ('cmproxy:Locked: another writer has held the lock on ' + $SiteSystemServerName + ' for 60 s; nothing written')
+}
+try {
+    if ($EnableProxy) {
+        if ($ProxyAccessAccountName) {
+            $account = Get-CMAccount -UserName $ProxyAccessAccountName -SiteCode $SiteCode
+            if (-not $account) {
+                throw ('cmproxy:AccountNotFound: the account ' + $ProxyAccessAccountName + ' is not registered at site ' + $SiteCode)
+            }
+            Set-CMSiteSystemServer -SiteSystemServerName $SiteSystemServerName -SiteCode $SiteCode -EnableProxy $true -ProxyServerName $ProxyServerName -ProxyServerPort $ProxyServerPort -ProxyAccessAccount $account
+        } else {
+            Set-CMSiteSystemServer -SiteSystemServerName $SiteSystemServerName -SiteCode $SiteCode -EnableProxy $true -ProxyServerName $ProxyServerName -ProxyServerPort $ProxyServerPort
         }
-        Set-CMSiteSystemServer -SiteSystemServerName $SiteSystemServerName -SiteCode $SiteCode -EnableProxy $true -ProxyServerName $ProxyServerName -ProxyServerPort $ProxyServerPort -ProxyAccessAccount $account
     } else {
-        Set-CMSiteSystemServer -SiteSystemServerName $SiteSystemServerName -SiteCode $SiteCode -EnableProxy $true -ProxyServerName $ProxyServerName -ProxyServerPort $ProxyServerPort
+        Set-CMSiteSystemServer -SiteSystemServerName $SiteSystemServerName -SiteCode $SiteCode -EnableProxy $false
     }
-} else {
-    Set-CMSiteSystemServer -SiteSystemServerName $SiteSystemServerName -SiteCode $SiteCode -EnableProxy $false
-}
 
-$server = Get-CMSiteSystemServer -SiteSystemServerName $SiteSystemServerName -SiteCode $SiteCode
-if (-not $server) {
-    throw ('cmproxy:ServerNotFound: ' + $SiteSystemServerName + ' is not a site system server of site ' + $SiteCode)
+    $server = Get-CMSiteSystemServer -SiteSystemServerName $SiteSystemServerName -SiteCode $SiteCode
+    if (-not $server) {
+        throw ('cmproxy:ServerNotFound: ' + $SiteSystemServerName + ' is not a site system server of site ' + $SiteCode)
+    }
+    ConvertTo-CMProxyRow -Role $server -SiteCode $SiteCode
+} finally {
+    Unlock-CMProxyServer -Mutex $lock
 }
-ConvertTo-CMProxyRow -Role $server -SiteCode $SiteCode

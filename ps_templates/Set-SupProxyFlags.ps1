@@ -14,10 +14,20 @@ param(
 )
 $ErrorActionPreference = 'Stop'
 
-Set-CMSoftwareUpdatePoint -SiteSystemServerName $SiteSystemServerName -SiteCode $SiteCode -UseProxy $UseProxy -UseProxyForAutoDeploymentRule $UseProxyForAutoDeploymentRule
-
-$sup = Get-CMSoftwareUpdatePoint -SiteSystemServerName $SiteSystemServerName -SiteCode $SiteCode
-if (-not $sup) {
-    throw ('cmproxy:ServerNotFound: ' + $SiteSystemServerName + ' hosts no software update point at site ' + $SiteCode)
+# The server's write lock (the prelude's Lock-CMProxyServer), held across the Set and the
+# read-back, as Set-ProxyBatch.ps1 holds it.
+$lock = Lock-CMProxyServer -SiteCode $SiteCode -Server $SiteSystemServerName
+if ($null -eq $lock) {
+    throw ('cmproxy:Locked: another writer has held the lock on ' + $SiteSystemServerName + ' for 60 s; nothing written')
 }
-ConvertTo-CMProxyRow -Role $sup -SiteCode $SiteCode
+try {
+    Set-CMSoftwareUpdatePoint -SiteSystemServerName $SiteSystemServerName -SiteCode $SiteCode -UseProxy $UseProxy -UseProxyForAutoDeploymentRule $UseProxyForAutoDeploymentRule
+
+    $sup = Get-CMSoftwareUpdatePoint -SiteSystemServerName $SiteSystemServerName -SiteCode $SiteCode
+    if (-not $sup) {
+        throw ('cmproxy:ServerNotFound: ' + $SiteSystemServerName + ' hosts no software update point at site ' + $SiteCode)
+    }
+    ConvertTo-CMProxyRow -Role $sup -SiteCode $SiteCode
+} finally {
+    Unlock-CMProxyServer -Mutex $lock
+}

@@ -293,3 +293,30 @@ def test_the_batch_takes_an_abandoned_lock_and_compares(proxy_off: SiteEngine) -
     (record,) = _records(_batch(proxy_off, 100))
     assert record["Kind"] == "Role" and record["ProxyName"] == "proxy.contoso.com"
     assert keep is not None
+
+
+def test_a_single_write_template_waits_for_the_servers_lock(proxy_off: SiteEngine) -> None:
+    """Set-ServerProxy.ps1 (Session.write) takes the same lock as Set-ProxyBatch.ps1: while
+    another writer holds it, its Set waits; once released, it writes, reads back and releases."""
+    other = _Thread(proxy_off)
+    held = other.take(LOCK)
+    prelude = CommandSpec(name=load_prelude(), is_script=True)
+    spec = CommandSpec(
+        name=load_template("Set-ServerProxy"),
+        is_script=True,
+        parameters=(
+            ("SiteCode", "PS1"),
+            ("SiteSystemServerName", SERVER),
+            ("EnableProxy", True),
+            ("ProxyServerName", "proxy.contoso.com"),
+            ("ProxyServerPort", 8080),
+        ),
+    )
+    writer, got = _in_thread(lambda: _rs(proxy_off).invoke([prelude, spec]))
+    _until(lambda: proxy_off.named_objects.waiting(LOCK) == 1, "the template waits")
+    assert proxy_off.state.call_log("Set-CMSiteSystemServer") == []
+    other.release(held)
+    writer.join(30)
+    (record,) = _records(got[0])
+    assert record["ProxyName"] == "proxy.contoso.com" and not got[0].had_errors
+    assert other.take(LOCK) is not None  # released by the template
