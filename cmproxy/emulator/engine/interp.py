@@ -2118,14 +2118,14 @@ def call_method(target: Any, name: str, args: list[Any], node: Node, ev: Evaluat
     low = name.lower()
     if isinstance(target, SecureValue):
         raise ev.unsupported(node, "Methods of a SecureString")
-    if isinstance(target, NetObject):  # a .NET object from New-Object (dotnet_threading)
-        out = target.call(ev.rs, name, args)
-        return NOTHING if out is VOID else out
     if low == "tostring" and not args:
         return conv.to_str(target) if not isinstance(target, list) else "System.Object[]"
     if low == "gettype" and not args:
         full = conv.type_name(target)
         return conv.custom({"Name": full.rsplit(".", 1)[-1], "FullName": full})
+    if isinstance(target, NetObject):  # a .NET object from New-Object (dotnet_threading)
+        out = target.call(ev.rs, name, args)
+        return NOTHING if out is VOID else out
     if isinstance(target, ScriptBlock) and low in ("invoke", "invokereturnasis"):
         cmd = ev.scriptblock_command(target)
         return ev.rs.call_def(cmd, [Arg(None, a) for a in args], None, ev, log=False)
