@@ -11,7 +11,7 @@ from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
 
-__all__ = ["load_template", "template_names", "templates_root"]
+__all__ = ["PRELUDE", "load_prelude", "load_template", "template_names", "templates_root"]
 
 
 @functools.cache
@@ -39,4 +39,18 @@ def load_template(name: str) -> str:
     path = templates_root().joinpath(f"{name}.ps1")
     if not path.is_file():
         raise KeyError(f"no PowerShell template named {name!r}; known: {template_names()}")
+    return path.read_text(encoding="utf-8")
+
+
+#: The prelude's name (`ps_templates/prelude/Prelude.ps1`, not itself a template).
+PRELUDE = "Prelude"
+
+
+@functools.cache
+def load_prelude() -> str:
+    """The functions both transports send ahead of every template (`ps_templates/prelude/`):
+    the projections templates share, defined once."""
+    path = templates_root().joinpath("prelude").joinpath(f"{PRELUDE}.ps1")
+    if not path.is_file():
+        raise FileNotFoundError("cmproxy's template prelude is missing from this installation")
     return path.read_text(encoding="utf-8")

@@ -12,7 +12,7 @@ with `Get-CMAccount` (`-ProxyAccessAccount` takes the account object, not a stri
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -72,18 +72,25 @@ _PARAMETER_MAP: dict[str, dict[str, str]] = {
 
 #: Several server proxy / SUP option writes at one site in one pipeline (`batch_step`).
 BATCH_TEMPLATE = "Set-ProxyBatch"
-_BATCH_ARRAYS = (
-    "Kind",
-    "SiteSystemServerName",
-    "EnableProxy",
-    "ProxyServerName",
-    "ProxyServerPort",
-    "ProxyAccessAccountName",
-    "UseProxy",
-    "UseProxyForAutoDeploymentRule",
-    "ProxyOk",
-    "SupOk",
-)
+#: Default port of Set-ServerProxy.ps1 when the invocation gives none.
+_DEFAULT_PORT = 80
+#: Batch column (an array of `-Items`) → its value for one write, from the parameters the
+#: single-write template would get (`step_for_invocation`) and its compare keys: each column
+#: is mapped here once.
+_BATCH_COLUMNS: dict[str, Callable[[dict[str, Any], tuple[str, str], bool], Any]] = {
+    "Kind": lambda b, keys, sup: "Sup" if sup else "Proxy",
+    "SiteSystemServerName": lambda b, keys, sup: str(b["SiteSystemServerName"]),
+    "EnableProxy": lambda b, keys, sup: bool(b.get("EnableProxy", False)),
+    "ProxyServerName": lambda b, keys, sup: str(b.get("ProxyServerName") or ""),
+    "ProxyServerPort": lambda b, keys, sup: int(b.get("ProxyServerPort") or _DEFAULT_PORT),
+    "ProxyAccessAccountName": lambda b, keys, sup: str(b.get("ProxyAccessAccountName") or ""),
+    "UseProxy": lambda b, keys, sup: bool(b.get("UseProxy", False)),
+    "UseProxyForAutoDeploymentRule": lambda b, keys, sup: bool(
+        b.get("UseProxyForAutoDeploymentRule", False)
+    ),
+    "ProxyOk": lambda b, keys, sup: keys[0],
+    "SupOk": lambda b, keys, sup: keys[1],
+}
 
 #: Template → the parameter names the Python side may bind (checked against param() blocks).
 WRITE_TEMPLATE_PARAMETERS: dict[str, frozenset[str]] = {
@@ -91,7 +98,7 @@ WRITE_TEMPLATE_PARAMETERS: dict[str, frozenset[str]] = {
         WRITE_TEMPLATES[cmdlet]: frozenset(mapping.values())
         for cmdlet, mapping in _PARAMETER_MAP.items()
     },
-    BATCH_TEMPLATE: frozenset({"SiteCode", "ReadBackBySite", "Items"}),
+    BATCH_TEMPLATE: frozenset({"SiteCode", "ReadBackBySite", "Items", "LockTimeoutMs"}),
 }
 
 
@@ -183,9 +190,6 @@ def apply_change(session: Session, change: Change) -> WriteResult:
 
 # -- batches: several writes at one site in one pipeline ------------------------------------
 
-#: Default port of Set-ServerProxy.ps1 when the invocation gives none.
-_DEFAULT_PORT = 80
-
 
 def batchable(change: Change) -> bool:
     """True for the writes `Set-ProxyBatch.ps1` can join (server proxies and SUP options)."""
@@ -213,31 +217,17 @@ def batch_step(
     (`compare_keys`); the template skips a server showing anything else and reports it
     (`ConflictError` from `batch_results`), in the same pipeline, without a round trip.
     """
-    columns: dict[str, list[Any]] = {name: [] for name in _BATCH_ARRAYS}
+    columns: dict[str, list[Any]] = {name: [] for name in _BATCH_COLUMNS}
     allowed = compare_keys(changes, groups)
-    for change, (proxy_ok, sup_ok) in zip(changes, allowed, strict=True):
+    for change, keys in zip(changes, allowed, strict=True):
         if not batchable(change):
             raise PlanError(f"{change.invocation.command} cannot be batched")
         if str(change.site_code).upper() != site_code.upper():
             raise PlanError(f"{change.target} is at site {change.site_code}, not {site_code}")
         bound = dict(step_for_invocation(change.invocation).parameters)
         sup = change.kind is ChangeKind.SET_SUP_FLAGS
-        row: dict[str, Any] = {
-            "Kind": "Sup" if sup else "Proxy",
-            "SiteSystemServerName": str(bound["SiteSystemServerName"]),
-            "EnableProxy": bool(bound.get("EnableProxy", False)),
-            "ProxyServerName": str(bound.get("ProxyServerName") or ""),
-            "ProxyServerPort": int(bound.get("ProxyServerPort") or _DEFAULT_PORT),
-            "ProxyAccessAccountName": str(bound.get("ProxyAccessAccountName") or ""),
-            "UseProxy": bool(bound.get("UseProxy", False)),
-            "UseProxyForAutoDeploymentRule": bool(
-                bound.get("UseProxyForAutoDeploymentRule", False)
-            ),
-            "ProxyOk": proxy_ok,
-            "SupOk": sup_ok,
-        }
-        for name in _BATCH_ARRAYS:
-            columns[name].append(row[name])
+        for name, value_of in _BATCH_COLUMNS.items():
+            columns[name].append(value_of(bound, keys, sup))
     if groups is not None:
         columns["Group"] = list(groups)
     return Step.of(
@@ -306,20 +296,23 @@ def compare_keys(
 
 
 def _conflict(record: dict[str, Any], change: Change) -> ConflictError:
-    """A write the template skipped: its server showed someone else's values (no secret: the
-    record holds what a read shows, and a password cannot be read back)."""
+    """A write the template skipped: its server showed someone else's values (the record is its
+    site system row, its SUP row as `Sup`, projected as every read is; no secret: a password
+    cannot be read back). A record with
+    `Locked` is a server whose lock another writer held for the template's whole wait: its
+    values were not compared, nothing of its transaction was written."""
+    locked = record.get("Locked")
+    if locked:
+        return ConflictError(
+            change.target, f"{change.kind.value} not written: {locked} (another cmproxy run?)"
+        )
     try:
         now = proxy_from_record(record).describe()
     except CMProxyError:
         now = "an unreadable proxy"
-    if record.get("SupUseProxy") is not None:
-        flags = sup_flags_from_record(
-            {
-                "UseProxy": record.get("SupUseProxy"),
-                "UseProxyForADR": record.get("SupUseProxyForADR"),
-            }
-        )
-        now += f", SUP options {flags.to_dict()}"
+    sup = record.get("Sup")
+    if isinstance(sup, dict):
+        now += f", SUP options {sup_flags_from_record(sup).to_dict()}"
     before = change.before
     planned = (
         before.describe()

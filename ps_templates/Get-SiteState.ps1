@@ -1,6 +1,7 @@
 # Reads a whole hierarchy (or the given sites or servers) in one pipeline: sites, every role row of every
 # site system server with its proxy props, the SUP component's sync source and the accounts.
-# Live IResultObjects are projected into flat objects: nested Props do not survive remoting.
+# Live IResultObjects are projected into flat objects (roles by the prelude's
+# ConvertTo-CMProxyRow): nested Props do not survive remoting.
 # With -SiteSystemServerName alone, each named server's roles are fetched by name (one Get per
 # server) instead of listing every role of every site: reading a few servers stays cheap. With
 # -BySite (many servers of the -SiteCode sites), each of those sites' roles is listed once and
@@ -77,9 +78,6 @@ if ($SiteSystemServerName -and $BySite) {
     })
 }
 $withServers = @()
-# The roles whose embedded properties are read: the proxy (site system), the SUP options and the
-# cloud / Connected Cache flags of a distribution point.
-$propsNeeded = @('SMS Site System', 'SMS Software Update Point', 'SMS Distribution Point')
 foreach ($role in $roles) {
     $code = [string]$role.SiteCode
     if (-not ($wanted -contains $code)) {
@@ -88,53 +86,9 @@ foreach ($role in $roles) {
     if (-not ($withServers -contains $code)) {
         $withServers += $code
     }
-    $roleName = [string]$role.RoleName
-    if (-not ($propsNeeded -contains $roleName)) {
-        # The other roles' settings do not bear on proxies: their name is all that is read.
-        [pscustomobject]@{
-            Kind       = 'Role'
-            SiteCode   = $code
-            ServerName = [string]$role.NetworkOSPath
-            RoleName   = $roleName
-        }
-        continue
-    }
-    $props = @{}
-    foreach ($prop in $role.Props) {
-        $props[$prop.PropertyName] = $prop
-    }
-    # Each role's own fields only (the reader takes a missing field as not set).
-    if ($roleName -eq 'SMS Site System') {
-        [pscustomobject]@{
-            Kind                 = 'Role'
-            SiteCode             = $code
-            ServerName           = [string]$role.NetworkOSPath
-            RoleName             = $roleName
-            UseProxy             = $props['UseProxy'].Value
-            ProxyName            = $props['ProxyName'].Value2
-            ProxyServerPort      = $props['ProxyServerPort'].Value
-            ProxyUserName        = $props['ProxyUserName'].Value2
-            AnonymousProxyAccess = $props['AnonymousProxyAccess'].Value
-        }
-    } elseif ($roleName -eq 'SMS Software Update Point') {
-        [pscustomobject]@{
-            Kind           = 'Role'
-            SiteCode       = $code
-            ServerName     = [string]$role.NetworkOSPath
-            RoleName       = $roleName
-            UseProxy       = $props['UseProxy'].Value
-            UseProxyForADR = $props['UseProxyForADR'].Value
-        }
-    } else {
-        [pscustomobject]@{
-            Kind                  = 'Role'
-            SiteCode              = $code
-            ServerName            = [string]$role.NetworkOSPath
-            RoleName              = $roleName
-            IsCloud               = $props['IsCloud'].Value
-            ConnectedCacheEnabled = $props['ConnectedCacheEnabled'].Value
-        }
-    }
+    # Each role's own fields only (the prelude's ConvertTo-CMProxyRow; the reader takes a
+    # missing field as not set).
+    ConvertTo-CMProxyRow -Role $role -SiteCode $code
 }
 foreach ($code in $withServers) {
     $components = @()
@@ -144,10 +98,7 @@ foreach ($code in $withServers) {
         $components = @()
     }
     foreach ($component in $components) {
-        $props = @{}
-        foreach ($prop in $component.Props) {
-            $props[$prop.PropertyName] = $prop
-        }
+        $props = Get-CMProxyProps -Object $component
         [pscustomobject]@{
             Kind                 = 'SupComponent'
             SiteCode             = $code

@@ -4,8 +4,8 @@
 # Item i is element i of each array (Kind 'Proxy' or 'Sup'). Each write runs in its own
 # try/catch, so one failure does not stop the others — except the later writes of the same
 # Group (one transaction's writes, in order), which are skipped with a cmproxy:Skipped record.
-# Each item gets exactly one record, with its Index: the role read back (the fields the single
-# templates return) or its own error. A group's written items are read back right after the
+# Each item gets exactly one record, with its Index: the role read back (the prelude's
+# ConvertTo-CMProxyRow, as the single templates return it) or its own error. A group's written items are read back right after the
 # group's last item (without Group, each item is its own group): after all of its
 # transaction's writes, while the site takes the next writes. With -ReadBackBySite they are all
 # read back after the last write, from one listing of the site. Each proxy account is looked
@@ -16,10 +16,19 @@
 # list the server proxy / SUP option values its transaction may find there (its snapshot and
 # its own new value, as keys: see Get-ProxyKey / Get-SupKey and cmproxy/writer.py), each
 # between newlines; empty: not checked. Anything else is someone else's change: the write is
-# skipped with a Kind 'Conflict' record naming the value found (no secret: a password cannot be
-# read back), and its group's later writes are skipped too. The compare and the Set are two
-# requests to the SMS Provider: another writer can still write between them (see
-# docs/transactions.md, "Limits").
+# skipped with a Kind 'Conflict' record naming the value found (the server's site system row,
+# its SUP row as Sup; no secret: a password cannot be read back), and its group's later writes
+# are skipped too.
+# The lock: the compare and the Set are two requests to the SMS Provider, so before its group's
+# first compare the pipeline takes a named system mutex per server of the group on this machine
+# (the prelude's Lock-CMProxyServer: Global\cmproxy-<site>-<server>, in name order, so two pipelines never wait on each other
+# crosswise) and holds it across the group's compares, Sets and read-back; it is released (and
+# disposed) after that, or in the finally when the script ends early. Every cmproxy writer that
+# reaches the site through this machine waits for it, so of simultaneous writers one compares
+# and writes, and the others compare after it and find its values. A lock still held after
+# $LockTimeoutMs is a Kind 'Conflict' record with Locked set: nothing of that group is written.
+# A mutex whose holder died (AbandonedMutexException) is ours: the compare decides. Writers
+# through another machine are not serialised (docs/transactions.md, "Limits").
 # -Items is the batch as one JSON object of equal-length arrays (Kind, SiteSystemServerName,
 # EnableProxy, ProxyServerName, ProxyServerPort, ProxyAccessAccountName, UseProxy,
 # UseProxyForAutoDeploymentRule, ProxyOk, SupOk and, optionally, Group): one string to send and parse instead
@@ -32,7 +41,10 @@ param(
     [string]$SiteCode,
     [Parameter(Mandatory = $true)]
     [string]$Items,
-    [switch]$ReadBackBySite
+    [switch]$ReadBackBySite,
+    # How long a group waits for another writer's lock on one of its servers (one server's
+    # compare, Sets and read-back take a few seconds even on a slow site).
+    [int]$LockTimeoutMs = 60000
 )
 $ErrorActionPreference = 'Stop'
 
@@ -48,30 +60,32 @@ $UseProxyForAutoDeploymentRule = $batch.UseProxyForAutoDeploymentRule
 $Group = $batch.Group
 $ProxyOk = $batch.ProxyOk
 $SupOk = $batch.SupOk
+# The mutexes taken, per group tag (see Lock-Group).
+$held = @{}
 
-# The server proxy of an 'SMS Site System' row as a comparable key, as cmproxy's reader sees it
-# (reader.proxy_from_record): no proxy is 'off'; names compare case-insensitively.
+# The server proxy of a projected 'SMS Site System' row (the prelude's ConvertTo-CMProxyRow) as
+# a comparable key, as cmproxy's reader sees it (reader.proxy_from_record): no proxy is 'off';
+# names compare case-insensitively.
 function Get-ProxyKey {
-    param($Props)
-    if ([int]$Props['UseProxy'].Value -ne 1) {
+    param($Row)
+    if ([int]$Row.UseProxy -ne 1) {
         return 'off'
     }
     $account = ''
-    $anonymous = $Props['AnonymousProxyAccess']
-    if (($null -ne $anonymous) -and ([int]$anonymous.Value -ne 1)) {
-        $account = ([string]$Props['ProxyUserName'].Value2).Trim()
+    if (($null -ne $Row.AnonymousProxyAccess) -and ([int]$Row.AnonymousProxyAccess -ne 1)) {
+        $account = ([string]$Row.ProxyUserName).Trim()
     }
     $port = 80
-    if ($Props['ProxyServerPort'] -and ([int]$Props['ProxyServerPort'].Value -ne 0)) {
-        $port = [int]$Props['ProxyServerPort'].Value
+    if ($Row.ProxyServerPort -and ([int]$Row.ProxyServerPort -ne 0)) {
+        $port = [int]$Row.ProxyServerPort
     }
-    return ('on|' + ([string]$Props['ProxyName'].Value2).Trim().ToLower() + '|' + $port + '|' + $account.ToLower())
+    return ('on|' + ([string]$Row.ProxyName).Trim().ToLower() + '|' + $port + '|' + $account.ToLower())
 }
 
-# The SUP options of an 'SMS Software Update Point' row as a comparable key.
+# The SUP options of a projected 'SMS Software Update Point' row as a comparable key.
 function Get-SupKey {
-    param($Props)
-    return ('sup|' + [int]$Props['UseProxy'].Value + '|' + [int]$Props['UseProxyForADR'].Value)
+    param($Row)
+    return ('sup|' + [int]$Row.UseProxy + '|' + [int]$Row.UseProxyForADR)
 }
 
 # The compare of compare-and-set: $null when item $Index may be written, else its Conflict record.
@@ -89,46 +103,76 @@ function Test-Unchanged {
         return $null
     }
     $name = [string]$SiteSystemServerName[$Index]
-    $site = $null
-    $sup = $null
+    $siteRow = $null
+    $supRow = $null
     foreach ($row in @(Get-CMSiteRole -SiteSystemServerName $name -SiteCode $SiteCode)) {
-        $props = @{}
-        foreach ($prop in $row.Props) {
-            $props[$prop.PropertyName] = $prop
-        }
         if ([string]$row.RoleName -eq 'SMS Site System') {
-            $site = $props
+            $siteRow = $row
         } elseif ([string]$row.RoleName -eq 'SMS Software Update Point') {
-            $sup = $props
+            $supRow = $row
         }
     }
-    if ($null -eq $site) {
+    if ($null -eq $siteRow) {
         throw ('cmproxy:ServerNotFound: ' + $name + ' has no such role at site ' + $SiteCode)
     }
-    $same = (-not $proxyKeys) -or $proxyKeys.Contains("`n" + (Get-ProxyKey $site) + "`n")
+    # What the server shows: its site system row, with its SUP row (if any) as Sup; compared
+    # by key, and the Conflict record itself when it differs.
+    $found = ConvertTo-CMProxyRow -Role $siteRow -SiteCode $SiteCode -Index $Index -Kind 'Conflict' -Sup $supRow
+    $same = (-not $proxyKeys) -or $proxyKeys.Contains("`n" + (Get-ProxyKey $found) + "`n")
     if ($supKeys) {
-        $same = $same -and ($null -ne $sup) -and $supKeys.Contains("`n" + (Get-SupKey $sup) + "`n")
+        $same = $same -and ($null -ne $supRow) -and $supKeys.Contains("`n" + (Get-SupKey $found.Sup) + "`n")
     }
     if ($same) {
         return $null
     }
-    $found = [pscustomobject]@{
-        Kind                 = 'Conflict'
-        Index                = $Index
-        TargetName           = $name
-        UseProxy             = $site['UseProxy'].Value
-        ProxyName            = $site['ProxyName'].Value2
-        ProxyServerPort      = $site['ProxyServerPort'].Value
-        ProxyUserName        = $site['ProxyUserName'].Value2
-        AnonymousProxyAccess = $site['AnonymousProxyAccess'].Value
-        SupUseProxy          = $null
-        SupUseProxyForADR    = $null
-    }
-    if ($null -ne $sup) {
-        $found.SupUseProxy = $sup['UseProxy'].Value
-        $found.SupUseProxyForADR = $sup['UseProxyForADR'].Value
-    }
     return $found
+}
+
+# Takes the locks of every server of group $Tag (item $Index alone without Group), in name
+# order: $null, or the Conflict record of the first server another writer holds.
+function Lock-Group {
+    param([int]$Index, [string]$Tag)
+    $servers = @{}
+    if ($Group) {
+        $j = 0
+        foreach ($tagOf in $Group) {
+            if ([string]$tagOf -eq $Tag) {
+                $servers[([string]$SiteSystemServerName[$j]).ToLower()] = $true
+            }
+            $j = $j + 1
+        }
+    } else {
+        $servers[([string]$SiteSystemServerName[$Index]).ToLower()] = $true
+    }
+    $mutexes = @()
+    $busy = $null
+    foreach ($server in @($servers.Keys | Sort-Object)) {
+        $mutex = Lock-CMProxyServer -SiteCode $SiteCode -Server $server -TimeoutMs $LockTimeoutMs
+        if ($null -eq $mutex) {
+            $busy = [pscustomobject]@{
+                Kind       = 'Conflict'
+                Index      = $Index
+                TargetName = $server
+                Locked     = ('another writer has held the lock on ' + $server + ' for ' + ($LockTimeoutMs / 1000) + ' s')
+            }
+            break
+        }
+        $mutexes += $mutex
+    }
+    $held[$Tag] = $mutexes
+    return $busy
+}
+
+# Releases and disposes the locks group $Tag took.
+function Unlock-Group {
+    param([string]$Tag)
+    if (-not $held.ContainsKey($Tag)) {
+        return
+    }
+    foreach ($mutex in $held[$Tag]) {
+        Unlock-CMProxyServer -Mutex $mutex
+    }
+    $held.Remove($Tag)
 }
 
 # One written item read back: its role (picked from $Listed when the site was listed) or an error.
@@ -158,23 +202,7 @@ function Read-BackItem {
         }
         return
     }
-    $props = @{}
-    foreach ($prop in $role.Props) {
-        $props[$prop.PropertyName] = $prop
-    }
-    [pscustomobject]@{
-        Kind                 = 'Role'
-        Index                = $Index
-        SiteCode             = $SiteCode
-        ServerName           = [string]$role.NetworkOSPath
-        RoleName             = [string]$role.RoleName
-        UseProxy             = $props['UseProxy'].Value
-        ProxyName            = $props['ProxyName'].Value2
-        ProxyServerPort      = $props['ProxyServerPort'].Value
-        ProxyUserName        = $props['ProxyUserName'].Value2
-        AnonymousProxyAccess = $props['AnonymousProxyAccess'].Value
-        UseProxyForADR       = $props['UseProxyForADR'].Value
-    }
+    ConvertTo-CMProxyRow -Role $role -SiteCode $SiteCode -Index $Index
 }
 
 $accounts = @{}
@@ -188,87 +216,108 @@ foreach ($tag in $Group) {
 }
 $i = 0
 $failedGroups = @{}
-foreach ($item in $SiteSystemServerName) {
-    $name = [string]$item
-    if ($Group -and $failedGroups.ContainsKey([string]$Group[$i])) {
-        # An earlier write of the same group (transaction) failed: the later ones are not made.
-        [pscustomobject]@{
-            Kind                  = 'Error'
-            Index                 = $i
-            Message               = ('cmproxy:Skipped: an earlier write of its transaction failed')
-            FullyQualifiedErrorId = 'cmproxy:Skipped'
-            Category              = 'OperationStopped'
-            Reason                = ''
-            TargetName            = $name
+try {
+    foreach ($item in $SiteSystemServerName) {
+        $name = [string]$item
+        $tag = [string]$i
+        if ($Group) {
+            $tag = [string]$Group[$i]
         }
-    } else {
-        try {
-            # The account first: the compare stays right before the Set.
-            $account = $null
-            $accountName = [string]$ProxyAccessAccountName[$i]
-            if (([string]$Kind[$i] -ne 'Sup') -and [bool]$EnableProxy[$i] -and $accountName) {
-                $key = $accountName.ToLower()
-                if (-not $accounts.ContainsKey($key)) {
-                    $accounts[$key] = Get-CMAccount -UserName $accountName -SiteCode $SiteCode
-                }
-                $account = $accounts[$key]
-                if (-not $account) {
-                    throw ('cmproxy:AccountNotFound: the account ' + $accountName + ' is not registered at site ' + $SiteCode)
-                }
-            }
-            $conflict = Test-Unchanged -Index $i
-            if ($null -ne $conflict) {
-                # Someone else changed the server since it was planned: not written.
-                if ($Group) {
-                    $failedGroups[[string]$Group[$i]] = $true
-                }
-                $conflict
-            } elseif ([string]$Kind[$i] -eq 'Sup') {
-                Set-CMSoftwareUpdatePoint -SiteSystemServerName $name -SiteCode $SiteCode -UseProxy ([bool]$UseProxy[$i]) -UseProxyForAutoDeploymentRule ([bool]$UseProxyForAutoDeploymentRule[$i])
-            } elseif ([bool]$EnableProxy[$i]) {
-                if ($account) {
-                    Set-CMSiteSystemServer -SiteSystemServerName $name -SiteCode $SiteCode -EnableProxy $true -ProxyServerName ([string]$ProxyServerName[$i]) -ProxyServerPort ([int]$ProxyServerPort[$i]) -ProxyAccessAccount $account
-                } else {
-                    Set-CMSiteSystemServer -SiteSystemServerName $name -SiteCode $SiteCode -EnableProxy $true -ProxyServerName ([string]$ProxyServerName[$i]) -ProxyServerPort ([int]$ProxyServerPort[$i])
-                }
-            } else {
-                Set-CMSiteSystemServer -SiteSystemServerName $name -SiteCode $SiteCode -EnableProxy $false
-            }
-            if ($null -eq $conflict) {
-                $pending += $i
-            }
-        } catch {
-            if ($Group) {
-                $failedGroups[[string]$Group[$i]] = $true
-            }
+        if ($Group -and $failedGroups.ContainsKey([string]$Group[$i])) {
+            # An earlier write of the same group (transaction) failed: the later ones are not made.
             [pscustomobject]@{
                 Kind                  = 'Error'
                 Index                 = $i
-                Message               = [string]$_.Exception.Message
-                FullyQualifiedErrorId = [string]$_.FullyQualifiedErrorId
-                Category              = [string]$_.CategoryInfo.Category
-                Reason                = [string]$_.CategoryInfo.Reason
+                Message               = ('cmproxy:Skipped: an earlier write of its transaction failed')
+                FullyQualifiedErrorId = 'cmproxy:Skipped'
+                Category              = 'OperationStopped'
+                Reason                = ''
                 TargetName            = $name
             }
-        }
-    }
-    # After its group's last item, the group's written items are read back.
-    $last = $i
-    if ($Group) {
-        $last = $lastOfGroup[[string]$Group[$i]]
-    }
-    if ((-not $ReadBackBySite) -and ($last -eq $i)) {
-        $others = @()
-        foreach ($j in $pending) {
-            if ((-not $Group) -or ([string]$Group[$j] -eq [string]$Group[$i])) {
-                Read-BackItem -Index $j -Listed $null
-            } else {
-                $others += $j
+        } else {
+            try {
+                # The account first: the compare stays right before the Set.
+                $account = $null
+                $accountName = [string]$ProxyAccessAccountName[$i]
+                if (([string]$Kind[$i] -ne 'Sup') -and [bool]$EnableProxy[$i] -and $accountName) {
+                    $key = $accountName.ToLower()
+                    if (-not $accounts.ContainsKey($key)) {
+                        $accounts[$key] = Get-CMAccount -UserName $accountName -SiteCode $SiteCode
+                    }
+                    $account = $accounts[$key]
+                    if (-not $account) {
+                        throw ('cmproxy:AccountNotFound: the account ' + $accountName + ' is not registered at site ' + $SiteCode)
+                    }
+                }
+                # The group's locks first (at its first item), then the compare under them.
+                $conflict = $null
+                if (-not $held.ContainsKey($tag)) {
+                    $conflict = Lock-Group -Index $i -Tag $tag
+                }
+                if ($null -eq $conflict) {
+                    $conflict = Test-Unchanged -Index $i
+                }
+                if ($null -ne $conflict) {
+                    # Someone else changed the server since it was planned: not written.
+                    if ($Group) {
+                        $failedGroups[[string]$Group[$i]] = $true
+                    }
+                    $conflict
+                } elseif ([string]$Kind[$i] -eq 'Sup') {
+                    Set-CMSoftwareUpdatePoint -SiteSystemServerName $name -SiteCode $SiteCode -UseProxy ([bool]$UseProxy[$i]) -UseProxyForAutoDeploymentRule ([bool]$UseProxyForAutoDeploymentRule[$i])
+                } elseif ([bool]$EnableProxy[$i]) {
+                    if ($account) {
+                        Set-CMSiteSystemServer -SiteSystemServerName $name -SiteCode $SiteCode -EnableProxy $true -ProxyServerName ([string]$ProxyServerName[$i]) -ProxyServerPort ([int]$ProxyServerPort[$i]) -ProxyAccessAccount $account
+                    } else {
+                        Set-CMSiteSystemServer -SiteSystemServerName $name -SiteCode $SiteCode -EnableProxy $true -ProxyServerName ([string]$ProxyServerName[$i]) -ProxyServerPort ([int]$ProxyServerPort[$i])
+                    }
+                } else {
+                    Set-CMSiteSystemServer -SiteSystemServerName $name -SiteCode $SiteCode -EnableProxy $false
+                }
+                if ($null -eq $conflict) {
+                    $pending += $i
+                }
+            } catch {
+                if ($Group) {
+                    $failedGroups[[string]$Group[$i]] = $true
+                }
+                [pscustomobject]@{
+                    Kind                  = 'Error'
+                    Index                 = $i
+                    Message               = [string]$_.Exception.Message
+                    FullyQualifiedErrorId = [string]$_.FullyQualifiedErrorId
+                    Category              = [string]$_.CategoryInfo.Category
+                    Reason                = [string]$_.CategoryInfo.Reason
+                    TargetName            = $name
+                }
             }
         }
-        $pending = $others
+        # After its group's last item, the group's written items are read back.
+        $last = $i
+        if ($Group) {
+            $last = $lastOfGroup[[string]$Group[$i]]
+        }
+        if ((-not $ReadBackBySite) -and ($last -eq $i)) {
+            $others = @()
+            foreach ($j in $pending) {
+                if ((-not $Group) -or ([string]$Group[$j] -eq [string]$Group[$i])) {
+                    Read-BackItem -Index $j -Listed $null
+                } else {
+                    $others += $j
+                }
+            }
+            $pending = $others
+        }
+        if ($last -eq $i) {
+            Unlock-Group -Tag $tag
+        }
+        $i = $i + 1
     }
-    $i = $i + 1
+} finally {
+    # The script ends early (an error, a stop): no lock outlives it.
+    foreach ($tag in @($held.Keys)) {
+        Unlock-Group -Tag $tag
+    }
 }
 
 # With -ReadBackBySite (the caller's choice when the batch is a good part of the site), after

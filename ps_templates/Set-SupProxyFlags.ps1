@@ -1,5 +1,6 @@
 # Sets the software update point's two proxy options with Set-CMSoftwareUpdatePoint and reads
-# them back from the SUP role (configmgr-cmdlets.md §2.3, §3.9).
+# them back from the SUP role (configmgr-cmdlets.md §2.3, §3.9), projected by the prelude's
+# ConvertTo-CMProxyRow.
 [CmdletBinding()]
 param(
     [Parameter(Mandatory = $true)]
@@ -13,21 +14,20 @@ param(
 )
 $ErrorActionPreference = 'Stop'
 
-Set-CMSoftwareUpdatePoint -SiteSystemServerName $SiteSystemServerName -SiteCode $SiteCode -UseProxy $UseProxy -UseProxyForAutoDeploymentRule $UseProxyForAutoDeploymentRule
+# The server's write lock (the prelude's Lock-CMProxyServer), held across the Set and the
+# read-back, as Set-ProxyBatch.ps1 holds it.
+$lock = Lock-CMProxyServer -SiteCode $SiteCode -Server $SiteSystemServerName
+if ($null -eq $lock) {
+    throw ('cmproxy:Locked: another writer has held the lock on ' + $SiteSystemServerName + ' for 60 s; nothing written')
+}
+try {
+    Set-CMSoftwareUpdatePoint -SiteSystemServerName $SiteSystemServerName -SiteCode $SiteCode -UseProxy $UseProxy -UseProxyForAutoDeploymentRule $UseProxyForAutoDeploymentRule
 
-$sup = Get-CMSoftwareUpdatePoint -SiteSystemServerName $SiteSystemServerName -SiteCode $SiteCode
-if (-not $sup) {
-    throw ('cmproxy:ServerNotFound: ' + $SiteSystemServerName + ' hosts no software update point at site ' + $SiteCode)
-}
-$props = @{}
-foreach ($prop in $sup.Props) {
-    $props[$prop.PropertyName] = $prop
-}
-[pscustomobject]@{
-    Kind           = 'Role'
-    SiteCode       = $SiteCode
-    ServerName     = [string]$sup.NetworkOSPath
-    RoleName       = [string]$sup.RoleName
-    UseProxy       = $props['UseProxy'].Value
-    UseProxyForADR = $props['UseProxyForADR'].Value
+    $sup = Get-CMSoftwareUpdatePoint -SiteSystemServerName $SiteSystemServerName -SiteCode $SiteCode
+    if (-not $sup) {
+        throw ('cmproxy:ServerNotFound: ' + $SiteSystemServerName + ' hosts no software update point at site ' + $SiteCode)
+    }
+    ConvertTo-CMProxyRow -Role $sup -SiteCode $SiteCode
+} finally {
+    Unlock-CMProxyServer -Mutex $lock
 }

@@ -85,6 +85,7 @@ def test_the_wheel_ships_templates_examples_license_version_and_the_pytest_plugi
         "assert any(f.name == 'LICENSE' for f in dist.files), 'no LICENSE';"
         "assert dist.metadata['License-Expression'] == 'MIT', dist.metadata['License-Expression'];"
         "assert dist.metadata.get_all('Classifier'), 'no classifiers';"
+        "assert 'function ConvertTo-CMProxyRow' in t.load_prelude();"
         "print(cmproxy.__file__, len(names), examples)"
     )
     out = _run([python, "-I", "-c", probe], tmp_path)

@@ -181,6 +181,11 @@ class HostFacts:
     #: ERROR_ACCESS_DENIED, "Access is denied.") or "shell_not_found" (as for an unknown
     #: ShellId, 2150858843). Either way nothing runs and nothing is revealed.
     foreign_shell_fault: str = "access_denied"
+    #: [UNCONFIRMED] Another account may open a named mutex created without a MutexSecurity.
+    #: Its default security descriptor comes from the creator's token (CreateMutexW); whether
+    #: that grants other accounts (an elevated administrator's may name BUILTIN\Administrators)
+    #: depends on the accounts. Off: only its creator opens it (UnauthorizedAccessException).
+    mutex_default_dacl_shared: bool = False
 
 
 @attrs.define

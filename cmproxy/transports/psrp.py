@@ -38,6 +38,7 @@ from cmproxy.connection import DEFAULT_MAX_POOLS, ConnectionInfo
 from cmproxy.model import Secret
 from cmproxy.retry import wait_for_quota
 from cmproxy.slots import ShellSlots, Slot
+from cmproxy.templates import load_prelude
 from cmproxy.transports.base import (
     ErrorInfo,
     PipelineRef,
@@ -450,6 +451,10 @@ class PSRPTransport(Transport):
         # next template on this (reused) pool that assigns to the same name. The setup step's
         # effects survive: its module is imported -Global, its drive made -Scope Global, and
         # the location belongs to the runspace.
+        # First the prelude (the functions templates share), dot-sourced: its functions are
+        # defined before the template's body runs (it is the first command of the pipeline,
+        # and it only defines functions, so it writes nothing into the template).
+        ps.add_script(load_prelude(), use_local_scope=False)
         ps.add_script(step.script.text, use_local_scope=True)
         for name, value in step.parameters:
             ps.add_parameter(name, _to_wire(value))

@@ -43,6 +43,7 @@ from cmproxy.connection import ConnectionInfo
 from cmproxy.model import Secret
 from cmproxy.retry import wait_for_quota
 from cmproxy.slots import ShellSlots, Slot
+from cmproxy.templates import load_prelude
 from cmproxy.transports.base import (
     ErrorInfo,
     PipelineRef,
@@ -77,6 +78,8 @@ $lines = @($input)
 $request = ConvertFrom-Json -InputObject $lines[0]
 $failed = $false
 $index = 0
+# The prelude (package code: the functions templates share) is defined here, for every step.
+Invoke-Expression -Command $request.prelude
 foreach ($step in $request.steps) {
     if (-not $failed) {
         $params = @{}
@@ -150,6 +153,7 @@ def encode_request(steps: list[Step]) -> bytes:
         return {"name": name, "value": value, "secret": False}
 
     payload = {
+        "prelude": load_prelude(),
         "steps": [
             {
                 "name": step.script.name,
@@ -157,7 +161,7 @@ def encode_request(steps: list[Step]) -> bytes:
                 "parameters": [parameter(name, value) for name, value in step.parameters],
             }
             for step in steps
-        ]
+        ],
     }
     head = json.dumps(payload, ensure_ascii=True, separators=(",", ":"))
     return "\r\n".join([head, *secrets, ""]).encode("utf-8")

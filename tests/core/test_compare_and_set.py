@@ -23,7 +23,8 @@ from cmproxy.plan import ChangeKind
 from cmproxy.retry import RetryPolicy
 from cmproxy.testing import InMemorySite
 from cmproxy.transaction import Outcome, ServerSnapshot, run_transaction
-from cmproxy.writer import compare_keys, proxy_key, sup_key
+from cmproxy.transports.base import Result
+from cmproxy.writer import batch_results, compare_keys, proxy_key, sup_key
 
 from .conftest import OLD
 
@@ -105,3 +106,36 @@ def test_a_conflict_after_an_earlier_write_rolls_that_write_back(
     assert out.outcome is Outcome.ROLLED_BACK and "showed Y" in out.reason
     assert ServerSnapshot.of(site.state, SUP01) == ServerSnapshot.of(state, SUP01)
     assert journal.open_transactions() == []
+
+
+def test_a_lock_held_by_another_writer_is_a_conflict_naming_it(state: SiteState) -> None:
+    """Set-ProxyBatch.ps1 answers a server whose lock another writer held for its whole wait
+    with a Conflict record carrying `Locked` and no values: a `ConflictError` that says so
+    (nothing of its transaction was written), not one naming made-up values."""
+    (change,) = plan(state, DesiredState(proxies=[ProxyRequest(SCP, NEW)]))
+    locked = "another writer has held the lock on cm-scp01.contoso.com for 60 s"
+    record = {"Kind": "Conflict", "Index": 0, "TargetName": SCP, "Locked": locked}
+    (outcome,) = batch_results([change], Result(output=(record,)))
+    assert isinstance(outcome, ConflictError)
+    assert outcome.server == SCP and locked in str(outcome) and "showed" not in str(outcome)
+
+
+def test_a_conflict_record_names_the_proxy_and_the_sup_options_found(state: SiteState) -> None:
+    """The Conflict record is the server's site system row as every read projects it, with its
+    SUP row as `Sup` (the prelude's ConvertTo-CMProxyRow): both are named."""
+    (change,) = plan(state, DesiredState(proxies=[ProxyRequest(SUP01, NEW)]))
+    record = {
+        "Kind": "Conflict",
+        "Index": 0,
+        "RoleName": "SMS Site System",
+        "UseProxy": 1,
+        "ProxyName": "other.contoso.com",
+        "ProxyServerPort": 8080,
+        "ProxyUserName": "",
+        "AnonymousProxyAccess": 1,
+        "Sup": {"RoleName": "SMS Software Update Point", "UseProxy": 0, "UseProxyForADR": 0},
+    }
+    (outcome,) = batch_results([change], Result(output=(record,)))
+    assert isinstance(outcome, ConflictError)
+    assert "other.contoso.com:8080" in str(outcome)
+    assert "SUP options" in str(outcome) and "False" in str(outcome)

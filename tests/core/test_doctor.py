@@ -16,7 +16,7 @@ from cmproxy.doctor_facts import (
     WCM,
     check_shapes,
 )
-from cmproxy.templates import load_template
+from cmproxy.templates import load_prelude, load_template
 
 PASSWORD = "S3cret-Doctor-Pw!"
 
@@ -146,7 +146,8 @@ def test_the_report_fails_only_on_a_failed_check() -> None:
 
 
 def test_the_expected_shapes_are_what_the_read_template_reads() -> None:
-    """The doctor checks the fields Get-SiteState.ps1 really reads: change one, change both."""
-    text = load_template("Get-SiteState")
+    """The doctor checks the fields Get-SiteState.ps1 really reads (its roles through the
+    prelude's ConvertTo-CMProxyRow): change one, change both."""
+    text = load_template("Get-SiteState") + load_prelude()
     read = set(re.findall(r"\$props\['([^']+)'\]\.(Value\d?)\b", text))
     assert {(e.property, e.field) for e in EXPECTED_SHAPES} <= read

@@ -1,18 +1,18 @@
-"""Concurrent writers with separate journals and sessions (issue 15, point 3): what the
-compare-and-set in the write pipeline guarantees, and what it cannot.
+"""Concurrent writers with separate journals and sessions (issue 15, point 3): the
+compare-and-set in the write pipeline, under its per-server lock.
 
-Guaranteed (`test_a_writer_that_compares_after_another_wrote_writes_nothing`): a writer whose
-compare runs after another writer's `Set` landed sees that value, writes nothing and is told
-(`ConflictError` naming the value); the other's values stay whole, proxy and SUP options.
+A writer whose compare runs after another writer's `Set` landed sees that value, writes
+nothing and is told (`ConflictError` naming the value); the other's values stay whole, proxy
+and SUP options (`test_a_writer_that_compares_after_another_wrote_writes_nothing`).
 
-Not guaranteed (`test_eight_simultaneous_writers_...`): writers whose compares all run before
-any of their `Set`s land. The emulator serialises writes per site
-(`Costs.serialise_site_writes`) but, like an SMS Provider, holds no lock between a pipeline's
-compare and its `Set`, so such writers can all pass the compare; the read-back after the write
-tells most losers, not all (docs/transactions.md, "Limits"). That test checks what still holds
-(every writer answered, every journal closed, the site shows one of the round's writers'
-proxies, no writer that reports `rolled back` left its value) and prints the rest (double
-winners, mixed servers) for the record.
+Writers that all planned from the same state and write at once
+(`test_eight_simultaneous_writers_...`, the bar of issue 15): the compare and the `Set` are two
+requests to the SMS Provider, so without a lock several could pass their compares and all
+write (lost updates, SUP servers mixed across writers). `Set-ProxyBatch.ps1` holds a named
+system mutex per server on the endpoint across a transaction's compares, `Set`s and read-back
+(docs/transactions.md, "Limits"), so exactly one writer per server and round wins, and every
+other is told the winner's value. All writers here go through one emulated endpoint, as the
+guarantee requires.
 """
 
 from __future__ import annotations
@@ -75,8 +75,8 @@ def _writer_of(snapshot: ServerSnapshot, round_no: int) -> int | None:
     return None
 
 
-def _open(emu: Emulator) -> Session:
-    session = Session(attrs.evolve(info_for(emu, "psrp"), site_code=SITE))
+def _open(emu: Emulator, transport: str = "psrp") -> Session:
+    session = Session(attrs.evolve(info_for(emu, transport), site_code=SITE))
     session.open()
     return session
 
@@ -123,11 +123,23 @@ def test_a_writer_that_compares_after_another_wrote_writes_nothing(tmp_path: Pat
 def _round(
     sessions: list[Session], journals: list[Journal], round_no: int
 ) -> list[Results | BaseException | None]:
-    """Every writer applies its values at the same moment (a barrier), each in its thread."""
-    start = threading.Barrier(WRITERS)
-    results: list[Results | BaseException | None] = [None] * WRITERS
+    """Every writer applies its values at the same moment, each in its thread: all start
+    together (a barrier), and each waits at a second barrier once it has read and planned,
+    just before its first write, so every writer's compare-and-set runs against the same
+    state — the simultaneous case, on purpose, not left to timing."""
+    writers = len(sessions)
+    start = threading.Barrier(writers)
+    planned = threading.Barrier(writers, timeout=60)
+    results: list[Results | BaseException | None] = [None] * writers
 
     def write(w: int) -> None:
+        waited: list[bool] = []
+
+        def before_first_write(event: TransactionEvent) -> None:
+            if event.kind == "apply" and not waited:
+                waited.append(True)
+                planned.wait()
+
         start.wait()
         try:
             results[w] = apply_bulk(
@@ -137,11 +149,13 @@ def _round(
                 progress=False,
                 per_provider=1,
                 per_site=1,
+                hooks=[before_first_write],
             )
         except BaseException as error:
             results[w] = error
+            planned.abort()
 
-    threads = [threading.Thread(target=write, args=(w,)) for w in range(WRITERS)]
+    threads = [threading.Thread(target=write, args=(w,)) for w in range(writers)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -149,16 +163,20 @@ def _round(
     return results
 
 
-def test_eight_simultaneous_writers_separate_journals_ten_rounds(tmp_path: Path) -> None:
+def _simultaneous(tmp_path: Path, transports: list[str], rounds: int) -> str:
+    """`len(transports)` writers (writer w over `transports[w]`), separate journals, `rounds`
+    rounds, all planned from the same state before any writes; asserts the bar of issue 15
+    and returns the figures."""
     settings = EmulatorSettings(costs=Costs(get_cmdlet=0.002, set_cmdlet=0.01))
     with Emulator(seed="demo", settings=settings, receive_timeout=3.0) as emu:
-        sessions = [_open(emu) for _ in range(WRITERS)]
-        journals = [Journal(tmp_path / f"admin{w}.sqlite3") for w in range(WRITERS)]
-        double_winners: list[str] = []
-        no_winner: list[str] = []
+        sessions = [_open(emu, t) for t in transports]
+        journals = [Journal(tmp_path / f"admin{w}.sqlite3") for w in range(len(transports))]
+        not_one: list[str] = []
+        lost: list[str] = []
         mixed: list[str] = []
+        untold: list[str] = []
         try:
-            for round_no in range(ROUNDS):
+            for round_no in range(rounds):
                 results = _round(sessions, journals, round_no)
                 for w, journal in enumerate(journals):
                     assert isinstance(results[w], Results), f"writer {w}: {results[w]!r}"
@@ -167,33 +185,59 @@ def test_eight_simultaneous_writers_separate_journals_ten_rounds(tmp_path: Path)
                     final = oracle(emu, name, SITE)
                     owner = _writer_of(final, round_no)
                     where = f"round {round_no}, {name}"
-                    assert owner is not None, f"{where}: no writer's proxy, {final}"
                     changed = []
                     for w, result in enumerate(results):
                         assert isinstance(result, Results)
                         (item,) = [i for i in result.items if i.outcome.server.lower() == name]
                         outcome = item.outcome.outcome
-                        assert outcome in (Outcome.CHANGED, Outcome.FAILED, Outcome.ROLLED_BACK)
                         if outcome is Outcome.CHANGED:
                             changed.append(w)
-                        if outcome is Outcome.ROLLED_BACK:
-                            assert owner != w, f"{where}: writer {w} says rolled back"
+                        elif owner is None or (
+                            f"proxy-w{owner}.contoso.com:{8000 + round_no}"
+                            not in item.outcome.reason
+                        ):
+                            untold.append(f"{where}: writer {w} {outcome.value}, {item.outcome}")
+                    told = f"{where}: {changed} told 'changed', site shows writer {owner}"
                     if len(changed) > 1:
-                        double_winners.append(f"{where}: {changed} changed, site shows {owner}")
-                    elif not changed:
-                        no_winner.append(f"{where}: nobody changed, site shows {owner}")
-                    if name in SUPS and final.sup != _wanted(owner, round_no).sup:
+                        lost.append(told)
+                    if changed != [owner] or owner is None:
+                        not_one.append(told)
+                    if (
+                        owner is not None
+                        and name in SUPS
+                        and final.sup != _wanted(owner, round_no).sup
+                    ):
                         mixed.append(f"{where}: proxy of writer {owner}, {final.sup}")
         finally:
             for session in sessions:
                 session.close()
             for journal in journals:
                 journal.close()
-        # Not guaranteed (see the module's docstring): printed for the record.
-        cases = ROUNDS * len(SERVERS)
-        print(
-            f"\n{cases} server-rounds: {len(double_winners)} with several writers told "
-            f"'changed' (lost updates), {len(no_winner)} with no writer told 'changed', "
-            f"{len(mixed)} of {ROUNDS * len(SUPS)} SUP server-rounds mixed\n"
-            + "\n".join(double_winners + no_winner + mixed)
+        cases = rounds * len(SERVERS)
+        figures = (
+            f"{cases} server-rounds: {cases - len(not_one)} with exactly one writer told "
+            f"'changed' and shown, {len(lost)} lost updates, {len(mixed)} of "
+            f"{rounds * len(SUPS)} SUP server-rounds mixed, {len(untold)} losers not told the "
+            "winner's value"
         )
+        print("\n" + figures)
+        assert lost == [], "\n".join(lost)
+        assert mixed == [], "\n".join(mixed)
+        assert not_one == [], "\n".join(not_one)
+        assert untold == [], "\n".join(untold)
+        return figures
+
+
+def test_eight_simultaneous_writers_separate_journals_ten_rounds(tmp_path: Path) -> None:
+    """The bar of issue 15: 8 writers, separate journals, 10 rounds, every writer planned from
+    the same state before any writes. Per server and round exactly one writer is told
+    `changed` and the site shows its values, proxy and SUP options (0 lost updates, 0
+    mixed); every other writer is told it lost, with the winner's proxy named. The per-server
+    lock in the write template (docs/transactions.md) is what makes this hold."""
+    _simultaneous(tmp_path, ["psrp"] * WRITERS, ROUNDS)
+
+
+def test_simultaneous_writers_over_both_transports(tmp_path: Path) -> None:
+    """The same through one endpoint over PSRP pools and WinRS processes at once: the lock is
+    the machine's, whichever way a writer's pipeline reaches it."""
+    _simultaneous(tmp_path, ["psrp", "winrm"] * 2, 3)

@@ -125,17 +125,24 @@ def _variable(n: tree_sitter.Node) -> str | None:
     return key if ":" in low or low in _AUTOMATIC or key in NEWER_VARIABLES else None
 
 
-def constructs(script: str) -> list[Construct]:
-    """Every construct of a script, with the line it is on."""
+def functions_of(script: str) -> set[str]:
+    """The names of the functions a script defines (lower case)."""
     root = _PARSER.parse(script.encode("utf-8")).root_node
-    # The script's own functions are not constructs: their bodies are.
-    own = {
+    return {
         _text(c).lower()
         for n in _walk(root)
         if n.type == "function_statement"
         for c in n.named_children
         if c.type == "function_name"
     }
+
+
+def constructs(script: str, also_own: Iterable[str] = ()) -> list[Construct]:
+    """Every construct of a script, with the line it is on. `also_own`: functions defined
+    elsewhere that the script calls (the prelude's)."""
+    root = _PARSER.parse(script.encode("utf-8")).root_node
+    # The script's own functions are not constructs: their bodies are.
+    own = functions_of(script) | set(also_own)
     found: list[Construct] = []
     for n in _walk(root):
         line = _line(n)
@@ -300,13 +307,16 @@ def corpus_scripts() -> list[str]:
     return scripts
 
 
-def gate(templates: dict[str, str], corpus: Iterable[str]) -> list[str]:
-    """The gate's findings, one message per (template, construct, line)."""
+def gate(
+    templates: dict[str, str], corpus: Iterable[str], prelude: Iterable[str] = ()
+) -> list[str]:
+    """The gate's findings, one message per (template, construct, line). `prelude`: the
+    functions the prelude defines (their bodies are gated as the prelude's)."""
     covered = {c.key for script in corpus for c in constructs(script)}
     failures: list[str] = []
     for name, script in sorted(templates.items()):
         seen: set[tuple[str, int]] = set()
-        for c in constructs(script):
+        for c in constructs(script, prelude):
             if c.key not in covered and (c.key, c.line) not in seen:
                 seen.add((c.key, c.line))
                 failures.append(
@@ -322,9 +332,21 @@ def _templates() -> dict[str, str]:
     return {p.name: p.read_text("utf-8") for p in sorted(TEMPLATES.glob("*.ps1"))}
 
 
+def _prelude() -> str:
+    (path,) = sorted((TEMPLATES / "prelude").glob("*.ps1"))
+    return path.read_text("utf-8")
+
+
+def test_the_prelude_is_covered_and_5_1() -> None:
+    """The prelude (ps_templates/prelude/) runs ahead of every template: the same gate."""
+    failures = gate({"prelude": _prelude()}, corpus_scripts())
+    assert not failures, "\n".join(failures)
+
+
 @pytest.mark.parametrize("name", sorted(_templates()))
 def test_template_is_covered_and_5_1(name: str) -> None:
-    failures = gate({name: (TEMPLATES / name).read_text("utf-8")}, corpus_scripts())
+    prelude = functions_of(_prelude())
+    failures = gate({name: (TEMPLATES / name).read_text("utf-8")}, corpus_scripts(), prelude)
     assert not failures, "\n".join(failures)
 
 

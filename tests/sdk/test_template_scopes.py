@@ -21,7 +21,7 @@ from cmproxy.emulator.engine import SiteEngine, SiteRunspace
 from cmproxy.emulator.engine.values import CommandSpec, InvocationResult, PSObj, SecureValue
 from cmproxy.emulator.seeds import apply_seed
 from cmproxy.emulator.state import SiteState
-from cmproxy.templates import load_template
+from cmproxy.templates import load_prelude, load_template
 
 DP = "cm-ps1-dp01.contoso.com"
 SUP = "cm-ps1-sup01.contoso.com"
@@ -102,10 +102,12 @@ def _run(template: str, params: dict[str, Any], polluted: list[str]) -> tuple[An
 
 
 def _invoke(rs: SiteRunspace, text: str, params: dict[str, Any]) -> InvocationResult:
+    """As the PSRP transport sends a step: the prelude dot-sourced, then the template."""
+    prelude = CommandSpec(name=load_prelude(), is_script=True, use_local_scope=False)
     spec = CommandSpec(
         name=text, is_script=True, parameters=tuple(params.items()), use_local_scope=True
     )
-    return rs.invoke([spec])
+    return rs.invoke([prelude, spec])
 
 
 def _errors(res: InvocationResult) -> list[tuple[str, str]]:
@@ -119,7 +121,7 @@ def _errors(res: InvocationResult) -> list[tuple[str, str]]:
 def test_template_ignores_what_the_global_scope_holds(
     template: str, params: dict[str, Any]
 ) -> None:
-    names = _names(load_template(template) + load_template("Initialize-CMSession"))
+    names = _names(load_template(template) + load_template("Initialize-CMSession") + load_prelude())
     clean = _run(template, params, [])
     assert not clean[0][1], clean[0][1]
     assert clean[0][0], "the template wrote nothing: the comparison would prove nothing"

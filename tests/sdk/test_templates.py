@@ -16,7 +16,7 @@ import tree_sitter_powershell
 
 from cmproxy.doctor_facts import DOCTOR_TEMPLATE_PARAMETERS
 from cmproxy.session import SESSION_TEMPLATE_PARAMETERS
-from cmproxy.templates import load_template, template_names
+from cmproxy.templates import load_prelude, load_template, template_names
 from cmproxy.transports.winrm import BOOTSTRAP
 from cmproxy.writer import WRITE_TEMPLATE_PARAMETERS
 
@@ -131,6 +131,8 @@ REFERENCE: dict[str, set[str]] = {
     "ConvertTo-SecureString": {"String", "AsPlainText", "Force", "Key", "SecureKey"},
     "ForEach-Object": {"Process", "Begin", "End", "MemberName"},
     "Where-Object": {"FilterScript", "Property", "Value"},
+    "New-Object": {"TypeName", "ArgumentList", "Property", "ComObject", "Strict"},
+    "Sort-Object": {"Property", "Descending", "Unique", "CaseSensitive", "Culture", "InputObject"},
 }
 
 _LANGUAGE = tree_sitter.Language(tree_sitter_powershell.language())
@@ -229,11 +231,31 @@ def test_param_block_matches_python(name: str) -> None:
 @pytest.mark.parametrize("name", template_names())
 def test_commands_and_parameters_exist_in_reference(name: str) -> None:
     text = load_template(name)
-    known = {**REFERENCE, **functions(text)}  # a template's own functions bind their params
+    # A template's own functions and the prelude's bind their params.
+    known = {**REFERENCE, **functions(load_prelude()), **functions(text)}
     for command, parameters in commands(text):
         assert command in known, f"{name}: {command} is not in the reference table"
         unknown = set(parameters) - known[command]
         assert not unknown, f"{name}: {command} has no parameter(s) {sorted(unknown)}"
+
+
+def test_the_prelude_parses_and_only_defines_functions() -> None:
+    """Sent ahead of every template (dot-sourced over PSRP): it must run nothing itself."""
+    text = load_prelude()
+    tree = _parse(text)
+    assert not tree.root_node.has_error
+    statements = [
+        c
+        for n in tree.root_node.children
+        if n.type == "statement_list"
+        for c in n.named_children
+        if c.type != "comment"
+    ]
+    assert statements and all(c.type == "function_statement" for c in statements)
+    known = {**REFERENCE, **functions(text)}
+    for command, parameters in commands(text):
+        assert command in known, f"prelude: {command} is not in the reference table"
+        assert set(parameters) <= known[command], (command, parameters)
 
 
 def test_winrs_bootstrap_parses_and_uses_known_commands() -> None:

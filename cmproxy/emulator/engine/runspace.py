@@ -30,6 +30,7 @@ from cmproxy.emulator.engine.language.binding import (
     CommandDef,
     ParamDef,
 )
+from cmproxy.emulator.engine.language.dotnet_threading import NamedObjects
 from cmproxy.emulator.engine.language.errors import (
     NotSupportedByEmulator,
     PSError,
@@ -127,6 +128,8 @@ class SiteEngine:
             c.name.lower(): c for c in [*stdlib.commands(), *configmgr.console_commands()]
         }
         self.cm_commands: dict[str, CommandDef] = {c.name.lower(): c for c in configmgr.cmdlets()}
+        #: The machine's named kernel objects (Global\ mutexes), shared by all its runspaces.
+        self.named_objects = NamedObjects()
 
     @property
     def local_site(self) -> str:
@@ -242,6 +245,8 @@ class SiteRunspace:
                 result.terminating = call_depth_overflow()
             except StopRequested:
                 result.stopped = True
+            # The script's thread ends with it: what it still owns is abandoned.
+            self.engine.named_objects.thread_ended(result)
             return result
 
     def run_script(
@@ -271,10 +276,14 @@ class SiteRunspace:
                 result.terminating = call_depth_overflow()
             except StopRequested:
                 result.stopped = True
+            # The script's thread ends with it: what it still owns is abandoned.
+            self.engine.named_objects.thread_ended(result)
             return result
 
     def close(self) -> None:
         self.functions.clear()
+        # Its process ends (the pool closes, powershell.exe exits): its handles close.
+        self.engine.named_objects.process_ended(self)
 
     # -- scripts ----------------------------------------------------------------------------
     @staticmethod

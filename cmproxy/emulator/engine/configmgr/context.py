@@ -16,19 +16,12 @@ from typing import Protocol
 from cmproxy.emulator.engine.configmgr.host import Drive
 from cmproxy.emulator.engine.configmgr.replication import ReplicaView
 from cmproxy.emulator.engine.language.commands import CommandContext
-from cmproxy.emulator.engine.language.session import Session
-from cmproxy.emulator.settings import EmulatorSettings
+from cmproxy.emulator.engine.language.session import EngineFacts, Session
 from cmproxy.emulator.state import SiteState
 
 
-class SiteEngineFacts(Protocol):
+class SiteEngineFacts(EngineFacts, Protocol):
     """The engine as the ConfigMgr layer sees it (see `runspace.SiteEngine` for the meaning)."""
-
-    @property
-    def settings(self) -> EmulatorSettings: ...
-
-    @property
-    def sleep(self) -> Callable[[float], None]: ...
 
     @property
     def state(self) -> SiteState: ...

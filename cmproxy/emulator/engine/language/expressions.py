@@ -12,6 +12,7 @@ import tree_sitter
 from cmproxy.emulator.engine.language import conv, netformat
 from cmproxy.emulator.engine.language.conv import ScriptBlock
 from cmproxy.emulator.engine.language.dotnet import CONSTRAINABLE, is_type, static_method
+from cmproxy.emulator.engine.language.dotnet_threading import Reference
 from cmproxy.emulator.engine.language.errors import (
     NotSupportedByEmulator,
     PSError,
@@ -408,6 +409,9 @@ class ExpressionRules(EvaluatorCore):
         if to_custom:
             h = self.expr(operand[0])
             return conv.custom(h)
+        if tname == "ref":  # [ref]$x: a PSReference to the variable (an out parameter's)
+            node = operand[0]
+            return Reference(lambda: self.expr(node), lambda v: self.assign_to(node, v))
         v = self.expr(operand[0])
         return self.convert_to(tname, v, tl)
 

@@ -12,6 +12,7 @@ import tree_sitter
 from cmproxy.emulator.engine.language import conv
 from cmproxy.emulator.engine.language.binding import Arg
 from cmproxy.emulator.engine.language.conv import ScriptBlock
+from cmproxy.emulator.engine.language.dotnet_threading import VOID, NetObject
 from cmproxy.emulator.engine.language.errors import PSError, record
 from cmproxy.emulator.engine.language.scopes import NOTHING
 from cmproxy.emulator.engine.language.values import ErrorRecord, PSObj, SecureValue
@@ -207,6 +208,9 @@ def call_method(target: Any, name: str, args: list[Any], node: Node, ev: Evaluat
     if low == "gettype" and not args:
         full = conv.type_name(target)
         return conv.custom({"Name": full.rsplit(".", 1)[-1], "FullName": full})
+    if isinstance(target, NetObject):  # a .NET object from New-Object (dotnet_threading)
+        out = target.call(ev.rs, name, args)
+        return NOTHING if out is VOID else out
     if isinstance(target, ScriptBlock) and low in ("invoke", "invokereturnasis"):
         cmd = ev.scriptblock_command(target)
         return ev.rs.call_def(cmd, [Arg(None, a) for a in args], None, ev, log=False)

@@ -17,6 +17,7 @@ from cmproxy.emulator.engine.language.values import InvocationResult, PSObj
 from cmproxy.emulator.settings import EmulatorSettings
 
 if TYPE_CHECKING:
+    from cmproxy.emulator.engine.language.dotnet_threading import NamedObjects
     from cmproxy.emulator.engine.language.interp import Evaluator
 
 
@@ -29,12 +30,19 @@ class EngineFacts(Protocol):
     @property
     def sleep(self) -> Callable[[float], None]: ...
 
+    @property
+    def named_objects(self) -> NamedObjects:
+        """The machine's named kernel objects (Global\\ mutexes), shared by its runspaces."""
+        ...
+
 
 class Session(Protocol):
     """One runspace: variables (`scope`, the current one), functions, `$env:` (lower-case name
     → (name as set, value)), the result the running pipeline fills, and its stop signal."""
 
     scope: Scope
+    #: The account the runspace runs as (`DOMAIN\\name`).
+    user: str
     functions: dict[str, CommandDef]
     env: dict[str, tuple[str | None, str | None]]
     current: InvocationResult

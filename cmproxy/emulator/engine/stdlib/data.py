@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from cmproxy.emulator.engine.language import conv
+from cmproxy.emulator.engine.language import conv, dotnet_threading
 from cmproxy.emulator.engine.language.binding import ParamDef
 from cmproxy.emulator.engine.language.dotnet import CONSTRUCTORS
 from cmproxy.emulator.engine.language.errors import NotSupportedByEmulator, PSError
@@ -85,11 +85,15 @@ def _to_secure(ctx: Context, a: dict[str, Any], items: Any) -> Any:
     "New-Object",
     [
         ParamDef("TypeName", "string", mandatory=True, position=0),
+        ParamDef("ArgumentList", "object[]", position=1),
         ParamDef("Property", "hashtable"),
     ],
 )
 def _new_object(ctx: Context, a: dict[str, Any], items: Any) -> Any:
-    make = CONSTRUCTORS.get(conv.to_str(a["TypeName"]).lower())
+    type_name = conv.to_str(a["TypeName"])
+    if dotnet_threading.constructs(type_name):  # System.Threading.Mutex and its security types
+        return dotnet_threading.construct(ctx.rs, type_name, a.get("ArgumentList") or [])
+    make = CONSTRUCTORS.get(type_name.lower())
     if make is None:
         raise NotSupportedByEmulator(f"New-Object {a['TypeName']}")
     return make([], a.get("Property"))

@@ -1,0 +1,102 @@
+# cmproxy's prelude: the functions templates share (the projection of a role row, the
+# per-server write lock), sent by both transports ahead of every template (PSRP: a script dot-sourced before the template in the same pipeline; WinRS: run by
+# the bootstrap before its steps), so a template calls them without a round trip of its own.
+# Only function definitions: nothing runs, no variable is set.
+
+# The embedded properties (Props) of a ConfigMgr object, by name.
+function Get-CMProxyProps {
+    param($Object)
+    $props = @{}
+    foreach ($prop in $Object.Props) {
+        $props[$prop.PropertyName] = $prop
+    }
+    return $props
+}
+
+# The one projection of a role row for cmproxy's reader (cmproxy/reader.py): a live
+# IResultObject's nested Props do not survive remoting, so a flat object with the row's own
+# fields only (a field a role does not have is left out: the reader takes it as not set): the
+# server proxy of 'SMS Site System', the proxy options of 'SMS Software Update Point', the cloud
+# and Connected Cache flags of 'SMS Distribution Point'; of any other role its name alone.
+# $Index: the batch item it answers; $Kind: 'Role', or 'Conflict' for a row found by a
+# compare; $Sup: that server's 'SMS Software Update Point' row, projected into property Sup.
+function ConvertTo-CMProxyRow {
+    param($Role, [string]$SiteCode, $Index = $null, [string]$Kind = 'Role', $Sup = $null)
+    $roleName = [string]$Role.RoleName
+    $row = @{
+        Kind       = $Kind
+        SiteCode   = $SiteCode
+        ServerName = [string]$Role.NetworkOSPath
+        RoleName   = $roleName
+    }
+    if ($null -ne $Index) {
+        $row['Index'] = $Index
+    }
+    if ($roleName -eq 'SMS Site System') {
+        $props = Get-CMProxyProps -Object $Role
+        $row['UseProxy'] = $props['UseProxy'].Value
+        $row['ProxyName'] = $props['ProxyName'].Value2
+        $row['ProxyServerPort'] = $props['ProxyServerPort'].Value
+        $row['ProxyUserName'] = $props['ProxyUserName'].Value2
+        $row['AnonymousProxyAccess'] = $props['AnonymousProxyAccess'].Value
+    } elseif ($roleName -eq 'SMS Software Update Point') {
+        $props = Get-CMProxyProps -Object $Role
+        $row['UseProxy'] = $props['UseProxy'].Value
+        $row['UseProxyForADR'] = $props['UseProxyForADR'].Value
+    } elseif ($roleName -eq 'SMS Distribution Point') {
+        $props = Get-CMProxyProps -Object $Role
+        $row['IsCloud'] = $props['IsCloud'].Value
+        $row['ConnectedCacheEnabled'] = $props['ConnectedCacheEnabled'].Value
+    }
+    if ($null -ne $Sup) {
+        $row['Sup'] = ConvertTo-CMProxyRow -Role $Sup -SiteCode $SiteCode
+    }
+    return [pscustomobject]$row
+}
+
+# Takes server $Server's lock: a named system mutex on this machine (the one running the
+# cmdlets), so that cmproxy writers reaching the site through it never interleave on a server
+# (docs/transactions.md, "Limits"). Returns the mutex, or $null when another writer still holds
+# it after $TimeoutMs. Kernel object names are case-sensitive, may not hold a backslash after
+# the Global\ prefix and are at most 260 characters: the name is lower-cased, anything but
+# letters, digits, '.' and '-' becomes '_', and it is cut at 260 (two servers sharing a cut
+# name only share a lock). Authenticated Users may open it (Synchronize, Modify), so writers
+# under other accounts wait for it too. A mutex whose holder ended without releasing it
+# (AbandonedMutexException) is taken over: the caller's compare decides. Release it with
+# Unlock-CMProxyServer, in a finally.
+function Lock-CMProxyServer {
+    param([string]$SiteCode, [string]$Server, [int]$TimeoutMs = 60000)
+    $lockName = 'Global\cmproxy-' + (($SiteCode + '-' + $Server).ToLower() -replace '[^a-z0-9.-]', '_')
+    if ($lockName.Length -gt 260) {
+        $lockName = $lockName.Substring(0, 260)
+    }
+    $created = $false
+    $security = New-Object -TypeName System.Security.AccessControl.MutexSecurity
+    $users = New-Object -TypeName System.Security.Principal.SecurityIdentifier -ArgumentList 'S-1-5-11'
+    $rule = New-Object -TypeName System.Security.AccessControl.MutexAccessRule -ArgumentList $users, 'Synchronize, Modify', 'Allow'
+    $security.AddAccessRule($rule)
+    $mutex = New-Object -TypeName System.Threading.Mutex -ArgumentList $false, $lockName, ([ref]$created), $security
+    $owned = $false
+    try {
+        $owned = $mutex.WaitOne($TimeoutMs)
+    } catch {
+        if ($_.FullyQualifiedErrorId -ne 'AbandonedMutexException') {
+            $mutex.Dispose()
+            throw
+        }
+        # Its holder ended without releasing it: it is ours now.
+        $owned = $true
+    }
+    if (-not $owned) {
+        $mutex.Dispose()
+        return $null
+    }
+    return $mutex
+}
+
+# Releases and disposes a lock Lock-CMProxyServer took (on the thread that took it).
+function Unlock-CMProxyServer {
+    param($Mutex)
+    $Mutex.ReleaseMutex()
+    $Mutex.Dispose()
+}
