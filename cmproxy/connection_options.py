@@ -158,6 +158,12 @@ CONNECTION_OPTIONS: tuple[ConnectionOption, ...] = (
         field="certificate_key_pem", type="path", help="Private key (PEM) of the client certificate"
     ),
     ConnectionOption(
+        field="negotiate_hostname_override",
+        type="str",
+        help="Host name in the Kerberos SPN when the server is an address or alias",
+        default="the server's own name",
+    ),
+    ConnectionOption(
         field="configuration_name",
         type="str",
         help="PowerShell session configuration",
