@@ -104,6 +104,22 @@ def emulator_serve(
             help="The ConfigMgr console (and its PowerShell module) is not installed",
         ),
     ] = False,
+    keytab: Annotated[
+        Path | None,
+        typer.Option(
+            help="Service keytab (HTTP/ and WSMAN/<host>) to accept Kerberos (sets KRB5_KTNAME); "
+            "needs the kerberos extra",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+    allow_credssp: Annotated[
+        bool,
+        typer.Option(
+            "--allow-credssp",
+            help="Accept CredSSP (off by default, as WinRM's Auth/CredSSP)",
+        ),
+    ] = False,
     receive_timeout: Annotated[
         float, typer.Option(help="Seconds a WSMan Receive waits for output", min=0.0)
     ] = 20.0,
@@ -294,6 +310,8 @@ def emulator_serve(
         allow_unencrypted=not no_unencrypted,
         receive_timeout=receive_timeout,
         console_installed=not no_console,
+        keytab=str(keytab) if keytab is not None else None,
+        allow_credssp=allow_credssp,
     )
     raise typer.Exit(_serve(emu, _armed(faults)))
 

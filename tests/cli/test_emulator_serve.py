@@ -147,3 +147,59 @@ def test_bad_fault_options_are_refused_before_serving() -> None:
     )
     assert result.returncode == 2
     assert "SERVER=CMDLET" in result.stderr
+
+
+SERVE = (sys.executable, "-m", "cmproxy.cli", "emulator", "serve")
+
+
+@pytest.mark.parametrize("allowed", [True, False], ids=["allow-credssp", "default"])
+def test_serve_accepts_credssp_only_when_asked(allowed: bool, tmp_path: Path) -> None:
+    """`--allow-credssp` turns CredSSP on, as WinRM's Auth/CredSSP (off by default; MS-WSMV
+    2.2.9.1.3, `Enable-WSManCredSSP -Role Server`): `cmproxy show --auth credssp` is answered
+    only then, and refused as an authentication failure otherwise."""
+    pytest.importorskip("requests_credssp", reason="the credssp extra is not installed")
+    args = ["--allow-credssp"] if allowed else []
+    proc = subprocess.Popen(
+        [*SERVE, "--https", "--port", "0", "--state", str(tmp_path / "site.sqlite"), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert proc.stdout is not None
+    try:
+        banner = "".join(proc.stdout.readline() for _ in range(3))
+        endpoint = re.search(r"listening on https://127\.0\.0\.1:(\d+)/wsman", banner)
+        ca = re.search(r"trust this CA\): (\S+)", banner)
+        assert endpoint and ca, banner
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CMPROXY_")}
+        env.update(
+            PYTHONPATH=str(REPO),
+            CMPROXY_SERVER="127.0.0.1",
+            CMPROXY_PORT=endpoint.group(1),
+            CMPROXY_AUTH="credssp",
+            CMPROXY_USERNAME=api.DEFAULT_USER,
+            CMPROXY_PASSWORD=api.DEFAULT_PASSWORD,
+            CMPROXY_CA_CERT=ca.group(1),
+            CMPROXY_IGNORE_PROXY="true",
+            NO_PROXY="127.0.0.1",
+            no_proxy="127.0.0.1",
+        )
+        shown = subprocess.run(
+            [sys.executable, "-m", "cmproxy.cli", "show", "--site", "PS1", "-o", "json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    if allowed:
+        assert shown.returncode == 0, shown.stderr
+        assert "cm-ps1-dp01.contoso.com" in shown.stdout
+    else:
+        assert shown.returncode != 0
+        assert "CredSSP" in shown.stderr, shown.stderr
