@@ -1,17 +1,63 @@
-"""HTML rendering of plans for notebooks (pure; `Plan._repr_html_` calls it)."""
+"""HTML rendering of plans for notebooks (pure; `Plan._repr_html_` calls it).
+
+It names no class of `cmproxy.plan`, only the shape it reads (`_PlanLike`), so plan may import
+it without an import cycle.
+"""
 
 from __future__ import annotations
 
 import html
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from cmproxy.plan import Plan
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 __all__ = ["plan_html"]
 
 
-def plan_html(plan: Plan) -> str:
+class _FieldLike(Protocol):
+    @property
+    def field(self) -> str: ...
+    @property
+    def before(self) -> Any: ...
+    @property
+    def after(self) -> Any: ...
+    @property
+    def note(self) -> str: ...
+
+
+class _InvocationLike(Protocol):
+    def render(self) -> str: ...
+
+
+class _KindLike(Protocol):
+    @property
+    def value(self) -> str: ...
+
+
+class _ChangeLike(Protocol):
+    @property
+    def kind(self) -> _KindLike: ...
+    @property
+    def target(self) -> str: ...
+    @property
+    def site_code(self) -> str: ...
+    @property
+    def fields(self) -> Sequence[_FieldLike]: ...
+    @property
+    def reasons(self) -> Sequence[str]: ...
+    @property
+    def invocation(self) -> _InvocationLike: ...
+
+
+class _PlanLike(Protocol):
+    @property
+    def is_empty(self) -> bool: ...
+    @property
+    def changes(self) -> Sequence[_ChangeLike]: ...
+    @property
+    def warnings(self) -> Sequence[object]: ...
+
+
+def plan_html(plan: _PlanLike) -> str:
     """An HTML table of a plan: one row per change, fields before → after, warnings below."""
     if plan.is_empty and not plan.warnings:
         return "<p>No changes: the site is already in the desired state.</p>"

@@ -36,10 +36,10 @@ from cmproxy.model import SiteState, validate_site_code
 from cmproxy.reader import SiteRead, read_site_state
 from cmproxy.transports import Result, Step, Transport, create_transport
 from cmproxy.transports.base import PipelineWatcher, RemoteShell
+from cmproxy.writer import WriteResult, apply_change, batch_results, batch_step, batchable
 
 if TYPE_CHECKING:
     from cmproxy.plan import Change, Plan
-    from cmproxy.writer import WriteResult
 
 __all__ = ["BOOTSTRAP_TEMPLATE", "READ_TEMPLATE", "Session", "connect", "map_session_error"]
 
@@ -611,7 +611,6 @@ class Session:
 
     def write(self, change: Change) -> WriteResult:
         """Execute one planned change and read back what the site now holds."""
-        from cmproxy.writer import apply_change  # noqa: PLC0415 - writer imports session types
 
         return apply_change(self, change)
 
@@ -623,7 +622,6 @@ class Session:
         writes at one site (the transactions of a bulk change) share one pipeline; see
         `WriteCoalescer` and docs/sessions.md.
         """
-        from cmproxy.writer import batchable  # noqa: PLC0415 - writer imports session types
 
         if not batchable(change):
             return self.write(change)
@@ -641,7 +639,6 @@ class Session:
     def _write_batch(
         self, site: str, changes: list[Change], groups: Sequence[int] | None = None
     ) -> list[WriteResult | BaseException]:
-        from cmproxy.writer import batch_results, batch_step  # noqa: PLC0415
 
         by_site = self._list_sites(len(changes), [site])
         step = batch_step(site, changes, read_back_by_site=by_site, groups=groups)
@@ -664,7 +661,6 @@ class Session:
         ones are not made (`SkippedWriteError`). A batch that got no answer is a transient
         `TransportError` for each of its changes (settle by re-reading). Never retries.
         """
-        from cmproxy.writer import batchable  # noqa: PLC0415 - writer imports session types
 
         outcomes: list[WriteResult | BaseException | None] = [None] * len(changes)
         per_site: dict[str, list[int]] = {}

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import attrs
 
@@ -24,14 +24,20 @@ from cmproxy.plan import Change, ChangeKind
 from cmproxy.reader import proxy_from_record, sup_flags_from_record
 from cmproxy.transports.base import ErrorInfo, Result, Step, error_from_info
 
-if TYPE_CHECKING:
-    from cmproxy.session import Session
+
+class StepRunner(Protocol):
+    """What a write needs from a session: run one step, answer its result. (A `Session` is
+    one; naming the protocol, not the class, keeps the session free to import the writer.)"""
+
+    def run_step(self, step: Step) -> Result: ...
+
 
 __all__ = [
     "BATCH_TEMPLATE",
     "WRITE_TEMPLATES",
     "WRITE_TEMPLATE_PARAMETERS",
     "SkippedWriteError",
+    "StepRunner",
     "WriteResult",
     "apply_change",
     "batch_results",
@@ -174,7 +180,7 @@ def _read_back_record(
     return name, name.lower() == str(change.after).lower()
 
 
-def apply_change(session: Session, change: Change) -> WriteResult:
+def apply_change(session: StepRunner, change: Change) -> WriteResult:
     """Run one change through `session` and read back the result."""
     result = session.run_step(step_for_invocation(change.invocation))
     value, matches = read_back(change, result)
