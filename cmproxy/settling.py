@@ -1,0 +1,370 @@
+"""Apply changes once, settle lost answers by re-reading, await writes not visible yet.
+
+A write whose answer is lost (the ambiguous case) is settled by re-reading, never by blind
+repetition: if the new value is there the write happened; if the old one is, it is retried;
+anything else is someone else's change and is left alone. A write accepted whose re-read still
+shows the old value is "not visible yet": re-read with backoff for at most
+`RetryPolicy.visibility_timeout` (`cmproxy.visibility`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+
+import attrs
+
+from cmproxy._exceptions import (
+    CMProxyError,
+    ConflictError,
+)
+from cmproxy.model import ProxySettings, SiteState, SupFlags
+from cmproxy.outcomes import Hook, ServerSnapshot, TransactionEvent
+from cmproxy.plan import (
+    Change,
+    ChangeKind,
+)
+from cmproxy.ports import SiteClient
+from cmproxy.retry import RetryEvent, RetryPolicy, is_transient
+from cmproxy.visibility import reread_until_visible
+from cmproxy.writer import SkippedWriteError
+
+log = logging.getLogger("cmproxy.transaction")
+
+__all__ = [
+    "ChangeFailedError",
+    "Run",
+    "WriteConflictedError",
+    "WriteNotVisibleError",
+    "WriteSkippedError",
+    "apply_changes",
+    "expected_after",
+    "not_seen_yet",
+    "ours",
+    "read_scope",
+    "shows",
+    "where",
+]
+
+
+class ChangeFailedError(CMProxyError):
+    def __init__(self, change: Change, error: BaseException | str) -> None:
+        self.change = change
+        self.error = error
+        super().__init__(f"{change.kind.value} on {change.target} failed: {error}")
+
+
+class WriteSkippedError(ChangeFailedError):
+    """Not made: an earlier write of the same transaction failed (that one is the failure)."""
+
+
+class WriteConflictedError(ChangeFailedError):
+    """Not made: just before its Set, the server showed someone else's values (the batch
+    template's compare-and-set). `error` is the `ConflictError` naming them."""
+
+
+class WriteNotVisibleError(ChangeFailedError):
+    """Accepted, but reads still showed the old value when the visibility bound ran out."""
+
+    def __init__(self, change: Change, waited: float) -> None:
+        super().__init__(
+            change,
+            f"the write was accepted but is not visible: reads still show the value from "
+            f"before it after {waited:.1f}s (a hierarchy replicating the change?); not rolled "
+            "back",
+        )
+
+
+def apply_changes(
+    client: SiteClient, changes: Sequence[Change], groups: Sequence[int] | None = None
+) -> list[object]:
+    """Each change applied once: its read-back, or the exception it raised (in order).
+
+    A client with `apply_many` (a `Session`: one pipeline per site) gets them all at once.
+    `groups[i]` names change i's transaction: once one of its writes fails, its later writes
+    are not made (`SkippedWriteError`).
+    """
+    many = getattr(client, "apply_many", None)
+    if callable(many):
+        return list(many(list(changes), groups) if groups is not None else many(list(changes)))
+    outcomes: list[object] = []
+    failed: set[int] = set()
+    for i, change in enumerate(changes):
+        group = groups[i] if groups is not None else None
+        if group is not None and group in failed:
+            outcomes.append(SkippedWriteError(change))
+            continue
+        try:
+            outcomes.append(client.apply(change))
+        except Exception as error:  # reported per change, as apply_many does
+            outcomes.append(error)
+            if group is not None:
+                failed.add(group)
+    return outcomes
+
+
+def where(
+    state: SiteState, servers: Iterable[str], sites: Iterable[str] = ()
+) -> tuple[list[str], list[str]]:
+    """The servers to read (once each) and the sites to read them from: theirs in `state`,
+    plus `sites`."""
+    names = list(dict.fromkeys(servers))
+    found = {s.site_code.upper() for n in names if (s := state.server(n)) is not None}
+    return names, sorted(found | {c.upper() for c in sites})
+
+
+def read_scope(changes: Sequence[Change], state: SiteState) -> tuple[list[str] | None, list[str]]:
+    """What to re-read to check `changes`: their servers (everything for an account)."""
+    names, sites = where(state, (c.target for c in changes), (c.site_code for c in changes))
+    if any(c.kind is ChangeKind.CREATE_ACCOUNT for c in changes):
+        return None, sites
+    return names, sites
+
+
+@attrs.define
+class Run:
+    client: SiteClient
+    policy: RetryPolicy
+    hooks: Sequence[Hook]
+    tx_id: str | None = None
+
+    def emit(self, kind: str, target: str, detail: str = "") -> None:
+        event = TransactionEvent(kind, self.tx_id, target, detail)
+        log.info("%s %s %s", kind, target, detail)
+        for hook in self.hooks:
+            hook(event)
+
+    def on_retry(self, event: RetryEvent) -> None:
+        self.emit("retry", event.operation, f"attempt {event.attempt}: {event.error}")
+
+    def read(self, servers: Sequence[str] | None, sites: Sequence[str] = ()) -> SiteState:
+        def once() -> SiteState:
+            if sites and servers:
+                return self.client.read_state(servers, site_codes=sites)
+            return self.client.read_state(servers)
+
+        return self.policy.call(
+            once,
+            operation="read " + (", ".join(servers[:5]) if servers else "site"),
+            idempotent=True,
+            on_retry=self.on_retry,
+        )
+
+    def apply_all(
+        self,
+        items: Sequence[tuple[Run, Change]],
+        state: SiteState,
+        groups: Sequence[int] | None = None,
+        read_back: list[bool] | None = None,
+    ) -> list[ChangeFailedError | None]:
+        """Apply each change once, settle lost answers by re-reading, verify each by its
+        read-back (or one shared re-read). Returns, per change, its failure or None.
+
+        Each item carries the run (transaction) it belongs to, for its events. A lost answer
+        (a transient error: the write may have happened) is settled by one re-read of all such
+        changes: the new value is there → applied; the old one → retried (bounded by the
+        policy's attempts); anything else → failed, never overwritten. `read_back`, when
+        given, is set per change: verified on the first attempt by a read-back made after all
+        of its transaction's writes in its pipeline (a client with `apply_many` reads each
+        transaction of a batch back after its last write; one applying change by change reads
+        each back before the next is made)?
+        """
+        failures: list[ChangeFailedError | None] = [None] * len(items)
+        if read_back is not None:
+            read_back[:] = [False] * len(items)
+            if not callable(getattr(self.client, "apply_many", None)):
+                read_back = None
+        pending = list(range(len(items)))
+        attempts = 0
+        while pending:
+            attempts += 1
+            for i in pending:
+                run, change = items[i]
+                run.emit("apply", change.target, change.invocation.render())
+            outcomes = apply_changes(
+                self.client,
+                [items[i][1] for i in pending],
+                [groups[i] for i in pending] if groups is not None else None,
+            )
+            unsure: list[tuple[int, BaseException | None]] = []
+            skipped: list[int] = []
+            lagging: list[int] = []
+            for i, outcome in zip(pending, outcomes, strict=True):
+                run, change = items[i]
+                failures[i] = None  # this attempt decides
+                if isinstance(outcome, SkippedWriteError):
+                    skipped.append(i)
+                    failures[i] = WriteSkippedError(change, "an earlier write of it failed")
+                    continue
+                if isinstance(outcome, ConflictError):
+                    run.emit("conflict", outcome.server, outcome.detail)
+                    failures[i] = WriteConflictedError(change, outcome)
+                    continue
+                if isinstance(outcome, BaseException):
+                    if not is_transient(outcome):
+                        failures[i] = ChangeFailedError(change, outcome)
+                        continue
+                    run.emit("ambiguous", change.target, f"{type(outcome).__name__}: {outcome}")
+                    unsure.append((i, outcome))
+                    continue
+                matches = getattr(outcome, "matches", None)
+                if matches is None:
+                    unsure.append((i, None))  # no read-back: the shared re-read verifies it
+                elif matches:
+                    run.emit("applied", change.target)
+                    if read_back is not None and attempts == 1:
+                        read_back[i] = True
+                elif getattr(outcome, "shows_before", False) and self.policy.visibility_timeout:
+                    lagging.append(i)  # accepted, still the old value: not visible yet?
+                else:
+                    failures[i] = ChangeFailedError(
+                        change, "the re-read does not show the new value"
+                    )
+            pending = []
+            if unsure:
+                pending = self._settle(items, unsure, failures, attempts, state, lagging=lagging)
+            if lagging:
+                self._await_visible(items, lagging, failures, state)
+            if groups is not None and skipped:
+                # A write skipped behind one that turned out made (or is retried) goes again,
+                # in order; one skipped behind a real failure stays skipped.
+                failed = {
+                    groups[j]
+                    for j, f in enumerate(failures)
+                    if f is not None and not isinstance(f, WriteSkippedError)
+                }
+                pending = sorted({*pending, *(i for i in skipped if groups[i] not in failed)})
+            if pending:
+                self.policy.sleep(self.policy.initial_backoff)
+        return failures
+
+    def _settle(
+        self,
+        items: Sequence[tuple[Run, Change]],
+        unsure: Sequence[tuple[int, BaseException | None]],
+        failures: list[ChangeFailedError | None],
+        attempts: int,
+        state: SiteState,
+        *,
+        lagging: list[int],
+    ) -> list[int]:
+        """One re-read for the changes whose answer was lost or not read back: made → applied;
+        still the old value → to retry (returned) if the answer was lost, else not visible yet
+        (added to `lagging`); anything else → failed."""
+        pending: list[int] = []
+        now = self.read(*read_scope([items[i][1] for i, _ in unsure], state))
+        for i, error in unsure:
+            run, change = items[i]
+            if shows(change, now, after=True):
+                run.emit("applied", change.target)
+            elif (
+                error is None and self.policy.visibility_timeout and shows(change, now, after=False)
+            ):
+                lagging.append(i)
+            elif error is None:
+                failures[i] = ChangeFailedError(change, "the re-read does not show the new value")
+            elif shows(change, now, after=False) and attempts < self.policy.attempts:
+                run.emit("retry", change.target, f"attempt {attempts}: not applied")
+                pending.append(i)
+            else:
+                failures[i] = ChangeFailedError(change, error)
+        return pending
+
+    def _await_visible(
+        self,
+        items: Sequence[tuple[Run, Change]],
+        lagging: Sequence[int],
+        failures: list[ChangeFailedError | None],
+        state: SiteState,
+    ) -> None:
+        """Changes accepted whose re-read still shows the old value: re-read them with backoff
+        while any still does (`RetryPolicy.visibility_timeout`). Then each shows its new value
+        → applied; still the old → not visible (`WriteNotVisibleError`); anything else → someone
+        else's change, failed (never waited for: it ends the wait once nothing is old)."""
+        changes = [items[i][1] for i in lagging]
+        for i in lagging:
+            items[i][0].emit("not visible", items[i][1].target, "accepted; re-reading")
+        scope = read_scope(changes, state)
+        seen = reread_until_visible(
+            lambda: self.read(*scope),
+            lambda now: any(shows(c, now, after=False) for c in changes),
+            self.policy,
+            delay_first=True,
+        )
+        for i, change in zip(lagging, changes, strict=True):
+            run = items[i][0]
+            if shows(change, seen.value, after=True):
+                run.emit("applied", change.target, f"visible after {seen.waited:.1f}s")
+            elif shows(change, seen.value, after=False):
+                failures[i] = WriteNotVisibleError(change, seen.waited)
+            else:
+                now = ServerSnapshot.of(seen.value, change.target)
+                failures[i] = ChangeFailedError(
+                    change,
+                    "the re-read shows neither the value before the write nor the one written "
+                    f"(now {now.describe() if now else 'gone'}): someone else's change",
+                )
+
+    def await_servers(
+        self,
+        servers: Sequence[str],
+        snapshots: Mapping[str, ServerSnapshot],
+        expected: Mapping[str, ServerSnapshot],
+        state: SiteState,
+    ) -> SiteState:
+        """Re-read `servers` (bounded) while any shows only our values but not all of its new
+        ones yet: written, not visible yet. Returns the last read (`state` if none); with no
+        visibility bound, `state`."""
+
+        def still_old(now: SiteState) -> bool:
+            return any(
+                not_seen_yet(ServerSnapshot.of(now, n), snapshots[n], expected[n]) for n in servers
+            )
+
+        if not servers or not self.policy.visibility_timeout or not still_old(state):
+            return state
+        return reread_until_visible(
+            lambda: self.read(list(servers)), still_old, self.policy, delay_first=True
+        ).value
+
+
+def shows(change: Change, state: SiteState, *, after: bool) -> bool:
+    """Does `state` show the change's after (or before) value for what it writes?"""
+    if change.kind is ChangeKind.CREATE_ACCOUNT:
+        return state.has_account(change.target, change.site_code) is after
+    snap = ServerSnapshot.of(state, change.target)
+    if snap is None:
+        return False
+    value = change.after if after else change.before
+    if change.kind is ChangeKind.SET_SERVER_PROXY:
+        assert isinstance(value, ProxySettings)
+        return snap.proxy.same_as(value)
+    return snap.sup == value
+
+
+def ours(now: ServerSnapshot, before: ServerSnapshot, after: ServerSnapshot) -> bool:
+    """Is every field of `now` either its before or its after value?"""
+    proxy_ok = now.proxy.same_as(before.proxy) or now.proxy.same_as(after.proxy)
+    return proxy_ok and now.sup in (before.sup, after.sup)
+
+
+def not_seen_yet(now: ServerSnapshot | None, before: ServerSnapshot, after: ServerSnapshot) -> bool:
+    """Shows nothing but our values, yet not all of its new ones: written, not visible yet?"""
+    return now is not None and ours(now, before, after) and not after.same_as(now)
+
+
+def expected_after(
+    snapshots: dict[str, ServerSnapshot], changes: Iterable[Change]
+) -> dict[str, ServerSnapshot]:
+    after = dict(snapshots)
+    for change in changes:
+        key = change.target.lower()
+        if key not in after:
+            continue
+        if change.kind is ChangeKind.SET_SERVER_PROXY:
+            assert isinstance(change.after, ProxySettings)
+            after[key] = attrs.evolve(after[key], proxy=change.after)
+        elif change.kind is ChangeKind.SET_SUP_FLAGS:
+            assert isinstance(change.after, SupFlags)
+            after[key] = attrs.evolve(after[key], sup=change.after)
+    return after
