@@ -36,7 +36,7 @@ from cmproxy.plan import (
 from cmproxy.ports import SiteClient
 from cmproxy.quiet import recording
 from cmproxy.retry import RetryPolicy
-from cmproxy.rollback import restore
+from cmproxy.rollback import Written, restore
 from cmproxy.settling import (
     ChangeFailedError,
     Run,
@@ -292,7 +292,9 @@ class _Tx:
     def roll_back(self) -> tuple[TransactionResult, str]:
         """Restore after a failure; the result and the journal status."""
         reason = str(self.failure)
-        restored = restore(self.run, self.snapshots, self.expected, reason, self.unconfirmed)
+        restored = restore(
+            self.run, Written(self.snapshots, self.expected), reason, self.unconfirmed
+        )
         all_back = all(ok for ok, _ in restored.values())
         outcomes = []
         for name in self.requested:
@@ -574,7 +576,7 @@ class _Engine:
             return [ChangeFailedError(change, error) for _, change in items]
         except BaseException:
             for tx in self.live:
-                restore(tx.run, tx.snapshots, tx.expected, "interrupted")
+                restore(tx.run, Written(tx.snapshots, tx.expected), "interrupted")
             self.journal.finish_many([(tx.tx_id, "rolled_back", "interrupted") for tx in self.live])
             raise
 

@@ -20,6 +20,8 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import attrs
+
 from cmproxy._exceptions import CMProxyError
 from cmproxy.journal import Journal
 
@@ -59,20 +61,28 @@ def recording(client: Any, journal: Journal, tx_ids: Callable[[], Sequence[str]]
         yield
 
 
+@attrs.frozen
+class Pace:
+    """The clock `make_quiet` bounds its attempts by, and how it waits between them."""
+
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+
+
 def make_quiet(
     client: Any,
     journal: Journal,
     tx_ids: Sequence[str],
     *,
     timeout: float = 60.0,
-    clock: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], None] = time.sleep,
+    pace: Pace | None = None,
 ) -> str | None:
     """Stop what the interrupted transactions `tx_ids` may still be running on the endpoint.
 
     Returns None once none of their recorded shells is left (the site is quiet as far as they
     are concerned), or why it could not make sure of that (then nothing may be decided).
     """
+    clock, sleep = (pace or Pace()).clock, (pace or Pace()).sleep
     recorded = journal.pipeline_shells(tx_ids)
     own = {s.upper() for s in getattr(client, "own_shells", frozenset)()}
     shells = {sid: (uri, acct) for sid, (uri, acct) in recorded.items() if sid not in own}

@@ -179,26 +179,11 @@ def read_site_state(records: Iterable[Mapping[str, Any]]) -> SiteRead:
             site = _site(record)
             sites[site.code] = site
         elif kind == "Role":
-            name = server_name(record.get("ServerName"))
-            if not name:
-                continue
-            rows = servers.setdefault(name.lower(), _ServerRows(code, name))
-            if _text(record.get("RoleName")).lower() == SITE_SYSTEM_ROLE.lower():
-                if rows.system_row is None:
-                    rows.system_row = record
-                    rows.site_code = code
-            else:
-                rows.role_rows.append(record)
+            _take_role(servers, code, record)
         elif kind == "SupComponent":
             components.setdefault(code, record)
         elif kind == "Account":
-            user = _text(record.get("UserName"))
-            try:
-                validate_account_name(user, "account.name")
-            except ValidationError as exc:
-                log.debug("skipping account %r at %s: %s", user, code, exc.reason)
-                continue
-            accounts.add(KnownAccount(user, code))
+            accounts.update(_account(code, record))
 
     built: list[SiteSystemServer] = []
     for rows in servers.values():
@@ -212,6 +197,30 @@ def read_site_state(records: Iterable[Mapping[str, Any]]) -> SiteRead:
     for issue in issues:
         log.warning("read: %s", issue)
     return SiteRead(state, tuple(issues))
+
+
+def _take_role(servers: dict[str, _ServerRows], code: str, record: Mapping[str, Any]) -> None:
+    """File a role row under its server (the site system role's row holds the proxy)."""
+    name = server_name(record.get("ServerName"))
+    if not name:
+        return
+    rows = servers.setdefault(name.lower(), _ServerRows(code, name))
+    if _text(record.get("RoleName")).lower() != SITE_SYSTEM_ROLE.lower():
+        rows.role_rows.append(record)
+    elif rows.system_row is None:
+        rows.system_row = record
+        rows.site_code = code
+
+
+def _account(code: str, record: Mapping[str, Any]) -> list[KnownAccount]:
+    """The account of an Account row; none (logged) when its name is not one."""
+    user = _text(record.get("UserName"))
+    try:
+        validate_account_name(user, "account.name")
+    except ValidationError as exc:
+        log.debug("skipping account %r at %s: %s", user, code, exc.reason)
+        return []
+    return [KnownAccount(user, code)]
 
 
 def _server(

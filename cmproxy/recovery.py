@@ -10,7 +10,7 @@ from cmproxy.outcomes import Hook, Outcome, RecoveryOutcome, ServerOutcome, Serv
 from cmproxy.ports import SiteClient
 from cmproxy.quiet import make_quiet, recording
 from cmproxy.retry import RetryPolicy
-from cmproxy.rollback import restore
+from cmproxy.rollback import Written, restore
 from cmproxy.settling import Run, not_seen_yet
 
 __all__ = ["recover"]
@@ -91,7 +91,9 @@ def _recover_one(
         run.emit("recovered", "site", "rolled forward")
         outs = tuple(ServerOutcome(n, Outcome.CHANGED, befores[n], afters[n]) for n in names)
         return RecoveryOutcome(tx.id, "committed", outs)
-    restored = restore(run, befores, afters, "recovering an interrupted transaction", force=late)
+    restored = restore(
+        run, Written(befores, afters), "recovering an interrupted transaction", force=late
+    )
     ok = all(r[0] for r in restored.values())
     journal.finish(tx.id, "rolled_back" if ok else "failed", "recovered")
     outs = tuple(
@@ -128,7 +130,7 @@ def _recover_unit(
     restored: dict[str, tuple[bool, str]] = {}
     if befores:
         with recording(client, journal, lambda: still_open):
-            restored = restore(run, befores, afters, why)
+            restored = restore(run, Written(befores, afters), why)
     results: list[RecoveryOutcome] = []
     finished: list[tuple[str, str, str]] = []
     for tx_id, status, servers in unit.members:

@@ -7,7 +7,7 @@ someone else: it is left alone.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 import attrs
 
@@ -26,7 +26,7 @@ from cmproxy.plan import (
 from cmproxy.roles import SoftwareUpdatePoint
 from cmproxy.settling import ChangeFailedError, Run, not_seen_yet, ours
 
-__all__ = ["RESTORE_OPTIONS", "restore", "restore_desired", "showing"]
+__all__ = ["RESTORE_OPTIONS", "Written", "restore", "restore_desired", "showing"]
 
 #: Planning a restore: put snapshots back as they were, even one that broke R11, in R11 order.
 RESTORE_OPTIONS = PlanOptions(sup_flags_on_proxy_removal="turn_off", restore=True)
@@ -62,10 +62,17 @@ def showing(state: SiteState, shown: Mapping[str, ServerSnapshot]) -> SiteState:
     return state
 
 
+@attrs.frozen
+class Written:
+    """The servers a transaction writes: each one's snapshot before, and the state after."""
+
+    before: Mapping[str, ServerSnapshot]
+    after: Mapping[str, ServerSnapshot]
+
+
 def restore(
     run: Run,
-    snapshots: dict[str, ServerSnapshot],
-    expected: dict[str, ServerSnapshot],
+    written: Written,
     why: str,
     unconfirmed: Iterable[str] = (),
     *,
@@ -83,7 +90,7 @@ def restore(
     to a site become visible in order).
     Returns per server (restored and verified?, reason).
     """
-    results: dict[str, tuple[bool, str]] = {}
+    snapshots, expected = written.before, written.after
     state = run.read(list(snapshots))
     lagging = [n for n in unconfirmed if n in snapshots]
     state = run.await_servers(lagging, snapshots, expected, state)
@@ -92,17 +99,8 @@ def restore(
         for n in {*lagging, *(f for f in force if f in snapshots)}
         if not_seen_yet(ServerSnapshot.of(state, n), snapshots[n], expected[n])
     ]
-    restorable: dict[str, ServerSnapshot] = {}
-    for server, snap in snapshots.items():
-        now = ServerSnapshot.of(state, server)
-        if now is None or not ours(now, snap, expected[server]):
-            results[server] = (
-                False,
-                f"changed by someone else meanwhile (now {now.describe() if now else 'gone'}); "
-                "left as it is",
-            )
-            continue
-        restorable[server] = snap
+    results = _others(state, written)
+    restorable = {n: snap for n, snap in snapshots.items() if n not in results}
     try:
         base = showing(state, {n: expected[n] for n in late})
         restore_plan = plan(base, restore_desired(restorable), RESTORE_OPTIONS)
@@ -116,6 +114,31 @@ def restore(
             failure = ChangeFailedError(change, error)
         if failure is not None:
             results[change.target.lower()] = (False, f"restore failed: {failure}")
+    return _confirm(run, snapshots, results, why, late)
+
+
+def _others(state: SiteState, written: Written) -> dict[str, tuple[bool, str]]:
+    """The servers showing a value neither ours nor their snapshot's: left as they are."""
+    results: dict[str, tuple[bool, str]] = {}
+    for server, snap in written.before.items():
+        now = ServerSnapshot.of(state, server)
+        if now is None or not ours(now, snap, written.after[server]):
+            results[server] = (
+                False,
+                f"changed by someone else meanwhile (now {now.describe() if now else 'gone'}); "
+                "left as it is",
+            )
+    return results
+
+
+def _confirm(
+    run: Run,
+    snapshots: Mapping[str, ServerSnapshot],
+    results: dict[str, tuple[bool, str]],
+    why: str,
+    late: Sequence[str],
+) -> dict[str, tuple[bool, str]]:
+    """Re-read after the restore: each server not already judged shows its snapshot?"""
     after = run.read(list(snapshots))
     for server, snap in snapshots.items():
         if server in results:

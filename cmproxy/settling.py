@@ -169,141 +169,21 @@ class Run:
         transaction of a batch back after its last write; one applying change by change reads
         each back before the next is made)?
         """
-        failures: list[ChangeFailedError | None] = [None] * len(items)
         if read_back is not None:
             read_back[:] = [False] * len(items)
-            if not callable(getattr(self.client, "apply_many", None)):
-                read_back = None
+        applying = _Applying(
+            self,
+            items,
+            state,
+            groups,
+            read_back if callable(getattr(self.client, "apply_many", None)) else None,
+        )
         pending = list(range(len(items)))
-        attempts = 0
         while pending:
-            attempts += 1
-            for i in pending:
-                run, change = items[i]
-                run.emit("apply", change.target, change.invocation.render())
-            outcomes = apply_changes(
-                self.client,
-                [items[i][1] for i in pending],
-                [groups[i] for i in pending] if groups is not None else None,
-            )
-            unsure: list[tuple[int, BaseException | None]] = []
-            skipped: list[int] = []
-            lagging: list[int] = []
-            for i, outcome in zip(pending, outcomes, strict=True):
-                run, change = items[i]
-                failures[i] = None  # this attempt decides
-                if isinstance(outcome, SkippedWriteError):
-                    skipped.append(i)
-                    failures[i] = WriteSkippedError(change, "an earlier write of it failed")
-                    continue
-                if isinstance(outcome, ConflictError):
-                    run.emit("conflict", outcome.server, outcome.detail)
-                    failures[i] = WriteConflictedError(change, outcome)
-                    continue
-                if isinstance(outcome, BaseException):
-                    if not is_transient(outcome):
-                        failures[i] = ChangeFailedError(change, outcome)
-                        continue
-                    run.emit("ambiguous", change.target, f"{type(outcome).__name__}: {outcome}")
-                    unsure.append((i, outcome))
-                    continue
-                matches = getattr(outcome, "matches", None)
-                if matches is None:
-                    unsure.append((i, None))  # no read-back: the shared re-read verifies it
-                elif matches:
-                    run.emit("applied", change.target)
-                    if read_back is not None and attempts == 1:
-                        read_back[i] = True
-                elif getattr(outcome, "shows_before", False) and self.policy.visibility_timeout:
-                    lagging.append(i)  # accepted, still the old value: not visible yet?
-                else:
-                    failures[i] = ChangeFailedError(
-                        change, "the re-read does not show the new value"
-                    )
-            pending = []
-            if unsure:
-                pending = self._settle(items, unsure, failures, attempts, state, lagging=lagging)
-            if lagging:
-                self._await_visible(items, lagging, failures, state)
-            if groups is not None and skipped:
-                # A write skipped behind one that turned out made (or is retried) goes again,
-                # in order; one skipped behind a real failure stays skipped.
-                failed = {
-                    groups[j]
-                    for j, f in enumerate(failures)
-                    if f is not None and not isinstance(f, WriteSkippedError)
-                }
-                pending = sorted({*pending, *(i for i in skipped if groups[i] not in failed)})
+            pending = applying.attempt(pending)
             if pending:
                 self.policy.sleep(self.policy.initial_backoff)
-        return failures
-
-    def _settle(
-        self,
-        items: Sequence[tuple[Run, Change]],
-        unsure: Sequence[tuple[int, BaseException | None]],
-        failures: list[ChangeFailedError | None],
-        attempts: int,
-        state: SiteState,
-        *,
-        lagging: list[int],
-    ) -> list[int]:
-        """One re-read for the changes whose answer was lost or not read back: made → applied;
-        still the old value → to retry (returned) if the answer was lost, else not visible yet
-        (added to `lagging`); anything else → failed."""
-        pending: list[int] = []
-        now = self.read(*read_scope([items[i][1] for i, _ in unsure], state))
-        for i, error in unsure:
-            run, change = items[i]
-            if shows(change, now, after=True):
-                run.emit("applied", change.target)
-            elif (
-                error is None and self.policy.visibility_timeout and shows(change, now, after=False)
-            ):
-                lagging.append(i)
-            elif error is None:
-                failures[i] = ChangeFailedError(change, "the re-read does not show the new value")
-            elif shows(change, now, after=False) and attempts < self.policy.attempts:
-                run.emit("retry", change.target, f"attempt {attempts}: not applied")
-                pending.append(i)
-            else:
-                failures[i] = ChangeFailedError(change, error)
-        return pending
-
-    def _await_visible(
-        self,
-        items: Sequence[tuple[Run, Change]],
-        lagging: Sequence[int],
-        failures: list[ChangeFailedError | None],
-        state: SiteState,
-    ) -> None:
-        """Changes accepted whose re-read still shows the old value: re-read them with backoff
-        while any still does (`RetryPolicy.visibility_timeout`). Then each shows its new value
-        → applied; still the old → not visible (`WriteNotVisibleError`); anything else → someone
-        else's change, failed (never waited for: it ends the wait once nothing is old)."""
-        changes = [items[i][1] for i in lagging]
-        for i in lagging:
-            items[i][0].emit("not visible", items[i][1].target, "accepted; re-reading")
-        scope = read_scope(changes, state)
-        seen = reread_until_visible(
-            lambda: self.read(*scope),
-            lambda now: any(shows(c, now, after=False) for c in changes),
-            self.policy,
-            delay_first=True,
-        )
-        for i, change in zip(lagging, changes, strict=True):
-            run = items[i][0]
-            if shows(change, seen.value, after=True):
-                run.emit("applied", change.target, f"visible after {seen.waited:.1f}s")
-            elif shows(change, seen.value, after=False):
-                failures[i] = WriteNotVisibleError(change, seen.waited)
-            else:
-                now = ServerSnapshot.of(seen.value, change.target)
-                failures[i] = ChangeFailedError(
-                    change,
-                    "the re-read shows neither the value before the write nor the one written "
-                    f"(now {now.describe() if now else 'gone'}): someone else's change",
-                )
+        return applying.failures
 
     def await_servers(
         self,
@@ -326,6 +206,147 @@ class Run:
         return reread_until_visible(
             lambda: self.read(list(servers)), still_old, self.policy, delay_first=True
         ).value
+
+
+@attrs.define
+class _Applying:
+    """One `Run.apply_all` call: its changes, and what each attempt found about each."""
+
+    run: Run
+    items: Sequence[tuple[Run, Change]]
+    state: SiteState
+    groups: Sequence[int] | None
+    #: Set per change when verified at once (None: the client cannot say; see apply_all).
+    read_back: list[bool] | None
+    failures: list[ChangeFailedError | None] = attrs.field(init=False)
+    attempts: int = 0
+
+    def __attrs_post_init__(self) -> None:
+        self.failures = [None] * len(self.items)
+
+    def attempt(self, pending: list[int]) -> list[int]:
+        """Apply `pending` once, judge each answer, settle the unsure ones by one re-read and
+        await those not visible yet; returns the changes to apply again."""
+        self.attempts += 1
+        for i in pending:
+            run, change = self.items[i]
+            run.emit("apply", change.target, change.invocation.render())
+        outcomes = apply_changes(
+            self.run.client,
+            [self.items[i][1] for i in pending],
+            [self.groups[i] for i in pending] if self.groups is not None else None,
+        )
+        unsure: list[tuple[int, BaseException | None]] = []
+        skipped: list[int] = []
+        lagging: list[int] = []
+        for i, outcome in zip(pending, outcomes, strict=True):
+            verdict = self.judge(i, outcome)
+            if verdict == "unsure":
+                unsure.append((i, outcome if isinstance(outcome, BaseException) else None))
+            elif verdict == "skipped":
+                skipped.append(i)
+            elif verdict == "lagging":
+                lagging.append(i)
+        again = self.settle(unsure, lagging) if unsure else []
+        if lagging:
+            self.await_visible(lagging)
+        if self.groups is not None and skipped:
+            # A write skipped behind one that turned out made (or is retried) goes again,
+            # in order; one skipped behind a real failure stays skipped.
+            failed = {
+                self.groups[j]
+                for j, f in enumerate(self.failures)
+                if f is not None and not isinstance(f, WriteSkippedError)
+            }
+            again = sorted({*again, *(i for i in skipped if self.groups[i] not in failed)})
+        return again
+
+    def judge(self, i: int, outcome: object) -> str:
+        """Change i's answer: "done" (applied, or failed for good: `failures[i]` says), or
+        "skipped", "unsure" (settle by a re-read) or "lagging" (accepted, still old)."""
+        run, change = self.items[i]
+        self.failures[i] = None  # this attempt decides
+        if isinstance(outcome, SkippedWriteError):
+            self.failures[i] = WriteSkippedError(change, "an earlier write of it failed")
+            return "skipped"
+        if isinstance(outcome, ConflictError):
+            run.emit("conflict", outcome.server, outcome.detail)
+            self.failures[i] = WriteConflictedError(change, outcome)
+            return "done"
+        if isinstance(outcome, BaseException):
+            if not is_transient(outcome):
+                self.failures[i] = ChangeFailedError(change, outcome)
+                return "done"
+            run.emit("ambiguous", change.target, f"{type(outcome).__name__}: {outcome}")
+            return "unsure"
+        matches = getattr(outcome, "matches", None)
+        if matches is None:
+            return "unsure"  # no read-back: the shared re-read verifies it
+        if matches:
+            run.emit("applied", change.target)
+            if self.read_back is not None and self.attempts == 1:
+                self.read_back[i] = True
+            return "done"
+        if getattr(outcome, "shows_before", False) and self.run.policy.visibility_timeout:
+            return "lagging"  # accepted, still the old value: not visible yet?
+        self.failures[i] = ChangeFailedError(change, "the re-read does not show the new value")
+        return "done"
+
+    def settle(
+        self, unsure: Sequence[tuple[int, BaseException | None]], lagging: list[int]
+    ) -> list[int]:
+        """One re-read for the changes whose answer was lost or not read back: made → applied;
+        still the old value → to retry (returned) if the answer was lost, else not visible yet
+        (added to `lagging`); anything else → failed."""
+        pending: list[int] = []
+        policy = self.run.policy
+        now = self.run.read(*read_scope([self.items[i][1] for i, _ in unsure], self.state))
+        for i, error in unsure:
+            run, change = self.items[i]
+            if shows(change, now, after=True):
+                run.emit("applied", change.target)
+            elif error is None and policy.visibility_timeout and shows(change, now, after=False):
+                lagging.append(i)
+            elif error is None:
+                self.failures[i] = ChangeFailedError(
+                    change, "the re-read does not show the new value"
+                )
+            elif shows(change, now, after=False) and self.attempts < policy.attempts:
+                run.emit("retry", change.target, f"attempt {self.attempts}: not applied")
+                pending.append(i)
+            else:
+                self.failures[i] = ChangeFailedError(change, error)
+        return pending
+
+    def await_visible(self, lagging: Sequence[int]) -> None:
+        """Changes accepted whose re-read still shows the old value: re-read them with backoff
+        while any still does (`RetryPolicy.visibility_timeout`). Then each shows its new value
+        → applied; still the old → not visible (`WriteNotVisibleError`); anything else →
+        someone else's change, failed (never waited for: it ends the wait once nothing is
+        old)."""
+        changes = [self.items[i][1] for i in lagging]
+        for i in lagging:
+            self.items[i][0].emit("not visible", self.items[i][1].target, "accepted; re-reading")
+        scope = read_scope(changes, self.state)
+        seen = reread_until_visible(
+            lambda: self.run.read(*scope),
+            lambda now: any(shows(c, now, after=False) for c in changes),
+            self.run.policy,
+            delay_first=True,
+        )
+        for i, change in zip(lagging, changes, strict=True):
+            run = self.items[i][0]
+            if shows(change, seen.value, after=True):
+                run.emit("applied", change.target, f"visible after {seen.waited:.1f}s")
+            elif shows(change, seen.value, after=False):
+                self.failures[i] = WriteNotVisibleError(change, seen.waited)
+            else:
+                now = ServerSnapshot.of(seen.value, change.target)
+                self.failures[i] = ChangeFailedError(
+                    change,
+                    "the re-read shows neither the value before the write nor the one written "
+                    f"(now {now.describe() if now else 'gone'}): someone else's change",
+                )
 
 
 def shows(change: Change, state: SiteState, *, after: bool) -> bool:
