@@ -41,6 +41,7 @@ from cmproxy.plan import (
     SupFlagsRequest,
     plan,
 )
+from cmproxy.ports import Warms, read_back_matches
 from cmproxy.results import Results, ServerResult
 from cmproxy.retry import RetryPolicy
 from cmproxy.roles import CloudDistributionPoint
@@ -97,7 +98,7 @@ class _AccountsFirst:
                 for written in created:
                     if isinstance(written, BaseException):
                         raise written
-                if all(getattr(w, "matches", None) is True for w in created):
+                if all(read_back_matches(w) is True for w in created):
                     continue  # read back in the same pipeline
                 state = client.read_state(None)
                 missing = [c for c in creations if not state.has_account(c.target, c.site_code)]
@@ -205,15 +206,11 @@ def _groups(state: SiteState, desired: DesiredState) -> dict[str, DesiredState]:
     }
 
 
-def _can_warm(client: SiteClient) -> bool:
-    return callable(getattr(client, "warm", None))
-
-
-def _warm(client: SiteClient, concurrency: int, secrets: bool) -> None:
+def _warm(client: Warms, endpoint: str, concurrency: int, secrets: bool) -> None:
     try:
-        client.warm(concurrency, secrets=secrets)  # type: ignore[attr-defined]
+        client.warm(concurrency, secrets=secrets)
     except Exception as exc:  # a lane that cannot open is reported by the step that needs it
-        log.info("could not prepare %s for concurrent steps: %s", client.endpoint, exc)
+        log.info("could not prepare %s for concurrent steps: %s", endpoint, exc)
 
 
 def _read_providers(clients: Sequence[SiteClient], policy: RetryPolicy) -> list[_Provider]:
@@ -386,10 +383,12 @@ class _BulkRun:
         later; with passwords to send (accounts to create), each pool also exchanges its
         SecureString key during its import."""
         secrets = any(a.password is not None for a in self.desired.accounts)
-        warm = [c for c in self.clients if not self.knobs.dry_run and _can_warm(c)]
+        warm = [
+            (c, c.endpoint) for c in self.clients if not self.knobs.dry_run and isinstance(c, Warms)
+        ]
         with ThreadPoolExecutor(max(1, len(warm)), thread_name_prefix="cmproxy-warm") as pool:
-            for client in warm:
-                pool.submit(_warm, client, self.knobs.per_provider, secrets)
+            for client, endpoint in warm:
+                pool.submit(_warm, client, endpoint, self.knobs.per_provider, secrets)
             self.read_at = time.monotonic()
             return _read_providers(self.clients, self.knobs.policy)
 

@@ -26,6 +26,7 @@ from cmproxy.plan import (
     proxy_invocation,
     sup_flags_invocation,
 )
+from cmproxy.ports import read_back_matches
 from cmproxy.roles import SoftwareUpdatePoint
 from cmproxy.transaction import RESTORE_OPTIONS, ServerSnapshot, restore_desired, run_transaction
 
@@ -317,7 +318,7 @@ def _write_back(
             return written, f"{change.invocation.render()} failed: {error}", answered
         answered = clock()
         written.append(change.invocation.render())
-        if not bool(getattr(result, "matches", False)):
+        if not read_back_matches(result):
             journal.mark_change(tx_id, seq, "failed")
             return written, f"the read-back after {change.invocation.render()} differs", answered
         journal.mark_change(tx_id, seq, "applied")

@@ -29,8 +29,8 @@ from cmproxy.connection import ConnectionInfo
 from cmproxy.markers import map_session_error
 from cmproxy.model import SiteState, validate_site_code
 from cmproxy.reader import SiteRead, read_site_state
+from cmproxy.steps import PipelineWatcher, RemoteShell
 from cmproxy.transports import Result, Step, Transport, create_transport
-from cmproxy.transports.base import PipelineWatcher, RemoteShell
 from cmproxy.tuning import DEFAULT_TUNING, Tuning
 from cmproxy.writer import WriteResult, apply_change, batch_results, batch_step, batchable
 
@@ -333,7 +333,8 @@ class Session:
         """Can steps of this session run at once (several runspace pools)? Opens it."""
         if not self._opened:
             self.open()
-        return int(getattr(self._transport, "max_pools", 1)) > 1
+        assert self._transport is not None
+        return self._transport.max_pools > 1
 
     def _read_sites_in_parallel(self) -> SiteRead:
         """The whole hierarchy in several pipelines at once, each reading a share of the sites

@@ -24,7 +24,7 @@ from cmproxy.plan import (
     Change,
     ChangeKind,
 )
-from cmproxy.ports import SiteClient
+from cmproxy.ports import AppliesMany, SiteClient, read_back_matches, shows_before
 from cmproxy.retry import RetryEvent, RetryPolicy, is_transient
 from cmproxy.visibility import reread_until_visible
 from cmproxy.writer import SkippedWriteError
@@ -84,8 +84,8 @@ def apply_changes(
     `groups[i]` names change i's transaction: once one of its writes fails, its later writes
     are not made (`SkippedWriteError`).
     """
-    many = getattr(client, "apply_many", None)
-    if callable(many):
+    if isinstance(client, AppliesMany):
+        many = client.apply_many
         return list(many(list(changes), groups) if groups is not None else many(list(changes)))
     outcomes: list[object] = []
     failed: set[int] = set()
@@ -176,7 +176,7 @@ class Run:
             items,
             state,
             groups,
-            read_back if callable(getattr(self.client, "apply_many", None)) else None,
+            read_back if isinstance(self.client, AppliesMany) else None,
         )
         pending = list(range(len(items)))
         while pending:
@@ -279,7 +279,7 @@ class _Applying:
                 return "done"
             run.emit("ambiguous", change.target, f"{type(outcome).__name__}: {outcome}")
             return "unsure"
-        matches = getattr(outcome, "matches", None)
+        matches = read_back_matches(outcome)
         if matches is None:
             return "unsure"  # no read-back: the shared re-read verifies it
         if matches:
@@ -287,7 +287,7 @@ class _Applying:
             if self.read_back is not None and self.attempts == 1:
                 self.read_back[i] = True
             return "done"
-        if getattr(outcome, "shows_before", False) and self.run.policy.visibility_timeout:
+        if shows_before(outcome) and self.run.policy.visibility_timeout:
             return "lagging"  # accepted, still the old value: not visible yet?
         self.failures[i] = ChangeFailedError(change, "the re-read does not show the new value")
         return "done"

@@ -22,7 +22,7 @@ from cmproxy.invocation import AccountLookup, Invocation
 from cmproxy.model import ProxySettings, Secret, SupFlags
 from cmproxy.plan import Change, ChangeKind
 from cmproxy.reader import proxy_from_record, sup_flags_from_record
-from cmproxy.transports.base import ErrorInfo, Result, Step, error_from_info
+from cmproxy.steps import ErrorInfo, Result, Step, error_from_info
 
 
 class StepRunner(Protocol):
