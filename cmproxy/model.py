@@ -417,6 +417,8 @@ class Role:
     DEPRECATED: ClassVar[bool] = False
     #: Free-text caveats shown in plans and diagnostics.
     NOTES: ClassVar[tuple[str, ...]] = ()
+    #: The proxy settings this role carries beyond its server's proxy (`cmproxy.settings`).
+    SETTINGS: ClassVar[tuple[str, ...]] = ()
 
     @property
     def name(self) -> str:

@@ -15,7 +15,7 @@ from cmproxy.model import ProxySettings, SiteState, SupFlags
 from cmproxy.plan import (
     Plan,
 )
-from cmproxy.roles import SoftwareUpdatePoint
+from cmproxy.settings import SETTINGS
 
 __all__ = [
     "RECOVERED",
@@ -53,13 +53,7 @@ class ServerSnapshot:
         found = state.server(server)
         if found is None:
             return None
-        sup = found.role(SoftwareUpdatePoint)
-        flags = (
-            SupFlags(sup.use_proxy, sup.use_proxy_for_adr)
-            if isinstance(sup, SoftwareUpdatePoint)
-            else None
-        )
-        return cls(found.proxy, flags)
+        return cls(**{setting.name: setting.value(found) for setting in SETTINGS})
 
     def same_as(self, other: ServerSnapshot | None) -> bool:
         return other is not None and self.proxy.same_as(other.proxy) and self.sup == other.sup

@@ -143,6 +143,7 @@ class SupSyncSource(enum.Enum):
 class SoftwareUpdatePoint(Role):
     """Uses the server proxy only for the options switched on (R9–R11)."""
 
+    SETTINGS: ClassVar[tuple[str, ...]] = ("sup",)
     ROLE_NAME: ClassVar[str] = "SMS Software Update Point"
     DISPLAY_NAME: ClassVar[str] = "software update point"
     CONNECTS_TO: ClassVar[str] = "Microsoft Update (update metadata sync; ADR content downloads)"

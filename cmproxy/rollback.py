@@ -23,7 +23,7 @@ from cmproxy.plan import (
     SupFlagsRequest,
     plan,
 )
-from cmproxy.roles import SoftwareUpdatePoint
+from cmproxy.settings import SETTINGS
 from cmproxy.settling import ChangeFailedError, Run, not_seen_yet, ours
 
 __all__ = ["RESTORE_OPTIONS", "Written", "restore", "restore_desired", "showing"]
@@ -50,15 +50,11 @@ def showing(state: SiteState, shown: Mapping[str, ServerSnapshot]) -> SiteState:
         server = state.server(name)
         if server is None:
             continue
-        roles = tuple(
-            attrs.evolve(
-                r, use_proxy=snap.sup.use_proxy, use_proxy_for_adr=snap.sup.use_proxy_for_adr
-            )
-            if isinstance(r, SoftwareUpdatePoint) and snap.sup is not None
-            else r
-            for r in server.roles
-        )
-        state = state.with_server(attrs.evolve(server, proxy=snap.proxy, roles=roles))
+        for setting in SETTINGS:
+            value = setting.in_snapshot(snap)
+            if value is not None:
+                server = setting.show(server, value)
+        state = state.with_server(server)
     return state
 
 

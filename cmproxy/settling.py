@@ -18,7 +18,7 @@ from cmproxy._exceptions import (
     CMProxyError,
     ConflictError,
 )
-from cmproxy.model import ProxySettings, SiteState, SupFlags
+from cmproxy.model import SiteState
 from cmproxy.outcomes import Hook, ServerSnapshot, TransactionEvent
 from cmproxy.plan import (
     Change,
@@ -26,6 +26,7 @@ from cmproxy.plan import (
 )
 from cmproxy.ports import AppliesMany, SiteClient, read_back_matches, shows_before
 from cmproxy.retry import RetryEvent, RetryPolicy, is_transient
+from cmproxy.settings import setting_for
 from cmproxy.visibility import reread_until_visible
 from cmproxy.writer import SkippedWriteError
 
@@ -354,13 +355,10 @@ def shows(change: Change, state: SiteState, *, after: bool) -> bool:
     if change.kind is ChangeKind.CREATE_ACCOUNT:
         return state.has_account(change.target, change.site_code) is after
     snap = ServerSnapshot.of(state, change.target)
-    if snap is None:
+    setting = setting_for(change)
+    if snap is None or setting is None:
         return False
-    value = change.after if after else change.before
-    if change.kind is ChangeKind.SET_SERVER_PROXY:
-        assert isinstance(value, ProxySettings)
-        return snap.proxy.same_as(value)
-    return snap.sup == value
+    return bool(setting.same(setting.in_snapshot(snap), change.after if after else change.before))
 
 
 def ours(now: ServerSnapshot, before: ServerSnapshot, after: ServerSnapshot) -> bool:
@@ -382,10 +380,7 @@ def expected_after(
         key = change.target.lower()
         if key not in after:
             continue
-        if change.kind is ChangeKind.SET_SERVER_PROXY:
-            assert isinstance(change.after, ProxySettings)
-            after[key] = attrs.evolve(after[key], proxy=change.after)
-        elif change.kind is ChangeKind.SET_SUP_FLAGS:
-            assert isinstance(change.after, SupFlags)
-            after[key] = attrs.evolve(after[key], sup=change.after)
+        setting = setting_for(change)
+        if setting is not None:
+            after[key] = setting.into_snapshot(after[key], change.after)
     return after

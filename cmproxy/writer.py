@@ -12,7 +12,7 @@ with `Get-CMAccount` (`-ProxyAccessAccount` takes the account object, not a stri
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 import attrs
@@ -20,8 +20,9 @@ import attrs
 from cmproxy._exceptions import CMProxyError, ConflictError, PlanError, ValidationError
 from cmproxy.invocation import AccountLookup, Invocation
 from cmproxy.model import ProxySettings, Secret, SupFlags
-from cmproxy.plan import Change, ChangeKind
+from cmproxy.plan import Change
 from cmproxy.reader import proxy_from_record, sup_flags_from_record
+from cmproxy.settings import SETTINGS, proxy_key, setting_for, sup_key
 from cmproxy.steps import ErrorInfo, Result, Step, error_from_info
 
 
@@ -50,29 +51,15 @@ __all__ = [
     "sup_key",
 ]
 
-#: Cmdlet → template that runs it.
+#: Cmdlet → template that runs it (each setting's, `cmproxy.settings`, and the account's).
 WRITE_TEMPLATES: dict[str, str] = {
-    "Set-CMSiteSystemServer": "Set-ServerProxy",
-    "Set-CMSoftwareUpdatePoint": "Set-SupProxyFlags",
+    **{s.cmdlet: s.template for s in SETTINGS},
     "New-CMAccount": "New-ProxyAccount",
 }
 
 #: Per cmdlet: invocation parameter → template parameter.
-_PARAMETER_MAP: dict[str, dict[str, str]] = {
-    "Set-CMSiteSystemServer": {
-        "SiteCode": "SiteCode",
-        "SiteSystemServerName": "SiteSystemServerName",
-        "EnableProxy": "EnableProxy",
-        "ProxyServerName": "ProxyServerName",
-        "ProxyServerPort": "ProxyServerPort",
-        "ProxyAccessAccount": "ProxyAccessAccountName",
-    },
-    "Set-CMSoftwareUpdatePoint": {
-        "SiteCode": "SiteCode",
-        "SiteSystemServerName": "SiteSystemServerName",
-        "UseProxy": "UseProxy",
-        "UseProxyForAutoDeploymentRule": "UseProxyForAutoDeploymentRule",
-    },
+_PARAMETER_MAP: dict[str, Mapping[str, str]] = {
+    **{s.cmdlet: s.parameters for s in SETTINGS},
     "New-CMAccount": {"SiteCode": "SiteCode", "UserName": "UserName", "Password": "Password"},
 }
 
@@ -115,12 +102,8 @@ class WriteResult:
     def shows_before(self) -> bool:
         """The read-back is still the value from before the write: on a lagging hierarchy the
         write is not visible yet (re-read it), rather than someone else's value."""
-        before = self.change.before
-        if isinstance(self.read_back, ProxySettings):
-            return isinstance(before, ProxySettings) and self.read_back.same_as(before)
-        if isinstance(self.read_back, SupFlags):
-            return self.read_back == before
-        return False
+        setting = setting_for(self.change)
+        return setting is not None and setting.same(self.read_back, self.change.before)
 
     def describe(self) -> str:
         verdict = "as planned" if self.matches else "DIFFERENT from the plan"
@@ -169,13 +152,10 @@ def read_back(change: Change, result: Result) -> tuple[ProxySettings | SupFlags 
 def _read_back_record(
     change: Change, record: dict[str, Any]
 ) -> tuple[ProxySettings | SupFlags | str, bool]:
-    if change.kind is ChangeKind.SET_SERVER_PROXY:
-        proxy = proxy_from_record(record)
-        wanted = change.after
-        return proxy, isinstance(wanted, ProxySettings) and proxy.same_as(wanted)
-    if change.kind is ChangeKind.SET_SUP_FLAGS:
-        flags = sup_flags_from_record(record)
-        return flags, flags == change.after
+    setting = setting_for(change)
+    if setting is not None:
+        value = setting.from_record(record)
+        return value, setting.same(value, change.after)
     name = str(record.get("UserName") or "")
     return name, name.lower() == str(change.after).lower()
 
@@ -195,7 +175,7 @@ _DEFAULT_PORT = 80
 
 def batchable(change: Change) -> bool:
     """True for the writes `Set-ProxyBatch.ps1` can join (server proxies and SUP options)."""
-    return change.kind in (ChangeKind.SET_SERVER_PROXY, ChangeKind.SET_SUP_FLAGS)
+    return setting_for(change) is not None
 
 
 def batch_step(
@@ -227,9 +207,10 @@ def batch_step(
         if str(change.site_code).upper() != site_code.upper():
             raise PlanError(f"{change.target} is at site {change.site_code}, not {site_code}")
         bound = dict(step_for_invocation(change.invocation).parameters)
-        sup = change.kind is ChangeKind.SET_SUP_FLAGS
+        setting = setting_for(change)
+        assert setting is not None
         row: dict[str, Any] = {
-            "Kind": "Sup" if sup else "Proxy",
+            "Kind": setting.batch_kind,
             "SiteSystemServerName": str(bound["SiteSystemServerName"]),
             "EnableProxy": bool(bound.get("EnableProxy", False)),
             "ProxyServerName": str(bound.get("ProxyServerName") or ""),
@@ -256,20 +237,6 @@ def batch_step(
     )
 
 
-def proxy_key(proxy: ProxySettings) -> str:
-    """A server proxy as the batch template's `Get-ProxyKey` writes it: what the reader
-    (`proxy_from_record`) would make of the row, host and account compared case-insensitively
-    (DNS and Windows account names are)."""
-    if not proxy.enabled:
-        return "off"
-    return f"on|{(proxy.server or '').lower()}|{proxy.port}|{(proxy.account or '').lower()}"
-
-
-def sup_key(flags: SupFlags) -> str:
-    """SUP options as the batch template's `Get-SupKey` writes them."""
-    return f"sup|{int(flags.use_proxy)}|{int(flags.use_proxy_for_adr)}"
-
-
 def _keys(values: Iterable[str]) -> str:
     """Keys between newlines, as the template looks them up (`"`n" + key + "`n"`)."""
     unique = list(dict.fromkeys(values))
@@ -285,27 +252,25 @@ def compare_keys(
     Any other value is someone else's change. (Its own new value is allowed: a write retried
     after a lost answer, or the other field's write already made by this transaction.) A
     change planned without a before value (built by hand) leaves its field unchecked."""
-    proxies: dict[tuple[int, str], list[str]] = {}
-    flags: dict[tuple[int, str], list[str]] = {}
+    found: dict[tuple[str, int, str], list[str]] = {}
     tags = [groups[i] if groups is not None else -1 - i for i in range(len(changes))]
-    unknown: set[tuple[ChangeKind, tuple[int, str]]] = set()
+    unknown: set[tuple[str, int, str]] = set()
     for change, tag in zip(changes, tags, strict=True):
-        where = (tag, change.target.lower())
-        if change.before is None and batchable(change):
-            unknown.add((change.kind, where))  # planned without a value to compare with
-        pair = (change.before, change.after)
-        if change.kind is ChangeKind.SET_SERVER_PROXY:
-            found = proxies.setdefault(where, [])
-            found += [proxy_key(v) for v in pair if isinstance(v, ProxySettings)]
-        elif change.kind is ChangeKind.SET_SUP_FLAGS:
-            found = flags.setdefault(where, [])
-            found += [sup_key(v) for v in pair if isinstance(v, SupFlags)]
-    for kind, where in unknown:
-        (proxies if kind is ChangeKind.SET_SERVER_PROXY else flags).pop(where, None)
+        setting = setting_for(change)
+        if setting is None:
+            continue
+        where = (setting.name, tag, change.target.lower())
+        if change.before is None:
+            unknown.add(where)  # planned without a value to compare with
+        values = found.setdefault(where, [])
+        values += [setting.key(v) for v in (change.before, change.after) if v is not None]
+    for where in unknown:
+        found.pop(where, None)
+    first, second = SETTINGS
     return [
         (
-            _keys(proxies.get((tag, change.target.lower()), [])),
-            _keys(flags.get((tag, change.target.lower()), [])),
+            _keys(found.get((first.name, tag, change.target.lower()), [])),
+            _keys(found.get((second.name, tag, change.target.lower()), [])),
         )
         for change, tag in zip(changes, tags, strict=True)
     ]

@@ -1,0 +1,166 @@
+"""One `Setting` per proxy knob of a server: what every layer needs to know about it, once.
+
+As microsoft.ad's `PropertyInfo` drives its modules from one table, a `Setting` says where a
+knob lives on a server and in a snapshot, how two values compare, which cmdlet and template
+write it (and how the invocation's parameters map onto the template's), how the template's
+read-back record projects onto a value, and which row of the batch template carries it. The
+writer (templates, read-back, batches, compare-and-set), the transaction (`settling.shows`,
+`settling.expected_after`) and the rollback (`rollback.showing`) read this table instead of
+switching on `ChangeKind`. Roles declare which settings they carry (`Role.SETTINGS`).
+
+Accounts are not settings (a `CREATE_ACCOUNT` change creates an object, it sets no knob).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import attrs
+
+from cmproxy.model import ProxySettings, SiteSystemServer, SupFlags
+from cmproxy.plan import Change, ChangeKind
+from cmproxy.reader import proxy_from_record, sup_flags_from_record
+from cmproxy.roles import SoftwareUpdatePoint
+
+__all__ = ["SERVER_PROXY", "SETTINGS", "SUP_OPTIONS", "Setting", "setting_for"]
+
+_Snapshot = TypeVar("_Snapshot")
+
+
+@attrs.frozen(eq=False)
+class Setting:
+    """A proxy knob of a site system server (see the module docstring)."""
+
+    #: The name roles declare it by (`Role.SETTINGS`) and its `ServerSnapshot` field.
+    name: str
+    #: Carried by every site system server (not by one of its roles)?
+    per_server: bool
+    #: The change that writes it.
+    kind: ChangeKind
+    #: The ConfigMgr cmdlet that sets it, and the template that runs that cmdlet.
+    cmdlet: str
+    template: str
+    #: The cmdlet's parameters → the template's parameters.
+    parameters: Mapping[str, str]
+    #: Its row kind and its compare-and-set column in `Set-ProxyBatch.ps1`.
+    batch_kind: str
+    batch_column: str
+    #: Do two values mean the same (the second may be anything a change holds)?
+    same: Callable[[Any, Any], bool]
+    #: The value a template's read-back record holds (its projection).
+    from_record: Callable[[Mapping[str, Any]], Any]
+    #: The value as the batch template's compare-and-set key writes it.
+    key: Callable[[Any], str]
+    #: Its value on a server that carries it.
+    read: Callable[[SiteSystemServer], Any]
+    #: `server` showing `value`.
+    show: Callable[[SiteSystemServer, Any], SiteSystemServer]
+
+    def carried(self, server: SiteSystemServer) -> bool:
+        """Does `server` carry it (itself, or one of its roles declares it)?"""
+        return self.per_server or any(self.name in role.SETTINGS for role in server.roles)
+
+    def value(self, server: SiteSystemServer) -> Any:
+        """Its value on `server`; None when the server does not carry it."""
+        return self.read(server) if self.carried(server) else None
+
+    def in_snapshot(self, snapshot: object) -> Any:
+        """Its value in a `ServerSnapshot` (the field of its name)."""
+        return getattr(snapshot, self.name)
+
+    def into_snapshot(self, snapshot: _Snapshot, value: Any) -> _Snapshot:
+        """A `ServerSnapshot` holding `value` for it."""
+        return attrs.evolve(snapshot, **{self.name: value})  # type: ignore[misc]
+
+
+def _same_proxy(a: Any, b: Any) -> bool:
+    return isinstance(a, ProxySettings) and isinstance(b, ProxySettings) and a.same_as(b)
+
+
+def proxy_key(proxy: ProxySettings) -> str:
+    """A server proxy as the batch template's `Get-ProxyKey` writes it: what the reader
+    (`proxy_from_record`) would make of the row, host and account compared case-insensitively
+    (DNS and Windows account names are)."""
+    if not proxy.enabled:
+        return "off"
+    return f"on|{(proxy.server or '').lower()}|{proxy.port}|{(proxy.account or '').lower()}"
+
+
+def sup_key(flags: SupFlags) -> str:
+    """SUP options as the batch template's `Get-SupKey` writes them."""
+    return f"sup|{int(flags.use_proxy)}|{int(flags.use_proxy_for_adr)}"
+
+
+def _sup_flags(server: SiteSystemServer) -> SupFlags:
+    sup = server.role(SoftwareUpdatePoint)
+    assert isinstance(sup, SoftwareUpdatePoint)
+    return SupFlags(sup.use_proxy, sup.use_proxy_for_adr)
+
+
+def _show_sup(server: SiteSystemServer, flags: SupFlags) -> SiteSystemServer:
+    roles = tuple(
+        attrs.evolve(r, use_proxy=flags.use_proxy, use_proxy_for_adr=flags.use_proxy_for_adr)
+        if isinstance(r, SoftwareUpdatePoint)
+        else r
+        for r in server.roles
+    )
+    return attrs.evolve(server, roles=roles)
+
+
+#: The site system server's one proxy (R1), set with `Set-CMSiteSystemServer`.
+SERVER_PROXY = Setting(
+    name="proxy",
+    per_server=True,
+    kind=ChangeKind.SET_SERVER_PROXY,
+    cmdlet="Set-CMSiteSystemServer",
+    template="Set-ServerProxy",
+    parameters={
+        "SiteCode": "SiteCode",
+        "SiteSystemServerName": "SiteSystemServerName",
+        "EnableProxy": "EnableProxy",
+        "ProxyServerName": "ProxyServerName",
+        "ProxyServerPort": "ProxyServerPort",
+        "ProxyAccessAccount": "ProxyAccessAccountName",
+    },
+    batch_kind="Proxy",
+    batch_column="ProxyOk",
+    same=_same_proxy,
+    from_record=proxy_from_record,
+    key=proxy_key,
+    read=lambda server: server.proxy,
+    show=lambda server, proxy: attrs.evolve(server, proxy=proxy),
+)
+
+#: The software update point's two proxy options (R9), set with `Set-CMSoftwareUpdatePoint`.
+SUP_OPTIONS = Setting(
+    name="sup",
+    per_server=False,
+    kind=ChangeKind.SET_SUP_FLAGS,
+    cmdlet="Set-CMSoftwareUpdatePoint",
+    template="Set-SupProxyFlags",
+    parameters={
+        "SiteCode": "SiteCode",
+        "SiteSystemServerName": "SiteSystemServerName",
+        "UseProxy": "UseProxy",
+        "UseProxyForAutoDeploymentRule": "UseProxyForAutoDeploymentRule",
+    },
+    batch_kind="Sup",
+    batch_column="SupOk",
+    same=lambda a, b: a == b,
+    from_record=sup_flags_from_record,
+    key=sup_key,
+    read=_sup_flags,
+    show=_show_sup,
+)
+
+#: Every setting, in the order the batch template's compare-and-set columns come.
+SETTINGS: tuple[Setting, ...] = (SERVER_PROXY, SUP_OPTIONS)
+
+_BY_KIND: dict[ChangeKind, Setting] = {s.kind: s for s in SETTINGS}
+
+
+def setting_for(change: Change | ChangeKind) -> Setting | None:
+    """The setting a change writes (None: it writes none, an account creation)."""
+    kind = change.kind if isinstance(change, Change) else change
+    return _BY_KIND.get(kind)
