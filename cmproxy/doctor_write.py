@@ -244,22 +244,9 @@ def write_test(
             name, "fail", f"refused, nothing written: {refusal}", before.to_dict(), None
         )
     changes = _rewrites(server)
-    entry = JournalEntry(name.lower(), server.site_code, before.to_dict(), before.to_dict())
-    tx_id = journal.begin(
-        session.endpoint, [entry], [(c.target, c.kind.name, c.to_dict()) for c in changes]
-    )
-    fresh = ServerSnapshot.of(session.read_state([name]), name)
-    if not before.same_as(fresh):
-        journal.finish(tx_id, "rolled_back", "nothing written: changed meanwhile")
-        return WriteTest(
-            name,
-            "fail",
-            f"nothing written: the server changed meanwhile (now "
-            f"{fresh.describe() if fresh else 'gone'})",
-            before.to_dict(),
-            fresh.to_dict() if fresh else None,
-            transaction_id=tx_id,
-        )
+    tx_id, moved = _claim(session, journal, server, before, changes)
+    if moved is not None:
+        return moved
     written, problem, answered = _write_back(session, journal, tx_id, changes, clock)
     reads, delay = 0, None
     if not problem:
@@ -295,6 +282,35 @@ def write_test(
         delay,
         reads,
         same if problem else True,
+    )
+
+
+def _claim(
+    session: Session,
+    journal: Journal,
+    server: SiteSystemServer,
+    before: ServerSnapshot,
+    changes: Sequence[Change],
+) -> tuple[str, WriteTest | None]:
+    """Claim the server in the journal (its after is its before), then re-read it under the
+    claim: the transaction id, and the failed test if someone changed it meanwhile."""
+    name = server.name
+    entry = JournalEntry(name.lower(), server.site_code, before.to_dict(), before.to_dict())
+    tx_id = journal.begin(
+        session.endpoint, [entry], [(c.target, c.kind.name, c.to_dict()) for c in changes]
+    )
+    fresh = ServerSnapshot.of(session.read_state([name]), name)
+    if before.same_as(fresh):
+        return tx_id, None
+    journal.finish(tx_id, "rolled_back", "nothing written: changed meanwhile")
+    return tx_id, WriteTest(
+        name,
+        "fail",
+        f"nothing written: the server changed meanwhile (now "
+        f"{fresh.describe() if fresh else 'gone'})",
+        before.to_dict(),
+        fresh.to_dict() if fresh else None,
+        transaction_id=tx_id,
     )
 
 

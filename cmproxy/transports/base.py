@@ -149,17 +149,7 @@ def translate_exception(
 
     quota = _quota_fault(chain)
     if quota is not None:
-        code, text, limit = quota
-        allowed = f"{limit} shells" if limit is not None else "its shells"
-        return QuotaExceededError(
-            f"{where} refused a shell{doing}: the account {info.username or '(no user)'!r} "
-            f"already holds the {allowed} WinRM allows it (WSManFault {code}: {text[:300]}). "
-            "Close other sessions of this account (Remove-PSSession, other cmproxy runs), "
-            "lower account_max_shells below the endpoint's MaxShellsPerUser, or raise the quota "
-            "(WSMan:\\localhost\\Plugin\\microsoft.powershell\\Quotas\\MaxShellsPerUser).",
-            limit=limit,
-            code=code,
-        )
+        return _quota_error(quota, info, doing)
     if isinstance(exc, auth_errors) or any(
         n.startswith("spnego.exceptions.") and "Error" in n for n in names
     ):
@@ -170,18 +160,51 @@ def translate_exception(
             "auth protocol is enabled in the WinRM service configuration."
         )
     if any(isinstance(e, ssl.SSLError) for e in chain) or "requests.exceptions.SSLError" in names:
-        if info.cert_validation:
-            hint = (
-                f"pass ca_cert=<PEM file of the CA that issued it> (now {info.ca_cert!r})"
-                if info.ca_cert is None
-                else f"check that {info.ca_cert} holds the CA that issued it"
-            )
-            return TLSError(
-                f"the TLS certificate of {where} is not trusted{doing}: {hint}, or use the "
-                "server's name as it appears in the certificate. cert_validation=False turns "
-                "the check off (lab only)."
-            )
+        return _tls_error(exc, info, doing)
+    return _network_error(exc, chain, names, info, doing)
+
+
+def _quota_error(
+    quota: tuple[int | None, str, int | None], info: ConnectionInfo, doing: str
+) -> QuotaExceededError:
+    code, text, limit = quota
+    allowed = f"{limit} shells" if limit is not None else "its shells"
+    return QuotaExceededError(
+        f"{info.endpoint} refused a shell{doing}: the account {info.username or '(no user)'!r} "
+        f"already holds the {allowed} WinRM allows it (WSManFault {code}: {text[:300]}). "
+        "Close other sessions of this account (Remove-PSSession, other cmproxy runs), "
+        "lower account_max_shells below the endpoint's MaxShellsPerUser, or raise the quota "
+        "(WSMan:\\localhost\\Plugin\\microsoft.powershell\\Quotas\\MaxShellsPerUser).",
+        limit=limit,
+        code=code,
+    )
+
+
+def _tls_error(exc: BaseException, info: ConnectionInfo, doing: str) -> TLSError:
+    where = info.endpoint
+    if not info.cert_validation:
         return TLSError(f"TLS with {where} failed{doing}: {type(exc).__name__}")
+    hint = (
+        f"pass ca_cert=<PEM file of the CA that issued it> (now {info.ca_cert!r})"
+        if info.ca_cert is None
+        else f"check that {info.ca_cert} holds the CA that issued it"
+    )
+    return TLSError(
+        f"the TLS certificate of {where} is not trusted{doing}: {hint}, or use the "
+        "server's name as it appears in the certificate. cert_validation=False turns "
+        "the check off (lab only)."
+    )
+
+
+def _network_error(
+    exc: BaseException,
+    chain: Sequence[BaseException],
+    names: set[str],
+    info: ConnectionInfo,
+    doing: str,
+) -> CMProxyError:
+    """A connection that failed, timed out or got no answer (or some other exchange error)."""
+    where = info.endpoint
     refused = any(
         isinstance(e, ConnectionRefusedError)
         or (isinstance(e, OSError) and e.errno in {errno.ECONNREFUSED, errno.EHOSTUNREACH})
