@@ -37,6 +37,7 @@ from cmproxy.ports import SiteClient
 from cmproxy.quiet import recording
 from cmproxy.retry import RetryPolicy
 from cmproxy.rollback import Written, restore
+from cmproxy.settings import setting_for
 from cmproxy.settling import (
     ChangeFailedError,
     Run,
@@ -164,9 +165,7 @@ class _Tx:
         the_plan = plan(current, desired, options)
         run.emit("planned", "site", f"{len(the_plan)} change(s)")
         touched = list(
-            dict.fromkeys(
-                c.target.lower() for c in the_plan if c.kind is not ChangeKind.CREATE_ACCOUNT
-            )
+            dict.fromkeys(c.target.lower() for c in the_plan if setting_for(c) is not None)
         )
         requested = list(dict.fromkeys([*desired.servers, *touched]))
         redirected = {
@@ -235,9 +234,7 @@ class _Tx:
         and read back every write (`verified_at_once`)."""
         if self.verified_at_once:
             return []
-        writes = Counter(
-            c.target.lower() for c in self.plan if c.kind is not ChangeKind.CREATE_ACCOUNT
-        )
+        writes = Counter(c.target.lower() for c in self.plan if setting_for(c) is not None)
         return [name for name in self.touched if writes[name] > 1]
 
     def untouched(self, name: str, reason: str = "already as desired") -> ServerOutcome:

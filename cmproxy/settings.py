@@ -56,6 +56,8 @@ class Setting:
     read: Callable[[SiteSystemServer], Any]
     #: `server` showing `value`.
     show: Callable[[SiteSystemServer, Any], SiteSystemServer]
+    #: What a site keeps of a value written (a proxy's password cannot be read back).
+    stored: Callable[[Any], Any] = lambda value: value
 
     def carried(self, server: SiteSystemServer) -> bool:
         """Does `server` carry it (itself, or one of its roles declares it)?"""
@@ -130,6 +132,7 @@ SERVER_PROXY = Setting(
     key=proxy_key,
     read=lambda server: server.proxy,
     show=lambda server, proxy: attrs.evolve(server, proxy=proxy),
+    stored=lambda proxy: proxy.replace(password=None),
 )
 
 #: The software update point's two proxy options (R9), set with `Set-CMSoftwareUpdatePoint`.
