@@ -38,6 +38,7 @@ from cmproxy.plan import (
     Plan,
     PlanOptions,
     ProxyRequest,
+    SettingRequest,
     SupFlagsRequest,
     plan,
 )
@@ -164,6 +165,7 @@ def _split(
                     proxies=[r for r in wanted.proxies if r.server.lower() in mine],
                     sup_flags=[r for r in wanted.sup_flags if r.server.lower() in mine],
                     accounts=wanted.accounts,
+                    settings=[r for r in wanted.settings if r.server.lower() in mine],
                 ),
             )
         )
@@ -194,15 +196,21 @@ def _groups(state: SiteState, desired: DesiredState) -> dict[str, DesiredState]:
 
     proxies: dict[str, list[ProxyRequest]] = {}
     flags: dict[str, list[SupFlagsRequest]] = {}
+    others: dict[str, list[SettingRequest]] = {}
     for r in desired.proxies:
         proxies.setdefault(target(r.server), []).append(r)
     for f in desired.sup_flags:
         flags.setdefault(target(f.server), []).append(f)
+    for o in desired.settings:
+        others.setdefault(target(o.server), []).append(o)
     return {
         key: DesiredState(
-            proxies=proxies.get(key, []), sup_flags=flags.get(key, []), accounts=desired.accounts
+            proxies=proxies.get(key, []),
+            sup_flags=flags.get(key, []),
+            accounts=desired.accounts,
+            settings=others.get(key, []),
         )
-        for key in sorted(set(proxies) | set(flags))
+        for key in sorted(set(proxies) | set(flags) | set(others))
     }
 
 

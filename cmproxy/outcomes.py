@@ -15,7 +15,7 @@ from cmproxy.model import ProxySettings, SiteState, SupFlags
 from cmproxy.plan import (
     Plan,
 )
-from cmproxy.settings import SETTINGS
+from cmproxy.settings import SERVER_PROXY, SETTINGS, SUP_OPTIONS, registered, setting_named
 
 __all__ = [
     "RECOVERED",
@@ -43,36 +43,57 @@ class Outcome(enum.Enum):
 
 @attrs.frozen
 class ServerSnapshot:
-    """A server's proxy-related state: its proxy and, if it hosts one, its SUP options."""
+    """A server's proxy-related state: its proxy, its SUP options if it hosts a SUP, and the
+    values of the settings its other roles carry (`settings`: (name, value) pairs, sorted)."""
 
     proxy: ProxySettings
     sup: SupFlags | None = None
+    settings: tuple[tuple[str, Any], ...] = ()
 
     @classmethod
     def of(cls, state: SiteState, server: str) -> ServerSnapshot | None:
         found = state.server(server)
         if found is None:
             return None
-        return cls(**{setting.name: setting.value(found) for setting in SETTINGS})
+        others = tuple(
+            sorted(
+                (setting.name, setting.value(found))
+                for setting in registered()
+                if setting not in SETTINGS and setting.carried(found)
+            )
+        )
+        return cls(SERVER_PROXY.value(found), SUP_OPTIONS.value(found), others)
 
     def same_as(self, other: ServerSnapshot | None) -> bool:
-        return other is not None and self.proxy.same_as(other.proxy) and self.sup == other.sup
+        return (
+            other is not None
+            and self.proxy.same_as(other.proxy)
+            and self.sup == other.sup
+            and self.settings == other.settings
+        )
 
     def describe(self) -> str:
         sup = f"; SUP {self.sup.describe()}" if self.sup is not None else ""
-        return self.proxy.describe() + sup
+        others = "".join(f"; {name} {value!r}" for name, value in self.settings)
+        return self.proxy.describe() + sup + others
 
     def to_dict(self) -> dict[str, Any]:
         """JSON for journals and results; never a password."""
-        return {
+        data: dict[str, Any] = {
             "proxy": self.proxy.normalized().to_dict(),
             "sup": self.sup.to_dict() if self.sup is not None else None,
         }
+        if self.settings:
+            data["settings"] = {n: setting_named(n).encode(v) for n, v in self.settings}
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ServerSnapshot:
         sup = data.get("sup")
-        return cls(ProxySettings(**data["proxy"]), SupFlags(**sup) if sup else None)
+        others = tuple(
+            sorted((n, setting_named(n).decode(v)) for n, v in data.get("settings", {}).items())
+        )
+        return cls(ProxySettings(**data["proxy"]), SupFlags(**sup) if sup else None, others)
 
 
 @attrs.frozen

@@ -20,10 +20,11 @@ from cmproxy.plan import (
     DesiredState,
     PlanOptions,
     ProxyRequest,
+    SettingRequest,
     SupFlagsRequest,
     plan,
 )
-from cmproxy.settings import SETTINGS
+from cmproxy.settings import registered
 from cmproxy.settling import ChangeFailedError, Run, not_seen_yet, ours
 
 __all__ = ["RESTORE_OPTIONS", "Written", "restore", "restore_desired", "showing"]
@@ -41,7 +42,12 @@ def restore_desired(snapshots: Mapping[str, ServerSnapshot]) -> DesiredState:
         for server, snap in snapshots.items()
         if snap.sup is not None
     ]
-    return DesiredState(proxies=proxies, sup_flags=flags)
+    others = [
+        SettingRequest(server, name, value)
+        for server, snap in snapshots.items()
+        for name, value in snap.settings
+    ]
+    return DesiredState(proxies=proxies, sup_flags=flags, settings=others)
 
 
 def showing(state: SiteState, shown: Mapping[str, ServerSnapshot]) -> SiteState:
@@ -50,7 +56,7 @@ def showing(state: SiteState, shown: Mapping[str, ServerSnapshot]) -> SiteState:
         server = state.server(name)
         if server is None:
             continue
-        for setting in SETTINGS:
+        for setting in registered():
             value = setting.in_snapshot(snap)
             if value is not None:
                 server = setting.show(server, value)

@@ -9,21 +9,41 @@ writer (templates, read-back, batches, compare-and-set), the transaction (`settl
 switching on `ChangeKind`. Roles declare which settings they carry (`Role.SETTINGS`).
 
 Accounts are not settings (a `CREATE_ACCOUNT` change creates an object, it sets no knob).
+
+The server proxy and the SUP options are planned by the planner's rules (R1–R11); a role that
+carries a setting of its own registers it (`register`): the planner then plans it from a
+`SettingRequest`, the writer runs its template, the transaction verifies it, the snapshot
+journals it (`ServerSnapshot.settings`) and a rollback puts it back, with no other change
+(tests/core/test_new_setting.py is the worked example).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import attrs
 
+from cmproxy._exceptions import ValidationError
+from cmproxy.invocation import Invocation
+from cmproxy.kinds import ChangeKind
 from cmproxy.model import ProxySettings, SiteSystemServer, SupFlags
-from cmproxy.plan import Change, ChangeKind
 from cmproxy.reader import proxy_from_record, sup_flags_from_record
 from cmproxy.roles import SoftwareUpdatePoint
 
-__all__ = ["SERVER_PROXY", "SETTINGS", "SUP_OPTIONS", "Setting", "setting_for"]
+__all__ = [
+    "SERVER_PROXY",
+    "SETTINGS",
+    "SUP_OPTIONS",
+    "Setting",
+    "register",
+    "registered",
+    "setting_for",
+    "setting_named",
+]
+
+#: The settings a `ServerSnapshot` holds as fields of their own; others are in its `settings`.
+_SNAPSHOT_FIELDS = frozenset({"proxy", "sup"})
 
 _Snapshot = TypeVar("_Snapshot")
 
@@ -58,6 +78,12 @@ class Setting:
     show: Callable[[SiteSystemServer, Any], SiteSystemServer]
     #: What a site keeps of a value written (a proxy's password cannot be read back).
     stored: Callable[[Any], Any] = lambda value: value
+    #: A role's own setting: the invocation that sets `value` on `server` (the planner builds
+    #: the server proxy's and the SUP options' itself, by their rules).
+    invocation: Callable[[SiteSystemServer, Any], Invocation] | None = None
+    #: Its value as JSON (journals, results) and back.
+    encode: Callable[[Any], Any] = lambda value: value
+    decode: Callable[[Any], Any] = lambda value: value
 
     def carried(self, server: SiteSystemServer) -> bool:
         """Does `server` carry it (itself, or one of its roles declares it)?"""
@@ -68,12 +94,18 @@ class Setting:
         return self.read(server) if self.carried(server) else None
 
     def in_snapshot(self, snapshot: object) -> Any:
-        """Its value in a `ServerSnapshot` (the field of its name)."""
-        return getattr(snapshot, self.name)
+        """Its value in a `ServerSnapshot` (a field of its name, or in its `settings`)."""
+        if self.name in _SNAPSHOT_FIELDS:
+            return getattr(snapshot, self.name)
+        return dict(getattr(snapshot, "settings", ())).get(self.name)
 
     def into_snapshot(self, snapshot: _Snapshot, value: Any) -> _Snapshot:
         """A `ServerSnapshot` holding `value` for it."""
-        return attrs.evolve(snapshot, **{self.name: value})  # type: ignore[misc]
+        if self.name in _SNAPSHOT_FIELDS:
+            return attrs.evolve(snapshot, **{self.name: value})  # type: ignore[misc]
+        values = dict(getattr(snapshot, "settings", ()))
+        values[self.name] = value
+        return attrs.evolve(snapshot, settings=tuple(sorted(values.items())))  # type: ignore[misc]
 
 
 def _same_proxy(a: Any, b: Any) -> bool:
@@ -157,13 +189,56 @@ SUP_OPTIONS = Setting(
     show=_show_sup,
 )
 
-#: Every setting, in the order the batch template's compare-and-set columns come.
+#: The server proxy and the SUP options, in the order of the batch template's compare-and-set
+#: columns.
 SETTINGS: tuple[Setting, ...] = (SERVER_PROXY, SUP_OPTIONS)
 
-_BY_KIND: dict[ChangeKind, Setting] = {s.kind: s for s in SETTINGS}
+_REGISTRY: dict[str, Setting] = {s.name: s for s in SETTINGS}
 
 
-def setting_for(change: Change | ChangeKind) -> Setting | None:
-    """The setting a change writes (None: it writes none, an account creation)."""
-    kind = change.kind if isinstance(change, Change) else change
-    return _BY_KIND.get(kind)
+def register(setting: Setting) -> Setting:
+    """Add a role's own setting (its `invocation` says how to set it); returns it."""
+    if setting.invocation is None:
+        raise ValidationError("setting.invocation", None, f"{setting.name} needs an invocation")
+    for known in _REGISTRY.values():
+        if setting.name == known.name or setting.cmdlet == known.cmdlet:
+            raise ValidationError(
+                "setting", setting.name, f"its name or cmdlet is {known.name}'s already"
+            )
+    _REGISTRY[setting.name] = attrs.evolve(setting, kind=ChangeKind.SET_ROLE_SETTING)
+    return _REGISTRY[setting.name]
+
+
+def registered() -> tuple[Setting, ...]:
+    """Every setting: the server proxy, the SUP options, then the roles' own."""
+    return tuple(_REGISTRY.values())
+
+
+def setting_named(name: str) -> Setting:
+    """The setting registered as `name`, or a `ValidationError` naming the known ones."""
+    found = _REGISTRY.get(name)
+    if found is None:
+        raise ValidationError("setting", name, f"is not a setting (known: {sorted(_REGISTRY)})")
+    return found
+
+
+class _Command(Protocol):
+    @property
+    def command(self) -> str: ...
+
+
+class _ChangeLike(Protocol):
+    @property
+    def kind(self) -> ChangeKind: ...
+
+    @property
+    def invocation(self) -> _Command: ...
+
+
+def setting_for(change: _ChangeLike | ChangeKind) -> Setting | None:
+    """The setting a change writes (None: it writes none, an account creation). A role's own
+    setting is known by its change's cmdlet."""
+    kind = change if isinstance(change, ChangeKind) else change.kind
+    if kind is ChangeKind.SET_ROLE_SETTING and not isinstance(change, ChangeKind):
+        return next((s for s in _REGISTRY.values() if s.cmdlet == change.invocation.command), None)
+    return next((s for s in SETTINGS if s.kind is kind), None)

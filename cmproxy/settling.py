@@ -364,7 +364,9 @@ def shows(change: Change, state: SiteState, *, after: bool) -> bool:
 def ours(now: ServerSnapshot, before: ServerSnapshot, after: ServerSnapshot) -> bool:
     """Is every field of `now` either its before or its after value?"""
     proxy_ok = now.proxy.same_as(before.proxy) or now.proxy.same_as(after.proxy)
-    return proxy_ok and now.sup in (before.sup, after.sup)
+    was, will = dict(before.settings), dict(after.settings)
+    others_ok = all(value in (was.get(n), will.get(n)) for n, value in now.settings)
+    return proxy_ok and now.sup in (before.sup, after.sup) and others_ok
 
 
 def not_seen_yet(now: ServerSnapshot | None, before: ServerSnapshot, after: ServerSnapshot) -> bool:

@@ -22,7 +22,7 @@ from cmproxy.invocation import AccountLookup, Invocation
 from cmproxy.model import ProxySettings, Secret, SupFlags
 from cmproxy.plan import Change
 from cmproxy.reader import proxy_from_record, sup_flags_from_record
-from cmproxy.settings import SETTINGS, proxy_key, setting_for, sup_key
+from cmproxy.settings import SETTINGS, proxy_key, registered, setting_for, sup_key
 from cmproxy.steps import ErrorInfo, Result, Step, error_from_info
 
 
@@ -93,8 +93,9 @@ class WriteResult:
     """A change as written and the value read back right after, in the same pipeline."""
 
     change: Change
-    #: ProxySettings for a server proxy, SupFlags for SUP options, the account name otherwise.
-    read_back: ProxySettings | SupFlags | str
+    #: ProxySettings for a server proxy, SupFlags for SUP options, a role setting's value
+    #: (`cmproxy.settings`), the account name otherwise.
+    read_back: ProxySettings | SupFlags | str | object
     #: True when the read-back value is what the change asked for.
     matches: bool
 
@@ -112,12 +113,14 @@ class WriteResult:
 
 def step_for_invocation(invocation: Invocation) -> Step:
     """The template step that performs `invocation`; refuses anything it does not know."""
-    template = WRITE_TEMPLATES.get(invocation.command)
-    mapping = _PARAMETER_MAP.get(invocation.command)
+    own = {s.cmdlet: s for s in registered()}  # the settings roles registered, too
+    found = own.get(invocation.command)
+    template = found.template if found else WRITE_TEMPLATES.get(invocation.command)
+    mapping = found.parameters if found else _PARAMETER_MAP.get(invocation.command)
     if template is None or mapping is None:
         raise PlanError(
             f"cmproxy cannot execute {invocation.command}; it runs "
-            f"{', '.join(sorted(WRITE_TEMPLATES))}"
+            f"{', '.join(sorted({*WRITE_TEMPLATES, *own}))}"
         )
     site_code = invocation.get("SiteCode")
     bound: dict[str, Any] = {}
@@ -141,7 +144,9 @@ def step_for_invocation(invocation: Invocation) -> Step:
     return Step.of(template, **bound)
 
 
-def read_back(change: Change, result: Result) -> tuple[ProxySettings | SupFlags | str, bool]:
+def read_back(
+    change: Change, result: Result
+) -> tuple[ProxySettings | SupFlags | str | object, bool]:
     """The value the template read back after writing, and whether it matches the change."""
     records = result.records()
     if not records:
@@ -151,7 +156,7 @@ def read_back(change: Change, result: Result) -> tuple[ProxySettings | SupFlags 
 
 def _read_back_record(
     change: Change, record: dict[str, Any]
-) -> tuple[ProxySettings | SupFlags | str, bool]:
+) -> tuple[ProxySettings | SupFlags | str | object, bool]:
     setting = setting_for(change)
     if setting is not None:
         value = setting.from_record(record)
@@ -175,7 +180,8 @@ _DEFAULT_PORT = 80
 
 def batchable(change: Change) -> bool:
     """True for the writes `Set-ProxyBatch.ps1` can join (server proxies and SUP options)."""
-    return setting_for(change) is not None
+    setting = setting_for(change)
+    return setting is not None and bool(setting.batch_kind)
 
 
 def batch_step(
