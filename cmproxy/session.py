@@ -29,6 +29,7 @@ from cmproxy.connection import ConnectionInfo
 from cmproxy.markers import map_session_error
 from cmproxy.model import SiteState, validate_site_code
 from cmproxy.reader import SiteRead, read_site_state
+from cmproxy.settings import role_settings
 from cmproxy.steps import PipelineWatcher, RemoteShell
 from cmproxy.transports import Result, Step, Transport, create_transport
 from cmproxy.tuning import DEFAULT_TUNING, Tuning
@@ -324,7 +325,7 @@ class Session:
             SiteSystemServerName=names,
             BySite=True if by_site else None,
         )
-        read = read_site_state(result.records())
+        read = read_site_state(result.records(), role_settings())
         if names is None:
             self._note_sizes(read.state, codes)
         return read
@@ -345,7 +346,7 @@ class Session:
             parts = list(
                 pool.map(lambda i: self.run(READ_TEMPLATE, Shard=i, Shards=shards), range(shards))
             )
-        read = read_site_state([r for part in parts for r in part.records()])
+        read = read_site_state([r for part in parts for r in part.records()], role_settings())
         self._note_sizes(read.state, None)
         return read
 
@@ -368,7 +369,7 @@ class Session:
 
     def _read_servers(self, names: tuple[str, ...]) -> SiteRead:
         result = self.run(READ_TEMPLATE, SiteSystemServerName=names)
-        return read_site_state(result.records())
+        return read_site_state(result.records(), role_settings())
 
     def read_state(
         self,

@@ -27,7 +27,7 @@ import attrs
 from cmproxy._exceptions import ValidationError
 from cmproxy.invocation import Invocation
 from cmproxy.kinds import ChangeKind
-from cmproxy.model import ProxySettings, SiteSystemServer, SupFlags
+from cmproxy.model import ProxySettings, Role, SiteSystemServer, SupFlags
 from cmproxy.reader import proxy_from_record, sup_flags_from_record
 from cmproxy.roles import SoftwareUpdatePoint
 
@@ -38,6 +38,7 @@ __all__ = [
     "Setting",
     "register",
     "registered",
+    "role_settings",
     "setting_for",
     "setting_named",
 ]
@@ -84,6 +85,9 @@ class Setting:
     #: Its value as JSON (journals, results) and back.
     encode: Callable[[Any], Any] = lambda value: value
     decode: Callable[[Any], Any] = lambda value: value
+    #: A role's own setting: the role class that carries it (the reader builds it from its
+    #: role row, showing the row's value).
+    role: type[Role] | None = None
 
     def carried(self, server: SiteSystemServer) -> bool:
         """Does `server` carry it (itself, or one of its roles declares it)?"""
@@ -212,6 +216,11 @@ def register(setting: Setting) -> Setting:
 def registered() -> tuple[Setting, ...]:
     """Every setting: the server proxy, the SUP options, then the roles' own."""
     return tuple(_REGISTRY.values())
+
+
+def role_settings() -> tuple[Setting, ...]:
+    """The settings roles registered of their own (the reader maps their role rows)."""
+    return tuple(s for s in _REGISTRY.values() if s not in SETTINGS)
 
 
 def setting_named(name: str) -> Setting:

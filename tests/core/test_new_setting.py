@@ -1,9 +1,10 @@
 """Worked example (issue 16 point 1): a role with a proxy setting of its own, added in one place.
 
 Everything the SDK needs to know about the new knob is the `Setting` registered below; the
-role names it in its `SETTINGS`. Nothing else of the SDK changes: the planner plans it from a
-`SettingRequest`, the writer binds its template, the read-back projection verifies it, the
-snapshot journals it, a failed transaction rolls it back, and a bulk run carries it. (This
+role names it in its `SETTINGS`. Nothing else of the SDK changes: the reader maps its role row,
+the planner plans it from a `SettingRequest`, the writer binds its template, the read-back
+projection verifies it, the snapshot journals it, a failed transaction rolls it back, and a
+bulk run carries it. (This
 test defines both in its own file; a real role adds its class to `cmproxy/roles.py` and its
 setting to `cmproxy/settings.py`, plus the template in `ps_templates/` and the cmdlet in the
 emulator: four files, docs/architecture.md.)
@@ -32,8 +33,9 @@ from cmproxy.model import (
 )
 from cmproxy.outcomes import Outcome, ServerSnapshot
 from cmproxy.plan import DesiredState, SettingRequest, plan
+from cmproxy.reader import read_site_state
 from cmproxy.retry import RetryPolicy
-from cmproxy.settings import Setting, register, setting_for
+from cmproxy.settings import Setting, register, role_settings, setting_for
 from cmproxy.steps import Result
 from cmproxy.testing import InMemorySite
 from cmproxy.transaction import run_transaction
@@ -89,6 +91,7 @@ GATEWAY = register(
         key=str,
         read=lambda server: _gateway(server).use_proxy,
         show=_show,
+        role=ExampleGateway,
         invocation=lambda server, value: Invocation.of(
             "Set-CMExampleGateway",
             SiteCode=server.site_code,
@@ -118,6 +121,28 @@ def journal(tmp_path: Path) -> Journal:
 
 def _on(*servers: str) -> DesiredState:
     return DesiredState(settings=[SettingRequest(s, "gateway_proxy", True) for s in servers])
+
+
+def test_the_reader_maps_its_role_row() -> None:
+    def row(name: str, **props: object) -> dict[str, object]:
+        return {
+            "Kind": "Role",
+            "SiteCode": "PS1",
+            "ServerName": f"\\\\{GW1}",
+            "RoleName": name,
+            **props,
+        }
+
+    records = [
+        {"Kind": "Site", "SiteCode": "PS1", "Type": 2, "ServerName": "cm-ps1.contoso.com"},
+        row("SMS Site System", UseProxy=0),
+        row("SMS Example Gateway", UseProxy=1),
+    ]
+    assert read_site_state(records).state.server(GW1).has_role(ExampleGateway) is False  # type: ignore[union-attr]
+    server = read_site_state(records, role_settings()).state.server(GW1)
+    assert server is not None
+    assert [r.name for r in server.roles] == ["example gateway"]
+    assert _gateway(server).use_proxy is True
 
 
 def test_it_is_planned_from_a_request_and_only_where_a_role_carries_it(
