@@ -14,6 +14,7 @@ hierarchy leaves its transaction open, on purpose, for `recover`: docs/transacti
 
 from __future__ import annotations
 
+import collections
 import html
 import importlib.util
 import logging
@@ -22,8 +23,8 @@ import os
 import sys
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -39,9 +40,11 @@ from cmproxy.plan import (
     Plan,
     PlanOptions,
     ProxyRequest,
+    SettingRequest,
     SupFlagsRequest,
     plan,
 )
+from cmproxy.ports import Warms, read_back_matches
 from cmproxy.render import PLAN_COLUMNS, dataframe, plan_rows
 from cmproxy.results import Results, ServerResult
 from cmproxy.retry import RetryPolicy
@@ -102,7 +105,7 @@ class _AccountsFirst:
                 for written in created:
                     if isinstance(written, BaseException):
                         raise written
-                if all(getattr(w, "matches", None) is True for w in created):
+                if all(read_back_matches(w) is True for w in created):
                     continue  # read back in the same pipeline
                 state = client.read_state(None)
                 missing = [c for c in creations if not state.has_account(c.target, c.site_code)]
@@ -175,6 +178,7 @@ def _split(
                     proxies=[r for r in wanted.proxies if r.server.lower() in mine],
                     sup_flags=[r for r in wanted.sup_flags if r.server.lower() in mine],
                     accounts=wanted.accounts,
+                    settings=[r for r in wanted.settings if r.server.lower() in mine],
                 ),
             )
         )
@@ -205,23 +209,29 @@ def _groups(state: SiteState, desired: DesiredState) -> dict[str, DesiredState]:
 
     proxies: dict[str, list[ProxyRequest]] = {}
     flags: dict[str, list[SupFlagsRequest]] = {}
+    others: dict[str, list[SettingRequest]] = {}
     for r in desired.proxies:
         proxies.setdefault(target(r.server), []).append(r)
     for f in desired.sup_flags:
         flags.setdefault(target(f.server), []).append(f)
+    for o in desired.settings:
+        others.setdefault(target(o.server), []).append(o)
     return {
         key: DesiredState(
-            proxies=proxies.get(key, []), sup_flags=flags.get(key, []), accounts=desired.accounts
+            proxies=proxies.get(key, []),
+            sup_flags=flags.get(key, []),
+            accounts=desired.accounts,
+            settings=others.get(key, []),
         )
-        for key in sorted(set(proxies) | set(flags))
+        for key in sorted(set(proxies) | set(flags) | set(others))
     }
 
 
-def _warm(client: SiteClient, concurrency: int, secrets: bool) -> None:
+def _warm(client: Warms, endpoint: str, concurrency: int, secrets: bool) -> None:
     try:
-        client.warm(concurrency, secrets=secrets)  # type: ignore[attr-defined]
+        client.warm(concurrency, secrets=secrets)
     except Exception as exc:  # a lane that cannot open is reported by the step that needs it
-        log.info("could not prepare %s for concurrent steps: %s", client.endpoint, exc)
+        log.info("could not prepare %s for concurrent steps: %s", endpoint, exc)
 
 
 def _read_providers(clients: Sequence[SiteClient], policy: RetryPolicy) -> list[_Provider]:
@@ -258,7 +268,7 @@ def _want_progress(progress: bool | None) -> bool:
     return sys.stderr.isatty() or "ipykernel" in sys.modules
 
 
-def apply_bulk(
+def apply_bulk(  # noqa: PLR0913 - public: clients, desired state, keyword options
     clients: Sequence[SiteClient],
     desired: DesiredState | DesiredSpec,
     *,
@@ -300,7 +310,19 @@ def apply_bulk(
     `all_or_nothing=True` is journalled as one unit per provider before anything is written:
     if the run is killed, `recover` puts all of its servers back (docs/transactions.md).
     """
-    policy = policy or RetryPolicy()
+    knobs = _Knobs(
+        options=options,
+        policy=policy or RetryPolicy(),
+        all_or_nothing=all_or_nothing,
+        max_workers=max(1, max_workers),
+        per_provider=max(1, per_provider),
+        per_site=max(1, per_site),
+        batch_size=max(1, batch_size),
+        recheck_after=recheck_after,
+        progress=progress,
+        hooks=hooks,
+        dry_run=dry_run,
+    )
     holds: dict[str, Hold] = {}
     if not dry_run and isinstance(desired, DesiredState):
         holds = {c.endpoint: journal.hold(c.endpoint, desired.servers) for c in clients}
@@ -310,25 +332,8 @@ def apply_bulk(
     if not dry_run and all_or_nothing:
         units = {c.endpoint: journal.begin_unit(c.endpoint) for c in clients}
     try:
-        results = _apply_bulk(
-            clients,
-            desired,
-            journal=journal,
-            holds=holds,
-            units=units,
-            options=options,
-            policy=policy,
-            all_or_nothing=all_or_nothing,
-            max_workers=max_workers,
-            per_provider=per_provider,
-            per_site=per_site,
-            batch_size=batch_size,
-            recheck_after=recheck_after,
-            progress=progress,
-            hooks=hooks,
-            dry_run=dry_run,
-            cancel=cancel,
-        )
+        run = _BulkRun(clients, desired, journal, knobs, holds, units, cancel or threading.Event())
+        results = run.run()
     finally:
         for hold in holds.values():
             journal.release(hold)
@@ -337,73 +342,299 @@ def apply_bulk(
     return results
 
 
-def _apply_bulk(
-    clients: Sequence[SiteClient],
-    desired: DesiredState | DesiredSpec,
-    *,
-    journal: Journal,
-    holds: dict[str, Hold],
-    units: dict[str, str],
-    options: PlanOptions | None,
-    policy: RetryPolicy,
-    all_or_nothing: bool,
-    max_workers: int,
-    per_provider: int,
-    per_site: int,
-    batch_size: int,
-    recheck_after: float,
-    progress: bool | None,
-    hooks: Sequence[Hook],
-    dry_run: bool,
-    cancel: threading.Event | None,
-) -> Results:
+@attrs.frozen
+class _Knobs:
+    """How an `apply_bulk` call runs: its keyword options, held once (see there)."""
+
+    options: PlanOptions | None
+    policy: RetryPolicy
+    all_or_nothing: bool
+    max_workers: int
+    per_provider: int
+    per_site: int
+    batch_size: int
+    recheck_after: float
+    progress: bool | None
+    hooks: Sequence[Hook]
+    dry_run: bool
+
+
+@attrs.define
+class _BulkRun:
     """`apply_bulk` once the holds are taken (it releases them whatever happens here)."""
-    opts = options or desired.options  # a file's options: the spec's or the resolved one's
-    # Sessions that can open their runspace pools ahead do it while the hierarchy is read, so
-    # the module imports of the concurrent lanes are not paid one by one later.
-    # With passwords to send (accounts to create), each pool also exchanges its SecureString
-    # key during its import.
-    secrets = any(a.password is not None for a in desired.accounts)
-    warmers = [
-        threading.Thread(target=_warm, args=(c, per_provider, secrets), daemon=True)
-        for c in clients
-        if not dry_run and callable(getattr(c, "warm", None))
-    ]
-    for warmer in warmers:
-        warmer.start()
-    read_at = time.monotonic()  # after the holds: this read is fresh for the held servers
-    try:
-        providers = _read_providers(clients, policy)
-    finally:
-        for warmer in warmers:
-            warmer.join()
-    split = _split(desired, providers)
-    # Validate everything first: nothing is written unless the whole change is allowed.
-    plans = [(p, d, plan(p.state, d, opts)) for p, d in split]
-    if dry_run:
-        # Changes counted per server once (Plan.for_server per server is a scan each: O(N²)).
-        planned = [(p, Counter(c.target.lower() for c in pl.changes)) for p, _d, pl in plans]
-        return Results(
-            tuple(
-                ServerResult(
-                    s.site_code,
-                    ServerOutcome(
-                        s.name,
-                        Outcome.UNCHANGED,
-                        ServerSnapshot.of(p.state, s.name),
-                        ServerSnapshot.of(p.state, s.name),
-                        f"dry run: {counts[s.name.lower()]} change(s) planned",
-                    ),
-                )
-                for p, counts in planned
-                for s in p.state.servers
-                if counts[s.name.lower()]
+
+    clients: Sequence[SiteClient]
+    desired: DesiredState | DesiredSpec
+    journal: Journal
+    knobs: _Knobs
+    holds: dict[str, Hold]
+    units: dict[str, str]
+    cancel: threading.Event
+    #: When the hierarchy was read (after the holds: fresh for the held servers).
+    read_at: float = 0.0
+
+    @property
+    def plan_options(self) -> PlanOptions | None:
+        if self.knobs.options is not None:
+            return self.knobs.options
+        return self.desired.options  # a file's options: the spec's or the resolved one's
+
+    def run(self) -> Results:
+        providers = self.read()
+        split = _split(self.desired, providers)
+        # Validate everything first: nothing is written unless the whole change is allowed.
+        plans = [(p, d, plan(p.state, d, self.plan_options)) for p, d in split]
+        if self.knobs.dry_run:
+            return _dry_run(plans)
+        jobs, accounts = _jobs(plans)
+        accounts.start()
+        done = self.schedule(jobs, accounts)
+        if accounts.error is not None:
+            raise accounts.error  # no batch wrote (each waited for the accounts)
+        results = Results.merge(part for _, part in sorted(done, key=lambda d: d[0]))
+        if self.cancel.is_set():
+            results = attrs.evolve(results, cancelled=True)
+        if self.knobs.all_or_nothing and not results.ok:
+            results = self.undo_changed(results, providers)
+        return results
+
+    def read(self) -> list[_Provider]:
+        """One read per provider. Sessions that can open their runspace pools ahead do it
+        meanwhile, so the module imports of the concurrent lanes are not paid one by one
+        later; with passwords to send (accounts to create), each pool also exchanges its
+        SecureString key during its import."""
+        secrets = any(a.password is not None for a in self.desired.accounts)
+        warm = [
+            (c, c.endpoint) for c in self.clients if not self.knobs.dry_run and isinstance(c, Warms)
+        ]
+        with ThreadPoolExecutor(max(1, len(warm)), thread_name_prefix="cmproxy-warm") as pool:
+            for client, endpoint in warm:
+                pool.submit(_warm, client, endpoint, self.knobs.per_provider, secrets)
+            self.read_at = time.monotonic()
+            return _read_providers(self.clients, self.knobs.policy)
+
+    def schedule(
+        self, jobs: list[tuple[_Provider, str, DesiredState]], accounts: _AccountsFirst
+    ) -> list[tuple[int, Results]]:
+        """Run the chunks of every site (`_Lanes` says which next) on a thread pool; Ctrl-C
+        (or `cancel`) starts no more of them, in-flight ones finish or roll back."""
+        knobs = self.knobs
+        chunks = _chunks(jobs, knobs.batch_size, staggered=knobs.per_site > 1)
+        # The sites with the most servers start first: their writes take longest.
+        queues = sorted(chunks.values(), key=lambda q: -sum(len(chunk) for chunk in q))
+        lanes = _Lanes([collections.deque(q) for q in queues], knobs)
+        bar = _progress_bar(len(jobs), _want_progress(knobs.progress))
+        done: list[tuple[int, Results]] = []
+        with ThreadPoolExecutor(lanes.threads, thread_name_prefix="cmproxy-bulk") as pool:
+
+            def start() -> None:
+                while not self.cancel.is_set() and (ready := lanes.next_ready()) is not None:
+                    lanes.running[pool.submit(self.run_chunk, ready[1], accounts.wait)] = ready
+
+            def drain(timeout: float | None) -> None:
+                start()
+                while lanes.running:
+                    finished, _ = wait(lanes.running, timeout, FIRST_COMPLETED)
+                    for future in finished:
+                        _lane, chunk = lanes.running.pop(future)
+                        done.extend(future.result())
+                        bar.update(len(chunk))
+                    start()
+
+            try:
+                drain(0.2)  # a timeout: Ctrl-C reaches this thread on every platform
+            except KeyboardInterrupt:
+                self.cancel.set()
+                log.warning("cancelled: waiting for in-flight transactions to finish or roll back")
+                drain(None)
+            finally:
+                for chunk in lanes.left():
+                    done += [
+                        (i, _skipped(p.state, k, g, "cancelled before start"))
+                        for i, p, k, g in chunk
+                    ]
+                    bar.update(len(chunk))
+                bar.close()
+        return done
+
+    def run_chunk(
+        self, chunk: Sequence[_Job], before_writes: Callable[[], None]
+    ) -> list[tuple[int, Results]]:
+        """One transaction per job, run side by side (`run_transactions`): shared round trips,
+        separate outcomes, the provider's hold (still fresh?) and all-or-nothing unit;
+        `before_writes`: waited for before the first write (see `run_transactions`)."""
+        provider = chunk[0][1]
+        endpoint = provider.client.endpoint
+        try:
+            outcomes: Sequence[TransactionResult | CMProxyError] = run_transactions(
+                provider.client,
+                [group for _i, _p, _k, group in chunk],
+                journal=self.journal,
+                base=provider.state,
+                options=self.plan_options,
+                policy=self.knobs.policy,
+                hooks=self.knobs.hooks,
+                hold=self.holds.get(endpoint),
+                fresh_base=time.monotonic() - self.read_at <= self.knobs.recheck_after,
+                before_writes=before_writes,
+                unit=self.units.get(endpoint),
             )
+        except CMProxyError as error:
+            outcomes = [error] * len(chunk)
+        except Exception as error:  # never lose a batch's servers from the results
+            log.exception("a batch of %d server(s) stopped", len(chunk))
+            reason = (
+                f"stopped by an unexpected error ({type(error).__name__}: {error}); "
+                "check the servers and run cmproxy recover"
+            )
+            return [(i, _skipped(p.state, k, g, reason, failed=True)) for i, p, k, g in chunk]
+        parts: list[tuple[int, Results]] = []
+        for (index, _p, key, group), outcome in zip(chunk, outcomes, strict=True):
+            if isinstance(outcome, CMProxyError):
+                part = _skipped(provider.state, key, group, f"not changed: {outcome}", failed=True)
+            else:
+                part = Results(
+                    tuple(
+                        ServerResult(_site_of(provider.state, o.server), o)
+                        for o in outcome.outcomes
+                    )
+                )
+            parts.append((index, part))
+        return parts
+
+    def undo_changed(self, results: Results, providers: Sequence[_Provider]) -> Results:
+        """All-or-nothing: put every changed server back to its snapshot (one read per
+        provider; each server its own restore transaction, so one failed undo does not block
+        the others)."""
+        items = list(results.items)
+        todo: dict[int, list[int]] = {}
+        for i, item in enumerate(items):
+            o = item.outcome
+            if o.outcome is not Outcome.CHANGED or o.before is None:
+                continue
+            owner = next(k for k, p in enumerate(providers) if p.state.server(o.server) is not None)
+            todo.setdefault(owner, []).append(i)
+        for owner, indexes in todo.items():
+            client = providers[owner].client
+            undone: Sequence[TransactionResult | CMProxyError]
+            try:
+                undone = run_transactions(
+                    client,
+                    [
+                        restore_desired({items[i].outcome.server: items[i].outcome.before})  # type: ignore[dict-item]
+                        for i in indexes
+                    ],
+                    journal=self.journal,
+                    base=_read_providers([client], self.knobs.policy)[0].state,
+                    options=RESTORE_OPTIONS,
+                    policy=self.knobs.policy,
+                    hooks=self.knobs.hooks,
+                    hold=self.holds.get(client.endpoint),
+                )
+            except CMProxyError as error:
+                undone = [error] * len(indexes)
+            for i, undo in zip(indexes, undone, strict=True):
+                items[i] = _undone(items[i], undo)
+        return Results(tuple(items), results.cancelled)
+
+
+def _undone(item: ServerResult, undo: TransactionResult | CMProxyError) -> ServerResult:
+    """A changed server's result once all-or-nothing tried to put it back."""
+    o = item.outcome
+    ok = isinstance(undo, TransactionResult) and undo.ok
+    reason = (
+        "all-or-nothing: another server failed, so this one was put back"
+        if ok or isinstance(undo, TransactionResult)
+        else f"all-or-nothing undo failed: {undo}"
+    )
+    return attrs.evolve(
+        item,
+        outcome=attrs.evolve(
+            o,
+            outcome=Outcome.ROLLED_BACK if ok else Outcome.FAILED,
+            after=o.before if ok else o.after,
+            reason=reason,
+        ),
+    )
+
+
+@attrs.define
+class _Lanes:
+    """Which chunk starts next: each site's chunks in order, at most `per_site` of one site
+    (a site serialises its writes: two chunks in flight let one read or read back while the
+    other writes), `per_provider` of one provider (a `Session` runs its steps on a few
+    runspace pools) and `max_workers` in all at once."""
+
+    queues: list[collections.deque[list[_Job]]]
+    knobs: _Knobs
+    #: The chunks in flight, with the index of the queue (site) each came from.
+    running: dict[Future[list[tuple[int, Results]]], tuple[int, list[_Job]]] = attrs.field(
+        factory=dict
+    )
+
+    @property
+    def threads(self) -> int:
+        return max(1, min(self.knobs.max_workers, len(self.queues) * self.knobs.per_site))
+
+    def next_ready(self) -> tuple[int, list[_Job]] | None:
+        """The next chunk that may start now (with its queue's index), taken out of its queue;
+        None when none may."""
+        if len(self.running) >= self.knobs.max_workers:
+            return None
+        in_flight = list(self.running.values())
+        for lane, queue in enumerate(self.queues):
+            if not queue:
+                continue
+            endpoint = _endpoint(queue[0])
+            at_site = sum(1 for i, _c in in_flight if i == lane)
+            at_provider = sum(1 for _i, c in in_flight if _endpoint(c) == endpoint)
+            if at_site < self.knobs.per_site and at_provider < self.knobs.per_provider:
+                return lane, queue.popleft()
+        return None
+
+    def left(self) -> list[list[_Job]]:
+        """The chunks never started (cancelled), taken out of their queues."""
+        left = [chunk for queue in self.queues for chunk in queue]
+        for queue in self.queues:
+            queue.clear()
+        return left
+
+
+def _endpoint(chunk: Sequence[_Job]) -> str:
+    """The provider of a chunk (all its jobs share it, and their site)."""
+    return chunk[0][1].client.endpoint
+
+
+def _dry_run(plans: Sequence[tuple[_Provider, DesiredState, Plan]]) -> Results:
+    # Changes counted per server once (Plan.for_server per server is a scan each: O(N²)).
+    planned = [
+        (p, collections.Counter(c.target.lower() for c in pl.changes)) for p, _d, pl in plans
+    ]
+    return Results(
+        tuple(
+            ServerResult(
+                s.site_code,
+                ServerOutcome(
+                    s.name,
+                    Outcome.UNCHANGED,
+                    ServerSnapshot.of(p.state, s.name),
+                    ServerSnapshot.of(p.state, s.name),
+                    f"dry run: {counts[s.name.lower()]} change(s) planned",
+                ),
+            )
+            for p, counts in planned
+            for s in p.state.servers
+            if counts[s.name.lower()]
         )
-    cancel = cancel or threading.Event()
-    # Accounts once, before the per-server transactions that need them: created while the
-    # batches plan and claim their servers (each batch is planned as if they existed, and
-    # waits for them before its first write).
+    )
+
+
+def _jobs(
+    plans: Sequence[tuple[_Provider, DesiredState, Plan]],
+) -> tuple[list[tuple[_Provider, str, DesiredState]], _AccountsFirst]:
+    """One job per target server, and the accounts to create first: created while the
+    batches plan and claim their servers (each batch is planned as if they existed, and waits
+    for them before its first write)."""
     jobs: list[tuple[_Provider, str, DesiredState]] = []
     creating: list[tuple[SiteClient, list[Change]]] = []
     for read, d, pl in plans:
@@ -416,77 +647,7 @@ def _apply_bulk(
         )
         provider = attrs.evolve(read, state=state)
         jobs += [(provider, key, group) for key, group in _groups(state, d).items()]
-    accounts = _AccountsFirst(creating)
-    accounts.start()
-
-    chunks = _chunks(jobs, max(1, batch_size), staggered=per_site > 1)
-    bar = _progress_bar(len(jobs), _want_progress(progress))
-    lock = threading.Lock()
-    done: list[tuple[int, Results]] = []
-    overall = threading.Semaphore(max(1, max_workers))
-    providers_busy = {
-        p.client.endpoint: threading.Semaphore(max(1, per_provider)) for p, _d in split
-    }
-
-    def run_chunk(chunk: list[_Job]) -> None:
-        provider = chunk[0][1]
-        if cancel.is_set():
-            parts = [(i, _skipped(p.state, k, g, "cancelled before start")) for i, p, k, g in chunk]
-        else:
-            with overall, providers_busy[provider.client.endpoint]:
-                parts = _run_chunk(
-                    chunk,
-                    journal,
-                    opts,
-                    policy,
-                    hooks,
-                    hold=holds.get(provider.client.endpoint),
-                    fresh=time.monotonic() - read_at <= recheck_after,
-                    before_writes=accounts.wait,
-                    unit=units.get(provider.client.endpoint),
-                )
-        with lock:
-            done.extend(parts)
-            bar.update(len(chunk))
-
-    def worker(queue: list[list[_Job]]) -> None:
-        while True:
-            with lock:
-                if not queue:
-                    return
-                chunk = queue.pop(0)
-            run_chunk(chunk)
-
-    # Each site's chunks are worked by `per_site` threads: a site serialises its writes, so
-    # two chunks in flight let one read (or read back) while the other writes. The sites with
-    # the most servers start first: their writes take longest.
-    queues = sorted(chunks.values(), key=lambda q: -sum(len(chunk) for chunk in q))
-    threads = [
-        threading.Thread(target=worker, args=(queue,), name="cmproxy-bulk", daemon=True)
-        for queue in queues
-        for _ in range(max(1, per_site))
-    ]
-    try:
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            while thread.is_alive():
-                thread.join(0.2)
-    except KeyboardInterrupt:
-        cancel.set()
-        log.warning("cancelled: waiting for in-flight transactions to finish or roll back")
-        for thread in threads:
-            thread.join()
-    finally:
-        bar.close()
-    if accounts.error is not None:
-        raise accounts.error  # no batch wrote (each waited for the accounts)
-    results = Results.merge(part for _, part in sorted(done, key=lambda d: d[0]))
-    if cancel.is_set():
-        results = attrs.evolve(results, cancelled=True)
-    if all_or_nothing and not results.ok:
-        results = _undo_changed(results, providers, journal, policy, hooks, holds=holds)
-    return results
+    return jobs, _AccountsFirst(creating)
 
 
 def _chunks(
@@ -512,57 +673,6 @@ def _chunks(
             items[k : k + size] for k in range(first, len(items), size)
         ]
     return chunks
-
-
-def _run_chunk(
-    chunk: Sequence[_Job],
-    journal: Journal,
-    options: PlanOptions | None,
-    policy: RetryPolicy,
-    hooks: Sequence[Hook],
-    *,
-    hold: Hold | None = None,
-    fresh: bool = False,
-    before_writes: Callable[[], None] | None = None,
-    unit: str | None = None,
-) -> list[tuple[int, Results]]:
-    """One transaction per job, run side by side (`run_transactions`): shared round trips,
-    separate outcomes. `hold`: the provider's hold; `fresh`: its read is still fresh;
-    `before_writes`: waited for before the first write (see `run_transactions`)."""
-    provider = chunk[0][1]
-    try:
-        outcomes: Sequence[TransactionResult | CMProxyError] = run_transactions(
-            provider.client,
-            [group for _i, _p, _k, group in chunk],
-            journal=journal,
-            base=provider.state,
-            options=options,
-            policy=policy,
-            hooks=hooks,
-            hold=hold,
-            fresh_base=fresh,
-            before_writes=before_writes,
-            unit=unit,
-        )
-    except CMProxyError as error:
-        outcomes = [error] * len(chunk)
-    except Exception as error:  # never lose a batch's servers from the results
-        log.exception("a batch of %d server(s) stopped", len(chunk))
-        reason = (
-            f"stopped by an unexpected error ({type(error).__name__}: {error}); "
-            "check the servers and run cmproxy recover"
-        )
-        return [(i, _skipped(p.state, k, g, reason, failed=True)) for i, p, k, g in chunk]
-    parts: list[tuple[int, Results]] = []
-    for (index, _p, key, group), outcome in zip(chunk, outcomes, strict=True):
-        if isinstance(outcome, CMProxyError):
-            part = _skipped(provider.state, key, group, f"not changed: {outcome}", failed=True)
-        else:
-            part = Results(
-                tuple(ServerResult(_site_of(provider.state, o.server), o) for o in outcome.outcomes)
-            )
-        parts.append((index, part))
-    return parts
 
 
 def _site_of(state: SiteState, server: str) -> str:
@@ -591,64 +701,6 @@ def _skipped(
             for name in group.servers
         )
     )
-
-
-def _undo_changed(
-    results: Results,
-    providers: Sequence[_Provider],
-    journal: Journal,
-    policy: RetryPolicy,
-    hooks: Sequence[Hook],
-    *,
-    holds: dict[str, Hold],
-) -> Results:
-    """All-or-nothing: put every changed server back to its snapshot (one read per provider;
-    each server its own restore transaction, so one failed undo does not block the others)."""
-    items = list(results.items)
-    todo: dict[int, list[int]] = {}
-    for i, item in enumerate(items):
-        o = item.outcome
-        if o.outcome is not Outcome.CHANGED or o.before is None:
-            continue
-        owner = next(k for k, p in enumerate(providers) if p.state.server(o.server) is not None)
-        todo.setdefault(owner, []).append(i)
-    for owner, indexes in todo.items():
-        client = providers[owner].client
-        undone: Sequence[TransactionResult | CMProxyError]
-        try:
-            undone = run_transactions(
-                client,
-                [
-                    restore_desired({items[i].outcome.server: items[i].outcome.before})  # type: ignore[dict-item]
-                    for i in indexes
-                ],
-                journal=journal,
-                base=_read_providers([client], policy)[0].state,
-                options=RESTORE_OPTIONS,
-                policy=policy,
-                hooks=hooks,
-                hold=holds.get(client.endpoint),
-            )
-        except CMProxyError as error:
-            undone = [error] * len(indexes)
-        for i, undo in zip(indexes, undone, strict=True):
-            o = items[i].outcome
-            ok = isinstance(undo, TransactionResult) and undo.ok
-            reason = (
-                "all-or-nothing: another server failed, so this one was put back"
-                if ok or isinstance(undo, TransactionResult)
-                else f"all-or-nothing undo failed: {undo}"
-            )
-            items[i] = attrs.evolve(
-                items[i],
-                outcome=attrs.evolve(
-                    o,
-                    outcome=Outcome.ROLLED_BACK if ok else Outcome.FAILED,
-                    after=o.before if ok else o.after,
-                    reason=reason,
-                ),
-            )
-    return Results(tuple(items), results.cancelled)
 
 
 class _NoBar:

@@ -58,7 +58,7 @@ SPEC_COLUMNS = ("applies to", "proxy", "account", "SUP sync", "SUP ADR")
 class DesiredStateError(ValidationError):
     """A desired-state file is wrong at `line`:`column` (1-based)."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - an error carries each of its fields, named
         self, source: str, line: int, column: int, *, path: str, value: Any, reason: str
     ) -> None:
         self.source = source
@@ -275,20 +275,7 @@ class _Parser:
             key_node, value_node = top["version"]
             if self.scalar(value_node) != 1:
                 raise self.fail(value_node, "version", self.scalar(value_node), "must be 1")
-        options = PlanOptions()
-        if "options" in top:
-            opts = self.mapping(top["options"][1], "options", {"sup_flags_on_proxy_removal"})
-            if "sup_flags_on_proxy_removal" in opts:
-                node = opts["sup_flags_on_proxy_removal"][1]
-                value = self.scalar(node)
-                if value not in ("refuse", "turn_off"):
-                    raise self.fail(
-                        node,
-                        "options.sup_flags_on_proxy_removal",
-                        value,
-                        "must be 'refuse' or 'turn_off' (R11)",
-                    )
-                options = PlanOptions(sup_flags_on_proxy_removal=value)
+        options = self.options(top["options"][1]) if "options" in top else PlanOptions()
         sites: dict[str, SiteDefaults] = {}
         if "sites" in top:
             for raw, (key_node, value_node) in self.mapping(
@@ -310,6 +297,21 @@ class _Parser:
                 raise self.fail(node, "accounts", self.scalar(node), "must be a list")
             accounts = [self.account(item, f"accounts[{i}]") for i, item in enumerate(node.value)]
         return DesiredSpec(sites, servers, tuple(accounts), options)
+
+    def options(self, node: yaml.Node) -> PlanOptions:
+        opts = self.mapping(node, "options", {"sup_flags_on_proxy_removal"})
+        if "sup_flags_on_proxy_removal" not in opts:
+            return PlanOptions()
+        node = opts["sup_flags_on_proxy_removal"][1]
+        value = self.scalar(node)
+        if value not in ("refuse", "turn_off"):
+            raise self.fail(
+                node,
+                "options.sup_flags_on_proxy_removal",
+                value,
+                "must be 'refuse' or 'turn_off' (R11)",
+            )
+        return PlanOptions(sup_flags_on_proxy_removal=value)
 
     def defaults(self, node: yaml.Node, path: str) -> SiteDefaults:
         fields = self.mapping(node, path, {"proxy", "sup"})

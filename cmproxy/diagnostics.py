@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 import attrs
 
@@ -20,8 +20,19 @@ from cmproxy.model import SiteState, SiteType
 from cmproxy.plan import DesiredState
 from cmproxy.roles import CloudDistributionPoint, ManagementPoint, SoftwareUpdatePoint
 
-if TYPE_CHECKING:
-    from cmproxy.session import Session
+
+class _Records(Protocol):
+    def records(self) -> list[dict[str, Any]]: ...
+
+
+class SiteReader(Protocol):
+    """What `diagnose` needs from a session (a `Session` is one): the diagnosis stays in the
+    core, which imports no session and no transport."""
+
+    def read_state(self) -> SiteState: ...
+
+    def run(self, template: str, **parameters: Any) -> _Records: ...
+
 
 __all__ = [
     "Diagnosis",
@@ -352,7 +363,7 @@ def _unreadable_log(state: SiteState, u: UnreadableLog) -> Finding:
 
 
 def diagnose(
-    session: Session, desired: DesiredState | None = None, *, log_lines: int = 2000
+    session: SiteReader, desired: DesiredState | None = None, *, log_lines: int = 2000
 ) -> Diagnosis:
     """Read the site and the ruleengine.log of each CAS/primary site server, then diagnose."""
     state = session.read_state()

@@ -380,6 +380,45 @@ def _endpoint_quotas(info: ConnectionInfo) -> tuple[tuple[dict[str, Any], ...], 
 # -- the whole ----------------------------------------------------------------------------------
 
 
+def _shape_checks(facts: Facts) -> tuple[list[FieldShape], list[Check]]:
+    """The objects cmproxy reads found, and their proxy settings where cmproxy reads them."""
+    checks = [
+        Check(f"object {o['object']}", "fail", f"`{o['read']}` found nothing {o['reason']}")
+        for o in facts.objects
+        if o["count"] < 1
+    ]
+    found = {o["object"]: o["count"] > 0 for o in facts.objects}
+    shapes = check_shapes(facts.props, found)
+    bad = [s for s in shapes if s.status == "fail"]
+    read_shapes = [s for s in shapes if s.status != "skipped"]
+    if bad:
+        checks += [
+            Check(f"shape {s.expected.object} {s.expected.property}", "fail", s.detail) for s in bad
+        ]
+    elif read_shapes:
+        checks.append(
+            Check(
+                "object shapes", "ok", f"{len(read_shapes)} proxy settings where cmproxy reads them"
+            )
+        )
+    skipped = [s.expected.setting for s in shapes if s.status == "skipped"]
+    if skipped:
+        checks.append(Check("object shapes", "skipped", f"not checked (no such object): {skipped}"))
+    return shapes, checks
+
+
+def _write_test(session: Session, server: str, journal: Journal | None) -> WriteTest:
+    """The write test on `server`, with the caller's journal or one of its own (closed)."""
+    own = journal if journal is not None else Journal()
+    try:
+        return run_write_test(session, server, own)
+    except CMProxyError as error:
+        return WriteTest(server, "fail", f"the write test stopped: {error}")
+    finally:
+        if journal is None:
+            own.close()
+
+
 def doctor(
     session: Session,
     write_test: str | None = None,
@@ -425,40 +464,13 @@ def doctor(
     checks += _host_checks(facts.host)
     checks += _drive_checks(facts.drives, site_code)
     checks += [Check("facts", "warn", e) for e in facts.errors]
-    found = {o["object"]: o["count"] > 0 for o in facts.objects}
-    for o in facts.objects:
-        if o["count"] < 1:
-            checks.append(
-                Check(f"object {o['object']}", "fail", f"`{o['read']}` found nothing {o['reason']}")
-            )
-    shapes = check_shapes(facts.props, found)
-    bad = [s for s in shapes if s.status == "fail"]
-    read_shapes = [s for s in shapes if s.status != "skipped"]
-    if bad:
-        checks += [
-            Check(f"shape {s.expected.object} {s.expected.property}", "fail", s.detail) for s in bad
-        ]
-    elif read_shapes:
-        checks.append(
-            Check(
-                "object shapes", "ok", f"{len(read_shapes)} proxy settings where cmproxy reads them"
-            )
-        )
-    skipped = [s.expected.setting for s in shapes if s.status == "skipped"]
-    if skipped:
-        checks.append(Check("object shapes", "skipped", f"not checked (no such object): {skipped}"))
+    shapes, shape_checks = _shape_checks(facts)
+    checks += shape_checks
     quotas, quota_checks = _endpoint_quotas(info)
     checks += quota_checks
     result: WriteTest | None = None
     if write_test is not None:
-        own = journal if journal is not None else Journal()
-        try:
-            result = run_write_test(session, write_test, own)
-        except CMProxyError as error:
-            result = WriteTest(write_test, "fail", f"the write test stopped: {error}")
-        finally:
-            if journal is None:
-                own.close()
+        result = _write_test(session, write_test, journal)
         checks.append(Check("write test", result.status, f"{result.server}: {result.detail}"))
     return DoctorReport(
         connection=connection_facts(info),

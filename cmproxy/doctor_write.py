@@ -9,7 +9,7 @@ than guessed (docs/live-testing.md says which, and why the proxy account needs n
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -26,6 +26,7 @@ from cmproxy.plan import (
     proxy_invocation,
     sup_flags_invocation,
 )
+from cmproxy.ports import read_back_matches
 from cmproxy.roles import SoftwareUpdatePoint
 from cmproxy.transaction import RESTORE_OPTIONS, ServerSnapshot, restore_desired, run_transaction
 
@@ -243,54 +244,15 @@ def write_test(
             name, "fail", f"refused, nothing written: {refusal}", before.to_dict(), None
         )
     changes = _rewrites(server)
-    entry = JournalEntry(name.lower(), server.site_code, before.to_dict(), before.to_dict())
-    tx_id = journal.begin(
-        session.endpoint, [entry], [(c.target, c.kind.name, c.to_dict()) for c in changes]
-    )
-    fresh = ServerSnapshot.of(session.read_state([name]), name)
-    if not before.same_as(fresh):
-        journal.finish(tx_id, "rolled_back", "nothing written: changed meanwhile")
-        return WriteTest(
-            name,
-            "fail",
-            f"nothing written: the server changed meanwhile (now "
-            f"{fresh.describe() if fresh else 'gone'})",
-            before.to_dict(),
-            fresh.to_dict() if fresh else None,
-            transaction_id=tx_id,
-        )
-    written: list[str] = []
-    problem = ""
-    answered = clock()
-    for seq, change in enumerate(changes):
-        journal.mark_change(tx_id, seq, "applying")
-        try:
-            result = session.apply(change)
-        except CMProxyError as error:
-            journal.mark_change(tx_id, seq, "failed")
-            problem = f"{change.invocation.render()} failed: {error}"
-            break
-        answered = clock()
-        written.append(change.invocation.render())
-        if not bool(getattr(result, "matches", False)):
-            journal.mark_change(tx_id, seq, "failed")
-            problem = f"the read-back after {change.invocation.render()} differs"
-            break
-        journal.mark_change(tx_id, seq, "applied")
-    reads, delay, now = 0, None, None
+    tx_id, moved = _claim(session, journal, server, before, changes)
+    if moved is not None:
+        return moved
+    written, problem, answered = _write_back(session, journal, tx_id, changes, clock)
+    reads, delay = 0, None
     if not problem:
-        while True:
-            reads += 1
-            now = ServerSnapshot.of(session.read_state([name]), name)
-            if before.same_as(now):
-                delay = clock() - answered
-                break
-            if clock() - answered > VISIBLE_WITHIN:
-                problem = (
-                    f"a separate read did not show the written values within {VISIBLE_WITHIN:g}s"
-                )
-                break
-            sleep(VISIBLE_POLL)
+        reads, delay, problem = _until_visible(
+            session, name, before, answered, clock=clock, sleep=sleep
+        )
     raw_after = _raw(read_facts(session, server.site_code, name, sup_name))
     final_state = session.read_state([name])
     after = ServerSnapshot.of(final_state, name)
@@ -298,17 +260,7 @@ def write_test(
     if not same and not problem:
         problem = "the end state differs from the start: " + _diff(raw_before, raw_after)
     if problem and not before.same_as(after):
-        try:
-            run_transaction(
-                session,
-                restore_desired({name.lower(): before}),
-                journal=journal,
-                base=final_state,
-                options=RESTORE_OPTIONS,
-            )
-            problem += "; the start was put back with a restore transaction"
-        except CMProxyError as error:
-            problem += f"; restoring the start failed too: {error}. Check the server."
+        problem += _put_back(session, journal, name, before, final_state)
         after = ServerSnapshot.of(session.read_state([name]), name)
         raw_after = _raw(read_facts(session, server.site_code, name, sup_name))
         same = before.same_as(after) and raw_after == raw_before
@@ -331,6 +283,106 @@ def write_test(
         reads,
         same if problem else True,
     )
+
+
+def _claim(
+    session: Session,
+    journal: Journal,
+    server: SiteSystemServer,
+    before: ServerSnapshot,
+    changes: Sequence[Change],
+) -> tuple[str, WriteTest | None]:
+    """Claim the server in the journal (its after is its before), then re-read it under the
+    claim: the transaction id, and the failed test if someone changed it meanwhile."""
+    name = server.name
+    entry = JournalEntry(name.lower(), server.site_code, before.to_dict(), before.to_dict())
+    tx_id = journal.begin(
+        session.endpoint, [entry], [(c.target, c.kind.name, c.to_dict()) for c in changes]
+    )
+    fresh = ServerSnapshot.of(session.read_state([name]), name)
+    if before.same_as(fresh):
+        return tx_id, None
+    journal.finish(tx_id, "rolled_back", "nothing written: changed meanwhile")
+    return tx_id, WriteTest(
+        name,
+        "fail",
+        f"nothing written: the server changed meanwhile (now "
+        f"{fresh.describe() if fresh else 'gone'})",
+        before.to_dict(),
+        fresh.to_dict() if fresh else None,
+        transaction_id=tx_id,
+    )
+
+
+def _write_back(
+    session: Session,
+    journal: Journal,
+    tx_id: str,
+    changes: Sequence[Change],
+    clock: Callable[[], float],
+) -> tuple[list[str], str, float]:
+    """Make each write (journaled), each read back in its own pipeline; stop at the first
+    that fails. Returns what was written, the problem ("" if none), when the last answered."""
+    written: list[str] = []
+    answered = clock()
+    for seq, change in enumerate(changes):
+        journal.mark_change(tx_id, seq, "applying")
+        try:
+            result = session.apply(change)
+        except CMProxyError as error:
+            journal.mark_change(tx_id, seq, "failed")
+            return written, f"{change.invocation.render()} failed: {error}", answered
+        answered = clock()
+        written.append(change.invocation.render())
+        if not read_back_matches(result):
+            journal.mark_change(tx_id, seq, "failed")
+            return written, f"the read-back after {change.invocation.render()} differs", answered
+        journal.mark_change(tx_id, seq, "applied")
+    return written, "", answered
+
+
+def _until_visible(  # noqa: PLR0913 - the clock and the sleep are the test's seams
+    session: Session,
+    name: str,
+    before: ServerSnapshot,
+    answered: float,
+    *,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+) -> tuple[int, float | None, str]:
+    """Re-read separately until the start values show (bounded: VISIBLE_WITHIN). Returns the
+    reads made, the delay after the last answer, and the problem ("" if none)."""
+    reads = 0
+    while True:
+        reads += 1
+        now = ServerSnapshot.of(session.read_state([name]), name)
+        if before.same_as(now):
+            return reads, clock() - answered, ""
+        if clock() - answered > VISIBLE_WITHIN:
+            return (
+                reads,
+                None,
+                f"a separate read did not show the written values within {VISIBLE_WITHIN:g}s",
+            )
+        sleep(VISIBLE_POLL)
+
+
+def _put_back(
+    session: Session, journal: Journal, name: str, before: ServerSnapshot, base: SiteState
+) -> str:
+    """Restore the start with a normal, journaled restore transaction; what to add to the
+    problem."""
+    try:
+        run_transaction(
+            session,
+            restore_desired({name.lower(): before}),
+            journal=journal,
+            base=base,
+            options=RESTORE_OPTIONS,
+        )
+    except CMProxyError as error:
+        return f"; restoring the start failed too: {error}. Check the server."
+    return "; the start was put back with a restore transaction"
 
 
 def _diff(a: Mapping[str, Mapping[str, Any]], b: Mapping[str, Mapping[str, Any]]) -> str:

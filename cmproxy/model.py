@@ -13,7 +13,7 @@ import ipaddress
 import re
 import unicodedata
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
@@ -22,13 +22,13 @@ from cmproxy._exceptions import ValidationError
 if TYPE_CHECKING:
     import pandas as pd
 
-    from cmproxy.roles import Role
-
 __all__ = [
     "DEFAULT_PROXY_PORT",
     "Account",
     "KnownAccount",
     "ProxySettings",
+    "ProxySource",
+    "Role",
     "Secret",
     "Site",
     "SiteState",
@@ -385,6 +385,57 @@ class Site:
             )
         if self.server is not None:
             validate_server_name(self.server, "site.server")
+
+
+class ProxySource(enum.Enum):
+    """Where a role's effective proxy comes from."""
+
+    #: The hosting server's one shared proxy (R1), used with no further configuration.
+    SERVER = "server"
+    #: The proxy of the primary site server that manages the role (cloud DP, R5).
+    MANAGING_SITE_SERVER = "managing primary site server"
+    #: The hosting server's proxy, but only for the options switched on (SUP, R9).
+    OPT_IN = "explicit opt-in"
+    #: Not the site system proxy at all (2603 management point: SYSTEM WinINET proxy).
+    NOT_SITE_SYSTEM_PROXY = "not the site system proxy"
+    #: The role does not connect to the Internet.
+    NONE = "none"
+
+
+@attrs.frozen
+class Role:
+    """A site system role on one server. Subclasses state their proxy semantics."""
+
+    #: The `RoleName` that `Get-CMSiteRole` reports (configmgr-cmdlets.md §3.2).
+    ROLE_NAME: ClassVar[str] = ""
+    #: Human name, as the console shows it.
+    DISPLAY_NAME: ClassVar[str] = ""
+    #: What the role connects to on the Internet ("" when it does not).
+    CONNECTS_TO: ClassVar[str] = ""
+    PROXY_SOURCE: ClassVar[ProxySource] = ProxySource.NONE
+    #: Which identity authenticates to the proxy (R3).
+    CONNECTING_ACCOUNT: ClassVar[str] = ""
+    #: The rule (proxy-rules.md) that describes the role's proxy use.
+    RULE: ClassVar[str] = ""
+    DEPRECATED: ClassVar[bool] = False
+    #: Free-text caveats shown in plans and diagnostics.
+    NOTES: ClassVar[tuple[str, ...]] = ()
+    #: The proxy settings this role carries beyond its server's proxy (`cmproxy.settings`).
+    SETTINGS: ClassVar[tuple[str, ...]] = ()
+
+    @property
+    def name(self) -> str:
+        return self.DISPLAY_NAME or self.ROLE_NAME
+
+    @property
+    def uses_server_proxy(self) -> bool:
+        """Whether this role's traffic goes through its hosting server's proxy."""
+        return self.PROXY_SOURCE in (ProxySource.SERVER, ProxySource.OPT_IN)
+
+    def refusal(self, proxy: ProxySettings) -> str | None:
+        """Why this role cannot work with `proxy` set on its own server, or None."""
+        del proxy
+        return None
 
 
 def _roles(value: Iterable[Role]) -> tuple[Role, ...]:

@@ -15,7 +15,6 @@ wrong (proxy-rules.md):
 
 from __future__ import annotations
 
-import enum
 import html
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -24,6 +23,7 @@ import attrs
 
 from cmproxy._exceptions import RuleViolation, ValidationError
 from cmproxy.invocation import AccountLookup, Invocation
+from cmproxy.kinds import ChangeKind
 from cmproxy.model import (
     DEFAULT_PROXY_PORT,
     Account,
@@ -46,6 +46,7 @@ from cmproxy.render import (
     plan_rows,
 )
 from cmproxy.roles import CloudDistributionPoint, Role, SoftwareUpdatePoint, SupSyncSource
+from cmproxy.settings import setting_named
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -60,6 +61,7 @@ __all__ = [
     "PlanOptions",
     "PlanWarning",
     "ProxyRequest",
+    "SettingRequest",
     "SupFlagsRequest",
     "plan",
     "resolve_desired",
@@ -68,14 +70,6 @@ __all__ = [
 
 def _request_server(value: Any) -> str:
     return validate_server_name(value, "request.server")
-
-
-class ChangeKind(enum.Enum):
-    """What a change writes; also its place in the plan's order (accounts first)."""
-
-    CREATE_ACCOUNT = "create account"
-    SET_SERVER_PROXY = "set server proxy"
-    SET_SUP_FLAGS = "set SUP proxy options"
 
 
 @attrs.frozen
@@ -107,8 +101,9 @@ class Change:
     kind: ChangeKind
     site_code: str
     target: str
-    before: ProxySettings | SupFlags | None
-    after: ProxySettings | SupFlags | str
+    #: ProxySettings, SupFlags, the account name, or a role setting's value (`cmproxy.settings`).
+    before: ProxySettings | SupFlags | object | None
+    after: ProxySettings | SupFlags | str | object
     fields: tuple[FieldChange, ...]
     invocation: Invocation
     reasons: tuple[str, ...] = ()
@@ -221,6 +216,19 @@ def _accounts(value: Iterable[Account]) -> tuple[Account, ...]:
 
 
 @attrs.frozen
+class SettingRequest:
+    """The value wanted for a setting a role carries of its own (`cmproxy.settings.register`)."""
+
+    server: str = attrs.field(converter=_request_server)
+    setting: str
+    value: Any
+
+
+def _setting_requests(value: Iterable[SettingRequest]) -> tuple[SettingRequest, ...]:
+    return tuple(value)
+
+
+@attrs.frozen
 class DesiredState:
     """What the caller wants. Accounts carry passwords for those that must be created.
 
@@ -231,12 +239,15 @@ class DesiredState:
     proxies: tuple[ProxyRequest, ...] = attrs.field(factory=tuple, converter=_proxy_requests)
     sup_flags: tuple[SupFlagsRequest, ...] = attrs.field(factory=tuple, converter=_sup_requests)
     accounts: tuple[Account, ...] = attrs.field(factory=tuple, converter=_accounts)
+    settings: tuple[SettingRequest, ...] = attrs.field(factory=tuple, converter=_setting_requests)
     options: PlanOptions | None = None
 
     @property
     def servers(self) -> list[str]:
-        """Every server asked for (proxy or SUP options), lower-case, once each, in order."""
+        """Every server asked for (proxy, SUP options or a role's setting), lower-case, once
+        each, in order."""
         names = [r.server for r in self.proxies] + [r.server for r in self.sup_flags]
+        names += [r.server for r in self.settings]
         return list(dict.fromkeys(n.lower() for n in names))
 
     def _repr_html_(self) -> str:
@@ -331,9 +342,38 @@ class _Planner:
             (sup_other if after.any else sup_off).append(change)
         # R11 order: SUP options off before a proxy goes away, on only after it exists.
         return Plan(
-            changes=(*accounts, *sup_off, *proxy_changes, *sup_other),
+            changes=(*accounts, *sup_off, *proxy_changes, *sup_other, *self._setting_changes()),
             warnings=tuple(self.warnings),
         )
+
+    # -- the settings roles carry of their own (cmproxy.settings) --------------------------
+
+    def _setting_changes(self) -> list[Change]:
+        changes: list[Change] = []
+        for n, request in enumerate(self.desired.settings):
+            server = self._server(request.server, f"settings[{n}].server")
+            setting = setting_named(request.setting)
+            if setting.invocation is None or not setting.carried(server):
+                raise ValidationError(
+                    f"settings[{n}].setting",
+                    request.setting,
+                    f"{server.name} has no role that carries it",
+                )
+            before = setting.value(server)
+            if setting.same(before, request.value):
+                continue
+            changes.append(
+                Change(
+                    kind=ChangeKind.SET_ROLE_SETTING,
+                    site_code=server.site_code,
+                    target=server.name,
+                    before=before,
+                    after=request.value,
+                    fields=(FieldChange(setting.name, before, request.value),),
+                    invocation=setting.invocation(server, request.value),
+                )
+            )
+        return changes
 
     # -- server proxies (R1, R2, R5) ------------------------------------------------------
 

@@ -20,17 +20,19 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import attrs
+
 from cmproxy._exceptions import CMProxyError
 from cmproxy.journal import Journal
+from cmproxy.ports import HoldsShells, Identified, RecordsPipelines, StopsShells
 
 __all__ = ["make_quiet", "recording"]
 
 log = logging.getLogger("cmproxy.transaction")
 
 
-def _account(client: Any) -> str:
-    info = getattr(client, "info", None)
-    return str(getattr(info, "username", "") or "").lower()
+def _account(client: object) -> str:
+    return str(client.info.username or "").lower() if isinstance(client, Identified) else ""
 
 
 @contextlib.contextmanager
@@ -42,8 +44,7 @@ def recording(client: Any, journal: Journal, tx_ids: Callable[[], Sequence[str]]
     threads send meanwhile on the same client are recorded too: recovery then stops a little
     more than it strictly must, never less.
     """
-    watch = getattr(client, "watch_pipelines", None)
-    if watch is None:
+    if not isinstance(client, RecordsPipelines):
         yield
         return
     account = _account(client)
@@ -55,8 +56,16 @@ def recording(client: Any, journal: Journal, tx_ids: Callable[[], Sequence[str]]
                 ids, ref.resource_uri, ref.shell_id, ref.command_id, account=account
             )
 
-    with watch(record):
+    with client.watch_pipelines(record):
         yield
+
+
+@attrs.frozen
+class Pace:
+    """The clock `make_quiet` bounds its attempts by, and how it waits between them."""
+
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
 
 
 def make_quiet(
@@ -65,23 +74,22 @@ def make_quiet(
     tx_ids: Sequence[str],
     *,
     timeout: float = 60.0,
-    clock: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], None] = time.sleep,
+    pace: Pace | None = None,
 ) -> str | None:
     """Stop what the interrupted transactions `tx_ids` may still be running on the endpoint.
 
     Returns None once none of their recorded shells is left (the site is quiet as far as they
     are concerned), or why it could not make sure of that (then nothing may be decided).
     """
+    clock, sleep = (pace or Pace()).clock, (pace or Pace()).sleep
     recorded = journal.pipeline_shells(tx_ids)
-    own = {s.upper() for s in getattr(client, "own_shells", frozenset)()}
+    own = {s.upper() for s in client.own_shells()} if isinstance(client, HoldsShells) else set()
     shells = {sid: (uri, acct) for sid, (uri, acct) in recorded.items() if sid not in own}
     if not shells:
         return None
-    lister = getattr(client, "list_shells", None)
-    deleter = getattr(client, "delete_shell", None)
-    if lister is None or deleter is None:
+    if not isinstance(client, StopsShells):
         return f"this client cannot list or stop shells ({_ids(shells)} may still run)"
+    lister, deleter = client.list_shells, client.delete_shell
     me = _account(client)
     strangers = sorted(sid for sid, (_uri, acct) in shells.items() if acct and acct != me)
     if strangers:

@@ -13,8 +13,8 @@ than failing the whole read; the issue names the server and what to fix.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Protocol
 
 import attrs
 
@@ -34,6 +34,7 @@ from cmproxy.roles import (
     CloudDistributionPoint,
     ConnectedCacheDistributionPoint,
     DistributionPoint,
+    OtherRole,
     Role,
     SoftwareUpdatePoint,
     SupSyncSource,
@@ -43,6 +44,7 @@ from cmproxy.roles import (
 __all__ = [
     "SITE_SYSTEM_ROLE",
     "ReadIssue",
+    "RoleSetting",
     "SiteRead",
     "proxy_from_record",
     "read_site_state",
@@ -164,8 +166,28 @@ class _ServerRows:
     role_rows: list[Mapping[str, Any]] = attrs.field(factory=list)
 
 
-def read_site_state(records: Iterable[Mapping[str, Any]]) -> SiteRead:
-    """Build a `SiteState` from the records of `Get-SiteState.ps1` (any order)."""
+class RoleSetting(Protocol):
+    """A setting a role carries of its own (`cmproxy.settings.Setting`), as the reader uses
+    it: the role class that carries it, the value its role row projects, that value shown."""
+
+    @property
+    def role(self) -> type[Role] | None: ...
+
+    @property
+    def from_record(self) -> Callable[[Mapping[str, Any]], Any]: ...
+
+    @property
+    def show(self) -> Callable[[SiteSystemServer, Any], SiteSystemServer]: ...
+
+
+def read_site_state(
+    records: Iterable[Mapping[str, Any]], settings: Sequence[RoleSetting] = ()
+) -> SiteRead:
+    """Build a `SiteState` from the records of `Get-SiteState.ps1` (any order).
+
+    `settings`: the settings roles carry of their own (`cmproxy.settings.role_settings()`):
+    a role row of a role that carries one is that role, showing the value its row holds.
+    """
     sites: dict[str, Site] = {}
     servers: dict[str, _ServerRows] = {}
     components: dict[str, Mapping[str, Any]] = {}
@@ -179,32 +201,17 @@ def read_site_state(records: Iterable[Mapping[str, Any]]) -> SiteRead:
             site = _site(record)
             sites[site.code] = site
         elif kind == "Role":
-            name = server_name(record.get("ServerName"))
-            if not name:
-                continue
-            rows = servers.setdefault(name.lower(), _ServerRows(code, name))
-            if _text(record.get("RoleName")).lower() == SITE_SYSTEM_ROLE.lower():
-                if rows.system_row is None:
-                    rows.system_row = record
-                    rows.site_code = code
-            else:
-                rows.role_rows.append(record)
+            _take_role(servers, code, record)
         elif kind == "SupComponent":
             components.setdefault(code, record)
         elif kind == "Account":
-            user = _text(record.get("UserName"))
-            try:
-                validate_account_name(user, "account.name")
-            except ValidationError as exc:
-                log.debug("skipping account %r at %s: %s", user, code, exc.reason)
-                continue
-            accounts.add(KnownAccount(user, code))
+            accounts.update(_account(code, record))
 
     built: list[SiteSystemServer] = []
     for rows in servers.values():
         server = _server(rows, sites, components, issues)
         if server is not None:
-            built.append(server)
+            built.append(_with_settings(server, rows, settings))
     built.sort(key=lambda s: (s.site_code, s.key))
     state = SiteState(
         sites=sorted(sites.values(), key=lambda s: s.code), servers=built, accounts=accounts
@@ -212,6 +219,52 @@ def read_site_state(records: Iterable[Mapping[str, Any]]) -> SiteRead:
     for issue in issues:
         log.warning("read: %s", issue)
     return SiteRead(state, tuple(issues))
+
+
+def _with_settings(
+    server: SiteSystemServer, rows: _ServerRows, settings: Sequence[RoleSetting]
+) -> SiteSystemServer:
+    """`server` with each role that carries a setting of its own, showing its row's value."""
+    for setting in settings:
+        carrier = setting.role
+        if carrier is None:
+            continue
+        name = carrier.ROLE_NAME.lower()
+        for row in rows.role_rows:
+            if _text(row.get("RoleName")).lower() == name:
+                if not server.has_role(carrier):  # read as an OtherRole of that name
+                    others = tuple(
+                        r
+                        for r in server.roles
+                        if not (isinstance(r, OtherRole) and r.name.lower() == name)
+                    )
+                    server = attrs.evolve(server, roles=(*others, carrier()))
+                server = setting.show(server, setting.from_record(row))
+    return server
+
+
+def _take_role(servers: dict[str, _ServerRows], code: str, record: Mapping[str, Any]) -> None:
+    """File a role row under its server (the site system role's row holds the proxy)."""
+    name = server_name(record.get("ServerName"))
+    if not name:
+        return
+    rows = servers.setdefault(name.lower(), _ServerRows(code, name))
+    if _text(record.get("RoleName")).lower() != SITE_SYSTEM_ROLE.lower():
+        rows.role_rows.append(record)
+    elif rows.system_row is None:
+        rows.system_row = record
+        rows.site_code = code
+
+
+def _account(code: str, record: Mapping[str, Any]) -> list[KnownAccount]:
+    """The account of an Account row; none (logged) when its name is not one."""
+    user = _text(record.get("UserName"))
+    try:
+        validate_account_name(user, "account.name")
+    except ValidationError as exc:
+        log.debug("skipping account %r at %s: %s", user, code, exc.reason)
+        return []
+    return [KnownAccount(user, code)]
 
 
 def _server(

@@ -4,21 +4,42 @@ One set of rows per object, written the way an admin writes the values — `CONT
 `proxy.contoso.com:8080`, `off` — never Python reprs (`None`, quotes, doubled backslashes).
 The HTML table and the DataFrame are built from the same rows, so they always agree. Pure:
 nothing here reads a site, and nothing here ever sees a password (values come as names).
+
+It imports no other cmproxy module at run time (model, roles and plan import it for their
+`_repr_html_`): values are recognised by their shape (`_ProxyLike`, `_SupLike`), as in
+microsoft.ad's or pandas' formatters, and the classes are named for type checking only.
 """
 
 from __future__ import annotations
 
 import html
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
-
-from cmproxy.model import ProxySettings, Secret, SiteState, SupFlags
-from cmproxy.roles import SoftwareUpdatePoint
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     import pandas as pd
 
+    from cmproxy.model import ProxySettings, SiteState
     from cmproxy.plan import Change, DesiredState, Plan
+
+
+@runtime_checkable
+class _ProxyLike(Protocol):
+    """A server proxy (`model.ProxySettings`)."""
+
+    enabled: bool
+    server: str | None
+    port: int
+    account: str | None
+
+
+@runtime_checkable
+class _SupLike(Protocol):
+    """The software update point's proxy options (`model.SupFlags`, `roles.SoftwareUpdatePoint`)."""
+
+    use_proxy: bool
+    use_proxy_for_adr: bool
+
 
 __all__ = [
     "DESIRED_STATE_COLUMNS",
@@ -63,7 +84,7 @@ def onoff(flag: bool | None) -> str:
     return "on" if flag else "off"
 
 
-def proxy_text(proxy: ProxySettings | None) -> str:
+def proxy_text(proxy: ProxySettings | _ProxyLike | None) -> str:
     """`proxy.contoso.com:8080`, or `off` for no proxy (the account is a column of its own)."""
     if proxy is None:
         return NOTHING
@@ -72,7 +93,7 @@ def proxy_text(proxy: ProxySettings | None) -> str:
     return f"{proxy.server}:{proxy.port}"
 
 
-def account_text(proxy: ProxySettings | None) -> str:
+def account_text(proxy: ProxySettings | _ProxyLike | None) -> str:
     """The account a proxy authenticates as: a name, or the server's System account (R3)."""
     if proxy is None or not proxy.enabled:
         return NOTHING
@@ -85,15 +106,13 @@ def admin_text(value: object) -> str:
         return NOTHING
     if isinstance(value, bool):
         return onoff(value)
-    if isinstance(value, ProxySettings):
+    if isinstance(value, _ProxyLike):
         if not value.enabled:
             return "off"
         return f"{proxy_text(value)} as {account_text(value)}"
-    if isinstance(value, SupFlags):
+    if isinstance(value, _SupLike):
         return f"sync {onoff(value.use_proxy)}, ADR {onoff(value.use_proxy_for_adr)}"
-    if isinstance(value, Secret):
-        return str(value)
-    return str(value)
+    return str(value)  # a Secret renders masked by itself
 
 
 def snapshot_text(snapshot: Any) -> str:
@@ -196,9 +215,9 @@ def state_rows(state: SiteState) -> list[dict[str, object]]:
     """One row per site system server: its roles, its proxy, its SUP options."""
     rows: list[dict[str, object]] = []
     for server in sorted(state.servers, key=lambda s: (s.site_code, s.key)):
-        sup = server.role(SoftwareUpdatePoint)
+        sup = next((r for r in server.roles if isinstance(r, _SupLike)), None)
         sync = adr = ""
-        if isinstance(sup, SoftwareUpdatePoint):
+        if sup is not None:
             sync, adr = onoff(sup.use_proxy), onoff(sup.use_proxy_for_adr)
         rows.append(
             {

@@ -14,7 +14,9 @@ from typing import ClassVar
 
 import attrs
 
-from cmproxy.model import ProxySettings
+# `Role` and `ProxySource` live in the model (a server holds roles; the model imports nothing
+# of this catalog); they are re-exported here, where they have always been imported from.
+from cmproxy.model import ProxySettings, ProxySource, Role
 
 __all__ = [
     "ROLE_CLASSES",
@@ -37,55 +39,6 @@ __all__ = [
 
 _SYSTEM = "the System (computer) account of the server hosting the role, or the site system "
 _SYSTEM += "proxy server account when one is set on that server (R3)"
-
-
-class ProxySource(enum.Enum):
-    """Where a role's effective proxy comes from."""
-
-    #: The hosting server's one shared proxy (R1), used with no further configuration.
-    SERVER = "server"
-    #: The proxy of the primary site server that manages the role (cloud DP, R5).
-    MANAGING_SITE_SERVER = "managing primary site server"
-    #: The hosting server's proxy, but only for the options switched on (SUP, R9).
-    OPT_IN = "explicit opt-in"
-    #: Not the site system proxy at all (2603 management point: SYSTEM WinINET proxy).
-    NOT_SITE_SYSTEM_PROXY = "not the site system proxy"
-    #: The role does not connect to the Internet.
-    NONE = "none"
-
-
-@attrs.frozen
-class Role:
-    """A site system role on one server. Subclasses state their proxy semantics."""
-
-    #: The `RoleName` that `Get-CMSiteRole` reports (configmgr-cmdlets.md §3.2).
-    ROLE_NAME: ClassVar[str] = ""
-    #: Human name, as the console shows it.
-    DISPLAY_NAME: ClassVar[str] = ""
-    #: What the role connects to on the Internet ("" when it does not).
-    CONNECTS_TO: ClassVar[str] = ""
-    PROXY_SOURCE: ClassVar[ProxySource] = ProxySource.NONE
-    #: Which identity authenticates to the proxy (R3).
-    CONNECTING_ACCOUNT: ClassVar[str] = ""
-    #: The rule (proxy-rules.md) that describes the role's proxy use.
-    RULE: ClassVar[str] = ""
-    DEPRECATED: ClassVar[bool] = False
-    #: Free-text caveats shown in plans and diagnostics.
-    NOTES: ClassVar[tuple[str, ...]] = ()
-
-    @property
-    def name(self) -> str:
-        return self.DISPLAY_NAME or self.ROLE_NAME
-
-    @property
-    def uses_server_proxy(self) -> bool:
-        """Whether this role's traffic goes through its hosting server's proxy."""
-        return self.PROXY_SOURCE in (ProxySource.SERVER, ProxySource.OPT_IN)
-
-    def refusal(self, proxy: ProxySettings) -> str | None:
-        """Why this role cannot work with `proxy` set on its own server, or None."""
-        del proxy
-        return None
 
 
 @attrs.frozen
@@ -190,6 +143,7 @@ class SupSyncSource(enum.Enum):
 class SoftwareUpdatePoint(Role):
     """Uses the server proxy only for the options switched on (R9–R11)."""
 
+    SETTINGS: ClassVar[tuple[str, ...]] = ("sup",)
     ROLE_NAME: ClassVar[str] = "SMS Software Update Point"
     DISPLAY_NAME: ClassVar[str] = "software update point"
     CONNECTS_TO: ClassVar[str] = "Microsoft Update (update metadata sync; ADR content downloads)"

@@ -12,36 +12,42 @@ that names the cause and what to do; `Session.bootstrap` says which path the boo
 from __future__ import annotations
 
 import contextlib
-import copy
 import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from cmproxy._exceptions import (
     CMProxyError,
-    ConnectionError,
-    ConsoleNotInstalledError,
-    ItemNotFoundError,
-    PowerShellError,
     SessionError,
-    SiteDriveError,
-    TransportError,
 )
-from cmproxy.bootstrap import BootstrapInfo, bootstrap_error
+from cmproxy.bootstrap import BootstrapInfo
+from cmproxy.coalescing import ReadCoalescer, WriteCoalescer, batch_error, write_batches
 from cmproxy.connection import ConnectionInfo
+from cmproxy.markers import map_session_error
 from cmproxy.model import SiteState, validate_site_code
 from cmproxy.reader import SiteRead, read_site_state
+from cmproxy.settings import role_settings
+from cmproxy.steps import PipelineWatcher, RemoteShell
 from cmproxy.transports import Result, Step, Transport, create_transport
-from cmproxy.transports.base import PipelineWatcher, RemoteShell
+from cmproxy.tuning import DEFAULT_TUNING, Tuning
+from cmproxy.writer import WriteResult, apply_change, batch_results, batch_step, batchable
 
 if TYPE_CHECKING:
     from cmproxy.plan import Change, Plan
-    from cmproxy.writer import WriteResult
 
-__all__ = ["BOOTSTRAP_TEMPLATE", "READ_TEMPLATE", "Session", "connect", "map_session_error"]
+__all__ = [
+    "BOOTSTRAP_TEMPLATE",
+    "READ_TEMPLATE",
+    "ReadCoalescer",
+    "Session",
+    "Tuning",
+    "WriteCoalescer",
+    "connect",
+    "map_session_error",
+]
 
 log = logging.getLogger(__name__)
 
@@ -53,275 +59,34 @@ SESSION_TEMPLATE_PARAMETERS: dict[str, frozenset[str]] = {
     READ_TEMPLATE: frozenset({"SiteCode", "SiteSystemServerName", "BySite", "Shard", "Shards"}),
 }
 
-_MARKER = "cmproxy:"
-
-#: Pipelines of a whole-hierarchy read when the number of sites is not known yet: three, for
-#: the first read runs as the warmed pools finish their imports (one every ≈ 60 ms), and a
-#: fourth shard would mostly wait for its pool.
-READ_SHARDS = 3
-#: Server reads joined into one pipeline at most (`Session.read_state(servers)` from threads).
-READ_BATCH_LIMIT = 64
-#: Batched server reads in flight at once per session.
-READS_IN_FLIGHT = 2
-#: Writes joined into one pipeline at most (`Session.apply` from threads, per site).
-WRITE_BATCH_LIMIT = 32
-#: Writes of one `apply_many` call in one pipeline at most, per site. The caller (a batch of
-#: transactions) already sized its round: a bulk batch's writes, SUP options included, stay in
-#: one pipeline, so a round never needs more runspace pools than batches in flight.
-MANY_WRITES_LIMIT = 128
-#: Reading or reading back servers of known sites lists those sites' roles once (one Get per
-#: site) instead of one Get per server when they are at least 1/SITE_LISTING_RATIO of the
-#: sites' servers (as of the session's last whole read) and at least SITE_LISTING_MIN: below
-#: that, listing every row costs the provider (and the emulator) more than the Gets it saves.
-SITE_LISTING_RATIO = 4
-SITE_LISTING_MIN = 8
-#: Batched writes in flight at once per site (a site serialises its writes anyway; two let
-#: one batch read back while the other writes).
-WRITES_IN_FLIGHT = 2
-
-
-class _ReadBatch:
-    def __init__(self, names: Iterable[str]) -> None:
-        self.names: dict[str, None] = dict.fromkeys(names)
-        self.done = threading.Event()
-        self.result: SiteRead | None = None
-        self.error: BaseException | None = None
-
-
-class ReadCoalescer:
-    """Joins concurrent reads of a few servers into one pipeline, without reading stale data.
-
-    A caller joins the batch that is still *collecting* (it has not started), so every batch
-    starts after each of its callers asked: each caller gets a read at least as fresh as its own
-    would have been. At most `in_flight` batches run at once; while they run, new callers
-    collect into the next one. Each caller gets the whole batch's read (a superset of what it
-    asked for) or the batch's error.
-    """
-
-    def __init__(
-        self,
-        read: Callable[[tuple[str, ...]], SiteRead],
-        *,
-        limit: int = READ_BATCH_LIMIT,
-        in_flight: int = READS_IN_FLIGHT,
-    ) -> None:
-        self._read = read
-        self._limit = max(1, limit)
-        self._lock = threading.Lock()
-        self._slots = threading.Semaphore(max(1, in_flight))
-        self._collecting: _ReadBatch | None = None
-        #: Batches run and servers read, for tests and benchmarks.
-        self.batches = 0
-        self.requests = 0
-
-    def read(self, names: Sequence[str]) -> SiteRead:
-        with self._lock:
-            self.requests += 1
-            batch = self._collecting
-            if batch is not None and len(batch.names) + len(names) <= self._limit:
-                batch.names.update(dict.fromkeys(names))
-                leader = False
-            else:
-                batch = _ReadBatch(names)
-                self._collecting = batch
-                leader = True
-        if leader:
-            with self._slots:  # waiting here is when followers join
-                with self._lock:
-                    if self._collecting is batch:
-                        self._collecting = None
-                    self.batches += 1
-                    wanted = tuple(batch.names)
-                try:
-                    batch.result = self._read(wanted)
-                except BaseException as exc:
-                    batch.error = exc
-                finally:
-                    batch.done.set()
-        else:
-            batch.done.wait()
-        if batch.error is not None:
-            raise batch.error
-        assert batch.result is not None
-        return batch.result
-
-
-class _WriteBatch:
-    def __init__(self, change: Change) -> None:
-        self.changes: list[Change] = [change]
-        self.keys: set[tuple[str, str]] = {_write_key(change)}
-        self.done = threading.Event()
-        self.results: list[WriteResult | BaseException] = []
-        self.error: BaseException | None = None
-
-
-def _write_key(change: Change) -> tuple[str, str]:
-    return change.target.lower(), change.kind.name
-
-
-def _batch_error(exc: BaseException, size: int) -> BaseException:
-    """What one caller of a failed batch gets: its own exception object.
-
-    A transport failure (the batch may or may not have run, wholly or in part) is a transient
-    `TransportError` for every caller: each settles by re-reading, as for a lost answer.
-    """
-    if size == 1:
-        return exc
-    if isinstance(exc, TransportError | ConnectionError):
-        return TransportError(f"a batch of {size} writes at one site got no answer: {exc}")
-    try:
-        return copy.copy(exc)
-    except Exception:  # an exception that cannot be copied is passed as it is
-        return exc
-
-
-class WriteCoalescer:
-    """Joins concurrent writes at one site into one pipeline (`Set-ProxyBatch.ps1`).
-
-    A caller joins only a batch that is still *collecting* (it has not started), never one
-    that holds a write to the same server and kind; each write runs once, in its own
-    try/catch, and is read back in the same pipeline after the batch's writes. Each caller gets
-    its own `WriteResult` or its own exception. A batch of one runs `run_one` (a `Session`
-    sends it through `Set-ProxyBatch.ps1` too, for its compare-and-set).
-    At most `in_flight` batches per site run at once; while they run, new callers collect.
-    """
-
-    def __init__(
-        self,
-        run_one: Callable[[Change], WriteResult],
-        run_many: Callable[[str, list[Change]], list[WriteResult | BaseException]],
-        *,
-        limit: int = WRITE_BATCH_LIMIT,
-        in_flight: int = WRITES_IN_FLIGHT,
-    ) -> None:
-        self._run_one = run_one
-        self._run_many = run_many
-        self._limit = max(1, limit)
-        self._in_flight = max(1, in_flight)
-        self._lock = threading.Lock()
-        self._collecting: dict[str, _WriteBatch] = {}
-        self._slots: dict[str, threading.Semaphore] = {}
-        #: Batches run and writes asked, for tests and benchmarks.
-        self.batches = 0
-        self.requests = 0
-
-    def apply(self, change: Change) -> WriteResult:
-        site = str(change.site_code).upper()
-        key = _write_key(change)
-        with self._lock:
-            self.requests += 1
-            batch = self._collecting.get(site)
-            if batch is not None and len(batch.changes) < self._limit and key not in batch.keys:
-                batch.changes.append(change)
-                batch.keys.add(key)
-                index = len(batch.changes) - 1
-                leader = False
-            else:
-                batch = _WriteBatch(change)
-                self._collecting[site] = batch
-                index = 0
-                leader = True
-            slots = self._slots.setdefault(site, threading.Semaphore(self._in_flight))
-        if leader:
-            self._lead(site, batch, slots)
-        else:
-            batch.done.wait()
-        if batch.error is not None:
-            raise _batch_error(batch.error, len(batch.changes))
-        outcome = batch.results[index]
-        if isinstance(outcome, BaseException):
-            raise outcome
-        return outcome
-
-    def _lead(self, site: str, batch: _WriteBatch, slots: threading.Semaphore) -> None:
-        with slots:  # waiting here is when followers join
-            with self._lock:
-                if self._collecting.get(site) is batch:
-                    del self._collecting[site]
-                self.batches += 1
-                changes = list(batch.changes)  # sealed: nobody joins any more
-            try:
-                if len(changes) == 1:
-                    batch.results = [self._run_one(changes[0])]
-                else:
-                    batch.results = self._run_many(site, changes)
-            except BaseException as exc:
-                batch.error = exc
-            finally:
-                batch.done.set()
-
-
-def _marker(exc: PowerShellError) -> tuple[str, str] | None:
-    text = exc.message
-    start = text.find(_MARKER)
-    if start < 0:
-        return None
-    code, _, detail = text[start + len(_MARKER) :].partition(":")
-    return code.strip(), detail.strip()
-
-
-def map_session_error(exc: CMProxyError, info: ConnectionInfo) -> CMProxyError:
-    """Turn a template's `cmproxy:<Code>:` error (or a missing CM cmdlet) into the right class."""
-    if not isinstance(exc, PowerShellError):
-        return exc
-    marker = _marker(exc)
-    where = info.server
-    if marker is None:
-        if exc.error_id == "CommandNotFoundException" and "-CM" in exc.message:
-            return ConsoleNotInstalledError(
-                f"{where}: a ConfigurationManager cmdlet is missing ({exc.message}). Install the "
-                "Configuration Manager console on the SMS Provider (it ships the module), or "
-                "set module_path / CMPROXY_MODULE_PATH to ConfigurationManager.psd1."
-            )
-        return exc
-    code, detail = marker
-    if code == "ConsoleNotInstalled":
-        return ConsoleNotInstalledError(
-            f"{where}: the ConfigurationManager PowerShell module was not found ({detail}). "
-            "Install the Configuration Manager console on that server (it ships the module), "
-            "or set module_path / CMPROXY_MODULE_PATH to the full path of "
-            "ConfigurationManager.psd1 (…\\AdminConsole\\bin\\ConfigurationManager.psd1)."
-        )
-    if code == "DriveClash":
-        return SiteDriveError(
-            f"{where}: the site drive cannot be used: {detail}. The site code clashes with an "
-            "existing PowerShell drive of another provider (for example a site code ENV). "
-            "Remove that drive for the cmproxy account, or connect with a different account."
-        )
-    if code == "SiteDriveMissing":
-        return SiteDriveError(
-            f"{where}: {detail}. Check the site code and that provider_machine_name "
-            "(CMPROXY_PROVIDER_MACHINE_NAME) names the SMS Provider, and that the account is "
-            "a Configuration Manager administrative user."
-        )
-    if code == "SiteCodeUnknown":
-        return SiteDriveError(
-            f"{where}: the site code was not given and could not be guessed ({detail}); set "
-            "site_code (CMPROXY_SITE_CODE)."
-        )
-    mapped = bootstrap_error(code, detail, where)
-    if mapped is not None:
-        return mapped
-    if code in {"AccountNotFound", "ServerNotFound"}:
-        return ItemNotFoundError(
-            detail,
-            fully_qualified_error_id=exc.fully_qualified_error_id,
-            category="ObjectNotFound",
-            target=exc.target,
-            command=exc.command,
-        )
-    return exc
+#: The defaults of `Tuning` under the names docs/performance.md and docs/sessions.md use.
+READ_SHARDS = DEFAULT_TUNING.read_shards
+READ_BATCH_LIMIT = DEFAULT_TUNING.read_batch_limit
+READS_IN_FLIGHT = DEFAULT_TUNING.reads_in_flight
+WRITE_BATCH_LIMIT = DEFAULT_TUNING.write_batch_limit
+MANY_WRITES_LIMIT = DEFAULT_TUNING.many_writes_limit
+SITE_LISTING_RATIO = DEFAULT_TUNING.site_listing_ratio
+SITE_LISTING_MIN = DEFAULT_TUNING.site_listing_min
+WRITES_IN_FLIGHT = DEFAULT_TUNING.writes_in_flight
 
 
 class Session:
     """A live connection to one SMS Provider, prepared for the ConfigMgr cmdlets.
 
     Nothing connects in the constructor; `open()` does (and `with Session(info) as s:`).
-    `transport` is for tests: pass a `FakeTransport` to run without a network.
+    `transport` is for tests: pass a `FakeTransport` to run without a network. `tuning`: how
+    reads and writes are batched and sharded (`cmproxy.tuning`; the defaults are measured).
     """
 
-    def __init__(self, info: ConnectionInfo, *, transport: Transport | None = None) -> None:
+    def __init__(
+        self,
+        info: ConnectionInfo,
+        *,
+        transport: Transport | None = None,
+        tuning: Tuning = DEFAULT_TUNING,
+    ) -> None:
         self.info = info
+        self.tuning = tuning
         self._transport = transport
         self._opened = False
         self.site_code: str | None = info.site_code
@@ -332,10 +97,17 @@ class Session:
         #: What the last bootstrap found (module source, drive, SMS Provider machine).
         self.bootstrap: BootstrapInfo | None = None
         self._open_lock = threading.RLock()
-        self._reads = ReadCoalescer(self._read_servers)
+        self._reads = ReadCoalescer(
+            self._read_servers, limit=tuning.read_batch_limit, in_flight=tuning.reads_in_flight
+        )
         #: Servers per site as of the last whole read (to choose how to read many servers).
         self._site_sizes: dict[str, int] = {}
-        self._writes = WriteCoalescer(self._write_one, self._write_batch)
+        self._writes = WriteCoalescer(
+            self._write_one,
+            self._write_batch,
+            limit=tuning.write_batch_limit,
+            in_flight=tuning.writes_in_flight,
+        )
         #: Told each pipeline's shell and command before it is sent (`watch_pipelines`).
         self._watchers: list[PipelineWatcher] = []
 
@@ -553,7 +325,7 @@ class Session:
             SiteSystemServerName=names,
             BySite=True if by_site else None,
         )
-        read = read_site_state(result.records())
+        read = read_site_state(result.records(), role_settings())
         if names is None:
             self._note_sizes(read.state, codes)
         return read
@@ -562,18 +334,19 @@ class Session:
         """Can steps of this session run at once (several runspace pools)? Opens it."""
         if not self._opened:
             self.open()
-        return int(getattr(self._transport, "max_pools", 1)) > 1
+        assert self._transport is not None
+        return self._transport.max_pools > 1
 
     def _read_sites_in_parallel(self) -> SiteRead:
         """The whole hierarchy in several pipelines at once, each reading a share of the sites
         (`-Shard i -Shards n`; one per site when the sites are known from a read before, else
         READ_SHARDS): the provider lists one site while this side takes in another."""
-        shards = len(self._site_sizes) or READ_SHARDS
+        shards = len(self._site_sizes) or self.tuning.read_shards
         with ThreadPoolExecutor(shards, thread_name_prefix="cmproxy-read") as pool:
             parts = list(
                 pool.map(lambda i: self.run(READ_TEMPLATE, Shard=i, Shards=shards), range(shards))
             )
-        read = read_site_state([r for part in parts for r in part.records()])
+        read = read_site_state([r for part in parts for r in part.records()], role_settings())
         self._note_sizes(read.state, None)
         return read
 
@@ -590,13 +363,13 @@ class Session:
     def _list_sites(self, count: int, codes: Sequence[str]) -> bool:
         """Is listing `codes`' roles cheaper than `count` Gets by name? (see SITE_LISTING_RATIO)"""
         sizes = [self._site_sizes.get(c.upper()) for c in codes]
-        if count < SITE_LISTING_MIN or any(size is None for size in sizes):
+        if count < self.tuning.site_listing_min or any(size is None for size in sizes):
             return False
-        return count * SITE_LISTING_RATIO >= sum(size or 0 for size in sizes)
+        return count * self.tuning.site_listing_ratio >= sum(size or 0 for size in sizes)
 
     def _read_servers(self, names: tuple[str, ...]) -> SiteRead:
         result = self.run(READ_TEMPLATE, SiteSystemServerName=names)
-        return read_site_state(result.records())
+        return read_site_state(result.records(), role_settings())
 
     def read_state(
         self,
@@ -611,7 +384,6 @@ class Session:
 
     def write(self, change: Change) -> WriteResult:
         """Execute one planned change and read back what the site now holds."""
-        from cmproxy.writer import apply_change  # noqa: PLC0415 - writer imports session types
 
         return apply_change(self, change)
 
@@ -623,7 +395,6 @@ class Session:
         writes at one site (the transactions of a bulk change) share one pipeline; see
         `WriteCoalescer` and docs/sessions.md.
         """
-        from cmproxy.writer import batchable  # noqa: PLC0415 - writer imports session types
 
         if not batchable(change):
             return self.write(change)
@@ -641,7 +412,6 @@ class Session:
     def _write_batch(
         self, site: str, changes: list[Change], groups: Sequence[int] | None = None
     ) -> list[WriteResult | BaseException]:
-        from cmproxy.writer import batch_results, batch_step  # noqa: PLC0415
 
         by_site = self._list_sites(len(changes), [site])
         step = batch_step(site, changes, read_back_by_site=by_site, groups=groups)
@@ -664,29 +434,9 @@ class Session:
         ones are not made (`SkippedWriteError`). A batch that got no answer is a transient
         `TransportError` for each of its changes (settle by re-reading). Never retries.
         """
-        from cmproxy.writer import batchable  # noqa: PLC0415 - writer imports session types
 
         outcomes: list[WriteResult | BaseException | None] = [None] * len(changes)
-        per_site: dict[str, list[int]] = {}
-        batches: list[tuple[str, list[int]]] = []
-        for i, change in enumerate(changes):
-            site = str(change.site_code).upper()
-            if batchable(change):
-                per_site.setdefault(site, []).append(i)
-            else:
-                batches.append((site, [i]))  # its own template, in parallel with the rest
-        for site, idx in per_site.items():
-            current: list[int] = []
-            for i in idx:
-                same_group = (
-                    groups is not None and bool(current) and groups[current[-1]] == groups[i]
-                )
-                if len(current) >= MANY_WRITES_LIMIT and not same_group:
-                    batches.append((site, current))
-                    current = []
-                current.append(i)
-            if current:
-                batches.append((site, current))
+        batches = write_batches(changes, groups, self.tuning.many_writes_limit)
 
         def run(site: str, idx: list[int]) -> None:
             batch = [changes[i] for i in idx]
@@ -697,7 +447,7 @@ class Session:
                     tags = [groups[i] for i in idx] if groups is not None else None
                     got = self._write_batch(site, batch, tags)
             except Exception as exc:
-                got = [_batch_error(exc, len(batch)) for _ in batch]
+                got = [batch_error(exc, len(batch)) for _ in batch]
             for i, outcome in zip(idx, got, strict=True):
                 outcomes[i] = outcome
 

@@ -13,9 +13,9 @@ from collections.abc import Callable, Iterable, Sequence
 import attrs
 
 from cmproxy._exceptions import PowerShellError, TransportError
-from cmproxy.model import KnownAccount, ProxySettings, SiteState, SupFlags
+from cmproxy.model import KnownAccount, SiteState
 from cmproxy.plan import Change, ChangeKind
-from cmproxy.roles import SoftwareUpdatePoint
+from cmproxy.settings import setting_for
 
 __all__ = ["InMemorySite"]
 
@@ -90,19 +90,8 @@ def _applied(state: SiteState, change: Change) -> SiteState:
         account = KnownAccount(change.after, change.site_code)
         return attrs.evolve(state, accounts=state.accounts | {account})
     server = state.server(change.target)
+    setting = setting_for(change)
     assert server is not None
-    if change.kind is ChangeKind.SET_SERVER_PROXY:
-        assert isinstance(change.after, ProxySettings)
-        # What is stored has no password: it cannot be read back from a site.
-        stored = change.after.replace(password=None)
-        return state.with_server(attrs.evolve(server, proxy=stored))
-    assert isinstance(change.after, SupFlags)
-    roles = tuple(
-        attrs.evolve(
-            r, use_proxy=change.after.use_proxy, use_proxy_for_adr=change.after.use_proxy_for_adr
-        )
-        if isinstance(r, SoftwareUpdatePoint)
-        else r
-        for r in server.roles
-    )
-    return state.with_server(attrs.evolve(server, roles=roles))
+    assert setting is not None
+    # What is stored is what the product keeps (a proxy without its password).
+    return state.with_server(setting.show(server, setting.stored(change.after)))

@@ -12,26 +12,33 @@ with `Get-CMAccount` (`-ProxyAccessAccount` takes the account object, not a stri
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Protocol
 
 import attrs
 
 from cmproxy._exceptions import CMProxyError, ConflictError, PlanError, ValidationError
 from cmproxy.invocation import AccountLookup, Invocation
 from cmproxy.model import ProxySettings, Secret, SupFlags
-from cmproxy.plan import Change, ChangeKind
+from cmproxy.plan import Change
 from cmproxy.reader import proxy_from_record, sup_flags_from_record
-from cmproxy.transports.base import ErrorInfo, Result, Step, error_from_info
+from cmproxy.settings import SETTINGS, proxy_key, registered, setting_for, sup_key
+from cmproxy.steps import ErrorInfo, Result, Step, error_from_info
 
-if TYPE_CHECKING:
-    from cmproxy.session import Session
+
+class StepRunner(Protocol):
+    """What a write needs from a session: run one step, answer its result. (A `Session` is
+    one; naming the protocol, not the class, keeps the session free to import the writer.)"""
+
+    def run_step(self, step: Step) -> Result: ...
+
 
 __all__ = [
     "BATCH_TEMPLATE",
     "WRITE_TEMPLATES",
     "WRITE_TEMPLATE_PARAMETERS",
     "SkippedWriteError",
+    "StepRunner",
     "WriteResult",
     "apply_change",
     "batch_results",
@@ -44,29 +51,15 @@ __all__ = [
     "sup_key",
 ]
 
-#: Cmdlet → template that runs it.
+#: Cmdlet → template that runs it (each setting's, `cmproxy.settings`, and the account's).
 WRITE_TEMPLATES: dict[str, str] = {
-    "Set-CMSiteSystemServer": "Set-ServerProxy",
-    "Set-CMSoftwareUpdatePoint": "Set-SupProxyFlags",
+    **{s.cmdlet: s.template for s in SETTINGS},
     "New-CMAccount": "New-ProxyAccount",
 }
 
 #: Per cmdlet: invocation parameter → template parameter.
-_PARAMETER_MAP: dict[str, dict[str, str]] = {
-    "Set-CMSiteSystemServer": {
-        "SiteCode": "SiteCode",
-        "SiteSystemServerName": "SiteSystemServerName",
-        "EnableProxy": "EnableProxy",
-        "ProxyServerName": "ProxyServerName",
-        "ProxyServerPort": "ProxyServerPort",
-        "ProxyAccessAccount": "ProxyAccessAccountName",
-    },
-    "Set-CMSoftwareUpdatePoint": {
-        "SiteCode": "SiteCode",
-        "SiteSystemServerName": "SiteSystemServerName",
-        "UseProxy": "UseProxy",
-        "UseProxyForAutoDeploymentRule": "UseProxyForAutoDeploymentRule",
-    },
+_PARAMETER_MAP: dict[str, Mapping[str, str]] = {
+    **{s.cmdlet: s.parameters for s in SETTINGS},
     "New-CMAccount": {"SiteCode": "SiteCode", "UserName": "UserName", "Password": "Password"},
 }
 
@@ -77,19 +70,19 @@ _DEFAULT_PORT = 80
 #: Batch column (an array of `-Items`) → its value for one write, from the parameters the
 #: single-write template would get (`step_for_invocation`) and its compare keys: each column
 #: is mapped here once.
-_BATCH_COLUMNS: dict[str, Callable[[dict[str, Any], tuple[str, str], bool], Any]] = {
-    "Kind": lambda b, keys, sup: "Sup" if sup else "Proxy",
-    "SiteSystemServerName": lambda b, keys, sup: str(b["SiteSystemServerName"]),
-    "EnableProxy": lambda b, keys, sup: bool(b.get("EnableProxy", False)),
-    "ProxyServerName": lambda b, keys, sup: str(b.get("ProxyServerName") or ""),
-    "ProxyServerPort": lambda b, keys, sup: int(b.get("ProxyServerPort") or _DEFAULT_PORT),
-    "ProxyAccessAccountName": lambda b, keys, sup: str(b.get("ProxyAccessAccountName") or ""),
-    "UseProxy": lambda b, keys, sup: bool(b.get("UseProxy", False)),
-    "UseProxyForAutoDeploymentRule": lambda b, keys, sup: bool(
+_BATCH_COLUMNS: dict[str, Callable[[dict[str, Any], tuple[str, str], str], Any]] = {
+    "Kind": lambda b, keys, kind: kind,
+    "SiteSystemServerName": lambda b, keys, kind: str(b["SiteSystemServerName"]),
+    "EnableProxy": lambda b, keys, kind: bool(b.get("EnableProxy", False)),
+    "ProxyServerName": lambda b, keys, kind: str(b.get("ProxyServerName") or ""),
+    "ProxyServerPort": lambda b, keys, kind: int(b.get("ProxyServerPort") or _DEFAULT_PORT),
+    "ProxyAccessAccountName": lambda b, keys, kind: str(b.get("ProxyAccessAccountName") or ""),
+    "UseProxy": lambda b, keys, kind: bool(b.get("UseProxy", False)),
+    "UseProxyForAutoDeploymentRule": lambda b, keys, kind: bool(
         b.get("UseProxyForAutoDeploymentRule", False)
     ),
-    "ProxyOk": lambda b, keys, sup: keys[0],
-    "SupOk": lambda b, keys, sup: keys[1],
+    "ProxyOk": lambda b, keys, kind: keys[0],
+    "SupOk": lambda b, keys, kind: keys[1],
 }
 
 #: Template → the parameter names the Python side may bind (checked against param() blocks).
@@ -107,8 +100,9 @@ class WriteResult:
     """A change as written and the value read back right after, in the same pipeline."""
 
     change: Change
-    #: ProxySettings for a server proxy, SupFlags for SUP options, the account name otherwise.
-    read_back: ProxySettings | SupFlags | str
+    #: ProxySettings for a server proxy, SupFlags for SUP options, a role setting's value
+    #: (`cmproxy.settings`), the account name otherwise.
+    read_back: ProxySettings | SupFlags | str | object
     #: True when the read-back value is what the change asked for.
     matches: bool
 
@@ -116,12 +110,8 @@ class WriteResult:
     def shows_before(self) -> bool:
         """The read-back is still the value from before the write: on a lagging hierarchy the
         write is not visible yet (re-read it), rather than someone else's value."""
-        before = self.change.before
-        if isinstance(self.read_back, ProxySettings):
-            return isinstance(before, ProxySettings) and self.read_back.same_as(before)
-        if isinstance(self.read_back, SupFlags):
-            return self.read_back == before
-        return False
+        setting = setting_for(self.change)
+        return setting is not None and setting.same(self.read_back, self.change.before)
 
     def describe(self) -> str:
         verdict = "as planned" if self.matches else "DIFFERENT from the plan"
@@ -130,12 +120,14 @@ class WriteResult:
 
 def step_for_invocation(invocation: Invocation) -> Step:
     """The template step that performs `invocation`; refuses anything it does not know."""
-    template = WRITE_TEMPLATES.get(invocation.command)
-    mapping = _PARAMETER_MAP.get(invocation.command)
+    own = {s.cmdlet: s for s in registered()}  # the settings roles registered, too
+    found = own.get(invocation.command)
+    template = found.template if found else WRITE_TEMPLATES.get(invocation.command)
+    mapping = found.parameters if found else _PARAMETER_MAP.get(invocation.command)
     if template is None or mapping is None:
         raise PlanError(
             f"cmproxy cannot execute {invocation.command}; it runs "
-            f"{', '.join(sorted(WRITE_TEMPLATES))}"
+            f"{', '.join(sorted({*WRITE_TEMPLATES, *own}))}"
         )
     site_code = invocation.get("SiteCode")
     bound: dict[str, Any] = {}
@@ -159,7 +151,9 @@ def step_for_invocation(invocation: Invocation) -> Step:
     return Step.of(template, **bound)
 
 
-def read_back(change: Change, result: Result) -> tuple[ProxySettings | SupFlags | str, bool]:
+def read_back(
+    change: Change, result: Result
+) -> tuple[ProxySettings | SupFlags | str | object, bool]:
     """The value the template read back after writing, and whether it matches the change."""
     records = result.records()
     if not records:
@@ -169,19 +163,16 @@ def read_back(change: Change, result: Result) -> tuple[ProxySettings | SupFlags 
 
 def _read_back_record(
     change: Change, record: dict[str, Any]
-) -> tuple[ProxySettings | SupFlags | str, bool]:
-    if change.kind is ChangeKind.SET_SERVER_PROXY:
-        proxy = proxy_from_record(record)
-        wanted = change.after
-        return proxy, isinstance(wanted, ProxySettings) and proxy.same_as(wanted)
-    if change.kind is ChangeKind.SET_SUP_FLAGS:
-        flags = sup_flags_from_record(record)
-        return flags, flags == change.after
+) -> tuple[ProxySettings | SupFlags | str | object, bool]:
+    setting = setting_for(change)
+    if setting is not None:
+        value = setting.from_record(record)
+        return value, setting.same(value, change.after)
     name = str(record.get("UserName") or "")
     return name, name.lower() == str(change.after).lower()
 
 
-def apply_change(session: Session, change: Change) -> WriteResult:
+def apply_change(session: StepRunner, change: Change) -> WriteResult:
     """Run one change through `session` and read back the result."""
     result = session.run_step(step_for_invocation(change.invocation))
     value, matches = read_back(change, result)
@@ -193,7 +184,8 @@ def apply_change(session: Session, change: Change) -> WriteResult:
 
 def batchable(change: Change) -> bool:
     """True for the writes `Set-ProxyBatch.ps1` can join (server proxies and SUP options)."""
-    return change.kind in (ChangeKind.SET_SERVER_PROXY, ChangeKind.SET_SUP_FLAGS)
+    setting = setting_for(change)
+    return setting is not None and bool(setting.batch_kind)
 
 
 def batch_step(
@@ -225,9 +217,10 @@ def batch_step(
         if str(change.site_code).upper() != site_code.upper():
             raise PlanError(f"{change.target} is at site {change.site_code}, not {site_code}")
         bound = dict(step_for_invocation(change.invocation).parameters)
-        sup = change.kind is ChangeKind.SET_SUP_FLAGS
+        setting = setting_for(change)
+        assert setting is not None
         for name, value_of in _BATCH_COLUMNS.items():
-            columns[name].append(value_of(bound, keys, sup))
+            columns[name].append(value_of(bound, keys, setting.batch_kind))
     if groups is not None:
         columns["Group"] = list(groups)
     return Step.of(
@@ -238,20 +231,6 @@ def batch_step(
         Items=json.dumps(columns, separators=(",", ":")),
         ReadBackBySite=True if read_back_by_site else None,
     )
-
-
-def proxy_key(proxy: ProxySettings) -> str:
-    """A server proxy as the batch template's `Get-ProxyKey` writes it: what the reader
-    (`proxy_from_record`) would make of the row, host and account compared case-insensitively
-    (DNS and Windows account names are)."""
-    if not proxy.enabled:
-        return "off"
-    return f"on|{(proxy.server or '').lower()}|{proxy.port}|{(proxy.account or '').lower()}"
-
-
-def sup_key(flags: SupFlags) -> str:
-    """SUP options as the batch template's `Get-SupKey` writes them."""
-    return f"sup|{int(flags.use_proxy)}|{int(flags.use_proxy_for_adr)}"
 
 
 def _keys(values: Iterable[str]) -> str:
@@ -269,27 +248,25 @@ def compare_keys(
     Any other value is someone else's change. (Its own new value is allowed: a write retried
     after a lost answer, or the other field's write already made by this transaction.) A
     change planned without a before value (built by hand) leaves its field unchecked."""
-    proxies: dict[tuple[int, str], list[str]] = {}
-    flags: dict[tuple[int, str], list[str]] = {}
+    found: dict[tuple[str, int, str], list[str]] = {}
     tags = [groups[i] if groups is not None else -1 - i for i in range(len(changes))]
-    unknown: set[tuple[ChangeKind, tuple[int, str]]] = set()
+    unknown: set[tuple[str, int, str]] = set()
     for change, tag in zip(changes, tags, strict=True):
-        where = (tag, change.target.lower())
-        if change.before is None and batchable(change):
-            unknown.add((change.kind, where))  # planned without a value to compare with
-        pair = (change.before, change.after)
-        if change.kind is ChangeKind.SET_SERVER_PROXY:
-            found = proxies.setdefault(where, [])
-            found += [proxy_key(v) for v in pair if isinstance(v, ProxySettings)]
-        elif change.kind is ChangeKind.SET_SUP_FLAGS:
-            found = flags.setdefault(where, [])
-            found += [sup_key(v) for v in pair if isinstance(v, SupFlags)]
-    for kind, where in unknown:
-        (proxies if kind is ChangeKind.SET_SERVER_PROXY else flags).pop(where, None)
+        setting = setting_for(change)
+        if setting is None:
+            continue
+        where = (setting.name, tag, change.target.lower())
+        if change.before is None:
+            unknown.add(where)  # planned without a value to compare with
+        values = found.setdefault(where, [])
+        values += [setting.key(v) for v in (change.before, change.after) if v is not None]
+    for where in unknown:
+        found.pop(where, None)
+    first, second = SETTINGS
     return [
         (
-            _keys(proxies.get((tag, change.target.lower()), [])),
-            _keys(flags.get((tag, change.target.lower()), [])),
+            _keys(found.get((first.name, tag, change.target.lower()), [])),
+            _keys(found.get((second.name, tag, change.target.lower()), [])),
         )
         for change, tag in zip(changes, tags, strict=True)
     ]

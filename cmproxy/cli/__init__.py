@@ -3,7 +3,7 @@
 A thin face over the public API (`cmproxy.__all__`), split by responsibility: `options` (the
 shared options, the connection flags generated from `cmproxy.connection_options`), `connect`
 (opening the session, choosing a site code), `commands` (one function per command), `planfile`
-(saved plans and drift), `render` (rich tables, JSON and YAML; also used by `cmproxy.demo`),
+(saved plans and drift), `render` (rich tables, JSON and YAML; also used by `cmproxy.cli.demo`),
 `ui` (the status line and the apply bar on stderr), `errors` (what the user sees when something
 fails), `emulator` (`cmproxy emulator serve`) and `typer_app` (the typer application).
 

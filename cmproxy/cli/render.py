@@ -1,6 +1,6 @@
 """Rich renderers of the SDK's values: tables for the CLI and the demo (no typer, no commands).
 
-The demo imports this module, not the CLI's commands, so `cmproxy.demo` and the commands do
+The demo imports this module, not the CLI's commands, so `cmproxy.cli.demo` and the commands do
 not import each other.
 """
 

@@ -43,7 +43,7 @@ for _command in (
 def demo() -> None:
     """Rehearse a proxy migration against a built-in emulated site (takes seconds)."""
     require_emulator()
-    from cmproxy.demo import run_demo  # noqa: PLC0415 - loaded only for the demo
+    from cmproxy.cli.demo import run_demo  # noqa: PLC0415 - loaded only for the demo
 
     raise typer.Exit(run_demo(make_console(), start_demo_emulator))
 

@@ -16,208 +16,50 @@ import errno
 import re
 import socket
 import ssl
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
-
-import attrs
 
 from cmproxy._exceptions import (
     AuthenticationError,
     CMProxyError,
     ConnectionError,
-    ItemNotFoundError,
-    ParameterBindingError,
-    PowerShellError,
     QuotaExceededError,
     TLSError,
     TransportError,
 )
 from cmproxy.connection import ConnectionInfo
-from cmproxy.model import Secret
-from cmproxy.templates import load_template
+
+# The pure values moved to `cmproxy.steps` (issue 16); they are re-exported from here.
+from cmproxy.steps import (
+    ErrorInfo,
+    PipelineRef,
+    PipelineWatcher,
+    RemoteShell,
+    Result,
+    Script,
+    Step,
+    Value,
+    category_name,
+    error_from_info,
+    plain,
+)
 
 __all__ = [
     "ErrorInfo",
     "FakeTransport",
     "PipelineRef",
+    "PipelineWatcher",
     "RemoteShell",
     "Result",
     "Script",
     "Step",
     "Transport",
+    "Value",
     "category_name",
     "error_from_info",
     "plain",
     "translate_exception",
 ]
-
-#: Parameter values a transport can bind.
-Value = str | int | bool | float | Secret | None | Sequence[str]
-
-
-@attrs.frozen
-class Script:
-    """PowerShell text with a name for logs and errors (the template name)."""
-
-    name: str
-    text: str = attrs.field(repr=False)
-
-    @classmethod
-    def template(cls, name: str) -> Script:
-        return cls(name, load_template(name))
-
-
-@attrs.frozen
-class Step:
-    """A script and the parameters bound to its `param()` block, in order."""
-
-    script: Script
-    parameters: tuple[tuple[str, Any], ...] = ()
-
-    @classmethod
-    def of(cls, template: str | Script, **parameters: Any) -> Step:
-        """A step for template `template` (a name or a Script); None values are left out."""
-        script = Script.template(template) if isinstance(template, str) else template
-        return cls(script, tuple((k, v) for k, v in parameters.items() if v is not None))
-
-    @property
-    def has_secret(self) -> bool:
-        return any(isinstance(v, Secret) for _, v in self.parameters)
-
-    def describe(self) -> str:
-        """The step for logs: parameter names and values, secrets masked."""
-        shown = ", ".join(
-            f"{k}={'<SecureString>' if isinstance(v, Secret) else repr(v)}"
-            for k, v in self.parameters
-        )
-        return f"{self.script.name}({shown})"
-
-
-@attrs.frozen
-class ErrorInfo:
-    """What cmproxy keeps of a PowerShell ErrorRecord."""
-
-    message: str
-    fully_qualified_error_id: str = ""
-    category: str = ""
-    target: str = ""
-    command: str = ""
-    exception_type: str = ""
-
-    @property
-    def error_id(self) -> str:
-        return self.fully_qualified_error_id.split(",", 1)[0]
-
-
-@attrs.frozen
-class Result:
-    """What one step brought back: output objects as plain data, and the other streams."""
-
-    output: tuple[Any, ...] = ()
-    errors: tuple[ErrorInfo, ...] = ()
-    warnings: tuple[str, ...] = ()
-    verbose: tuple[str, ...] = ()
-    information: tuple[str, ...] = ()
-
-    def records(self) -> list[dict[str, Any]]:
-        """The output objects that are property bags (projected template output)."""
-        return [o for o in self.output if isinstance(o, dict)]
-
-
-_BINDING_IDS = frozenset(
-    {
-        "ParameterArgumentValidationError",
-        "ParameterArgumentTransformationError",
-        "NamedParameterNotFound",
-        "AmbiguousParameterSet",
-        "MissingMandatoryParameter",
-        "ParameterBindingFailed",
-        "PositionalParameterNotFound",
-        "InputObjectNotBound",
-        "CannotConvertArgumentNoMessage",
-        "ParameterArgumentValidationErrorNullNotAllowed",
-        "ParameterArgumentValidationErrorEmptyStringNotAllowed",
-    }
-)
-_NOT_FOUND_IDS = frozenset({"ItemNotFound", "ObjectNotFound", "PathNotFound", "DriveNotFound"})
-
-
-#: System.Management.Automation.ErrorCategory, by value.
-_CATEGORIES = [
-    "NotSpecified",
-    "OpenError",
-    "CloseError",
-    "DeviceError",
-    "DeadlockDetected",
-    "InvalidArgument",
-    "InvalidData",
-    "InvalidOperation",
-    "InvalidResult",
-    "InvalidType",
-    "MetadataError",
-    "NotImplemented",
-    "NotInstalled",
-    "ObjectNotFound",
-    "OperationStopped",
-    "OperationTimeout",
-    "SyntaxError",
-    "ParserError",
-    "PermissionDenied",
-    "ResourceBusy",
-    "ResourceExists",
-    "ResourceUnavailable",
-    "ReadError",
-    "WriteError",
-    "FromStdErr",
-    "SecurityError",
-    "ProtocolError",
-    "ConnectionError",
-    "AuthenticationError",
-    "LimitsExceeded",
-    "QuotaExceeded",
-    "NotEnabled",
-]
-
-
-def category_name(value: Any) -> str:
-    """An ErrorCategory name from its number or name (PSRP sends the number)."""
-    if value is None or value == "":
-        return ""
-    if isinstance(value, int) and 0 <= value < len(_CATEGORIES):
-        return _CATEGORIES[value]
-    text = str(value)
-    if text.isdigit() and int(text) < len(_CATEGORIES):
-        return _CATEGORIES[int(text)]
-    return text
-
-
-def error_from_info(info: ErrorInfo) -> PowerShellError:
-    """The cmproxy exception for a remote error record (FullyQualifiedErrorId → class)."""
-    kwargs: dict[str, Any] = {
-        "fully_qualified_error_id": info.fully_qualified_error_id,
-        "category": info.category,
-        "target": info.target,
-        "command": info.command,
-    }
-    if info.error_id in _BINDING_IDS or info.exception_type.endswith("ParameterBindingException"):
-        return ParameterBindingError(info.message, **kwargs)
-    if info.error_id in _NOT_FOUND_IDS or info.category == "ObjectNotFound":
-        return ItemNotFoundError(info.message, **kwargs)
-    return PowerShellError(info.message, **kwargs)
-
-
-def plain(value: Any, _depth: int = 0) -> Any:
-    """JSON-like plain data from a deserialised value (dicts, lists, primitives)."""
-    if _depth > 8:
-        return str(value)
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    if isinstance(value, Mapping):
-        return {str(k): plain(v, _depth + 1) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [plain(v, _depth + 1) for v in value]
-    return str(value)
-
 
 # -- foreign exceptions ---------------------------------------------------------------------
 
@@ -348,17 +190,29 @@ def translate_exception(
 
     quota = _quota_fault(chain)
     if quota is not None:
-        code, text, limit = quota
-        allowed = f"{limit} shells" if limit is not None else "its shells"
-        return QuotaExceededError(
-            f"{where} refused a shell{doing}: the account {info.username or '(no user)'!r} "
-            f"already holds the {allowed} WinRM allows it (WSManFault {code}: {text[:300]}). "
-            "Close other sessions of this account (Remove-PSSession, other cmproxy runs), "
-            "lower account_max_shells below the endpoint's MaxShellsPerUser, or raise the quota "
-            "(WSMan:\\localhost\\Plugin\\microsoft.powershell\\Quotas\\MaxShellsPerUser).",
-            limit=limit,
-            code=code,
+        return _quota_error(quota, info, doing)
+    auth_failure = _auth_protocol_failure(chain, names, info, doing)
+    if auth_failure is not None:
+        return auth_failure
+    if isinstance(exc, auth_errors) or any(
+        n.startswith("spnego.exceptions.") and "Error" in n for n in names
+    ):
+        return AuthenticationError(
+            f"{where} refused the credentials of {info.username or '(no user)'!r} "
+            f"(auth={info.auth}){doing}. Check the user name (DOMAIN\\user), the password, "
+            "that the account is allowed to use WinRM on the SMS Provider, and that the "
+            "auth protocol is enabled in the WinRM service configuration."
         )
+    if any(isinstance(e, ssl.SSLError) for e in chain) or "requests.exceptions.SSLError" in names:
+        return _tls_error(exc, info, doing)
+    return _network_error(exc, chain, names, info, doing)
+
+
+def _auth_protocol_failure(
+    chain: list[BaseException], names: set[str], info: ConnectionInfo, doing: str
+) -> AuthenticationError | None:
+    """A Kerberos or CredSSP failure, said in that protocol's terms (None: not one)."""
+    where = info.endpoint
     if info.auth == "kerberos":
         kerberos = _kerberos_failure(chain)
         if kerberos is not None:
@@ -373,28 +227,50 @@ def translate_exception(
             f"failed{doing}: {text}. The endpoint must allow CredSSP (Enable-WSManCredSSP -Role "
             "Server; winrm get winrm/config/service/auth)."
         )
-    if isinstance(exc, auth_errors) or any(
-        n.startswith("spnego.exceptions.") and "Error" in n for n in names
-    ):
-        return AuthenticationError(
-            f"{where} refused the credentials of {info.username or '(no user)'!r} "
-            f"(auth={info.auth}){doing}. Check the user name (DOMAIN\\user), the password, "
-            "that the account is allowed to use WinRM on the SMS Provider, and that the "
-            "auth protocol is enabled in the WinRM service configuration."
-        )
-    if any(isinstance(e, ssl.SSLError) for e in chain) or "requests.exceptions.SSLError" in names:
-        if info.cert_validation:
-            hint = (
-                f"pass ca_cert=<PEM file of the CA that issued it> (now {info.ca_cert!r})"
-                if info.ca_cert is None
-                else f"check that {info.ca_cert} holds the CA that issued it"
-            )
-            return TLSError(
-                f"the TLS certificate of {where} is not trusted{doing}: {hint}, or use the "
-                "server's name as it appears in the certificate. cert_validation=False turns "
-                "the check off (lab only)."
-            )
+    return None
+
+
+def _quota_error(
+    quota: tuple[int | None, str, int | None], info: ConnectionInfo, doing: str
+) -> QuotaExceededError:
+    code, text, limit = quota
+    allowed = f"{limit} shells" if limit is not None else "its shells"
+    return QuotaExceededError(
+        f"{info.endpoint} refused a shell{doing}: the account {info.username or '(no user)'!r} "
+        f"already holds the {allowed} WinRM allows it (WSManFault {code}: {text[:300]}). "
+        "Close other sessions of this account (Remove-PSSession, other cmproxy runs), "
+        "lower account_max_shells below the endpoint's MaxShellsPerUser, or raise the quota "
+        "(WSMan:\\localhost\\Plugin\\microsoft.powershell\\Quotas\\MaxShellsPerUser).",
+        limit=limit,
+        code=code,
+    )
+
+
+def _tls_error(exc: BaseException, info: ConnectionInfo, doing: str) -> TLSError:
+    where = info.endpoint
+    if not info.cert_validation:
         return TLSError(f"TLS with {where} failed{doing}: {type(exc).__name__}")
+    hint = (
+        f"pass ca_cert=<PEM file of the CA that issued it> (now {info.ca_cert!r})"
+        if info.ca_cert is None
+        else f"check that {info.ca_cert} holds the CA that issued it"
+    )
+    return TLSError(
+        f"the TLS certificate of {where} is not trusted{doing}: {hint}, or use the "
+        "server's name as it appears in the certificate. cert_validation=False turns "
+        "the check off (lab only)."
+    )
+
+
+def _network_error(
+    exc: BaseException,
+    chain: Sequence[BaseException],
+    names: set[str],
+    info: ConnectionInfo,
+    doing: str,
+) -> CMProxyError:
+    """A connection that failed, timed out or got no answer (or some other exchange error)."""
+    where = info.endpoint
     refused = any(
         isinstance(e, ConnectionRefusedError)
         or (isinstance(e, OSError) and e.errno in {errno.ECONNREFUSED, errno.EHOSTUNREACH})
@@ -440,28 +316,6 @@ def _describe(exc: BaseException) -> str:
 # -- the interface --------------------------------------------------------------------------
 
 
-@attrs.frozen
-class PipelineRef:
-    """A pipeline about to be sent: the shell (runspace pool) and the command carrying it."""
-
-    resource_uri: str
-    shell_id: str
-    command_id: str
-
-
-PipelineWatcher = Callable[[PipelineRef], None]
-
-
-@attrs.frozen
-class RemoteShell:
-    """One of the caller's shells, as the endpoint lists it (MS-WSMV 3.1.4.8.2)."""
-
-    shell_id: str
-    resource_uri: str
-    owner: str = ""
-    state: str = ""
-
-
 class Transport(abc.ABC):
     """Runs steps on one endpoint. Implementations: PSRP (pypsrp) and WinRS (pywinrm).
 
@@ -469,6 +323,9 @@ class Transport(abc.ABC):
     session bootstrap: module import and site drive); it is the transport that knows when a
     runspace is fresh. Its output is kept in `last_setup` for the session to inspect.
     """
+
+    #: Steps it runs at once at most (PSRP: its runspace pools; WinRS: one after the other).
+    max_pools: int = 1
 
     def __init__(self, info: ConnectionInfo, setup: Step | None = None) -> None:
         self.info = info

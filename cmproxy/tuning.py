@@ -1,0 +1,47 @@
+"""How a session spends its round trips: one value (`Tuning`), its defaults measured.
+
+The defaults were chosen on the emulator's cost model and a lab site (docs/performance.md,
+docs/sessions.md); a `Session(info, tuning=Tuning(...))` may change them, nothing else reads
+them.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+__all__ = ["DEFAULT_TUNING", "Tuning"]
+
+
+@attrs.frozen
+class Tuning:
+    """The batching and sharding knobs of a `Session`."""
+
+    #: Pipelines of a whole-hierarchy read when the number of sites is not known yet: three,
+    #: for the first read runs as the warmed pools finish their imports (one every ≈ 60 ms),
+    #: and a fourth shard would mostly wait for its pool.
+    read_shards: int = 3
+    #: Server reads joined into one pipeline at most (`Session.read_state(servers)` from
+    #: threads).
+    read_batch_limit: int = 64
+    #: Batched server reads in flight at once per session.
+    reads_in_flight: int = 2
+    #: Writes joined into one pipeline at most (`Session.apply` from threads, per site).
+    write_batch_limit: int = 32
+    #: Writes of one `apply_many` call in one pipeline at most, per site. The caller (a batch
+    #: of transactions) already sized its round: a bulk batch's writes, SUP options included,
+    #: stay in one pipeline, so a round never needs more runspace pools than batches in
+    #: flight.
+    many_writes_limit: int = 128
+    #: Reading or reading back servers of known sites lists those sites' roles once (one Get
+    #: per site) instead of one Get per server when they are at least 1/site_listing_ratio of
+    #: the sites' servers (as of the session's last whole read) and at least site_listing_min:
+    #: below that, listing every row costs the provider (and the emulator) more than the Gets
+    #: it saves.
+    site_listing_ratio: int = 4
+    site_listing_min: int = 8
+    #: Batched writes in flight at once per site (a site serialises its writes anyway; two let
+    #: one batch read back while the other writes).
+    writes_in_flight: int = 2
+
+
+DEFAULT_TUNING = Tuning()
