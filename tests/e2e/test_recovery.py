@@ -30,7 +30,7 @@ from cmproxy import (
 from cmproxy.emulator.api import Emulator
 from cmproxy.retry import RetryPolicy
 
-from .conftest import (
+from .transaction_site import (
     ACCOUNT,
     SERVER,
     fork_client,

@@ -22,7 +22,7 @@ from cmproxy.emulator import wsman
 from cmproxy.emulator.api import DEFAULT_PASSWORD, DEFAULT_USER, Emulator
 from cmproxy.emulator.engine.values import CommandSpec, InvocationResult
 
-from . import clients
+from .. import clients
 
 NS = wsman.NS
 AUTH = (DEFAULT_USER, DEFAULT_PASSWORD)

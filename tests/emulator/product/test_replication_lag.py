@@ -19,7 +19,7 @@ from cmproxy.emulator.engine import SiteEngine, SiteRunspace
 from cmproxy.emulator.settings import EmulatorSettings
 from cmproxy.emulator.state import SiteState
 
-from .clients import FakeClock
+from ..clients import FakeClock
 
 SUP = "cm-ps2-sup01.contoso.com"
 DP = "cm-ps1-dp01.contoso.com"

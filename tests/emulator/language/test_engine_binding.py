@@ -10,6 +10,8 @@ from cmproxy.emulator.engine import SiteRunspace
 from cmproxy.emulator.engine.values import SWITCH_PRESENT, CommandSpec, InvocationResult
 from cmproxy.emulator.state import SiteState
 
+from ..conftest import ids
+
 Run = Callable[[str], InvocationResult]
 
 SSS = "Microsoft.ConfigurationManagement.Cmdlets.HS.Commands.SetSiteSystemServerCommand"
@@ -198,3 +200,65 @@ def test_error_action_stop_makes_not_found_terminating(run: Run) -> None:
 def test_error_action_value_validated(run: Run, value: str) -> None:
     res = run(f"Get-CMSite -ErrorAction {value}")
     assert res.errors[0].error_id == "CannotConvertArgumentNoMessage"
+
+
+# -- splatting ------------------------------------------------------------------------------
+
+
+F = 'function F {\n  param($A, $B)\n  "$A-$B"\n}\n'
+
+
+@pytest.mark.parametrize(
+    ("script", "expected"),
+    [
+        ("$h = @{ A = 7 }\nF @h", ["7-"]),
+        ("$h = @{ A = 7 }\nF @h -B 3", ["7-3"]),
+        ("$h = @{ B = 7 }\nF 1 @h", ["1-7"]),
+        ("$a = @(5, 6)\nF @a", ["5-6"]),
+        ("$script:h = @{ A = 'x' }\nF @script:h", ["x-"]),
+        ('$h = @{ A = 7 }\nF @h | ForEach-Object { "got $_" }', ["got 7-"]),
+        ("$fn = 'F'\n$h = @{ B = 2 }\n& $fn @h", ["-2"]),
+    ],
+)
+def test_splatting(run: Run, script: str, expected: list[str]) -> None:
+    res = run(F + script)
+    assert not res.had_errors, (res.errors, res.terminating)
+    assert res.output == expected
+
+
+def test_splatting_into_a_cmdlet(run: Run) -> None:
+    res = run(
+        "$p = @{ SiteSystemServerName = 'cm-ps1-dp01.contoso.com'; SiteCode = 'PS1' }\n"
+        "(Get-CMSiteSystemServer @p).NetworkOSPath"
+    )
+    assert not res.had_errors, (res.errors, res.terminating)
+    assert res.output == ["\\\\cm-ps1-dp01.contoso.com"]
+
+
+def test_simple_function_collects_args(run: Run) -> None:
+    res = run('function G { "[$args]" }\nG 1 2 -X 3')
+    assert res.output == ["[1 2 -X 3]"]
+    advanced = run("function H {\n  [CmdletBinding()]\n  param($A)\n  $A\n}\nH 1 2")
+    assert ids(advanced) == ["PositionalParameterNotFound"]
+
+
+def test_bool_parameter_refuses_strings(run: Run) -> None:
+    res = run(
+        "$sb = { param([bool]$Flag) $Flag }\n& $sb -Flag 'True'\n& $sb -Flag $true\n& $sb -Flag 0"
+    )
+    assert res.output == [True, False]
+    assert ids(res) == ["ParameterArgumentTransformationError"]
+
+
+def test_array_parameter_types_keep_their_brackets() -> None:
+    """`[string[]]$A` takes several values (the SDK reads several servers at once)."""
+    from cmproxy.emulator.engine.runspace import SiteEngine
+    from cmproxy.emulator.state import SiteState
+
+    with SiteState(":memory:") as state:
+        runspace = SiteEngine(state).open_runspace("t")
+        result = runspace.run_script(
+            "function F {\n param([string[]]$A)\n $A.Count\n}\nF -A 'x','y'\n"
+            "function G {\n param([string]$B)\n $B\n}\nG -B q"
+        )
+    assert result.output == [2, "q"]

@@ -29,7 +29,7 @@ from cmproxy.emulator import serve, wsman
 from cmproxy.emulator.api import DEFAULT_USER, Emulator
 from cmproxy.emulator.settings import EmulatorSettings, Quotas
 
-from .clients import (
+from ..clients import (
     OTHER,
     OTHER_PASSWORD,
     FakeClock,

@@ -32,7 +32,7 @@ from cmproxy.emulator.engine.values import (
 )
 from cmproxy.emulator.settings import AnswerLost, EmulatorSettings
 
-from .clients import psrp_wsman
+from ..clients import psrp_wsman
 
 pytestmark = pytest.mark.e2e
 

@@ -28,7 +28,14 @@ from cmproxy.emulator import wsman
 from cmproxy.emulator.api import DEFAULT_USER, Emulator
 from cmproxy.emulator.psrp_shell import PSRPShell
 
-from .clients import OTHER, OTHER_PASSWORD, open_pool, psrp_wsman, two_user_emulator, winrs_protocol
+from ..clients import (
+    OTHER,
+    OTHER_PASSWORD,
+    open_pool,
+    psrp_wsman,
+    two_user_emulator,
+    winrs_protocol,
+)
 
 pytestmark = pytest.mark.e2e
 

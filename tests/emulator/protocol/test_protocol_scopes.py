@@ -13,7 +13,7 @@ from pypsrp.powershell import PowerShell, RunspacePool
 
 from cmproxy.emulator.api import Emulator
 
-from .clients import psrp_wsman
+from ..clients import psrp_wsman
 
 pytestmark = pytest.mark.e2e
 

@@ -34,7 +34,7 @@ from winrm.exceptions import WinRMError
 
 from cmproxy.emulator.api import DEFAULT_PASSWORD, DEFAULT_USER, Emulator
 
-from .clients import psrp_wsman, winrs_protocol
+from ..clients import psrp_wsman, winrs_protocol
 
 pytestmark = pytest.mark.e2e
 

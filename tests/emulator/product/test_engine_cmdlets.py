@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 import pytest
@@ -303,3 +304,54 @@ def test_call_log_masks_secrets(run: Run, demo_state: SiteState) -> None:
     conv = [r for r in records if r.command == "ConvertTo-SecureString"][-1]
     assert conv.params["String"] == "********"
     assert "Hunter2" not in repr(records)
+
+
+# -- concurrent writes under the cost model -----------------------------------------------
+
+
+def _timed_writes(state: SiteState, targets: list[tuple[str, str]], serialise: bool) -> float:
+    settings = EmulatorSettings()
+    settings.costs.set_cmdlet = 0.3
+    settings.costs.serialise_site_writes = serialise
+    engine = SiteEngine(state, settings)
+    runspaces = []
+    for site, _server in targets:
+        rs = engine.open_runspace("CONTOSO\\admin")
+        assert not rs.run_script(
+            f"Import-Module ConfigurationManager; Set-Location {site}:"
+        ).had_errors
+        runspaces.append(rs)
+    results: list[InvocationResult] = []
+
+    def write(rs: SiteRunspace, site: str, server: str) -> None:
+        script = (
+            f"Set-CMSiteSystemServer -SiteSystemServerName {server} -SiteCode {site} "
+            "-EnableProxy $true -ProxyServerName proxy.example.com -ProxyServerPort 3128"
+        )
+        results.append(rs.run_script(script))
+
+    threads = [
+        threading.Thread(target=write, args=(rs, site, server))
+        for rs, (site, server) in zip(runspaces, targets, strict=True)
+    ]
+    start = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - start
+    assert all(not r.had_errors for r in results), [r.errors for r in results]
+    for site, server in targets:
+        assert state.server_props(site, server)["ProxyName"].value2 == "proxy.example.com"
+    return elapsed
+
+
+def test_writes_to_different_sites_run_in_parallel(demo_state: SiteState) -> None:
+    targets = [("PS1", "cm-ps1-dp01.contoso.com"), ("PS2", "cm-ps2-dp01.contoso.com")]
+    assert _timed_writes(demo_state, targets, serialise=True) < 0.5
+
+
+def test_writes_to_one_site_are_serialised(demo_state: SiteState) -> None:
+    targets = [("PS1", "cm-ps1-dp01.contoso.com"), ("PS1", "cm-ps1-dp02.contoso.com")]
+    assert _timed_writes(demo_state, targets, serialise=True) >= 0.6
+    assert _timed_writes(demo_state, targets, serialise=False) < 0.5

@@ -27,8 +27,8 @@ from winrm.protocol import Protocol
 from cmproxy.emulator import shell_enum, wsman
 from cmproxy.emulator.api import DEFAULT_PASSWORD, DEFAULT_USER, Emulator
 
-from . import clients
-from .clients import OTHER, OTHER_PASSWORD, two_user_emulator
+from .. import clients
+from ..clients import OTHER, OTHER_PASSWORD, two_user_emulator
 
 pytestmark = pytest.mark.e2e
 

@@ -12,9 +12,14 @@ E_ACCESSDENIED 0x80070005); the second hop ("Making the second hop in PowerShell
 
 from __future__ import annotations
 
+import pytest
+
+from cmproxy.emulator.api import Emulator
 from cmproxy.emulator.engine import SiteEngine, SiteRunspace
 from cmproxy.emulator.settings import EmulatorSettings, HostFacts
 from cmproxy.emulator.state import SiteState
+
+from ..conftest import ids
 
 IMPORT = "Import-Module ConfigurationManager"
 
@@ -100,3 +105,42 @@ def test_a_blocked_module_is_not_autoloaded_either(demo_state: SiteState) -> Non
     engine = SiteEngine(demo_state, settings, sleep=lambda _s: None, autoload_module=True)
     (err,) = engine.open_runspace("u").run_script("Get-CMSite").errors
     assert err.error_id == "CommandNotFoundException"
+
+
+# -- a machine without the ConfigMgr console ----------------------------------------------
+
+
+def test_console_not_installed(demo_state: SiteState) -> None:
+    engine = SiteEngine(demo_state, sleep=lambda _s: None, console_installed=False)
+    rs = engine.open_runspace("CONTOSO\\admin")
+    res = rs.run_script(
+        "Import-Module ConfigurationManager\n"
+        "Import-Module ($env:SMS_ADMIN_UI_PATH + '\\..\\ConfigurationManager.psd1')\n"
+        "[string]::IsNullOrEmpty($env:SMS_ADMIN_UI_PATH)\n"
+        "Test-Path Env:SMS_ADMIN_UI_PATH\n"
+        "@(Get-Module -ListAvailable ConfigurationManager).Count"
+    )
+    assert res.output == [True, False, 0]
+    assert len(res.errors) == 2
+    err = res.errors[0]
+    assert err.fully_qualified_error_id == (
+        "Modules_ModuleNotFound,Microsoft.PowerShell.Commands.ImportModuleCommand"
+    )
+    assert err.exception_type == "System.IO.FileNotFoundException"
+    assert err.category == "ResourceUnavailable"
+    assert err.message == (
+        "The specified module 'ConfigurationManager' was not loaded because no valid module "
+        "file was found in any module directory."
+    )
+    assert "configurationmanager" not in rs.modules
+    assert ids(rs.run_script("Get-CMSite")) == ["CommandNotFoundException"]
+
+
+def test_console_installed_by_default(engine: SiteEngine) -> None:
+    res = engine.open_runspace("u").run_script("$env:SMS_ADMIN_UI_PATH")
+    assert res.output and str(res.output[0]).endswith("AdminConsole\\bin\\i386")
+
+
+def test_emulator_console_option() -> None:
+    with pytest.raises(ValueError, match="default engine"):
+        Emulator(console_installed=False, engine_factory=SiteEngine)

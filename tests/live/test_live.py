@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from e2e import scenarios
 
 import cmproxy
 from cmproxy.journal import Journal
@@ -19,7 +20,6 @@ from cmproxy.plan import DesiredState, ProxyRequest, SupFlagsRequest, plan
 from cmproxy.roles import SoftwareUpdatePoint
 from cmproxy.session import Session
 
-from . import scenarios
 from .conftest import live_info
 
 pytestmark = pytest.mark.live

@@ -12,6 +12,7 @@ import pytest
 import winrm
 
 from cmproxy.emulator import serve
+from cmproxy.emulator.serve import build_parser
 
 pytestmark = pytest.mark.e2e
 
@@ -67,3 +68,8 @@ def test_serve_foreground_then_sigterm(tmp_path: Path, https: bool) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_serve_no_console_flag() -> None:
+    assert build_parser().parse_args(["serve", "--no-console"]).no_console is True
+    assert build_parser().parse_args(["serve"]).no_console is False

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cmproxy.emulator.engine import SiteRunspace
 from cmproxy.emulator.engine.values import InvocationResult, PSObj
 from cmproxy.emulator.state import SiteState
+
+from ..conftest import ids
 
 Run = Callable[[str], InvocationResult]
 
@@ -225,3 +228,127 @@ def test_calculated_property(run: Run) -> None:
 def test_input_variable(rs: SiteRunspace) -> None:
     res = rs.run_script("$input | ForEach-Object { $_ * 2 }", [1, 2])
     assert res.output == [2, 4]
+
+
+def test_one_line_function_with_param_block(run: Run) -> None:
+    """The probe an SDK test used: `function F { param($A) $A }` on one line is valid."""
+    res = run("function F { param($A) $A }\n$h = @{ A = 7 }\nF @h")
+    assert not res.had_errors, (res.errors, res.terminating)
+    assert res.output == [7]
+
+
+# -- foreach over nothing -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "source",
+    ["$null", "(Write-Output)", "Nothing", "$undefined", "(Nothing)", "Get-CMSite -SiteCode XXX"],
+)
+def test_foreach_over_nothing_iterates_zero_times(run: Run, source: str) -> None:
+    res = run(f"function Nothing {{ }}\n$n = 0\nforeach ($x in {source}) {{ $n++ }}\n$n")
+    assert res.output == [0]
+
+
+@pytest.mark.parametrize(("source", "count"), [("@($null)", 1), ("1, 2", 2), ("'a'", 1)])
+def test_foreach_over_values(run: Run, source: str, count: int) -> None:
+    res = run(f"$n = 0\nforeach ($x in {source}) {{ $n++ }}\n$n")
+    assert res.output == [count]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "$h[$x.Name] = $x",  # the indexing idiom (one Python loop in the emulator)
+        "$h[$x.Name] = $x; $null = 0",  # the same, evaluated statement by statement
+    ],
+)
+def test_indexing_objects_by_a_property(run: Run, body: str) -> None:
+    """Keys are case-insensitive (the later object wins, under the first key's spelling),
+    and the loop variable keeps the last item, as in PowerShell."""
+    res = run(
+        "$items = @([pscustomobject]@{Name = 'A'; V = 1}, [pscustomobject]@{Name = 'b'; V = 2},"
+        " [pscustomobject]@{Name = 'a'; V = 3})\n"
+        f"$h = @{{}}\nforeach ($x in $items) {{ {body} }}\n"
+        "$h.Count; $h['A'].V; $h['B'].V; ($h.Keys | Sort-Object) -join ','; $x.V"
+    )
+    assert res.terminating is None
+    assert res.output == [2, 3, 2, "A,b", 3]
+
+
+def test_literals_are_constant_and_expandable_strings_are_not(run: Run) -> None:
+    """Literal values are derived once per node; a string with `$x` or `$( )` inside is
+    evaluated every time (here, on each pass of the loop)."""
+    res = run(
+        "$out = @()\nforeach ($x in 1, 2) {\n"
+        '    $out += "v$x"; $out += "s$($x * 10)"; $out += "plain"; $out += \'q\'; $out += 7\n'
+        "}\n$out -join ','"
+    )
+    assert res.output == ["v1,s10,plain,q,7,v2,s20,plain,q,7"]
+
+
+# -- call operator and script blocks --------------------------------------------------------
+
+
+def test_call_operator_on_script_blocks(run: Run) -> None:
+    res = run(
+        '$sb = { param($A, [int]$B = 2) "$A $B [$args]" }\n'
+        "$h = @{ A = 'x' }\n"
+        "& $sb @h\n"
+        "& $sb 1 3 4\n"
+        '& { "plain $args" } p q\n'
+        "1, 2 | & { $input | ForEach-Object { $_ * 10 } }\n"
+        "& 'Write-Output' direct\n"
+        "$t = @{ sb = { 'member' } }\n"
+        "& $t.sb"
+    )
+    assert not res.had_errors, (res.errors, res.terminating)
+    assert res.output == ["x 2 []", "1 3 [4]", "plain p q", 10, 20, "direct", "member"]
+
+
+def test_call_operator_scope_and_bad_callee(run: Run) -> None:
+    res = run("$v = 1\n& { $v = 2; $v }\n$v\n& $null\n'after'")
+    assert res.output == [2, 1, "after"]
+    assert ids(res) == ["BadExpression"]
+
+
+def test_scriptblock_create_binds_values_as_parameters(run: Run) -> None:
+    """The text comes from the package; values reach it only through parameter binding."""
+    res = run(
+        "$text = 'param([string]$Name, [int]$Port) \"$Name`:$Port\"'\n"
+        "$sb = [scriptblock]::Create($text)\n"
+        "$p = @{ Name = \"x'; Remove-Item y; '\"; Port = 80 }\n"
+        "& $sb @p\n"
+        "$sb.Invoke('inv', 1)\n"
+        "& ([scriptblock]::Create('Get-Location | Out-Null; \"ok\"'))"
+    )
+    assert not res.had_errors, (res.errors, res.terminating)
+    assert res.output == ["x'; Remove-Item y; ':80", "inv:1", "ok"]
+
+
+def test_scriptblock_create_syntax_error(run: Run) -> None:
+    res = run("try { [scriptblock]::Create('if (') } catch { $_.FullyQualifiedErrorId }")
+    assert res.output == ["ParseException"]
+
+
+def test_scriptblock_create_empty(run: Run) -> None:
+    res = run("$sb = [scriptblock]::Create('')\n& $sb\n\"[$sb]\"")
+    assert not res.had_errors, (res.errors, res.terminating)
+    assert res.output == ["[]"]
+
+
+def test_method_arguments(run: Run) -> None:
+    res = run(
+        "$t = 'abcdef'\n"
+        "[string]::IsNullOrEmpty($t)\n"
+        "[string]::Join('-', 'a', 'b')\n"
+        "$t.Substring(1, 1 + 1)\n"
+        "$t.Replace('a', 'X')"
+    )
+    assert not res.had_errors, (res.errors, res.terminating)
+    assert res.output == [False, "a-b", "bc", "Xbcdef"]
+
+
+def test_output_before_return_is_kept(run: Run) -> None:
+    """PowerShell keeps what a script wrote before `return`, in loops too."""
+    script = "'a'\nforeach ($i in 1..3) { $i; if ($i -eq 2) { return 'r' } }\n'never'"
+    assert run(script).output == ["a", 1, 2, "r"]
