@@ -1,103 +1,105 @@
-"""Fixtures for the SDK's end-to-end tests: an emulated site per test, reached through every
-transport × authentication combination the SDK promises (Basic over HTTPS, NTLM and
-Negotiate with message encryption over HTTP), and a session opened on it.
+"""End-to-end fixtures: the real SDK against the emulator, NTLM with message encryption.
 
-Only 127.0.0.1 is contacted; the top-level conftest sets NO_PROXY.
-"""
+The transport × authentication fixtures (`target`, `transport_name`, `closed_port`) are defined
+in targets.py and imported here so that every test of this folder has them."""
 
 from __future__ import annotations
 
-import socket
-from collections.abc import Iterator
+import os
+import signal
+from collections.abc import Callable
 from typing import Any
 
 import attrs
-import pytest
 
-from cmproxy.connection import ConnectionInfo
+from cmproxy import ConnectionInfo, ServerSnapshot, Session, SupFlags
 from cmproxy.emulator.api import Emulator
-from cmproxy.invocation import Invocation
-from cmproxy.model import Secret
-from cmproxy.plan import Change, ChangeKind, FieldChange
-from cmproxy.session import Session
+from cmproxy.model import ProxySettings
 
-RECEIVE_TIMEOUT = 3.0
+from .targets import closed_port, target, transport_name  # noqa: F401 - fixtures, used by name
 
-#: (auth, https?) — Basic only over TLS; NTLM/Negotiate over HTTP with message encryption.
-AUTH_MODES = {
-    "basic-https": ("basic", True),
-    "ntlm-http-encrypted": ("ntlm", False),
-    "negotiate-http-encrypted": ("negotiate", False),
-}
-TRANSPORTS = ("psrp", "winrm")
-COMBOS = [(t, a) for t in TRANSPORTS for a in AUTH_MODES]
+SERVER = "cm-ps2-sup01.contoso.com"
+SITE = "PS2"
+ACCOUNT = "CONTOSO\\svc-tx"
 
 
-# -- sites and sessions ---------------------------------------------------------------------
-
-
-@attrs.frozen
-class Target:
-    """A running emulator and how to reach it."""
-
-    emulator: Emulator
-    info: ConnectionInfo
-
-    def session(self, **changes: Any) -> Session:
-        return Session(self.info.evolve(**changes) if changes else self.info)
-
-
-def account_change(user: str, password: str, site: str = "PS1") -> Change:
-    """Creating account `user` (its password a `Secret`) at `site`: a write that sends a
-    SecureString."""
-    return Change(
-        kind=ChangeKind.CREATE_ACCOUNT,
-        site_code=site,
-        target=user,
-        before=None,
-        after=user,
-        fields=(FieldChange("account", None, user),),
-        invocation=Invocation.of(
-            "New-CMAccount", UserName=user, Password=Secret(password), SiteCode=site
-        ),
-    )
-
-
-def connection_info(emu: Emulator, transport: str, auth: str, **extra: Any) -> ConnectionInfo:
+def info_for(emu: Emulator, transport: str, **extra: Any) -> ConnectionInfo:
     return ConnectionInfo(
         server=emu.host,
         port=emu.port,
         scheme=emu.scheme,
-        auth=auth,
+        auth="ntlm",
         username=emu.username,
         password=emu.password,
-        ca_cert=emu.cert_path,
-        message_encryption="auto" if emu.https else "always",
+        message_encryption="always",
         transport=transport,
-        site_code="PS1",
+        site_code=SITE,
         read_timeout=30,
-        operation_timeout=10,
+        operation_timeout=5,
         ignore_proxy=True,
         **extra,
     )
 
 
-@pytest.fixture(params=COMBOS, ids=[f"{t}-{a}" for t, a in COMBOS])
-def target(request: pytest.FixtureRequest) -> Iterator[Target]:
-    transport, mode = request.param
-    auth, https = AUTH_MODES[mode]
-    with Emulator(seed="demo", https=https, receive_timeout=RECEIVE_TIMEOUT) as emu:
-        yield Target(emu, connection_info(emu, transport, auth))
+def fork_client(info: ConnectionInfo, change: Callable[[Session], object]) -> tuple[int, int]:
+    """Fork a client process (cmproxy already imported, so a run costs a connection, not an
+    interpreter start): it connects with `info`, says "r", runs `change`, says "d" and exits.
+    Returns (its pid, the pipe it reports on) once it said it is connected."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child never returns
+        os.close(read_end)
+        try:
+            with Session(info) as session:
+                os.write(write_end, b"r")
+                change(session)
+            os.write(write_end, b"d")
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    assert os.read(read_end, 1) == b"r", "the client did not connect"
+    return pid, read_end
 
 
-@pytest.fixture(params=TRANSPORTS)
-def transport_name(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+def kill_client(pid: int, reports: int) -> None:
+    """SIGKILL a forked client and reap it."""
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    os.close(reports)
 
 
-@pytest.fixture
-def closed_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def skip_idle_timeouts(emu: Emulator) -> None:
+    """Let the endpoint's idle timeouts pass (its clock jumps): a killed client's shells stay
+    on the endpoint until then (two hours by default, learn.microsoft.com/windows/win32/winrm/
+    quotas), holding the account's shells; a few dozen kills in a row would exhaust them."""
+    quotas = emu.settings.quotas
+    skip = max(quotas.plugin_idle_timeout_ms, quotas.winrs_idle_timeout_ms) / 1000.0 + 1.0
+    clock = emu.config.clock
+    emu.config.clock = lambda: clock() + skip
+
+
+def oracle(emu: Emulator, server: str = SERVER, site: str = SITE) -> ServerSnapshot:
+    """The server's state straight from the emulator's store (not through the SDK)."""
+    props = emu.state.server_props(site, server)
+    sup = emu.state.server_props(site, server, "SMS Software Update Point")
+
+    def value(p: dict[str, Any], name: str) -> int:
+        prop = p.get(name)
+        return int(prop.value) if prop is not None else 0
+
+    def text(p: dict[str, Any], name: str) -> str:
+        prop = p.get(name)
+        return str(prop.value2 or "") if prop is not None else ""
+
+    if value(props, "UseProxy"):
+        proxy = ProxySettings(
+            server=text(props, "ProxyName"),
+            port=value(props, "ProxyServerPort"),
+            account=None if value(props, "AnonymousProxyAccess") else text(props, "ProxyUserName"),
+        )
+    else:
+        proxy = ProxySettings.disabled()
+    flags = (
+        SupFlags(bool(value(sup, "UseProxy")), bool(value(sup, "UseProxyForADR"))) if sup else None
+    )
+    return attrs.evolve(ServerSnapshot(proxy), sup=flags)

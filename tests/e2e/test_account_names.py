@@ -30,7 +30,7 @@ from cmproxy import (
 from cmproxy.emulator.api import Emulator
 from cmproxy.retry import RetryPolicy
 
-from .conftest import RECEIVE_TIMEOUT, TRANSPORTS, connection_info
+from .targets import RECEIVE_TIMEOUT, TRANSPORTS, connection_info
 
 EMOJI = "CONTOSO\\svc-\U0001f600"
 

@@ -26,7 +26,7 @@ from cmproxy.emulator.engine import SiteEngine
 from cmproxy.emulator.settings import EmulatorSettings, HostFacts
 from cmproxy.session import Session
 
-from .conftest import RECEIVE_TIMEOUT, connection_info
+from .targets import RECEIVE_TIMEOUT, connection_info
 
 MODULE = (
     r"C:\Program Files (x86)\Microsoft Endpoint Manager\AdminConsole\bin\ConfigurationManager.psd1"

@@ -26,7 +26,7 @@ from cmproxy import (
 from cmproxy.emulator.api import Emulator
 from cmproxy.emulator.state import SITE_SYSTEM, Prop
 
-from .transaction_site import SERVER, SITE, info_for, oracle
+from .conftest import SERVER, SITE, info_for, oracle
 
 pytestmark = pytest.mark.e2e
 

@@ -40,7 +40,7 @@ from cmproxy import (
 from cmproxy.emulator.api import Emulator
 from cmproxy.emulator.settings import Costs, EmulatorSettings
 
-from .transaction_site import info_for, oracle
+from .conftest import info_for, oracle
 
 pytestmark = pytest.mark.e2e
 

@@ -29,7 +29,7 @@ from cmproxy import (
 )
 from cmproxy.emulator.api import Emulator
 
-from .transaction_site import SERVER, SITE, oracle
+from .conftest import SERVER, SITE, oracle
 
 pytestmark = [
     pytest.mark.e2e,

@@ -8,7 +8,7 @@ from cmproxy import diagnose
 from cmproxy.emulator.api import Emulator
 from cmproxy.session import Session
 
-from .conftest import RECEIVE_TIMEOUT, connection_info
+from .targets import RECEIVE_TIMEOUT, connection_info
 
 
 def test_diagnose_names_found_and_unreadable_logs(transport_name: str) -> None:

@@ -45,6 +45,7 @@ from cmproxy import (
 from cmproxy.emulator import wsman
 from cmproxy.emulator.api import Emulator
 
+from .conftest import SERVER, SITE, oracle
 from .kerberos_realm import (
     PASSWORD,
     PRINCIPAL,
@@ -54,7 +55,6 @@ from .kerberos_realm import (
     missing,
     running_realm,
 )
-from .transaction_site import SERVER, SITE, oracle
 
 pytestmark = pytest.mark.e2e
 

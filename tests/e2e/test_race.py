@@ -21,7 +21,7 @@ from cmproxy import (
 from cmproxy.emulator.api import Emulator
 from cmproxy.retry import RetryPolicy
 
-from .transaction_site import SERVER, info_for, oracle
+from .conftest import SERVER, info_for, oracle
 
 
 def _wants(host: str) -> DesiredState:

@@ -48,7 +48,7 @@ from cmproxy.emulator.cmd_shell import CmdShell
 from cmproxy.emulator.psrp_shell import PSRPShell
 from cmproxy.retry import RetryPolicy
 
-from .transaction_site import (
+from .conftest import (
     ACCOUNT,
     fork_client,
     info_for,

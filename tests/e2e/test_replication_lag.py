@@ -36,7 +36,7 @@ from cmproxy.emulator.api import Emulator
 from cmproxy.emulator.settings import EmulatorSettings
 from cmproxy.retry import RetryPolicy
 
-from .transaction_site import SERVER, SITE, info_for, oracle
+from .conftest import SERVER, SITE, info_for, oracle
 
 OTHER = "cm-ps2-sup02.contoso.com"
 LAG = 0.6

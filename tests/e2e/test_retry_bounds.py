@@ -24,7 +24,7 @@ from cmproxy import (
 from cmproxy.emulator.api import Emulator
 from cmproxy.retry import RetryPolicy
 
-from .transaction_site import SERVER, info_for
+from .conftest import SERVER, info_for
 
 WANT = DesiredState(proxies=[ProxyRequest(SERVER, ProxySettings(server="p.contoso.com"))])
 

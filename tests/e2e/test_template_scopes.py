@@ -22,7 +22,7 @@ from cmproxy.roles import SoftwareUpdatePoint
 from cmproxy.session import Session
 from cmproxy.writer import WriteResult
 
-from .conftest import RECEIVE_TIMEOUT, TRANSPORTS, connection_info
+from .targets import RECEIVE_TIMEOUT, TRANSPORTS, connection_info
 
 pytestmark = pytest.mark.e2e
 

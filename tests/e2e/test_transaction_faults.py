@@ -29,7 +29,7 @@ from cmproxy.emulator.api import Emulator
 from cmproxy.emulator.settings import EmulatorSettings
 from cmproxy.retry import RetryPolicy
 
-from .transaction_site import ACCOUNT, SERVER, SITE, info_for, oracle
+from .conftest import ACCOUNT, SERVER, SITE, info_for, oracle
 
 SITE_SYSTEM = "SMS Site System"
 SUP_ROLE = "SMS Software Update Point"

@@ -30,7 +30,7 @@ from cmproxy.plan import Change, ChangeKind
 from cmproxy.session import Session
 
 from . import scenarios
-from .conftest import RECEIVE_TIMEOUT, Target, account_change, connection_info
+from .targets import RECEIVE_TIMEOUT, Target, account_change, connection_info
 
 pytestmark = pytest.mark.e2e
 

@@ -21,7 +21,7 @@ from cmproxy.emulator.api import Emulator
 from cmproxy.emulator.settings import EmulatorSettings, ProductBehaviour
 from cmproxy.retry import RetryPolicy
 
-from .transaction_site import info_for, oracle
+from .conftest import info_for, oracle
 
 SUP = "cm-sup01.contoso.com"  # CAS SUP with proxy.contoso.com:8080 as CONTOSO\svc-proxy
 

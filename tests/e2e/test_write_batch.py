@@ -26,7 +26,7 @@ from cmproxy.session import Session, WriteCoalescer
 from cmproxy.transports.psrp import PSRPTransport
 from cmproxy.writer import BATCH_TEMPLATE, WriteResult, batch_step
 
-from .conftest import RECEIVE_TIMEOUT, account_change, connection_info
+from .targets import RECEIVE_TIMEOUT, account_change, connection_info
 
 DP1 = "cm-ps1-dp01.contoso.com"
 DP2 = "cm-ps1-dp02.contoso.com"
