@@ -1,4 +1,7 @@
-"""End-to-end fixtures: the real SDK against the emulator, NTLM with message encryption."""
+"""End-to-end fixtures: the real SDK against the emulator, NTLM with message encryption.
+
+The transport × authentication fixtures (`target`, `transport_name`, `closed_port`) are defined
+in targets.py and imported here so that every test of this folder has them."""
 
 from __future__ import annotations
 
@@ -12,6 +15,8 @@ import attrs
 from cmproxy import ConnectionInfo, ServerSnapshot, Session, SupFlags
 from cmproxy.emulator.api import Emulator
 from cmproxy.model import ProxySettings
+
+from .targets import closed_port, target, transport_name  # noqa: F401 - fixtures, used by name
 
 SERVER = "cm-ps2-sup01.contoso.com"
 SITE = "PS2"

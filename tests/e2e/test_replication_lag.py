@@ -1,7 +1,7 @@
 """Read-after-write lag on a hierarchy, end to end through the real clients.
 
 The emulator's [UNCONFIRMED] replication lag (`EmulatorSettings.replication`, reasoning there
-and in tests/emulator/test_replication_lag.py): a write to a child site's server is accepted
+and in tests/emulator/product/test_replication_lag.py): a write to a child site's server is accepted
 but reads keep showing the old value until the lag passed. The SDK must tell "not visible
 yet" (still the old value: wait and re-read, up to `RetryPolicy.visibility_timeout`) from
 "someone else's value" (neither old nor new: at once), and report a lag past the bound as

@@ -15,6 +15,11 @@ from cmproxy.emulator.state import SiteState
 Run = Callable[[str], InvocationResult]
 
 
+def ids(res: InvocationResult) -> list[str]:
+    """The FullyQualifiedErrorId of each non-terminating error a script wrote, in order."""
+    return [e.fully_qualified_error_id for e in res.errors]
+
+
 @pytest.fixture
 def demo_state() -> Iterator[SiteState]:
     state = SiteState()

@@ -1,0 +1,341 @@
+"""Writes at one site coalesced into one pipeline (`Set-ProxyBatch.ps1`, `WriteCoalescer`).
+
+Each write of a batch runs once, in its own try/catch; each caller gets its own result or its
+own exception; a transport failure of a batch reaches every caller as a transient
+`TransportError`; a caller never joins a batch that has started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from cmproxy._exceptions import ItemNotFoundError, PlanError, PowerShellError, TransportError
+from cmproxy.emulator.api import Emulator
+from cmproxy.emulator.settings import EmulatorSettings
+from cmproxy.invocation import AccountLookup, Invocation
+from cmproxy.model import ProxySettings, SiteState, SupFlags
+from cmproxy.plan import Change, ChangeKind
+from cmproxy.retry import is_transient
+from cmproxy.session import Session, WriteCoalescer
+from cmproxy.transports.psrp import PSRPTransport
+from cmproxy.writer import BATCH_TEMPLATE, WriteResult, batch_step
+
+from .targets import RECEIVE_TIMEOUT, account_change, connection_info
+
+DP1 = "cm-ps1-dp01.contoso.com"
+DP2 = "cm-ps1-dp02.contoso.com"
+SUP = "cm-ps1-sup01.contoso.com"
+ACCOUNT = "CONTOSO\\svc-cminstall"
+
+
+def proxy_change(
+    server: str, account: str | None = ACCOUNT, host: str = "p.contoso.com", site: str = "PS1"
+) -> Change:
+    after = ProxySettings(server=host, port=3128, account=account)
+    params: dict[str, object] = {
+        "SiteSystemServerName": server,
+        "SiteCode": site,
+        "EnableProxy": True,
+        "ProxyServerName": host,
+        "ProxyServerPort": 3128,
+    }
+    if account is not None:
+        params["ProxyAccessAccount"] = AccountLookup(account, site)
+    return Change(
+        kind=ChangeKind.SET_SERVER_PROXY,
+        site_code=site,
+        target=server,
+        before=None,
+        after=after,
+        fields=(),
+        invocation=Invocation.of("Set-CMSiteSystemServer", **params),
+    )
+
+
+def sup_change(server: str, use_proxy: bool, adr: bool, site: str = "PS1") -> Change:
+    return Change(
+        kind=ChangeKind.SET_SUP_FLAGS,
+        site_code=site,
+        target=server,
+        before=None,
+        after=SupFlags(use_proxy=use_proxy, use_proxy_for_adr=adr),
+        fields=(),
+        invocation=Invocation.of(
+            "Set-CMSoftwareUpdatePoint",
+            SiteSystemServerName=server,
+            SiteCode=site,
+            UseProxy=use_proxy,
+            UseProxyForAutoDeploymentRule=adr,
+        ),
+    )
+
+
+def proxy_of(state: SiteState, server: str) -> ProxySettings:
+    found = state.server(server)
+    assert found is not None
+    return found.proxy
+
+
+def test_batch_step_binds_one_column_per_parameter() -> None:
+    step = batch_step("PS1", [proxy_change(DP1), sup_change(SUP, True, False)], groups=[4, 4])
+    assert step.script.name == BATCH_TEMPLATE
+    bound = dict(step.parameters)
+    assert set(bound) == {"SiteCode", "Items"}  # one JSON string, not a parameter per column
+    assert bound["SiteCode"] == "PS1"
+    items = json.loads(bound["Items"])
+    assert items["Kind"] == ["Proxy", "Sup"]
+    assert items["SiteSystemServerName"] == [DP1, SUP]
+    assert items["ProxyAccessAccountName"] == [ACCOUNT, ""]
+    assert items["ProxyServerPort"] == [3128, 80]
+    assert items["UseProxy"] == [False, True]
+    assert items["Group"] == [4, 4]
+    assert "Group" not in json.loads(
+        dict(batch_step("PS1", [proxy_change(DP1)]).parameters)["Items"]
+    )
+    with pytest.raises(PlanError):
+        batch_step("PS2", [proxy_change(DP1)])
+
+
+@pytest.mark.parametrize(
+    ("groups", "expected"),
+    [
+        # Contiguous groups: a group is read back before the next group writes.
+        ([1, 1, 2], ["Set DP1", "Set SUP", "Get DP1", "Get SUP", "Set DP2", "Get DP2"]),
+        # A group whose writes are not contiguous is read back after its last one.
+        ([1, 2, 1], ["Set DP1", "Set DP2", "Get DP2", "Set SUP", "Get DP1", "Get SUP"]),
+        # Without groups each item is its own group.
+        (None, ["Set DP1", "Get DP1", "Set SUP", "Get SUP", "Set DP2", "Get DP2"]),
+    ],
+)
+def test_a_group_is_read_back_after_its_last_write(
+    groups: list[int] | None, expected: list[str]
+) -> None:
+    """The read-back of a transaction's servers follows all of its writes (what lets it skip
+    its final read), and comes before later groups' writes where it can: the site takes
+    those writes while the batch reads, instead of one read-back after the pipeline's last
+    write."""
+    changes = [proxy_change(DP1), sup_change(SUP, True, False), proxy_change(DP2)]
+    if groups == [1, 2, 1]:
+        changes = [changes[0], changes[2], changes[1]]
+    short = {DP1: "DP1", DP2: "DP2", SUP: "SUP"}
+    with (
+        Emulator(seed="demo", receive_timeout=RECEIVE_TIMEOUT) as emu,
+        Session(connection_info(emu, "psrp", "ntlm")) as session,
+    ):
+        before = len(emu.state.call_log())
+        results = session._write_batch("PS1", changes, groups)
+        calls = [
+            f"{'Set' if c.wrote else 'Get'} {short[c.params['SiteSystemServerName']]}"
+            for c in emu.state.call_log()[before:]
+            if c.command.endswith(("-CMSiteSystemServer", "-CMSoftwareUpdatePoint"))
+        ]
+    assert all(isinstance(r, WriteResult) and r.matches for r in results)
+    assert calls == expected
+
+
+@pytest.mark.parametrize("transport", ["psrp", "winrm"])
+def test_one_pipeline_each_item_its_own_result_or_error(transport: str) -> None:
+    changes = [
+        proxy_change(DP1),
+        proxy_change(DP2, account="CONTOSO\\nobody"),  # its own ItemNotFoundError
+        sup_change(SUP, True, False),
+        proxy_change("cm-ps1-nothere.contoso.com"),  # its own error; the others still written
+        proxy_change(DP2, account=None, host="q.contoso.com"),  # after the failed one
+    ]
+    with (
+        Emulator(seed="demo", receive_timeout=RECEIVE_TIMEOUT) as emu,
+        Session(connection_info(emu, transport, "ntlm")) as session,
+    ):
+        before = len(emu.state.call_log())
+        results = session._write_batch("PS1", changes)
+        sets = [c for c in emu.state.call_log()[before:] if c.wrote]
+        state = session.read_state([DP1, DP2, SUP])
+    ok0, bad1, ok2, bad3, ok4 = results
+    assert isinstance(ok0, WriteResult) and ok0.matches
+    assert isinstance(bad1, ItemNotFoundError) and "CONTOSO\\nobody" in str(bad1)
+    assert isinstance(ok2, WriteResult) and ok2.matches
+    assert isinstance(bad3, PowerShellError)
+    assert isinstance(ok4, WriteResult) and ok4.matches
+    assert ok4.read_back == ProxySettings(server="q.contoso.com", port=3128, account=None)
+    assert len(sets) == 3  # each write once; the failed ones wrote nothing
+    assert proxy_of(state, DP1).server == "p.contoso.com"
+    assert proxy_of(state, DP2).server == "q.contoso.com"
+
+
+def test_concurrent_applies_share_a_pipeline_over_the_emulator() -> None:
+    servers = [f"cm-ps1-dp0{i}.contoso.com" for i in (1, 2, 3)] + [
+        f"cm-ps1-mp0{i}.contoso.com" for i in (1, 2)
+    ]
+    with (
+        Emulator(seed="demo", receive_timeout=RECEIVE_TIMEOUT) as emu,
+        Session(connection_info(emu, "psrp", "ntlm")) as session,
+        ThreadPoolExecutor(len(servers)) as pool,
+    ):
+        results = list(pool.map(session.apply, [proxy_change(s) for s in servers]))
+        state = session.read_state(servers)
+    assert all(r.matches for r in results)
+    assert [r.change.target for r in results] == servers
+    assert session._writes.requests == len(servers)
+    for s in servers:
+        assert proxy_of(state, s).server == "p.contoso.com"
+
+
+# -- the coalescer alone -----------------------------------------------------------------------
+
+
+class Recorder:
+    """Stand-ins for the session's single and batch writers, gated so batches can collect."""
+
+    def __init__(self, fail: BaseException | None = None) -> None:
+        self.gate = threading.Event()
+        self.calls: list[list[str]] = []
+        self.fail = fail
+        self.lock = threading.Lock()
+
+    def one(self, change: Change) -> WriteResult:
+        return self.many(change.site_code, [change])[0]  # type: ignore[return-value]
+
+    def many(self, site: str, changes: list[Change]) -> list[WriteResult | BaseException]:
+        with self.lock:
+            self.calls.append([c.target for c in changes])
+        self.gate.wait(5)
+        if self.fail is not None:
+            raise self.fail
+        out: list[WriteResult | BaseException] = []
+        for c in changes:
+            if "bad" in c.target:
+                out.append(ItemNotFoundError(f"{c.target} not found"))
+            else:
+                out.append(WriteResult(change=c, read_back=c.after, matches=True))
+        return out
+
+
+def run_concurrently(
+    coalescer: WriteCoalescer, rec: Recorder, changes: list[Change]
+) -> list[WriteResult | BaseException]:
+    def call(change: Change) -> WriteResult | BaseException:
+        try:
+            return coalescer.apply(change)
+        except BaseException as exc:  # collected for the assertions
+            return exc
+
+    with ThreadPoolExecutor(len(changes)) as pool:
+        futures = [pool.submit(call, c) for c in changes]
+        time.sleep(0.3)  # every caller has asked: the first batch runs, the rest collect
+        rec.gate.set()
+        return [f.result() for f in futures]
+
+
+def test_callers_join_only_a_batch_that_has_not_started() -> None:
+    rec = Recorder()
+    coalescer = WriteCoalescer(rec.one, rec.many, in_flight=1)
+    changes = [proxy_change(f"s{i}.contoso.com") for i in range(6)]
+    results = run_concurrently(coalescer, rec, changes)
+    assert [r.change.target for r in results if isinstance(r, WriteResult)] == [
+        c.target for c in changes
+    ]
+    # The first caller's batch started alone (nobody could join it); the others collected.
+    assert len(rec.calls) == 2
+    assert len(rec.calls[0]) == 1
+    assert sorted(rec.calls[1]) == sorted(c.target for c in changes if c not in changes[:1])
+    assert sum(len(c) for c in rec.calls) == len(changes)  # each write once
+
+
+def test_each_caller_gets_its_own_error_and_sites_do_not_mix() -> None:
+    rec = Recorder()
+    coalescer = WriteCoalescer(rec.one, rec.many, in_flight=1)
+    changes = [
+        proxy_change("a.contoso.com"),
+        proxy_change("bad.contoso.com"),
+        proxy_change("c.contoso.com", site="PS2"),
+        proxy_change("a.contoso.com"),  # the same server and kind never share a batch
+    ]
+    results = run_concurrently(coalescer, rec, changes)
+    assert isinstance(results[0], WriteResult)
+    assert isinstance(results[1], ItemNotFoundError)
+    assert isinstance(results[2], WriteResult)
+    assert isinstance(results[3], WriteResult)
+    for batch in rec.calls:
+        assert len(set(batch)) == len(batch)
+    assert ["c.contoso.com"] in rec.calls
+
+
+def test_a_transport_failure_is_a_transient_error_for_every_caller() -> None:
+    rec = Recorder(fail=TransportError("connection reset"))
+    coalescer = WriteCoalescer(rec.one, rec.many, in_flight=1)
+    changes = [proxy_change(f"s{i}.contoso.com") for i in range(4)]
+    results = run_concurrently(coalescer, rec, changes)
+    assert all(isinstance(r, TransportError) and is_transient(r) for r in results)
+    assert len({id(r) for r in results}) == len(results)  # each caller its own exception
+    assert sum(len(c) for c in rec.calls) == len(changes)  # nothing was run twice
+
+
+def test_warm_opens_pools_at_once_and_steps_use_them() -> None:
+    with (
+        Emulator(seed="demo", receive_timeout=RECEIVE_TIMEOUT) as emu,
+        Session(connection_info(emu, "psrp", "ntlm")) as session,
+    ):
+        session.warm(3)
+        transport = session._transport
+        assert transport is not None
+        assert getattr(transport, "pools", None) == 3
+        session.warm(2)  # never closes or adds beyond what is asked
+        assert getattr(transport, "pools", None) == 3
+        assert session.read_state([DP1]).server(DP1) is not None
+
+
+def test_warm_with_secrets_exchanges_each_pools_key_during_its_bootstrap() -> None:
+    """With passwords to come, every warmed pool has its SecureString key before any step
+    carries one (the RSA work rides on the module import), and a password then lands."""
+    password = "Warm-Pa55-7c2d"
+    change = account_change("CONTOSO\\svc-warm", password)
+    with (
+        Emulator(seed="demo", receive_timeout=RECEIVE_TIMEOUT) as emu,
+        contextlib.closing(Session(connection_info(emu, "psrp", "ntlm"))) as session,
+    ):
+        session.warm(2, secrets=True)  # unopened: opens on the first pool ready
+        transport = session._transport
+        assert isinstance(transport, PSRPTransport)
+        transport.warm(2)  # returns once no pool is warming any more
+        lanes = transport._lanes
+        assert len(lanes) == 2 and all(lane.keys_exchanged for lane in lanes)
+        assert session.write(change).matches
+        assert emu.state.check_password("PS1", "CONTOSO\\svc-warm", password)
+
+
+def test_an_unopened_session_opens_on_its_first_warm_pool_and_steps_wait_for_the_others() -> None:
+    """`warm` on an unopened session returns once one pool is ready; steps arriving while the
+    others still import wait for them instead of opening (and importing in) more pools."""
+    settings = EmulatorSettings()
+    settings.costs.module_import = 0.5
+    with (
+        Emulator(seed="demo", settings=settings, receive_timeout=RECEIVE_TIMEOUT) as emu,
+        contextlib.closing(Session(connection_info(emu, "psrp", "ntlm"))) as session,
+    ):
+        session.warm(3)
+        transport = session._transport
+        assert isinstance(transport, PSRPTransport)
+        assert transport._warming > 0  # returned before every pool had imported
+        with ThreadPoolExecutor(6) as pool:
+            states = list(pool.map(lambda _: session.read_state([DP1]), range(6)))
+        assert all(s.server(DP1) is not None for s in states)
+        assert transport.pools == 3
+
+
+def test_a_whole_read_in_shards_is_the_read_in_one_pipeline() -> None:
+    """PSRP reads the hierarchy in several pipelines at once (`-Shard i -Shards n`: three
+    before the sites are known, then one per site); together they are exactly what one
+    pipeline reads (WinRS runs `Get-SiteState` whole)."""
+    with Emulator(seed="demo", receive_timeout=RECEIVE_TIMEOUT) as emu:
+        with Session(connection_info(emu, "winrm", "ntlm")) as single:
+            whole = single.read_state()
+        with Session(connection_info(emu, "psrp", "ntlm")) as sharded:
+            first, again = sharded.read_state(), sharded.read_state()
+    assert first == whole and again == whole
+    assert len(whole.sites) == 4 and len(whole.servers) > 10
