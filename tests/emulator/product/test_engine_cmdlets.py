@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 
 import pytest
@@ -12,6 +11,8 @@ from cmproxy.emulator.engine import SiteEngine, SiteRunspace
 from cmproxy.emulator.engine.values import CommandSpec, InvocationResult, PSObj
 from cmproxy.emulator.settings import AnswerLost, EmulatorSettings
 from cmproxy.emulator.state import SUP_ROLE, SiteState
+
+from ..meeting import Meeting
 
 Run = Callable[[str], InvocationResult]
 
@@ -309,11 +310,15 @@ def test_call_log_masks_secrets(run: Run, demo_state: SiteState) -> None:
 # -- concurrent writes under the cost model -----------------------------------------------
 
 
-def _timed_writes(state: SiteState, targets: list[tuple[str, str]], serialise: bool) -> float:
+def _write_at_once(
+    state: SiteState, targets: list[tuple[str, str]], meeting: Meeting, *, serialise: bool = True
+) -> None:
+    """One write per target, each from its own runspace and thread, all started together; the
+    engine's modelled cost (0.3 s per write) is the meeting point."""
     settings = EmulatorSettings()
     settings.costs.set_cmdlet = 0.3
     settings.costs.serialise_site_writes = serialise
-    engine = SiteEngine(state, settings)
+    engine = SiteEngine(state, settings, sleep=meeting.sleep)
     runspaces = []
     for site, _server in targets:
         rs = engine.open_runspace("CONTOSO\\admin")
@@ -334,24 +339,34 @@ def _timed_writes(state: SiteState, targets: list[tuple[str, str]], serialise: b
         threading.Thread(target=write, args=(rs, site, server))
         for rs, (site, server) in zip(runspaces, targets, strict=True)
     ]
-    start = time.monotonic()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    elapsed = time.monotonic() - start
     assert all(not r.had_errors for r in results), [r.errors for r in results]
     for site, server in targets:
         assert state.server_props(site, server)["ProxyName"].value2 == "proxy.example.com"
-    return elapsed
 
 
 def test_writes_to_different_sites_run_in_parallel(demo_state: SiteState) -> None:
     targets = [("PS1", "cm-ps1-dp01.contoso.com"), ("PS2", "cm-ps2-dp01.contoso.com")]
-    assert _timed_writes(demo_state, targets, serialise=True) < 0.5
+    meeting = Meeting(parties=2)
+    _write_at_once(demo_state, targets, meeting)
+    assert meeting.met == [True, True]
 
 
 def test_writes_to_one_site_are_serialised(demo_state: SiteState) -> None:
+    """The site's write lock is held across each write's cost (`Costs.serialise_site_writes`,
+    on by default): the second write never enters its cost while the first is in it."""
     targets = [("PS1", "cm-ps1-dp01.contoso.com"), ("PS1", "cm-ps1-dp02.contoso.com")]
-    assert _timed_writes(demo_state, targets, serialise=True) >= 0.6
-    assert _timed_writes(demo_state, targets, serialise=False) < 0.5
+    meeting = Meeting(parties=2, wait=2.0)
+    _write_at_once(demo_state, targets, meeting)
+    assert meeting.met == [False, False]
+    assert meeting.most_at_once == 1
+
+
+def test_writes_to_one_site_run_in_parallel_without_the_site_lock(demo_state: SiteState) -> None:
+    targets = [("PS1", "cm-ps1-dp01.contoso.com"), ("PS1", "cm-ps1-dp02.contoso.com")]
+    meeting = Meeting(parties=2)
+    _write_at_once(demo_state, targets, meeting, serialise=False)
+    assert meeting.met == [True, True]

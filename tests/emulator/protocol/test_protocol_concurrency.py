@@ -20,38 +20,11 @@ from pypsrp.powershell import PowerShell, RunspacePool
 from cmproxy.emulator.api import Emulator
 
 from ..clients import psrp_wsman
+from ..meeting import WAIT, Meeting
 
 pytestmark = pytest.mark.e2e
 
 COST = 0.3
-#: How long calls wait for each other at the meeting point: far above any scheduling delay.
-WAIT = 10.0
-
-
-class Meeting:
-    """Stands in for the engine's sleep: each modelled cost waits (bounded) until `parties`
-    calls are in their cost at once, and records how many were in it together at most."""
-
-    def __init__(self, parties: int, wait: float = WAIT) -> None:
-        self.barrier = threading.Barrier(parties)
-        self.wait = wait
-        self._lock = threading.Lock()
-        self._inside = 0
-        self.most_at_once = 0
-        self.met: list[bool] = []
-
-    def sleep(self, _seconds: float) -> None:
-        with self._lock:
-            self._inside += 1
-            self.most_at_once = max(self.most_at_once, self._inside)
-        try:
-            self.barrier.wait(timeout=self.wait)
-            met = True
-        except threading.BrokenBarrierError:
-            met = False
-        with self._lock:
-            self._inside -= 1
-            self.met.append(met)
 
 
 def meet(emu: Emulator, parties: int, wait: float = WAIT) -> Meeting:
