@@ -27,6 +27,7 @@ from cmproxy.emulator.engine.configmgr.table import BY_NAME, BY_VALUE, cmdlet
 from cmproxy.emulator.engine.language import conv
 from cmproxy.emulator.engine.language.binding import ParamDef
 from cmproxy.emulator.engine.language.errors import PSError
+from cmproxy.emulator.engine.language.values import PSObj
 from cmproxy.emulator.seeds import site_system_props
 from cmproxy.emulator.state import SITE_SYSTEM, Prop
 
@@ -121,12 +122,17 @@ def get_site_role(ctx: SiteCallContext, a: dict[str, Any], items: Any) -> Any:
     default_set=BY_NAME,
 )
 def get_site_system_server(ctx: SiteCallContext, a: dict[str, Any], items: Any) -> Any:
+    return role_objects(ctx, a, SITE_SYSTEM)
+
+
+def role_objects(ctx: SiteCallContext, a: dict[str, Any], role: str) -> list[PSObj]:
+    """The `role` rows a Get-CM<role> call names (-InputObject: that server's), as objects."""
     obj = a.get("InputObject")
     if obj is not None:
         site, server = server_of(obj)
-        row = ctx.state.get_sysres(site, server, SITE_SYSTEM)
+        row = ctx.state.get_sysres(site, server, role)
         return sysres_objs(ctx, as_seen(ctx, [row] if row is not None else []))
-    return sysres_objs(ctx, as_seen(ctx, site_system_rows(ctx, a, SITE_SYSTEM)))
+    return sysres_objs(ctx, as_seen(ctx, site_system_rows(ctx, a, role)))
 
 
 def proxy_updates(ctx: SiteCallContext, a: dict[str, Any], cur: dict[str, Prop]) -> list[Prop]:

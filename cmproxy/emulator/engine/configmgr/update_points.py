@@ -10,11 +10,9 @@ from cmproxy.emulator.engine.configmgr.common import (
     CONNECTION_TYPES,
     SERVER_NAME,
     SYNC_ACTIONS,
-    as_seen,
     name_ok,
     replicate_write,
     server_of,
-    site_system_rows,
     target_row,
     what_if,
     write_not_found,
@@ -24,8 +22,8 @@ from cmproxy.emulator.engine.configmgr.objects import (
     SYSRES,
     component_obj,
     sysres_obj,
-    sysres_objs,
 )
+from cmproxy.emulator.engine.configmgr.site_systems import role_objects
 from cmproxy.emulator.engine.configmgr.table import BY_NAME, BY_VALUE, cmdlet
 from cmproxy.emulator.engine.language import conv
 from cmproxy.emulator.engine.language.binding import ParamDef
@@ -75,12 +73,7 @@ SUP_COMMON_PARAMS = (
     default_set=BY_NAME,
 )
 def get_sup(ctx: SiteCallContext, a: dict[str, Any], items: Any) -> Any:
-    obj = a.get("InputObject")
-    if obj is not None:
-        site, server = server_of(obj)
-        row = ctx.state.get_sysres(site, server, SUP_ROLE)
-        return sysres_objs(ctx, as_seen(ctx, [row] if row is not None else []))
-    return sysres_objs(ctx, as_seen(ctx, site_system_rows(ctx, a, SUP_ROLE)))
+    return role_objects(ctx, a, SUP_ROLE)
 
 
 def _sup_updates(ctx: SiteCallContext, a: dict[str, Any], add: bool) -> list[Prop]:
