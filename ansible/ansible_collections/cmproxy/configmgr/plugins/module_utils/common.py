@@ -302,17 +302,13 @@ def snapshot(state: Any, name: str) -> dict[str, Any] | None:
     return snap.to_dict() if snap is not None else None
 
 
-def expected_after(before: dict[str, Any] | None, changes: Any) -> dict[str, Any] | None:
-    """`before` with a server's planned changes applied (what a committed run leaves)."""
+def expected_after(before: dict[str, Any] | None, name: str, changes: Any) -> dict[str, Any] | None:
+    """`before` with server `name`'s planned changes applied (what a committed run leaves):
+    the SDK's own `expected_after`, which each change's `Setting` drives."""
     if before is None:
         return None
-    after = {"proxy": dict(before["proxy"]), "sup": before["sup"]}
-    for change in changes:
-        if change.kind is cmproxy.ChangeKind.SET_SERVER_PROXY:
-            after["proxy"] = change.after.normalized().to_dict()
-        elif change.kind is cmproxy.ChangeKind.SET_SUP_FLAGS:
-            after["sup"] = change.after.to_dict()
-    return after
+    snap = cmproxy.ServerSnapshot.from_dict(before)
+    return cmproxy.expected_after(snap, name, changes).to_dict()
 
 
 def _diff_view(snap: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -402,7 +398,7 @@ def run_desired(
     for name in dict.fromkeys(names):
         changes = the_plan.for_server(name)
         before = snapshot(state, name)
-        after = expected_after(before, changes)
+        after = expected_after(before, name, changes)
         outcome = outcomes.get(name)
         if check:
             status = "would change" if changes else "unchanged"
