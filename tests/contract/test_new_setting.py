@@ -8,7 +8,7 @@ bulk run carries it; its `row` is its read projection, which the prelude's
 ConvertTo-CMProxyRow runs for its role's rows (no read template is edited). This test defines
 both in its own file; a real role adds its class to `cmproxy/roles.py` and its setting to
 `cmproxy/settings.py`, plus its write template in `ps_templates/` and its cmdlet in the
-emulator: four files (docs/architecture.md, "Adding a role with a proxy setting of its own").
+emulator: four files (docs/architecture.md, "Where each kind of change goes").
 """
 
 from __future__ import annotations
