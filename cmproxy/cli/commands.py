@@ -223,8 +223,7 @@ def plan(
             desired_file=file.resolve(),
             desired_text=text,
             bulk=bulk,
-            endpoint=endpoint,
-            site_code=site_code,
+            made_on=(endpoint, site_code),
         )
     if common.structured:
         emit(common.output, {"ok": True, "changes": bulk.changes, **bulk.to_dict()})
@@ -319,7 +318,7 @@ BatchSize = Annotated[
 
 
 @with_common
-def apply(
+def apply(  # noqa: PLR0913 - one parameter per CLI option (declared above)
     common: Common,
     plan_file: SavedPlanArgument = None,
     file: OptionalDesiredFile = None,
