@@ -16,17 +16,14 @@ import attrs
 
 from cmproxy._exceptions import CMProxyError
 from cmproxy.doctor_facts import FIELDS, SITE_SYSTEM, SUP, Facts, Status, read_facts
-from cmproxy.invocation import Invocation
 from cmproxy.journal import Journal, JournalEntry
 from cmproxy.model import SiteState, SiteSystemServer
 from cmproxy.plan import (
     Change,
     FieldChange,
-    proxy_invocation,
-    sup_flags_invocation,
 )
 from cmproxy.ports import read_back_matches
-from cmproxy.settings import SERVER_PROXY, SUP_OPTIONS, registered
+from cmproxy.settings import SUP_OPTIONS, registered
 from cmproxy.transaction import RESTORE_OPTIONS, ServerSnapshot, restore_desired, run_transaction
 
 if TYPE_CHECKING:
@@ -170,21 +167,13 @@ def _refusal(
     return None
 
 
-#: How the planner builds the invocation of the settings it plans by its rules (a role's own
-#: setting carries its `invocation`).
-_PLANNED: dict[str, Callable[[SiteSystemServer, Any], Invocation]] = {
-    SERVER_PROXY.name: proxy_invocation,
-    SUP_OPTIONS.name: sup_flags_invocation,
-}
-
-
 def _rewrites(server: SiteSystemServer) -> list[Change]:
     """The changes that write the server's own values back, one per setting it carries (the
     planner drops such no-op changes, so they are built here, exactly as the planner would
     build a real one)."""
     changes = []
     for setting in registered():
-        build = _PLANNED.get(setting.name, setting.invocation)
+        build = setting.invocation
         if build is None or not setting.carried(server):
             continue
         value = setting.read(server)

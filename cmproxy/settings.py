@@ -27,7 +27,7 @@ from typing import Any, Protocol, TypeVar
 import attrs
 
 from cmproxy._exceptions import ValidationError
-from cmproxy.invocation import Invocation
+from cmproxy.invocation import AccountLookup, Invocation
 from cmproxy.kinds import ChangeKind
 from cmproxy.model import ProxySettings, Role, SiteSystemServer, SupFlags
 from cmproxy.reader import proxy_from_record, sup_flags_from_record
@@ -38,12 +38,14 @@ __all__ = [
     "SETTINGS",
     "SUP_OPTIONS",
     "Setting",
+    "proxy_invocation",
     "register",
     "registered",
     "role_settings",
     "row_projection",
     "setting_for",
     "setting_named",
+    "sup_flags_invocation",
 ]
 
 #: The settings a `ServerSnapshot` holds as fields of their own; others are in its `settings`.
@@ -82,8 +84,8 @@ class Setting:
     show: Callable[[SiteSystemServer, Any], SiteSystemServer]
     #: What a site keeps of a value written (a proxy's password cannot be read back).
     stored: Callable[[Any], Any] = lambda value: value
-    #: A role's own setting: the invocation that sets `value` on `server` (the planner builds
-    #: the server proxy's and the SUP options' itself, by their rules).
+    #: The invocation that sets `value` on `server` (the planner plans the server proxy and
+    #: the SUP options by their rules, R1–R11, then builds theirs with it too).
     invocation: Callable[[SiteSystemServer, Any], Invocation] | None = None
     #: Its value as JSON (journals, results) and back.
     encode: Callable[[Any], Any] = lambda value: value
@@ -153,6 +155,40 @@ def _show_sup(server: SiteSystemServer, flags: SupFlags) -> SiteSystemServer:
     return attrs.evolve(server, roles=roles)
 
 
+def proxy_invocation(server: SiteSystemServer, after: ProxySettings) -> Invocation:
+    """The `Set-CMSiteSystemServer` that gives `server` the proxy `after` (the account is
+    looked up by name at the site, so no password is needed for a registered one)."""
+    if not after.enabled:
+        return Invocation.of(
+            "Set-CMSiteSystemServer",
+            SiteSystemServerName=server.name,
+            SiteCode=server.site_code,
+            EnableProxy=False,
+        )
+    return Invocation.of(
+        "Set-CMSiteSystemServer",
+        SiteSystemServerName=server.name,
+        SiteCode=server.site_code,
+        EnableProxy=True,
+        ProxyServerName=after.server,
+        ProxyServerPort=after.port,
+        ProxyAccessAccount=(
+            AccountLookup(after.account, server.site_code) if after.account else None
+        ),
+    )
+
+
+def sup_flags_invocation(server: SiteSystemServer, after: SupFlags) -> Invocation:
+    """The `Set-CMSoftwareUpdatePoint` that gives `server` the SUP options `after`."""
+    return Invocation.of(
+        "Set-CMSoftwareUpdatePoint",
+        SiteSystemServerName=server.name,
+        SiteCode=server.site_code,
+        UseProxy=after.use_proxy,
+        UseProxyForAutoDeploymentRule=after.use_proxy_for_adr,
+    )
+
+
 #: The site system server's one proxy (R1), set with `Set-CMSiteSystemServer`.
 SERVER_PROXY = Setting(
     name="proxy",
@@ -176,6 +212,7 @@ SERVER_PROXY = Setting(
     read=lambda server: server.proxy,
     show=lambda server, proxy: attrs.evolve(server, proxy=proxy),
     stored=lambda proxy: proxy.replace(password=None),
+    invocation=proxy_invocation,
 )
 
 #: The software update point's two proxy options (R9), set with `Set-CMSoftwareUpdatePoint`.
@@ -198,6 +235,7 @@ SUP_OPTIONS = Setting(
     key=sup_key,
     read=_sup_flags,
     show=_show_sup,
+    invocation=sup_flags_invocation,
 )
 
 #: The server proxy and the SUP options, in the order of the batch template's compare-and-set
