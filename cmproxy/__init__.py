@@ -85,6 +85,7 @@ from cmproxy.roles import (
     SupSyncSource,
 )
 from cmproxy.session import Session, connect
+from cmproxy.settings import SERVER_PROXY, SUP_OPTIONS, Setting
 from cmproxy.transaction import (
     Outcome,
     RecoveryOutcome,
@@ -94,6 +95,7 @@ from cmproxy.transaction import (
     Transaction,
     TransactionEvent,
     TransactionResult,
+    expected_after,
     recover,
     run_transaction,
     run_transactions,
@@ -107,6 +109,8 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
     "DEFAULT_PROXY_PORT",
+    "SERVER_PROXY",
+    "SUP_OPTIONS",
     "Account",
     "AccountLookup",
     "AssetIntelligenceSyncPoint",
@@ -169,6 +173,7 @@ __all__ = [
     "ServiceConnectionPoint",
     "Session",
     "SessionError",
+    "Setting",
     "Site",
     "SiteClient",
     "SiteDriveError",
@@ -196,6 +201,7 @@ __all__ = [
     "diagnose",
     "diagnose_state",
     "doctor",
+    "expected_after",
     "load_desired",
     "parse_desired",
     "plan",

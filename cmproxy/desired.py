@@ -36,7 +36,8 @@ from cmproxy._exceptions import RuleViolation, ValidationError
 from cmproxy.model import Account, ProxySettings, SiteState, validate_site_code
 from cmproxy.plan import DesiredState, PlanOptions, ProxyRequest, SupFlagsRequest
 from cmproxy.render import account_text, dataframe, html_table, onoff, options_text, proxy_text
-from cmproxy.roles import CloudDistributionPoint, SoftwareUpdatePoint
+from cmproxy.roles import CloudDistributionPoint
+from cmproxy.settings import SUP_OPTIONS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -142,8 +143,7 @@ class DesiredSpec:
                 )
             if spec.proxy is not None:
                 proxies[server.key] = ProxyRequest(server.name, spec.proxy, role=origin)
-            sup = server.role(SoftwareUpdatePoint)
-            if isinstance(sup, SoftwareUpdatePoint) and (
+            if SUP_OPTIONS.carried(server) and (
                 spec.use_proxy is not None or spec.use_proxy_for_adr is not None
             ):
                 flags[server.key] = SupFlagsRequest(

@@ -38,12 +38,12 @@ from cmproxy.doctor_facts import (
     check_shapes,
     read_facts,
 )
-from cmproxy.doctor_write import WriteTest, sup_flags
+from cmproxy.doctor_write import WriteTest
 from cmproxy.doctor_write import write_test as run_write_test
 from cmproxy.journal import Journal
 from cmproxy.model import SiteState
 from cmproxy.quotas import read_quotas
-from cmproxy.roles import SoftwareUpdatePoint
+from cmproxy.settings import SUP_OPTIONS
 
 if TYPE_CHECKING:
     from cmproxy.connection import ConnectionInfo
@@ -324,8 +324,8 @@ def _pick_servers(state: SiteState | None, site_code: str | None) -> tuple[str |
         key=lambda s: (s.proxy.account is None, s.name),
     )
     sups = sorted(
-        (s for s in servers if isinstance(s.role(SoftwareUpdatePoint), SoftwareUpdatePoint)),
-        key=lambda s: (not sup_flags(s).any, not s.proxy.enabled, s.name),
+        (s for s in servers if SUP_OPTIONS.carried(s)),
+        key=lambda s: (not SUP_OPTIONS.read(s).any, not s.proxy.enabled, s.name),
     )
     proxy = with_proxy[0].name if with_proxy else (servers[0].name if servers else None)
     return proxy, sups[0].name if sups else None

@@ -16,24 +16,20 @@ import attrs
 
 from cmproxy._exceptions import CMProxyError
 from cmproxy.doctor_facts import FIELDS, SITE_SYSTEM, SUP, Facts, Status, read_facts
-from cmproxy.invocation import Invocation
 from cmproxy.journal import Journal, JournalEntry
-from cmproxy.model import ProxySettings, SiteState, SiteSystemServer, SupFlags
+from cmproxy.model import SiteState, SiteSystemServer
 from cmproxy.plan import (
     Change,
-    ChangeKind,
     FieldChange,
-    proxy_invocation,
-    sup_flags_invocation,
 )
 from cmproxy.ports import read_back_matches
-from cmproxy.roles import SoftwareUpdatePoint
+from cmproxy.settings import SUP_OPTIONS, registered
 from cmproxy.transaction import RESTORE_OPTIONS, ServerSnapshot, restore_desired, run_transaction
 
 if TYPE_CHECKING:
     from cmproxy.session import Session
 
-__all__ = ["VISIBLE_POLL", "VISIBLE_WITHIN", "WriteTest", "sup_flags", "write_test"]
+__all__ = ["VISIBLE_POLL", "VISIBLE_WITHIN", "WriteTest", "write_test"]
 
 
 @attrs.frozen
@@ -85,13 +81,6 @@ class WriteTest:
             "site_as_it_was": self.unchanged,
             "note": self.note,
         }
-
-
-def sup_flags(server: SiteSystemServer) -> SupFlags:
-    """The SUP options of a server that hosts a software update point."""
-    sup = server.role(SoftwareUpdatePoint)
-    assert isinstance(sup, SoftwareUpdatePoint)
-    return SupFlags(sup.use_proxy, sup.use_proxy_for_adr)
 
 
 # -- the write test ------------------------------------------------------------------------------
@@ -163,9 +152,8 @@ def _refusal(
             )
         if str(port) in ("0", "", "None"):
             return "ProxyServerPort is empty; a write would set the default port 80"
-    sup = server.role(SoftwareUpdatePoint)
-    if isinstance(sup, SoftwareUpdatePoint):
-        flags = sup_flags(server)
+    if SUP_OPTIONS.carried(server):
+        flags = SUP_OPTIONS.read(server)
         if len(raw.get(SUP, {})) < len(_RAW[SUP]):
             return (
                 "the SUP object lacks UseProxy/UseProxyForADR: its shape is not the one "
@@ -180,32 +168,26 @@ def _refusal(
 
 
 def _rewrites(server: SiteSystemServer) -> list[Change]:
-    """The changes that write the server's own values back (the planner drops such no-op
-    changes, so they are built here, exactly as the planner would build a real one)."""
-
-    def written_back(
-        kind: ChangeKind, field: str, value: ProxySettings | SupFlags, invocation: Invocation
-    ) -> Change:
-        return Change(
-            kind=kind,
-            site_code=server.site_code,
-            target=server.name,
-            before=value,
-            after=value,
-            fields=(FieldChange(field, value.describe(), value.describe(), "written back"),),
-            invocation=invocation,
-            reasons=("cmproxy doctor --write-test: the server's own values written back",),
-        )
-
-    proxy = server.proxy
-    changes = [
-        written_back(ChangeKind.SET_SERVER_PROXY, "proxy", proxy, proxy_invocation(server, proxy))
-    ]
-    if isinstance(server.role(SoftwareUpdatePoint), SoftwareUpdatePoint):
-        flags = sup_flags(server)
+    """The changes that write the server's own values back, one per setting it carries (the
+    planner drops such no-op changes, so they are built here, exactly as the planner would
+    build a real one)."""
+    changes = []
+    for setting in registered():
+        build = setting.invocation
+        if build is None or not setting.carried(server):
+            continue
+        value = setting.read(server)
+        text = value.describe() if hasattr(value, "describe") else repr(value)
         changes.append(
-            written_back(
-                ChangeKind.SET_SUP_FLAGS, "sup", flags, sup_flags_invocation(server, flags)
+            Change(
+                kind=setting.kind,
+                site_code=server.site_code,
+                target=server.name,
+                before=value,
+                after=value,
+                fields=(FieldChange(setting.name, text, text, "written back"),),
+                invocation=build(server, value),
+                reasons=("cmproxy doctor --write-test: the server's own values written back",),
             )
         )
     return changes
@@ -233,7 +215,7 @@ def write_test(
     if server is None:
         return WriteTest(name, "fail", f"{name} is not a site system server (nothing written)")
     name = server.name
-    sup_name = name if isinstance(server.role(SoftwareUpdatePoint), SoftwareUpdatePoint) else None
+    sup_name = name if SUP_OPTIONS.carried(server) else None
     facts = read_facts(session, server.site_code, name, sup_name)
     raw_before = _raw(facts)
     before = ServerSnapshot.of(state, name)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import attrs
 
 from cmproxy._exceptions import RuleViolation, ValidationError
-from cmproxy.invocation import AccountLookup, Invocation
+from cmproxy.invocation import Invocation
 from cmproxy.kinds import ChangeKind
 from cmproxy.model import (
     DEFAULT_PROXY_PORT,
@@ -46,7 +46,12 @@ from cmproxy.render import (
     plan_rows,
 )
 from cmproxy.roles import CloudDistributionPoint, Role, SoftwareUpdatePoint, SupSyncSource
-from cmproxy.settings import setting_named
+from cmproxy.settings import (
+    proxy_invocation,
+    role_settings,
+    setting_named,
+    sup_flags_invocation,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -353,7 +358,8 @@ class _Planner:
         for n, request in enumerate(self.desired.settings):
             server = self._server(request.server, f"settings[{n}].server")
             setting = setting_named(request.setting)
-            if setting.invocation is None or not setting.carried(server):
+            build = setting.invocation
+            if build is None or setting not in role_settings() or not setting.carried(server):
                 raise ValidationError(
                     f"settings[{n}].setting",
                     request.setting,
@@ -370,7 +376,7 @@ class _Planner:
                     before=before,
                     after=request.value,
                     fields=(FieldChange(setting.name, before, request.value),),
-                    invocation=setting.invocation(server, request.value),
+                    invocation=build(server, request.value),
                 )
             )
         return changes
@@ -629,40 +635,6 @@ class _Planner:
             invocation=sup_flags_invocation(server, after),
             reasons=reasons,
         )
-
-
-def proxy_invocation(server: SiteSystemServer, after: ProxySettings) -> Invocation:
-    """The `Set-CMSiteSystemServer` that gives `server` the proxy `after` (the account is
-    looked up by name at the site, so no password is needed for a registered one)."""
-    if not after.enabled:
-        return Invocation.of(
-            "Set-CMSiteSystemServer",
-            SiteSystemServerName=server.name,
-            SiteCode=server.site_code,
-            EnableProxy=False,
-        )
-    return Invocation.of(
-        "Set-CMSiteSystemServer",
-        SiteSystemServerName=server.name,
-        SiteCode=server.site_code,
-        EnableProxy=True,
-        ProxyServerName=after.server,
-        ProxyServerPort=after.port,
-        ProxyAccessAccount=(
-            AccountLookup(after.account, server.site_code) if after.account else None
-        ),
-    )
-
-
-def sup_flags_invocation(server: SiteSystemServer, after: SupFlags) -> Invocation:
-    """The `Set-CMSoftwareUpdatePoint` that gives `server` the SUP options `after`."""
-    return Invocation.of(
-        "Set-CMSoftwareUpdatePoint",
-        SiteSystemServerName=server.name,
-        SiteCode=server.site_code,
-        UseProxy=after.use_proxy,
-        UseProxyForAutoDeploymentRule=after.use_proxy_for_adr,
-    )
 
 
 def _flags(sup: SoftwareUpdatePoint) -> SupFlags:

@@ -13,19 +13,21 @@ Accounts are not settings (a `CREATE_ACCOUNT` change creates an object, it sets 
 The server proxy and the SUP options are planned by the planner's rules (R1–R11); a role that
 carries a setting of its own registers it (`register`): the planner then plans it from a
 `SettingRequest`, the writer runs its template, the transaction verifies it, the snapshot
-journals it (`ServerSnapshot.settings`) and a rollback puts it back, with no other change
-(tests/core/test_new_setting.py is the worked example).
+journals it (`ServerSnapshot.settings`), a rollback puts it back and the prelude projects its
+role's row as its `row` declares, with no other change (tests/contract/test_new_setting.py is
+the worked example; docs/architecture.md counts the files).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol, TypeVar
 
 import attrs
 
 from cmproxy._exceptions import ValidationError
-from cmproxy.invocation import Invocation
+from cmproxy.invocation import AccountLookup, Invocation
 from cmproxy.kinds import ChangeKind
 from cmproxy.model import ProxySettings, Role, SiteSystemServer, SupFlags
 from cmproxy.reader import proxy_from_record, sup_flags_from_record
@@ -36,11 +38,14 @@ __all__ = [
     "SETTINGS",
     "SUP_OPTIONS",
     "Setting",
+    "proxy_invocation",
     "register",
     "registered",
     "role_settings",
+    "row_projection",
     "setting_for",
     "setting_named",
+    "sup_flags_invocation",
 ]
 
 #: The settings a `ServerSnapshot` holds as fields of their own; others are in its `settings`.
@@ -79,8 +84,8 @@ class Setting:
     show: Callable[[SiteSystemServer, Any], SiteSystemServer]
     #: What a site keeps of a value written (a proxy's password cannot be read back).
     stored: Callable[[Any], Any] = lambda value: value
-    #: A role's own setting: the invocation that sets `value` on `server` (the planner builds
-    #: the server proxy's and the SUP options' itself, by their rules).
+    #: The invocation that sets `value` on `server` (the planner plans the server proxy and
+    #: the SUP options by their rules, R1–R11, then builds theirs with it too).
     invocation: Callable[[SiteSystemServer, Any], Invocation] | None = None
     #: Its value as JSON (journals, results) and back.
     encode: Callable[[Any], Any] = lambda value: value
@@ -88,6 +93,10 @@ class Setting:
     #: A role's own setting: the role class that carries it (the reader builds it from its
     #: role row, showing the row's value).
     role: type[Role] | None = None
+    #: A role's own setting: the embedded properties its role row carries to the reader (its
+    #: read projection), property name → "Value" or "Value2". The prelude's
+    #: ConvertTo-CMProxyRow projects them (`row_projection`); no template is edited for it.
+    row: Mapping[str, str] = attrs.field(factory=dict)
 
     def carried(self, server: SiteSystemServer) -> bool:
         """Does `server` carry it (itself, or one of its roles declares it)?"""
@@ -146,6 +155,40 @@ def _show_sup(server: SiteSystemServer, flags: SupFlags) -> SiteSystemServer:
     return attrs.evolve(server, roles=roles)
 
 
+def proxy_invocation(server: SiteSystemServer, after: ProxySettings) -> Invocation:
+    """The `Set-CMSiteSystemServer` that gives `server` the proxy `after` (the account is
+    looked up by name at the site, so no password is needed for a registered one)."""
+    if not after.enabled:
+        return Invocation.of(
+            "Set-CMSiteSystemServer",
+            SiteSystemServerName=server.name,
+            SiteCode=server.site_code,
+            EnableProxy=False,
+        )
+    return Invocation.of(
+        "Set-CMSiteSystemServer",
+        SiteSystemServerName=server.name,
+        SiteCode=server.site_code,
+        EnableProxy=True,
+        ProxyServerName=after.server,
+        ProxyServerPort=after.port,
+        ProxyAccessAccount=(
+            AccountLookup(after.account, server.site_code) if after.account else None
+        ),
+    )
+
+
+def sup_flags_invocation(server: SiteSystemServer, after: SupFlags) -> Invocation:
+    """The `Set-CMSoftwareUpdatePoint` that gives `server` the SUP options `after`."""
+    return Invocation.of(
+        "Set-CMSoftwareUpdatePoint",
+        SiteSystemServerName=server.name,
+        SiteCode=server.site_code,
+        UseProxy=after.use_proxy,
+        UseProxyForAutoDeploymentRule=after.use_proxy_for_adr,
+    )
+
+
 #: The site system server's one proxy (R1), set with `Set-CMSiteSystemServer`.
 SERVER_PROXY = Setting(
     name="proxy",
@@ -169,6 +212,7 @@ SERVER_PROXY = Setting(
     read=lambda server: server.proxy,
     show=lambda server, proxy: attrs.evolve(server, proxy=proxy),
     stored=lambda proxy: proxy.replace(password=None),
+    invocation=proxy_invocation,
 )
 
 #: The software update point's two proxy options (R9), set with `Set-CMSoftwareUpdatePoint`.
@@ -191,6 +235,7 @@ SUP_OPTIONS = Setting(
     key=sup_key,
     read=_sup_flags,
     show=_show_sup,
+    invocation=sup_flags_invocation,
 )
 
 #: The server proxy and the SUP options, in the order of the batch template's compare-and-set
@@ -209,8 +254,42 @@ def register(setting: Setting) -> Setting:
             raise ValidationError(
                 "setting", setting.name, f"its name or cmdlet is {known.name}'s already"
             )
+    _check_row(setting)
     _REGISTRY[setting.name] = attrs.evolve(setting, kind=ChangeKind.SET_ROLE_SETTING)
     return _REGISTRY[setting.name]
+
+
+_PROPERTY = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+
+
+def _check_row(setting: Setting) -> None:
+    """A read projection names real properties of a role's row: it becomes PowerShell text."""
+    if setting.row and setting.role is None:
+        raise ValidationError("setting.row", dict(setting.row), "a read projection needs a role")
+    for prop, field in setting.row.items():
+        if not _PROPERTY.fullmatch(prop):
+            raise ValidationError("setting.row", prop, "is not a property name")
+        if field not in ("Value", "Value2"):
+            raise ValidationError(f"setting.row.{prop}", field, "is neither Value nor Value2")
+    if setting.role is not None and "'" in setting.role.ROLE_NAME:
+        raise ValidationError("setting.role", setting.role.ROLE_NAME, "a role name has no quote")
+
+
+def row_projection() -> str:
+    """The read projections of the roles' own settings, as PowerShell statements for the
+    prelude's ConvertTo-CMProxyRow (in scope: `$roleName`, `$Role`, `$row`); empty when no
+    role registered one. `cmproxy.templates.load_prelude` inserts them."""
+    rows: dict[str, dict[str, str]] = {}
+    for setting in role_settings():
+        if setting.role is not None and setting.row:
+            rows.setdefault(setting.role.ROLE_NAME, {}).update(setting.row)
+    lines = []
+    for role_name, fields in rows.items():
+        lines.append(f"    if ($roleName -eq '{role_name}') {{")
+        lines.append("        $props = Get-CMProxyProps -Object $Role")
+        lines.extend(f"        $row['{p}'] = $props['{p}'].{f}" for p, f in fields.items())
+        lines.append("    }")
+    return "".join(f"{line}\n" for line in lines)
 
 
 def registered() -> tuple[Setting, ...]:

@@ -11,6 +11,8 @@ from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
 
+from cmproxy.settings import row_projection
+
 __all__ = ["PRELUDE", "load_prelude", "load_template", "template_names", "templates_root"]
 
 
@@ -46,11 +48,29 @@ def load_template(name: str) -> str:
 PRELUDE = "Prelude"
 
 
+#: The line of the prelude after which the roles' own read projections go.
+ROLE_SETTINGS_MARK = "    # ROLE SETTINGS:"
+
+
 @functools.cache
-def load_prelude() -> str:
-    """The functions both transports send ahead of every template (`ps_templates/prelude/`):
-    the projections templates share, defined once."""
+def _prelude_file() -> str:
     path = templates_root().joinpath("prelude").joinpath(f"{PRELUDE}.ps1")
     if not path.is_file():
         raise FileNotFoundError("cmproxy's template prelude is missing from this installation")
     return path.read_text(encoding="utf-8")
+
+
+@functools.cache
+def _with_projections(text: str, projections: str) -> str:
+    if not projections:
+        return text
+    at = text.index("\n", text.index(ROLE_SETTINGS_MARK)) + 1
+    return text[:at] + projections + text[at:]
+
+
+def load_prelude() -> str:
+    """The functions both transports send ahead of every template (`ps_templates/prelude/`):
+    the projections templates share, defined once, with the read projections of the settings
+    roles registered (`cmproxy.settings.row_projection`), so a new role edits no template to
+    be read."""
+    return _with_projections(_prelude_file(), row_projection())

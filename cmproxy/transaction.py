@@ -23,7 +23,7 @@ transaction, many side by side) and `cmproxy.recovery` (`recover`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from cmproxy._exceptions import NotVisibleError, RollbackError, TransactionError
@@ -40,12 +40,13 @@ from cmproxy.outcomes import (
     TransactionEvent,
     TransactionResult,
 )
-from cmproxy.plan import DesiredState, PlanOptions, ProxyRequest, SupFlagsRequest
+from cmproxy.plan import Change, DesiredState, PlanOptions, ProxyRequest, SupFlagsRequest
 from cmproxy.ports import SiteClient
 from cmproxy.recovery import recover
 from cmproxy.retry import RetryPolicy
 from cmproxy.rollback import RESTORE_OPTIONS, restore_desired
 from cmproxy.settling import apply_changes
+from cmproxy.settling import expected_after as _expected_after
 from cmproxy.settling import shows as _shows
 
 __all__ = [
@@ -62,11 +63,21 @@ __all__ = [
     "TransactionResult",
     "_shows",
     "apply_changes",
+    "expected_after",
     "recover",
     "restore_desired",
     "run_transaction",
     "run_transactions",
 ]
+
+
+def expected_after(
+    snapshot: ServerSnapshot, server: str, changes: Iterable[Change]
+) -> ServerSnapshot:
+    """`snapshot` of `server` with the changes planned for it applied: what a committed run
+    leaves. Each change's `Setting` says what it writes, so faces (the Ansible collection)
+    report the after of a check-mode run without knowing any change kind."""
+    return _expected_after({server.lower(): snapshot}, changes)[server.lower()]
 
 
 class Transaction:

@@ -21,7 +21,7 @@ from cmproxy import BulkPlan, DesiredSpec, Results, Session, SiteState
 from cmproxy.cli.connect import open_session
 from cmproxy.cli.errors import EXIT_FAILED, EXIT_OK, RefusedError, UsageError
 from cmproxy.cli.options import Common, interactive, with_common
-from cmproxy.cli.planfile import differences, load_plan, save_plan
+from cmproxy.cli.planfile import SavedPlan, differences, load_plan, save_plan
 from cmproxy.cli.render import (
     OUTCOME_STYLES,
     diagnosis_table,
@@ -223,8 +223,7 @@ def plan(
             desired_file=file.resolve(),
             desired_text=text,
             bulk=bulk,
-            endpoint=endpoint,
-            site_code=site_code,
+            made_on=(endpoint, site_code),
         )
     if common.structured:
         emit(common.output, {"ok": True, "changes": bulk.changes, **bulk.to_dict()})
@@ -270,55 +269,64 @@ def _apply(
     return results
 
 
+#: `cmproxy apply`'s arguments and options (a table: one entry per option).
+SavedPlanArgument = Annotated[
+    Path | None,
+    typer.Argument(
+        help="A plan saved by `cmproxy plan --out`: applied only if the site still gives "
+        "the same plan",
+        exists=True,
+        dir_okay=False,
+        show_default=False,
+    ),
+]
+OptionalDesiredFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--file",
+        "-f",
+        help=f"Desired-state YAML file (examples: {examples_dir()})",
+        exists=True,
+        dir_okay=False,
+        readable=True,
+    ),
+]
+Yes = Annotated[bool, typer.Option("--yes", "-y", help="Apply without asking")]
+AllOrNothing = Annotated[
+    bool,
+    typer.Option("--all-or-nothing", help="If any server fails, put every changed server back"),
+]
+Parallel = Annotated[
+    int,
+    typer.Option(
+        "--parallel",
+        min=1,
+        max=8,
+        help="Batches of servers in flight per site (each server its own transaction)",
+    ),
+]
+BatchSize = Annotated[
+    int,
+    typer.Option(
+        "--batch-size",
+        min=1,
+        max=64,
+        help="Servers of a site whose transactions share their round trips; the bar "
+        "moves once per batch",
+    ),
+]
+
+
 @with_common
-def apply(
+def apply(  # noqa: PLR0913 - one parameter per CLI option (declared above)
     common: Common,
-    plan_file: Annotated[
-        Path | None,
-        typer.Argument(
-            help="A plan saved by `cmproxy plan --out`: applied only if the site still gives "
-            "the same plan",
-            exists=True,
-            dir_okay=False,
-            show_default=False,
-        ),
-    ] = None,
-    file: Annotated[
-        Path | None,
-        typer.Option(
-            "--file",
-            "-f",
-            help=f"Desired-state YAML file (examples: {examples_dir()})",
-            exists=True,
-            dir_okay=False,
-            readable=True,
-        ),
-    ] = None,
+    plan_file: SavedPlanArgument = None,
+    file: OptionalDesiredFile = None,
     *,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Apply without asking")] = False,
-    all_or_nothing: Annotated[
-        bool,
-        typer.Option("--all-or-nothing", help="If any server fails, put every changed server back"),
-    ] = False,
-    parallel: Annotated[
-        int,
-        typer.Option(
-            "--parallel",
-            min=1,
-            max=8,
-            help="Batches of servers in flight per site (each server its own transaction)",
-        ),
-    ] = 2,
-    batch_size: Annotated[
-        int,
-        typer.Option(
-            "--batch-size",
-            min=1,
-            max=64,
-            help="Servers of a site whose transactions share their round trips; the bar "
-            "moves once per batch",
-        ),
-    ] = 4,
+    yes: Yes = False,
+    all_or_nothing: AllOrNothing = False,
+    parallel: Parallel = 2,
+    batch_size: BatchSize = 4,
 ) -> None:
     """Plan, confirm and apply a desired-state file (or a saved plan): one transaction per
     server.
@@ -328,16 +336,7 @@ def apply(
     A saved plan is refused (exit 1, nothing written) when the site has changed since it was
     made: the differences are printed.
     """
-    if (plan_file is None) == (file is None):
-        raise UsageError("give a desired-state file (-f FILE) or a saved plan (PLAN), not both")
-    saved = load_plan(plan_file) if plan_file is not None else None
-    if saved is not None:
-        spec, _notes = parse_spec(saved.desired_text, saved.source)
-        site_code = saved.site_code
-    else:
-        assert file is not None
-        spec, _text, _notes = load_spec(file)
-        site_code = None
+    saved, spec, site_code = _apply_input(plan_file, file)
     ui = _ui(common)
     console = make_console()
     with open_session(common, ui, site_code=site_code) as session:
@@ -365,20 +364,41 @@ def apply(
             per_site=parallel,
             batch_size=batch_size,
         )
+    _report_applied(common, console, bulk, results)
+    _exit(EXIT_OK if results.ok else EXIT_FAILED)
+
+
+def _apply_input(
+    plan_file: Path | None, file: Path | None
+) -> tuple[SavedPlan | None, DesiredSpec, str | None]:
+    """What `apply` applies: a saved plan (its desired state and site) or a desired-state
+    file, exactly one of them."""
+    if (plan_file is None) == (file is None):
+        raise UsageError("give a desired-state file (-f FILE) or a saved plan (PLAN), not both")
+    if plan_file is not None:
+        saved = load_plan(plan_file)
+        spec, _notes = parse_spec(saved.desired_text, saved.source)
+        return saved, spec, saved.site_code
+    assert file is not None
+    spec, _text, _notes = load_spec(file)
+    return None, spec, None
+
+
+def _report_applied(common: Common, console: Any, bulk: BulkPlan, results: Results) -> None:
+    """Each server's outcome, as a table or structured data."""
     if common.structured:
         data = {"ok": results.ok, "plan": bulk.to_dict(), "results": results.to_dict()}
         emit(common.output, data)
-    else:
-        console.print(results_table(results))
-        if not results.ok:
-            console.print(
-                Text(
-                    "Some servers were not changed: see the reasons above. Rolled-back servers "
-                    "are as they were; a failed one needs a look (then `cmproxy recover`).",
-                    style="yellow",
-                )
+        return
+    console.print(results_table(results))
+    if not results.ok:
+        console.print(
+            Text(
+                "Some servers were not changed: see the reasons above. Rolled-back servers "
+                "are as they were; a failed one needs a look (then `cmproxy recover`).",
+                style="yellow",
             )
-    _exit(EXIT_OK if results.ok else EXIT_FAILED)
+        )
 
 
 def _refuse_drift(

@@ -128,7 +128,12 @@ def run_demo(console: Console, start_emulator: Callable[[str], _Emulated]) -> in
             journal = Journal(Path(tmp) / "journal.sqlite3")
             try:
                 with Session(info) as session:
-                    return _scenario(console, emu, session, journal, origin=origin, started=started)
+                    ok, summary = _scenario(console, emu, session, journal, origin=origin)
+                _step(console, "7. Stop the emulator")
+                elapsed = time.monotonic() - started
+                style = "bold green" if ok else "bold red"
+                console.print(Text(f"Done in {elapsed:.1f}s: {summary}.", style=style))
+                return 0 if ok else 1
             finally:
                 journal.close()
         finally:
@@ -142,8 +147,8 @@ def _scenario(
     journal: Journal,
     *,
     origin: str,
-    started: float,
-) -> int:
+) -> tuple[bool, str]:
+    """Steps 2 to 6; whether each went as expected, and the apply's summary."""
     _step(console, f"2. Connected with the SDK; site {DEMO_SITE} as it is now")
     console.print(
         f"session {session.endpoint}: site {session.site_code}, certificate verified, "
@@ -201,13 +206,4 @@ def _scenario(
             "site server's System account (R12), which had no route out (R13)."
         )
 
-    _step(console, "7. Stop the emulator")
-    elapsed = time.monotonic() - started
-    ok = results.ok and refused and wrote == 0 and found_12007
-    console.print(
-        Text(
-            f"Done in {elapsed:.1f}s: {results.summary()}.",
-            style="bold green" if ok else "bold red",
-        )
-    )
-    return 0 if ok else 1
+    return results.ok and refused and wrote == 0 and found_12007, results.summary()

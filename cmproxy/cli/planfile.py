@@ -60,10 +60,11 @@ def save_plan(
     desired_file: Path,
     desired_text: str,
     bulk: BulkPlan,
-    endpoint: str,
-    site_code: str | None,
+    made_on: tuple[str, str | None],
 ) -> None:
-    """Write the plan file (readable by its owner only: it names servers and accounts)."""
+    """Write the plan file (readable by its owner only: it names servers and accounts).
+    `made_on`: the endpoint and site code of the session that planned it."""
+    endpoint, site_code = made_on
     data = {
         "format": FORMAT,
         "cmproxy": cmproxy.__version__,

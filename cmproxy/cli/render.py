@@ -18,7 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 import cmproxy
-from cmproxy import BulkPlan, Diagnosis, Outcome, Results, SiteState, SoftwareUpdatePoint
+from cmproxy import SUP_OPTIONS, BulkPlan, Diagnosis, Outcome, Results, SiteState
 
 __all__ = [
     "CHECK_STYLES",
@@ -78,16 +78,14 @@ def state_to_dict(state: SiteState) -> dict[str, Any]:
     """The hierarchy as plain data (no secrets)."""
     servers = []
     for server in state.servers:
-        sup = server.role(SoftwareUpdatePoint)
+        sup = SUP_OPTIONS.value(server)
         servers.append(
             {
                 "site": server.site_code,
                 "name": server.name,
                 "roles": [r.name for r in server.roles],
                 "proxy": server.proxy.normalized().to_dict(),
-                "sup": {"use_proxy": sup.use_proxy, "use_proxy_for_adr": sup.use_proxy_for_adr}
-                if isinstance(sup, SoftwareUpdatePoint)
-                else None,
+                "sup": sup.to_dict() if sup is not None else None,
             }
         )
     sites = [
@@ -129,15 +127,15 @@ def state_tables(state: SiteState, site_codes: Sequence[str] = ()) -> list[Table
             table.add_section()
         last = server.site_code
         proxy = server.proxy
-        sup = server.role(SoftwareUpdatePoint)
+        sup = SUP_OPTIONS.value(server)
         table.add_row(
             server.site_code,
             server.name,
             ", ".join(r.name for r in server.roles),
             Text(f"{proxy.server}:{proxy.port}") if proxy.enabled else Text("none", style="dim"),
             (proxy.account or "System") if proxy.enabled else "",
-            _onoff(sup.use_proxy) if isinstance(sup, SoftwareUpdatePoint) else "",
-            _onoff(sup.use_proxy_for_adr) if isinstance(sup, SoftwareUpdatePoint) else "",
+            _onoff(sup.use_proxy) if sup is not None else "",
+            _onoff(sup.use_proxy_for_adr) if sup is not None else "",
         )
     return [sites, table]
 

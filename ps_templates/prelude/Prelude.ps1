@@ -17,7 +17,9 @@ function Get-CMProxyProps {
 # IResultObject's nested Props do not survive remoting, so a flat object with the row's own
 # fields only (a field a role does not have is left out: the reader takes it as not set): the
 # server proxy of 'SMS Site System', the proxy options of 'SMS Software Update Point', the cloud
-# and Connected Cache flags of 'SMS Distribution Point'; of any other role its name alone.
+# and Connected Cache flags of 'SMS Distribution Point', the properties a role's own setting
+# declares (`Setting.row`: cmproxy.templates.load_prelude inserts them at ROLE SETTINGS); of any
+# other role its name alone.
 # $Index: the batch item it answers; $Kind: 'Role', or 'Conflict' for a row found by a
 # compare; $Sup: that server's 'SMS Software Update Point' row, projected into property Sup.
 function ConvertTo-CMProxyRow {
@@ -48,6 +50,7 @@ function ConvertTo-CMProxyRow {
         $row['IsCloud'] = $props['IsCloud'].Value
         $row['ConnectedCacheEnabled'] = $props['ConnectedCacheEnabled'].Value
     }
+    # ROLE SETTINGS: the read projections roles declare with their setting (Setting.row) follow.
     if ($null -ne $Sup) {
         $row['Sup'] = ConvertTo-CMProxyRow -Role $Sup -SiteCode $SiteCode
     }

@@ -4,10 +4,11 @@ Everything the SDK needs to know about the new knob is the `Setting` registered 
 role names it in its `SETTINGS`. Nothing else of the SDK changes: the reader maps its role row,
 the planner plans it from a `SettingRequest`, the writer binds its template, the read-back
 projection verifies it, the snapshot journals it, a failed transaction rolls it back, and a
-bulk run carries it. (This
-test defines both in its own file; a real role adds its class to `cmproxy/roles.py` and its
-setting to `cmproxy/settings.py`, plus the template in `ps_templates/` and the cmdlet in the
-emulator: four files, docs/architecture.md.)
+bulk run carries it; its `row` is its read projection, which the prelude's
+ConvertTo-CMProxyRow runs for its role's rows (no read template is edited). This test defines
+both in its own file; a real role adds its class to `cmproxy/roles.py` and its setting to
+`cmproxy/settings.py`, plus its write template in `ps_templates/` and its cmdlet in the
+emulator: four files (docs/architecture.md, "Where each kind of change goes").
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ import pytest
 
 from cmproxy._exceptions import ValidationError
 from cmproxy.bulk import apply_bulk
+from cmproxy.emulator.engine import SiteEngine
+from cmproxy.emulator.settings import EmulatorSettings
+from cmproxy.emulator.state import SiteState as EmulatedSite
 from cmproxy.invocation import Invocation
 from cmproxy.journal import Journal
 from cmproxy.kinds import ChangeKind
@@ -37,6 +41,7 @@ from cmproxy.reader import read_site_state
 from cmproxy.retry import RetryPolicy
 from cmproxy.settings import Setting, register, role_settings, setting_for
 from cmproxy.steps import Result
+from cmproxy.templates import load_prelude
 from cmproxy.testing import InMemorySite
 from cmproxy.transaction import run_transaction
 from cmproxy.writer import batchable, read_back, step_for_invocation
@@ -92,6 +97,7 @@ GATEWAY = register(
         read=lambda server: _gateway(server).use_proxy,
         show=_show,
         role=ExampleGateway,
+        row={"UseProxy": "Value"},
         invocation=lambda server, value: Invocation.of(
             "Set-CMExampleGateway",
             SiteCode=server.site_code,
@@ -143,6 +149,42 @@ def test_the_reader_maps_its_role_row() -> None:
     assert server is not None
     assert [r.name for r in server.roles] == ["example gateway"]
     assert _gateway(server).use_proxy is True
+
+
+def test_the_prelude_projects_its_role_row_as_its_setting_declares() -> None:
+    """The read projection is the setting's `row`, run by the prelude's ConvertTo-CMProxyRow
+    (the one Get-SiteState.ps1 and the write templates call), here in the emulator's
+    interpreter on a role row shaped like Get-CMSiteRole's (embedded Props, `Value`)."""
+    site = EmulatedSite()
+    runspace = SiteEngine(site, EmulatorSettings(), sleep=lambda _s: None).open_runspace("admin")
+    try:
+        script = load_prelude() + (
+            "\n$prop = [pscustomobject]@{ PropertyName = 'UseProxy'; Value = 1; Value2 = '' }\n"
+            "$role = [pscustomobject]@{ RoleName = 'SMS Example Gateway';"
+            " NetworkOSPath = '\\\\gw01.contoso.com'; Props = @($prop) }\n"
+            "ConvertTo-CMProxyRow -Role $role -SiteCode PS1\n"
+        )
+        result = runspace.run_script(script)
+    finally:
+        site.close()
+    assert not result.had_errors, result
+    (row,) = result.output
+    assert row.properties["UseProxy"] == 1
+    assert read_site_state(
+        [
+            {"Kind": "Site", "SiteCode": "PS1", "Type": 2, "ServerName": "cm-ps1.contoso.com"},
+            dict(row.properties),
+        ],
+        role_settings(),
+    ).state.server(GW1).role(ExampleGateway) == ExampleGateway(use_proxy=True)  # type: ignore[union-attr]
+
+
+def test_a_read_projection_must_name_properties_of_a_role() -> None:
+    bad = attrs.evolve(GATEWAY, name="other", cmdlet="Set-CMOther", row={"Use Proxy": "Value"})
+    with pytest.raises(ValidationError, match="is not a property name"):
+        register(bad)
+    with pytest.raises(ValidationError, match="neither Value nor Value2"):
+        register(attrs.evolve(bad, row={"UseProxy": "Value3"}))
 
 
 def test_it_is_planned_from_a_request_and_only_where_a_role_carries_it(

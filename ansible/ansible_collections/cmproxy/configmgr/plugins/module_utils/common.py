@@ -302,17 +302,13 @@ def snapshot(state: Any, name: str) -> dict[str, Any] | None:
     return snap.to_dict() if snap is not None else None
 
 
-def expected_after(before: dict[str, Any] | None, changes: Any) -> dict[str, Any] | None:
-    """`before` with a server's planned changes applied (what a committed run leaves)."""
+def expected_after(before: dict[str, Any] | None, name: str, changes: Any) -> dict[str, Any] | None:
+    """`before` with server `name`'s planned changes applied (what a committed run leaves):
+    the SDK's own `expected_after`, which each change's `Setting` drives."""
     if before is None:
         return None
-    after = {"proxy": dict(before["proxy"]), "sup": before["sup"]}
-    for change in changes:
-        if change.kind is cmproxy.ChangeKind.SET_SERVER_PROXY:
-            after["proxy"] = change.after.normalized().to_dict()
-        elif change.kind is cmproxy.ChangeKind.SET_SUP_FLAGS:
-            after["sup"] = change.after.to_dict()
-    return after
+    snap = cmproxy.ServerSnapshot.from_dict(before)
+    return cmproxy.expected_after(snap, name, changes).to_dict()
 
 
 def _diff_view(snap: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -335,7 +331,7 @@ def _site_of(state: Any, name: str) -> str | None:
     return server.site_code if server is not None else None
 
 
-def run_desired(
+def run_desired(  # noqa: PLR0913 - the modules' call: keyword-only options
     module: AnsibleModule,
     desired: Any,
     servers: list[str],
@@ -350,13 +346,46 @@ def run_desired(
     planned or written; `names` words the SDK's refusals in the module's options. Exits
     through exit_json/fail_json.
     """
-    info = connection_info(module)
+    try:
+        state, result, journal_path = _transact(module, desired, options, check_state)
+    except cmproxy.CMProxyError as error:
+        fail_with(module, error, names)
+        return
+    the_plan = result.plan
+    for warning in the_plan.warnings:
+        module.warn(str(warning))
+    rows, diff_before, diff_after = _server_rows(state, result, servers, module.check_mode)
+    accounts = _accounts(the_plan, diff_before, diff_after)
+    output: dict[str, Any] = {
+        "changed": not the_plan.is_empty,
+        "servers": rows,
+        "accounts_created": accounts,
+        "plan": [c.to_dict() for c in the_plan],
+        "plan_text": the_plan.render(),
+        "plan_warnings": [
+            {"rule": w.rule, "server": w.server, "message": w.message} for w in the_plan.warnings
+        ],
+        "transaction_id": result.transaction_id,
+        "journal": journal_path,
+    }
+    if module._diff:
+        output["diff"] = {"before": diff_before, "after": diff_after}
+    if not result.ok:
+        _fail_unapplied(module, result, output)
+    module.exit_json(**output)
+
+
+def _transact(
+    module: AnsibleModule, desired: Any, options: Any, check_state: Any
+) -> tuple[Any, Any, str | None]:
+    """Read the site, check it, run the transaction (a dry run in check mode): the state read,
+    the result and the journal's path (None in check mode)."""
     check = module.check_mode
     journal_dir: str | None = None
     journal_path: str | None = None
     session = None
     try:
-        session = cmproxy.connect(info)
+        session = cmproxy.connect(connection_info(module))
         state = session.read_state()
         if check_state is not None:
             check_state(state)
@@ -374,22 +403,21 @@ def run_desired(
             )
         finally:
             journal.close()
-    except cmproxy.CMProxyError as error:
-        fail_with(module, error, names)
-        return
     finally:
         if session is not None:
             session.close()
         if journal_dir is not None:
             shutil.rmtree(journal_dir, ignore_errors=True)
+    return state, result, journal_path
 
+
+def _server_rows(
+    state: Any, result: Any, servers: list[str], check: bool
+) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
+    """One row per server (the requested ones first, then any other the plan changes: R5, a
+    cloud DP's proxy is written on its managing primary site server), and the diff views."""
     the_plan = result.plan
-    for warning in the_plan.warnings:
-        module.warn(str(warning))
-
     outcomes = {o.server.lower(): o for o in result.outcomes}
-    # Requested servers first, then any other server the plan changes (R5: a cloud DP's
-    # proxy is written on its managing primary site server).
     names = list(dict.fromkeys(n.lower() for n in servers))
     names += [
         c.target.lower()
@@ -402,7 +430,7 @@ def run_desired(
     for name in dict.fromkeys(names):
         changes = the_plan.for_server(name)
         before = snapshot(state, name)
-        after = expected_after(before, changes)
+        after = expected_after(before, name, changes)
         outcome = outcomes.get(name)
         if check:
             status = "would change" if changes else "unchanged"
@@ -431,7 +459,13 @@ def run_desired(
         if changes:
             diff_before[name] = _diff_view(before)
             diff_after[name] = _diff_view(after)
+    return rows, diff_before, diff_after
 
+
+def _accounts(
+    the_plan: Any, diff_before: dict[str, Any], diff_after: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """The accounts the plan creates (added to the diff views: a password is never shown)."""
     accounts = [
         {"name": c.target, "site_code": c.site_code}
         for c in the_plan
@@ -441,40 +475,27 @@ def run_desired(
         key = f"account {account['name']} at {account['site_code']}"
         diff_before[key] = None
         diff_after[key] = {"exists": True, "password": MASK}
+    return accounts
 
-    changed = not the_plan.is_empty
-    output: dict[str, Any] = {
-        "changed": changed,
-        "servers": rows,
-        "accounts_created": accounts,
-        "plan": [c.to_dict() for c in the_plan],
-        "plan_text": the_plan.render(),
-        "plan_warnings": [
-            {"rule": w.rule, "server": w.server, "message": w.message} for w in the_plan.warnings
-        ],
-        "transaction_id": result.transaction_id,
-        "journal": journal_path,
-    }
-    if module._diff:
-        output["diff"] = {"before": diff_before, "after": diff_after}
-    if not result.ok:
-        failed = [o for o in result.outcomes if o.outcome is cmproxy.Outcome.FAILED]
-        summary = "; ".join(
-            f"{o.server}: {o.outcome.value} ({o.reason})"
-            for o in result.outcomes
-            if o.outcome is not cmproxy.Outcome.UNCHANGED
-        )
-        # Rolled back: nothing stays changed; failed rollback: the site is in an unknown state;
-        # not visible yet: accepted (not rolled back), the journal keeps it open for recover.
-        late = [o for o in result.outcomes if o.outcome is cmproxy.Outcome.NOT_VISIBLE]
-        output["changed"] = bool(failed or late)
-        kind = "RollbackError" if failed else "NotVisibleError" if late else "TransactionError"
-        module.fail_json(
-            msg=f"the change was not applied: {summary}",
-            error={
-                "type": kind,
-                "message": summary,
-            },
-            **output,
-        )
-    module.exit_json(**output)
+
+def _fail_unapplied(module: AnsibleModule, result: Any, output: dict[str, Any]) -> None:
+    """Fail the task of a transaction that did not end changed or unchanged everywhere."""
+    failed = [o for o in result.outcomes if o.outcome is cmproxy.Outcome.FAILED]
+    summary = "; ".join(
+        f"{o.server}: {o.outcome.value} ({o.reason})"
+        for o in result.outcomes
+        if o.outcome is not cmproxy.Outcome.UNCHANGED
+    )
+    # Rolled back: nothing stays changed; failed rollback: the site is in an unknown state;
+    # not visible yet: accepted (not rolled back), the journal keeps it open for recover.
+    late = [o for o in result.outcomes if o.outcome is cmproxy.Outcome.NOT_VISIBLE]
+    output["changed"] = bool(failed or late)
+    kind = "RollbackError" if failed else "NotVisibleError" if late else "TransactionError"
+    module.fail_json(
+        msg=f"the change was not applied: {summary}",
+        error={
+            "type": kind,
+            "message": summary,
+        },
+        **output,
+    )
