@@ -21,6 +21,7 @@ import attrs
 
 from cmproxy._exceptions import ValidationError
 from cmproxy.model import Secret, validate_site_code
+from cmproxy.transport_names import DEFAULT_TRANSPORT, TRANSPORT_NAMES
 
 __all__ = [
     "ANSIBLE_OPTION_NAMES",
@@ -35,7 +36,9 @@ __all__ = [
 Auth = Literal["negotiate", "ntlm", "kerberos", "credssp", "basic", "certificate"]
 Scheme = Literal["https", "http"]
 MessageEncryption = Literal["auto", "always", "never"]
-TransportName = Literal["psrp", "winrm"]
+#: A name in `cmproxy.transport_names.TRANSPORTS` (checked by `ConnectionInfo`): a `str`, as
+#: the table, not a Literal, is the one list of transports.
+TransportName = str
 
 #: Runspace pools (WinRM shells) one session opens at most, by default.
 DEFAULT_MAX_POOLS = 12
@@ -180,7 +183,7 @@ def _encryption(value: Any) -> MessageEncryption:
 
 
 def _transport(value: Any) -> TransportName:
-    return _choice("transport", get_args(TransportName))(value)  # type: ignore[no-any-return]
+    return _choice("transport", TRANSPORT_NAMES)(value)  # type: ignore[no-any-return]
 
 
 def _cert_validation(value: Any) -> bool:
@@ -234,7 +237,7 @@ class ConnectionInfo:
     read_timeout: float = attrs.field(default=60.0, converter=_read_timeout)
     operation_timeout: float = attrs.field(default=20.0, converter=_operation_timeout)
     site_code: str | None = attrs.field(default=None, converter=_optional_site_code)
-    transport: TransportName = attrs.field(default="psrp", converter=_transport)
+    transport: TransportName = attrs.field(default=DEFAULT_TRANSPORT, converter=_transport)
     configuration_name: str = attrs.field(default="Microsoft.PowerShell")
     #: An HTTP proxy URL for reaching the WinRM endpoint (not the site's proxy!).
     proxy: str | None = attrs.field(default=None, converter=_optional_text)

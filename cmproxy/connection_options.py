@@ -14,6 +14,8 @@ from typing import Literal
 
 import attrs
 
+from cmproxy.transport_names import DEFAULT_TRANSPORT, TRANSPORT_NAMES, TRANSPORTS
+
 __all__ = ["CONNECTION_OPTIONS", "ConnectionOption", "OptionType", "by_field"]
 
 #: Ansible's vocabulary for an option's type (the CLI maps it to a Python type).
@@ -40,6 +42,10 @@ class ConnectionOption:
     #: The Ansible type when it differs from `type` (cert_validation takes validate/ignore).
     ansible_type: OptionType | None = None
     choices: tuple[str, ...] = ()
+    #: Whether Ansible's argument spec and doc fragment list `choices` (False: the module
+    #: passes the value to `ConnectionInfo`, which refuses a bad one naming the choices, and
+    #: the doc fragment names them in the description, so a new choice is not a new spec).
+    ansible_choices: bool = True
     secret: bool = False
 
     @flag.default
@@ -184,9 +190,11 @@ CONNECTION_OPTIONS: tuple[ConnectionOption, ...] = (
     ConnectionOption(
         field="transport",
         type="str",
-        help="psrp (PowerShell Remoting) or winrm (WinRS processes)",
-        default="psrp",
-        choices=("psrp", "winrm"),
+        help=" or ".join(f"{name} ({entry.summary})" for name, entry in TRANSPORTS.items()),
+        default=DEFAULT_TRANSPORT,
+        choices=TRANSPORT_NAMES,
+        # The SDK checks the name (`ConnectionInfo`): the collection does not repeat the list.
+        ansible_choices=False,
     ),
     ConnectionOption(
         field="module_path",

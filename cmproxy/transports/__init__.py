@@ -6,8 +6,11 @@ so importing cmproxy does not import either library.
 
 from __future__ import annotations
 
+import importlib
+
 from cmproxy._extras import require_auth_support
 from cmproxy.connection import ConnectionInfo
+from cmproxy.transport_names import TRANSPORTS
 from cmproxy.transports.base import ErrorInfo, FakeTransport, Result, Script, Step, Transport
 
 __all__ = [
@@ -22,15 +25,14 @@ __all__ = [
 
 
 def create_transport(info: ConnectionInfo, setup: Step | None = None) -> Transport:
-    """The transport `info.transport` names, not yet connected.
+    """The transport `info.transport` names (`cmproxy.transport_names`), not yet connected.
 
     An auth whose libraries are not installed fails here, in one line naming the extra.
     """
     require_auth_support(info.auth, info.transport)
-    if info.transport == "winrm":
-        from cmproxy.transports.winrm import WinRSTransport  # noqa: PLC0415 - lazy: pywinrm
-
-        return WinRSTransport(info, setup)
-    from cmproxy.transports.psrp import PSRPTransport  # noqa: PLC0415 - lazy: pypsrp
-
-    return PSRPTransport(info, setup)
+    module_name, _, class_name = TRANSPORTS[info.transport].factory.partition(":")
+    # Lazy: only the transport in use imports its client library.
+    transport_class = getattr(importlib.import_module(module_name), class_name)
+    if not (isinstance(transport_class, type) and issubclass(transport_class, Transport)):
+        raise TypeError(f"{TRANSPORTS[info.transport].factory} is not a Transport")
+    return transport_class(info, setup)

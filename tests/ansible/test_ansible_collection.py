@@ -19,6 +19,7 @@ from cmproxy_ansible_harness import COLLECTION, COLLECTIONS, MODULES, ansible_to
 
 import cmproxy
 from cmproxy.connection import ANSIBLE_OPTION_NAMES, ENV_VARS, ConnectionInfo
+from cmproxy.transport_names import TRANSPORT_NAMES
 
 MODULE_DIR = COLLECTION / "plugins" / "modules"
 COMMON = COLLECTION / "plugins" / "module_utils" / "common.py"
@@ -234,3 +235,32 @@ def test_only_the_public_api(path: Path) -> None:
     }
     assert used, "expected the module to use cmproxy"
     assert used <= set(cmproxy.__all__), used - set(cmproxy.__all__)
+
+
+class _FailingModule:
+    """Just what `connection_info` reads of an AnsibleModule: its params and fail_json."""
+
+    def __init__(self, params: dict[str, Any]) -> None:
+        self.params = params
+
+    def fail_json(self, **result: Any) -> None:
+        raise _TaskFailedError(result)
+
+
+class _TaskFailedError(Exception):
+    """What fail_json raises here (AnsibleModule's exits the process)."""
+
+
+def test_a_transport_cmproxy_does_not_know_fails_the_task_naming_the_choices() -> None:
+    """The argument spec leaves the transport's choices to cmproxy (one list, in
+    cmproxy.transport_names), so the task still fails naming the option, value and choices."""
+    common = _import("module_utils.common")
+    params: dict[str, Any] = dict.fromkeys(common.connection_argument_spec())
+    params.update(remote_addr="cm01.contoso.com", remote_user="u", remote_password="p")
+    params.update(transport="ssh")
+    with pytest.raises(_TaskFailedError) as failed:
+        common.connection_info(_FailingModule(params))
+    (result,) = failed.value.args
+    assert result["error"]["field"] == "transport"
+    assert result["error"]["value"] == "ssh"
+    assert result["msg"] == f"transport='ssh': must be one of: {', '.join(TRANSPORT_NAMES)}"

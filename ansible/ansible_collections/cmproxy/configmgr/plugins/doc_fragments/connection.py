@@ -135,9 +135,9 @@ options:
     description:
       - V(psrp) (default; PowerShell Remoting, one runspace for the whole task) or V(winrm)
         (WinRS processes).
+      - cmproxy checks the name and fails the task with the names it knows.
       - If not set, E(CMPROXY_TRANSPORT) is used.
     type: str
-    choices: [psrp, winrm]
   module_path:
     description:
       - Full path of C(ConfigurationManager.psd1) on the SMS Provider, when it is not found

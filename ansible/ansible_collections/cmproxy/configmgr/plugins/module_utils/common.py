@@ -94,11 +94,8 @@ PSRP_OPTIONS: dict[str, dict[str, Any]] = {
 CMPROXY_OPTIONS: dict[str, dict[str, Any]] = {
     "allow_basic_over_http": {"type": "bool", "fallback": _env("CMPROXY_ALLOW_BASIC_OVER_HTTP")},
     "site_code": {"type": "str", "fallback": _env("CMPROXY_SITE_CODE")},
-    "transport": {
-        "type": "str",
-        "choices": ["psrp", "winrm"],
-        "fallback": _env("CMPROXY_TRANSPORT"),
-    },
+    # No choices: cmproxy checks the name against its transports and fails the task naming them.
+    "transport": {"type": "str", "fallback": _env("CMPROXY_TRANSPORT")},
     "module_path": {"type": "str", "fallback": _env("CMPROXY_MODULE_PATH")},
     "provider_machine_name": {"type": "str", "fallback": _env("CMPROXY_PROVIDER_MACHINE_NAME")},
     "max_pools": {"type": "int", "fallback": _env("CMPROXY_MAX_POOLS")},
