@@ -56,7 +56,7 @@ def open_state(path: str, seed: str) -> Any:
 class Emulator:
     """An emulated site on a free port, served from a background thread."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - the public constructor: one keyword per emulator knob
         self,
         seed: str = "demo",
         *,

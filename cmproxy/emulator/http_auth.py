@@ -233,58 +233,66 @@ class ConnectionAuth:
         scheme, _, value = header.strip().partition(" ")
         scheme_l = scheme.lower()
         if scheme_l == "basic":
-            if not self.config.allow_basic:
-                raise AuthError("Basic is disabled")
-            try:
-                raw = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-            except (binascii.Error, UnicodeDecodeError, ValueError):
-                raise AuthError("malformed Basic credentials") from None
-            name, sep, password = raw.partition(":")
-            user = self.config.check_basic(name, password) if sep else None
-            if user is None:
-                self.reset()
-                raise AuthError("bad Basic credentials")
-            self.user, self.scheme, self._ctx = user, "basic", None
+            self._basic(value)
             return None
         if scheme_l in ("negotiate", "ntlm", "kerberos", "credssp"):
-            if not self._scheme_allowed(scheme_l):
-                self.reset()
-                raise AuthError(f"{scheme} is disabled")
-            try:
-                token = base64.b64decode(value.strip(), validate=True)
-            except (binascii.Error, ValueError):
-                self.reset()
-                raise AuthError("malformed token") from None
-            if not token:
-                self.reset()
-                raise AuthError("empty token")
-            # A fresh NTLM NEGOTIATE_MESSAGE (type 1) or a SPNEGO NegTokenInit restarts auth.
-            if self._ctx is None or self.user is not None or _is_initial_token(token):
-                self.user = None
-                try:
-                    self._ctx = _new_acceptor(scheme_l, self.config.channel_bindings)
-                except Exception as exc:  # no GSSAPI for "Kerberos": the scheme cannot work
-                    self.reset()
-                    raise AuthError(f"{scheme}: {type(exc).__name__}") from None
-            try:
-                out = self._ctx.step(token)
-            except Exception as exc:  # wrong password, bad bindings, garbage tokens
-                self.reset()
-                raise AuthError(f"{type(exc).__name__}") from None
-            if not self._ctx.complete:
-                b64 = base64.b64encode(out or b"").decode("ascii")
-                return Challenge([f"{scheme} {b64}".strip()])
-            if scheme_l == "credssp":
-                self.user = self._delegated_user()
-            else:
-                self.user = self._canonical(self._ctx.client_principal or "")
-            self.scheme = "negotiate"
-            self.http_scheme = scheme
-            self._final_token = out
-            self._final_scheme = scheme
-            return None
+            return self._token(scheme, scheme_l, value)
         self.reset()
         raise AuthError(f"unsupported scheme {scheme!r}")
+
+    def _basic(self, value: str) -> None:
+        """Basic: `user:password`, base64; authenticates this request (and the connection)."""
+        if not self.config.allow_basic:
+            raise AuthError("Basic is disabled")
+        try:
+            raw = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            raise AuthError("malformed Basic credentials") from None
+        name, sep, password = raw.partition(":")
+        user = self.config.check_basic(name, password) if sep else None
+        if user is None:
+            self.reset()
+            raise AuthError("bad Basic credentials")
+        self.user, self.scheme, self._ctx = user, "basic", None
+
+    def _token(self, scheme: str, scheme_l: str, value: str) -> Challenge | None:
+        """One leg of a Negotiate/NTLM/Kerberos/CredSSP exchange: a Challenge until complete."""
+        if not self._scheme_allowed(scheme_l):
+            self.reset()
+            raise AuthError(f"{scheme} is disabled")
+        try:
+            token = base64.b64decode(value.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            self.reset()
+            raise AuthError("malformed token") from None
+        if not token:
+            self.reset()
+            raise AuthError("empty token")
+        # A fresh NTLM NEGOTIATE_MESSAGE (type 1) or a SPNEGO NegTokenInit restarts auth.
+        if self._ctx is None or self.user is not None or _is_initial_token(token):
+            self.user = None
+            try:
+                self._ctx = _new_acceptor(scheme_l, self.config.channel_bindings)
+            except Exception as exc:  # no GSSAPI for "Kerberos": the scheme cannot work
+                self.reset()
+                raise AuthError(f"{scheme}: {type(exc).__name__}") from None
+        try:
+            out = self._ctx.step(token)
+        except Exception as exc:  # wrong password, bad bindings, garbage tokens
+            self.reset()
+            raise AuthError(f"{type(exc).__name__}") from None
+        if not self._ctx.complete:
+            b64 = base64.b64encode(out or b"").decode("ascii")
+            return Challenge([f"{scheme} {b64}".strip()])
+        if scheme_l == "credssp":
+            self.user = self._delegated_user()
+        else:
+            self.user = self._canonical(self._ctx.client_principal or "")
+        self.scheme = "negotiate"
+        self.http_scheme = scheme
+        self._final_token = out
+        self._final_scheme = scheme
+        return None
 
     def _delegated_user(self) -> str:
         """The configured user whose password CredSSP delegated (Windows logs on with it)."""

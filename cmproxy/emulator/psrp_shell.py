@@ -59,40 +59,47 @@ FRAGMENT_SIZE = 32 * 1024
 # -- values: PSRP → engine ---------------------------------------------------------------
 
 
+#: Scalars by type, checked in this order (an IntEnum is an Enum before it is an int; psrpcore's
+#: PSString/PSInt32… subclasses become the plain str/int the engine expects).
+_SCALARS: tuple[tuple[type, Callable[[Any], Any]], ...] = (
+    (PSSecureString, lambda v: SecureValue(str(v.decrypt()))),
+    (enum.Enum, lambda v: v.value),
+    (str, str),
+    (int, int),
+    (float, float),
+    (datetime.datetime, lambda v: datetime.datetime.fromtimestamp(v.timestamp(), tz=v.tzinfo)),
+    (bytes, bytes),
+)
+
+
 def from_ps(value: Any, depth: int = 0) -> Any:
     """A deserialised psrpcore value → the plain Python value the engine expects."""
     if depth > 16:
         return str(value)
     if value is None or isinstance(value, bool):
         return value
-    if isinstance(value, PSSecureString):
-        return SecureValue(str(value.decrypt()))
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, str):
-        return str(value)
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        return float(value)
-    if isinstance(value, datetime.datetime):
-        return datetime.datetime.fromtimestamp(value.timestamp(), tz=value.tzinfo)
-    if isinstance(value, bytes):
-        return bytes(value)
+    for kind, convert in _SCALARS:
+        if isinstance(value, kind):
+            return convert(value)
     if isinstance(value, dict):
         return {from_ps(k, depth + 1): from_ps(v, depth + 1) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [from_ps(v, depth + 1) for v in value]
     if isinstance(value, PSObject):
-        meta = value.PSObject
-        props: dict[str, Any] = {}
-        for prop in [*meta.adapted_properties, *meta.extended_properties]:
-            try:
-                props[prop.name] = from_ps(prop.get_value(value), depth + 1)
-            except Exception:  # a property psrpcore cannot produce
-                props[prop.name] = None
-        return PSObj(type_names=list(meta.type_names), properties=props, string=meta.to_string)
+        return _object_from_ps(value, depth)
     return value
+
+
+def _object_from_ps(value: PSObject, depth: int) -> PSObj:
+    """A PSObject → a PSObj with its adapted and extended properties, converted."""
+    meta = value.PSObject
+    props: dict[str, Any] = {}
+    for prop in [*meta.adapted_properties, *meta.extended_properties]:
+        try:
+            props[prop.name] = from_ps(prop.get_value(value), depth + 1)
+        except Exception:  # a property psrpcore cannot produce
+            props[prop.name] = None
+    return PSObj(type_names=list(meta.type_names), properties=props, string=meta.to_string)
 
 
 def command_specs(pipeline_meta: Any) -> list[list[CommandSpec]]:

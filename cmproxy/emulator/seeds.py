@@ -109,7 +109,7 @@ def sync_props() -> list[Prop]:
     ]
 
 
-def add_server(
+def add_server(  # noqa: PLR0913 - a seed row, declared: one keyword per column
     state: SiteState,
     site: str,
     server: str,
@@ -176,12 +176,15 @@ thread="4412" file="ruleengine.cpp:1620">
 """
 
 
+#: The demo's proxy and the accounts its roles connect through.
+_DEMO_PROXY = "proxy.contoso.com"
+_DEMO_ACCOUNT = "CONTOSO\\svc-proxy"
+_DEMO_DMZ_ACCOUNT = "CONTOSO\\svc-proxy-dmz"
+
+
 def seed_demo(state: SiteState) -> None:
     """CAS `CAS`; primaries `PS1`, `PS2`; secondary `SS1` under PS1; ~40 site systems."""
-    proxy = "proxy.contoso.com"
-    acct = "CONTOSO\\svc-proxy"
-    acct2 = "CONTOSO\\svc-proxy-dmz"
-    f = _fqdn
+    proxy, acct, acct2, f = _DEMO_PROXY, _DEMO_ACCOUNT, _DEMO_DMZ_ACCOUNT, _fqdn
     with state.transaction():
         cas_server = f("cm-cas01")
         cas = Site("CAS", "Contoso Central Administration Site", "CAS", "", cas_server, cas_server)
@@ -202,103 +205,120 @@ def seed_demo(state: SiteState) -> None:
         # The site server of PS1 manages the cloud DPs, so it carries the proxy (R5).
         state.set_props("PS1", ps1.server, SITE_SYSTEM, site_system_props(proxy, 8080, acct))
 
-        # --- CAS ---
-        add_server(state, "CAS", f("cm-cas-sql01"), [("SMS SQL Server", [])])
-        add_server(
-            state,
-            "CAS",
-            f("cm-sup01"),
-            [(SUP_ROLE, sup_props(True, True))],
-            proxy=proxy,
-            port=8080,
-            account=acct,
-        )
-        add_server(state, "CAS", f("cm-scp01"), [("SMS Dmp Connector", [])], proxy=proxy, port=8080)
-        add_server(
-            state, "CAS", f("cm-ai01"), [("AI Update Service Point", [])], proxy=proxy, account=acct
-        )
-        add_server(state, "CAS", f("cm-cas-rp01"), [("SMS SRS Reporting Point", [])])
-
-        # --- PS1 ---
-        add_server(state, "PS1", f("cm-ps1-prov01"), [("SMS Provider", [])])
-        add_server(state, "PS1", f("cm-ps1-sql01"), [("SMS SQL Server", [])])
-        for i in (1, 2):
-            add_server(state, "PS1", f(f"cm-ps1-mp0{i}"), [("SMS Management Point", [])])
-        for i in range(1, 6):
-            roles: list[tuple[str, Sequence[Prop]]] = [
-                ("SMS Distribution Point", dp_props(connected_cache=i in (3, 4)))
-            ]
-            p = "proxy-dmz.contoso.com" if i == 5 else ""
-            add_server(state, "PS1", f(f"cm-ps1-dp0{i}"), roles, proxy=p, port=3128)
-        add_server(
-            state,
-            "PS1",
-            f("cm-ps1-sup01"),
-            [(SUP_ROLE, sup_props(True, False))],
-            proxy=proxy,
-            port=8080,
-        )
-        # Inconsistent on purpose: SUP flags on, server without proxy (issue #33 state).
-        add_server(state, "PS1", f("cm-ps1-sup02"), [(SUP_ROLE, sup_props(True, True))])
-        add_server(
-            state,
-            "PS1",
-            f("cm-cmgcp01"),
-            [("SMS Cloud Proxy Connector", [])],
-            proxy=proxy,
-            port=8080,
-            account=acct2,
-        )
-        add_server(
-            state,
-            "PS1",
-            f("cm-exch01"),
-            [("SMS Exchange Server Connector", [])],
-            proxy=proxy,
-            port=8080,
-        )
-        for name in ("contosocdp01.cloudapp.net", "contosocdp02.cloudapp.net"):
-            add_server(state, "PS1", name, [("SMS Distribution Point", dp_props(cloud=True))])
-        add_server(state, "PS1", f("cm-ps1-fsp01"), [("SMS Fallback Status Point", [])])
-
-        # --- PS2 ---
-        add_server(state, "PS2", f("cm-ps2-sql01"), [("SMS SQL Server", [])])
-        add_server(state, "PS2", f("cm-ps2-mp01"), [("SMS Management Point", [])])
-        for i in range(1, 7):
-            roles = [("SMS Distribution Point", dp_props(connected_cache=i == 2))]
-            add_server(state, "PS2", f(f"cm-ps2-dp0{i}"), roles)
-        add_server(state, "PS2", f("cm-ps2-sup01"), [(SUP_ROLE, sup_props())])
-        add_server(state, "PS2", f("cm-ps2-sup02"), [(SUP_ROLE, sup_props())])
-        add_server(state, "PS2", f("cm-ps2-cmgcp01"), [("SMS Cloud Proxy Connector", [])])
-        add_server(
-            state,
-            "PS2",
-            "contosocdp03.cloudapp.net",
-            [("SMS Distribution Point", dp_props(cloud=True))],
-        )
-        # PS2's SUPs sync from the CAS top-level SUP (DefaultUseParentWSUS = 1).
-        state.put_component("PS2", WCM_COMPONENT, ps2.server, wcm_props(f("cm-sup01"), 1))
-
-        # --- SS1 (secondary) ---
-        for role in ("SMS Management Point", "SMS Distribution Point"):
-            props = dp_props() if role == "SMS Distribution Point" else []
-            state.put_sysres("SS1", ss1.server, role, props)
-        add_server(
-            state,
-            "SS1",
-            f("cm-ss1-sup01"),
-            [(SUP_ROLE, sup_props(True, True))],
-            proxy=proxy,
-            port=8080,
-        )
-        add_server(state, "SS1", f("cm-ss1-dp01"), [("SMS Distribution Point", dp_props())])
-        state.put_component("SS1", WCM_COMPONENT, ss1.server, wcm_props(f("cm-sup01"), 1))
+        _demo_cas(state)
+        _demo_ps1(state)
+        _demo_ps2(state, ps2)
+        _demo_ss1(state, ss1)
 
         # --- logs on site servers ---
         state.put_log(ps1.server, "ruleengine.log", _RULEENGINE_LOG.format(d="02-13-2024"))
         for s in (cas.server, ps1.server, ps2.server):
             state.put_log(s, "WCM.log", "")
     state.set_meta("seed", "demo")
+
+
+def _demo_cas(state: SiteState) -> None:
+    """The CAS's site systems: the top-level SUP, the service connection and AI points."""
+    proxy, acct, f = _DEMO_PROXY, _DEMO_ACCOUNT, _fqdn
+    add_server(state, "CAS", f("cm-cas-sql01"), [("SMS SQL Server", [])])
+    add_server(
+        state,
+        "CAS",
+        f("cm-sup01"),
+        [(SUP_ROLE, sup_props(True, True))],
+        proxy=proxy,
+        port=8080,
+        account=acct,
+    )
+    add_server(state, "CAS", f("cm-scp01"), [("SMS Dmp Connector", [])], proxy=proxy, port=8080)
+    add_server(
+        state, "CAS", f("cm-ai01"), [("AI Update Service Point", [])], proxy=proxy, account=acct
+    )
+    add_server(state, "CAS", f("cm-cas-rp01"), [("SMS SRS Reporting Point", [])])
+
+
+def _demo_ps1(state: SiteState) -> None:
+    """PS1's site systems: DPs (one behind the DMZ proxy), SUPs, CMG connector, cloud DPs."""
+    proxy, acct2, f = _DEMO_PROXY, _DEMO_DMZ_ACCOUNT, _fqdn
+    add_server(state, "PS1", f("cm-ps1-prov01"), [("SMS Provider", [])])
+    add_server(state, "PS1", f("cm-ps1-sql01"), [("SMS SQL Server", [])])
+    for i in (1, 2):
+        add_server(state, "PS1", f(f"cm-ps1-mp0{i}"), [("SMS Management Point", [])])
+    for i in range(1, 6):
+        roles: list[tuple[str, Sequence[Prop]]] = [
+            ("SMS Distribution Point", dp_props(connected_cache=i in (3, 4)))
+        ]
+        p = "proxy-dmz.contoso.com" if i == 5 else ""
+        add_server(state, "PS1", f(f"cm-ps1-dp0{i}"), roles, proxy=p, port=3128)
+    add_server(
+        state,
+        "PS1",
+        f("cm-ps1-sup01"),
+        [(SUP_ROLE, sup_props(True, False))],
+        proxy=proxy,
+        port=8080,
+    )
+    # Inconsistent on purpose: SUP flags on, server without proxy (issue #33 state).
+    add_server(state, "PS1", f("cm-ps1-sup02"), [(SUP_ROLE, sup_props(True, True))])
+    add_server(
+        state,
+        "PS1",
+        f("cm-cmgcp01"),
+        [("SMS Cloud Proxy Connector", [])],
+        proxy=proxy,
+        port=8080,
+        account=acct2,
+    )
+    add_server(
+        state,
+        "PS1",
+        f("cm-exch01"),
+        [("SMS Exchange Server Connector", [])],
+        proxy=proxy,
+        port=8080,
+    )
+    for name in ("contosocdp01.cloudapp.net", "contosocdp02.cloudapp.net"):
+        add_server(state, "PS1", name, [("SMS Distribution Point", dp_props(cloud=True))])
+    add_server(state, "PS1", f("cm-ps1-fsp01"), [("SMS Fallback Status Point", [])])
+
+
+def _demo_ps2(state: SiteState, ps2: Site) -> None:
+    """PS2's site systems, its SUPs syncing from the CAS's top-level SUP."""
+    f = _fqdn
+    add_server(state, "PS2", f("cm-ps2-sql01"), [("SMS SQL Server", [])])
+    add_server(state, "PS2", f("cm-ps2-mp01"), [("SMS Management Point", [])])
+    for i in range(1, 7):
+        roles = [("SMS Distribution Point", dp_props(connected_cache=i == 2))]
+        add_server(state, "PS2", f(f"cm-ps2-dp0{i}"), roles)
+    add_server(state, "PS2", f("cm-ps2-sup01"), [(SUP_ROLE, sup_props())])
+    add_server(state, "PS2", f("cm-ps2-sup02"), [(SUP_ROLE, sup_props())])
+    add_server(state, "PS2", f("cm-ps2-cmgcp01"), [("SMS Cloud Proxy Connector", [])])
+    add_server(
+        state,
+        "PS2",
+        "contosocdp03.cloudapp.net",
+        [("SMS Distribution Point", dp_props(cloud=True))],
+    )
+    # PS2's SUPs sync from the CAS top-level SUP (DefaultUseParentWSUS = 1).
+    state.put_component("PS2", WCM_COMPONENT, ps2.server, wcm_props(f("cm-sup01"), 1))
+
+
+def _demo_ss1(state: SiteState, ss1: Site) -> None:
+    """The secondary site SS1: MP and DP on its site server, a SUP and a DP."""
+    proxy, f = _DEMO_PROXY, _fqdn
+    for role in ("SMS Management Point", "SMS Distribution Point"):
+        props = dp_props() if role == "SMS Distribution Point" else []
+        state.put_sysres("SS1", ss1.server, role, props)
+    add_server(
+        state,
+        "SS1",
+        f("cm-ss1-sup01"),
+        [(SUP_ROLE, sup_props(True, True))],
+        proxy=proxy,
+        port=8080,
+    )
+    add_server(state, "SS1", f("cm-ss1-dp01"), [("SMS Distribution Point", dp_props())])
+    state.put_component("SS1", WCM_COMPONENT, ss1.server, wcm_props(f("cm-sup01"), 1))
 
 
 SEEDS: dict[str, Callable[[SiteState], None]] = {"empty": seed_empty, "demo": seed_demo}

@@ -521,43 +521,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         srv.config.sleep(
             srv.settings.costs.http_exchange
         ) if srv.settings.costs.http_exchange else None
-        path = self.path.split("?", 1)[0].rstrip("/").lower()
-        length_text = self.headers.get("Content-Length")
-        if self.headers.get("Transfer-Encoding"):
-            self._answer(411, close=True)
+        body = self._read_body()
+        if body is None:
             return
-        try:
-            length = int(length_text or "0")
-        except ValueError:
-            self._answer(400, close=True)
+        extra = self._authenticate()
+        if extra is None:
             return
-        if length < 0:
-            self._answer(400, close=True)
-            return
-        if length > wsman.MAX_BODY_BYTES:
-            self._answer(413, close=True)
-            return
-        body = self.rfile.read(length) if length else b""
-        if len(body) != length:
-            self.close_connection = True
-            return
-        if path != "/wsman":
-            self._answer(404)
-            return
-
-        try:
-            challenge = self.auth.authenticate(self.headers.get("Authorization"))
-        except AuthError as exc:
-            log.info("auth failed from %s: %s", self.client_address[0], exc)
-            self._answer(401, headers=[("WWW-Authenticate", h) for h in self.auth.offer()])
-            return
-        if challenge is not None:
-            self._answer(401, headers=[("WWW-Authenticate", h) for h in challenge.headers])
-            return
-        extra: list[tuple[str, str]] = []
-        final = self.auth.final_header()
-        if final:
-            extra.append(("WWW-Authenticate", final))
 
         content_type = self.headers.get("Content-Type", "")
         encrypted = content_type.lower().startswith(
@@ -566,19 +535,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if not body:
             self._answer(200, headers=extra)  # the empty POST that sets up encryption
             return
-        if encrypted:
-            try:
-                body = self.auth.unwrap(body, content_type)
-            except EncryptionError as exc:
-                log.info("bad encrypted body: %s", exc)
-                self._answer(400, headers=extra)
-                return
-        elif not srv.https and (
-            self.auth.scheme == "negotiate" or not srv.auth_config.allow_unencrypted
-        ):
-            # WinRM with AllowUnencrypted=false: plaintext SOAP over HTTP is refused.
-            self._answer(401, headers=[("WWW-Authenticate", h) for h in self.auth.offer()])
-            self.auth.reset()
+        body = self._plain_body(body, content_type, encrypted=encrypted, extra=extra)
+        if body is None:
             return
 
         user = self.auth.user or ""
@@ -591,6 +549,71 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._answer(status, answer, content_type, extra)
         else:
             self._answer(status, answer, "application/soap+xml;charset=UTF-8", extra)
+
+    def _read_body(self) -> bytes | None:
+        """The request body of a POST to /wsman, or None once the request is answered."""
+        path = self.path.split("?", 1)[0].rstrip("/").lower()
+        length_text = self.headers.get("Content-Length")
+        if self.headers.get("Transfer-Encoding"):
+            self._answer(411, close=True)
+            return None
+        try:
+            length = int(length_text or "0")
+        except ValueError:
+            self._answer(400, close=True)
+            return None
+        if length < 0:
+            self._answer(400, close=True)
+            return None
+        if length > wsman.MAX_BODY_BYTES:
+            self._answer(413, close=True)
+            return None
+        body = self.rfile.read(length) if length else b""
+        if len(body) != length:
+            self.close_connection = True
+            return None
+        if path != "/wsman":
+            self._answer(404)
+            return None
+        return body
+
+    def _authenticate(self) -> list[tuple[str, str]] | None:
+        """The headers the answer carries once authenticated, or None once 401 is answered."""
+        try:
+            challenge = self.auth.authenticate(self.headers.get("Authorization"))
+        except AuthError as exc:
+            log.info("auth failed from %s: %s", self.client_address[0], exc)
+            self._answer(401, headers=[("WWW-Authenticate", h) for h in self.auth.offer()])
+            return None
+        if challenge is not None:
+            self._answer(401, headers=[("WWW-Authenticate", h) for h in challenge.headers])
+            return None
+        extra: list[tuple[str, str]] = []
+        final = self.auth.final_header()
+        if final:
+            extra.append(("WWW-Authenticate", final))
+        return extra
+
+    def _plain_body(
+        self, body: bytes, content_type: str, *, encrypted: bool, extra: list[tuple[str, str]]
+    ) -> bytes | None:
+        """The SOAP envelope (unwrapped when encrypted), or None once the request is refused."""
+        srv = self.server
+        if encrypted:
+            try:
+                return self.auth.unwrap(body, content_type)
+            except EncryptionError as exc:
+                log.info("bad encrypted body: %s", exc)
+                self._answer(400, headers=extra)
+                return None
+        if not srv.https and (
+            self.auth.scheme == "negotiate" or not srv.auth_config.allow_unencrypted
+        ):
+            # WinRM with AllowUnencrypted=false: plaintext SOAP over HTTP is refused.
+            self._answer(401, headers=[("WWW-Authenticate", h) for h in self.auth.offer()])
+            self.auth.reset()
+            return None
+        return body
 
     def _wsman(self, body: bytes, user: str) -> tuple[int, bytes]:
         """(HTTP status, body) for one WSMan request; status 0 = drop the connection."""
@@ -633,7 +656,7 @@ class EmulatorHTTPServer(http.server.ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 64
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - keyword-only: the parts the handlers share
         self,
         address: tuple[str, int],
         *,

@@ -317,7 +317,7 @@ def duration(seconds: float) -> str:
     return f"PT{seconds:.3f}S"
 
 
-def shell_element(
+def shell_element(  # noqa: PLR0913 - one parameter per rsp:Shell child it writes
     shell_id: str,
     resource_uri: str,
     owner: str,
