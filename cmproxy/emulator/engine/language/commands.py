@@ -125,7 +125,7 @@ class CommandTable:
         self.module = module
         self._defs: dict[str, CommandDef] = {}
 
-    def command(
+    def command(  # noqa: PLR0913 - a cmdlet declaration: one keyword per CmdletBinding trait
         self,
         name: str,
         params: Sequence[ParamDef] = (),

@@ -53,7 +53,7 @@ def fqid(error_id: str, cls: str) -> str:
     return f"{error_id},{cls}" if cls else error_id
 
 
-def record(
+def record(  # noqa: PLR0913 - one keyword per ErrorRecord field it fills
     message: str,
     error_id: str,
     cls: str = "",
