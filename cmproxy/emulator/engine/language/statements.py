@@ -416,20 +416,7 @@ class StatementRules(PipelineRules):
                 if catches is None:
                     raise
                 out += e.value  # what the try block wrote before the error stays written
-                clause = catches.named_children[0]
-                if any(c.type == "catch_type_list" for c in clause.named_children):
-                    raise self.unsupported(clause, "A typed catch clause") from None
-                body = next(c for c in clause.named_children if c.type == "statement_block")
-                old = self.rs.scope.lookup("_")
-                self.rs.scope.set("_", e.record)
-                self.rs.scope.set("PSItem", e.record)
-                self.catching.append(e.record)
-                try:
-                    out += self.run_block(body)
-                finally:
-                    self.catching.pop()
-                    self.rs.scope.set("_", old[1])
-                    self.rs.scope.set("PSItem", old[1])
+                out += self._run_catch(catches, e)
         except Flow as f:
             # break/continue/return leaving try or catch: what they wrote, then the finally's.
             f.value = out + f.value
@@ -449,6 +436,23 @@ class StatementRules(PipelineRules):
         if fb is not None:
             out += self.run_block(fb)
         return out
+
+    def _run_catch(self, catches: Node, e: PSError) -> list[Any]:
+        """Run the catch clause for `e` with `$_`/`$PSItem` set to its record, restored after."""
+        clause = catches.named_children[0]
+        if any(c.type == "catch_type_list" for c in clause.named_children):
+            raise self.unsupported(clause, "A typed catch clause") from None
+        body = next(c for c in clause.named_children if c.type == "statement_block")
+        old = self.rs.scope.lookup("_")
+        self.rs.scope.set("_", e.record)
+        self.rs.scope.set("PSItem", e.record)
+        self.catching.append(e.record)
+        try:
+            return self.run_block(body)
+        finally:
+            self.catching.pop()
+            self.rs.scope.set("_", old[1])
+            self.rs.scope.set("PSItem", old[1])
 
     def flow(self, n: Node) -> list[Any]:
         kw = n.children[0].type
