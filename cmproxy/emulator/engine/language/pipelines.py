@@ -229,12 +229,7 @@ class PipelineRules(FunctionRules):
             if c.type == "redirection":
                 raise self.unsupported(c, "Redirection")
             if self.text(c).startswith("@") and self.unwrap(c).type == "variable":
-                v = self.variable_value(self.var_name(self.unwrap(c)))
-                if isinstance(v, dict):
-                    for k, x in v.items():
-                        args.append(Arg(str(k), x, text=f"-{k}"))
-                elif isinstance(v, list):
-                    args.extend(Arg(None, x) for x in v)
+                args += self._splatted(c)
                 colon = False
                 continue
             v = self.argument(c)
@@ -245,6 +240,15 @@ class PipelineRules(FunctionRules):
             else:
                 args.append(Arg(None, v))
         return args
+
+    def _splatted(self, c: Node) -> list[Arg]:
+        """The arguments `@name` splats: a hashtable's entries by name, an array's by position."""
+        v = self.variable_value(self.var_name(self.unwrap(c)))
+        if isinstance(v, dict):
+            return [Arg(str(k), x, text=f"-{k}") for k, x in v.items()]
+        if isinstance(v, list):
+            return [Arg(None, x) for x in v]
+        return []
 
     def argument(self, n: Node) -> Any:
         if n.type == "generic_token":
