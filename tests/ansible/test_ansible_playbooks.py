@@ -20,7 +20,13 @@ import pytest
 # Helpers live in a uniquely named module, not a conftest.py: tests/ has no __init__.py, so a
 # tests/ansible package would be named "ansible" and shadow Ansible itself, and a conftest.py
 # here would be a second top-level "conftest" (mypy refuses duplicate module names).
-from cmproxy_ansible_harness import PROXY_PASSWORD, Runner, ansible_tool, written_calls
+from cmproxy_ansible_harness import (
+    PROXY_PASSWORD,
+    PlaybookRun,
+    Runner,
+    ansible_tool,
+    written_calls,
+)
 
 from cmproxy.emulator.api import Emulator
 
@@ -155,6 +161,34 @@ def test_check_then_apply_then_idempotent(runner: Runner, emulator: Emulator) ->
     assert "changed: [localhost]" in run.stdout and "ok: [localhost]" in run.stdout
 
 
+def assert_r11_refusals(run: PlaybookRun) -> None:
+    """The two R11 refusals of test_rule_violations_and_warnings, as the user reads them."""
+    # Failures speak the module's options and say what the user can do in a playbook: no SDK
+    # field path (sup_flags[0]), no "in the same change" the SUP module cannot make.
+    r11 = run.result("sup without proxy")
+    assert failed(r11)
+    assert r11["error"]["type"] == "RuleViolation"
+    assert r11["error"]["rule"] == "R11"
+    assert (r11["error"]["field"], r11["error"]["value"]) == ("use_proxy", True)
+    assert r11["error"]["server"] == SUP2
+    assert r11["error"]["sdk_field"] == "sup_flags[0]"
+    assert r11["msg"].startswith(f"[R11] use_proxy=true for {SUP2}: it has no server proxy")
+    assert "cmproxy.configmgr.site_system_proxy" in r11["msg"]
+    assert "use_proxy=false" in r11["msg"]
+    assert "sup_flags" not in r11["msg"] and "same change" not in r11["msg"]
+    assert f"[R11] use_proxy=true for {SUP2}" in run.stdout
+
+    removal = run.result("remove proxy under SUP options")
+    assert failed(removal) and removal["error"]["rule"] == "R11"
+    assert removal["error"]["field"] == "sup_flags_on_proxy_removal"
+    assert (removal["error"]["value"], removal["error"]["server"]) == ("refuse", SUP1)
+    assert removal["msg"].startswith(f"[R11] state=absent for {SUP1}:")
+    assert "use_proxy=true" in removal["msg"]  # SUP1 synchronises through its proxy
+    assert "sup_flags_on_proxy_removal=turn_off" in removal["msg"]
+    assert "cmproxy.configmgr.software_update_point_proxy" in removal["msg"]
+    assert "(sup_flags)" not in removal["msg"] and "plan with" not in removal["msg"]
+
+
 def test_rule_violations_and_warnings(runner: Runner, emulator: Emulator) -> None:
     """Refusals fail the task with the rule and write nothing; R9 is a task warning."""
     ignore = {"ignore_errors": True}
@@ -193,30 +227,7 @@ def test_rule_violations_and_warnings(runner: Runner, emulator: Emulator) -> Non
     assert run.rc == 0, run.output
     assert written_calls(emulator) == []
 
-    # Failures speak the module's options and say what the user can do in a playbook: no SDK
-    # field path (sup_flags[0]), no "in the same change" the SUP module cannot make.
-    r11 = run.result("sup without proxy")
-    assert failed(r11)
-    assert r11["error"]["type"] == "RuleViolation"
-    assert r11["error"]["rule"] == "R11"
-    assert (r11["error"]["field"], r11["error"]["value"]) == ("use_proxy", True)
-    assert r11["error"]["server"] == SUP2
-    assert r11["error"]["sdk_field"] == "sup_flags[0]"
-    assert r11["msg"].startswith(f"[R11] use_proxy=true for {SUP2}: it has no server proxy")
-    assert "cmproxy.configmgr.site_system_proxy" in r11["msg"]
-    assert "use_proxy=false" in r11["msg"]
-    assert "sup_flags" not in r11["msg"] and "same change" not in r11["msg"]
-    assert f"[R11] use_proxy=true for {SUP2}" in run.stdout
-
-    removal = run.result("remove proxy under SUP options")
-    assert failed(removal) and removal["error"]["rule"] == "R11"
-    assert removal["error"]["field"] == "sup_flags_on_proxy_removal"
-    assert (removal["error"]["value"], removal["error"]["server"]) == ("refuse", SUP1)
-    assert removal["msg"].startswith(f"[R11] state=absent for {SUP1}:")
-    assert "use_proxy=true" in removal["msg"]  # SUP1 synchronises through its proxy
-    assert "sup_flags_on_proxy_removal=turn_off" in removal["msg"]
-    assert "cmproxy.configmgr.software_update_point_proxy" in removal["msg"]
-    assert "(sup_flags)" not in removal["msg"] and "plan with" not in removal["msg"]
+    assert_r11_refusals(run)
 
     always = run.result("always update an existing password")
     assert failed(always)
