@@ -100,7 +100,7 @@ class SiteEngine:
     `$env:SMS_ADMIN_UI_PATH` does not exist.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - the machine's declared configuration, one keyword per option
         self,
         state: SiteState,
         settings: EmulatorSettings | None = None,
@@ -440,9 +440,7 @@ class SiteRunspace:
         call_no = cm_dispatch.count_call(settings, cmd) if is_cmdlet(cmd) else 0
         params = {k: mask_value(param_named(cmd, k), v) for k, v in bound.values.items()}
         try:
-            out = self._run(
-                cmd=cmd, binder=binder, bound=bound, ctx=ctx, items=items, call_no=call_no
-            )
+            out = self._run(binder=binder, bound=bound, ctx=ctx, items=items, call_no=call_no)
         except PSError as e:
             if log:
                 self._log(cmd.name, params, ctx.wrote, e.record.fully_qualified_error_id)
@@ -495,13 +493,14 @@ class SiteRunspace:
     def _run(
         self,
         *,
-        cmd: CommandDef,
         binder: Binder,
         bound: Bound,
         ctx: CallContext,
         items: list[Any] | None,
         call_no: int,
     ) -> list[Any]:
+        """Run the command `binder` bound: once with all input, or once per pipeline object."""
+        cmd = binder.cmd
         if is_cmdlet(cmd):
             cm_dispatch.before_cmdlet(self, cmd, bound, call_no)
         out: list[Any] = []
