@@ -435,34 +435,9 @@ class ExpressionRules(EvaluatorCore):
     def convert_to(self, tname: str, v: Any, where: Node | None) -> Any:
         t = tname.removeprefix("system.")
         try:
-            if t in ("int", "int32"):
-                return conv.to_int(v, "System.Int32")
-            if t == "uint32":
-                return conv.to_int(v, "System.UInt32")
-            if t in ("long", "int64"):
-                return conv.to_int(v, "System.Int64")
-            if t == "double":
-                return conv.to_double(v)
-            if t == "string":
-                return conv.to_str(v)
-            if t in ("bool", "boolean"):
-                return conv.truthy(v)
-            if t == "version":
-                return conv.to_version(v)
-            if t in ("array", "object[]"):
-                return conv.enumerate_value(v) if v is not None else []
-            if t == "string[]":
-                return [conv.to_str(x) for x in conv.enumerate_value(v)] if v is not None else []
-            if t in ("int[]", "int32[]"):
-                return [conv.to_int(x) for x in conv.enumerate_value(v)]
-            if t in ("hashtable", "collections.hashtable", "ordered"):
-                if isinstance(v, dict):
-                    return dict(v)
-                raise conv.ConversionError(v, "System.Collections.Hashtable")
-            if t in ("pscustomobject", "psobject", "object"):
-                if t == "pscustomobject" and isinstance(v, dict):
-                    return conv.custom(v)
-                return v
+            converted = _convert_scalar(t, v)
+            if converted is _UNCONVERTED:
+                converted = _convert_collection(t, v)
         except conv.ConversionError as e:
             eid = (
                 "InvalidCastFromStringToInteger"
@@ -477,6 +452,8 @@ class ExpressionRules(EvaluatorCore):
                     exception="System.Management.Automation.PSInvalidCastException",
                 )
             ) from None
+        if converted is not _UNCONVERTED:
+            return converted
         if where is None:
             raise NotSupportedByEmulator(f"The type constraint [{tname}]")
         raise self.unsupported(where, f"The cast [{tname}]")
@@ -648,6 +625,48 @@ class ExpressionRules(EvaluatorCore):
 
 
 #: The literals whose value `Evaluator.expr` derives once per node.
+#: What the two conversion tables return for a type name they do not hold.
+_UNCONVERTED: Any = object()
+
+
+def _convert_scalar(t: str, v: Any) -> Any:
+    """`[t]v` for a scalar type name (`system.` removed), or _UNCONVERTED."""
+    if t in ("int", "int32"):
+        return conv.to_int(v, "System.Int32")
+    if t == "uint32":
+        return conv.to_int(v, "System.UInt32")
+    if t in ("long", "int64"):
+        return conv.to_int(v, "System.Int64")
+    if t == "double":
+        return conv.to_double(v)
+    if t == "string":
+        return conv.to_str(v)
+    if t in ("bool", "boolean"):
+        return conv.truthy(v)
+    if t == "version":
+        return conv.to_version(v)
+    return _UNCONVERTED
+
+
+def _convert_collection(t: str, v: Any) -> Any:
+    """`[t]v` for an array, hashtable or object type name (`system.` removed), or _UNCONVERTED."""
+    if t in ("array", "object[]"):
+        return conv.enumerate_value(v) if v is not None else []
+    if t == "string[]":
+        return [conv.to_str(x) for x in conv.enumerate_value(v)] if v is not None else []
+    if t in ("int[]", "int32[]"):
+        return [conv.to_int(x) for x in conv.enumerate_value(v)]
+    if t in ("hashtable", "collections.hashtable", "ordered"):
+        if isinstance(v, dict):
+            return dict(v)
+        raise conv.ConversionError(v, "System.Collections.Hashtable")
+    if t in ("pscustomobject", "psobject", "object"):
+        if t == "pscustomobject" and isinstance(v, dict):
+            return conv.custom(v)
+        return v
+    return _UNCONVERTED
+
+
 _LITERALS = frozenset({"integer_literal", "real_literal", "string_literal", "generic_token"})
 
 _Handler = Callable[[ExpressionRules, Node, list[Node]], Any]
