@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import tree_sitter
@@ -46,7 +46,7 @@ class FunctionRules(ExpressionRules):
         ev = self
 
         def run(ctx: Any, args: dict[str, Any], items: Any) -> list[Any]:
-            return ev.call_function(params, args, stmts, remaining=ctx.bound.remaining)
+            return ev.call_function(params, args, stmts, {"args": list(ctx.bound.remaining)})
 
         self.rs.functions[name.lower()] = CommandDef(
             name, params, "", run, default_set=default_set, advanced=advanced
@@ -57,21 +57,21 @@ class FunctionRules(ExpressionRules):
         params: list[ParamDef],
         args: dict[str, Any],
         body: Node | None,
+        automatic: Mapping[str, list[Any]],
         *,
-        remaining: Sequence[Any] = (),
-        input_items: Sequence[Any] | None = None,
         dot: bool = False,
     ) -> list[Any]:
         """Run a function or script block body: in a new child scope of the current one, or
-        (`dot`) in the current scope itself. break/continue leave it for an enclosing loop of
-        the caller (about_Break); `return` ends it."""
+        (`dot`) in the current scope itself, with the `automatic` variables set first ($args,
+        and $input for a script block that takes no pipeline input), then its parameters.
+        break/continue leave it for an enclosing loop of the caller (about_Break); `return`
+        ends it."""
         outer = self.rs.scope
         if not dot:
             self.rs.scope = Scope(outer)
         try:
-            self.rs.scope.set("args", list(remaining))
-            if input_items is not None:
-                self.rs.scope.set("input", list(input_items))
+            for var, value in automatic.items():
+                self.rs.scope.set(var, value)
             self.bind_param_vars(params, args)
             try:
                 return self.run_block(body)
@@ -97,6 +97,23 @@ class FunctionRules(ExpressionRules):
         """ParamDefs from a `param(...)` block; (defs, is_advanced, default set)."""
         if pb is None:
             return [], False, None
+        advanced, default_set = self._cmdlet_binding(pb)
+        plist = next((c for c in pb.named_children if c.type == "parameter_list"), None)
+        defs: list[ParamDef] = []
+        if plist is None:
+            return defs, advanced, default_set
+        for sp in (c for c in plist.named_children if c.type == "script_parameter"):
+            p, declared = self._script_parameter(sp)
+            advanced = advanced or declared
+            defs.append(p)
+        if all(p.position is None for p in defs):
+            # PowerShell numbers parameters in declaration order when none has a Position.
+            for i, p in enumerate(q for q in defs if q.type != "switch"):
+                p.position = i
+        return defs, advanced, default_set
+
+    def _cmdlet_binding(self, pb: Node) -> tuple[bool, str | None]:
+        """(is_advanced, default set) from the [CmdletBinding()] attributes of a param block."""
         advanced = False
         default_set: str | None = None
         for al in (c for c in pb.named_children if c.type == "attribute_list"):
@@ -106,53 +123,50 @@ class FunctionRules(ExpressionRules):
                     advanced = True
                     ds = kwargs.get("defaultparametersetname")
                     default_set = conv.to_str(ds) if ds is not None else None
-        plist = next((c for c in pb.named_children if c.type == "parameter_list"), None)
-        defs: list[ParamDef] = []
-        if plist is None:
-            return defs, advanced, default_set
-        for sp in (c for c in plist.named_children if c.type == "script_parameter"):
-            var = next(c for c in sp.named_children if c.type == "variable")
-            p = ParamDef(self.var_name(var), "object")
-            dflt = next(
-                (c for c in sp.named_children if c.type == "script_parameter_default"), None
-            )
-            if dflt is not None:
-                p.default = self.named(dflt)[0]  # a Node, evaluated at bind time
-            plist_attrs = next((c for c in sp.named_children if c.type == "attribute_list"), None)
-            for a in plist_attrs.named_children if plist_attrs is not None else []:
-                if a.named_children and a.named_children[0].type == "type_literal":
-                    p.type = self.param_type(a.named_children[0])
-                    continue
-                name, kwargs, pos = self.attribute(a)
-                low = name.lower()
-                if low == "parameter":
-                    advanced = True
-                    p.mandatory = conv.truthy(kwargs.get("mandatory", False))
-                    if "position" in kwargs:
-                        p.position = int(kwargs["position"])
-                    p.pipeline = conv.truthy(kwargs.get("valuefrompipeline", False))
-                    if "parametersetname" in kwargs:
-                        p.sets = (*p.sets, conv.to_str(kwargs["parametersetname"]))
-                elif low == "validaterange":
-                    p.validate_range = (int(pos[0]), int(pos[1]))
-                elif low == "validatenotnullorempty":
-                    p.not_null_or_empty = True
-                elif low == "validateset":
-                    p.choices = tuple(conv.to_str(x) for x in pos)
-                elif low == "alias":
-                    p.aliases = tuple(conv.to_str(x) for x in pos)
-                elif low == "pstypename":
-                    p.ps_type_name = conv.to_str(pos[0])
-                elif low in ("allownull", "allowemptystring", "allowemptycollection"):
-                    pass
-                else:
-                    raise self.unsupported(a, f"The parameter attribute [{name}]")
-            defs.append(p)
-        if all(p.position is None for p in defs):
-            # PowerShell numbers parameters in declaration order when none has a Position.
-            for i, p in enumerate(q for q in defs if q.type != "switch"):
-                p.position = i
-        return defs, advanced, default_set
+        return advanced, default_set
+
+    def _script_parameter(self, sp: Node) -> tuple[ParamDef, bool]:
+        """One `param()` entry as a ParamDef, and whether it has a [Parameter()] attribute
+        (which makes the function advanced)."""
+        var = next(c for c in sp.named_children if c.type == "variable")
+        p = ParamDef(self.var_name(var), "object")
+        dflt = next((c for c in sp.named_children if c.type == "script_parameter_default"), None)
+        if dflt is not None:
+            p.default = self.named(dflt)[0]  # a Node, evaluated at bind time
+        declared = False
+        plist_attrs = next((c for c in sp.named_children if c.type == "attribute_list"), None)
+        for a in plist_attrs.named_children if plist_attrs is not None else []:
+            if a.named_children and a.named_children[0].type == "type_literal":
+                p.type = self.param_type(a.named_children[0])
+                continue
+            declared = self._parameter_attribute(p, a) or declared
+        return p, declared
+
+    def _parameter_attribute(self, p: ParamDef, a: Node) -> bool:
+        """Apply one attribute of a parameter to `p`; True when it is [Parameter()]."""
+        name, kwargs, pos = self.attribute(a)
+        low = name.lower()
+        if low == "parameter":
+            p.mandatory = conv.truthy(kwargs.get("mandatory", False))
+            if "position" in kwargs:
+                p.position = int(kwargs["position"])
+            p.pipeline = conv.truthy(kwargs.get("valuefrompipeline", False))
+            if "parametersetname" in kwargs:
+                p.sets = (*p.sets, conv.to_str(kwargs["parametersetname"]))
+            return True
+        if low == "validaterange":
+            p.validate_range = (int(pos[0]), int(pos[1]))
+        elif low == "validatenotnullorempty":
+            p.not_null_or_empty = True
+        elif low == "validateset":
+            p.choices = tuple(conv.to_str(x) for x in pos)
+        elif low == "alias":
+            p.aliases = tuple(conv.to_str(x) for x in pos)
+        elif low == "pstypename":
+            p.ps_type_name = conv.to_str(pos[0])
+        elif low not in ("allownull", "allowemptystring", "allowemptycollection"):
+            raise self.unsupported(a, f"The parameter attribute [{name}]")
+        return False
 
     def attribute(self, a: Node) -> tuple[str, dict[str, Any], list[Any]]:
         name_node = next((c for c in a.named_children if c.type == "attribute_name"), None)

@@ -177,14 +177,10 @@ class PipelineRules(FunctionRules):
 
         def run(ctx: Any, args: dict[str, Any], items: Any) -> list[Any]:
             ev.try_depth = self.try_depth
-            return ev.call_function(
-                params,
-                args,
-                sb.node,
-                remaining=ctx.bound.remaining,
-                input_items=None if takes_pipeline else list(items or []),
-                dot=dot,
-            )
+            automatic = {"args": list(ctx.bound.remaining)}
+            if not takes_pipeline:
+                automatic["input"] = list(items or [])
+            return ev.call_function(params, args, sb.node, automatic, dot=dot)
 
         return CommandDef(
             "",
