@@ -45,54 +45,68 @@ def get_member(target: Any, name: str) -> Any:
     if isinstance(target, ErrorRecord):
         return _error_member(target, low)
     if isinstance(target, list | tuple):
-        if low in ("count", "length"):
-            return len(target)
-        vals: list[Any] = []
-        for x in target:
-            v = get_member(x, name)
-            if v is not None:
-                vals.extend(v if isinstance(v, list) else [v])
-        return conv.collapse(vals)
+        return _list_member(target, name, low)
     if isinstance(target, dict):
-        k = dict_key(target, name)
-        if k is not None:
-            return target[k]
-        if low == "count":
-            return len(target)
-        if low == "keys":
-            return list(target.keys())
-        if low == "values":
-            return list(target.values())
-        return None
+        return _dict_member(target, name, low)
     if isinstance(target, PSObj):
-        props = target.properties
-        if name in props:  # as written (the usual case); else case-insensitively
-            return props[name]
-        for k, v in props.items():
-            if k.lower() == low:
-                return v
-        if low == "psobject":
-            return conv.custom(
-                {
-                    "Properties": [
-                        conv.custom({"Name": k, "Value": v}) for k, v in target.properties.items()
-                    ],
-                    "TypeNames": list(target.type_names),
-                }
-            )
-        if low == "pstypenames":
-            return list(target.type_names)
-        if low in ("count", "length"):
-            return 1
-        return None
+        return _psobj_member(target, name, low)
     if isinstance(target, str):
         if low == "length":
             return len(target)
-        if low == "count":
-            return 1
-        return None
+        return 1 if low == "count" else None
     if isinstance(target, SecureValue):
         return len(target.reveal()) if low == "length" else None
+    if low in ("count", "length"):
+        return 1
+    return None
+
+
+def _list_member(target: list[Any] | tuple[Any, ...], name: str, low: str) -> Any:
+    """An array's Count/Length, else member enumeration: the member of each element."""
+    if low in ("count", "length"):
+        return len(target)
+    vals: list[Any] = []
+    for x in target:
+        v = get_member(x, name)
+        if v is not None:
+            vals.extend(v if isinstance(v, list) else [v])
+    return conv.collapse(vals)
+
+
+def _dict_member(target: dict[Any, Any], name: str, low: str) -> Any:
+    """A hashtable's key (case-insensitively), else its Count, Keys or Values."""
+    k = dict_key(target, name)
+    if k is not None:
+        return target[k]
+    if low == "count":
+        return len(target)
+    if low == "keys":
+        return list(target.keys())
+    if low == "values":
+        return list(target.values())
+    return None
+
+
+def _psobj_member(target: PSObj, name: str, low: str) -> Any:
+    """A PSObject's property (as written, else case-insensitively), else its intrinsic
+    members (psobject, pstypenames, Count and Length)."""
+    props = target.properties
+    if name in props:  # as written (the usual case); else case-insensitively
+        return props[name]
+    for k, v in props.items():
+        if k.lower() == low:
+            return v
+    if low == "psobject":
+        return conv.custom(
+            {
+                "Properties": [
+                    conv.custom({"Name": k, "Value": v}) for k, v in target.properties.items()
+                ],
+                "TypeNames": list(target.type_names),
+            }
+        )
+    if low == "pstypenames":
+        return list(target.type_names)
     if low in ("count", "length"):
         return 1
     return None
@@ -222,24 +236,36 @@ def call_method(target: Any, name: str, args: list[Any], node: Node, ev: Evaluat
         if low == "indexof":
             return next((i for i, x in enumerate(target) if conv.equals(x, args[0])), -1)
     if isinstance(target, dict):
-        if low in ("containskey", "contains"):
-            return dict_key(target, args[0]) is not None
-        if low == "add":
-            if dict_key(target, args[0]) is not None:
-                raise PSError(
-                    record(
-                        f'Exception calling "Add" with "2" argument(s): "Item has already been '
-                        f"added. Key in dictionary: '{args[0]}'  Key being added: '{args[0]}'\"",
-                        "ArgumentException",
-                        category="NotSpecified",
-                        exception="System.Management.Automation.MethodInvocationException",
-                    )
-                )
-            target[args[0]] = args[1]
-            return NOTHING
-        if low == "remove":
-            k = dict_key(target, args[0])
-            if k is not None:
-                del target[k]
-            return NOTHING
+        out = _dict_method(target, low, args)
+        if out is not _NO_SUCH_METHOD:
+            return out
     raise ev.unsupported(node, f"The method {conv.type_name(target)}.{name}()")
+
+
+#: What _dict_method returns for a method the emulator does not have.
+_NO_SUCH_METHOD: Any = object()
+
+
+def _dict_method(target: dict[Any, Any], low: str, args: list[Any]) -> Any:
+    """A hashtable's ContainsKey/Contains, Add or Remove, or _NO_SUCH_METHOD."""
+    if low in ("containskey", "contains"):
+        return dict_key(target, args[0]) is not None
+    if low == "add":
+        if dict_key(target, args[0]) is not None:
+            raise PSError(
+                record(
+                    f'Exception calling "Add" with "2" argument(s): "Item has already been '
+                    f"added. Key in dictionary: '{args[0]}'  Key being added: '{args[0]}'\"",
+                    "ArgumentException",
+                    category="NotSpecified",
+                    exception="System.Management.Automation.MethodInvocationException",
+                )
+            )
+        target[args[0]] = args[1]
+        return NOTHING
+    if low == "remove":
+        k = dict_key(target, args[0])
+        if k is not None:
+            del target[k]
+        return NOTHING
+    return _NO_SUCH_METHOD
