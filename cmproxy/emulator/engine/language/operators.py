@@ -286,30 +286,7 @@ def arith_op(op: str, a: Any, b: Any, limits: Limits | None = None) -> Any:
             return _repeat(a, b, limits)
         raise _no_op_method(a, op)
     if isinstance(a, dict):
-        if op != "+":
-            raise _no_op_method(a, op)
-        if not isinstance(b, dict):
-            raise PSError(
-                record(
-                    "A hash table can only be added to another hash table.",
-                    "AddHashTableToNonHashTable",
-                    category="InvalidOperation",
-                )
-            )
-        merged = dict(a)
-        for k, v in b.items():
-            if dict_key(merged, k) is not None:
-                raise PSError(
-                    record(
-                        f"Item has already been added. Key in dictionary: '{k}'  Key being "
-                        f"added: '{k}'",
-                        "System.ArgumentException",
-                        category="OperationStopped",
-                        exception="System.ArgumentException",
-                    )
-                )
-            merged[k] = v
-        return merged
+        return _add_hashtables(a, op, b)
     if isinstance(a, str) and op == "+":
         return a + conv.to_str(b)
     if isinstance(a, str) and op == "*":
@@ -318,7 +295,39 @@ def arith_op(op: str, a: Any, b: Any, limits: Limits | None = None) -> Any:
         if op == "+":
             raise NotSupportedByEmulator(f"'+' on {conv.type_name(a)}")
         raise _no_op_method(a, op)
-    x, y = _number(a), _number(b)
+    return _number_op(op, _number(a), _number(b))
+
+
+def _add_hashtables(a: dict[Any, Any], op: str, b: Any) -> dict[Any, Any]:
+    """`a + b` for a hashtable: a new one with both's keys; a key in both is an error."""
+    if op != "+":
+        raise _no_op_method(a, op)
+    if not isinstance(b, dict):
+        raise PSError(
+            record(
+                "A hash table can only be added to another hash table.",
+                "AddHashTableToNonHashTable",
+                category="InvalidOperation",
+            )
+        )
+    merged = dict(a)
+    for k, v in b.items():
+        if dict_key(merged, k) is not None:
+            raise PSError(
+                record(
+                    f"Item has already been added. Key in dictionary: '{k}'  Key being "
+                    f"added: '{k}'",
+                    "System.ArgumentException",
+                    category="OperationStopped",
+                    exception="System.ArgumentException",
+                )
+            )
+        merged[k] = v
+    return merged
+
+
+def _number_op(op: str, x: int | float, y: int | float) -> Any:
+    """`x op y` for two numbers, widened as .NET widens them."""
     if op == "+":
         return _widen(x, y, x + y)
     if op == "-":
@@ -326,20 +335,26 @@ def arith_op(op: str, a: Any, b: Any, limits: Limits | None = None) -> Any:
     if op == "*":
         return _widen(x, y, x * y)
     if op in ("/", "%"):
-        if y == 0 and isinstance(x, int) and isinstance(y, int):
-            raise PSError(
-                record("Attempted to divide by zero.", "RuntimeException", category="NotSpecified")
-            )
-        if y == 0:
-            return math.copysign(math.inf, x) if op == "/" and x else math.nan
-        if op == "%":  # .NET remainder: the sign of the dividend
-            if isinstance(x, int) and isinstance(y, int):
-                return (abs(x) % abs(y)) * (1 if x >= 0 else -1)
-            return math.fmod(x, y)
-        if isinstance(x, int) and isinstance(y, int) and x % y == 0:
-            return _widen(x, y, x // y)
-        return x / y
+        return _divide(op, x, y)
     raise NotSupportedByEmulator(f"The operator '{op}'")
+
+
+def _divide(op: str, x: int | float, y: int | float) -> Any:
+    """`x / y` or `x % y`: integer division by zero is an error, a double's is infinity or
+    NaN; `%` is the .NET remainder, `/` of integers stays an integer when it divides evenly."""
+    if y == 0 and isinstance(x, int) and isinstance(y, int):
+        raise PSError(
+            record("Attempted to divide by zero.", "RuntimeException", category="NotSpecified")
+        )
+    if y == 0:
+        return math.copysign(math.inf, x) if op == "/" and x else math.nan
+    if op == "%":  # .NET remainder: the sign of the dividend
+        if isinstance(x, int) and isinstance(y, int):
+            return (abs(x) % abs(y)) * (1 if x >= 0 else -1)
+        return math.fmod(x, y)
+    if isinstance(x, int) and isinstance(y, int) and x % y == 0:
+        return _widen(x, y, x // y)
+    return x / y
 
 
 def bitwise_op(op: str, a: Any, b: Any) -> int:
