@@ -353,17 +353,44 @@ def get_sup_component(ctx: SiteCallContext, a: dict[str, Any], items: Any) -> An
 )
 def set_sup_component(ctx: SiteCallContext, a: dict[str, Any], items: Any) -> Any:
     ex = ctx.bound.explicit
-    obj = a.get("InputObject")
-    if obj is not None:
-        site = conv.to_str(obj.properties.get("SiteCode"))
-    elif a.get("Name"):
-        rows = [r for r in ctx.state.sysres(role=SUP_ROLE) if name_ok(r.server, a["Name"], a)]
-        site = rows[0].site if rows else ""
-    else:
-        site = a.get("SiteCode") or ctx.site_from_location()
+    site = _sup_component_site(ctx, a)
     if ctx.state.component(site, WCM_COMPONENT) is None:
         write_not_found(ctx, site)
         return None
+    upd = _wcm_component_props(ctx, a, site)
+    sync_upd: list[Prop] = []
+    if "EnableThirdPartyUpdates" in ex and a["EnableThirdPartyUpdates"] is not None:
+        sync_upd.append(Prop("EnableThirdPartyUpdates", int(bool(a["EnableThirdPartyUpdates"]))))
+    if not what_if(ctx, site):
+
+        def write() -> None:
+            ctx.state.set_component_props(site, WCM_COMPONENT, upd)
+            if sync_upd and ctx.state.component(site, SYNC_COMPONENT) is not None:
+                ctx.state.set_component_props(site, SYNC_COMPONENT, sync_upd)
+
+        ctx.commit(site, write)
+    if a.get("PassThru"):
+        comp = ctx.state.component(site, WCM_COMPONENT)
+        return component_obj(site, WCM_COMPONENT, comp[0], comp[1]) if comp else None
+    return None
+
+
+def _sup_component_site(ctx: SiteCallContext, a: dict[str, Any]) -> str:
+    """The site whose SUP component Set-CMSoftwareUpdatePointComponent changes: the input
+    object's, the named SUP's, else -SiteCode or the current site drive's."""
+    obj = a.get("InputObject")
+    if obj is not None:
+        return conv.to_str(obj.properties.get("SiteCode"))
+    if a.get("Name"):
+        rows = [r for r in ctx.state.sysres(role=SUP_ROLE) if name_ok(r.server, a["Name"], a)]
+        return rows[0].site if rows else ""
+    site: str = a.get("SiteCode") or ctx.site_from_location()
+    return site
+
+
+def _wcm_component_props(ctx: SiteCallContext, a: dict[str, Any], site: str) -> list[Prop]:
+    """The SMS_WSUS_CONFIGURATION_MANAGER properties the explicit parameters change."""
+    ex = ctx.bound.explicit
     upd: list[Prop] = []
     if "SynchronizeAction" in ex and a["SynchronizeAction"] is not None:
         upd.append(Prop("DefaultUseParentWSUS", SYNC_ACTIONS[a["SynchronizeAction"].lower()]))
@@ -385,6 +412,13 @@ def set_sup_component(ctx: SiteCallContext, a: dict[str, Any], items: Any) -> An
     ):
         if param in ex and a[param] is not None:
             upd.append(Prop(prop, int(not a[param])))
+    if a.get("AddLanguageUpdateFile") or a.get("RemoveLanguageUpdateFile"):
+        upd.append(_languages_prop(ctx, a, site))
+    return upd
+
+
+def _languages_prop(ctx: SiteCallContext, a: dict[str, Any], site: str) -> Prop:
+    """SupportedUpdateLanguages after -AddLanguageUpdateFile, then -RemoveLanguageUpdateFile."""
     cur = ctx.state.component_props(site, WCM_COMPONENT)
     langs = [x for x in cur.get("SupportedUpdateLanguages", Prop("x")).value2.split(",") if x]
     for lang in a.get("AddLanguageUpdateFile") or []:
@@ -392,23 +426,7 @@ def set_sup_component(ctx: SiteCallContext, a: dict[str, Any], items: Any) -> An
             langs.append(lang)
     for lang in a.get("RemoveLanguageUpdateFile") or []:
         langs = [x for x in langs if x.lower() != lang.lower()]
-    if a.get("AddLanguageUpdateFile") or a.get("RemoveLanguageUpdateFile"):
-        upd.append(Prop("SupportedUpdateLanguages", 0, "", ",".join(langs)))
-    sync_upd: list[Prop] = []
-    if "EnableThirdPartyUpdates" in ex and a["EnableThirdPartyUpdates"] is not None:
-        sync_upd.append(Prop("EnableThirdPartyUpdates", int(bool(a["EnableThirdPartyUpdates"]))))
-    if not what_if(ctx, site):
-
-        def write() -> None:
-            ctx.state.set_component_props(site, WCM_COMPONENT, upd)
-            if sync_upd and ctx.state.component(site, SYNC_COMPONENT) is not None:
-                ctx.state.set_component_props(site, SYNC_COMPONENT, sync_upd)
-
-        ctx.commit(site, write)
-    if a.get("PassThru"):
-        comp = ctx.state.component(site, WCM_COMPONENT)
-        return component_obj(site, WCM_COMPONENT, comp[0], comp[1]) if comp else None
-    return None
+    return Prop("SupportedUpdateLanguages", 0, "", ",".join(langs))
 
 
 @cmdlet(
