@@ -18,6 +18,7 @@ from cmproxy.emulator.engine.stdlib.table import PIPELINE_INPUT, command
 
 if TYPE_CHECKING:
     from cmproxy.emulator.engine.language.commands import Context
+    from cmproxy.emulator.engine.language.interp import Evaluator
 
 _WHERE_OPS = (
     "EQ",
@@ -115,34 +116,7 @@ def _select(ctx: Context, a: dict[str, Any], items: Any) -> Any:
     for item in objs:
         o = item
         if props:
-            d: dict[str, Any] = {}
-            for p in props:
-                if isinstance(p, dict):
-                    name = next(
-                        (
-                            conv.to_str(v)
-                            for k, v in p.items()
-                            if str(k).lower() in ("name", "n", "label", "l")
-                        ),
-                        "",
-                    )
-                    expr = next(
-                        (v for k, v in p.items() if str(k).lower() in ("expression", "e")), None
-                    )
-                    d[name] = (
-                        ev.invoke_block(expr, o)
-                        if isinstance(expr, ScriptBlock)
-                        else (get_member(o, conv.to_str(expr)))
-                    )
-                    if isinstance(expr, ScriptBlock):
-                        d[name] = conv.collapse(d[name])
-                elif conv.has_wildcard(conv.to_str(p)):
-                    for k, v in conv.iter_props(o):
-                        if conv.like(k, p):
-                            d[k] = v
-                else:
-                    d[conv.to_str(p)] = get_member(o, conv.to_str(p))
-            o = conv.custom(d)
+            o = _selected(ev, o, props)
         if a.get("ExpandProperty"):
             v = get_member(o, a["ExpandProperty"])
             if v is None:
@@ -165,6 +139,36 @@ def _select(ctx: Context, a: dict[str, Any], items: Any) -> Any:
                 seen.append(o)
         out = seen
     return out
+
+
+def _selected(ev: Evaluator, o: Any, props: list[Any]) -> Any:
+    """`o` as Select-Object -Property makes it: a new object with the named properties,
+    those matching a wildcard, and calculated ones (@{Name=...; Expression=...})."""
+    d: dict[str, Any] = {}
+    for p in props:
+        if isinstance(p, dict):
+            name, value = _calculated_property(ev, o, p)
+            d[name] = value
+        elif conv.has_wildcard(conv.to_str(p)):
+            for k, v in conv.iter_props(o):
+                if conv.like(k, p):
+                    d[k] = v
+        else:
+            d[conv.to_str(p)] = get_member(o, conv.to_str(p))
+    return conv.custom(d)
+
+
+def _calculated_property(ev: Evaluator, o: Any, p: dict[Any, Any]) -> tuple[str, Any]:
+    """(name, value) of a calculated property: Name/N/Label/L, and the Expression/E script
+    block's output (collapsed) or the member it names."""
+    name = next(
+        (conv.to_str(v) for k, v in p.items() if str(k).lower() in ("name", "n", "label", "l")),
+        "",
+    )
+    expr = next((v for k, v in p.items() if str(k).lower() in ("expression", "e")), None)
+    if isinstance(expr, ScriptBlock):
+        return name, conv.collapse(ev.invoke_block(expr, o))
+    return name, get_member(o, conv.to_str(expr))
 
 
 @command(
