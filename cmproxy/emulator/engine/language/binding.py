@@ -219,64 +219,8 @@ class Binder:
     def _convert(self, p: ParamDef, t: str, v: Any) -> Any:
         if v is SWITCH_PRESENT:
             v = True if t in ("switch", "bool") else None
-        if t == "switch":
-            if isinstance(v, bool):
-                return v
-            if isinstance(v, int | float):
-                return v != 0
-            if v is None:
-                return False
-            raise conv.ConversionError(v, TYPE_NAMES[t])
-        if t == "bool":
-            if isinstance(v, bool):
-                return v
-            if isinstance(v, int | float):
-                return v != 0
-            if isinstance(v, list) and len(v) == 1 and isinstance(v[0], bool | int):
-                return bool(v[0])
-            shown = conv.type_name(v) if v is not None else ""
-            raise conv.ConversionError(
-                v,
-                TYPE_NAMES[t],
-                message=f'Cannot convert value "{shown}" to type "System.Boolean". Boolean '
-                "parameters accept only Boolean values and numbers, such as $True, $False, 1 "
-                "or 0.",
-            )
-        if t in ("uint32", "int", "long"):
-            if v is None:
-                return None
-            if isinstance(v, list | PSObj | dict):
-                raise conv.ConversionError(v, TYPE_NAMES[t])
-            return conv.to_int(v, TYPE_NAMES[t])
-        if t == "string":
-            if v is None:
-                return None
-            if isinstance(v, list):
-                if len(v) == 1:
-                    return conv.to_str(v[0])
-                raise conv.ConversionError(v, "System.String")
-            if isinstance(v, SecureValue):
-                return str(v)
-            return conv.to_str(v)
-        if t == "string[]":
-            if v is None:
-                return None
-            return [conv.to_str(x) for x in conv.enumerate_value(v)]
-        if t == "securestring":
-            if v is None or isinstance(v, SecureValue):
-                return v
-            raise conv.ConversionError(SecureValue(conv.to_str(v)), TYPE_NAMES[t])
-        if t == "scriptblock":
-            if v is None or isinstance(v, conv.ScriptBlock):
-                return v
-            raise conv.ConversionError(v, TYPE_NAMES[t])
-        if t == "hashtable":
-            if v is None or isinstance(v, dict):
-                return v
-            raise conv.ConversionError(v, TYPE_NAMES[t])
-        if t == "object[]":
-            return None if v is None else conv.enumerate_value(v)
-        return v
+        convert = _CONVERTERS.get(t)
+        return v if convert is None else convert(t, v)
 
     def _validate(self, p: ParamDef, v: Any, tn: str) -> None:
         name = p.name
@@ -539,3 +483,99 @@ def psobj_matches(v: Any, ps_type_name: str) -> bool:
         key, _, want = cond.partition("=")
         return conv.to_str(v.properties.get(key)).lower() == want.lower()
     return True
+
+
+# Argument conversion to a parameter's declared type (Binder._convert), one function per type
+# name: each takes the type name and the value, and raises conv.ConversionError as the binder
+# reports it (ParameterArgumentTransformationError).
+
+
+def _to_switch(t: str, v: Any) -> Any:
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, int | float):
+        return v != 0
+    if v is None:
+        return False
+    raise conv.ConversionError(v, TYPE_NAMES[t])
+
+
+def _to_bool(t: str, v: Any) -> Any:
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, int | float):
+        return v != 0
+    if isinstance(v, list) and len(v) == 1 and isinstance(v[0], bool | int):
+        return bool(v[0])
+    shown = conv.type_name(v) if v is not None else ""
+    raise conv.ConversionError(
+        v,
+        TYPE_NAMES[t],
+        message=f'Cannot convert value "{shown}" to type "System.Boolean". Boolean '
+        "parameters accept only Boolean values and numbers, such as $True, $False, 1 "
+        "or 0.",
+    )
+
+
+def _to_integer(t: str, v: Any) -> Any:
+    if v is None:
+        return None
+    if isinstance(v, list | PSObj | dict):
+        raise conv.ConversionError(v, TYPE_NAMES[t])
+    return conv.to_int(v, TYPE_NAMES[t])
+
+
+def _to_string(t: str, v: Any) -> Any:
+    if v is None:
+        return None
+    if isinstance(v, list):
+        if len(v) == 1:
+            return conv.to_str(v[0])
+        raise conv.ConversionError(v, "System.String")
+    if isinstance(v, SecureValue):
+        return str(v)
+    return conv.to_str(v)
+
+
+def _to_strings(t: str, v: Any) -> Any:
+    if v is None:
+        return None
+    return [conv.to_str(x) for x in conv.enumerate_value(v)]
+
+
+def _to_secure(t: str, v: Any) -> Any:
+    if v is None or isinstance(v, SecureValue):
+        return v
+    raise conv.ConversionError(SecureValue(conv.to_str(v)), TYPE_NAMES[t])
+
+
+def _to_scriptblock(t: str, v: Any) -> Any:
+    if v is None or isinstance(v, conv.ScriptBlock):
+        return v
+    raise conv.ConversionError(v, TYPE_NAMES[t])
+
+
+def _to_hashtable(t: str, v: Any) -> Any:
+    if v is None or isinstance(v, dict):
+        return v
+    raise conv.ConversionError(v, TYPE_NAMES[t])
+
+
+def _to_array(t: str, v: Any) -> Any:
+    return None if v is None else conv.enumerate_value(v)
+
+
+#: A type name not here (object, or one the binder does not convert) takes the value as it is.
+_CONVERTERS: dict[str, Callable[[str, Any], Any]] = {
+    "switch": _to_switch,
+    "bool": _to_bool,
+    "uint32": _to_integer,
+    "int": _to_integer,
+    "long": _to_integer,
+    "string": _to_string,
+    "string[]": _to_strings,
+    "securestring": _to_secure,
+    "scriptblock": _to_scriptblock,
+    "hashtable": _to_hashtable,
+    "object[]": _to_array,
+}
