@@ -155,28 +155,12 @@ def constructs(script: str, also_own: Iterable[str] = ()) -> list[Construct]:
             continue
         found.append(Construct(f"node:{n.type}", line))
         if n.type == "command":
-            name = _command_name(n)
-            if name is None or name in own:
-                continue
-            found.append(Construct(f"command:{name}", line))
-            elements = next((c for c in n.named_children if c.type == "command_elements"), None)
-            for e in elements.named_children if elements is not None else []:
-                if e.type == "command_parameter":
-                    param = _text(e).lower().rstrip(":")
-                    found.append(Construct(f"parameter:{name} {param}", _line(e)))
+            found += _command_constructs(n, own, line)
         elif n.type == "type_literal":
             type_name = re.sub(r"\s+", "", _text(n)).lower()
             found.append(Construct(f"type:{type_name}", line))
         elif n.type == "attribute":
-            name_node = next((c for c in n.named_children if c.type == "attribute_name"), None)
-            if name_node is None:
-                continue
-            attr = _text(name_node).lower()
-            found.append(Construct(f"attribute:{attr}", line))
-            for arg in (a for c in n.named_children for a in c.named_children):
-                kids = arg.named_children
-                if arg.type == "attribute_argument" and kids and kids[0].type == "simple_name":
-                    found.append(Construct(f"attribute:{attr}({_text(kids[0]).lower()})", line))
+            found += _attribute_constructs(n, line)
         elif n.type == "member_name" and n.parent is not None:
             kind = "method" if n.parent.type == "invokation_expression" else "member"
             static = any(c.type == "::" for c in n.parent.children)
@@ -185,6 +169,34 @@ def constructs(script: str, also_own: Iterable[str] = ()) -> list[Construct]:
             key = _variable(n)
             if key is not None:
                 found.append(Construct(key, line))
+    return found
+
+
+def _command_constructs(n: tree_sitter.Node, own: set[str], line: int) -> list[Construct]:
+    """A command and the parameters it names; none for a function of the script's own."""
+    name = _command_name(n)
+    if name is None or name in own:
+        return []
+    found = [Construct(f"command:{name}", line)]
+    elements = next((c for c in n.named_children if c.type == "command_elements"), None)
+    for e in elements.named_children if elements is not None else []:
+        if e.type == "command_parameter":
+            param = _text(e).lower().rstrip(":")
+            found.append(Construct(f"parameter:{name} {param}", _line(e)))
+    return found
+
+
+def _attribute_constructs(n: tree_sitter.Node, line: int) -> list[Construct]:
+    """An attribute and the named arguments it is given ([Parameter(Mandatory)])."""
+    name_node = next((c for c in n.named_children if c.type == "attribute_name"), None)
+    if name_node is None:
+        return []
+    attr = _text(name_node).lower()
+    found = [Construct(f"attribute:{attr}", line)]
+    for arg in (a for c in n.named_children for a in c.named_children):
+        kids = arg.named_children
+        if arg.type == "attribute_argument" and kids and kids[0].type == "simple_name":
+            found.append(Construct(f"attribute:{attr}({_text(kids[0]).lower()})", line))
     return found
 
 
