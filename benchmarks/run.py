@@ -33,7 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -156,6 +156,27 @@ class Measurement:
         }
 
 
+@attrs.frozen
+class Cell:
+    """One cost profile at one N: what each contender there runs against."""
+
+    profile: str
+    costs: Costs
+    n: int
+    floor: costmodel.Floor
+    seeded: Path  # the seeded site of N servers, copied fresh for each contender
+
+
+@attrs.frozen
+class Bench:
+    """What the whole run shares: its work directory, its options, --extra, the rows so far."""
+
+    work: Path
+    args: argparse.Namespace
+    extra: dict[str, Any]
+    rows: list[Measurement]
+
+
 def _child_env() -> dict[str, str]:
     env = dict(os.environ)
     for var in ("NO_PROXY", "no_proxy"):
@@ -184,17 +205,15 @@ def busiest_lock(site_writes: dict[str, list[float]], costs: Costs) -> Lock | No
 
 def measure(
     contender: str,
-    n: int,
-    seeded: Path,
-    costs: Costs,
+    cell: Cell,
     *,
-    profile: str,
-    floor: float,
     ran: int,
     workdir: Path,
     extra: dict[str, Any] | None = None,
 ) -> Measurement:
     """One contender on a fresh copy of the seeded site, run on the first `ran` servers."""
+    n, seeded, costs = cell.n, cell.seeded, cell.costs
+    profile, floor = cell.profile, cell.floor.seconds
     chosen = seed.targets(n)[:ran]
     state_path = seed.copy(seeded, workdir / f"{profile}-{contender}-{n}.sqlite")
     settings = EmulatorSettings(costs=attrs.evolve(costs))
@@ -373,8 +392,9 @@ def ratios(rows: Sequence[Measurement], floors: dict[int, costmodel.Floor]) -> s
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args_in = list(argv if argv is not None else sys.argv[1:])
+def _options(args_in: list[str]) -> tuple[argparse.Namespace, list[int], list[str], list[str]]:
+    """The command line: its options, and the sizes, contenders and profile names it asks for
+    (an unknown contender or profile is a usage error)."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n", 1)[0])
     parser.add_argument("--sizes", default="50,200,1000", help="comma-separated N")
     parser.add_argument("--contenders", default=",".join(CONTENDERS))
@@ -408,6 +428,61 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = {p for p in names if p not in costmodel.PROFILES}
     if unknown:
         parser.error(f"unknown profile(s): {', '.join(sorted(unknown))}")
+    return args, sizes, contenders, names
+
+
+def _profile(
+    bench: Bench, name: str, sizes: list[int], contenders: list[str], say: Callable[[str], None]
+) -> dict[int, costmodel.Floor]:
+    """Every contender at every N under one cost profile (rows added to `bench.rows`); the
+    floor at each N."""
+    profile = costmodel.PROFILES[name]
+    costs = profile.costs()
+    if bench.args.zero_costs:
+        costs = costmodel.without_time(costs)
+    say(f"# profile {name}: {profile.why}" + (" (zero costs)" if bench.args.zero_costs else ""))
+    say(f"# costs: {costs}")
+    floors: dict[int, costmodel.Floor] = {}
+    for n in sizes:
+        seeded = bench.work / f"seed-{n}.sqlite"
+        if not seeded.exists():
+            seed.build(seeded, n)
+        chosen = seed.targets(n)
+        fl = costmodel.floor(costs, chosen)
+        floors[n] = fl
+        cell = Cell(name, costs, n, fl, seeded)
+        for contender in contenders:
+            m = _one(contender, cell, bench)
+            bench.rows.append(m)
+            say(_line(m))
+    return floors
+
+
+def _summary(
+    names: list[str],
+    rows: list[Measurement],
+    floors: dict[str, dict[int, costmodel.Floor]],
+    say: Callable[[str], None],
+) -> None:
+    """Each profile's floors, then its table and ratios."""
+    for name in names:
+        for n, f in floors[name].items():
+            say(
+                f"# floor {name} N={n}: import {f.import_s:.2f} + reads {f.reads_s:.2f} + "
+                f"writes {f.writes_s:.2f} ({f.writes_on_busiest} on {f.busiest_lock}) + "
+                f"exchanges {f.exchanges_s:.3f} = {f.seconds:.2f} s"
+            )
+    for name in names:
+        mine = [m for m in rows if m.profile == name]
+        say(f"\n## profile {name}: {costmodel.PROFILES[name].why}\n")
+        say(table(mine, floors[name]))
+        say("")
+        say(ratios(mine, floors[name]))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_in = list(argv if argv is not None else sys.argv[1:])
+    args, sizes, contenders, names = _options(args_in)
     extra = json.loads(args.extra) if args.extra else {}
     out: TextIO = sys.stderr if args.json else sys.stdout
 
@@ -423,51 +498,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows: list[Measurement] = []
     floors: dict[str, dict[int, costmodel.Floor]] = {}
     with tempfile.TemporaryDirectory(prefix="cmproxy-bench-") as tmp:
-        work = Path(tmp)
-        seeded = {n: work / f"seed-{n}.sqlite" for n in sizes}
+        bench = Bench(Path(tmp), args, extra, rows)
         for name in names:
-            profile = costmodel.PROFILES[name]
-            costs = profile.costs()
-            if args.zero_costs:
-                costs = costmodel.without_time(costs)
-            say(f"# profile {name}: {profile.why}" + (" (zero costs)" if args.zero_costs else ""))
-            say(f"# costs: {costs}")
-            floors[name] = {}
-            for n in sizes:
-                if not seeded[n].exists():
-                    seed.build(seeded[n], n)
-                chosen = seed.targets(n)
-                fl = costmodel.floor(costs, chosen)
-                floors[name][n] = fl
-                for contender in contenders:
-                    m = _one(
-                        contender,
-                        n,
-                        profile=name,
-                        costs=costs,
-                        fl=fl,
-                        seeded=seeded[n],
-                        work=work,
-                        args=args,
-                        extra=extra,
-                        rows=rows,
-                    )
-                    rows.append(m)
-                    say(_line(m))
+            floors[name] = _profile(bench, name, sizes, contenders, say)
     elapsed = time.perf_counter() - started
-    for name in names:
-        for n, f in floors[name].items():
-            say(
-                f"# floor {name} N={n}: import {f.import_s:.2f} + reads {f.reads_s:.2f} + "
-                f"writes {f.writes_s:.2f} ({f.writes_on_busiest} on {f.busiest_lock}) + "
-                f"exchanges {f.exchanges_s:.3f} = {f.seconds:.2f} s"
-            )
-    for name in names:
-        mine = [m for m in rows if m.profile == name]
-        say(f"\n## profile {name}: {costmodel.PROFILES[name].why}\n")
-        say(table(mine, floors[name]))
-        say("")
-        say(ratios(mine, floors[name]))
+    _summary(names, rows, floors, say)
     say(f"\n# {elapsed:.0f} s in all; {load()} at the end")
     if args.json:
         doc = {
@@ -483,25 +518,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 1 if failed else 0
 
 
-def _one(
-    contender: str,
-    n: int,
-    *,
-    profile: str,
-    costs: Costs,
-    fl: costmodel.Floor,
-    seeded: Path,
-    work: Path,
-    args: argparse.Namespace,
-    extra: dict[str, Any],
-    rows: Sequence[Measurement],
-) -> Measurement:
+def _one(contender: str, cell: Cell, bench: Bench) -> Measurement:
     """One contender at one N: measured, extrapolated from a smaller run, or dropped."""
+    args, n, fl = bench.args, cell.n, cell.floor
     if contender == "naive" and n > args.naive_max:
         return Measurement(
             contender,
             n,
-            profile,
+            cell.profile,
             fl.seconds,
             math.nan,
             math.nan,
@@ -516,27 +540,14 @@ def _one(
     if contender == "per-connection" and n > args.sample:
         sampled = [
             r
-            for r in rows
-            if r.contender == contender and r.profile == profile and r.n == args.sample
+            for r in bench.rows
+            if r.contender == contender and r.profile == cell.profile and r.n == args.sample
         ]
         if sampled and not sampled[0].error:
             return attrs.evolve(sampled[0].at(n), floor=fl.seconds)
-        ran = args.sample
-        m = measure(
-            contender, n, seeded, costs, profile=profile, floor=fl.seconds, ran=ran, workdir=work
-        )
+        m = measure(contender, cell, ran=args.sample, workdir=bench.work)
         return attrs.evolve(m.at(n), floor=fl.seconds) if not m.error else m
-    return measure(
-        contender,
-        n,
-        seeded,
-        costs,
-        profile=profile,
-        floor=fl.seconds,
-        ran=n,
-        workdir=work,
-        extra=extra,
-    )
+    return measure(contender, cell, ran=n, workdir=bench.work, extra=bench.extra)
 
 
 def _line(m: Measurement) -> str:
