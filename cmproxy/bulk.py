@@ -419,7 +419,7 @@ class _BulkRun:
         """Run the chunks of every site (`_Lanes` says which next) on a thread pool; Ctrl-C
         (or `cancel`) starts no more of them, in-flight ones finish or roll back."""
         knobs = self.knobs
-        chunks = _chunks(jobs, knobs.batch_size, staggered=knobs.per_site > 1)
+        chunks = _chunks(jobs, knobs.batch_size, knobs.per_site)
         # The sites with the most servers start first: their writes take longest.
         queues = sorted(chunks.values(), key=lambda q: -sum(len(chunk) for chunk in q))
         lanes = _Lanes([collections.deque(q) for q in queues], knobs)
@@ -651,14 +651,15 @@ def _jobs(
 
 
 def _chunks(
-    jobs: Sequence[tuple[_Provider, str, DesiredState]], size: int, staggered: bool = False
+    jobs: Sequence[tuple[_Provider, str, DesiredState]], size: int, lanes: int = 1
 ) -> dict[tuple[str, str], list[list[_Job]]]:
     """The jobs per (provider, site of the target server), in chunks of up to `size`.
 
-    `staggered`: the first chunk of a site is half a chunk. Batches in flight at one site take
-    turns on its write lock, so batches that start together finish together, and the lock
-    idles while they all read back; half a chunk ahead, one always writes while the other
-    reads back and the next one starts.
+    A site's chunks come in a multiple of `lanes` (its batches in flight at once: `per_site`)
+    and are as equal as they can be, so its lanes take turns on the site's write lock to the
+    end and finish together: one lane left alone at a site (a short last chunk, or a long one
+    started late) leaves the lock idle while it compares and reads back, and lanes that turn
+    over together idle it no longer than lanes that turn over in turn.
     """
     per_site: dict[tuple[str, str], list[_Job]] = {}
     for index, (provider, key, group) in enumerate(jobs):
@@ -666,12 +667,30 @@ def _chunks(
         per_site.setdefault((provider.client.endpoint, site), []).append(
             (index, provider, key, group)
         )
-    chunks: dict[tuple[str, str], list[list[_Job]]] = {}
-    for where, items in per_site.items():
-        first = max(1, size // 2) if staggered and len(items) > size else size
-        chunks[where] = [items[:first]] + [
-            items[k : k + size] for k in range(first, len(items), size)
-        ]
+    return {where: _even_chunks(items, size, lanes) for where, items in per_site.items()}
+
+
+#: Jobs a site's batch gets at least when it is split to fill its lanes: a batch has fixed
+#: costs (its journal claim and commits, each an fsync; its pipeline's start and account
+#: look-up) worth paying only to hide several writes' compare and read-back.
+_MIN_SPLIT = 4
+
+
+def _even_chunks(items: list[_Job], size: int, lanes: int) -> list[list[_Job]]:
+    """`items` in contiguous chunks of at most `size`, `lanes` × as few as that allows, of
+    sizes that differ by one at most (fewer, down to one, when a chunk would have fewer than
+    `_MIN_SPLIT` items)."""
+    lanes = max(1, min(lanes, len(items) // _MIN_SPLIT))
+    count = min(len(items), lanes * math.ceil(len(items) / (lanes * max(1, size))))
+    if count <= 1:
+        return [items]
+    base, extra = divmod(len(items), count)
+    chunks: list[list[_Job]] = []
+    start = 0
+    for k in range(count):
+        end = start + base + (1 if k < extra else 0)
+        chunks.append(items[start:end])
+        start = end
     return chunks
 
 
