@@ -61,6 +61,7 @@ from cmproxy.transaction import (
     restore_desired,
     run_transactions,
 )
+from cmproxy.tuning import DEFAULT_TUNING
 
 __all__ = ["BulkPlan", "apply_bulk", "plan_bulk"]
 
@@ -404,12 +405,16 @@ class _BulkRun:
         later; with passwords to send (accounts to create), each pool also exchanges its
         SecureString key during its import."""
         secrets = any(a.password is not None for a in self.desired.accounts)
-        warm = [
-            (c, c.endpoint) for c in self.clients if not self.knobs.dry_run and isinstance(c, Warms)
-        ]
+        warm = [(c, c.endpoint) for c in self.clients if isinstance(c, Warms)]
+        # A dry run only reads: as many lanes as its read has shards, opened at once (opened
+        # one by one as the shards ask, each would pay its module import on the clock).
+        lanes = self.knobs.per_provider
+        if self.knobs.dry_run:
+            lanes = min(lanes, DEFAULT_TUNING.read_shards)
+            secrets = False
         with ThreadPoolExecutor(max(1, len(warm)), thread_name_prefix="cmproxy-warm") as pool:
             for client, endpoint in warm:
-                pool.submit(_warm, client, endpoint, self.knobs.per_provider, secrets)
+                pool.submit(_warm, client, endpoint, lanes, secrets)
             self.read_at = time.monotonic()
             return _read_providers(self.clients, self.knobs.policy)
 
