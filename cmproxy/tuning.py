@@ -16,10 +16,12 @@ __all__ = ["DEFAULT_TUNING", "Tuning"]
 class Tuning:
     """The batching and sharding knobs of a `Session`."""
 
-    #: Pipelines of a whole-hierarchy read when the number of sites is not known yet: three,
-    #: for the first read runs as the warmed pools finish their imports (one every ≈ 60 ms),
-    #: and a fourth shard would mostly wait for its pool.
-    read_shards: int = 3
+    #: Pipelines of a whole-hierarchy read when the number of sites is not known yet: four
+    #: (a hierarchy rarely has more sites than a CAS and three primaries to read at once).
+    #: The warmed pools now finish their imports together (measured: four shards start
+    #: within 10 ms of each other), so a fourth shard no longer waits for its pool, and each
+    #: shard lists one site fewer: at N = 200 the read ends ≈ 0.07 s earlier than with three.
+    read_shards: int = 4
     #: Server reads joined into one pipeline at most (`Session.read_state(servers)` from
     #: threads).
     read_batch_limit: int = 64
