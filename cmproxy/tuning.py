@@ -41,6 +41,16 @@ class Tuning:
     #: it saves.
     site_listing_ratio: int = 4
     site_listing_min: int = 8
+    #: Runspace pools that bootstrap (import the ConfigurationManager module) at a time when a
+    #: session opens several ahead (`Session.warm`, which `apply_bulk` calls); the others open
+    #: as those finish. The import loads the AdminUI assemblies on the SMS Provider: if it is
+    #: CPU-bound there, k imports on c < k cores each take k / c times as long, so all-at-once
+    #: delays every pool, the first one (on which the planning read runs) included, while in
+    #: turns of c the first c are ready after one import. Set it to the provider's logical
+    #: cores. The default, 8, is the core count Microsoft recommends for a primary site server
+    #: ("Recommended hardware for Configuration Manager") and `apply_bulk`'s `per_provider`:
+    #: all of a bulk run's pools import at once (docs/performance.md, `import-contention`).
+    imports_at_once: int = 8
     #: Batched writes in flight at once per site (a site serialises its writes anyway; two let
     #: one batch read back while the other writes).
     writes_in_flight: int = 2
