@@ -568,7 +568,9 @@ class _Lanes:
     """Which chunk starts next: each site's chunks in order, at most `per_site` of one site
     (a site serialises its writes: two chunks in flight let one read or read back while the
     other writes), `per_provider` of one provider (a `Session` runs its steps on a few
-    runspace pools) and `max_workers` in all at once."""
+    runspace pools) and `max_workers` in all at once. Of the sites that may start one, the
+    one with the fewest in flight (then the biggest): every site writes from the start even
+    when the provider's pools come in turns (`Tuning.imports_at_once`)."""
 
     queues: list[collections.deque[list[_Job]]]
     knobs: _Knobs
@@ -587,6 +589,7 @@ class _Lanes:
         if len(self.running) >= self.knobs.max_workers:
             return None
         in_flight = list(self.running.values())
+        best: tuple[int, int] | None = None  # (chunks in flight at its site, queue index)
         for lane, queue in enumerate(self.queues):
             if not queue:
                 continue
@@ -594,8 +597,10 @@ class _Lanes:
             at_site = sum(1 for i, _c in in_flight if i == lane)
             at_provider = sum(1 for _i, c in in_flight if _endpoint(c) == endpoint)
             if at_site < self.knobs.per_site and at_provider < self.knobs.per_provider:
-                return lane, queue.popleft()
-        return None
+                best = min(best or (at_site, lane), (at_site, lane))
+        if best is None:
+            return None
+        return best[1], self.queues[best[1]].popleft()
 
     def left(self) -> list[list[_Job]]:
         """The chunks never started (cancelled), taken out of their queues."""
