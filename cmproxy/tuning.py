@@ -48,8 +48,9 @@ class Tuning:
     #: delays every pool, the first one (on which the planning read runs) included, while in
     #: turns of c the first c are ready after one import. Set it to the provider's logical
     #: cores. The default, 8, is the core count Microsoft recommends for a primary site server
-    #: ("Recommended hardware for Configuration Manager") and `apply_bulk`'s `per_provider`:
-    #: all of a bulk run's pools import at once (docs/performance.md, `import-contention`).
+    #: ("Recommended hardware for Configuration Manager"): of a bulk run's 12 pools
+    #: (`apply_bulk`'s `per_provider`) 8 import at once, the other 4, which only sites of more
+    #: than two batches use, as those finish (docs/performance.md, `import-contention`).
     imports_at_once: int = 8
     #: Batched writes in flight at once per site (a site serialises its writes anyway; two let
     #: one batch read back while the other writes).
