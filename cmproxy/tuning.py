@@ -43,15 +43,16 @@ class Tuning:
     site_listing_min: int = 8
     #: Runspace pools that bootstrap (import the ConfigurationManager module) at a time when a
     #: session opens several ahead (`Session.warm`, which `apply_bulk` calls); the others open
-    #: as those finish. The import loads the AdminUI assemblies on the SMS Provider: if it is
-    #: CPU-bound there, k imports on c < k cores each take k / c times as long, so all-at-once
-    #: delays every pool, the first one (on which the planning read runs) included, while in
-    #: turns of c the first c are ready after one import. Set it to the provider's logical
-    #: cores. The default, 8, is the core count Microsoft recommends for a primary site server
-    #: ("Recommended hardware for Configuration Manager"): of a bulk run's 12 pools
-    #: (`apply_bulk`'s `per_provider`) 8 import at once, the other 4, which only sites of more
-    #: than two batches use, as those finish (docs/performance.md, `import-contention`).
-    imports_at_once: int = 8
+    #: as those finish. None (the default): all at once. The import loads the AdminUI
+    #: assemblies on the SMS Provider: if it is CPU-bound there ([UNCONFIRMED]), k imports on
+    #: c < k cores each take k / c times as long, so all-at-once delays every pool, the first
+    #: one (on which the planning read runs) included, while in turns of c the first c are
+    #: ready after one import: set it to the provider's logical cores then (4 under the
+    #: benchmark's `import-contention`: first write 4.4 s -> 2.8 s at N = 200). The client
+    #: cannot learn the cores, and in turns the later pools set up (NTLM, key exchange) while
+    #: the first ones read and write instead of during the import: with 12 pools and no
+    #: contention, 8 at once cost N = 200 ≈ 0.3 s against all at once (docs/performance.md).
+    imports_at_once: int | None = None
     #: Batched writes in flight at once per site (a site serialises its writes anyway; two let
     #: one batch read back while the other writes).
     writes_in_flight: int = 2
