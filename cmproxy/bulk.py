@@ -692,7 +692,7 @@ _MIN_SPLIT = 4
 #: lock is its compare, shorter than the other lane's Set. With several batches per lane (a
 #: site of more than two batches), each write also reads itself back and the batches turn
 #: over: up to `per_site` lanes then (measured: N = 1,000, busiest lock busy 88 % with two,
-#: 96 % with three; N = 200 unchanged).
+#: 96 % with three; at N = 200 every site keeps two).
 _ONE_ROUND_LANES = 2
 
 

@@ -48,10 +48,11 @@ class Tuning:
     #: c < k cores each take k / c times as long, so all-at-once delays every pool, the first
     #: one (on which the planning read runs) included, while in turns of c the first c are
     #: ready after one import: set it to the provider's logical cores then (4 under the
-    #: benchmark's `import-contention`: first write 4.4 s -> 2.8 s at N = 200). The client
-    #: cannot learn the cores, and in turns the later pools set up (NTLM, key exchange) while
-    #: the first ones read and write instead of during the import: with 12 pools and no
-    #: contention, 8 at once cost N = 200 ≈ 0.3 s against all at once (docs/performance.md).
+    #: benchmark's `import-contention`: with 8 pools, first write 4.4 s -> 2.8 s at
+    #: N = 200). The client cannot learn the cores, and in turns the later pools set up
+    #: (NTLM, key exchange) while the first ones read and write instead of during the import:
+    #: with 12 pools and no contention, 8 at once cost N = 200 ≈ 0.3 s against all at once
+    #: (docs/performance.md).
     imports_at_once: int | None = None
     #: Batched writes in flight at once per site (a site serialises its writes anyway; two let
     #: one batch read back while the other writes).
