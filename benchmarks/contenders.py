@@ -271,9 +271,11 @@ def _trace_steps(session: Any) -> None:
 
 
 def run_cmproxy(cfg: dict[str, Any], chosen: Sequence[Target], *, dry_run: bool = False) -> None:
-    """`apply_bulk` with its default options unless `cfg["bulk"]` names some (the harness
-    says which in its output)."""
+    """`apply_bulk` with its default options unless `cfg["bulk"]` names some, over a `Session`
+    with the default `Tuning` unless `cfg["tuning"]` names some (the harness says which in its
+    output)."""
     import cmproxy  # noqa: PLC0415
+    from cmproxy.tuning import Tuning  # noqa: PLC0415
 
     info = cmproxy.ConnectionInfo(
         server=cfg["host"],
@@ -299,7 +301,9 @@ def run_cmproxy(cfg: dict[str, Any], chosen: Sequence[Target], *, dry_run: bool 
         tempfile.TemporaryDirectory(prefix="cmproxy-bench-") as tmp,
         cmproxy.Journal(os.path.join(tmp, "journal.sqlite3")) as journal,
         # Not opened here: apply_bulk opens it with all its runspace pools at once.
-        contextlib.closing(cmproxy.Session(info)) as session,
+        contextlib.closing(
+            cmproxy.Session(info, tuning=Tuning(**cfg.get("tuning", {})))
+        ) as session,
     ):
         if cfg.get("trace"):
             _trace_steps(session)

@@ -324,7 +324,9 @@ def cmproxy_options(extra: dict[str, Any]) -> str:
         for k, p in params.items()
         if k in ("per_provider", "per_site", "batch_size", "max_workers", "recheck_after")
     }
-    given = extra.get("bulk") or {}
+    given = dict(extra.get("bulk") or {})
+    if extra.get("tuning"):
+        given["Session tuning"] = extra["tuning"]
     guarantees = (
         "servers held in the journal before the planning read (the conflict check), "
         "compare-and-set in every write pipeline, every write read back, journal on disk "

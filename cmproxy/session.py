@@ -236,12 +236,14 @@ class Session:
                     self._transport = create_transport(self.info, self._setup_step())
                 # The session opens on the first lane ready; the others go on warming (a step
                 # waits for one of them rather than open another pool).
-                self._transport.warm(concurrency, secrets=secrets, wait=False)
+                self._transport.warm(
+                    concurrency, secrets=secrets, wait=False, at_once=self.tuning.imports_at_once
+                )
                 self._open()
                 return
         transport = self._transport
         if transport is not None:
-            transport.warm(concurrency, secrets=secrets)
+            transport.warm(concurrency, secrets=secrets, at_once=self.tuning.imports_at_once)
 
     # -- pipelines and shells (what a killed process may leave running) ---------------------
 

@@ -16,10 +16,12 @@ __all__ = ["DEFAULT_TUNING", "Tuning"]
 class Tuning:
     """The batching and sharding knobs of a `Session`."""
 
-    #: Pipelines of a whole-hierarchy read when the number of sites is not known yet: three,
-    #: for the first read runs as the warmed pools finish their imports (one every ≈ 60 ms),
-    #: and a fourth shard would mostly wait for its pool.
-    read_shards: int = 3
+    #: Pipelines of a whole-hierarchy read when the number of sites is not known yet: four
+    #: (a hierarchy rarely has more sites than a CAS and three primaries to read at once).
+    #: The warmed pools now finish their imports together (measured: four shards start
+    #: within 10 ms of each other), so a fourth shard no longer waits for its pool, and each
+    #: shard lists one site fewer: at N = 200 the read ends ≈ 0.07 s earlier than with three.
+    read_shards: int = 4
     #: Server reads joined into one pipeline at most (`Session.read_state(servers)` from
     #: threads).
     read_batch_limit: int = 64
@@ -39,6 +41,19 @@ class Tuning:
     #: it saves.
     site_listing_ratio: int = 4
     site_listing_min: int = 8
+    #: Runspace pools that bootstrap (import the ConfigurationManager module) at a time when a
+    #: session opens several ahead (`Session.warm`, which `apply_bulk` calls); the others open
+    #: as those finish. None (the default): all at once. The import loads the AdminUI
+    #: assemblies on the SMS Provider: if it is CPU-bound there ([UNCONFIRMED]), k imports on
+    #: c < k cores each take k / c times as long, so all-at-once delays every pool, the first
+    #: one (on which the planning read runs) included, while in turns of c the first c are
+    #: ready after one import: set it to the provider's logical cores then (4 under the
+    #: benchmark's `import-contention`: with 8 pools, first write 4.4 s -> 2.8 s at
+    #: N = 200). The client cannot learn the cores, and in turns the later pools set up
+    #: (NTLM, key exchange) while the first ones read and write instead of during the import:
+    #: with 12 pools and no contention, 8 at once cost N = 200 ≈ 0.3 s against all at once
+    #: (docs/performance.md).
+    imports_at_once: int | None = None
     #: Batched writes in flight at once per site (a site serialises its writes anyway; two let
     #: one batch read back while the other writes).
     writes_in_flight: int = 2

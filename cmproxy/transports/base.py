@@ -357,11 +357,17 @@ class Transport(abc.ABC):
         """Connect now and run the setup step once; its result (None without setup)."""
 
     def warm(  # noqa: B027 - optional, a no-op by default
-        self, concurrency: int, *, secrets: bool = False, wait: bool = True
+        self,
+        concurrency: int,
+        *,
+        secrets: bool = False,
+        wait: bool = True,
+        at_once: int | None = None,
     ) -> None:
         """Prepare for `concurrency` concurrent steps (PSRP opens its pools in parallel);
         `secrets`: steps will send SecureStrings (PSRP exchanges its keys while importing);
-        `wait=False`: return before they are ready."""
+        `wait=False`: return before they are ready; `at_once`: bootstraps (module imports)
+        run at most that many at a time (None: all at once)."""
 
     @abc.abstractmethod
     def run(self, step: Step) -> Result:

@@ -341,7 +341,14 @@ class PSRPTransport(Transport):
             self._give_back(lane)
             return self.last_setup
 
-    def warm(self, concurrency: int, *, secrets: bool = False, wait: bool = True) -> None:
+    def warm(
+        self,
+        concurrency: int,
+        *,
+        secrets: bool = False,
+        wait: bool = True,
+        at_once: int | None = None,
+    ) -> None:
         """Open pools for `concurrency` concurrent steps now (up to max_pools).
 
         Each new pool bootstraps (imports the module) in parallel with the others, instead of
@@ -353,7 +360,10 @@ class PSRPTransport(Transport):
         `wait=False`: steps meanwhile wait for a warming lane rather than open another pool.
         `secrets`: SecureStrings will be sent, so every pool opened from now on exchanges its
         session key while its bootstrap imports the module (the RSA work hides in the import
-        instead of delaying the first step that carries a secret).
+        instead of delaying the first step that carries a secret). `at_once`: at most that
+        many of these pools bootstrap at a time; each of the others opens when one of those
+        has finished (`Tuning.imports_at_once`: imports that share a provider's cores take
+        longer together than in turns, and the first pools ready start the work sooner).
         """
         self._keys_on_open = self._keys_on_open or secrets
         with self._available:
@@ -362,7 +372,15 @@ class PSRPTransport(Transport):
             lanes = [_Lane() for _ in range(max(0, wanted))]
             self._lanes.extend(lanes)
             self._warming += len(lanes)
-            self._to_open += len(lanes)
+            first = len(lanes) if at_once is None else min(len(lanes), max(1, at_once))
+            self._to_open += first  # the later ones count once they start to open
+        turns = threading.Semaphore(0)  # one per bootstrap of this call that has finished
+
+        def open_later(lane: _Lane) -> None:
+            turns.acquire()
+            with self._available:
+                self._to_open += 1
+            open_one(lane)
 
         def open_one(lane: _Lane) -> None:
             try:
@@ -377,12 +395,14 @@ class PSRPTransport(Transport):
                 if not self._give_back(lane):  # closed while it opened: not to be leaked
                     self._discard_pool(lane)
             finally:
+                turns.release()
                 with self._available:
                     self._warming -= 1
                     self._available.notify_all()
 
-        for lane in lanes:
-            threading.Thread(target=open_one, args=(lane,), daemon=True).start()
+        for k, lane in enumerate(lanes):
+            target = open_one if k < first else open_later
+            threading.Thread(target=target, args=(lane,), daemon=True).start()
         if wait:  # for these lanes and any still warming from an earlier call
             with self._available:
                 self._available.wait_for(lambda: not self._warming)

@@ -24,6 +24,7 @@ from cmproxy.plan import Change, ChangeKind
 from cmproxy.retry import is_transient
 from cmproxy.session import Session, WriteCoalescer
 from cmproxy.transports.psrp import PSRPTransport
+from cmproxy.tuning import Tuning
 from cmproxy.writer import BATCH_TEMPLATE, WriteResult, batch_step
 
 from .targets import RECEIVE_TIMEOUT, account_change, connection_info
@@ -326,6 +327,49 @@ def test_an_unopened_session_opens_on_its_first_warm_pool_and_steps_wait_for_the
             states = list(pool.map(lambda _: session.read_state([DP1]), range(6)))
         assert all(s.server(DP1) is not None for s in states)
         assert transport.pools == 3
+
+
+def _most_imports_at_once(imports_at_once: int | None) -> int:
+    """Warm three pools of an unopened session (a 0.3 s import on a 4-core provider) and
+    return the most module imports the emulator saw running at once, polled meanwhile."""
+    settings = EmulatorSettings()
+    settings.costs.module_import = 0.3
+    settings.costs.provider_cores = 4  # the emulator counts the imports running at once
+    tuning = Tuning() if imports_at_once is None else Tuning(imports_at_once=imports_at_once)
+    most = 0
+    with (
+        Emulator(seed="demo", settings=settings, receive_timeout=RECEIVE_TIMEOUT) as emu,
+        contextlib.closing(Session(connection_info(emu, "psrp", "ntlm"), tuning=tuning)) as s,
+    ):
+        done = threading.Event()
+
+        def poll() -> None:
+            nonlocal most
+            while not done.is_set():
+                with settings.lock:
+                    most = max(most, settings.imports_running)
+                time.sleep(0.005)
+
+        watcher = threading.Thread(target=poll)
+        watcher.start()
+        try:
+            s.warm(3)
+            transport = s._transport
+            assert isinstance(transport, PSRPTransport)
+            transport.warm(3)  # returns once no pool is warming any more
+            assert transport.pools == 3
+            assert s.read_state([DP1]).server(DP1) is not None
+        finally:
+            done.set()
+            watcher.join()
+    return most
+
+
+def test_warm_imports_at_most_tuning_imports_at_once_at_a_time() -> None:
+    """`Tuning.imports_at_once`: the warmed pools bootstrap in turns of that many (imports
+    that share a provider's cores are slower together); by default, here all three at once."""
+    assert _most_imports_at_once(1) == 1
+    assert _most_imports_at_once(None) == 3
 
 
 def test_a_whole_read_in_shards_is_the_read_in_one_pipeline() -> None:
