@@ -146,7 +146,15 @@ class ConsoleNotInstalledError(SessionError):
 
 
 class SiteDriveError(SessionError):
-    """The CMSite drive for the site code is missing or clashes with another drive."""
+    """The CMSite drive for the site code is missing or clashes with another drive.
+
+    `site_codes`: when no site code was given and the provider serves several sites, their
+    codes (the CMSite drives the bootstrap found), so a caller can choose one.
+    """
+
+    def __init__(self, message: str, *, site_codes: tuple[str, ...] = ()) -> None:
+        self.site_codes = site_codes
+        super().__init__(message)
 
 
 class ModuleBlockedError(SessionError):

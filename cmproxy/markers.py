@@ -61,9 +61,12 @@ def map_session_error(exc: CMProxyError, info: ConnectionInfo) -> CMProxyError:
             "a Configuration Manager administrative user."
         )
     if code == "SiteCodeUnknown":
+        # Initialize-CMSession.ps1: "found N CMSite drives: CAS, PS1, PS2".
+        listed = detail.partition(":")[2]
         return SiteDriveError(
             f"{where}: the site code was not given and could not be guessed ({detail}); set "
-            "site_code (CMPROXY_SITE_CODE)."
+            "site_code (CMPROXY_SITE_CODE).",
+            site_codes=tuple(c.strip() for c in listed.split(",") if c.strip()),
         )
     mapped = bootstrap_error(code, detail, where)
     if mapped is not None:

@@ -4,7 +4,6 @@ that lists the codes)."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -15,17 +14,7 @@ from cmproxy.cli.errors import UsageError
 from cmproxy.cli.options import Common, interactive
 from cmproxy.cli.ui import Ui
 
-__all__ = ["open_session", "site_codes_offered"]
-
-#: The bootstrap's answer when no site code was given and the provider has several CMSite
-#: drives (ps_templates/Initialize-CMSession.ps1, SiteCodeUnknown).
-_SEVERAL = re.compile(r"found \d+ CMSite drives: ([A-Za-z0-9, ]+)")
-
-
-def site_codes_offered(error: SiteDriveError) -> list[str]:
-    """The site codes a SiteCodeUnknown error lists (none for other site-drive errors)."""
-    found = _SEVERAL.search(str(error))
-    return [c.strip() for c in found.group(1).split(",") if c.strip()] if found else []
+__all__ = ["open_session"]
 
 
 def _choose(info: ConnectionInfo, codes: list[str], ui: Ui) -> ConnectionInfo:
@@ -48,7 +37,7 @@ def _open(info: ConnectionInfo, ui: Ui) -> Session:
         try:
             return Session(info).open()
         except SiteDriveError as error:
-            codes = site_codes_offered(error) if info.site_code is None else []
+            codes = list(error.site_codes) if info.site_code is None else []
             if not codes:
                 raise
     chosen = _choose(info, codes, ui)

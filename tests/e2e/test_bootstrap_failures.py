@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import attrs
 import pytest
 
 from cmproxy import (
@@ -172,3 +173,16 @@ def test_later_bootstraps_reuse_the_provider_found_by_the_first(transport_name: 
             commands = [c.command for c in emu.state.call_log()]
     assert "Get-CMSiteRole" in commands
     assert "Get-CimInstance" not in commands
+
+
+def test_no_site_code_on_a_provider_of_several_sites_names_their_codes(
+    transport_name: str,
+) -> None:
+    """The demo provider has three CMSite drives (CAS, PS1, PS2): without a site code the
+    bootstrap cannot guess, and the error carries the codes it found (the CLI offers them)."""
+    with Emulator(seed="demo", receive_timeout=RECEIVE_TIMEOUT) as emu:
+        info = attrs.evolve(connection_info(emu, transport_name, "ntlm"), site_code=None)
+        with pytest.raises(SiteDriveError) as caught:
+            Session(info).open()
+    assert caught.value.site_codes == ("CAS", "PS1", "PS2")
+    assert "found 3 CMSite drives" in str(caught.value)
