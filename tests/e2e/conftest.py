@@ -8,11 +8,22 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import attrs
 
-from cmproxy import ConnectionInfo, ServerSnapshot, Session, SupFlags
+from cmproxy import (
+    ConnectionInfo,
+    DesiredState,
+    Journal,
+    Outcome,
+    ProxyRequest,
+    ServerSnapshot,
+    Session,
+    SupFlags,
+    run_transaction,
+)
 from cmproxy.emulator.api import Emulator
 from cmproxy.model import ProxySettings
 
@@ -76,6 +87,19 @@ def skip_idle_timeouts(emu: Emulator) -> None:
     skip = max(quotas.plugin_idle_timeout_ms, quotas.winrs_idle_timeout_ms) / 1000.0 + 1.0
     clock = emu.config.clock
     emu.config.clock = lambda: clock() + skip
+
+
+def change_one_proxy(emu: Emulator, session: Session, journal: Path, new: ProxySettings) -> None:
+    """Read the site, give SERVER the proxy `new` in one journalled transaction, and check the
+    emulator's store shows it (the authentication tests' common scenario)."""
+    state = session.read_state()
+    assert SERVER.lower() in {s.name.lower() for s in state.servers}
+    with Journal(journal) as opened:
+        result = run_transaction(
+            session, DesiredState(proxies=[ProxyRequest(SERVER, new)]), journal=opened
+        )
+    assert result.outcome(SERVER).outcome is Outcome.CHANGED
+    assert oracle(emu).proxy == new
 
 
 def oracle(emu: Emulator, server: str = SERVER, site: str = SITE) -> ServerSnapshot:

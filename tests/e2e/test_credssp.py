@@ -19,17 +19,12 @@ import pytest
 from cmproxy import (
     AuthenticationError,
     ConnectionInfo,
-    DesiredState,
-    Journal,
-    Outcome,
-    ProxyRequest,
     ProxySettings,
     Session,
-    run_transaction,
 )
 from cmproxy.emulator.api import Emulator
 
-from .conftest import SERVER, SITE, oracle
+from .conftest import change_one_proxy, info_for
 
 pytestmark = [
     pytest.mark.e2e,
@@ -43,22 +38,7 @@ NEW = ProxySettings(server="proxy-credssp.contoso.com", port=8081)
 
 
 def _info(emu: Emulator, transport: str, **extra: Any) -> ConnectionInfo:
-    fields: dict[str, Any] = {
-        "server": emu.host,
-        "port": emu.port,
-        "scheme": "http",
-        "auth": "credssp",
-        "username": emu.username,
-        "password": emu.password,
-        "message_encryption": "always",
-        "transport": transport,
-        "site_code": SITE,
-        "read_timeout": 30,
-        "operation_timeout": 5,
-        "ignore_proxy": True,
-    }
-    fields.update(extra)
-    return ConnectionInfo(**fields)
+    return info_for(emu, transport).evolve(auth="credssp", **extra)
 
 
 @pytest.mark.parametrize("transport", ["psrp", "winrm"])
@@ -67,14 +47,7 @@ def test_a_transaction_over_credssp_changes_the_proxy(transport: str, tmp_path: 
         Emulator(seed="demo", allow_credssp=True, receive_timeout=5.0) as emu,
         Session(_info(emu, transport)) as session,
     ):
-        state = session.read_state()
-        assert SERVER.lower() in {s.name.lower() for s in state.servers}
-        with Journal(tmp_path / "journal.sqlite3") as journal:
-            result = run_transaction(
-                session, DesiredState(proxies=[ProxyRequest(SERVER, NEW)]), journal=journal
-            )
-        assert result.outcome(SERVER).outcome is Outcome.CHANGED
-        assert oracle(emu).proxy == NEW
+        change_one_proxy(emu, session, tmp_path / "journal.sqlite3", NEW)
         assert {call.user for call in emu.state.call_log()} == {emu.username}
 
 

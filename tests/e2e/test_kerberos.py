@@ -34,18 +34,13 @@ import requests
 from cmproxy import (
     AuthenticationError,
     ConnectionInfo,
-    DesiredState,
-    Journal,
-    Outcome,
-    ProxyRequest,
     ProxySettings,
     Session,
-    run_transaction,
 )
 from cmproxy.emulator import wsman
 from cmproxy.emulator.api import Emulator
 
-from .conftest import SERVER, SITE, oracle
+from .conftest import SERVER, change_one_proxy, info_for
 from .kerberos_realm import (
     PASSWORD,
     PRINCIPAL,
@@ -95,24 +90,14 @@ def _emulator(realm: Realm, **kwargs: Any) -> Emulator:
 
 
 def _info(emu: Emulator, transport: str, **extra: Any) -> ConnectionInfo:
-    fields: dict[str, Any] = {
-        "server": emu.host,
-        "port": emu.port,
-        "scheme": "http",
+    # PSRP gets its ticket from the password (pyspnego, krb5); WinRS uses the ticket cache.
+    kerberos: dict[str, Any] = {
         "auth": "kerberos",
         "username": PRINCIPAL,
-        "message_encryption": "always",
-        "transport": transport,
-        "site_code": SITE,
-        "read_timeout": 30,
-        "operation_timeout": 5,
-        "ignore_proxy": True,
+        "password": PASSWORD if transport == "psrp" else None,
         "negotiate_hostname_override": SPN_HOST,
     }
-    if transport == "psrp":
-        fields["password"] = PASSWORD  # pypsrp gets the ticket itself (pyspnego, krb5)
-    fields.update(extra)
-    return ConnectionInfo(**fields)
+    return info_for(emu, transport).evolve(**{**kerberos, **extra})
 
 
 @pytest.mark.parametrize("transport", ["psrp", "winrm"])
@@ -127,14 +112,7 @@ def test_a_transaction_over_kerberos_changes_the_proxy(
     if transport == "winrm":
         kerberos_env.kinit()
     with _emulator(kerberos_env) as emu, Session(_info(emu, transport)) as session:
-        state = session.read_state()
-        assert SERVER.lower() in {s.name.lower() for s in state.servers}
-        with Journal(tmp_path / "journal.sqlite3") as journal:
-            result = run_transaction(
-                session, DesiredState(proxies=[ProxyRequest(SERVER, NEW)]), journal=journal
-            )
-        assert result.outcome(SERVER).outcome is Outcome.CHANGED
-        assert oracle(emu).proxy == NEW
+        change_one_proxy(emu, session, tmp_path / "journal.sqlite3", NEW)
         users = {call.user for call in emu.state.call_log()}
         assert users == {"CONTOSO\\cmadmin"}, users
 
