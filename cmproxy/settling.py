@@ -377,6 +377,8 @@ def not_seen_yet(now: ServerSnapshot | None, before: ServerSnapshot, after: Serv
 def expected_after(
     snapshots: dict[str, ServerSnapshot], changes: Iterable[Change]
 ) -> dict[str, ServerSnapshot]:
+    """The snapshots (by lower-case name) with each change's value put in by its `Setting`:
+    what verification expects to read back (public form: `cmproxy.expected_after`)."""
     after = dict(snapshots)
     for change in changes:
         key = change.target.lower()
