@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import tenacity
 
 from cmproxy._exceptions import ConflictError, JournalError
 
@@ -164,6 +165,39 @@ def _migrate(db: sqlite3.Connection, path: Path) -> None:
     db.execute("COMMIT")
 
 
+#: How long opening a journal waits for another process that holds it (as `timeout=` does for
+#: every other statement).
+_BUSY_TIMEOUT_S = 30.0
+
+
+def _busy(error: BaseException) -> bool:
+    """SQLITE_BUSY or SQLITE_LOCKED, extended codes included (their low byte is the primary)."""
+    code = getattr(error, "sqlite_errorcode", None)
+    return (
+        isinstance(error, sqlite3.OperationalError)
+        and isinstance(code, int)
+        and (code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED))
+    )
+
+
+@tenacity.retry(
+    retry=tenacity.retry_if_exception(_busy),
+    wait=tenacity.wait_random(0.005, 0.05),
+    stop=tenacity.stop_after_delay(_BUSY_TIMEOUT_S),
+    reraise=True,
+)
+def _use_wal(db: sqlite3.Connection) -> None:
+    """Put the file in WAL mode, waiting for other openers.
+
+    The mode change needs an exclusive lock and SQLite does not call the busy handler for it
+    (https://www.sqlite.org/wal.html, "Activating And Configuring WAL Mode"), so two processes
+    opening a new journal together would otherwise see "database is locked" at once. A file
+    already in WAL mode (the mode persists in it) is left alone.
+    """
+    if db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+        db.execute("PRAGMA journal_mode=WAL").fetchone()
+
+
 # -- SQLite errors as one line ----------------------------------------------------------------
 
 
@@ -265,11 +299,11 @@ class Journal:
         self._lock = threading.Lock()
         with _sqlite_errors(self.path):
             self._db = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=30
+                self.path, isolation_level=None, check_same_thread=False, timeout=_BUSY_TIMEOUT_S
             )
             try:
                 _check_version(self._db, self.path)  # before anything is written
-                self._db.execute("PRAGMA journal_mode=WAL")
+                _use_wal(self._db)
                 self._db.execute("PRAGMA synchronous=FULL")
                 _migrate(self._db, self.path)
             except BaseException:
