@@ -15,6 +15,7 @@ hierarchy leaves its transaction open, on purpose, for `recover`: docs/transacti
 from __future__ import annotations
 
 import collections
+import contextlib
 import html
 import importlib.util
 import logging
@@ -44,7 +45,7 @@ from cmproxy.plan import (
     SupFlagsRequest,
     plan,
 )
-from cmproxy.ports import Warms, read_back_matches
+from cmproxy.ports import CreatesAccountsInWrites, Warms, read_back_matches
 from cmproxy.render import PLAN_COLUMNS, dataframe, plan_rows
 from cmproxy.results import Results, ServerResult
 from cmproxy.retry import RetryPolicy
@@ -387,9 +388,14 @@ class _BulkRun:
         plans = [(p, d, plan(p.state, d, self.plan_options)) for p, d in split]
         if self.knobs.dry_run:
             return _dry_run(plans)
-        jobs, accounts = _jobs(plans)
-        accounts.start()
-        done = self.schedule(jobs, accounts)
+        jobs, creating = _jobs(plans)
+        in_writes, first = _where_accounts_are_made(creating)
+        accounts = _AccountsFirst(first)
+        with contextlib.ExitStack() as stack:
+            for client, creations in in_writes:
+                stack.enter_context(client.creating_accounts(creations))
+            accounts.start()
+            done = self.schedule(jobs, accounts)
         if accounts.error is not None:
             raise accounts.error  # no batch wrote (each waited for the accounts)
         results = Results.merge(part for _, part in sorted(done, key=lambda d: d[0]))
@@ -641,10 +647,9 @@ def _dry_run(plans: Sequence[tuple[_Provider, DesiredState, Plan]]) -> Results:
 
 def _jobs(
     plans: Sequence[tuple[_Provider, DesiredState, Plan]],
-) -> tuple[list[tuple[_Provider, str, DesiredState]], _AccountsFirst]:
-    """One job per target server, and the accounts to create first: created while the
-    batches plan and claim their servers (each batch is planned as if they existed, and waits
-    for them before its first write)."""
+) -> tuple[list[tuple[_Provider, str, DesiredState]], list[_Creating]]:
+    """One job per target server, and the accounts to create per client (each batch is
+    planned as if they existed: `_where_accounts_are_made` says who creates them)."""
     jobs: list[tuple[_Provider, str, DesiredState]] = []
     creating: list[tuple[SiteClient, list[Change]]] = []
     for read, d, pl in plans:
@@ -657,7 +662,28 @@ def _jobs(
         )
         provider = attrs.evolve(read, state=state)
         jobs += [(provider, key, group) for key, group in _groups(state, d).items()]
-    return jobs, _AccountsFirst(creating)
+    return jobs, creating
+
+
+#: Accounts to create at one client: the client and its `CREATE_ACCOUNT` changes.
+_Creating = tuple[SiteClient, list[Change]]
+
+
+def _where_accounts_are_made(
+    creating: Sequence[_Creating],
+) -> tuple[list[tuple[CreatesAccountsInWrites, list[Change]]], list[_Creating]]:
+    """Which accounts the write pipelines create (a client that can, one account per site:
+    no round trip of its own, and the site's write lock does not idle while the batches
+    start after it) and which a step of their own creates first (`_AccountsFirst`)."""
+    in_writes: list[tuple[CreatesAccountsInWrites, list[Change]]] = []
+    first: list[_Creating] = []
+    for client, creations in creating:
+        sites = collections.Counter(str(c.site_code).upper() for c in creations)
+        if creations and isinstance(client, CreatesAccountsInWrites) and max(sites.values()) == 1:
+            in_writes.append((client, creations))
+        else:
+            first.append((client, creations))
+    return in_writes, first
 
 
 def _chunks(

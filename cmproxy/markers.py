@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from cmproxy._exceptions import (
     CMProxyError,
+    ConflictError,
     ConsoleNotInstalledError,
     ItemNotFoundError,
     PowerShellError,
@@ -71,6 +72,8 @@ def map_session_error(exc: CMProxyError, info: ConnectionInfo) -> CMProxyError:
     mapped = bootstrap_error(code, detail, where)
     if mapped is not None:
         return mapped
+    if code == "Locked":  # Set-ProxyBatch.ps1: another writer held the lock it needed
+        return ConflictError(exc.target or where, detail)
     if code in {"AccountNotFound", "ServerNotFound"}:
         return ItemNotFoundError(
             detail,

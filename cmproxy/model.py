@@ -9,6 +9,7 @@ never render: not in repr, str, equality or serialisation.
 from __future__ import annotations
 
 import enum
+import functools
 import ipaddress
 import re
 import unicodedata
@@ -119,40 +120,59 @@ def _is_ip(text: str) -> bool:
 
 
 def _check_dns_name(field: str, value: str) -> None:
+    problem = _dns_name_problem(value)
+    if problem is not None:
+        raise ValidationError(field, value, problem)
+
+
+#: A read of the whole hierarchy checks every server's name and proxy host again (thousands,
+#: most proxies the same host): the checks are pure functions of the text, so their answers are
+#: kept (the error itself is raised afresh, naming the caller's field).
+_CHECKS_KEPT = 8192
+
+
+@functools.lru_cache(maxsize=_CHECKS_KEPT)
+def _dns_name_problem(value: str) -> str | None:
+    """What is wrong with `value` as a host name or FQDN (None: nothing)."""
     if len(value) > 253:
-        raise ValidationError(field, value, "is longer than 253 characters")
+        return "is longer than 253 characters"
     labels = value.rstrip(".").split(".")
     for label in labels:
         if not _LABEL.match(label):
-            raise ValidationError(
-                field,
-                value,
+            return (
                 f"label {label!r} is not a valid host name label "
-                "(letters, digits and inner hyphens, 1-63 characters)",
+                "(letters, digits and inner hyphens, 1-63 characters)"
             )
     if all(label.isdigit() for label in labels):
-        raise ValidationError(field, value, "looks like an IP address but is not a valid one")
+        return "looks like an IP address but is not a valid one"
+    return None
+
+
+@functools.lru_cache(maxsize=_CHECKS_KEPT)
+def _proxy_host_problem(value: str) -> str | None:
+    """What is wrong with `value` as a proxy host (None: nothing)."""
+    if value == "" or value.strip() == "":
+        return "must not be empty (R14: the console requires a name)"
+    if value != value.strip():
+        return "has leading or trailing white space"
+    if "://" in value:
+        return "is a URL; give only the host name and put the port in 'port'"
+    if _is_ip(value):
+        if ipaddress.ip_address(value.strip("[]")).is_unspecified:
+            return "is the unspecified address; name a real proxy"
+        return None
+    if value.count(":") == 1 and value.rsplit(":", 1)[1].isdigit():
+        return "contains a port; give the port in 'port' instead"
+    return _dns_name_problem(value)
 
 
 def validate_proxy_host(value: object, field: str = "proxy.server") -> str:
     """A proxy host: FQDN, host name, IPv4 or IPv6 — never empty, never a URL or host:port."""
     if not isinstance(value, str):
         raise ValidationError(field, value, "must be a string (FQDN, host name, IPv4 or IPv6)")
-    if value == "" or value.strip() == "":
-        raise ValidationError(field, value, "must not be empty (R14: the console requires a name)")
-    if value != value.strip():
-        raise ValidationError(field, value, "has leading or trailing white space")
-    if "://" in value:
-        raise ValidationError(
-            field, value, "is a URL; give only the host name and put the port in 'port'"
-        )
-    if _is_ip(value):
-        if ipaddress.ip_address(value.strip("[]")).is_unspecified:
-            raise ValidationError(field, value, "is the unspecified address; name a real proxy")
-        return value
-    if value.count(":") == 1 and value.rsplit(":", 1)[1].isdigit():
-        raise ValidationError(field, value, "contains a port; give the port in 'port' instead")
-    _check_dns_name(field, value)
+    problem = _proxy_host_problem(value)
+    if problem is not None:
+        raise ValidationError(field, value, problem)
     return value
 
 

@@ -6,6 +6,8 @@
 
 - `AppliesMany`: many changes in one call, one pipeline per site (a round of a bulk batch);
 - `Warms`: open its concurrent lanes (runspace pools) ahead;
+- `CreatesAccountsInWrites`: create a bulk run's new account in its first write pipelines
+  instead of in a step of its own before them;
 - `RecordsPipelines`: tell a watcher each pipeline before it is sent (the journal records it);
 - `StopsShells` / `HoldsShells`: list and delete this account's shells, and say which are its
   own (recovery stops what a killed run left running).
@@ -26,6 +28,7 @@ from cmproxy.steps import PipelineWatcher, RemoteShell
 
 __all__ = [
     "AppliesMany",
+    "CreatesAccountsInWrites",
     "HoldsShells",
     "Identified",
     "RecordsPipelines",
@@ -74,6 +77,16 @@ class AppliesMany(Protocol):
     def apply_many(
         self, changes: Sequence[Change], groups: Sequence[int] | None = None
     ) -> Sequence[object]: ...
+
+
+@runtime_checkable
+class CreatesAccountsInWrites(Protocol):
+    """While the context is open, every write pipeline at the site of one of `creations`
+    (`CREATE_ACCOUNT` changes, at most one per site) registers that account first unless it
+    exists, under a lock (the first creates it, the others find it), and stops before any
+    write if it cannot: the writes wait for no separate account step."""
+
+    def creating_accounts(self, creations: Sequence[Change]) -> AbstractContextManager[None]: ...
 
 
 @runtime_checkable

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from cmproxy._exceptions import (
     CMProxyError,
+    PlanError,
     SessionError,
 )
 from cmproxy.bootstrap import BootstrapInfo
@@ -110,6 +111,9 @@ class Session:
         )
         #: Told each pipeline's shell and command before it is sent (`watch_pipelines`).
         self._watchers: list[PipelineWatcher] = []
+        #: Per site (upper case), the account its write pipelines create first
+        #: (`creating_accounts`).
+        self._creating: dict[str, Change] = {}
 
     def __repr__(self) -> str:
         state = "open" if self._opened else "closed"
@@ -416,7 +420,13 @@ class Session:
     ) -> list[WriteResult | BaseException]:
 
         by_site = self._list_sites(len(changes), [site])
-        step = batch_step(site, changes, read_back_by_site=by_site, groups=groups)
+        step = batch_step(
+            site,
+            changes,
+            read_back_by_site=by_site,
+            groups=groups,
+            new_account=self._creating.get(site.upper()),
+        )
         result = self.run_step(step)
         return [
             map_session_error(r, self.info) if isinstance(r, CMProxyError) else r
@@ -459,6 +469,20 @@ class Session:
             with ThreadPoolExecutor(len(batches), thread_name_prefix="cmproxy-write") as pool:
                 list(pool.map(lambda b: run(*b), batches))
         return [o for o in outcomes if o is not None]
+
+    @contextlib.contextmanager
+    def creating_accounts(self, creations: Sequence[Change]) -> Iterator[None]:
+        """Every write pipeline at a site of `creations` registers its account first
+        (`CreatesAccountsInWrites`; `batch_step(new_account=...)`) while this is open."""
+        by_site = {str(c.site_code).upper(): c for c in creations}
+        if len(by_site) != len(creations):
+            raise PlanError("creating_accounts takes at most one account per site")
+        self._creating.update(by_site)
+        try:
+            yield
+        finally:
+            for site in by_site:
+                self._creating.pop(site, None)
 
     def apply_plan(self, plan: Plan) -> list[WriteResult]:
         """Write every change in order, stopping at the first error (no rollback here)."""

@@ -91,7 +91,16 @@ WRITE_TEMPLATE_PARAMETERS: dict[str, frozenset[str]] = {
         WRITE_TEMPLATES[cmdlet]: frozenset(mapping.values())
         for cmdlet, mapping in _PARAMETER_MAP.items()
     },
-    BATCH_TEMPLATE: frozenset({"SiteCode", "ReadBackBySite", "Items", "LockTimeoutMs"}),
+    BATCH_TEMPLATE: frozenset(
+        {
+            "SiteCode",
+            "ReadBackBySite",
+            "Items",
+            "LockTimeoutMs",
+            "NewAccountName",
+            "NewAccountPassword",
+        }
+    ),
 }
 
 
@@ -194,6 +203,7 @@ def batch_step(
     *,
     read_back_by_site: bool = False,
     groups: Sequence[int] | None = None,
+    new_account: Change | None = None,
 ) -> Step:
     """One `Set-ProxyBatch` step for `changes` (all batchable, all at `site_code`), in order.
 
@@ -208,6 +218,11 @@ def batch_step(
     Compare-and-set: each write carries the values its server may show just before its Set
     (`compare_keys`); the template skips a server showing anything else and reports it
     (`ConflictError` from `batch_results`), in the same pipeline, without a round trip.
+
+    `new_account` (a `CREATE_ACCOUNT` change at `site_code`): the pipeline registers that
+    account before its first write unless it exists (under a lock, so the site's other
+    pipelines carrying it find it rather than create it twice): a bulk run's account costs
+    no round trip of its own before the writes.
     """
     columns: dict[str, list[Any]] = {name: [] for name in _BATCH_COLUMNS}
     allowed = compare_keys(changes, groups)
@@ -223,8 +238,18 @@ def batch_step(
             columns[name].append(value_of(bound, keys, setting.batch_kind))
     if groups is not None:
         columns["Group"] = list(groups)
+    account: dict[str, Any] = {}
+    if new_account is not None:
+        if str(new_account.site_code).upper() != site_code.upper():
+            raise PlanError(
+                f"the account {new_account.target} is created at site {new_account.site_code}, "
+                f"not {site_code}"
+            )
+        bound = dict(step_for_invocation(new_account.invocation).parameters)
+        account = {"NewAccountName": bound["UserName"], "NewAccountPassword": bound["Password"]}
     return Step.of(
         BATCH_TEMPLATE,
+        **account,
         SiteCode=site_code,
         # One JSON string: a batch is a few hundred values, which as remoting objects cost
         # both ends far more to send and parse than the writes' own work.

@@ -29,6 +29,14 @@
 # $LockTimeoutMs is a Kind 'Conflict' record with Locked set: nothing of that group is written.
 # A mutex whose holder died (AbandonedMutexException) is ours: the compare decides. Writers
 # through another machine are not serialised (docs/transactions.md, "Limits").
+# -NewAccountName / -NewAccountPassword (a bulk run creating the proxy account it sets): before
+# the first write, under a named mutex for that account at the site (the prelude's
+# Lock-CMProxyServer on 'account:<name>', so the site's other pipelines wait rather than
+# create it twice), the account is looked up; if it is not registered yet it is created with
+# New-CMAccount (the password arrives as a SecureString parameter, never in script text) and
+# read back, and a Kind 'Account' record (no Index) says so. The pipelines of one site all
+# carry it; the first to take the mutex creates it, the others find it. If it cannot be
+# created, the script stops before any write.
 # -Items is the batch as one JSON object of equal-length arrays (Kind, SiteSystemServerName,
 # EnableProxy, ProxyServerName, ProxyServerPort, ProxyAccessAccountName, UseProxy,
 # UseProxyForAutoDeploymentRule, ProxyOk, SupOk and, optionally, Group): one string to send and parse instead
@@ -42,6 +50,8 @@ param(
     [Parameter(Mandatory = $true)]
     [string]$Items,
     [switch]$ReadBackBySite,
+    [string]$NewAccountName,
+    [securestring]$NewAccountPassword,
     # How long a group waits for another writer's lock on one of its servers (one server's
     # compare, Sets and read-back take a few seconds even on a slow site).
     [int]$LockTimeoutMs = 60000
@@ -206,6 +216,30 @@ function Read-BackItem {
 }
 
 $accounts = @{}
+if ($NewAccountName) {
+    $accountLock = Lock-CMProxyServer -SiteCode $SiteCode -Server ('account:' + $NewAccountName) -TimeoutMs $LockTimeoutMs
+    if ($null -eq $accountLock) {
+        throw ('cmproxy:Locked: another writer has held the lock on account ' + $NewAccountName + ' at site ' + $SiteCode + ' for ' + ($LockTimeoutMs / 1000) + ' s')
+    }
+    try {
+        $found = Get-CMAccount -UserName $NewAccountName -SiteCode $SiteCode
+        if (-not $found) {
+            $null = New-CMAccount -UserName $NewAccountName -Password $NewAccountPassword -SiteCode $SiteCode
+            $found = Get-CMAccount -UserName $NewAccountName -SiteCode $SiteCode
+            if (-not $found) {
+                throw ('cmproxy:AccountNotFound: New-CMAccount did not register ' + $NewAccountName + ' at site ' + $SiteCode)
+            }
+            [pscustomobject]@{
+                Kind     = 'Account'
+                SiteCode = $SiteCode
+                UserName = [string]$found.UserName
+            }
+        }
+        $accounts[$NewAccountName.ToLower()] = $found
+    } finally {
+        Unlock-CMProxyServer -Mutex $accountLock
+    }
+}
 # Written items not read back yet, and each group's last item.
 $pending = @()
 $lastOfGroup = @{}
