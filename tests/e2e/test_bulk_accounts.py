@@ -107,16 +107,20 @@ def test_the_write_pipelines_create_the_account_once_per_site(
     # Each site's account existed before that site's first server write.
     log = emu.state.call_log()
     for site in ("PS1", "PS2"):
-        made = next(i for i, c in enumerate(log) if c.command == "New-CMAccount" and
-                    c.params.get("SiteCode") == site)
-        first_set = next(i for i, c in enumerate(log) if c.command == "Set-CMSiteSystemServer"
-                         and c.params.get("SiteCode") == site)
+        made = next(
+            i
+            for i, c in enumerate(log)
+            if c.command == "New-CMAccount" and c.params.get("SiteCode") == site
+        )
+        first_set = next(
+            i
+            for i, c in enumerate(log)
+            if c.command == "Set-CMSiteSystemServer" and c.params.get("SiteCode") == site
+        )
         assert made < first_set
 
 
-def test_an_account_that_already_exists_is_found_not_created(
-    emu: Emulator, tmp_path: Path
-) -> None:
+def test_an_account_that_already_exists_is_found_not_created(emu: Emulator, tmp_path: Path) -> None:
     emu.state.add_account("PS2", NEW, "Other-Passw0rd!")
     results, _ = _bulk(emu, "psrp", tmp_path)
     assert results.ok, results.to_dict()
