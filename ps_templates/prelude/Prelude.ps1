@@ -34,19 +34,23 @@ function ConvertTo-CMProxyRow {
     if ($null -ne $Index) {
         $row['Index'] = $Index
     }
+    # The embedded properties by name, inline rather than through Get-CMProxyProps: a read of
+    # a whole hierarchy projects thousands of rows, and a function call per row costs more
+    # than its loop.
+    $props = @{}
+    foreach ($prop in $Role.Props) {
+        $props[$prop.PropertyName] = $prop
+    }
     if ($roleName -eq 'SMS Site System') {
-        $props = Get-CMProxyProps -Object $Role
         $row['UseProxy'] = $props['UseProxy'].Value
         $row['ProxyName'] = $props['ProxyName'].Value2
         $row['ProxyServerPort'] = $props['ProxyServerPort'].Value
         $row['ProxyUserName'] = $props['ProxyUserName'].Value2
         $row['AnonymousProxyAccess'] = $props['AnonymousProxyAccess'].Value
     } elseif ($roleName -eq 'SMS Software Update Point') {
-        $props = Get-CMProxyProps -Object $Role
         $row['UseProxy'] = $props['UseProxy'].Value
         $row['UseProxyForADR'] = $props['UseProxyForADR'].Value
     } elseif ($roleName -eq 'SMS Distribution Point') {
-        $props = Get-CMProxyProps -Object $Role
         $row['IsCloud'] = $props['IsCloud'].Value
         $row['ConnectedCacheEnabled'] = $props['ConnectedCacheEnabled'].Value
     }
