@@ -125,13 +125,13 @@ def _check_dns_name(field: str, value: str) -> None:
         raise ValidationError(field, value, problem)
 
 
-#: A read of the whole hierarchy checks every server's name and proxy host again (thousands,
-#: most proxies the same host): the checks are pure functions of the text, so their answers are
-#: kept (the error itself is raised afresh, naming the caller's field).
-_CHECKS_KEPT = 8192
+#: A read of the whole hierarchy checks every server's proxy host again (thousands, most the
+#: same host): the check is a pure function of the text, so its answers are kept (the error
+#: itself is raised afresh, naming the caller's field). Server names are all different: not
+#: kept.
+_HOSTS_KEPT = 1024
 
 
-@functools.lru_cache(maxsize=_CHECKS_KEPT)
 def _dns_name_problem(value: str) -> str | None:
     """What is wrong with `value` as a host name or FQDN (None: nothing)."""
     if len(value) > 253:
@@ -148,7 +148,7 @@ def _dns_name_problem(value: str) -> str | None:
     return None
 
 
-@functools.lru_cache(maxsize=_CHECKS_KEPT)
+@functools.lru_cache(maxsize=_HOSTS_KEPT)
 def _proxy_host_problem(value: str) -> str | None:
     """What is wrong with `value` as a proxy host (None: nothing)."""
     if value == "" or value.strip() == "":

@@ -84,6 +84,20 @@ def test_invalid_proxy_names_are_refused_naming_the_field(bad: str) -> None:
     assert repr(bad) in str(err.value)
 
 
+def test_a_kept_check_still_names_each_callers_field_and_value() -> None:
+    """The proxy-host check keeps its answers (a whole read re-checks thousands of equal
+    hosts): a bad host refused twice is refused each time, naming that caller's field."""
+    from cmproxy.model import validate_proxy_host
+
+    for field in ("proxy.server", "proxies[3].proxy.server", "proxy.server"):
+        with pytest.raises(ValidationError) as err:
+            validate_proxy_host("proxy.contoso.com:8080", field)
+        assert err.value.field == field
+        assert err.value.value == "proxy.contoso.com:8080"
+        assert "port" in err.value.reason
+    assert validate_proxy_host("proxy.contoso.com") == "proxy.contoso.com"
+
+
 def test_proxy_name_accepts_fqdn_host_ipv4_ipv6_and_idn() -> None:
     for host in ["proxy", "proxy.contoso.com", "10.0.0.1", "fe80::1", "2001:db8::8", "prøxy.eu"]:
         assert ProxySettings(server=host).server == host
