@@ -247,6 +247,8 @@ class SiteRunspace:
                 result.stopped = True
             # The script's thread ends with it: what it still owns is abandoned.
             self.engine.named_objects.thread_ended(result)
+            # Its calls reach the call_log table now (state.record_call buffers them).
+            self.engine.state.flush_calls()
             return result
 
     def run_script(
@@ -278,6 +280,8 @@ class SiteRunspace:
                 result.stopped = True
             # The script's thread ends with it: what it still owns is abandoned.
             self.engine.named_objects.thread_ended(result)
+            # Its calls reach the call_log table now (state.record_call buffers them).
+            self.engine.state.flush_calls()
             return result
 
     def close(self) -> None:
