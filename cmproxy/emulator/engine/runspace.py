@@ -383,8 +383,10 @@ class SiteRunspace:
         )
 
     def preference(self, name: str) -> str:
-        _, v = self.scope.lookup(name)
-        return conv.to_str(v).lower() if v is not None else "continue"
+        _, v = self.scope.lookup_low(name.lower())
+        if v is None:
+            return "continue"
+        return (v if type(v) is str else conv.to_str(v)).lower()
 
     # -- command dispatch -------------------------------------------------------------------
     def resolve(self, name: str) -> CommandDef | None:
@@ -442,7 +444,9 @@ class SiteRunspace:
         ctx = self._context(cmd, bound, ev)
         settings = self.engine.settings
         call_no = cm_dispatch.count_call(settings, cmd) if is_cmdlet(cmd) else 0
-        params = {k: mask_value(param_named(cmd, k), v) for k, v in bound.values.items()}
+        params = {
+            k: mask_value(param_named(cmd, k, binder.params), v) for k, v in bound.values.items()
+        }
         try:
             out = self._run(binder=binder, bound=bound, ctx=ctx, items=items, call_no=call_no)
         except PSError as e:

@@ -39,9 +39,13 @@ def _psobj_label(o: PSObj) -> str | dict[str, Any]:
     return conv.to_str(o)
 
 
-def param_named(cmd: CommandDef, name: str) -> ParamDef | None:
-    """The parameter (common ones included) a bound value belongs to."""
-    return next((p for p in cmd.all_params() if p.name == name), None)
+def param_named(
+    cmd: CommandDef, name: str, all_params: Sequence[ParamDef] | None = None
+) -> ParamDef | None:
+    """The parameter (common ones included) a bound value belongs to; `all_params`:
+    `cmd.all_params()` when the caller has it already (a Binder's `params`)."""
+    params = cmd.all_params() if all_params is None else all_params
+    return next((p for p in params if p.name == name), None)
 
 
 def raw_params(args: Sequence[Arg], cmd: CommandDef | None = None) -> dict[str, Any]:

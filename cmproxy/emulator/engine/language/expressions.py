@@ -74,27 +74,44 @@ class ExpressionRules(EvaluatorCore):
     def expr(self, n: Node) -> Any:
         hit = self._cache.exprs.get(n.id)
         if hit is None:  # derived once per node: the tree never changes
-            u = self._expr_unwrap(n)
-            hit = (u, u.type.replace("_argument_expression", "_expression"), self.named(u))
-            self._cache.exprs[n.id] = hit
-        n, t, kids = hit
-        if t == "variable":
+            hit = self._cache.exprs[n.id] = self._expr_step(n)
+        n, t, kids, step = hit
+        if step == _HANDLER:
+            return _EXPRESSIONS[t](self, n, kids)
+        if step == _VARIABLE:
             return self.variable_value(self.var_name(n))
-        if t == "member_access":
+        if step == _MEMBER:
             return self.member_access(n)
-        if t in WRAPPERS and len(kids) == 1 and n.child_count == 1:
+        if step == _WRAPPER:
             return self.expr(kids[0])
-        if t in _LITERALS:
+        if step == _LITERAL:
             found = self._parts.get(("literal", n.id), MISSING)
             if found is MISSING:
                 found = self._parts[("literal", n.id)] = self._literal(n, t)
             return self.string(n) if found is EXPANDABLE else found
-        handler = _EXPRESSIONS.get(t)
-        if handler is not None:
-            return handler(self, n, kids)
         if t == "type_literal":
             raise self.unsupported(n, f"The type literal {self.text(n)}")
         raise self.unsupported(n)
+
+    def _expr_step(self, n: Node) -> tuple[Node, str, list[Node], int]:
+        """(the node `expr` evaluates, its kind, its named children, which of its steps
+        evaluates it), in the order `expr` tries them: all fixed by the tree."""
+        u = self._expr_unwrap(n)
+        t = u.type.replace("_argument_expression", "_expression")
+        kids = self.named(u)
+        if t == "variable":
+            step = _VARIABLE
+        elif t == "member_access":
+            step = _MEMBER
+        elif t in WRAPPERS and len(kids) == 1 and u.child_count == 1:
+            step = _WRAPPER
+        elif t in _LITERALS:
+            step = _LITERAL
+        elif t in _EXPRESSIONS:
+            step = _HANDLER
+        else:
+            step = _UNSUPPORTED
+        return u, t, kids, step
 
     def _literal(self, n: Node, t: str) -> Any:
         """A literal's value (the same every time), or EXPANDABLE for a string with `$x` or
@@ -201,6 +218,12 @@ class ExpressionRules(EvaluatorCore):
         return name
 
     def variable_value(self, name: str) -> Any:
+        kind = _PLAIN_NAMES.get(name)
+        if kind is not None:  # a plain name (the usual case): the scopes, from this one up
+            found, v = self.rs.scope.lookup_low(kind)
+            if found:
+                return v
+            return self.rs.location_obj() if kind == "pwd" else None
         low = name.lower()
         if low in CONSTANTS:
             return CONSTANTS[low]
@@ -213,6 +236,8 @@ class ExpressionRules(EvaluatorCore):
         if low in ("input",):
             found, v = self.rs.scope.lookup_low("input")
             return v if found else []
+        if len(_PLAIN_NAMES) < _PLAIN_NAMES_MAX:
+            _PLAIN_NAMES[name] = low  # none of the cases above: the same next time
         found, v = self.rs.scope.lookup_low(low)
         if found:
             return v
@@ -668,6 +693,12 @@ def _convert_collection(t: str, v: Any) -> Any:
 
 
 _LITERALS = frozenset({"integer_literal", "real_literal", "string_literal", "generic_token"})
+#: Variable names (as written) that name no constant, env: or scope-qualified variable and
+#: not $input → their lower-case form: `variable_value` looks them up in the scopes directly.
+_PLAIN_NAMES: dict[str, str] = {}
+_PLAIN_NAMES_MAX = 100_000
+#: How `ExpressionRules.expr` evaluates a node (`_expr_step`).
+_HANDLER, _VARIABLE, _MEMBER, _WRAPPER, _LITERAL, _UNSUPPORTED = range(6)
 
 _Handler = Callable[[ExpressionRules, Node, list[Node]], Any]
 #: Expression kinds → how `Evaluator.expr` evaluates them (the node, its named children).

@@ -64,8 +64,9 @@ class _NodeCache:
         self.named: dict[int, list[Node]] = {}
         self.elements: dict[int, list[Node]] = {}
         self.unwrapped: dict[int, Node] = {}
-        #: expression node → (the node evaluated, its kind, its named children)
-        self.exprs: dict[int, tuple[Node, str, list[Node]]] = {}
+        #: expression node → (the node evaluated, its kind, its named children, how `expr`
+        #: evaluates it: a step code of expressions.py)
+        self.exprs: dict[int, tuple[Node, str, list[Node], int]] = {}
         self.var_names: dict[int, str] = {}
         #: assignment target node → (its kind, the node assigned to)
         self.targets: dict[int, tuple[str, Node]] = {}

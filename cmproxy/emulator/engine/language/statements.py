@@ -12,6 +12,7 @@ import tree_sitter
 from cmproxy.emulator.engine.language import conv
 from cmproxy.emulator.engine.language.errors import (
     PSError,
+    StopRequested,
     record,
 )
 from cmproxy.emulator.engine.language.members import (
@@ -85,8 +86,10 @@ class StatementRules(PipelineRules):
         self, stmts: Sequence[Node], labels: dict[int, str] | None = None
     ) -> list[Any]:
         out: list[Any] = []
+        rs = self.rs
         for i, s in enumerate(stmts):
-            self.check_stop()
+            if rs.stop_event is not None and rs.stop_event.is_set():  # check_stop, inlined
+                raise StopRequested
             try:
                 if labels and i in labels:
                     out += self.labeled(s, labels[i])
@@ -455,8 +458,7 @@ class StatementRules(PipelineRules):
             self.rs.scope.set("PSItem", old[1])
 
     def flow(self, n: Node) -> list[Any]:
-        kw = n.children[0].type
-        arg = next((c for c in n.named_children if c.type == "pipeline"), None)
+        kw, arg = self.parts("flow", n, _flow_parts)
         if kw == "throw":
             if arg is None and self.catching:
                 # `throw` alone in a catch block rethrows the error being handled (about_Throw,
@@ -485,3 +487,8 @@ class StatementRules(PipelineRules):
             exception="System.Management.Automation.RuntimeException",
             target=v,
         )
+
+
+def _flow_parts(n: Node) -> tuple[str, Node | None]:
+    """A flow statement's keyword and its pipeline (derived once per node)."""
+    return n.children[0].type, next((c for c in n.named_children if c.type == "pipeline"), None)
