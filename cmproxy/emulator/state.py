@@ -459,12 +459,20 @@ class SiteState:
                 return
             with self._pending_lock:
                 entries, self._pending_calls = self._pending_calls, []
-            if entries:
-                self._conn.executemany(
-                    "INSERT INTO call_log(ts, user, command, params, wrote, outcome) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    entries,
-                )
+            if entries:  # one transaction: in autocommit each row would commit on its own
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    self._conn.executemany(
+                        "INSERT INTO call_log(ts, user, command, params, wrote, outcome) "
+                        "VALUES (?, ?, ?, ?, ?, ?)",
+                        entries,
+                    )
+                except BaseException:
+                    self._conn.execute("ROLLBACK")
+                    with self._pending_lock:  # not lost: the next flush tries them again
+                        self._pending_calls[:0] = entries
+                    raise
+                self._conn.execute("COMMIT")
 
     def call_log(self, command: str | None = None) -> list[CallRecord]:
         """Every recorded call, oldest first; optionally only one command (case-insensitive)."""

@@ -85,6 +85,8 @@ def truthy(v: Any) -> bool:
 
 def to_str(v: Any) -> str:
     """PowerShell's string conversion ($OFS = ' ' for arrays)."""
+    if type(v) is str:  # the usual case, first: str(v) is v itself
+        return v
     if v is None:
         return ""
     if isinstance(v, bool):

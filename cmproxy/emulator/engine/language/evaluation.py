@@ -93,7 +93,7 @@ class EvaluatorCore:
         found = self._parts.get(key, MISSING)
         if found is MISSING:
             found = self._parts[key] = derive(n)
-        return cast(_T, found)
+        return found  # type: ignore[no-any-return]  # what `derive` returned for this node
 
     def unsupported(self, n: Node, what: str | None = None) -> NotSupportedByEmulator:
         return NotSupportedByEmulator(what or f"'{self.text(n)[:60]}' ({n.type})")

@@ -53,22 +53,23 @@ class StatementRules(PipelineRules):
         """Run a statement_list / statement_block / script_block body; returns output."""
         if n is None:
             return []
-        if n.type in ("statement_block", "script_block_body", "script_block"):
-            inner = self.named(n)
-            if n.type == "script_block" and any(c.type == "param_block" for c in inner):
-                raise self.unsupported(n, "param() inside a script block")
-            out: list[Any] = []
-            for c in inner:
-                try:
-                    out += self.run_block(c)
-                except (Flow, PSError) as r:
-                    r.value = out + r.value  # output written before return/break/throw stays
-                    raise
-            return out
-        if n.type == "statement_list":
+        kind = self.parts("block", n, _block_kind)
+        if kind == _STATEMENTS:
             stmts, labels = self.parts("labels", n, self._labeled_statements)
             return self.run_statements(stmts, labels)
-        return self.run_statements([n])
+        if kind == _STATEMENT:
+            return self.run_statements([n])
+        inner = self.named(n)
+        if kind == _SCRIPT_BLOCK and any(c.type == "param_block" for c in inner):
+            raise self.unsupported(n, "param() inside a script block")
+        out: list[Any] = []
+        for c in inner:
+            try:
+                out += self.run_block(c)
+            except (Flow, PSError) as r:
+                r.value = out + r.value  # output written before return/break/throw stays
+                raise
+        return out
 
     def _labeled_statements(self, n: Node) -> tuple[list[Node], dict[int, str]]:
         """A statement list's statements, and the label (`:name`, about_Break) written before
@@ -492,3 +493,19 @@ class StatementRules(PipelineRules):
 def _flow_parts(n: Node) -> tuple[str, Node | None]:
     """A flow statement's keyword and its pipeline (derived once per node)."""
     return n.children[0].type, next((c for c in n.named_children if c.type == "pipeline"), None)
+
+
+#: What `run_block` runs a node as (`_block_kind`).
+_BLOCK, _SCRIPT_BLOCK, _STATEMENTS, _STATEMENT = range(4)
+
+
+def _block_kind(n: Node) -> int:
+    """How `run_block` runs node `n` (fixed by the tree)."""
+    t = n.type
+    if t in ("statement_block", "script_block_body"):
+        return _BLOCK
+    if t == "script_block":
+        return _SCRIPT_BLOCK
+    if t == "statement_list":
+        return _STATEMENTS
+    return _STATEMENT
