@@ -75,11 +75,11 @@ class ExpressionRules(EvaluatorCore):
         hit = self._cache.exprs.get(n.id)
         if hit is None:  # derived once per node: the tree never changes
             hit = self._cache.exprs[n.id] = self._expr_step(n)
-        n, t, kids, step = hit
+        n, t, kids, step, name = hit
         if step == _HANDLER:
             return _EXPRESSIONS[t](self, n, kids)
         if step == _VARIABLE:
-            return self.variable_value(self.var_name(n))
+            return self.variable_value(name)
         if step == _MEMBER:
             return self.member_access(n)
         if step == _WRAPPER:
@@ -93,15 +93,17 @@ class ExpressionRules(EvaluatorCore):
             raise self.unsupported(n, f"The type literal {self.text(n)}")
         raise self.unsupported(n)
 
-    def _expr_step(self, n: Node) -> tuple[Node, str, list[Node], int]:
+    def _expr_step(self, n: Node) -> tuple[Node, str, list[Node], int, str]:
         """(the node `expr` evaluates, its kind, its named children, which of its steps
-        evaluates it), in the order `expr` tries them: all fixed by the tree."""
+        evaluates it, a variable's name), in the order `expr` tries them: all fixed by the
+        tree."""
         u = self._expr_unwrap(n)
         t = u.type.replace("_argument_expression", "_expression")
         kids = self.named(u)
         if t == "variable":
-            step = _VARIABLE
-        elif t == "member_access":
+            # a name var_name refuses ($using:) is not kept: that step raises every time
+            return u, t, kids, _VARIABLE, self.var_name(u)
+        if t == "member_access":
             step = _MEMBER
         elif t in WRAPPERS and len(kids) == 1 and u.child_count == 1:
             step = _WRAPPER
@@ -111,7 +113,7 @@ class ExpressionRules(EvaluatorCore):
             step = _HANDLER
         else:
             step = _UNSUPPORTED
-        return u, t, kids, step
+        return u, t, kids, step, ""
 
     def _literal(self, n: Node, t: str) -> Any:
         """A literal's value (the same every time), or EXPANDABLE for a string with `$x` or
@@ -565,8 +567,8 @@ class ExpressionRules(EvaluatorCore):
         return NOTHING
 
     def assignment(self, n: Node) -> None:
-        left, op, right = self.parts("assignment", n, self._assignment_parts)
-        value = self.pipeline_value(right) if right.type == "pipeline" else self.expr(right)
+        left, op, right, piped = self.parts("assignment", n, self._assignment_parts)
+        value = self.pipeline_value(right) if piped else self.expr(right)
         if value is NOTHING:
             value = None
         if op != "=":
@@ -574,10 +576,11 @@ class ExpressionRules(EvaluatorCore):
             value = arith_op(op[0], cur, value, self.rs.engine.settings.limits)
         self.assign_to(left, value)
 
-    def _assignment_parts(self, n: Node) -> tuple[Node, str, Node]:
+    def _assignment_parts(self, n: Node) -> tuple[Node, str, Node, bool]:
+        """(target, operator, value, whether the value is a pipeline)."""
         kids = n.named_children
         op = self.text(next(c for c in kids if c.type == "assignement_operator")).strip()
-        return kids[0], op, kids[-1]
+        return kids[0], op, kids[-1], kids[-1].type == "pipeline"
 
     def _assign_target(self, left: Node) -> tuple[str, Node]:
         """What `left` assigns to, derived once per node (a hot path)."""

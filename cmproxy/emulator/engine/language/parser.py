@@ -65,8 +65,8 @@ class _NodeCache:
         self.elements: dict[int, list[Node]] = {}
         self.unwrapped: dict[int, Node] = {}
         #: expression node → (the node evaluated, its kind, its named children, how `expr`
-        #: evaluates it: a step code of expressions.py)
-        self.exprs: dict[int, tuple[Node, str, list[Node], int]] = {}
+        #: evaluates it: a step code of expressions.py, a variable's name)
+        self.exprs: dict[int, tuple[Node, str, list[Node], int, str]] = {}
         self.var_names: dict[int, str] = {}
         #: assignment target node → (its kind, the node assigned to)
         self.targets: dict[int, tuple[str, Node]] = {}

@@ -41,13 +41,30 @@ class PipelineRules(FunctionRules):
     # -- pipelines --------------------------------------------------------------------------
     def pipeline_value(self, n: Node) -> Any:
         """The value of a pipeline used as an expression (condition, `(…)`, assignment)."""
-        elements = self.pipeline_elements(n)
-        if len(elements) == 1 and elements[0].type not in ("command",):
-            if elements[0].type == "assignment_expression":
-                self.assignment(elements[0])
+        plan = self.parts("plan", n, self._pipeline_plan)
+        if len(plan) == 1:
+            el, kind = plan[0]
+            if kind == _ASSIGNMENT:
+                self.assignment(el)
                 return NOTHING
-            return self.expr(elements[0])
+            if kind == _EXPRESSION:
+                return self.expr(el)
         return conv.collapse([x for x in self.pipeline(n) if x is not NOTHING])
+
+    def _pipeline_plan(self, n: Node) -> list[tuple[Node, int]]:
+        """A pipeline's elements, each with its kind (command, assignment, expression)."""
+        plan = []
+        for el in self.pipeline_elements(n):
+            t = el.type
+            kind = (
+                _COMMAND
+                if t == "command"
+                else _ASSIGNMENT
+                if t == "assignment_expression"
+                else _EXPRESSION
+            )
+            plan.append((el, kind))
+        return plan
 
     def pipeline_elements(self, n: Node) -> list[Node]:
         found = self._cache.elements.get(n.id)
@@ -71,24 +88,24 @@ class PipelineRules(FunctionRules):
         return [node]
 
     def pipeline(self, n: Node) -> list[Any]:
-        elements = self.pipeline_elements(n)
+        plan = self.parts("plan", n, self._pipeline_plan)
         items: list[Any] | None = None
         rs = self.rs
-        for idx, el in enumerate(elements):
+        for idx, (el, kind) in enumerate(plan):
             if rs.stop_event is not None and rs.stop_event.is_set():  # check_stop, inlined
                 raise StopRequested
-            if el.type == "command":
+            if kind == _COMMAND:
                 try:
                     items = self.command(el, items)
                 except LoopFlow as f:
-                    if f.value and idx < len(elements) - 1:
+                    if f.value and idx < len(plan) - 1:
                         # PowerShell streams: the next commands saw those objects one by one.
                         raise self.unsupported(
                             el, "break/continue in a command whose output goes on down a pipeline"
                         ) from None
                     raise
-            elif el.type == "assignment_expression":
-                if len(elements) > 1:
+            elif kind == _ASSIGNMENT:
+                if len(plan) > 1:
                     raise self.unsupported(el, "An assignment inside a pipeline")
                 self.assignment(el)
                 return []
@@ -275,5 +292,7 @@ class PipelineRules(FunctionRules):
         return self.expr(n)
 
 
+#: The kinds of a pipeline's elements (`PipelineRules._pipeline_plan`).
+_COMMAND, _ASSIGNMENT, _EXPRESSION = range(3)
 #: The kinds of a command's elements (`PipelineRules._args_parts`).
 _SEP_COLON, _SKIP, _PARAMETER, _PARAMETER_COLON, _REDIRECTION, _SPLAT, _ARGUMENT = range(7)

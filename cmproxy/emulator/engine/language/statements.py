@@ -195,7 +195,7 @@ class StatementRules(PipelineRules):
         elements = self.pipeline_elements(statements[0])
         if len(elements) != 1 or elements[0].type != "assignment_expression":
             return None
-        left, op, right = self._assignment_parts(elements[0])
+        left, op, right, _ = self._assignment_parts(elements[0])
         kind, target = self._assign_target(left)
         if op != "=" or kind != "element_access" or right.type != "pipeline":
             return None
