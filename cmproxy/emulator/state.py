@@ -25,6 +25,9 @@ from typing import Any
 import attrs
 
 MASK = "********"
+#: How the call log writes a call's parameters: json.dumps(params, default=str), without
+#: building an encoder per call.
+_CALL_JSON = json.JSONEncoder(default=str)
 
 #: Roles that sit on a site-system row; `Type` codes of SMS_SCI_SysResUse (reference §2.1).
 TYPE_SECONDARY, TYPE_PRIMARY, TYPE_CAS, TYPE_NOT_SITE_SERVER = 1, 2, 4, 8
@@ -444,7 +447,7 @@ class SiteState:
         every read of the log, `clear_call_log`, `close`, each `transaction` and
         `flush_calls` (the engine's, at the end of each pipeline) write the buffer first, so
         the log a reader sees is as complete and as ordered as before."""
-        entry = (time.time(), user, command, json.dumps(params, default=str), int(wrote), outcome)
+        entry = (time.time(), user, command, _CALL_JSON.encode(params), int(wrote), outcome)
         with self._pending_lock:
             self._pending_calls.append(entry)
             full = len(self._pending_calls) >= self.FLUSH_CALLS_AT

@@ -41,7 +41,9 @@ class PipelineRules(FunctionRules):
     # -- pipelines --------------------------------------------------------------------------
     def pipeline_value(self, n: Node) -> Any:
         """The value of a pipeline used as an expression (condition, `(…)`, assignment)."""
-        plan = self.parts("plan", n, self._pipeline_plan)
+        plan = self._cache.plans.get(n.id)
+        if plan is None:
+            plan = self._cache.plans[n.id] = self._pipeline_plan(n)
         if len(plan) == 1:
             el, kind = plan[0]
             if kind == _ASSIGNMENT:
@@ -88,7 +90,9 @@ class PipelineRules(FunctionRules):
         return [node]
 
     def pipeline(self, n: Node) -> list[Any]:
-        plan = self.parts("plan", n, self._pipeline_plan)
+        plan = self._cache.plans.get(n.id)
+        if plan is None:
+            plan = self._cache.plans[n.id] = self._pipeline_plan(n)
         items: list[Any] | None = None
         rs = self.rs
         for idx, (el, kind) in enumerate(plan):

@@ -53,9 +53,11 @@ class StatementRules(PipelineRules):
         """Run a statement_list / statement_block / script_block body; returns output."""
         if n is None:
             return []
-        kind = self.parts("block", n, _block_kind)
+        hit = self._cache.blocks.get(n.id)
+        if hit is None:  # derived once per node: the tree never changes
+            hit = self._cache.blocks[n.id] = self._block_parts(n)
+        kind, stmts, labels = hit
         if kind == _STATEMENTS:
-            stmts, labels = self.parts("labels", n, self._labeled_statements)
             return self.run_statements(stmts, labels)
         if kind == _STATEMENT:
             return self.run_statements([n])
@@ -70,6 +72,13 @@ class StatementRules(PipelineRules):
                 r.value = out + r.value  # output written before return/break/throw stays
                 raise
         return out
+
+    def _block_parts(self, n: Node) -> tuple[int, list[Node], dict[int, str]]:
+        """How `run_block` runs `n`, and a statement list's statements and labels."""
+        kind = _block_kind(n)
+        if kind == _STATEMENTS:
+            return (kind, *self._labeled_statements(n))
+        return kind, [], {}
 
     def _labeled_statements(self, n: Node) -> tuple[list[Node], dict[int, str]]:
         """A statement list's statements, and the label (`:name`, about_Break) written before
