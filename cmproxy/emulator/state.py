@@ -13,6 +13,7 @@ bounded by its simulated costs, not by SQLite, and one connection keeps `:memory
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -554,7 +555,10 @@ def _dump_props(props: Sequence[Prop]) -> str:
     return json.dumps([p.to_json() for p in props])
 
 
+@functools.lru_cache(maxsize=8192)
 def _load_props(text: str) -> tuple[Prop, ...]:
+    """The props a row's JSON holds; the same text is parsed once (Props are frozen, so the
+    tuple is shared safely)."""
     return tuple(Prop.from_json(d) for d in json.loads(text))
 
 
