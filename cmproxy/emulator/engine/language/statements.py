@@ -61,6 +61,8 @@ class StatementRules(PipelineRules):
             return self.run_statements(stmts, labels)
         if kind == _STATEMENT:
             return self.run_statements([n])
+        if kind == _ONLY_CHILD:  # a block of one child (its statement list): what it outputs
+            return self.run_block(stmts[0])
         inner = self.named(n)
         if kind == _SCRIPT_BLOCK and any(c.type == "param_block" for c in inner):
             raise self.unsupported(n, "param() inside a script block")
@@ -78,6 +80,9 @@ class StatementRules(PipelineRules):
         kind = _block_kind(n)
         if kind == _STATEMENTS:
             return (kind, *self._labeled_statements(n))
+        inner = self.named(n)
+        if kind == _BLOCK and len(inner) == 1:
+            return _ONLY_CHILD, inner, {}
         return kind, [], {}
 
     def _labeled_statements(self, n: Node) -> tuple[list[Node], dict[int, str]]:
@@ -505,7 +510,7 @@ def _flow_parts(n: Node) -> tuple[str, Node | None]:
 
 
 #: What `run_block` runs a node as (`_block_kind`).
-_BLOCK, _SCRIPT_BLOCK, _STATEMENTS, _STATEMENT = range(4)
+_BLOCK, _SCRIPT_BLOCK, _STATEMENTS, _STATEMENT, _ONLY_CHILD = range(5)
 
 
 def _block_kind(n: Node) -> int:
