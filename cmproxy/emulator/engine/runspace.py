@@ -345,8 +345,10 @@ class SiteRunspace:
             self.scope.set("ErrorActionPreference", ea)
 
     def binder_coerce(self, p: ParamDef, v: Any) -> Any:
+        if v is None:  # $null stays $null (nothing to build a binder for)
+            return v
         cmd = CommandDef("", [p], "", lambda *a: [])
-        return Binder(cmd).coerce(p, v) if v is not None else v
+        return Binder(cmd).coerce(p, v)
 
     # -- locations and drives ---------------------------------------------------------------
     def current_drive(self) -> Drive | None:

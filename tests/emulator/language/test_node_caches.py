@@ -61,6 +61,9 @@ def test_variable_names_keep_their_scope_rules_run_after_run(run: Run) -> None:
     out(run, "$pwd = 'mine'")
     assert out(run, "$pwd") == ["mine"]
     assert out(run, "$true; $null; $env:NO_SUCH_VARIABLE_HERE") == [True, None, None]
+    # about_Variables: a type-constrained variable converts every later assignment
+    for _ in range(2):
+        assert out(run, "[int]$n = 1; $n = '5'; $n + 1; $m = '5'; $m + 1") == [6, "51"]
 
 
 def test_a_refused_variable_is_refused_every_run(run: Run) -> None:

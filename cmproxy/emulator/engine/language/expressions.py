@@ -248,6 +248,13 @@ class ExpressionRules(EvaluatorCore):
         return None
 
     def set_variable(self, name: str, value: Any) -> None:
+        low = _PLAIN_NAMES.get(name)
+        if low is not None:  # a plain name (see variable_value): the current scope's variable
+            scope = self.rs.scope
+            if scope.types and low in scope.types:
+                value = self.constrain(scope.types[low], value)
+            scope.vars[low] = value
+            return
         low = name.lower()
         if low in ("true", "false", "null"):
             if low == "null":
@@ -269,6 +276,8 @@ class ExpressionRules(EvaluatorCore):
         scope = self.rs.scope
         if low.startswith(("global:", "script:")):
             scope, low = self.qualified_scope(low)
+        elif low != "input" and len(_PLAIN_NAMES) < _PLAIN_NAMES_MAX:
+            _PLAIN_NAMES[name] = low  # a plain name: the fast path above next time
         if scope.types and low in scope.types:
             value = self.constrain(scope.types[low], value)
         # An unqualified assignment writes the current scope: a same-named variable of a
