@@ -14,8 +14,11 @@ from cmproxy.emulator.engine.language.values import SWITCH_PRESENT, PSObj, Secur
 def mask_value(p: ParamDef | None, v: Any) -> Any:
     """A value as the log keeps it: secrets as `********`, objects as labels or text."""
     t = type(v)
-    if (v is None or t is str or t is int) and (p is None or not p.secret):
-        return v  # the usual case, first: kept as it is (below too)
+    if p is None or not p.secret:  # the usual cases first, as below
+        if v is None or t is str or t is int:
+            return v
+        if t is PSObj:
+            return _psobj_label(v)
     if isinstance(v, SecureValue) or (p is not None and p.secret):
         return "********"
     if isinstance(v, PSObj):

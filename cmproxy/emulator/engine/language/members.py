@@ -37,6 +37,8 @@ def dict_key(d: dict[Any, Any], key: Any) -> Any:
 
 def get_member(target: Any, name: str) -> Any:
     low = name.lower()
+    if type(target) is PSObj:  # the usual case first: the same as below
+        return _psobj_member(target, name, low)
     if target is None or target is NOTHING:
         # PowerShell 3+ gives every object, $null included, Count and Length (0 for $null, 1
         # for one object) when it has no such property of its own (Adapter.Tests.ps1, "Count
