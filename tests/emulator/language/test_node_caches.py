@@ -131,3 +131,18 @@ def test_convertto_json_string_escaping_matches_the_per_character_rule() -> None
     samples += ["".join(rng.choice(alphabet) for _ in range(20)) for _ in range(500)]
     for s in samples:
         assert conv._json_str(s) == _json_str_per_character(s), repr(s)
+
+
+def test_big_hashtables_stay_case_insensitive(run: Run) -> None:
+    """about_Hash_Tables: keys are case-insensitive, whatever the table's size (a large
+    table is searched another way)."""
+    script = """
+    $h = @{}
+    foreach ($i in 1..20) { $h["Key$i"] = $i }
+    $h['KEY7']; $h.key12
+    $h['kEy3'] = 'x'
+    $h['Key3']; $h.Count
+    $h['KEY21'] = 21
+    $h.Count; ($h.Keys | Where-Object { $_ -eq 'key21' })
+    """
+    assert out(run, script) == [7, 12, "x", 20, 21, "KEY21"]

@@ -25,14 +25,25 @@ Node = tree_sitter.Node
 
 
 def dict_key(d: dict[Any, Any], key: Any) -> Any:
+    """The key of hashtable `d` that `key` names (hashtable keys are case-insensitive): `key`
+    itself, else the first string key equal to it ignoring case, else None."""
     if key in d:
         return key
     if isinstance(key, str):
         low = key.lower()
+        if len(d) > _SCAN_IN_C:
+            keys = list(d)
+            if set(map(type, keys)) == {str}:  # plain strings only: the same scan, in C
+                lowered = list(map(str.lower, keys))
+                return keys[lowered.index(low)] if low in lowered else None
         for k in d:
             if isinstance(k, str) and k.lower() == low:
                 return k
     return None
+
+
+#: Hashtables larger than this are searched case-insensitively by list operations in C.
+_SCAN_IN_C = 8
 
 
 def get_member(target: Any, name: str) -> Any:
