@@ -13,6 +13,7 @@ bounded by its simulated costs, not by SQLite, and one connection keeps `:memory
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -25,6 +26,9 @@ from typing import Any
 import attrs
 
 MASK = "********"
+#: How the call log writes a call's parameters: json.dumps(params, default=str), without
+#: building an encoder per call.
+_CALL_JSON = json.JSONEncoder(default=str)
 
 #: Roles that sit on a site-system row; `Type` codes of SMS_SCI_SysResUse (reference §2.1).
 TYPE_SECONDARY, TYPE_PRIMARY, TYPE_CAS, TYPE_NOT_SITE_SERVER = 1, 2, 4, 8
@@ -177,6 +181,11 @@ class SiteState:
     def __init__(self, path: str | os.PathLike[str] = ":memory:") -> None:
         self.path = str(path)
         self._lock = threading.RLock()
+        #: Calls recorded but not yet in the call_log table, oldest first (see `record_call`).
+        self._pending_calls: list[tuple[float, str, str, str, int, str]] = []
+        self._pending_lock = threading.Lock()
+        #: How deep the thread holding `_lock` is in `transaction()` (0: none open).
+        self._tx_depth = 0
         self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._conn.row_factory = sqlite3.Row
         if self.path != ":memory:":
@@ -188,6 +197,7 @@ class SiteState:
     # -- plumbing ---------------------------------------------------------------------------
     def close(self) -> None:
         with self._lock:
+            self.flush_calls()
             self._conn.close()
 
     def __enter__(self) -> SiteState:
@@ -209,12 +219,16 @@ class SiteState:
     def transaction(self) -> Iterator[None]:
         """One atomic write: everything inside commits together or not at all."""
         with self._lock:
+            self.flush_calls()
             self._conn.execute("BEGIN IMMEDIATE")
+            self._tx_depth += 1
             try:
                 yield
             except BaseException:
+                self._tx_depth -= 1
                 self._conn.execute("ROLLBACK")
                 raise
+            self._tx_depth -= 1
             self._conn.execute("COMMIT")
 
     def _exec(self, sql: str, args: Sequence[Any] = ()) -> None:
@@ -421,15 +435,48 @@ class SiteState:
         return [(r["server"], r["name"]) for r in self._rows("SELECT server, name FROM logs")]
 
     # -- call log ---------------------------------------------------------------------------
+    #: Buffered calls past this many are written at once by the next `record_call`.
+    FLUSH_CALLS_AT = 256
+
     def record_call(
         self, user: str, command: str, params: Mapping[str, Any], wrote: bool, outcome: str
     ) -> None:
-        """Append one call; `params` must already be masked (see engine.binding.mask_params)."""
-        self._exec(
-            "INSERT INTO call_log(ts, user, command, params, wrote, outcome) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (time.time(), user, command, json.dumps(params, default=str), int(wrote), outcome),
-        )
+        """Append one call; `params` must already be masked (see engine.binding.mask_params).
+
+        The call is buffered in order and written to the table with the next batch (one
+        INSERT per call under the state lock cost the interpreter most of a function call):
+        every read of the log, `clear_call_log`, `close`, each `transaction` and
+        `flush_calls` (the engine's, at the end of each pipeline) write the buffer first, so
+        the log a reader sees is as complete and as ordered as before."""
+        entry = (time.time(), user, command, _CALL_JSON.encode(params), int(wrote), outcome)
+        with self._pending_lock:
+            self._pending_calls.append(entry)
+            full = len(self._pending_calls) >= self.FLUSH_CALLS_AT
+        if full:
+            self.flush_calls()
+
+    def flush_calls(self) -> None:
+        """Write the buffered calls to the call_log table, oldest first. Not inside an open
+        transaction (a rollback would take them with it): that transaction's end writes them."""
+        with self._lock:
+            if self._tx_depth:
+                return
+            with self._pending_lock:
+                entries, self._pending_calls = self._pending_calls, []
+            if entries:  # one transaction: in autocommit each row would commit on its own
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    self._conn.executemany(
+                        "INSERT INTO call_log(ts, user, command, params, wrote, outcome) "
+                        "VALUES (?, ?, ?, ?, ?, ?)",
+                        entries,
+                    )
+                except BaseException:
+                    self._conn.execute("ROLLBACK")
+                    with self._pending_lock:  # not lost: the next flush tries them again
+                        self._pending_calls[:0] = entries
+                    raise
+                self._conn.execute("COMMIT")
 
     def call_log(self, command: str | None = None) -> list[CallRecord]:
         """Every recorded call, oldest first; optionally only one command (case-insensitive)."""
@@ -438,7 +485,10 @@ class SiteState:
         if command is not None:
             sql += " WHERE command=? COLLATE NOCASE"
             args.append(command)
-        rows = self._rows(sql + " ORDER BY id", args)
+        with self._lock:
+            self.flush_calls()
+            rows = self._rows(sql + " ORDER BY id", args)
+            rows_pending = self._pending_records(command) if self._tx_depth else []
         return [
             CallRecord(
                 r["id"],
@@ -450,10 +500,27 @@ class SiteState:
                 r["outcome"],
             )
             for r in rows
-        ]
+        ] + rows_pending
+
+    def _pending_records(self, command: str | None) -> list[CallRecord]:
+        """The buffered calls as records, read inside an open transaction (which holds them
+        back): numbered as the table will number them when the transaction ends."""
+        last = self._scalar("SELECT seq FROM sqlite_sequence WHERE name='call_log'") or 0
+        with self._pending_lock:
+            entries = list(self._pending_calls)
+        out = []
+        for i, (ts, user, cmd, params, wrote, outcome) in enumerate(entries, start=last + 1):
+            if command is None or cmd.lower() == command.lower():
+                out.append(CallRecord(i, ts, user, cmd, json.loads(params), bool(wrote), outcome))
+        return out
 
     def clear_call_log(self) -> None:
-        self._exec("DELETE FROM call_log")
+        with self._lock:
+            self.flush_calls()
+            if self._tx_depth:  # held back by the open transaction: made before the DELETE
+                with self._pending_lock:
+                    self._pending_calls.clear()
+            self._exec("DELETE FROM call_log")
 
     # -- snapshot ---------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
@@ -488,7 +555,10 @@ def _dump_props(props: Sequence[Prop]) -> str:
     return json.dumps([p.to_json() for p in props])
 
 
+@functools.lru_cache(maxsize=8192)
 def _load_props(text: str) -> tuple[Prop, ...]:
+    """The props a row's JSON holds; the same text is parsed once (Props are frozen, so the
+    tuple is shared safely)."""
     return tuple(Prop.from_json(d) for d in json.loads(text))
 
 

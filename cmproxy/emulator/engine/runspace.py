@@ -247,6 +247,8 @@ class SiteRunspace:
                 result.stopped = True
             # The script's thread ends with it: what it still owns is abandoned.
             self.engine.named_objects.thread_ended(result)
+            # Its calls reach the call_log table now (state.record_call buffers them).
+            self.engine.state.flush_calls()
             return result
 
     def run_script(
@@ -278,6 +280,8 @@ class SiteRunspace:
                 result.stopped = True
             # The script's thread ends with it: what it still owns is abandoned.
             self.engine.named_objects.thread_ended(result)
+            # Its calls reach the call_log table now (state.record_call buffers them).
+            self.engine.state.flush_calls()
             return result
 
     def close(self) -> None:
@@ -341,8 +345,10 @@ class SiteRunspace:
             self.scope.set("ErrorActionPreference", ea)
 
     def binder_coerce(self, p: ParamDef, v: Any) -> Any:
+        if v is None:  # $null stays $null (nothing to build a binder for)
+            return v
         cmd = CommandDef("", [p], "", lambda *a: [])
-        return Binder(cmd).coerce(p, v) if v is not None else v
+        return Binder(cmd).coerce(p, v)
 
     # -- locations and drives ---------------------------------------------------------------
     def current_drive(self) -> Drive | None:
@@ -379,8 +385,10 @@ class SiteRunspace:
         )
 
     def preference(self, name: str) -> str:
-        _, v = self.scope.lookup(name)
-        return conv.to_str(v).lower() if v is not None else "continue"
+        _, v = self.scope.lookup_low(name.lower())
+        if v is None:
+            return "continue"
+        return (v if type(v) is str else conv.to_str(v)).lower()
 
     # -- command dispatch -------------------------------------------------------------------
     def resolve(self, name: str) -> CommandDef | None:
@@ -438,7 +446,9 @@ class SiteRunspace:
         ctx = self._context(cmd, bound, ev)
         settings = self.engine.settings
         call_no = cm_dispatch.count_call(settings, cmd) if is_cmdlet(cmd) else 0
-        params = {k: mask_value(param_named(cmd, k), v) for k, v in bound.values.items()}
+        params = {
+            k: mask_value(param_named(cmd, k, binder.params), v) for k, v in bound.values.items()
+        }
         try:
             out = self._run(binder=binder, bound=bound, ctx=ctx, items=items, call_no=call_no)
         except PSError as e:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -106,3 +108,58 @@ def test_demo_seed_shape() -> None:
     assert "Failed to download the update from internet. Error = 12007." in log
     with pytest.raises(ValueError, match="unknown seed"):
         apply_seed(SiteState(), "nope")
+
+
+def _commands(state: SiteState) -> list[str]:
+    return [c.command for c in state.call_log()]
+
+
+def test_call_log_is_complete_and_ordered_without_a_flush(tmp_path: Path) -> None:
+    """record_call buffers: every read still sees each call made, in order, numbered as
+    one INSERT per call numbered them; a reader in another thread sees them too."""
+    state = SiteState(tmp_path / "s.db")
+    for i in range(SiteState.FLUSH_CALLS_AT + 3):  # one batch written by record_call, 3 held
+        state.record_call("u", f"C{i}", {"I": i, "L": [i, "x"]}, i % 2 == 0, "ok")
+    seen: list[list[Any]] = []
+    reader = threading.Thread(target=lambda: seen.append(state.call_log()))
+    reader.start()
+    reader.join()
+    [log] = seen
+    assert [c.command for c in log] == [f"C{i}" for i in range(SiteState.FLUSH_CALLS_AT + 3)]
+    assert [c.id for c in log] == list(range(1, SiteState.FLUSH_CALLS_AT + 4))
+    last = SiteState.FLUSH_CALLS_AT + 2
+    assert log[-1].params == {"I": last, "L": [last, "x"]}
+    assert log[0].wrote and not log[1].wrote
+    assert [c.ts for c in log] == sorted(c.ts for c in log)
+    assert [c.command for c in state.call_log("c5")] == ["C5"]
+
+
+def test_call_log_buffer_survives_close_clear_and_rollback(tmp_path: Path) -> None:
+    """Buffered calls reach the file on close, are numbered as the table numbers them,
+    are not lost with a transaction that rolls back, and are gone after a clear."""
+    path = tmp_path / "s.db"
+    state = SiteState(path)
+    apply_seed(state, "empty")
+    state.record_call("u", "Before", {}, False, "ok")
+    inside: list[tuple[int, str]] = []
+
+    def write_then_fail() -> None:
+        with state.transaction():
+            state.record_call("u", "During", {}, False, "ok")
+            # read inside the transaction: the held-back calls are there, numbered
+            inside.extend((c.id, c.command) for c in state.call_log())
+            raise RuntimeError("rolled back")
+
+    with pytest.raises(RuntimeError):
+        write_then_fail()
+    assert inside == [(1, "Before"), (2, "During")]
+    state.record_call("u", "After", {}, False, "ok")
+    state.close()  # without a flush of its own
+
+    again = SiteState(path)
+    assert _commands(again) == ["Before", "During", "After"]
+    again.record_call("u", "Gone", {}, False, "ok")
+    again.clear_call_log()
+    again.record_call("u", "New", {}, False, "ok")
+    assert [(c.id, c.command) for c in again.call_log()] == [(5, "New")]
+    again.close()

@@ -13,6 +13,12 @@ from cmproxy.emulator.engine.language.values import SWITCH_PRESENT, PSObj, Secur
 
 def mask_value(p: ParamDef | None, v: Any) -> Any:
     """A value as the log keeps it: secrets as `********`, objects as labels or text."""
+    t = type(v)
+    if p is None or not p.secret:  # the usual cases first, as below
+        if v is None or t is str or t is int:
+            return v
+        if t is PSObj:
+            return _psobj_label(v)
     if isinstance(v, SecureValue) or (p is not None and p.secret):
         return "********"
     if isinstance(v, PSObj):
@@ -33,15 +39,26 @@ def mask_value(p: ParamDef | None, v: Any) -> Any:
 def _psobj_label(o: PSObj) -> str | dict[str, Any]:
     """An IResultObject by its type and key properties; any other object by its text."""
     if o.type_names and o.type_names[0].startswith("IResultObject#"):
-        keys = ("SiteCode", "NetworkOSPath", "RoleName", "UserName", "ComponentName")
-        label = {k: o.properties[k] for k in keys if k in o.properties}
-        return {"type": o.type_names[0], **label}
+        props = o.properties
+        label: dict[str, Any] = {"type": o.type_names[0]}
+        for k in _LABEL_KEYS:
+            if k in props:
+                label[k] = props[k]
+        return label
     return conv.to_str(o)
 
 
-def param_named(cmd: CommandDef, name: str) -> ParamDef | None:
-    """The parameter (common ones included) a bound value belongs to."""
-    return next((p for p in cmd.all_params() if p.name == name), None)
+#: The key properties an IResultObject is labelled by, in this order after its type.
+_LABEL_KEYS = ("SiteCode", "NetworkOSPath", "RoleName", "UserName", "ComponentName")
+
+
+def param_named(
+    cmd: CommandDef, name: str, all_params: Sequence[ParamDef] | None = None
+) -> ParamDef | None:
+    """The parameter (common ones included) a bound value belongs to; `all_params`:
+    `cmd.all_params()` when the caller has it already (a Binder's `params`)."""
+    params = cmd.all_params() if all_params is None else all_params
+    return next((p for p in params if p.name == name), None)
 
 
 def raw_params(args: Sequence[Arg], cmd: CommandDef | None = None) -> dict[str, Any]:

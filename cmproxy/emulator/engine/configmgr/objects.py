@@ -77,11 +77,20 @@ def sysres_objs(ctx: SiteCallContext, rows: Sequence[SysRes]) -> list[PSObj]:
     if len(rows) < 2:
         return [sysres_obj(ctx, r) for r in rows]
     sites = {s.code.upper(): s for s in ctx.state.sites()}
-    counts = ctx.state.role_counts({r.site for r in rows})
+    servers = {(nocase(r.site), nocase(r.server)) for r in rows}
+    if len(servers) <= _FEW_SERVERS:  # a few servers' roles: counted per server, not per site
+        counts = {key: ctx.state.role_count(*key) for key in servers}
+    else:
+        counts = ctx.state.role_counts({r.site for r in rows})
     return [
         _sysres_obj(r, sites.get(r.site.upper()), counts[nocase(r.site), nocase(r.server)])
         for r in rows
     ]
+
+
+#: Up to this many servers, `sysres_objs` counts each server's roles on its own (one indexed
+#: COUNT each) instead of every server's of their sites; the counts are the same (NOCASE).
+_FEW_SERVERS = 4
 
 
 def _sysres_obj(row: SysRes, site: Site | None, role_count: int) -> PSObj:

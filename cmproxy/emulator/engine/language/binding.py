@@ -179,7 +179,7 @@ class Binder:
     def resolve_name(self, given: str) -> ParamDef:
         low = given.lower()
         for p in self.params:
-            if p.name.lower() == low or low in (a.lower() for a in p.aliases):
+            if p.name.lower() == low or (p.aliases and low in (a.lower() for a in p.aliases)):
                 return p
         matches: list[ParamDef] = []
         for p in self.params:

@@ -85,6 +85,8 @@ def truthy(v: Any) -> bool:
 
 def to_str(v: Any) -> str:
     """PowerShell's string conversion ($OFS = ' ' for arrays)."""
+    if type(v) is str:  # the usual case, first: str(v) is v itself
+        return v
     if v is None:
         return ""
     if isinstance(v, bool):
@@ -378,22 +380,24 @@ _JS_SHORT = {
 }
 
 
+#: The characters `_json_str` escapes: the short escapes, the JavaScript ones, controls.
+_JS_SPECIAL = re.compile(r"[\x00-\x1f\"\\<>'&]")
+
+
+def _json_escape(m: re.Match[str]) -> str:
+    c = m.group()
+    short = _JS_SHORT.get(c)
+    if short is not None:
+        return short
+    if c in _JS_ESCAPES:
+        return _JS_ESCAPES[c]
+    return f"\\u{ord(c):04x}"
+
+
 def _json_str(s: str) -> str:
     """A string as JavaScriptSerializer (Windows PowerShell 5.1's ConvertTo-Json) writes it:
     `<`, `>`, `'`, `&` and control characters as lower-case \\uXXXX escapes."""
-    out = ['"']
-    for c in s:
-        short = _JS_SHORT.get(c)
-        if short is not None:
-            out.append(short)
-        elif c in _JS_ESCAPES:
-            out.append(_JS_ESCAPES[c])
-        elif ord(c) < 0x20:
-            out.append(f"\\u{ord(c):04x}")
-        else:
-            out.append(c)
-    out.append('"')
-    return "".join(out)
+    return '"' + _JS_SPECIAL.sub(_json_escape, s) + '"'
 
 
 def _json_number(v: int | float) -> str:

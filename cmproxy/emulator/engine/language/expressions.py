@@ -74,27 +74,46 @@ class ExpressionRules(EvaluatorCore):
     def expr(self, n: Node) -> Any:
         hit = self._cache.exprs.get(n.id)
         if hit is None:  # derived once per node: the tree never changes
-            u = self._expr_unwrap(n)
-            hit = (u, u.type.replace("_argument_expression", "_expression"), self.named(u))
-            self._cache.exprs[n.id] = hit
-        n, t, kids = hit
-        if t == "variable":
-            return self.variable_value(self.var_name(n))
-        if t == "member_access":
+            hit = self._cache.exprs[n.id] = self._expr_step(n)
+        n, t, kids, step, name = hit
+        if step == _HANDLER:
+            return _EXPRESSIONS[t](self, n, kids)
+        if step == _VARIABLE:
+            return self.variable_value(name)
+        if step == _MEMBER:
             return self.member_access(n)
-        if t in WRAPPERS and len(kids) == 1 and n.child_count == 1:
+        if step == _WRAPPER:
             return self.expr(kids[0])
-        if t in _LITERALS:
+        if step == _LITERAL:
             found = self._parts.get(("literal", n.id), MISSING)
             if found is MISSING:
                 found = self._parts[("literal", n.id)] = self._literal(n, t)
             return self.string(n) if found is EXPANDABLE else found
-        handler = _EXPRESSIONS.get(t)
-        if handler is not None:
-            return handler(self, n, kids)
         if t == "type_literal":
             raise self.unsupported(n, f"The type literal {self.text(n)}")
         raise self.unsupported(n)
+
+    def _expr_step(self, n: Node) -> tuple[Node, str, list[Node], int, str]:
+        """(the node `expr` evaluates, its kind, its named children, which of its steps
+        evaluates it, a variable's name), in the order `expr` tries them: all fixed by the
+        tree."""
+        u = self._expr_unwrap(n)
+        t = u.type.replace("_argument_expression", "_expression")
+        kids = self.named(u)
+        if t == "variable":
+            # a name var_name refuses ($using:) is not kept: that step raises every time
+            return u, t, kids, _VARIABLE, self.var_name(u)
+        if t == "member_access":
+            step = _MEMBER
+        elif t in WRAPPERS and len(kids) == 1 and u.child_count == 1:
+            step = _WRAPPER
+        elif t in _LITERALS:
+            step = _LITERAL
+        elif t in _EXPRESSIONS:
+            step = _HANDLER
+        else:
+            step = _UNSUPPORTED
+        return u, t, kids, step, ""
 
     def _literal(self, n: Node, t: str) -> Any:
         """A literal's value (the same every time), or EXPANDABLE for a string with `$x` or
@@ -201,6 +220,12 @@ class ExpressionRules(EvaluatorCore):
         return name
 
     def variable_value(self, name: str) -> Any:
+        kind = _PLAIN_NAMES.get(name)
+        if kind is not None:  # a plain name (the usual case): the scopes, from this one up
+            found, v = self.rs.scope.lookup_low(kind)
+            if found:
+                return v
+            return self.rs.location_obj() if kind == "pwd" else None
         low = name.lower()
         if low in CONSTANTS:
             return CONSTANTS[low]
@@ -213,6 +238,8 @@ class ExpressionRules(EvaluatorCore):
         if low in ("input",):
             found, v = self.rs.scope.lookup_low("input")
             return v if found else []
+        if len(_PLAIN_NAMES) < _PLAIN_NAMES_MAX:
+            _PLAIN_NAMES[name] = low  # none of the cases above: the same next time
         found, v = self.rs.scope.lookup_low(low)
         if found:
             return v
@@ -221,6 +248,13 @@ class ExpressionRules(EvaluatorCore):
         return None
 
     def set_variable(self, name: str, value: Any) -> None:
+        low = _PLAIN_NAMES.get(name)
+        if low is not None:  # a plain name (see variable_value): the current scope's variable
+            scope = self.rs.scope
+            if scope.types and low in scope.types:
+                value = self.constrain(scope.types[low], value)
+            scope.vars[low] = value
+            return
         low = name.lower()
         if low in ("true", "false", "null"):
             if low == "null":
@@ -242,6 +276,8 @@ class ExpressionRules(EvaluatorCore):
         scope = self.rs.scope
         if low.startswith(("global:", "script:")):
             scope, low = self.qualified_scope(low)
+        elif low != "input" and len(_PLAIN_NAMES) < _PLAIN_NAMES_MAX:
+            _PLAIN_NAMES[name] = low  # a plain name: the fast path above next time
         if scope.types and low in scope.types:
             value = self.constrain(scope.types[low], value)
         # An unqualified assignment writes the current scope: a same-named variable of a
@@ -540,8 +576,8 @@ class ExpressionRules(EvaluatorCore):
         return NOTHING
 
     def assignment(self, n: Node) -> None:
-        left, op, right = self.parts("assignment", n, self._assignment_parts)
-        value = self.pipeline_value(right) if right.type == "pipeline" else self.expr(right)
+        left, op, right, piped = self.parts("assignment", n, self._assignment_parts)
+        value = self.pipeline_value(right) if piped else self.expr(right)
         if value is NOTHING:
             value = None
         if op != "=":
@@ -549,10 +585,11 @@ class ExpressionRules(EvaluatorCore):
             value = arith_op(op[0], cur, value, self.rs.engine.settings.limits)
         self.assign_to(left, value)
 
-    def _assignment_parts(self, n: Node) -> tuple[Node, str, Node]:
+    def _assignment_parts(self, n: Node) -> tuple[Node, str, Node, bool]:
+        """(target, operator, value, whether the value is a pipeline)."""
         kids = n.named_children
         op = self.text(next(c for c in kids if c.type == "assignement_operator")).strip()
-        return kids[0], op, kids[-1]
+        return kids[0], op, kids[-1], kids[-1].type == "pipeline"
 
     def _assign_target(self, left: Node) -> tuple[str, Node]:
         """What `left` assigns to, derived once per node (a hot path)."""
@@ -668,6 +705,12 @@ def _convert_collection(t: str, v: Any) -> Any:
 
 
 _LITERALS = frozenset({"integer_literal", "real_literal", "string_literal", "generic_token"})
+#: Variable names (as written) that name no constant, env: or scope-qualified variable and
+#: not $input → their lower-case form: `variable_value` looks them up in the scopes directly.
+_PLAIN_NAMES: dict[str, str] = {}
+_PLAIN_NAMES_MAX = 100_000
+#: How `ExpressionRules.expr` evaluates a node (`_expr_step`).
+_HANDLER, _VARIABLE, _MEMBER, _WRAPPER, _LITERAL, _UNSUPPORTED = range(6)
 
 _Handler = Callable[[ExpressionRules, Node, list[Node]], Any]
 #: Expression kinds → how `Evaluator.expr` evaluates them (the node, its named children).

@@ -25,18 +25,31 @@ Node = tree_sitter.Node
 
 
 def dict_key(d: dict[Any, Any], key: Any) -> Any:
+    """The key of hashtable `d` that `key` names (hashtable keys are case-insensitive): `key`
+    itself, else the first string key equal to it ignoring case, else None."""
     if key in d:
         return key
     if isinstance(key, str):
         low = key.lower()
+        if len(d) > _SCAN_IN_C:
+            keys = list(d)
+            if set(map(type, keys)) == {str}:  # plain strings only: the same scan, in C
+                lowered = list(map(str.lower, keys))
+                return keys[lowered.index(low)] if low in lowered else None
         for k in d:
             if isinstance(k, str) and k.lower() == low:
                 return k
     return None
 
 
+#: Hashtables larger than this are searched case-insensitively by list operations in C.
+_SCAN_IN_C = 8
+
+
 def get_member(target: Any, name: str) -> Any:
     low = name.lower()
+    if type(target) is PSObj:  # the usual case first: the same as below
+        return _psobj_member(target, name, low)
     if target is None or target is NOTHING:
         # PowerShell 3+ gives every object, $null included, Count and Length (0 for $null, 1
         # for one object) when it has no such property of its own (Adapter.Tests.ps1, "Count

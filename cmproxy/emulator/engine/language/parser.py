@@ -50,10 +50,12 @@ class _NodeCache:
     """What the evaluator derives from a tree's nodes, by node id (the tree never changes)."""
 
     __slots__ = (
+        "blocks",
         "elements",
         "exprs",
         "named",
         "parts",
+        "plans",
         "targets",
         "texts",
         "unwrapped",
@@ -63,9 +65,14 @@ class _NodeCache:
     def __init__(self) -> None:
         self.named: dict[int, list[Node]] = {}
         self.elements: dict[int, list[Node]] = {}
+        #: pipeline node → its elements, each with its kind (pipelines.py)
+        self.plans: dict[int, list[tuple[Node, int]]] = {}
+        #: block node → how run_block runs it, and a statement list's statements and labels
+        self.blocks: dict[int, tuple[int, list[Node], dict[int, str]]] = {}
         self.unwrapped: dict[int, Node] = {}
-        #: expression node → (the node evaluated, its kind, its named children)
-        self.exprs: dict[int, tuple[Node, str, list[Node]]] = {}
+        #: expression node → (the node evaluated, its kind, its named children, how `expr`
+        #: evaluates it: a step code of expressions.py, a variable's name)
+        self.exprs: dict[int, tuple[Node, str, list[Node], int, str]] = {}
         self.var_names: dict[int, str] = {}
         #: assignment target node → (its kind, the node assigned to)
         self.targets: dict[int, tuple[str, Node]] = {}

@@ -13,6 +13,7 @@ from cmproxy.emulator.engine.language.binding import Arg, CommandDef
 from cmproxy.emulator.engine.language.conv import ScriptBlock
 from cmproxy.emulator.engine.language.errors import (
     PSError,
+    StopRequested,
     record,
 )
 from cmproxy.emulator.engine.language.functions import FunctionRules
@@ -40,13 +41,32 @@ class PipelineRules(FunctionRules):
     # -- pipelines --------------------------------------------------------------------------
     def pipeline_value(self, n: Node) -> Any:
         """The value of a pipeline used as an expression (condition, `(…)`, assignment)."""
-        elements = self.pipeline_elements(n)
-        if len(elements) == 1 and elements[0].type not in ("command",):
-            if elements[0].type == "assignment_expression":
-                self.assignment(elements[0])
+        plan = self._cache.plans.get(n.id)
+        if plan is None:
+            plan = self._cache.plans[n.id] = self._pipeline_plan(n)
+        if len(plan) == 1:
+            el, kind = plan[0]
+            if kind == _ASSIGNMENT:
+                self.assignment(el)
                 return NOTHING
-            return self.expr(elements[0])
+            if kind == _EXPRESSION:
+                return self.expr(el)
         return conv.collapse([x for x in self.pipeline(n) if x is not NOTHING])
+
+    def _pipeline_plan(self, n: Node) -> list[tuple[Node, int]]:
+        """A pipeline's elements, each with its kind (command, assignment, expression)."""
+        plan = []
+        for el in self.pipeline_elements(n):
+            t = el.type
+            kind = (
+                _COMMAND
+                if t == "command"
+                else _ASSIGNMENT
+                if t == "assignment_expression"
+                else _EXPRESSION
+            )
+            plan.append((el, kind))
+        return plan
 
     def pipeline_elements(self, n: Node) -> list[Node]:
         found = self._cache.elements.get(n.id)
@@ -70,22 +90,26 @@ class PipelineRules(FunctionRules):
         return [node]
 
     def pipeline(self, n: Node) -> list[Any]:
-        elements = self.pipeline_elements(n)
+        plan = self._cache.plans.get(n.id)
+        if plan is None:
+            plan = self._cache.plans[n.id] = self._pipeline_plan(n)
         items: list[Any] | None = None
-        for idx, el in enumerate(elements):
-            self.check_stop()
-            if el.type == "command":
+        rs = self.rs
+        for idx, (el, kind) in enumerate(plan):
+            if rs.stop_event is not None and rs.stop_event.is_set():  # check_stop, inlined
+                raise StopRequested
+            if kind == _COMMAND:
                 try:
                     items = self.command(el, items)
                 except LoopFlow as f:
-                    if f.value and idx < len(elements) - 1:
+                    if f.value and idx < len(plan) - 1:
                         # PowerShell streams: the next commands saw those objects one by one.
                         raise self.unsupported(
                             el, "break/continue in a command whose output goes on down a pipeline"
                         ) from None
                     raise
-            elif el.type == "assignment_expression":
-                if len(elements) > 1:
+            elif kind == _ASSIGNMENT:
+                if len(plan) > 1:
                     raise self.unsupported(el, "An assignment inside a pipeline")
                 self.assignment(el)
                 return []
@@ -205,26 +229,20 @@ class PipelineRules(FunctionRules):
     def command_args(self, elements: Node) -> list[Arg]:
         args: list[Arg] = []
         colon = False
-        for c in elements.children:
-            if c.type == "command_argument_sep":
-                if any(ch.type == ":" for ch in c.children) and args and args[-1].bare:
+        for c, kind, name, text in self.parts("args", elements, self._args_parts):
+            if kind == _SEP_COLON:
+                if args and args[-1].bare:
                     colon = True
                 continue
-            if c.type == "comment":
+            if kind == _SKIP:
                 continue
-            if c.type == "command_parameter":
-                text = self.text(c)
-                name = text[1:]
-                if name.endswith(":"):
-                    name = name[:-1]
-                    colon = True
-                else:
-                    colon = False
+            if kind in (_PARAMETER, _PARAMETER_COLON):
+                colon = kind == _PARAMETER_COLON
                 args.append(Arg(name, bare=True, text=text))
                 continue
-            if c.type == "redirection":
+            if kind == _REDIRECTION:
                 raise self.unsupported(c, "Redirection")
-            if self.text(c).startswith("@") and self.unwrap(c).type == "variable":
+            if kind == _SPLAT:
                 args += self._splatted(c)
                 colon = False
                 continue
@@ -236,6 +254,32 @@ class PipelineRules(FunctionRules):
             else:
                 args.append(Arg(None, v))
         return args
+
+    def _args_parts(self, elements: Node) -> list[tuple[Node, int, str, str]]:
+        """What `command_args` does with each element of a command (fixed by the tree):
+        (the node, which kind of element it is, a parameter's name and text)."""
+        out: list[tuple[Node, int, str, str]] = []
+        for c in elements.children:
+            if c.type == "command_argument_sep":
+                colon = any(ch.type == ":" for ch in c.children)
+                out.append((c, _SEP_COLON if colon else _SKIP, "", ""))
+            elif c.type == "comment":
+                out.append((c, _SKIP, "", ""))
+            elif c.type == "command_parameter":
+                text = self.text(c)
+                name = text[1:]
+                kind = _PARAMETER
+                if name.endswith(":"):
+                    name = name[:-1]
+                    kind = _PARAMETER_COLON
+                out.append((c, kind, name, text))
+            elif c.type == "redirection":
+                out.append((c, _REDIRECTION, "", ""))
+            elif self.text(c).startswith("@") and self.unwrap(c).type == "variable":
+                out.append((c, _SPLAT, "", ""))
+            else:
+                out.append((c, _ARGUMENT, "", ""))
+        return out
 
     def _splatted(self, c: Node) -> list[Arg]:
         """The arguments `@name` splats: a hashtable's entries by name, an array's by position."""
@@ -250,3 +294,9 @@ class PipelineRules(FunctionRules):
         if n.type == "generic_token":
             return self.text(n)
         return self.expr(n)
+
+
+#: The kinds of a pipeline's elements (`PipelineRules._pipeline_plan`).
+_COMMAND, _ASSIGNMENT, _EXPRESSION = range(3)
+#: The kinds of a command's elements (`PipelineRules._args_parts`).
+_SEP_COLON, _SKIP, _PARAMETER, _PARAMETER_COLON, _REDIRECTION, _SPLAT, _ARGUMENT = range(7)

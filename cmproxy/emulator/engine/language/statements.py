@@ -12,6 +12,7 @@ import tree_sitter
 from cmproxy.emulator.engine.language import conv
 from cmproxy.emulator.engine.language.errors import (
     PSError,
+    StopRequested,
     record,
 )
 from cmproxy.emulator.engine.language.members import (
@@ -52,22 +53,37 @@ class StatementRules(PipelineRules):
         """Run a statement_list / statement_block / script_block body; returns output."""
         if n is None:
             return []
-        if n.type in ("statement_block", "script_block_body", "script_block"):
-            inner = self.named(n)
-            if n.type == "script_block" and any(c.type == "param_block" for c in inner):
-                raise self.unsupported(n, "param() inside a script block")
-            out: list[Any] = []
-            for c in inner:
-                try:
-                    out += self.run_block(c)
-                except (Flow, PSError) as r:
-                    r.value = out + r.value  # output written before return/break/throw stays
-                    raise
-            return out
-        if n.type == "statement_list":
-            stmts, labels = self.parts("labels", n, self._labeled_statements)
+        hit = self._cache.blocks.get(n.id)
+        if hit is None:  # derived once per node: the tree never changes
+            hit = self._cache.blocks[n.id] = self._block_parts(n)
+        kind, stmts, labels = hit
+        if kind == _STATEMENTS:
             return self.run_statements(stmts, labels)
-        return self.run_statements([n])
+        if kind == _STATEMENT:
+            return self.run_statements([n])
+        if kind == _ONLY_CHILD:  # a block of one child (its statement list): what it outputs
+            return self.run_block(stmts[0])
+        inner = self.named(n)
+        if kind == _SCRIPT_BLOCK and any(c.type == "param_block" for c in inner):
+            raise self.unsupported(n, "param() inside a script block")
+        out: list[Any] = []
+        for c in inner:
+            try:
+                out += self.run_block(c)
+            except (Flow, PSError) as r:
+                r.value = out + r.value  # output written before return/break/throw stays
+                raise
+        return out
+
+    def _block_parts(self, n: Node) -> tuple[int, list[Node], dict[int, str]]:
+        """How `run_block` runs `n`, and a statement list's statements and labels."""
+        kind = _block_kind(n)
+        if kind == _STATEMENTS:
+            return (kind, *self._labeled_statements(n))
+        inner = self.named(n)
+        if kind == _BLOCK and len(inner) == 1:
+            return _ONLY_CHILD, inner, {}
+        return kind, [], {}
 
     def _labeled_statements(self, n: Node) -> tuple[list[Node], dict[int, str]]:
         """A statement list's statements, and the label (`:name`, about_Break) written before
@@ -85,8 +101,10 @@ class StatementRules(PipelineRules):
         self, stmts: Sequence[Node], labels: dict[int, str] | None = None
     ) -> list[Any]:
         out: list[Any] = []
+        rs = self.rs
         for i, s in enumerate(stmts):
-            self.check_stop()
+            if rs.stop_event is not None and rs.stop_event.is_set():  # check_stop, inlined
+                raise StopRequested
             try:
                 if labels and i in labels:
                     out += self.labeled(s, labels[i])
@@ -191,7 +209,7 @@ class StatementRules(PipelineRules):
         elements = self.pipeline_elements(statements[0])
         if len(elements) != 1 or elements[0].type != "assignment_expression":
             return None
-        left, op, right = self._assignment_parts(elements[0])
+        left, op, right, _ = self._assignment_parts(elements[0])
         kind, target = self._assign_target(left)
         if op != "=" or kind != "element_access" or right.type != "pipeline":
             return None
@@ -455,8 +473,7 @@ class StatementRules(PipelineRules):
             self.rs.scope.set("PSItem", old[1])
 
     def flow(self, n: Node) -> list[Any]:
-        kw = n.children[0].type
-        arg = next((c for c in n.named_children if c.type == "pipeline"), None)
+        kw, arg = self.parts("flow", n, _flow_parts)
         if kw == "throw":
             if arg is None and self.catching:
                 # `throw` alone in a catch block rethrows the error being handled (about_Throw,
@@ -485,3 +502,24 @@ class StatementRules(PipelineRules):
             exception="System.Management.Automation.RuntimeException",
             target=v,
         )
+
+
+def _flow_parts(n: Node) -> tuple[str, Node | None]:
+    """A flow statement's keyword and its pipeline (derived once per node)."""
+    return n.children[0].type, next((c for c in n.named_children if c.type == "pipeline"), None)
+
+
+#: What `run_block` runs a node as (`_block_kind`).
+_BLOCK, _SCRIPT_BLOCK, _STATEMENTS, _STATEMENT, _ONLY_CHILD = range(5)
+
+
+def _block_kind(n: Node) -> int:
+    """How `run_block` runs node `n` (fixed by the tree)."""
+    t = n.type
+    if t in ("statement_block", "script_block_body"):
+        return _BLOCK
+    if t == "script_block":
+        return _SCRIPT_BLOCK
+    if t == "statement_list":
+        return _STATEMENTS
+    return _STATEMENT
