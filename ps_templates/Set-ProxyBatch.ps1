@@ -185,16 +185,19 @@ function Unlock-Group {
     $held.Remove($Tag)
 }
 
-# One written item read back: its role (picked from $Listed when the site was listed) or an error.
+# One written item read back: its role (with -FromListing picked from $listed, the site's roles
+# listed once after the last write, read from the script's scope; PowerShell passes a hashtable
+# by reference either way, but a recorder of bound arguments, as cmproxy's emulator keeps its
+# call log, would record the whole site once per item) or an error.
 function Read-BackItem {
-    param([int]$Index, $Listed)
+    param([int]$Index, [switch]$FromListing)
     $name = [string]$SiteSystemServerName[$Index]
     $roleName = 'SMS Site System'
     if ([string]$Kind[$Index] -eq 'Sup') {
         $roleName = 'SMS Software Update Point'
     }
-    if ($null -ne $Listed) {
-        $role = $Listed[('\\' + $name).ToLower() + '|' + $roleName]
+    if ($FromListing) {
+        $role = $listed[('\\' + $name).ToLower() + '|' + $roleName]
     } elseif ([string]$Kind[$Index] -eq 'Sup') {
         $role = Get-CMSoftwareUpdatePoint -SiteSystemServerName $name -SiteCode $SiteCode
     } else {
@@ -335,7 +338,7 @@ try {
             $others = @()
             foreach ($j in $pending) {
                 if ((-not $Group) -or ([string]$Group[$j] -eq [string]$Group[$i])) {
-                    Read-BackItem -Index $j -Listed $null
+                    Read-BackItem -Index $j
                 } else {
                     $others += $j
                 }
@@ -362,6 +365,6 @@ if ($ReadBackBySite) {
         $listed[([string]$row.NetworkOSPath).ToLower() + '|' + [string]$row.RoleName] = $row
     }
     foreach ($j in $pending) {
-        Read-BackItem -Index $j -Listed $listed
+        Read-BackItem -Index $j -FromListing
     }
 }

@@ -25,7 +25,7 @@ from cmproxy.retry import is_transient
 from cmproxy.session import Session, WriteCoalescer
 from cmproxy.transports.psrp import PSRPTransport
 from cmproxy.tuning import Tuning
-from cmproxy.writer import BATCH_TEMPLATE, WriteResult, batch_step
+from cmproxy.writer import BATCH_TEMPLATE, WriteResult, batch_results, batch_step
 
 from .targets import RECEIVE_TIMEOUT, account_change, connection_info
 
@@ -138,6 +138,34 @@ def test_a_group_is_read_back_after_its_last_write(
         ]
     assert all(isinstance(r, WriteResult) and r.matches for r in results)
     assert calls == expected
+
+
+@pytest.mark.parametrize("transport", ["psrp", "winrm"])
+def test_a_batch_read_back_by_listing_its_site_finds_every_written_server(transport: str) -> None:
+    """-ReadBackBySite: after the last write the site's roles are listed once (one Get) and
+    each written server's row is picked from that listing, for both kinds of write."""
+    changes = [proxy_change(DP1), sup_change(SUP, True, True), proxy_change(DP2, account=None)]
+    with (
+        Emulator(seed="demo", receive_timeout=RECEIVE_TIMEOUT) as emu,
+        Session(connection_info(emu, transport, "ntlm")) as session,
+    ):
+        step = batch_step("PS1", changes, read_back_by_site=True)
+        before = len(emu.state.call_log())
+        results = batch_results(changes, session.run_step(step))
+        gets = [c for c in emu.state.call_log()[before:] if c.command.startswith("Get-CM")]
+    assert all(isinstance(r, WriteResult) and r.matches for r in results), results
+    assert [r.read_back for r in results if isinstance(r, WriteResult)] == [
+        ProxySettings(server="p.contoso.com", port=3128, account=ACCOUNT),
+        SupFlags(use_proxy=True, use_proxy_for_adr=True),
+        ProxySettings(server="p.contoso.com", port=3128, account=None),
+    ]
+    listings = [
+        c for c in gets if c.command == "Get-CMSiteRole" and "SiteSystemServerName" not in c.params
+    ]
+    assert len(listings) == 1  # the site listed once, no Get by name for the read-back
+    assert not [
+        c for c in gets if c.command in ("Get-CMSiteSystemServer", "Get-CMSoftwareUpdatePoint")
+    ]
 
 
 @pytest.mark.parametrize("transport", ["psrp", "winrm"])
