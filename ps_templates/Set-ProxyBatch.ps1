@@ -144,13 +144,7 @@ function Lock-Group {
     param([int]$Index, [string]$Tag)
     $servers = @{}
     if ($Group) {
-        $j = 0
-        foreach ($tagOf in $Group) {
-            if ([string]$tagOf -eq $Tag) {
-                $servers[([string]$SiteSystemServerName[$j]).ToLower()] = $true
-            }
-            $j = $j + 1
-        }
+        $servers = $serversOfGroup[$Tag]
     } else {
         $servers[([string]$SiteSystemServerName[$Index]).ToLower()] = $true
     }
@@ -246,9 +240,15 @@ if ($NewAccountName) {
 # Written items not read back yet, and each group's last item.
 $pending = @()
 $lastOfGroup = @{}
+# Each group's servers (lower case, as keys), gathered once for Lock-Group.
+$serversOfGroup = @{}
 $i = 0
 foreach ($tag in $Group) {
     $lastOfGroup[[string]$tag] = $i
+    if (-not $serversOfGroup.ContainsKey([string]$tag)) {
+        $serversOfGroup[[string]$tag] = @{}
+    }
+    $serversOfGroup[[string]$tag][([string]$SiteSystemServerName[$i]).ToLower()] = $true
     $i = $i + 1
 }
 $i = 0
