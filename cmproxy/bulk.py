@@ -45,7 +45,7 @@ from cmproxy.plan import (
     SupFlagsRequest,
     plan,
 )
-from cmproxy.ports import CreatesAccountsInWrites, Warms, read_back_matches
+from cmproxy.ports import CreatesAccountsInWrites, ReportsLanes, Warms, read_back_matches
 from cmproxy.render import PLAN_COLUMNS, dataframe, plan_rows
 from cmproxy.results import Results, ServerResult
 from cmproxy.retry import RetryPolicy
@@ -453,7 +453,9 @@ class _BulkRun:
                     start()
 
             try:
-                drain(0.2)  # a timeout: Ctrl-C reaches this thread on every platform
+                # A timeout: Ctrl-C reaches this thread on every platform, and a lane that
+                # became ready (`_provider_limit`) takes the next chunk within it.
+                drain(_POLL_S)
             except KeyboardInterrupt:
                 self.cancel.set()
                 log.warning("cancelled: waiting for in-flight transactions to finish or roll back")
@@ -569,6 +571,10 @@ def _undone(item: ServerResult, undo: TransactionResult | CMProxyError) -> Serve
     )
 
 
+#: How often the scheduler looks again without a chunk having finished (seconds).
+_POLL_S = 0.05
+
+
 @attrs.define
 class _Lanes:
     """Which chunk starts next: each site's chunks in order, at most `per_site` of one site
@@ -602,7 +608,9 @@ class _Lanes:
             endpoint = _endpoint(queue[0])
             at_site = sum(1 for i, _c in in_flight if i == lane)
             at_provider = sum(1 for _i, c in in_flight if _endpoint(c) == endpoint)
-            if at_site < self.knobs.per_site and at_provider < self.knobs.per_provider:
+            if at_site < self.knobs.per_site and at_provider < _provider_limit(
+                queue[0][0][1].client, self.knobs.per_provider
+            ):
                 best = min(best or (at_site, lane), (at_site, lane))
         if best is None:
             return None
@@ -614,6 +622,14 @@ class _Lanes:
         for queue in self.queues:
             queue.clear()
         return left
+
+
+def _provider_limit(client: SiteClient, per_provider: int) -> int:
+    """Chunks one provider may have in flight: `per_provider`, and while its lanes still warm
+    (pools imported in turns, `Tuning.imports_at_once`) no more than it has ready, so no chunk
+    waits for a pool while another site has none (the next chunk starts as a pool is ready)."""
+    ready = client.lanes_ready() if isinstance(client, ReportsLanes) else None
+    return per_provider if ready is None else min(per_provider, max(1, ready))
 
 
 def _endpoint(chunk: Sequence[_Job]) -> str:

@@ -6,6 +6,7 @@
 
 - `AppliesMany`: many changes in one call, one pipeline per site (a round of a bulk batch);
 - `Warms`: open its concurrent lanes (runspace pools) ahead;
+- `ReportsLanes`: say how many of them are ready while the others still warm;
 - `CreatesAccountsInWrites`: create a bulk run's new account in its first write pipelines
   instead of in a step of its own before them;
 - `RecordsPipelines`: tell a watcher each pipeline before it is sent (the journal records it);
@@ -32,6 +33,7 @@ __all__ = [
     "HoldsShells",
     "Identified",
     "RecordsPipelines",
+    "ReportsLanes",
     "SiteClient",
     "StopsShells",
     "Warms",
@@ -87,6 +89,15 @@ class CreatesAccountsInWrites(Protocol):
     write if it cannot: the writes wait for no separate account step."""
 
     def creating_accounts(self, creations: Sequence[Change]) -> AbstractContextManager[None]: ...
+
+
+@runtime_checkable
+class ReportsLanes(Protocol):
+    """How many steps it can run at once now while some of its lanes still warm (None: none
+    is warming): a bulk run starts no more batches than that, so none waits for a lane while
+    another site has none."""
+
+    def lanes_ready(self) -> int | None: ...
 
 
 @runtime_checkable

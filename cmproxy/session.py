@@ -249,6 +249,13 @@ class Session:
         if transport is not None:
             transport.warm(concurrency, secrets=secrets, at_once=self.tuning.imports_at_once)
 
+    def lanes_ready(self) -> int | None:
+        """Steps this session can run at once now while some of its lanes still warm (over
+        PSRP: pools open and bootstrapped, when `imports_at_once` opens them in turns); None
+        when none is warming."""
+        transport = self._transport
+        return None if transport is None else transport.lanes_ready()
+
     # -- pipelines and shells (what a killed process may leave running) ---------------------
 
     @contextlib.contextmanager

@@ -369,6 +369,11 @@ class Transport(abc.ABC):
         `wait=False`: return before they are ready; `at_once`: bootstraps (module imports)
         run at most that many at a time (None: all at once)."""
 
+    def lanes_ready(self) -> int | None:
+        """Steps it can run at once now while some of its lanes are still warming (opening or
+        importing the module); None when none is (only `max_pools` bounds it then)."""
+        return None
+
     @abc.abstractmethod
     def run(self, step: Step) -> Result:
         """Run `step`; raise a PowerShellError for a terminating remote error."""

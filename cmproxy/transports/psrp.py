@@ -159,6 +159,14 @@ class PSRPTransport(Transport):
         with self._lock:
             return len(self._lanes)
 
+    def lanes_ready(self) -> int | None:
+        """Pools open and bootstrapped while others still warm (at least one: a step that
+        finds none waits for the first); None when none is warming."""
+        with self._lock:
+            if not self._warming:
+                return None
+            return max(1, len(self._lanes) - self._warming)
+
     def _borrow(self) -> _Lane:
         with self._available:
             self._closed = False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import math
 import threading
 import time
@@ -242,3 +243,57 @@ def test_an_account_not_found_after_its_creation_writes_no_server(
         _apply(site, _with_new_account(["cm-scp01.contoso.com"]), journal)
     assert site.applied == []
     assert journal.open_transactions() == []
+
+
+class _WarmingSite(InMemorySite):
+    """An in-memory site whose lanes come ready in turns, as PSRP pools imported in turns of
+    `Tuning.imports_at_once` do (`ReportsLanes`)."""
+
+    ready: int | None = 1
+
+    def lanes_ready(self) -> int | None:
+        return self.ready
+
+
+def test_no_more_batches_start_than_the_provider_has_lanes_ready(state: SiteState) -> None:
+    """While pools still import, a bulk run starts at most as many batches as there are pools
+    ready, one site at a time (the site with the fewest in flight first), so no site waits
+    for a pool while another has two; all of them once every pool is ready."""
+    from cmproxy.bulk import _Knobs, _Lanes, _Provider
+
+    site = _WarmingSite(state)
+    provider = _Provider(site, state)
+    queues = [
+        collections.deque([[(i, provider, f"s{q}-{i}", DesiredState())] for i in range(3)])
+        for q in range(4)
+    ]
+    knobs = _Knobs(
+        options=None,
+        policy=RetryPolicy.for_tests(),
+        all_or_nothing=False,
+        max_workers=16,
+        per_provider=12,
+        per_site=3,
+        batch_size=32,
+        recheck_after=math.inf,
+        progress=False,
+        hooks=(),
+        dry_run=False,
+    )
+    lanes = _Lanes(queues, knobs)
+
+    def start_all() -> list[int]:
+        started = []
+        while (ready := lanes.next_ready()) is not None:
+            lanes.running[object()] = ready  # type: ignore[index]
+            started.append(ready[0])
+        return started
+
+    assert start_all() == [0]  # one pool ready: one batch
+    site.ready = 4
+    assert sorted(start_all()) == [1, 2, 3]  # four ready: one per site, every site writes
+    site.ready = 8
+    assert sorted(start_all()) == [0, 1, 2, 3]
+    site.ready = None  # none warming any more: per_site and per_provider alone
+    assert sorted(start_all()) == [0, 1, 2, 3]
+    assert len(lanes.running) == 12

@@ -400,6 +400,29 @@ def test_warm_imports_at_most_tuning_imports_at_once_at_a_time() -> None:
     assert _most_imports_at_once(None) == 3
 
 
+def test_lanes_ready_counts_the_pools_imported_while_others_still_warm() -> None:
+    """`Session.lanes_ready()` (what a bulk run starts no more batches than): with pools
+    imported one at a time, one ready at first, then more, and None once none warms. (Each
+    import takes 1 s, so the 10 ms polls see every stage even on a busy machine.)"""
+    settings = EmulatorSettings()
+    settings.costs.module_import = 1.0
+    seen: list[int | None] = []
+    with (
+        Emulator(seed="demo", settings=settings, receive_timeout=RECEIVE_TIMEOUT) as emu,
+        contextlib.closing(
+            Session(connection_info(emu, "psrp", "ntlm"), tuning=Tuning(imports_at_once=1))
+        ) as session,
+    ):
+        session.warm(3)  # opens on the first pool ready; the two others import after it
+        while (ready := session.lanes_ready()) is not None:
+            seen.append(ready)
+            time.sleep(0.01)
+        transport = session._transport
+        assert isinstance(transport, PSRPTransport) and transport.pools == 3
+    assert seen and seen[0] == 1 and 2 in seen
+    assert seen == sorted(seen) and max(seen) < 3
+
+
 def test_a_whole_read_in_shards_is_the_read_in_one_pipeline() -> None:
     """PSRP reads the hierarchy in several pipelines at once (`-Shard i -Shards n`: three
     before the sites are known, then one per site); together they are exactly what one
