@@ -406,7 +406,7 @@ def test_lanes_ready_counts_the_pools_imported_while_others_still_warm() -> None
     import takes 1 s, so the 10 ms polls see every stage even on a busy machine.)"""
     settings = EmulatorSettings()
     settings.costs.module_import = 1.0
-    seen: list[int | None] = []
+    seen: list[int] = []
     with (
         Emulator(seed="demo", settings=settings, receive_timeout=RECEIVE_TIMEOUT) as emu,
         contextlib.closing(
