@@ -320,3 +320,21 @@ def test_a_single_write_template_waits_for_the_servers_lock(proxy_off: SiteEngin
     (record,) = _records(got[0])
     assert record["ProxyName"] == "proxy.contoso.com" and not got[0].had_errors
     assert other.take(LOCK) is not None  # released by the template
+
+
+def test_a_ref_argument_shows_as_a_psreference(host: SiteEngine, demo_state: SiteState) -> None:
+    """`[ref]$created` passed to New-Object is a PSReference: Windows PowerShell 5.1's class is
+    not generic and does not override ToString (System.Management.Automation.dll, class
+    PSReference), so its text is its type's full name; the call log shows that, not a Python
+    object address that differs from run to run."""
+    rs = _rs(host)
+    demo_state.clear_call_log()
+    res = rs.run_script(
+        _SECURED.format(name=NAME, rights="Synchronize, Modify") + "$mutex.Dispose()\n"
+    )
+    assert not _errors(res), res
+    (made,) = [
+        c for c in demo_state.call_log("New-Object") if c.params["TypeName"].endswith(".Mutex")
+    ]
+    assert "System.Management.Automation.PSReference" in made.params["ArgumentList"]
+    assert " at 0x" not in json.dumps(made.params)

@@ -99,6 +99,12 @@ class Reference:
     get: Callable[[], Any]
     set: Callable[[Any], None]
 
+    def __str__(self) -> str:
+        # Windows PowerShell 5.1's PSReference is not generic and does not override
+        # ToString (System.Management.Automation.dll, class PSReference): Object.ToString(),
+        # its type's full name. (The call log shows it so, not a Python address.)
+        return "System.Management.Automation.PSReference"
+
 
 @attrs.define(eq=False)
 class NetObject(PSObj):
