@@ -11,11 +11,8 @@ param(
 )
 $ErrorActionPreference = 'Stop'
 
-$created = New-CMAccount -UserName $UserName -Password $Password -SiteCode $SiteCode
-$account = Get-CMAccount -UserName $UserName -SiteCode $SiteCode
-if (-not $account) {
-    throw ('cmproxy:AccountNotFound: New-CMAccount did not register ' + $UserName + ' at site ' + $SiteCode)
-}
+# The prelude's Register-CMProxyAccount: New-CMAccount, then read back with Get-CMAccount.
+$account = Register-CMProxyAccount -SiteCode $SiteCode -UserName $UserName -Password $Password
 [pscustomobject]@{
     Kind     = 'Account'
     SiteCode = $SiteCode

@@ -221,11 +221,7 @@ if ($NewAccountName) {
     try {
         $found = Get-CMAccount -UserName $NewAccountName -SiteCode $SiteCode
         if (-not $found) {
-            $null = New-CMAccount -UserName $NewAccountName -Password $NewAccountPassword -SiteCode $SiteCode
-            $found = Get-CMAccount -UserName $NewAccountName -SiteCode $SiteCode
-            if (-not $found) {
-                throw ('cmproxy:AccountNotFound: New-CMAccount did not register ' + $NewAccountName + ' at site ' + $SiteCode)
-            }
+            $found = Register-CMProxyAccount -SiteCode $SiteCode -UserName $NewAccountName -Password $NewAccountPassword
             [pscustomobject]@{
                 Kind     = 'Account'
                 SiteCode = $SiteCode

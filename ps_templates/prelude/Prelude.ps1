@@ -61,6 +61,19 @@ function ConvertTo-CMProxyRow {
     return [pscustomobject]$row
 }
 
+# Registers account $UserName at site $SiteCode with New-CMAccount (the password arrives as a
+# SecureString parameter, never in script text) and reads it back with Get-CMAccount: the
+# account object, or a cmproxy:AccountNotFound error when the site does not show it.
+function Register-CMProxyAccount {
+    param([string]$SiteCode, [string]$UserName, [securestring]$Password)
+    $null = New-CMAccount -UserName $UserName -Password $Password -SiteCode $SiteCode
+    $account = Get-CMAccount -UserName $UserName -SiteCode $SiteCode
+    if (-not $account) {
+        throw ('cmproxy:AccountNotFound: New-CMAccount did not register ' + $UserName + ' at site ' + $SiteCode)
+    }
+    return $account
+}
+
 # Takes server $Server's lock: a named system mutex on this machine (the one running the
 # cmdlets), so that cmproxy writers reaching the site through it never interleave on a server
 # (docs/transactions.md, "Limits"). Returns the mutex, or $null when another writer still holds

@@ -196,6 +196,7 @@ def test_hostile_account_and_password_round_trip(
                     "ConvertTo-CMProxyRow",
                     "Lock-CMProxyServer",
                     "Unlock-CMProxyServer",
+                    "Register-CMProxyAccount",
                     "New-Object",
                 }, commands
                 for call in calls:

@@ -15,6 +15,14 @@ from cmproxy.emulator.state import SiteState
 Run = Callable[[str], InvocationResult]
 
 
+def out(run: Run, script: str) -> list[object]:
+    """What `script` wrote to the output; it must run without any error."""
+    res = run(script)
+    assert res.terminating is None, res.terminating
+    assert not res.errors, res.errors
+    return res.output
+
+
 def ids(res: InvocationResult) -> list[str]:
     """The FullyQualifiedErrorId of each non-terminating error a script wrote, in order."""
     return [e.fully_qualified_error_id for e in res.errors]

@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cmproxy.emulator.engine import SiteRunspace
-from cmproxy.emulator.engine.values import InvocationResult, PSObj
+from cmproxy.emulator.engine.values import PSObj
 from cmproxy.emulator.state import SiteState
 
-from ..conftest import ids
-
-Run = Callable[[str], InvocationResult]
-
-
-def out(run: Run, script: str) -> list[object]:
-    res = run(script)
-    assert res.terminating is None, res.terminating
-    assert not res.errors, res.errors
-    return res.output
+from ..conftest import Run, ids, out
 
 
 def test_literals_and_arithmetic(run: Run) -> None:

@@ -6,19 +6,11 @@ about_Splatting, about_Scopes)."""
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 
 from cmproxy.emulator.engine.language import conv
-from cmproxy.emulator.engine.values import InvocationResult, PSObj
+from cmproxy.emulator.engine.values import PSObj
 
-Run = Callable[[str], InvocationResult]
-
-
-def out(run: Run, script: str) -> list[object]:
-    res = run(script)
-    assert res.terminating is None, res.terminating
-    assert not res.errors, res.errors
-    return res.output
+from ..conftest import Run, out
 
 
 def test_the_same_script_text_sees_each_runs_variables(run: Run) -> None:
