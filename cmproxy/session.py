@@ -28,7 +28,7 @@ from cmproxy.bootstrap import BootstrapInfo
 from cmproxy.coalescing import ReadCoalescer, WriteCoalescer, batch_error, write_batches
 from cmproxy.connection import ConnectionInfo
 from cmproxy.markers import map_session_error
-from cmproxy.model import SiteState, validate_site_code
+from cmproxy.model import ProxySettings, SiteState, validate_site_code
 from cmproxy.reader import SiteRead, read_site_state
 from cmproxy.settings import role_settings
 from cmproxy.steps import PipelineWatcher, RemoteShell
@@ -111,9 +111,10 @@ class Session:
         )
         #: Told each pipeline's shell and command before it is sent (`watch_pipelines`).
         self._watchers: list[PipelineWatcher] = []
-        #: Per site (upper case), the account its write pipelines create first
-        #: (`creating_accounts`).
-        self._creating: dict[str, Change] = {}
+        #: Per site (upper case), the accounts its write pipelines create first, one per open
+        #: `creating_accounts` context (two bulk runs may share a session).
+        self._creating: dict[str, list[Change]] = {}
+        self._creating_lock = threading.Lock()
 
     def __repr__(self) -> str:
         state = "open" if self._opened else "closed"
@@ -432,7 +433,7 @@ class Session:
             changes,
             read_back_by_site=by_site,
             groups=groups,
-            new_account=self._creating.get(site.upper()),
+            new_account=self._new_account_for(site, changes),
         )
         result = self.run_step(step)
         return [
@@ -484,12 +485,30 @@ class Session:
         by_site = {str(c.site_code).upper(): c for c in creations}
         if len(by_site) != len(creations):
             raise PlanError("creating_accounts takes at most one account per site")
-        self._creating.update(by_site)
+        with self._creating_lock:
+            for site, change in by_site.items():
+                self._creating.setdefault(site, []).append(change)
         try:
             yield
         finally:
-            for site in by_site:
-                self._creating.pop(site, None)
+            with self._creating_lock:
+                for site, change in by_site.items():
+                    pending = self._creating.get(site, [])
+                    pending.remove(change)
+                    if not pending:
+                        self._creating.pop(site, None)
+
+    def _new_account_for(self, site: str, changes: Sequence[Change]) -> Change | None:
+        """The account a batch at `site` creates first: one being created there
+        (`creating_accounts`) that its changes use."""
+        with self._creating_lock:
+            pending = list(self._creating.get(site.upper(), ()))
+        used = {
+            str(c.after.account).lower()
+            for c in changes
+            if isinstance(c.after, ProxySettings) and c.after.account
+        }
+        return next((c for c in pending if str(c.target).lower() in used), None)
 
     def apply_plan(self, plan: Plan) -> list[WriteResult]:
         """Write every change in order, stopping at the first error (no rollback here)."""

@@ -32,7 +32,8 @@ from cmproxy.steps import Result, Step
 from cmproxy.writer import BATCH_TEMPLATE
 
 from .conftest import oracle
-from .targets import RECEIVE_TIMEOUT, TRANSPORTS, connection_info
+from .targets import RECEIVE_TIMEOUT, TRANSPORTS, account_change, connection_info
+from .test_write_batch import proxy_change
 
 NEW = "CONTOSO\\svc-proxy-bulk"
 #: Servers whose roles accept an authenticated proxy (not the DPs with Connected Cache, R1).
@@ -167,3 +168,26 @@ def test_all_or_nothing_puts_every_server_back_when_an_account_fails(
     assert not results.ok
     for name, old in before.items():
         assert oracle(emu, name, name.split("-")[1].upper()) == old, name
+
+
+def test_a_batch_carries_the_new_account_its_own_writes_use(emu: Emulator) -> None:
+    """Two bulk runs sharing a session, each creating an account at PS1: each batch carries
+    the one its own servers are set to use, and none once its run's context is closed."""
+
+    session = Session(connection_info(emu, "psrp", "basic"))  # never opened: no IO here
+    first, second = (
+        account_change("CONTOSO\\svc-a", "Pw-a!"),
+        account_change("CONTOSO\\svc-b", "Pw-b!"),
+    )
+    uses_a = [proxy_change("cm-ps1-dp01.contoso.com", account="CONTOSO\\svc-a")]
+    uses_b = [proxy_change("cm-ps1-dp02.contoso.com", account="CONTOSO\\svc-b")]
+    plain = [proxy_change("cm-ps1-dp05.contoso.com", account=None)]
+    with session.creating_accounts([first]):
+        with session.creating_accounts([second]):
+            assert session._new_account_for("ps1", uses_a) is first
+            assert session._new_account_for("PS1", uses_b) is second
+            assert session._new_account_for("PS1", plain) is None
+            assert session._new_account_for("PS2", uses_a) is None
+        assert session._new_account_for("PS1", uses_b) is None
+        assert session._new_account_for("PS1", uses_a) is first
+    assert session._new_account_for("PS1", uses_a) is None
