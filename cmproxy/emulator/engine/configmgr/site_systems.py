@@ -135,15 +135,11 @@ def role_objects(ctx: SiteCallContext, a: dict[str, Any], role: str) -> list[PSO
     return sysres_objs(ctx, as_seen(ctx, site_system_rows(ctx, a, role)))
 
 
-def proxy_updates(ctx: SiteCallContext, a: dict[str, Any], cur: dict[str, Prop]) -> list[Prop]:
+def proxy_updates(ctx: SiteCallContext, a: dict[str, Any]) -> list[Prop]:
     """Props written by -EnableProxy/-ProxyServerName/-ProxyServerPort/-ProxyAccessAccount."""
     b = ctx.engine.settings.behaviour
     explicit = ctx.bound.explicit
     upd: dict[str, Prop] = {}
-
-    def cur_v2(name: str) -> str:
-        p = cur.get(name)
-        return p.value2 if p is not None else ""
 
     def account(obj: Any) -> None:
         if obj is None:
@@ -184,7 +180,6 @@ def proxy_updates(ctx: SiteCallContext, a: dict[str, Any], cur: dict[str, Prop])
         upd["ProxyServerPort"] = Prop("ProxyServerPort", a["ProxyServerPort"])
     if "ProxyAccessAccount" in explicit:
         account(a["ProxyAccessAccount"])
-    del cur_v2
     return list(upd.values())
 
 
@@ -234,8 +229,7 @@ def set_site_system_server(ctx: SiteCallContext, a: dict[str, Any], items: Any) 
     if row is None:
         write_not_found(ctx, a.get("SiteSystemServerName") or a.get("InputObject"))
         return None
-    cur = {p.name: p for p in row.props}
-    upd = _server_updates(ctx, a) + proxy_updates(ctx, a, cur)
+    upd = _server_updates(ctx, a) + proxy_updates(ctx, a)
     if not what_if(ctx, row.server):
         ctx.write_verbose(f"Updating site system server {row.server} in site {row.site}.")
         ctx.commit(row.site, lambda: ctx.state.set_props(row.site, row.server, SITE_SYSTEM, upd))
@@ -280,8 +274,7 @@ def new_site_system_server(ctx: SiteCallContext, a: dict[str, Any], items: Any) 
             )
         )
     base = site_system_props()
-    cur = {p.name: p for p in base}
-    upd = _server_updates(ctx, a) + proxy_updates(ctx, a, cur)
+    upd = _server_updates(ctx, a) + proxy_updates(ctx, a)
     if what_if(ctx, server, "New"):
         return None
 
