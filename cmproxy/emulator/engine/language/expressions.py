@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import tree_sitter
 
@@ -44,9 +44,6 @@ from cmproxy.emulator.engine.language.scopes import (
     Return,
     Scope,
 )
-
-if TYPE_CHECKING:
-    pass
 
 Node = tree_sitter.Node
 

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import tree_sitter
 
@@ -19,9 +19,6 @@ from cmproxy.emulator.engine.language.scopes import (
     Return,
     Scope,
 )
-
-if TYPE_CHECKING:
-    pass
 
 Node = tree_sitter.Node
 

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import tree_sitter
 
@@ -28,9 +28,6 @@ from cmproxy.emulator.engine.language.scopes import (
     LoopFlow,
 )
 from cmproxy.emulator.engine.language.values import PSObj
-
-if TYPE_CHECKING:
-    pass
 
 Node = tree_sitter.Node
 

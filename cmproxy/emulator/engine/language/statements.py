@@ -5,7 +5,7 @@ about_Break)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import tree_sitter
 
@@ -38,9 +38,6 @@ from cmproxy.emulator.engine.language.scopes import (
     Return,
 )
 from cmproxy.emulator.engine.language.values import ErrorRecord
-
-if TYPE_CHECKING:
-    pass
 
 Node = tree_sitter.Node
 
