@@ -93,19 +93,22 @@ def write_not_found(ctx: SiteCallContext, target: Any) -> None:
     )
 
 
-def target_row(ctx: SiteCallContext, a: dict[str, Any], role: str) -> SysRes | None:
-    """The row a Set cmdlet works on: from -InputObject or -SiteSystemServerName/-SiteCode."""
+def target_of(ctx: SiteCallContext, a: dict[str, Any]) -> tuple[str, str]:
+    """(site, server) a Set/Add cmdlet names: -InputObject's, else -SiteSystemServerName in
+    -SiteCode or the current site drive's site."""
     obj = a.get("InputObject")
     if obj is not None:
-        site, server = server_of(obj)
-    else:
-        site = a.get("SiteCode") or ctx.site_from_location()
-        server = a["SiteSystemServerName"]
-        if conv.has_wildcard(server) and not a.get("DisableWildcardHandling"):
-            matches = [
-                r for r in ctx.state.sysres(site=site, role=role) if conv.like(r.server, server)
-            ]
-            return matches[0] if len(matches) == 1 else None
+        return server_of(obj)
+    return a.get("SiteCode") or ctx.site_from_location(), a["SiteSystemServerName"]
+
+
+def target_row(ctx: SiteCallContext, a: dict[str, Any], role: str) -> SysRes | None:
+    """The row a Set cmdlet works on; a wildcard -SiteSystemServerName must match one row."""
+    site, server = target_of(ctx, a)
+    by_name = a.get("InputObject") is None
+    if by_name and conv.has_wildcard(server) and not a.get("DisableWildcardHandling"):
+        matches = [r for r in ctx.state.sysres(site=site, role=role) if conv.like(r.server, server)]
+        return matches[0] if len(matches) == 1 else None
     return ctx.state.get_sysres(site, server, role)
 
 

@@ -12,7 +12,7 @@ from cmproxy.emulator.engine.configmgr.common import (
     SYNC_ACTIONS,
     name_ok,
     replicate_write,
-    server_of,
+    target_of,
     target_row,
     what_if,
     write_not_found,
@@ -229,13 +229,7 @@ def set_sup(ctx: SiteCallContext, a: dict[str, Any], items: Any) -> Any:
     writes=True,
 )
 def add_sup(ctx: SiteCallContext, a: dict[str, Any], items: Any) -> Any:
-
-    obj = a.get("InputObject")
-    if obj is not None:
-        site, server = server_of(obj)
-    else:
-        site = a.get("SiteCode") or ctx.site_from_location()
-        server = a["SiteSystemServerName"]
+    site, server = target_of(ctx, a)
     if ctx.state.get_sysres(site, server, SITE_SYSTEM) is None:
         write_not_found(ctx, server)
         return None
