@@ -3,11 +3,13 @@ cmdlet works on, -WhatIf, replication lag."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from cmproxy.emulator.engine.configmgr.objects import sysres_obj
 from cmproxy.emulator.engine.language import conv
 from cmproxy.emulator.engine.language.values import PSObj
-from cmproxy.emulator.state import SysRes
+from cmproxy.emulator.state import Prop, SysRes
 
 if TYPE_CHECKING:
     from cmproxy.emulator.engine.configmgr.context import SiteCallContext
@@ -133,6 +135,38 @@ def replicate_write(ctx: SiteCallContext, before: SysRes) -> None:
     after = ctx.state.get_sysres(before.site, before.server, before.role)
     if after is not None:
         ctx.engine.replica.written(before, after, lag)
+
+
+def write_row(
+    ctx: SiteCallContext,
+    row: SysRes,
+    upd: list[Prop],
+    *,
+    verbose: str = "",
+    check: Callable[[], None] | None = None,
+) -> None:
+    """A Set-CM<role> cmdlet's write of `upd` to its row: nothing under -WhatIf, else
+    `verbose`, then `check` and the write in one commit, seen late under replication lag."""
+    if what_if(ctx, row.server):
+        return
+    if verbose:
+        ctx.write_verbose(verbose)
+
+    def write() -> None:
+        if check is not None:
+            check()
+        ctx.state.set_props(row.site, row.server, row.role, upd)
+
+    ctx.commit(row.site, write)
+    replicate_write(ctx, row)
+
+
+def pass_thru(ctx: SiteCallContext, a: dict[str, Any], row: SysRes) -> PSObj | None:
+    """-PassThru's output of a Set-CM<role> cmdlet: its row as now stored."""
+    if not a.get("PassThru"):
+        return None
+    new = ctx.state.get_sysres(row.site, row.server, row.role)
+    return sysres_obj(ctx, new) if new is not None else None
 
 
 #: The aliases of -SiteSystemServerName.

@@ -9,12 +9,13 @@ from cmproxy.emulator.engine.configmgr.common import (
     SERVER_NAME,
     as_seen,
     name_ok,
-    replicate_write,
+    pass_thru,
     server_of,
     site_system_rows,
     target_row,
     what_if,
     write_not_found,
+    write_row,
 )
 from cmproxy.emulator.engine.configmgr.objects import (
     SITE_SYSTEM_TYPE,
@@ -230,14 +231,9 @@ def set_site_system_server(ctx: SiteCallContext, a: dict[str, Any], items: Any) 
         write_not_found(ctx, a.get("SiteSystemServerName") or a.get("InputObject"))
         return None
     upd = _server_updates(ctx, a) + proxy_updates(ctx, a)
-    if not what_if(ctx, row.server):
-        ctx.write_verbose(f"Updating site system server {row.server} in site {row.site}.")
-        ctx.commit(row.site, lambda: ctx.state.set_props(row.site, row.server, SITE_SYSTEM, upd))
-        replicate_write(ctx, row)
-    if a.get("PassThru"):
-        new = ctx.state.get_sysres(row.site, row.server, SITE_SYSTEM)
-        return sysres_obj(ctx, new) if new is not None else None
-    return None
+    verbose = f"Updating site system server {row.server} in site {row.site}."
+    write_row(ctx, row, upd, verbose=verbose)
+    return pass_thru(ctx, a, row)
 
 
 @cmdlet(

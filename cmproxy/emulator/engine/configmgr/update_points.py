@@ -11,11 +11,12 @@ from cmproxy.emulator.engine.configmgr.common import (
     SERVER_NAME,
     SYNC_ACTIONS,
     name_ok,
-    replicate_write,
+    pass_thru,
     target_of,
     target_row,
     what_if,
     write_not_found,
+    write_row,
 )
 from cmproxy.emulator.engine.configmgr.objects import (
     SITE_SYSTEM_TYPE,
@@ -184,18 +185,8 @@ def set_sup(ctx: SiteCallContext, a: dict[str, Any], items: Any) -> Any:
         write_not_found(ctx, a.get("SiteSystemServerName") or a.get("InputObject"))
         return None
     upd = _sup_updates(ctx, a, add=False)
-    if not what_if(ctx, row.server):
-
-        def write() -> None:
-            _check_sup_proxy(ctx, row.site, row.server, upd)
-            ctx.state.set_props(row.site, row.server, SUP_ROLE, upd)
-
-        ctx.commit(row.site, write)
-        replicate_write(ctx, row)
-    if a.get("PassThru"):
-        new = ctx.state.get_sysres(row.site, row.server, SUP_ROLE)
-        return sysres_obj(ctx, new) if new is not None else None
-    return None
+    write_row(ctx, row, upd, check=lambda: _check_sup_proxy(ctx, row.site, row.server, upd))
+    return pass_thru(ctx, a, row)
 
 
 @cmdlet(
