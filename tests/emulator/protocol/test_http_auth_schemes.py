@@ -40,7 +40,11 @@ def _auth(**allow: bool) -> ConnectionAuth:
     return ConnectionAuth(config)
 
 
-def test_a_401_offers_what_winrm_enables_by_default() -> None:
+def test_a_401_offers_the_enabled_schemes() -> None:
+    """Negotiate and Kerberos are WinRM's defaults; Basic is offered because the emulator's
+    service has Basic enabled unless `allow_basic=False` (WinRM's own default is Basic =
+    false: a lab runs `winrm set winrm/config/service/auth @{Basic="true"}`; the emulator's
+    documented choice, docs/emulator-protocol.md "Authentication")."""
     assert _auth().offer() == ["Negotiate", "Kerberos", 'Basic realm="WSMAN"']
     assert "CredSSP" in _auth(allow_credssp=True).offer()
     assert _auth(allow_negotiate=False, allow_basic=False).offer() == ["Kerberos"]
