@@ -24,9 +24,9 @@ import os
 import resource
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -207,21 +207,13 @@ def run_smart_par(cfg: dict[str, Any], chosen: Sequence[Target]) -> None:
     """One script per site (its account, its servers), the sites in parallel, one session
     each: what an admin does once the sequential loop is too slow."""
     sites = sorted({t.site for t in chosen})
-    errors: list[BaseException] = []
 
     def one(site: str) -> None:
-        try:
-            _smart_run(cfg, [site], [t for t in chosen if t.site == site])
-        except BaseException as exc:  # re-raised in the main thread
-            errors.append(exc)
+        _smart_run(cfg, [site], [t for t in chosen if t.site == site])
 
-    threads = [threading.Thread(target=one, args=(site,)) for site in sites]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise errors[0]
+    with ThreadPoolExecutor(len(sites)) as pool:
+        for future in [pool.submit(one, site) for site in sites]:
+            future.result()  # every site runs to its end; a failure is raised here
 
 
 _T0 = time.perf_counter()
