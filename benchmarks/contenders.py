@@ -24,9 +24,9 @@ import os
 import resource
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +86,31 @@ def _setup_done() -> None:
     sys.stdin.readline()
 
 
+def _run_scripts(run: Callable[[str], None], cfg: dict[str, Any], chosen: Sequence[Target]) -> None:
+    """The hand-written scripts through `run`: each site's account (the setup), then one
+    script per server."""
+    if cfg.get("accounts", True):
+        for site in SITES:
+            run(account_script(site))
+    _setup_done()
+    for t in chosen:
+        run(naive_script(t))
+
+
+def _pypsrp_endpoint(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The endpoint and credentials as pypsrp's `Client` and `WSMan` both take them."""
+    return {
+        "server": cfg["host"],
+        "port": cfg["port"],
+        "ssl": False,
+        "auth": "ntlm",
+        "username": cfg["username"],
+        "password": cfg["password"],
+        "encryption": "always",
+        "no_proxy": True,
+    }
+
+
 def run_naive(cfg: dict[str, Any], chosen: Sequence[Target]) -> None:
     import winrm  # noqa: PLC0415 - only this contender loads pywinrm
 
@@ -101,28 +126,14 @@ def run_naive(cfg: dict[str, Any], chosen: Sequence[Target]) -> None:
         if response.status_code != 0:
             raise RuntimeError(response.std_err.decode(errors="replace")[:500])
 
-    if cfg.get("accounts", True):
-        for site in SITES:
-            run(account_script(site))
-    _setup_done()
-    for t in chosen:
-        run(naive_script(t))
+    _run_scripts(run, cfg, chosen)
 
 
 def run_per_connection(cfg: dict[str, Any], chosen: Sequence[Target]) -> None:
     from pypsrp.client import Client  # noqa: PLC0415
 
     def client() -> Any:
-        return Client(
-            cfg["host"],
-            port=cfg["port"],
-            ssl=False,
-            auth="ntlm",
-            username=cfg["username"],
-            password=cfg["password"],
-            encryption="always",
-            no_proxy=True,
-        )
+        return Client(**_pypsrp_endpoint(cfg))
 
     def run(script: str) -> None:
         with client() as c:
@@ -130,12 +141,7 @@ def run_per_connection(cfg: dict[str, Any], chosen: Sequence[Target]) -> None:
         if had_errors:
             raise RuntimeError(str(streams.error[:1]))
 
-    if cfg.get("accounts", True):
-        for site in SITES:
-            run(account_script(site))
-    _setup_done()
-    for t in chosen:
-        run(naive_script(t))
+    _run_scripts(run, cfg, chosen)
 
 
 #: The script a competent admin writes: import once, one loop, values bound as parameters
@@ -182,18 +188,7 @@ def _smart_run(cfg: dict[str, Any], sites: Sequence[str], chosen: Sequence[Targe
     from pypsrp.powershell import PowerShell, RunspacePool  # noqa: PLC0415
     from pypsrp.wsman import WSMan  # noqa: PLC0415
 
-    wsman = WSMan(
-        cfg["host"],
-        port=cfg["port"],
-        ssl=False,
-        auth="ntlm",
-        username=cfg["username"],
-        password=cfg["password"],
-        encryption="always",
-        no_proxy=True,
-        operation_timeout=20,
-        read_timeout=30,
-    )
+    wsman = WSMan(**_pypsrp_endpoint(cfg), operation_timeout=20, read_timeout=30)
     with wsman, RunspacePool(wsman) as pool:
         ps = PowerShell(pool)
         ps.add_script(SMART_SCRIPT)
@@ -212,21 +207,13 @@ def run_smart_par(cfg: dict[str, Any], chosen: Sequence[Target]) -> None:
     """One script per site (its account, its servers), the sites in parallel, one session
     each: what an admin does once the sequential loop is too slow."""
     sites = sorted({t.site for t in chosen})
-    errors: list[BaseException] = []
 
     def one(site: str) -> None:
-        try:
-            _smart_run(cfg, [site], [t for t in chosen if t.site == site])
-        except BaseException as exc:  # re-raised in the main thread
-            errors.append(exc)
+        _smart_run(cfg, [site], [t for t in chosen if t.site == site])
 
-    threads = [threading.Thread(target=one, args=(site,)) for site in sites]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise errors[0]
+    with ThreadPoolExecutor(len(sites)) as pool:
+        for future in [pool.submit(one, site) for site in sites]:
+            future.result()  # every site runs to its end; a failure is raised here
 
 
 _T0 = time.perf_counter()

@@ -406,6 +406,16 @@ class Site:
         if self.server is not None:
             validate_server_name(self.server, "site.server")
 
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for JSON (`cmproxy show --json`)."""
+        return {
+            "code": self.code,
+            "type": self.type.value,
+            "parent": self.parent,
+            "server": self.server,
+            "name": self.name,
+        }
+
 
 class ProxySource(enum.Enum):
     """Where a role's effective proxy comes from."""

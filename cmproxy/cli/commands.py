@@ -124,17 +124,17 @@ def _check_sites(state: SiteState, codes: Sequence[str]) -> None:
         )
 
 
-DesiredFile = Annotated[
-    Path,
-    typer.Option(
-        "--file",
-        "-f",
-        help=f"Desired-state YAML file (examples: {examples_dir()})",
-        exists=True,
-        dir_okay=False,
-        readable=True,
-    ),
-]
+#: `--file`/`-f`, required by `plan` (DesiredFile) and optional for `apply` (OptionalDesiredFile,
+#: which may apply a saved plan instead); typer copies an option's info for each parameter.
+_DESIRED_FILE_OPTION = typer.Option(
+    "--file",
+    "-f",
+    help=f"Desired-state YAML file (examples: {examples_dir()})",
+    exists=True,
+    dir_okay=False,
+    readable=True,
+)
+DesiredFile = Annotated[Path, _DESIRED_FILE_OPTION]
 
 
 @with_common
@@ -280,17 +280,7 @@ SavedPlanArgument = Annotated[
         show_default=False,
     ),
 ]
-OptionalDesiredFile = Annotated[
-    Path | None,
-    typer.Option(
-        "--file",
-        "-f",
-        help=f"Desired-state YAML file (examples: {examples_dir()})",
-        exists=True,
-        dir_okay=False,
-        readable=True,
-    ),
-]
+OptionalDesiredFile = Annotated[Path | None, _DESIRED_FILE_OPTION]
 Yes = Annotated[bool, typer.Option("--yes", "-y", help="Apply without asking")]
 AllOrNothing = Annotated[
     bool,

@@ -88,17 +88,7 @@ def state_to_dict(state: SiteState) -> dict[str, Any]:
                 "sup": sup.to_dict() if sup is not None else None,
             }
         )
-    sites = [
-        {
-            "code": s.code,
-            "type": s.type.value,
-            "parent": s.parent,
-            "server": s.server,
-            "name": s.name,
-        }
-        for s in state.sites
-    ]
-    return {"sites": sites, "servers": servers}
+    return {"sites": [s.to_dict() for s in state.sites], "servers": servers}
 
 
 def state_tables(state: SiteState, site_codes: Sequence[str] = ()) -> list[Table]:
