@@ -174,16 +174,7 @@ def main() -> None:
             session.close()
     module.exit_json(
         changed=False,
-        sites=[
-            {
-                "code": s.code,
-                "type": s.type.value,
-                "parent": s.parent,
-                "server": s.server,
-                "name": s.name,
-            }
-            for s in state.sites
-        ],
+        sites=[s.to_dict() for s in state.sites],
         servers=[_server(s) for s in state.servers],
         accounts=sorted(
             ({"name": a.name, "site_code": a.site_code} for a in state.accounts),
