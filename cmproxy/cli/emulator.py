@@ -10,11 +10,8 @@ when a command here runs: the SDK never imports it.
 
 from __future__ import annotations
 
-import signal
-import threading
 from collections.abc import Mapping
 from pathlib import Path
-from types import FrameType
 from typing import Annotated, Any
 
 import typer
@@ -391,36 +388,14 @@ def _armed(faults: Any) -> list[str]:
 
 def _serve(emu: Any, armed: list[str]) -> int:
     """Run `emu` until SIGINT/SIGTERM; 1 when it cannot listen."""
-    done = threading.Event()
+    from cmproxy.emulator.serve import serve_until_stopped  # noqa: PLC0415 - an extra
 
-    def _stop(signum: int, frame: FrameType | None) -> None:
-        done.set()
-
-    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        try:
-            emu.start()
-        except OSError as error:  # a busy port, an address not on this machine, no permission
-            typer.echo(
-                f"cmproxy emulator: cannot listen on {emu.host}:{emu.port}: "
-                f"{error.strerror or error}",
-                err=True,
-            )
-            return 1
-        typer.echo(f"cmproxy emulator listening on {emu.endpoint}")
-        if emu.cert_path:
-            typer.echo(f"certificate (trust this CA): {emu.cert_path}")
-        typer.echo(f"users: {', '.join(emu.users)}  state: {emu.state_path}")
-        for fault in armed:
-            typer.echo(f"fault armed: {fault}")
-        while not done.wait(0.5):
-            pass
-    finally:
-        emu.close()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    typer.echo("cmproxy emulator stopped")
-    return 0
+    return serve_until_stopped(
+        emu,
+        typer.echo,
+        lambda line: typer.echo(line, err=True),
+        [f"fault armed: {fault}" for fault in armed],
+    )
 
 
 def require_emulator() -> None:

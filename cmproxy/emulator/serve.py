@@ -9,7 +9,7 @@ import argparse
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
 
 from cmproxy.emulator.api import DEFAULT_PASSWORD, DEFAULT_USER, Emulator
@@ -139,6 +139,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         receive_timeout=args.receive_timeout,
         console_installed=not args.no_console,
     )
+    return serve_until_stopped(
+        emu, lambda line: print(line, flush=True), lambda line: print(line, file=sys.stderr)
+    )
+
+
+def serve_until_stopped(
+    emu: Emulator,
+    say: Callable[[str], None],
+    complain: Callable[[str], None],
+    notes: Sequence[str] = (),
+) -> int:
+    """Serve `emu` until SIGINT or SIGTERM, saying where it listens (and `notes`, one line
+    each); 1, with one line to `complain`, when it cannot listen. Both `python -m
+    cmproxy.emulator.serve` and `cmproxy emulator serve` run it."""
     done = threading.Event()
 
     def _stop(signum: int, frame: FrameType | None) -> None:
@@ -149,24 +163,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             emu.start()
         except OSError as error:  # a busy port, an address not on this machine, no permission
-            reason = error.strerror or str(error)
-            print(
-                f"cmproxy emulator: cannot listen on {args.host}:{args.port}: {reason}",
-                file=sys.stderr,
-                flush=True,
+            complain(
+                f"cmproxy emulator: cannot listen on {emu.host}:{emu.port}: "
+                f"{error.strerror or error}"
             )
             return 1
-        print(f"cmproxy emulator listening on {emu.endpoint}", flush=True)
+        say(f"cmproxy emulator listening on {emu.endpoint}")
         if emu.cert_path:
-            print(f"certificate (trust this CA): {emu.cert_path}", flush=True)
-        print(f"users: {', '.join(emu.users)}  state: {emu.state_path}", flush=True)
+            say(f"certificate (trust this CA): {emu.cert_path}")
+        say(f"users: {', '.join(emu.users)}  state: {emu.state_path}")
+        for note in notes:
+            say(note)
         while not done.wait(0.5):
             pass
     finally:
         emu.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    print("cmproxy emulator stopped", flush=True)
+    say("cmproxy emulator stopped")
     return 0
 
 
