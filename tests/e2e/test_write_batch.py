@@ -18,63 +18,26 @@ import pytest
 from cmproxy._exceptions import ItemNotFoundError, PlanError, PowerShellError, TransportError
 from cmproxy.emulator.api import Emulator
 from cmproxy.emulator.settings import EmulatorSettings
-from cmproxy.invocation import AccountLookup, Invocation
 from cmproxy.model import ProxySettings, SiteState, SupFlags
-from cmproxy.plan import Change, ChangeKind
+from cmproxy.plan import Change
 from cmproxy.retry import is_transient
 from cmproxy.session import Session, WriteCoalescer
 from cmproxy.transports.psrp import PSRPTransport
 from cmproxy.tuning import Tuning
 from cmproxy.writer import BATCH_TEMPLATE, WriteResult, batch_results, batch_step
 
-from .targets import RECEIVE_TIMEOUT, account_change, connection_info
+from .targets import (
+    BATCH_ACCOUNT,
+    RECEIVE_TIMEOUT,
+    account_change,
+    connection_info,
+    proxy_change,
+    sup_change,
+)
 
 DP1 = "cm-ps1-dp01.contoso.com"
 DP2 = "cm-ps1-dp02.contoso.com"
 SUP = "cm-ps1-sup01.contoso.com"
-ACCOUNT = "CONTOSO\\svc-cminstall"
-
-
-def proxy_change(
-    server: str, account: str | None = ACCOUNT, host: str = "p.contoso.com", site: str = "PS1"
-) -> Change:
-    after = ProxySettings(server=host, port=3128, account=account)
-    params: dict[str, object] = {
-        "SiteSystemServerName": server,
-        "SiteCode": site,
-        "EnableProxy": True,
-        "ProxyServerName": host,
-        "ProxyServerPort": 3128,
-    }
-    if account is not None:
-        params["ProxyAccessAccount"] = AccountLookup(account, site)
-    return Change(
-        kind=ChangeKind.SET_SERVER_PROXY,
-        site_code=site,
-        target=server,
-        before=None,
-        after=after,
-        fields=(),
-        invocation=Invocation.of("Set-CMSiteSystemServer", **params),
-    )
-
-
-def sup_change(server: str, use_proxy: bool, adr: bool, site: str = "PS1") -> Change:
-    return Change(
-        kind=ChangeKind.SET_SUP_FLAGS,
-        site_code=site,
-        target=server,
-        before=None,
-        after=SupFlags(use_proxy=use_proxy, use_proxy_for_adr=adr),
-        fields=(),
-        invocation=Invocation.of(
-            "Set-CMSoftwareUpdatePoint",
-            SiteSystemServerName=server,
-            SiteCode=site,
-            UseProxy=use_proxy,
-            UseProxyForAutoDeploymentRule=adr,
-        ),
-    )
 
 
 def proxy_of(state: SiteState, server: str) -> ProxySettings:
@@ -92,7 +55,7 @@ def test_batch_step_binds_one_column_per_parameter() -> None:
     items = json.loads(bound["Items"])
     assert items["Kind"] == ["Proxy", "Sup"]
     assert items["SiteSystemServerName"] == [DP1, SUP]
-    assert items["ProxyAccessAccountName"] == [ACCOUNT, ""]
+    assert items["ProxyAccessAccountName"] == [BATCH_ACCOUNT, ""]
     assert items["ProxyServerPort"] == [3128, 80]
     assert items["UseProxy"] == [False, True]
     assert items["Group"] == [4, 4]
@@ -155,7 +118,7 @@ def test_a_batch_read_back_by_listing_its_site_finds_every_written_server(transp
         gets = [c for c in emu.state.call_log()[before:] if c.command.startswith("Get-CM")]
     assert all(isinstance(r, WriteResult) and r.matches for r in results), results
     assert [r.read_back for r in results if isinstance(r, WriteResult)] == [
-        ProxySettings(server="p.contoso.com", port=3128, account=ACCOUNT),
+        ProxySettings(server="p.contoso.com", port=3128, account=BATCH_ACCOUNT),
         SupFlags(use_proxy=True, use_proxy_for_adr=True),
         ProxySettings(server="p.contoso.com", port=3128, account=None),
     ]
