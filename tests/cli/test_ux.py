@@ -190,15 +190,7 @@ def test_https_to_a_plain_http_endpoint_says_so(tmp_path: Path) -> None:
         env = cli_env(emu, tmp_path, auth="ntlm")
         env.update(CMPROXY_SCHEME="https")
         env.pop("CMPROXY_MESSAGE_ENCRYPTION", None)
-        result = subprocess.run(
-            [sys.executable, "-m", "cmproxy.cli", "show"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            stdin=subprocess.DEVNULL,
-            check=False,
-        )
+        result = Site(emu, env, tmp_path).run("show")
     assert result.returncode == 1
     assert f"https://127.0.0.1:{emu.port}/wsman answered in plain HTTP, not TLS" in result.stderr
     assert "--scheme http" in result.stderr
