@@ -11,6 +11,7 @@ import contextlib
 import json
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -208,9 +209,21 @@ class Recorder:
         return out
 
 
+def _until(condition: Callable[[], bool], what: str, bound: float = 10.0) -> None:
+    """Wait (bounded far above any scheduling delay) until `condition` holds."""
+    deadline = time.monotonic() + bound
+    while not condition():
+        assert time.monotonic() < deadline, f"never: {what}"
+        time.sleep(0.005)
+
+
 def run_concurrently(
     coalescer: WriteCoalescer, rec: Recorder, changes: list[Change]
 ) -> list[WriteResult | BaseException]:
+    """The first change's batch starts and is held (at the recorder's gate); every other
+    caller then asks while it runs; then the gate opens. Each step waits for the coalescer's
+    own count of callers, not for a pause: the order is the test's, not the scheduler's."""
+
     def call(change: Change) -> WriteResult | BaseException:
         try:
             return coalescer.apply(change)
@@ -218,8 +231,10 @@ def run_concurrently(
             return exc
 
     with ThreadPoolExecutor(len(changes)) as pool:
-        futures = [pool.submit(call, c) for c in changes]
-        time.sleep(0.3)  # every caller has asked: the first batch runs, the rest collect
+        futures = [pool.submit(call, changes[0])]
+        _until(lambda: len(rec.calls) == 1, "the first batch started")
+        futures += [pool.submit(call, c) for c in changes[1:]]
+        _until(lambda: coalescer.requests == len(changes), "every caller asked")
         rec.gate.set()
         return [f.result() for f in futures]
 
