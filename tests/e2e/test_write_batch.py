@@ -15,6 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from emulator.meeting import WAIT, Meeting
 
 from cmproxy._exceptions import ItemNotFoundError, PlanError, PowerShellError, TransportError
 from cmproxy.emulator.api import Emulator
@@ -335,47 +336,51 @@ def test_an_unopened_session_opens_on_its_first_warm_pool_and_steps_wait_for_the
         assert transport.pools == 3
 
 
-def _most_imports_at_once(imports_at_once: int | None) -> int:
-    """Warm three pools of an unopened session (a 0.3 s import on a 4-core provider) and
-    return the most module imports the emulator saw running at once, polled meanwhile."""
+def _imports_meeting(imports_at_once: int | None, parties: int, wait: float) -> Meeting:
+    """Warm three pools of an unopened session, each pool's `Import-Module` cost (the only
+    non-zero cost here) standing at a `Meeting` of `parties`: the imports that are in their
+    cost together meet, and `most_at_once` says how many were, without timing anything. A
+    barrier broken by an import that waited alone is reset for the next import, so each one
+    may meet another."""
     settings = EmulatorSettings()
     settings.costs.module_import = 0.3
-    settings.costs.provider_cores = 4  # the emulator counts the imports running at once
     tuning = Tuning() if imports_at_once is None else Tuning(imports_at_once=imports_at_once)
-    most = 0
+    meeting = Meeting(parties, wait)
+
+    def sleep(seconds: float) -> None:
+        if seconds <= 0:
+            return  # the zero-cost Get calls: not imports
+        if meeting.barrier.broken:
+            meeting.barrier.reset()
+        meeting.sleep(seconds)
+
     with (
         Emulator(seed="demo", settings=settings, receive_timeout=RECEIVE_TIMEOUT) as emu,
         contextlib.closing(Session(connection_info(emu, "psrp", "ntlm"), tuning=tuning)) as s,
     ):
-        done = threading.Event()
-
-        def poll() -> None:
-            nonlocal most
-            while not done.is_set():
-                with settings.lock:
-                    most = max(most, settings.imports_running)
-                time.sleep(0.005)
-
-        watcher = threading.Thread(target=poll)
-        watcher.start()
-        try:
-            s.warm(3)
-            transport = s._transport
-            assert isinstance(transport, PSRPTransport)
-            transport.warm(3)  # returns once no pool is warming any more
-            assert transport.pools == 3
-            assert s.read_state([DP1]).server(DP1) is not None
-        finally:
-            done.set()
-            watcher.join()
-    return most
+        assert emu.engine is not None
+        emu.engine.sleep = sleep  # type: ignore[attr-defined]
+        s.warm(3)
+        transport = s._transport
+        assert isinstance(transport, PSRPTransport)
+        transport.warm(3)  # returns once no pool is warming any more
+        assert transport.pools == 3
+        assert s.read_state([DP1]).server(DP1) is not None
+    return meeting
 
 
 def test_warm_imports_at_most_tuning_imports_at_once_at_a_time() -> None:
     """`Tuning.imports_at_once`: the warmed pools bootstrap in turns of that many (imports
-    that share a provider's cores are slower together); by default, here all three at once."""
-    assert _most_imports_at_once(1) == 1
-    assert _most_imports_at_once(None) == 3
+    that share a provider's cores are slower together); by default, here all three at once.
+    Shown with a `Meeting` at the import's cost (tests/emulator/meeting.py), not by timing:
+    one at a time, no import ever finds another in its cost (each waits for one in vain);
+    by default, the three meet."""
+    one_by_one = _imports_meeting(1, parties=2, wait=1.0)
+    assert len(one_by_one.met) == 3 and not any(one_by_one.met), one_by_one.met
+    assert one_by_one.most_at_once == 1
+    together = _imports_meeting(None, parties=3, wait=WAIT)
+    assert together.met == [True, True, True]
+    assert together.most_at_once == 3
 
 
 def test_lanes_ready_counts_the_pools_imported_while_others_still_warm() -> None:
