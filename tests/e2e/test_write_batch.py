@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -385,25 +386,53 @@ def test_warm_imports_at_most_tuning_imports_at_once_at_a_time() -> None:
 
 def test_lanes_ready_counts_the_pools_imported_while_others_still_warm() -> None:
     """`Session.lanes_ready()` (what a bulk run starts no more batches than): with pools
-    imported one at a time, one ready at first, then more, and None once none warms. (Each
-    import takes 1 s, so the 10 ms polls see every stage even on a busy machine.)"""
+    imported one at a time, one ready at first, then two, and None once none warms. Each
+    import's cost is held until the test lets it end, so every stage is seen in turn, not
+    caught by polling while it lasts."""
     settings = EmulatorSettings()
-    settings.costs.module_import = 1.0
-    seen: list[int] = []
+    settings.costs.module_import = 1.0  # the only non-zero cost: each import's sleep
+    entered: queue.Queue[threading.Event] = queue.Queue()
+
+    def held(seconds: float) -> None:
+        if seconds <= 0:
+            return
+        release = threading.Event()
+        entered.put(release)
+        assert release.wait(WAIT), "the test never let this import end"
+
+    def next_import() -> threading.Event:
+        return entered.get(timeout=WAIT)
+
     with (
         Emulator(seed="demo", settings=settings, receive_timeout=RECEIVE_TIMEOUT) as emu,
         contextlib.closing(
             Session(connection_info(emu, "psrp", "ntlm"), tuning=Tuning(imports_at_once=1))
         ) as session,
+        ThreadPoolExecutor(1) as pool,
     ):
-        session.warm(3)  # opens on the first pool ready; the two others import after it
-        while (ready := session.lanes_ready()) is not None:
-            seen.append(ready)
-            time.sleep(0.01)
+        assert emu.engine is not None
+        emu.engine.sleep = held  # type: ignore[attr-defined]
+        # Opens on the first pool ready; the two others import after it, one at a time.
+        warmed = pool.submit(session.warm, 3)
+        next_import().set()
+        warmed.result(timeout=WAIT)
+        second = next_import()
+        assert session.lanes_ready() == 1
+        second.set()
+        third = next_import()  # the second pool's turn ended; it counts once marked ready
+        _until(lambda: session.lanes_ready() == 2, "two pools ready while the third imports")
+        third.set()
+        after: list[int | None] = []
+
+        def none_warms() -> bool:
+            after.append(session.lanes_ready())
+            return after[-1] is None
+
+        _until(none_warms, "no pool warms any more")
+        assert set(after) <= {2, None}, after  # never 3 while one still warms
+        assert entered.empty()  # three imports in all
         transport = session._transport
         assert isinstance(transport, PSRPTransport) and transport.pools == 3
-    assert seen and seen[0] == 1 and 2 in seen
-    assert seen == sorted(seen) and max(seen) < 3
 
 
 def test_a_whole_read_in_shards_is_the_read_in_one_pipeline() -> None:
