@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from cmproxy.retry import RetryPolicy
+
 pytest_plugins = ["cmproxy.emulator.pytest_plugin"]
 
 for _var in ("NO_PROXY", "no_proxy"):
@@ -20,6 +22,31 @@ for _var in ("NO_PROXY", "no_proxy"):
 # Shell slots (cmproxy.slots) of the tests' sessions and CLI runs live in a temporary state
 # directory, not in the user's ~/.cmproxy.
 os.environ.setdefault("CMPROXY_STATE_DIR", tempfile.mkdtemp(prefix="cmproxy-state-"))
+
+
+@pytest.fixture
+def policy_on_fake_clock() -> Callable[..., RetryPolicy]:
+    """`policy(attempts=, deadline=, backoff=)`: a `RetryPolicy` with a constant backoff, no
+    jitter, and its own clock that starts at 0 and moves only when the policy sleeps: its count
+    and deadline bounds are shown without waiting and without asserting wall time."""
+
+    def policy(*, attempts: int, deadline: float, backoff: float) -> RetryPolicy:
+        now = [0.0]
+
+        def sleep(seconds: float) -> None:
+            now[0] += seconds
+
+        return RetryPolicy(
+            attempts=attempts,
+            deadline=deadline,
+            initial_backoff=backoff,
+            max_backoff=backoff,
+            jitter=0,
+            sleep=sleep,
+            clock=lambda: now[0],
+        )
+
+    return policy
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ faults, so a failure can be rehearsed from a shell, a notebook or a playbook (is
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -60,24 +61,15 @@ class Served:
     banner: list[str]
 
 
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[Served]:
-    """`cmproxy emulator serve --https --port 0` with a write to DP01 armed to fail."""
+SERVE = (sys.executable, "-m", "cmproxy.cli", "emulator", "serve")
+
+
+@contextlib.contextmanager
+def _serve(tmp_path: Path, *args: str, until: str = "users:") -> Iterator[Served]:
+    """`cmproxy emulator serve --https --port 0 ARGS`, its banner read up to the first line
+    starting with `until`; SIGTERMed on exit."""
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "cmproxy.cli",
-            "emulator",
-            "serve",
-            "--https",
-            "--port",
-            "0",
-            "--state",
-            str(tmp_path / "site.sqlite"),
-            "--fail-server",
-            f"{DP01}=Set-CMSiteSystemServer",
-        ],
+        [*SERVE, "--https", "--port", "0", "--state", str(tmp_path / "site.sqlite"), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -88,7 +80,7 @@ def served(tmp_path: Path) -> Iterator[Served]:
     try:
         for line in proc.stdout:
             banner.append(line.rstrip())
-            if line.startswith("fault armed"):
+            if line.startswith(until):
                 break
         text = "\n".join(banner)
         endpoint = re.search(r"listening on (https://127\.0\.0\.1:(\d+)/wsman)", text)
@@ -100,33 +92,53 @@ def served(tmp_path: Path) -> Iterator[Served]:
         proc.wait(timeout=30)
 
 
-def test_a_fault_armed_at_serve_rolls_back_that_server(served: Served, tmp_path: Path) -> None:
-    assert f"fault armed: Set-CMSiteSystemServer on {DP01} fails" in served.banner
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CMPROXY_")}
-    env.update(
+def _cli(served: Served, auth: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`cmproxy ARGS` against `served` with `auth` as the emulator's default user, connection
+    options from `CMPROXY_*` variables (none inherited), `env` added."""
+    full = {k: v for k, v in os.environ.items() if not k.startswith("CMPROXY_")}
+    full.update(
         PYTHONPATH=str(REPO),
         CMPROXY_SERVER="127.0.0.1",
         CMPROXY_PORT=str(served.port),
-        CMPROXY_AUTH="ntlm",
+        CMPROXY_AUTH=auth,
         CMPROXY_USERNAME=api.DEFAULT_USER,
         CMPROXY_PASSWORD=api.DEFAULT_PASSWORD,
         CMPROXY_CA_CERT=served.ca,
-        CMPROXY_SITE_CODE="PS1",
         CMPROXY_IGNORE_PROXY="true",
-        CMPROXY_JOURNAL=str(tmp_path / "journal.sqlite3"),
-        CMPROXY_NEW_PROXY_PASSWORD=NEW_PROXY_PASSWORD,
         NO_PROXY="127.0.0.1",
         no_proxy="127.0.0.1",
-        COLUMNS="250",
+        **env,
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "cmproxy.cli", "apply", "-f", MIGRATION, "--yes"],
-        env=env,
+    return subprocess.run(
+        [sys.executable, "-m", "cmproxy.cli", *args],
+        env=full,
         capture_output=True,
         text=True,
         timeout=180,
         stdin=subprocess.DEVNULL,
         check=False,
+    )
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    """`cmproxy emulator serve --https --port 0` with a write to DP01 armed to fail."""
+    with _serve(
+        tmp_path, "--fail-server", f"{DP01}=Set-CMSiteSystemServer", until="fault armed"
+    ) as serving:
+        yield serving
+
+
+def test_a_fault_armed_at_serve_rolls_back_that_server(served: Served, tmp_path: Path) -> None:
+    assert f"fault armed: Set-CMSiteSystemServer on {DP01} fails" in served.banner
+    result = _cli(
+        served,
+        "ntlm",
+        *("apply", "-f", MIGRATION, "--yes"),
+        CMPROXY_SITE_CODE="PS1",
+        CMPROXY_JOURNAL=str(tmp_path / "journal.sqlite3"),
+        CMPROXY_NEW_PROXY_PASSWORD=NEW_PROXY_PASSWORD,
+        COLUMNS="250",
     )
     assert result.returncode == 1, result.stderr
     results = result.stdout[result.stdout.index("Results:") :]
@@ -149,9 +161,6 @@ def test_bad_fault_options_are_refused_before_serving() -> None:
     assert "SERVER=CMDLET" in result.stderr
 
 
-SERVE = (sys.executable, "-m", "cmproxy.cli", "emulator", "serve")
-
-
 @pytest.mark.parametrize("allowed", [True, False], ids=["allow-credssp", "default"])
 def test_serve_accepts_credssp_only_when_asked(allowed: bool, tmp_path: Path) -> None:
     """`--allow-credssp` turns CredSSP on, as WinRM's Auth/CredSSP (off by default; MS-WSMV
@@ -159,44 +168,8 @@ def test_serve_accepts_credssp_only_when_asked(allowed: bool, tmp_path: Path) ->
     only then, and refused as an authentication failure otherwise."""
     pytest.importorskip("requests_credssp", reason="the credssp extra is not installed")
     args = ["--allow-credssp"] if allowed else []
-    proc = subprocess.Popen(
-        [*SERVE, "--https", "--port", "0", "--state", str(tmp_path / "site.sqlite"), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
-    assert proc.stdout is not None
-    try:
-        banner = "".join(proc.stdout.readline() for _ in range(3))
-        endpoint = re.search(r"listening on https://127\.0\.0\.1:(\d+)/wsman", banner)
-        ca = re.search(r"trust this CA\): (\S+)", banner)
-        assert endpoint and ca, banner
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CMPROXY_")}
-        env.update(
-            PYTHONPATH=str(REPO),
-            CMPROXY_SERVER="127.0.0.1",
-            CMPROXY_PORT=endpoint.group(1),
-            CMPROXY_AUTH="credssp",
-            CMPROXY_USERNAME=api.DEFAULT_USER,
-            CMPROXY_PASSWORD=api.DEFAULT_PASSWORD,
-            CMPROXY_CA_CERT=ca.group(1),
-            CMPROXY_IGNORE_PROXY="true",
-            NO_PROXY="127.0.0.1",
-            no_proxy="127.0.0.1",
-        )
-        shown = subprocess.run(
-            [sys.executable, "-m", "cmproxy.cli", "show", "--site", "PS1", "-o", "json"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=180,
-            stdin=subprocess.DEVNULL,
-            check=False,
-        )
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
+    with _serve(tmp_path, *args) as served:
+        shown = _cli(served, "credssp", "show", "--site", "PS1", "-o", "json")
     if allowed:
         assert shown.returncode == 0, shown.stderr
         assert "cm-ps1-dp01.contoso.com" in shown.stdout

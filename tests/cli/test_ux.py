@@ -6,7 +6,6 @@ account passwords. Real `cmproxy` processes against the emulator."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -39,7 +38,7 @@ def test_a_saved_plan_is_applied_as_planned(site: Site) -> None:
     assert f"cmproxy apply {saved}" in planned.stdout
     assert not site.writes()
     text = saved.read_text()
-    assert os.environ.get("CMPROXY_NEW_PROXY_PASSWORD", "N3w-Proxy-Passw0rd!") not in text
+    assert site.env["CMPROXY_NEW_PROXY_PASSWORD"] not in text  # the value the CLI was given
     assert site.env["CMPROXY_PASSWORD"] not in text
     assert oct(saved.stat().st_mode & 0o777) == "0o600"
     applied = site.run("apply", str(saved), "--yes")
@@ -191,15 +190,7 @@ def test_https_to_a_plain_http_endpoint_says_so(tmp_path: Path) -> None:
         env = cli_env(emu, tmp_path, auth="ntlm")
         env.update(CMPROXY_SCHEME="https")
         env.pop("CMPROXY_MESSAGE_ENCRYPTION", None)
-        result = subprocess.run(
-            [sys.executable, "-m", "cmproxy.cli", "show"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            stdin=subprocess.DEVNULL,
-            check=False,
-        )
+        result = Site(emu, env, tmp_path).run("show")
     assert result.returncode == 1
     assert f"https://127.0.0.1:{emu.port}/wsman answered in plain HTTP, not TLS" in result.stderr
     assert "--scheme http" in result.stderr

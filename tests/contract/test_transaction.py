@@ -5,6 +5,7 @@ The same guarantees are checked end to end against the emulator in tests/e2e.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -257,37 +258,21 @@ def test_recover_rolls_forward_when_everything_was_written(
     assert journal.open_transactions() == []
 
 
-def test_retry_policy_bounds_attempts_and_deadline() -> None:
+def test_retry_policy_bounds_attempts_and_deadline(
+    policy_on_fake_clock: Callable[..., RetryPolicy],
+) -> None:
     calls: list[int] = []
-    now = [0.0]
 
     def flaky() -> int:
         calls.append(1)
         raise TransportError("reset")
 
-    policy = RetryPolicy(
-        attempts=5,
-        deadline=100.0,
-        initial_backoff=1,
-        max_backoff=1,
-        jitter=0,
-        sleep=lambda s: now.__setitem__(0, now[0] + s),
-        clock=lambda: now[0],
-    )
+    policy = policy_on_fake_clock(attempts=5, deadline=100.0, backoff=1)
     with pytest.raises(TransportError):
         policy.call(flaky, operation="x", idempotent=True)
     assert len(calls) == 5
     calls.clear()
-    now[0] = 0.0
-    short = RetryPolicy(
-        attempts=50,
-        deadline=3.5,
-        initial_backoff=1,
-        max_backoff=1,
-        jitter=0,
-        sleep=lambda s: now.__setitem__(0, now[0] + s),
-        clock=lambda: now[0],
-    )
+    short = policy_on_fake_clock(attempts=50, deadline=3.5, backoff=1)
     with pytest.raises(TransportError):
         short.call(flaky, operation="x", idempotent=True)
     assert len(calls) == 4  # tries at t=0,1,2,3; the next would end past 3.5

@@ -16,12 +16,14 @@ import pytest
 
 from cmproxy.connection import ConnectionInfo
 from cmproxy.emulator.api import Emulator
-from cmproxy.invocation import Invocation
-from cmproxy.model import Secret
+from cmproxy.invocation import AccountLookup, Invocation
+from cmproxy.model import ProxySettings, Secret, SupFlags
 from cmproxy.plan import Change, ChangeKind, FieldChange
 from cmproxy.session import Session
 
 RECEIVE_TIMEOUT = 3.0
+#: The account `proxy_change` sets by default (one the demo seed registers).
+BATCH_ACCOUNT = "CONTOSO\\svc-cminstall"
 
 #: (auth, https?) — Basic only over TLS; NTLM/Negotiate over HTTP with message encryption.
 AUTH_MODES = {
@@ -59,6 +61,48 @@ def account_change(user: str, password: str, site: str = "PS1") -> Change:
         fields=(FieldChange("account", None, user),),
         invocation=Invocation.of(
             "New-CMAccount", UserName=user, Password=Secret(password), SiteCode=site
+        ),
+    )
+
+
+def proxy_change(
+    server: str, account: str | None = BATCH_ACCOUNT, host: str = "p.contoso.com", site: str = "PS1"
+) -> Change:
+    after = ProxySettings(server=host, port=3128, account=account)
+    params: dict[str, object] = {
+        "SiteSystemServerName": server,
+        "SiteCode": site,
+        "EnableProxy": True,
+        "ProxyServerName": host,
+        "ProxyServerPort": 3128,
+    }
+    if account is not None:
+        params["ProxyAccessAccount"] = AccountLookup(account, site)
+    return Change(
+        kind=ChangeKind.SET_SERVER_PROXY,
+        site_code=site,
+        target=server,
+        before=None,
+        after=after,
+        fields=(),
+        invocation=Invocation.of("Set-CMSiteSystemServer", **params),
+    )
+
+
+def sup_change(server: str, use_proxy: bool, adr: bool, site: str = "PS1") -> Change:
+    return Change(
+        kind=ChangeKind.SET_SUP_FLAGS,
+        site_code=site,
+        target=server,
+        before=None,
+        after=SupFlags(use_proxy=use_proxy, use_proxy_for_adr=adr),
+        fields=(),
+        invocation=Invocation.of(
+            "Set-CMSoftwareUpdatePoint",
+            SiteSystemServerName=server,
+            SiteCode=site,
+            UseProxy=use_proxy,
+            UseProxyForAutoDeploymentRule=adr,
         ),
     )
 

@@ -32,8 +32,7 @@ from cmproxy.steps import Result, Step
 from cmproxy.writer import BATCH_TEMPLATE
 
 from .conftest import oracle
-from .targets import RECEIVE_TIMEOUT, TRANSPORTS, account_change, connection_info
-from .test_write_batch import proxy_change
+from .targets import RECEIVE_TIMEOUT, TRANSPORTS, account_change, connection_info, proxy_change
 
 NEW = "CONTOSO\\svc-proxy-bulk"
 #: Servers whose roles accept an authenticated proxy (not the DPs with Connected Cache, R1).

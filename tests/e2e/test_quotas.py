@@ -35,6 +35,8 @@ from cmproxy.slots import ShellSlots
 from cmproxy.transports.base import translate_exception
 from cmproxy.transports.psrp import PSRPTransport
 
+from .targets import connection_info
+
 pytestmark = pytest.mark.e2e
 
 QUOTA_TEXT = (
@@ -50,21 +52,9 @@ def emu() -> Iterator[Emulator]:
         yield emu
 
 
-def info_for(emu: Emulator, **extra: Any) -> ConnectionInfo:
-    return ConnectionInfo(
-        server=emu.host,
-        port=emu.port,
-        scheme="http",
-        auth="ntlm",
-        username=emu.username,
-        password=emu.password,
-        message_encryption="always",
-        site_code="PS1",
-        read_timeout=30,
-        operation_timeout=5,
-        ignore_proxy=True,
-        **extra,
-    )
+def info_for(emu: Emulator, transport: str = "psrp", **extra: Any) -> ConnectionInfo:
+    """NTLM over HTTP with message encryption at PS1; a short operation timeout."""
+    return connection_info(emu, transport, "ntlm").evolve(operation_timeout=5, **extra)
 
 
 def shells(emu: Emulator) -> int:

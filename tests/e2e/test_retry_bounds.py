@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -66,14 +67,12 @@ def test_a_rule_violation_is_not_retried_and_writes_nothing(tmp_path: Path) -> N
 
 
 @pytest.mark.e2e
-def test_transient_failures_are_retried_within_count_and_deadline(tmp_path: Path) -> None:
+def test_transient_failures_are_retried_within_count_and_deadline(
+    tmp_path: Path, policy_on_fake_clock: Callable[..., RetryPolicy]
+) -> None:
     port = _closed_port()
     with Emulator(seed="demo") as emu:
         info = info_for(emu, "psrp").evolve(port=port, connection_timeout=2)
-    clock = [0.0]
-
-    def sleep(seconds: float) -> None:
-        clock[0] += seconds
 
     def run(policy: RetryPolicy) -> int:
         events: list[TransactionEvent] = []
@@ -87,24 +86,7 @@ def test_transient_failures_are_retried_within_count_and_deadline(tmp_path: Path
             )
         return 1 + len([e for e in events if e.kind == "retry"])
 
-    by_count = RetryPolicy(
-        attempts=3,
-        deadline=1000,
-        initial_backoff=1,
-        max_backoff=1,
-        jitter=0,
-        sleep=sleep,
-        clock=lambda: clock[0],
-    )
+    by_count = policy_on_fake_clock(attempts=3, deadline=1000, backoff=1)
     assert run(by_count) == 3
-    clock[0] = 0.0
-    by_deadline = RetryPolicy(
-        attempts=100,
-        deadline=4.5,
-        initial_backoff=2,
-        max_backoff=2,
-        jitter=0,
-        sleep=sleep,
-        clock=lambda: clock[0],
-    )
+    by_deadline = policy_on_fake_clock(attempts=100, deadline=4.5, backoff=2)
     assert run(by_deadline) == 3  # tries at t=0, 2, 4; the next would end past 4.5

@@ -9,72 +9,38 @@ from __future__ import annotations
 
 import contextlib
 import json
+import queue
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from emulator.meeting import WAIT, Meeting
 
 from cmproxy._exceptions import ItemNotFoundError, PlanError, PowerShellError, TransportError
 from cmproxy.emulator.api import Emulator
 from cmproxy.emulator.settings import EmulatorSettings
-from cmproxy.invocation import AccountLookup, Invocation
 from cmproxy.model import ProxySettings, SiteState, SupFlags
-from cmproxy.plan import Change, ChangeKind
+from cmproxy.plan import Change
 from cmproxy.retry import is_transient
 from cmproxy.session import Session, WriteCoalescer
 from cmproxy.transports.psrp import PSRPTransport
 from cmproxy.tuning import Tuning
 from cmproxy.writer import BATCH_TEMPLATE, WriteResult, batch_results, batch_step
 
-from .targets import RECEIVE_TIMEOUT, account_change, connection_info
+from .targets import (
+    BATCH_ACCOUNT,
+    RECEIVE_TIMEOUT,
+    account_change,
+    connection_info,
+    proxy_change,
+    sup_change,
+)
 
 DP1 = "cm-ps1-dp01.contoso.com"
 DP2 = "cm-ps1-dp02.contoso.com"
 SUP = "cm-ps1-sup01.contoso.com"
-ACCOUNT = "CONTOSO\\svc-cminstall"
-
-
-def proxy_change(
-    server: str, account: str | None = ACCOUNT, host: str = "p.contoso.com", site: str = "PS1"
-) -> Change:
-    after = ProxySettings(server=host, port=3128, account=account)
-    params: dict[str, object] = {
-        "SiteSystemServerName": server,
-        "SiteCode": site,
-        "EnableProxy": True,
-        "ProxyServerName": host,
-        "ProxyServerPort": 3128,
-    }
-    if account is not None:
-        params["ProxyAccessAccount"] = AccountLookup(account, site)
-    return Change(
-        kind=ChangeKind.SET_SERVER_PROXY,
-        site_code=site,
-        target=server,
-        before=None,
-        after=after,
-        fields=(),
-        invocation=Invocation.of("Set-CMSiteSystemServer", **params),
-    )
-
-
-def sup_change(server: str, use_proxy: bool, adr: bool, site: str = "PS1") -> Change:
-    return Change(
-        kind=ChangeKind.SET_SUP_FLAGS,
-        site_code=site,
-        target=server,
-        before=None,
-        after=SupFlags(use_proxy=use_proxy, use_proxy_for_adr=adr),
-        fields=(),
-        invocation=Invocation.of(
-            "Set-CMSoftwareUpdatePoint",
-            SiteSystemServerName=server,
-            SiteCode=site,
-            UseProxy=use_proxy,
-            UseProxyForAutoDeploymentRule=adr,
-        ),
-    )
 
 
 def proxy_of(state: SiteState, server: str) -> ProxySettings:
@@ -92,7 +58,7 @@ def test_batch_step_binds_one_column_per_parameter() -> None:
     items = json.loads(bound["Items"])
     assert items["Kind"] == ["Proxy", "Sup"]
     assert items["SiteSystemServerName"] == [DP1, SUP]
-    assert items["ProxyAccessAccountName"] == [ACCOUNT, ""]
+    assert items["ProxyAccessAccountName"] == [BATCH_ACCOUNT, ""]
     assert items["ProxyServerPort"] == [3128, 80]
     assert items["UseProxy"] == [False, True]
     assert items["Group"] == [4, 4]
@@ -155,7 +121,7 @@ def test_a_batch_read_back_by_listing_its_site_finds_every_written_server(transp
         gets = [c for c in emu.state.call_log()[before:] if c.command.startswith("Get-CM")]
     assert all(isinstance(r, WriteResult) and r.matches for r in results), results
     assert [r.read_back for r in results if isinstance(r, WriteResult)] == [
-        ProxySettings(server="p.contoso.com", port=3128, account=ACCOUNT),
+        ProxySettings(server="p.contoso.com", port=3128, account=BATCH_ACCOUNT),
         SupFlags(use_proxy=True, use_proxy_for_adr=True),
         ProxySettings(server="p.contoso.com", port=3128, account=None),
     ]
@@ -245,9 +211,21 @@ class Recorder:
         return out
 
 
+def _until(condition: Callable[[], bool], what: str, bound: float = 10.0) -> None:
+    """Wait (bounded far above any scheduling delay) until `condition` holds."""
+    deadline = time.monotonic() + bound
+    while not condition():
+        assert time.monotonic() < deadline, f"never: {what}"
+        time.sleep(0.005)
+
+
 def run_concurrently(
     coalescer: WriteCoalescer, rec: Recorder, changes: list[Change]
 ) -> list[WriteResult | BaseException]:
+    """The first change's batch starts and is held (at the recorder's gate); every other
+    caller then asks while it runs; then the gate opens. Each step waits for the coalescer's
+    own count of callers, not for a pause: the order is the test's, not the scheduler's."""
+
     def call(change: Change) -> WriteResult | BaseException:
         try:
             return coalescer.apply(change)
@@ -255,8 +233,10 @@ def run_concurrently(
             return exc
 
     with ThreadPoolExecutor(len(changes)) as pool:
-        futures = [pool.submit(call, c) for c in changes]
-        time.sleep(0.3)  # every caller has asked: the first batch runs, the rest collect
+        futures = [pool.submit(call, changes[0])]
+        _until(lambda: len(rec.calls) == 1, "the first batch started")
+        futures += [pool.submit(call, c) for c in changes[1:]]
+        _until(lambda: coalescer.requests == len(changes), "every caller asked")
         rec.gate.set()
         return [f.result() for f in futures]
 
@@ -357,70 +337,102 @@ def test_an_unopened_session_opens_on_its_first_warm_pool_and_steps_wait_for_the
         assert transport.pools == 3
 
 
-def _most_imports_at_once(imports_at_once: int | None) -> int:
-    """Warm three pools of an unopened session (a 0.3 s import on a 4-core provider) and
-    return the most module imports the emulator saw running at once, polled meanwhile."""
+def _imports_meeting(imports_at_once: int | None, parties: int, wait: float) -> Meeting:
+    """Warm three pools of an unopened session, each pool's `Import-Module` cost (the only
+    non-zero cost here) standing at a `Meeting` of `parties`: the imports that are in their
+    cost together meet, and `most_at_once` says how many were, without timing anything. A
+    barrier broken by an import that waited alone is reset for the next import, so each one
+    may meet another."""
     settings = EmulatorSettings()
     settings.costs.module_import = 0.3
-    settings.costs.provider_cores = 4  # the emulator counts the imports running at once
     tuning = Tuning() if imports_at_once is None else Tuning(imports_at_once=imports_at_once)
-    most = 0
+    meeting = Meeting(parties, wait)
+
+    def sleep(seconds: float) -> None:
+        if seconds <= 0:
+            return  # the zero-cost Get calls: not imports
+        if meeting.barrier.broken:
+            meeting.barrier.reset()
+        meeting.sleep(seconds)
+
     with (
         Emulator(seed="demo", settings=settings, receive_timeout=RECEIVE_TIMEOUT) as emu,
         contextlib.closing(Session(connection_info(emu, "psrp", "ntlm"), tuning=tuning)) as s,
     ):
-        done = threading.Event()
-
-        def poll() -> None:
-            nonlocal most
-            while not done.is_set():
-                with settings.lock:
-                    most = max(most, settings.imports_running)
-                time.sleep(0.005)
-
-        watcher = threading.Thread(target=poll)
-        watcher.start()
-        try:
-            s.warm(3)
-            transport = s._transport
-            assert isinstance(transport, PSRPTransport)
-            transport.warm(3)  # returns once no pool is warming any more
-            assert transport.pools == 3
-            assert s.read_state([DP1]).server(DP1) is not None
-        finally:
-            done.set()
-            watcher.join()
-    return most
+        assert emu.engine is not None
+        emu.engine.sleep = sleep  # type: ignore[attr-defined]
+        s.warm(3)
+        transport = s._transport
+        assert isinstance(transport, PSRPTransport)
+        transport.warm(3)  # returns once no pool is warming any more
+        assert transport.pools == 3
+        assert s.read_state([DP1]).server(DP1) is not None
+    return meeting
 
 
 def test_warm_imports_at_most_tuning_imports_at_once_at_a_time() -> None:
     """`Tuning.imports_at_once`: the warmed pools bootstrap in turns of that many (imports
-    that share a provider's cores are slower together); by default, here all three at once."""
-    assert _most_imports_at_once(1) == 1
-    assert _most_imports_at_once(None) == 3
+    that share a provider's cores are slower together); by default, here all three at once.
+    Shown with a `Meeting` at the import's cost (tests/emulator/meeting.py), not by timing:
+    one at a time, no import ever finds another in its cost (each waits for one in vain);
+    by default, the three meet."""
+    one_by_one = _imports_meeting(1, parties=2, wait=1.0)
+    assert len(one_by_one.met) == 3 and not any(one_by_one.met), one_by_one.met
+    assert one_by_one.most_at_once == 1
+    together = _imports_meeting(None, parties=3, wait=WAIT)
+    assert together.met == [True, True, True]
+    assert together.most_at_once == 3
 
 
 def test_lanes_ready_counts_the_pools_imported_while_others_still_warm() -> None:
     """`Session.lanes_ready()` (what a bulk run starts no more batches than): with pools
-    imported one at a time, one ready at first, then more, and None once none warms. (Each
-    import takes 1 s, so the 10 ms polls see every stage even on a busy machine.)"""
+    imported one at a time, one ready at first, then two, and None once none warms. Each
+    import's cost is held until the test lets it end, so every stage is seen in turn, not
+    caught by polling while it lasts."""
     settings = EmulatorSettings()
-    settings.costs.module_import = 1.0
-    seen: list[int] = []
+    settings.costs.module_import = 1.0  # the only non-zero cost: each import's sleep
+    entered: queue.Queue[threading.Event] = queue.Queue()
+
+    def held(seconds: float) -> None:
+        if seconds <= 0:
+            return
+        release = threading.Event()
+        entered.put(release)
+        assert release.wait(WAIT), "the test never let this import end"
+
+    def next_import() -> threading.Event:
+        return entered.get(timeout=WAIT)
+
     with (
         Emulator(seed="demo", settings=settings, receive_timeout=RECEIVE_TIMEOUT) as emu,
         contextlib.closing(
             Session(connection_info(emu, "psrp", "ntlm"), tuning=Tuning(imports_at_once=1))
         ) as session,
+        ThreadPoolExecutor(1) as pool,
     ):
-        session.warm(3)  # opens on the first pool ready; the two others import after it
-        while (ready := session.lanes_ready()) is not None:
-            seen.append(ready)
-            time.sleep(0.01)
+        assert emu.engine is not None
+        emu.engine.sleep = held  # type: ignore[attr-defined]
+        # Opens on the first pool ready; the two others import after it, one at a time.
+        warmed = pool.submit(session.warm, 3)
+        next_import().set()
+        warmed.result(timeout=WAIT)
+        second = next_import()
+        assert session.lanes_ready() == 1
+        second.set()
+        third = next_import()  # the second pool's turn ended; it counts once marked ready
+        _until(lambda: session.lanes_ready() == 2, "two pools ready while the third imports")
+        third.set()
+        after: list[int | None] = []
+
+        def none_warms() -> bool:
+            after.append(session.lanes_ready())
+            return after[-1] is None
+
+        _until(none_warms, "no pool warms any more")
+        assert set(after) <= {2, None}, after  # never 3 while one still warms
+        assert entered.empty()  # three imports in all
         transport = session._transport
         assert isinstance(transport, PSRPTransport) and transport.pools == 3
-    assert seen and seen[0] == 1 and 2 in seen
-    assert seen == sorted(seen) and max(seen) < 3
 
 
 def test_a_whole_read_in_shards_is_the_read_in_one_pipeline() -> None:

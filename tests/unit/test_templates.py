@@ -22,31 +22,23 @@ from cmproxy.writer import WRITE_TEMPLATE_PARAMETERS
 
 _COMMON = {"DisableWildcardHandling", "ForceWildcardHandling"}
 _WRITE_COMMON = {"WhatIf", "Confirm"}
+#: The reference gives Get-CMSiteSystemServer and Get-CMSoftwareUpdatePoint the same
+#: parameters (a server by one of its names, a site, all sites, or a piped object).
+_GET_BY_SERVER = {
+    "SiteSystemServerName",
+    "Name",
+    "ServerName",
+    "SiteCode",
+    "AllSite",
+    "AllSites",
+    "InputObject",
+} | _COMMON
 
 #: configmgr-cmdlets.md §3.1-§3.10 and §5.6 (parameter names exactly as documented).
 REFERENCE: dict[str, set[str]] = {
     "Get-CMSite": {"SiteCode", "Name", "SiteName"} | _COMMON,
-    "Get-CMSiteRole": {
-        "RoleName",
-        "SiteCode",
-        "SiteSystemServerName",
-        "Name",
-        "ServerName",
-        "AllSite",
-        "AllSites",
-        "InputObject",
-    }
-    | _COMMON,
-    "Get-CMSiteSystemServer": {
-        "SiteSystemServerName",
-        "Name",
-        "ServerName",
-        "SiteCode",
-        "AllSite",
-        "AllSites",
-        "InputObject",
-    }
-    | _COMMON,
+    "Get-CMSiteRole": {"RoleName"} | _GET_BY_SERVER,
+    "Get-CMSiteSystemServer": _GET_BY_SERVER,
     "Set-CMSiteSystemServer": {
         "InputObject",
         "SiteSystemServer",
@@ -66,16 +58,7 @@ REFERENCE: dict[str, set[str]] = {
     }
     | _COMMON
     | _WRITE_COMMON,
-    "Get-CMSoftwareUpdatePoint": {
-        "SiteSystemServerName",
-        "Name",
-        "ServerName",
-        "SiteCode",
-        "AllSite",
-        "AllSites",
-        "InputObject",
-    }
-    | _COMMON,
+    "Get-CMSoftwareUpdatePoint": _GET_BY_SERVER,
     "Set-CMSoftwareUpdatePoint": {
         "HttpPort",
         "WsusIisPort",
