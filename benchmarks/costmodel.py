@@ -85,9 +85,10 @@ PROFILES: dict[str, Profile] = {
         ),
         Profile(
             "import-contention",
-            "[UNCONFIRMED] concurrent imports share 4 provider cores (half of the 8 Microsoft "
-            "recommends for a primary site server with a remote database; the site's own "
-            "components use the rest): 8 imports at once take 2 × each",
+            "[UNCONFIRMED] concurrent imports share the provider's 4 cores (a 4-core primary "
+            "site server: Microsoft's size for 25,000 clients with a remote SQL Server, site "
+            "size and performance FAQ; [Environment]::ProcessorCount answers 4): 8 imports at "
+            "once take 2 × each",
             _varied(provider_cores=4),
         ),
         Profile(

@@ -42,18 +42,17 @@ class Tuning:
     site_listing_ratio: int = 4
     site_listing_min: int = 8
     #: Runspace pools that bootstrap (import the ConfigurationManager module) at a time when a
-    #: session opens several ahead (`Session.warm`, which `apply_bulk` calls); the others open
-    #: as those finish. None (the default): all at once. The import loads the AdminUI
-    #: assemblies on the SMS Provider: if it is CPU-bound there ([UNCONFIRMED]), k imports on
-    #: c < k cores each take k / c times as long, so all-at-once delays every pool, the first
-    #: one (on which the planning read runs) included, while in turns of c the first c are
-    #: ready after one import: set it to the provider's logical cores then (4 under the
-    #: benchmark's `import-contention`: with 8 pools, first write 4.4 s -> 2.8 s at
-    #: N = 200; with 12 pools at N = 1,000: 1.26 x -> 1.13 x smart-par). The client cannot
-    #: learn the cores, and in turns the later pools set up
-    #: (NTLM, key exchange) while the first ones read and write instead of during the import:
-    #: with 12 pools and no contention, 8 at once cost N = 200 ≈ 0.3 s against all at once
-    #: (docs/performance.md).
+    #: session opens several ahead (`Session.warm`, which `apply_bulk` calls); the others are
+    #: opened meanwhile and import as turns free up. None (the default): as many as the SMS
+    #: Provider has logical processors, which the first pool asks (`[Environment]::ProcessorCount`,
+    #: one short pipeline) before it imports; all at once if it does not answer. The import
+    #: loads the AdminUI assemblies on the provider: if that is CPU-bound there
+    #: ([UNCONFIRMED]), k imports on c < k cores each take k / c times as long, so all at once
+    #: delays every pool (the first one, on which the planning read runs, included), while in
+    #: turns of c the first c are ready after one import (the benchmark's `import-contention`,
+    #: 4 cores and 12 pools at N = 1,000: 1.26 x smart-par all at once, 1.13 x in turns of 4).
+    #: Set a number to override what the provider says (one larger than `max_pools`: all at
+    #: once). Over WinRS there are no pools: it has no effect.
     imports_at_once: int | None = None
     #: Batched writes in flight at once per site (a site serialises its writes anyway; two let
     #: one batch read back while the other writes).

@@ -59,7 +59,9 @@ class Costs:
     get_per_row: float = 0.0
     #: [UNCONFIRMED] Cores of the SMS Provider machine that concurrent module imports share
     #: (the import loads and JITs the AdminUI assemblies, taken as CPU-bound): with k imports
-    #: running and k > cores, each progresses at cores / k. 0 = imports never contend.
+    #: running and k > cores, each progresses at cores / k. 0 = imports never contend. When
+    #: set, it is also the machine's logical processors (`EmulatorSettings.logical_processors`):
+    #: the cores the imports share are the machine's.
     provider_cores: int = 0
     #: [UNCONFIRMED] What one write lock covers when writes are serialised: "site" (each site's
     #: site control data) or "provider" (one SMS Provider applies one write at a time).
@@ -186,6 +188,12 @@ class HostFacts:
     #: that grants other accounts (an elevated administrator's may name BUILTIN\Administrators)
     #: depends on the accounts. Off: only its creator opens it (UnauthorizedAccessException).
     mutex_default_dacl_shared: bool = False
+    #: Logical processors of the machine (`[Environment]::ProcessorCount`), unless
+    #: `Costs.provider_cores` says otherwise. 16: Microsoft's recommended hardware for a
+    #: stand-alone primary site server with the database on the same server ("Recommended
+    #: hardware for Configuration Manager", learn.microsoft.com/mem/configmgr/core/plan-design/
+    #: configs/recommended-hardware, "Site servers": 16 cores).
+    logical_processors: int = 16
 
 
 @attrs.define
@@ -270,6 +278,12 @@ class EmulatorSettings:
     site_writes: dict[str, list[float]] = attrs.field(factory=dict)
     #: Module imports running now (`charge_import`, for `Costs.provider_cores`).
     imports_running: int = 0
+
+    @property
+    def logical_processors(self) -> int:
+        """What `[Environment]::ProcessorCount` answers: the cores imports share when the
+        costs model that (`Costs.provider_cores`), else the host's."""
+        return self.costs.provider_cores or self.host.logical_processors
 
     def charge_import(self, sleep: Callable[[float], None]) -> None:
         """Sleep one `Import-Module ConfigurationManager`'s cost.

@@ -50,6 +50,7 @@ from cmproxy.transports.base import (
     error_from_info,
     translate_exception,
 )
+from cmproxy.transports.import_turns import PROCESSOR_COUNT, ImportTurns, processor_count
 
 __all__ = ["DEFAULT_MAX_POOLS", "PSRPTransport"]
 
@@ -150,6 +151,8 @@ class PSRPTransport(Transport):
         self._warming = 0
         self._to_open = 0
         self._opening = threading.Lock()
+        #: Bootstraps at a time (`warm(at_once=...)`).
+        self._imports = ImportTurns()
 
     # -- lanes ------------------------------------------------------------------------------
 
@@ -216,8 +219,25 @@ class PSRPTransport(Transport):
             generation = self.generation
         log.debug("opened runspace pool #%d on %s", generation, self.info.endpoint)
         if self.setup is not None:
-            self.last_setup = self._invoke(lane, pool, self.setup, keys=self._keys_on_open)
+            with self._imports.turn(lambda: self._ask_cores(lane, pool)):
+                self.last_setup = self._invoke(lane, pool, self.setup, keys=self._keys_on_open)
         return pool
+
+    def _ask_cores(self, lane: _Lane, pool: RunspacePool) -> int | None:
+        """The provider's logical processors, or None (logged) if it does not say."""
+        try:
+            cores = processor_count(self._invoke(lane, pool, PROCESSOR_COUNT))
+        except CMProxyError as exc:
+            log.info("asking %s its processor count failed: %s", self.info.endpoint, exc)
+            return None
+        log.debug("%s has %s logical processors", self.info.endpoint, cores)
+        return cores
+
+    @property
+    def provider_cores(self) -> int | None:
+        """The provider's logical processors, once a warm-up asked (None: not asked, or no
+        answer)."""
+        return self._imports.cores
 
     def _open_waiting(self, lane: _Lane, one_at_a_time: bool) -> RunspacePool:
         """`_open_once`, again while the quota is full, for up to `quota_wait` seconds."""
@@ -363,15 +383,15 @@ class PSRPTransport(Transport):
         one by one on the critical path when concurrent steps first need them. Their
         connections and runspace pools are opened one after the other (each costs CPU on both
         ends; opened all at once, none is ready before the last), each starting its bootstrap
-        as soon as it is open. A pool that fails to open is dropped; the step that needs a lane
-        later opens one and reports. Returns when no lane is warming any more, or at once with
-        `wait=False`: steps meanwhile wait for a warming lane rather than open another pool.
-        `secrets`: SecureStrings will be sent, so every pool opened from now on exchanges its
-        session key while its bootstrap imports the module (the RSA work hides in the import
-        instead of delaying the first step that carries a secret). `at_once`: at most that
-        many of these pools bootstrap at a time; each of the others opens when one of those
-        has finished (`Tuning.imports_at_once`: imports that share a provider's cores take
-        longer together than in turns, and the first pools ready start the work sooner).
+        as soon as it is open and has its turn. A pool that fails to open is dropped; the step
+        that needs a lane later opens one and reports. Returns when no lane is warming any
+        more, or at once with `wait=False`: steps meanwhile wait for a warming lane rather than
+        open another pool. `secrets`: SecureStrings will be sent, so every pool opened from now
+        on exchanges its session key while its bootstrap imports the module (the RSA work
+        hides in the import instead of delaying the first step that carries a secret).
+        `at_once`: at most that many pools bootstrap at a time; None: as many as the
+        provider has logical processors, asked by the first pool before it imports
+        (`import_turns`; `Tuning.imports_at_once`).
         """
         self._keys_on_open = self._keys_on_open or secrets
         with self._available:
@@ -380,15 +400,9 @@ class PSRPTransport(Transport):
             lanes = [_Lane() for _ in range(max(0, wanted))]
             self._lanes.extend(lanes)
             self._warming += len(lanes)
-            first = len(lanes) if at_once is None else min(len(lanes), max(1, at_once))
-            self._to_open += first  # the later ones count once they start to open
-        turns = threading.Semaphore(0)  # one per bootstrap of this call that has finished
-
-        def open_later(lane: _Lane) -> None:
-            turns.acquire()
-            with self._available:
-                self._to_open += 1
-            open_one(lane)
+            self._to_open += len(lanes)
+        if len(lanes) > 1 or at_once is not None:
+            self._imports.limit_to(at_once)
 
         def open_one(lane: _Lane) -> None:
             try:
@@ -403,14 +417,12 @@ class PSRPTransport(Transport):
                 if not self._give_back(lane):  # closed while it opened: not to be leaked
                     self._discard_pool(lane)
             finally:
-                turns.release()
                 with self._available:
                     self._warming -= 1
                     self._available.notify_all()
 
-        for k, lane in enumerate(lanes):
-            target = open_one if k < first else open_later
-            threading.Thread(target=target, args=(lane,), daemon=True).start()
+        for lane in lanes:
+            threading.Thread(target=open_one, args=(lane,), daemon=True).start()
         if wait:  # for these lanes and any still warming from an earlier call
             with self._available:
                 self._available.wait_for(lambda: not self._warming)

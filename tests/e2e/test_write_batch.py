@@ -20,7 +20,7 @@ from emulator.meeting import WAIT, Meeting
 
 from cmproxy._exceptions import ItemNotFoundError, PlanError, PowerShellError, TransportError
 from cmproxy.emulator.api import Emulator
-from cmproxy.emulator.settings import EmulatorSettings
+from cmproxy.emulator.settings import EmulatorSettings, HostFacts
 from cmproxy.model import ProxySettings, SiteState, SupFlags
 from cmproxy.plan import Change
 from cmproxy.retry import is_transient
@@ -337,13 +337,16 @@ def test_an_unopened_session_opens_on_its_first_warm_pool_and_steps_wait_for_the
         assert transport.pools == 3
 
 
-def _imports_meeting(imports_at_once: int | None, parties: int, wait: float) -> Meeting:
+def _imports_meeting(
+    imports_at_once: int | None, parties: int, wait: float, *, provider_cores: int = 16
+) -> tuple[Meeting, int | None]:
     """Warm three pools of an unopened session, each pool's `Import-Module` cost (the only
     non-zero cost here) standing at a `Meeting` of `parties`: the imports that are in their
     cost together meet, and `most_at_once` says how many were, without timing anything. A
     barrier broken by an import that waited alone is reset for the next import, so each one
-    may meet another."""
-    settings = EmulatorSettings()
+    may meet another. `provider_cores`: the emulated provider's logical processors
+    (`[Environment]::ProcessorCount`); returned with the count the transport learned."""
+    settings = EmulatorSettings(host=HostFacts(logical_processors=provider_cores))
     settings.costs.module_import = 0.3
     tuning = Tuning() if imports_at_once is None else Tuning(imports_at_once=imports_at_once)
     meeting = Meeting(parties, wait)
@@ -367,7 +370,8 @@ def _imports_meeting(imports_at_once: int | None, parties: int, wait: float) -> 
         transport.warm(3)  # returns once no pool is warming any more
         assert transport.pools == 3
         assert s.read_state([DP1]).server(DP1) is not None
-    return meeting
+        learned = transport.provider_cores
+    return meeting, learned
 
 
 def test_warm_imports_at_most_tuning_imports_at_once_at_a_time() -> None:
@@ -376,12 +380,28 @@ def test_warm_imports_at_most_tuning_imports_at_once_at_a_time() -> None:
     Shown with a `Meeting` at the import's cost (tests/emulator/meeting.py), not by timing:
     one at a time, no import ever finds another in its cost (each waits for one in vain);
     by default, the three meet."""
-    one_by_one = _imports_meeting(1, parties=2, wait=1.0)
+    one_by_one, _ = _imports_meeting(1, parties=2, wait=1.0)
     assert len(one_by_one.met) == 3 and not any(one_by_one.met), one_by_one.met
     assert one_by_one.most_at_once == 1
-    together = _imports_meeting(None, parties=3, wait=WAIT)
+    together, _ = _imports_meeting(3, parties=3, wait=WAIT)
     assert together.met == [True, True, True]
     assert together.most_at_once == 3
+
+
+def test_warm_imports_in_turns_of_the_providers_logical_processors() -> None:
+    """By default (`Tuning.imports_at_once` None) the first pool asks the provider its logical
+    processors (`[Environment]::ProcessorCount`) before it imports, and the pools import in
+    turns of that many: with one processor, no import ever finds another in its cost; with
+    sixteen (the emulated host's default), the three meet. Imports that share a provider's
+    cores take longer together ([UNCONFIRMED] that they are CPU-bound; docs/sessions.md)."""
+    one_core, learned = _imports_meeting(None, parties=2, wait=1.0, provider_cores=1)
+    assert learned == 1
+    assert len(one_core.met) == 3 and not any(one_core.met), one_core.met
+    assert one_core.most_at_once == 1
+    many, learned = _imports_meeting(None, parties=3, wait=WAIT, provider_cores=16)
+    assert learned == 16
+    assert many.met == [True, True, True]
+    assert many.most_at_once == 3
 
 
 def test_lanes_ready_counts_the_pools_imported_while_others_still_warm() -> None:

@@ -144,3 +144,22 @@ def test_console_installed_by_default(engine: SiteEngine) -> None:
 def test_emulator_console_option() -> None:
     with pytest.raises(ValueError, match="default engine"):
         Emulator(console_installed=False, engine_factory=SiteEngine)
+
+
+def test_processor_count_is_the_machines_or_the_cores_imports_share(
+    demo_state: SiteState,
+) -> None:
+    """`[Environment]::ProcessorCount` (.NET Environment.ProcessorCount: the logical processors
+    available to the process) answers the host's `logical_processors` (16 by default:
+    Microsoft's recommended hardware for a stand-alone primary site server with its database),
+    or, when the costs model imports sharing the provider's cores, those cores: one machine,
+    one count."""
+    script = "[Environment]::ProcessorCount"
+    assert _runspace(demo_state).run_script(script).output == [16]
+    settings = EmulatorSettings(host=HostFacts(logical_processors=6))
+    rs = SiteEngine(demo_state, settings, sleep=lambda _s: None).open_runspace("CONTOSO\\admin")
+    assert rs.run_script(script).output == [6]
+    settings.costs.provider_cores = 4
+    assert rs.run_script(script).output == [4]
+    (err,) = [rs.run_script("[Environment]::NoSuchProperty").terminating]
+    assert err is not None and err.fully_qualified_error_id == "NotSupportedByEmulator"

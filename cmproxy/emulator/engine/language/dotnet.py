@@ -32,12 +32,17 @@ Node = tree_sitter.Node
 
 #: A static method: its arguments → its value.
 StaticMethod = Callable[[list[Any]], Any]
+#: A static property: the evaluator reading it (its session's engine knows the machine) → its
+#: value.
+StaticProperty = Callable[["EvaluatorCore"], Any]
 #: A constructor for New-Object: (its -ArgumentList, its -Property hashtable) → the object.
 Constructor = Callable[[list[Any], dict[str, Any] | None], Any]
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 #: (type, method), both lower case, the type without `system.` → the method.
 STATIC_METHODS: dict[tuple[str, str], StaticMethod] = {}
+#: (type, property), both lower case, the type without `system.` → its getter.
+STATIC_PROPERTIES: dict[tuple[str, str], StaticProperty] = {}
 #: Type name as New-Object is given it, lower case → its constructor.
 CONSTRUCTORS: dict[str, Constructor] = {}
 
@@ -48,6 +53,17 @@ def static_method_of(*types: str, name: str) -> Callable[[_F], _F]:
     def register(fn: _F) -> _F:
         for t in types:
             STATIC_METHODS[t.lower(), name.lower()] = fn
+        return fn
+
+    return register
+
+
+def static_property_of(*types: str, name: str) -> Callable[[_F], _F]:
+    """Register the decorated function as the getter of `[type]::name` for each of `types`."""
+
+    def register(fn: _F) -> _F:
+        for t in types:
+            STATIC_PROPERTIES[t.lower(), name.lower()] = fn
         return fn
 
     return register
@@ -140,6 +156,21 @@ def static_method(ev: EvaluatorCore, tl: Node, name: str, args: list[Any]) -> An
     if method is None:
         raise ev.unsupported(tl, f"The static method [{t}]::{name}()")
     return method(args)
+
+
+def static_property(ev: EvaluatorCore, tl: Node, name: str) -> Any:
+    t = ev.text(tl).strip("[]").lower().removeprefix("system.")
+    getter = STATIC_PROPERTIES.get((t, name.lower()))
+    if getter is None:
+        raise ev.unsupported(tl, f"The static member [{t}]::{name}")
+    return getter(ev)
+
+
+@static_property_of("environment", name="ProcessorCount")
+def _environment_processor_count(ev: EvaluatorCore) -> int:
+    """The machine's logical processors (System.Environment.ProcessorCount: "the number of
+    processors available to the current process"), as the emulated host has them."""
+    return ev.rs.engine.settings.logical_processors
 
 
 @static_method_of("string", name="IsNullOrEmpty")

@@ -11,7 +11,12 @@ import tree_sitter
 
 from cmproxy.emulator.engine.language import conv, netformat
 from cmproxy.emulator.engine.language.conv import ScriptBlock
-from cmproxy.emulator.engine.language.dotnet import CONSTRAINABLE, is_type, static_method
+from cmproxy.emulator.engine.language.dotnet import (
+    CONSTRAINABLE,
+    is_type,
+    static_method,
+    static_property,
+)
 from cmproxy.emulator.engine.language.dotnet_threading import Reference
 from cmproxy.emulator.engine.language.errors import (
     NotSupportedByEmulator,
@@ -375,7 +380,9 @@ class ExpressionRules(EvaluatorCore):
     def member_access(self, n: Node) -> Any:
         static, target = self.parts("access", n, access_parts)
         if static:
-            raise self.unsupported(n, f"The static member {self.text(n)}")
+            if target.type != "type_literal":
+                raise self.unsupported(n, f"The static member {self.text(n)}")
+            return static_property(self, target, self.member_name(n))
         return get_member(self.expr(target), self.member_name(n))
 
     def element_access(self, n: Node) -> Any:
