@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
+from emulator.meeting import until
 
 from cmproxy import journal as journal_module
 from cmproxy._exceptions import ConflictError
@@ -61,14 +61,6 @@ class Trace:
         return self.statements.count("COMMIT")
 
 
-def _until(condition: Callable[[], bool], what: str, bound: float = 30.0) -> None:
-    """Wait (bounded far above any scheduling delay) until `condition` holds."""
-    deadline = time.monotonic() + bound
-    while not condition():
-        assert time.monotonic() < deadline, f"never: {what}"
-        time.sleep(0.002)
-
-
 Call = Callable[[Journal], list[str | ConflictError]]
 
 
@@ -86,10 +78,10 @@ def run_grouped(journal: Journal, trace: Trace, calls: Sequence[Call]) -> list[O
     asked = journal.claims.requests
     with ThreadPoolExecutor(len(calls)) as pool:
         futures = [pool.submit(run, calls[0])]
-        _until(trace.holding.is_set, "the first commit is held")
+        until(trace.holding.is_set, "the first commit is held")
         for n, call in enumerate(calls[1:], start=2):
             futures.append(pool.submit(run, call))
-            _until(_asked(journal, asked + n), f"caller {n} asked")
+            until(_asked(journal, asked + n), f"caller {n} asked")
         trace.release.set()
         return [f.result() for f in futures]
 
