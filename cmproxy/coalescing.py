@@ -1,6 +1,7 @@
 """Concurrent reads and writes joined into shared pipelines (a `Session` uses them).
 
-Pure threading: no transport here. `ReadCoalescer` joins reads of a few servers,
+Pure threading: no transport here. `Grouper` is the leader/follower pattern they share (the
+journal's group commit uses it too), `ReadCoalescer` joins reads of a few servers,
 `WriteCoalescer` joins writes at one site, `write_batches` groups one `apply_many` call's
 writes per site.
 """
@@ -9,7 +10,8 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
 
 from cmproxy._exceptions import ConnectionError, TransportError
 from cmproxy.plan import Change
@@ -17,15 +19,82 @@ from cmproxy.reader import SiteRead
 from cmproxy.tuning import DEFAULT_TUNING
 from cmproxy.writer import WriteResult, batchable
 
-__all__ = ["ReadCoalescer", "WriteCoalescer", "batch_error", "write_batches"]
+__all__ = ["Grouper", "ReadCoalescer", "WriteCoalescer", "batch_error", "write_batches"]
 
 
-class _ReadBatch:
-    def __init__(self, names: Iterable[str]) -> None:
-        self.names: dict[str, None] = dict.fromkeys(names)
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+
+class _Group(Generic[_T, _R]):
+    def __init__(self, first: _T) -> None:
+        self.items: list[_T] = [first]
         self.done = threading.Event()
-        self.result: SiteRead | None = None
+        self.results: list[_R] = []
         self.error: BaseException | None = None
+
+
+class Grouper(Generic[_T, _R]):
+    """Leader/follower grouping: concurrent calls joined into one run (a pipeline, a commit).
+
+    A caller joins the group still *collecting* (not started) when `fits` lets it; else it
+    starts a new group and leads it: it waits for one of `in_flight` slots (waiting there is
+    when followers join), seals the group and calls `run` with its items in arrival order, one
+    result per item. A lone caller with a free slot waits for nothing (no timer). If `run`
+    raises, each caller raises `error(exc, size)`.
+    """
+
+    def __init__(
+        self,
+        run: Callable[[list[_T]], Sequence[_R]],
+        *,
+        in_flight: int = 1,
+        fits: Callable[[list[_T], _T], bool] = lambda _items, _item: True,
+        error: Callable[[BaseException, int], BaseException] = lambda exc, _size: exc,
+    ) -> None:
+        self._run = run
+        self._fits = fits
+        self._error = error
+        self._lock = threading.Lock()
+        self._slots = threading.Semaphore(max(1, in_flight))
+        self._collecting: _Group[_T, _R] | None = None
+        #: Groups run and calls made, for tests and benchmarks.
+        self.groups = 0
+        self.requests = 0
+
+    def submit(self, item: _T) -> _R:
+        """`item`'s result from the run of the group it joined (or that group's error)."""
+        with self._lock:
+            self.requests += 1
+            group = self._collecting
+            if group is not None and self._fits(group.items, item):
+                group.items.append(item)
+                index = len(group.items) - 1
+            else:
+                group = _Group(item)
+                self._collecting = group
+                index = 0
+        if index == 0:
+            self._lead(group)
+        else:
+            group.done.wait()
+        if group.error is not None:
+            raise self._error(group.error, len(group.items))
+        return group.results[index]
+
+    def _lead(self, group: _Group[_T, _R]) -> None:
+        with self._slots:  # waiting here is when followers join
+            with self._lock:
+                if self._collecting is group:
+                    self._collecting = None
+                self.groups += 1
+                items = list(group.items)  # sealed: nobody joins any more
+            try:
+                group.results = list(self._run(items))
+            except BaseException as exc:
+                group.error = exc
+            finally:
+                group.done.set()
 
 
 class ReadCoalescer:
@@ -47,52 +116,34 @@ class ReadCoalescer:
     ) -> None:
         self._read = read
         self._limit = max(1, limit)
-        self._lock = threading.Lock()
-        self._slots = threading.Semaphore(max(1, in_flight))
-        self._collecting: _ReadBatch | None = None
-        #: Batches run and servers read, for tests and benchmarks.
-        self.batches = 0
-        self.requests = 0
+        self._group: Grouper[tuple[str, ...], SiteRead] = Grouper(
+            self._read_all, in_flight=in_flight, fits=self._fits
+        )
+
+    @property
+    def batches(self) -> int:
+        """Batches run, for tests and benchmarks."""
+        return self._group.groups
+
+    @property
+    def requests(self) -> int:
+        """Reads asked, for tests and benchmarks."""
+        return self._group.requests
 
     def read(self, names: Sequence[str]) -> SiteRead:
-        with self._lock:
-            self.requests += 1
-            batch = self._collecting
-            if batch is not None and len(batch.names) + len(names) <= self._limit:
-                batch.names.update(dict.fromkeys(names))
-                leader = False
-            else:
-                batch = _ReadBatch(names)
-                self._collecting = batch
-                leader = True
-        if leader:
-            with self._slots:  # waiting here is when followers join
-                with self._lock:
-                    if self._collecting is batch:
-                        self._collecting = None
-                    self.batches += 1
-                    wanted = tuple(batch.names)
-                try:
-                    batch.result = self._read(wanted)
-                except BaseException as exc:
-                    batch.error = exc
-                finally:
-                    batch.done.set()
-        else:
-            batch.done.wait()
-        if batch.error is not None:
-            raise batch.error
-        assert batch.result is not None
-        return batch.result
+        return self._group.submit(tuple(names))
+
+    def _fits(self, batch: list[tuple[str, ...]], names: tuple[str, ...]) -> bool:
+        return len(_names(batch)) + len(names) <= self._limit
+
+    def _read_all(self, batch: list[tuple[str, ...]]) -> list[SiteRead]:
+        result = self._read(_names(batch))
+        return [result] * len(batch)
 
 
-class _WriteBatch:
-    def __init__(self, change: Change) -> None:
-        self.changes: list[Change] = [change]
-        self.keys: set[tuple[str, str]] = {_write_key(change)}
-        self.done = threading.Event()
-        self.results: list[WriteResult | BaseException] = []
-        self.error: BaseException | None = None
+def _names(batch: list[tuple[str, ...]]) -> tuple[str, ...]:
+    """The servers of a batch of reads, each once, in the order they were asked."""
+    return tuple(dict.fromkeys(name for names in batch for name in names))
 
 
 def _write_key(change: Change) -> tuple[str, str]:
@@ -100,7 +151,8 @@ def _write_key(change: Change) -> tuple[str, str]:
 
 
 def batch_error(exc: BaseException, size: int) -> BaseException:
-    """What one caller of a failed batch gets: its own exception object.
+    """What one caller of a failed batch (a pipeline, a journal commit) gets: its own
+    exception object, with the cause of the original (a copy does not keep it).
 
     A transport failure (the batch may or may not have run, wholly or in part) is a transient
     `TransportError` for every caller: each settles by re-reading, as for a lost answer.
@@ -110,9 +162,11 @@ def batch_error(exc: BaseException, size: int) -> BaseException:
     if isinstance(exc, TransportError | ConnectionError):
         return TransportError(f"a batch of {size} writes at one site got no answer: {exc}")
     try:
-        return copy.copy(exc)
+        copied = copy.copy(exc)
     except Exception:  # an exception that cannot be copied is passed as it is
         return exc
+    copied.__cause__ = exc.__cause__
+    return copied
 
 
 class WriteCoalescer:
@@ -139,56 +193,44 @@ class WriteCoalescer:
         self._limit = max(1, limit)
         self._in_flight = max(1, in_flight)
         self._lock = threading.Lock()
-        self._collecting: dict[str, _WriteBatch] = {}
-        self._slots: dict[str, threading.Semaphore] = {}
-        #: Batches run and writes asked, for tests and benchmarks.
-        self.batches = 0
-        self.requests = 0
+        self._sites: dict[str, Grouper[Change, WriteResult | BaseException]] = {}
+
+    @property
+    def batches(self) -> int:
+        """Batches run, for tests and benchmarks."""
+        with self._lock:
+            return sum(g.groups for g in self._sites.values())
+
+    @property
+    def requests(self) -> int:
+        """Writes asked, for tests and benchmarks."""
+        with self._lock:
+            return sum(g.requests for g in self._sites.values())
 
     def apply(self, change: Change) -> WriteResult:
         site = str(change.site_code).upper()
-        key = _write_key(change)
         with self._lock:
-            self.requests += 1
-            batch = self._collecting.get(site)
-            if batch is not None and len(batch.changes) < self._limit and key not in batch.keys:
-                batch.changes.append(change)
-                batch.keys.add(key)
-                index = len(batch.changes) - 1
-                leader = False
-            else:
-                batch = _WriteBatch(change)
-                self._collecting[site] = batch
-                index = 0
-                leader = True
-            slots = self._slots.setdefault(site, threading.Semaphore(self._in_flight))
-        if leader:
-            self._lead(site, batch, slots)
-        else:
-            batch.done.wait()
-        if batch.error is not None:
-            raise batch_error(batch.error, len(batch.changes))
-        outcome = batch.results[index]
+            group = self._sites.get(site)
+            if group is None:
+                group = self._sites[site] = Grouper(
+                    lambda changes: self._run(site, changes),
+                    in_flight=self._in_flight,
+                    fits=self._fits,
+                    error=batch_error,
+                )
+        outcome = group.submit(change)
         if isinstance(outcome, BaseException):
             raise outcome
         return outcome
 
-    def _lead(self, site: str, batch: _WriteBatch, slots: threading.Semaphore) -> None:
-        with slots:  # waiting here is when followers join
-            with self._lock:
-                if self._collecting.get(site) is batch:
-                    del self._collecting[site]
-                self.batches += 1
-                changes = list(batch.changes)  # sealed: nobody joins any more
-            try:
-                if len(changes) == 1:
-                    batch.results = [self._run_one(changes[0])]
-                else:
-                    batch.results = self._run_many(site, changes)
-            except BaseException as exc:
-                batch.error = exc
-            finally:
-                batch.done.set()
+    def _fits(self, batch: list[Change], change: Change) -> bool:
+        key = _write_key(change)
+        return len(batch) < self._limit and all(_write_key(c) != key for c in batch)
+
+    def _run(self, site: str, changes: list[Change]) -> list[WriteResult | BaseException]:
+        if len(changes) == 1:
+            return [self._run_one(changes[0])]
+        return self._run_many(site, changes)
 
 
 def write_batches(

@@ -36,6 +36,7 @@ import attrs
 import tenacity
 
 from cmproxy._exceptions import ConflictError, JournalError
+from cmproxy.coalescing import Grouper, batch_error
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -289,14 +290,70 @@ class JournalUnit:
 #: Statuses that claim their servers: an open transaction and a hold.
 _CLAIMING = ("open", "held")
 
+_Transactions = Sequence[tuple[Sequence[JournalEntry], Sequence[tuple[str, str, dict[str, Any]]]]]
+
+
+@attrs.frozen
+class _Claim:
+    """One transaction of a `begin_many` call, its JSON made before the call joins a commit."""
+
+    servers: tuple[str, ...]  # as the caller named them (a conflict names them so)
+    rows: tuple[tuple[str, str, str, str], ...]  # (server key, site, before, after)
+    changes: tuple[tuple[int, str, str, str], ...]  # (seq, target, kind, change)
+
+
+@attrs.frozen
+class _Claims:
+    """One `begin_many` call: recorded with its own endpoint, hold and unit in a shared commit."""
+
+    endpoint: str
+    hold: str  # the caller's hold id, or ""
+    unit: str | None
+    now: float
+    transactions: tuple[_Claim, ...]
+
+    @classmethod
+    def of(
+        cls, endpoint: str, transactions: _Transactions, hold: Hold | None, unit: str | None
+    ) -> _Claims:
+        claims = tuple(
+            _Claim(
+                tuple(e.server for e in entries),
+                tuple(
+                    (
+                        e.server.lower(),
+                        e.site_code,
+                        json.dumps(e.before, sort_keys=True),
+                        json.dumps(e.after, sort_keys=True),
+                    )
+                    for e in entries
+                ),
+                tuple(
+                    (seq, target, kind, json.dumps(change, sort_keys=True))
+                    for seq, (target, kind, change) in enumerate(changes)
+                ),
+            )
+            for entries, changes in transactions
+        )
+        return cls(endpoint, hold.id if hold else "", unit, time.time(), claims)
+
+
+#: What one `begin_many` call gets from a shared commit: its ids and conflicts, or its own
+#: SQLite error (its part was rolled back; the others' stand).
+_Claimed = list[str | ConflictError] | JournalError
+
 
 class Journal:
-    """The journal file. Thread-safe; every write is its own fsynced SQLite transaction."""
+    """The journal file. Thread-safe; every write is its own fsynced SQLite transaction, except
+    that concurrent `begin_many` calls share one (group commit, `Journal.claims`)."""
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         self.path = Path(path) if path is not None else default_journal_path()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        #: Concurrent `begin_many` calls, grouped: while one commit is written, the calls that
+        #: arrive queue and the next commit records them all (its `groups`/`requests` count).
+        self.claims: Grouper[_Claims, _Claimed] = Grouper(self._record_claims, error=batch_error)
         with _sqlite_errors(self.path):
             self._db = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=_BUSY_TIMEOUT_S
@@ -406,9 +463,7 @@ class Journal:
     def begin_many(
         self,
         endpoint: str,
-        transactions: Sequence[
-            tuple[Sequence[JournalEntry], Sequence[tuple[str, str, dict[str, Any]]]]
-        ],
+        transactions: _Transactions,
         *,
         hold: Hold | None = None,
         unit: str | None = None,
@@ -418,46 +473,58 @@ class Journal:
         Each gets its id, or the `ConflictError` of a server another open transaction (or a
         hold other than `hold`) has (that one is not recorded; the others are). `unit`: an
         open all-or-nothing unit (`begin_unit`) they belong to, recorded in the same commit.
+
+        Concurrent calls share commits (`claims`): each is recorded with its own arguments, in
+        arrival order, as if they ran one after the other (a later call naming a server an
+        earlier one of the commit claimed gets the conflict); each returns once the commit
+        that holds its claims is fsynced. If that commit fails, every call in it raises.
         """
-        now = time.time()
-        claimed: list[str | ConflictError] = []
+        claimed = self.claims.submit(_Claims.of(endpoint, transactions, hold, unit))
+        if isinstance(claimed, JournalError):
+            raise claimed
+        return claimed
+
+    def _record_claims(self, calls: list[_Claims]) -> list[_Claimed]:
+        """One commit for `calls`; a SQLite error in one call's part undoes that part only
+        (a savepoint), unless SQLite undid the whole transaction (disk full, I/O)."""
+        out: list[_Claimed] = []
         with self._write(checkpoint=True) as db:
-            for entries, changes in transactions:
-                held = self._held(
-                    db, endpoint, [e.server for e in entries], hold.id if hold else ""
-                )
-                if held is not None:
-                    claimed.append(held)
-                    continue
-                tx_id = uuid.uuid4().hex
-                db.execute(
-                    "INSERT INTO transactions (id, created, endpoint, status) "
-                    "VALUES (?, ?, ?, 'open')",
-                    (tx_id, now, endpoint),
-                )
-                db.executemany(
-                    "INSERT INTO servers VALUES (?, ?, ?, ?, ?)",
-                    [
-                        (
-                            tx_id,
-                            e.server.lower(),
-                            e.site_code,
-                            json.dumps(e.before, sort_keys=True),
-                            json.dumps(e.after, sort_keys=True),
-                        )
-                        for e in entries
-                    ],
-                )
-                db.executemany(
-                    "INSERT INTO changes VALUES (?, ?, ?, ?, ?, 'planned', ?)",
-                    [
-                        (tx_id, seq, target, kind, json.dumps(change, sort_keys=True), now)
-                        for seq, (target, kind, change) in enumerate(changes)
-                    ],
-                )
-                if unit is not None:
-                    db.execute("INSERT INTO unit_members VALUES (?, ?)", (unit, tx_id))
-                claimed.append(tx_id)
+            for call in calls:
+                db.execute("SAVEPOINT claims")
+                try:
+                    out.append(self._record_call(db, call))
+                except sqlite3.Error as error:
+                    if not db.in_transaction:
+                        raise
+                    db.execute("ROLLBACK TO claims")
+                    failed = _journal_error(self.path, error)
+                    failed.__cause__ = error
+                    out.append(failed)
+                db.execute("RELEASE claims")
+        return out
+
+    def _record_call(self, db: sqlite3.Connection, call: _Claims) -> list[str | ConflictError]:
+        claimed: list[str | ConflictError] = []
+        for tx in call.transactions:
+            held = self._held(db, call.endpoint, tx.servers, call.hold)
+            if held is not None:
+                claimed.append(held)
+                continue
+            tx_id = uuid.uuid4().hex
+            db.execute(
+                "INSERT INTO transactions (id, created, endpoint, status) VALUES (?, ?, ?, 'open')",
+                (tx_id, call.now, call.endpoint),
+            )
+            db.executemany(
+                "INSERT INTO servers VALUES (?, ?, ?, ?, ?)", [(tx_id, *row) for row in tx.rows]
+            )
+            db.executemany(
+                "INSERT INTO changes VALUES (?, ?, ?, ?, ?, 'planned', ?)",
+                [(tx_id, *change, call.now) for change in tx.changes],
+            )
+            if call.unit is not None:
+                db.execute("INSERT INTO unit_members VALUES (?, ?)", (call.unit, tx_id))
+            claimed.append(tx_id)
         return claimed
 
     @staticmethod

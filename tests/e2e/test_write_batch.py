@@ -11,12 +11,10 @@ import contextlib
 import json
 import queue
 import threading
-import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from emulator.meeting import WAIT, Meeting
+from emulator.meeting import WAIT, Meeting, until
 
 from cmproxy._exceptions import ItemNotFoundError, PlanError, PowerShellError, TransportError
 from cmproxy.emulator.api import Emulator
@@ -211,14 +209,6 @@ class Recorder:
         return out
 
 
-def _until(condition: Callable[[], bool], what: str, bound: float = 10.0) -> None:
-    """Wait (bounded far above any scheduling delay) until `condition` holds."""
-    deadline = time.monotonic() + bound
-    while not condition():
-        assert time.monotonic() < deadline, f"never: {what}"
-        time.sleep(0.005)
-
-
 def run_concurrently(
     coalescer: WriteCoalescer, rec: Recorder, changes: list[Change]
 ) -> list[WriteResult | BaseException]:
@@ -234,9 +224,9 @@ def run_concurrently(
 
     with ThreadPoolExecutor(len(changes)) as pool:
         futures = [pool.submit(call, changes[0])]
-        _until(lambda: len(rec.calls) == 1, "the first batch started")
+        until(lambda: len(rec.calls) == 1, "the first batch started")
         futures += [pool.submit(call, c) for c in changes[1:]]
-        _until(lambda: coalescer.requests == len(changes), "every caller asked")
+        until(lambda: coalescer.requests == len(changes), "every caller asked")
         rec.gate.set()
         return [f.result() for f in futures]
 
@@ -440,7 +430,7 @@ def test_lanes_ready_counts_the_pools_imported_while_others_still_warm() -> None
         assert session.lanes_ready() == 1
         second.set()
         third = next_import()  # the second pool's turn ended; it counts once marked ready
-        _until(lambda: session.lanes_ready() == 2, "two pools ready while the third imports")
+        until(lambda: session.lanes_ready() == 2, "two pools ready while the third imports")
         third.set()
         after: list[int | None] = []
 
@@ -448,7 +438,7 @@ def test_lanes_ready_counts_the_pools_imported_while_others_still_warm() -> None
             after.append(session.lanes_ready())
             return after[-1] is None
 
-        _until(none_warms, "no pool warms any more")
+        until(none_warms, "no pool warms any more")
         assert set(after) <= {2, None}, after  # never 3 while one still warms
         assert entered.empty()  # three imports in all
         transport = session._transport

@@ -7,9 +7,20 @@ soon as both are scheduled, and the wait for that is bounded far above any sched
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 
 #: How long calls wait for each other at the meeting point: far above any scheduling delay.
 WAIT = 10.0
+
+
+def until(condition: Callable[[], bool], what: str, bound: float = WAIT) -> None:
+    """Wait (bounded far above any scheduling delay) until `condition` holds: orders threads,
+    times nothing."""
+    deadline = time.monotonic() + bound
+    while not condition():
+        assert time.monotonic() < deadline, f"never: {what}"
+        time.sleep(0.002)
 
 
 class Meeting:
