@@ -36,7 +36,7 @@ import attrs
 import tenacity
 
 from cmproxy._exceptions import ConflictError, JournalError
-from cmproxy.coalescing import Grouper, batch_error
+from cmproxy.grouping import Grouper, batch_error
 
 __all__ = [
     "SCHEMA_VERSION",

@@ -25,8 +25,9 @@ from cmproxy._exceptions import (
     SessionError,
 )
 from cmproxy.bootstrap import BootstrapInfo
-from cmproxy.coalescing import ReadCoalescer, WriteCoalescer, batch_error, write_batches
+from cmproxy.coalescing import ReadCoalescer, WriteCoalescer, write_batches
 from cmproxy.connection import ConnectionInfo
+from cmproxy.grouping import batch_error
 from cmproxy.markers import map_session_error
 from cmproxy.model import ProxySettings, SiteState, validate_site_code
 from cmproxy.reader import SiteRead, read_site_state
