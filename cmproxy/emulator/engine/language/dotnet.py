@@ -1,9 +1,11 @@
-""".NET types as scripts reach them: static methods (`[type]::Method(...)`), the types
+""".NET types as scripts reach them: static methods (`[type]::Method(...)`) and properties
+(`[type]::Property`), the types
 New-Object can create, what `-is` knows (`is_type`) and the types a variable can be constrained
 to (`CONSTRAINABLE`).
 
 This is where a .NET type the emulated subset needs is registered: `@static_method_of("type",
 name="Method")` for `[type]::Method(args)` (and `[type]::new(args)`, a static call named `new`),
+`@static_property_of("type", name="Property")` for `[type]::Property`,
 `@constructor_of("type")` for `New-Object type`, a check in `is_type`. Type names are lower
 case; static calls and `-is` match them without a leading `system.`, New-Object as written.
 Instance methods of values live in `members.call_method`; conversions to a type (`[type]$x`,
