@@ -49,26 +49,27 @@ STATIC_PROPERTIES: dict[tuple[str, str], StaticProperty] = {}
 CONSTRUCTORS: dict[str, Constructor] = {}
 
 
-def static_method_of(*types: str, name: str) -> Callable[[_F], _F]:
-    """Register the decorated function as `[type]::name(...)` for each of `types`."""
+def _member_of(
+    table: dict[tuple[str, str], Any], types: tuple[str, ...], name: str
+) -> Callable[[_F], _F]:
+    """Register the decorated function in `table` as member `name` of each of `types`."""
 
     def register(fn: _F) -> _F:
         for t in types:
-            STATIC_METHODS[t.lower(), name.lower()] = fn
+            table[t.lower(), name.lower()] = fn
         return fn
 
     return register
+
+
+def static_method_of(*types: str, name: str) -> Callable[[_F], _F]:
+    """Register the decorated function as `[type]::name(...)` for each of `types`."""
+    return _member_of(STATIC_METHODS, types, name)
 
 
 def static_property_of(*types: str, name: str) -> Callable[[_F], _F]:
     """Register the decorated function as the getter of `[type]::name` for each of `types`."""
-
-    def register(fn: _F) -> _F:
-        for t in types:
-            STATIC_PROPERTIES[t.lower(), name.lower()] = fn
-        return fn
-
-    return register
+    return _member_of(STATIC_PROPERTIES, types, name)
 
 
 def constructor_of(*types: str) -> Callable[[_F], _F]:
