@@ -58,16 +58,20 @@ class ImportTurns:
     @contextlib.contextmanager
     def turn(self, ask: Callable[[], int | None]) -> Iterator[None]:
         """Hold a turn while a pool bootstraps; `ask`: how this pool would ask the provider its
-        cores (run first when the limit is still to learn; it must not raise)."""
+        cores (run first when the limit is still to learn; if it raises, the others go on
+        with no limit and the error is this caller's)."""
         with self._changed:
             asker = self._learn and not self._asking
             self._asking = self._asking or asker
         if asker:
-            cores = ask()
-            with self._changed:
-                self.cores = cores
-                self._limit, self._learn, self._asking = cores, False, False
-                self._changed.notify_all()
+            cores = None
+            try:
+                cores = ask()
+            finally:  # answered or not, the others must not wait for it any more
+                with self._changed:
+                    self.cores = cores
+                    self._limit, self._learn, self._asking = cores, False, False
+                    self._changed.notify_all()
         with self._changed:
             self._changed.wait_for(
                 lambda: (

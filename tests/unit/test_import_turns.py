@@ -103,3 +103,45 @@ def test_processor_count_reads_one_positive_int() -> None:
     assert processor_count(Result(output=(True,))) is None
     assert processor_count(Result(output=("16",))) is None
     assert processor_count(Result(output=(4, 4))) is None
+
+
+def test_an_ask_that_raises_does_not_hold_the_others() -> None:
+    """The asking bootstrap fails (its pool broke): it raises, and the others do not wait for
+    an answer that never comes; they import with no limit, and the next warm-up asks again."""
+    turns = ImportTurns()
+    turns.limit_to(None)
+    asking = threading.Event()
+    go_on = threading.Event()
+    other_in = threading.Event()
+    failures: list[BaseException] = []
+
+    def broken() -> int | None:
+        asking.set()
+        assert go_on.wait(WAIT)
+        raise RuntimeError("the pool broke")
+
+    def first() -> None:
+        try:
+            with turns.turn(broken):
+                pass
+        except RuntimeError as exc:
+            failures.append(exc)
+
+    def other() -> None:
+        with turns.turn(lambda: 1):
+            other_in.set()
+
+    # Daemon threads: on the old code the other one waited for ever.
+    asker = threading.Thread(target=first, daemon=True)
+    asker.start()
+    assert asking.wait(WAIT)
+    threading.Thread(target=other, daemon=True).start()
+    go_on.set()
+    asker.join(WAIT)
+    assert [str(e) for e in failures] == ["the pool broke"]
+    assert other_in.wait(WAIT), "the others still wait for the failed ask"
+    assert turns.cores is None
+    turns.limit_to(None)
+    again = _Bootstraps(turns, count=2, answer=3)
+    again.run(first_in=2)
+    assert again.asked == 1 and turns.cores == 3
