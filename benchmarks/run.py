@@ -307,6 +307,20 @@ def machine() -> str:
     )
 
 
+def cpu_reference_ms() -> float:
+    """A fixed pure-Python workload's best time of three on this machine, in ms: cmproxy's
+    overhead over the smart scripts is CPU (the client's and the emulator's interpreter), so two
+    machines' ratios compare only as far as this figure does (docs/performance.md)."""
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        table: dict[str, int] = {}
+        for i in range(200_000):
+            table[f"k{i % 997}"] = table.get(f"k{i % 997}", 0) + i
+        best = min(best, time.perf_counter() - start)
+    return round(best * 1000, 1)
+
+
 def load() -> str:
     """The machine's load average now (the benchmark shares it with whatever else runs)."""
     one, five, fifteen = os.getloadavg()
@@ -493,7 +507,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     command = "python benchmarks/run.py" + (" " + shlex.join(args_in) if args_in else "")
     say(f"# {command}")
-    say(f"# machine: {machine()}; {load()} at the start (shared machine: other work runs too)")
+    reference = cpu_reference_ms()
+    say(
+        f"# machine: {machine()}; CPU reference {reference} ms (benchmarks/run.py: "
+        f"cpu_reference_ms); {load()} at the start (shared machine: other work runs too)"
+    )
     if "cmproxy" in contenders or "cmproxy-dry-run" in contenders:
         say(f"# {cmproxy_options(extra)}")
     started = time.perf_counter()
@@ -510,6 +528,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         doc = {
             "command": command,
             "machine": machine(),
+            "cpu_reference_ms": reference,
             "load_at_end": load(),
             "cmproxy_options": cmproxy_options(extra),
             "profiles": {n: costmodel.PROFILES[n].why for n in names},

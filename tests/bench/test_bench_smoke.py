@@ -56,5 +56,7 @@ def test_benchmark_harness_smoke() -> None:
         "provider"
     }
     assert "default options" in doc["cmproxy_options"]
+    # The machine's speed, to read ratios of two machines by (docs/performance.md).
+    assert isinstance(doc["cpu_reference_ms"], float) and doc["cpu_reference_ms"] > 0
     # The human-readable tables go to stderr with --json.
     assert "| 5 | smart-par |" in proc.stderr
