@@ -149,7 +149,9 @@ class ExpressionRules(EvaluatorCore):
     def _script_block(self, n: Node, kids: list[Node]) -> Any:
         sb = next((c for c in kids if c.type == "script_block"), None)
         pb = next((c for c in kids if c.type == "param_block"), None)
-        return ScriptBlock(sb, self.src, pb)
+        # Its text is the literal's without the curly braces, param block included
+        # (ScriptBlockAst.ToStringForSerialization, PowerShell/PowerShell ast.cs).
+        return ScriptBlock(sb, self.src, pb, self.text(n)[1:-1])
 
     def _range(self, n: Node, kids: list[Node]) -> Any:
         lo, hi = (conv.to_int(self.expr(c)) for c in kids)

@@ -99,8 +99,7 @@ def parse(text: str) -> tuple[Node, bytes]:
         if hit is not None:
             _PARSED.move_to_end(text)
             return hit[0], hit[1]
-    src = text.encode("utf-8")
-    root = tree_sitter.Parser(_LANGUAGE).parse(src).root_node
+    root, src = _tree(text.encode("utf-8"))
     cache = _NodeCache()
     with _parse_lock:
         hit = _PARSED.get(text)
@@ -112,6 +111,49 @@ def parse(text: str) -> tuple[Node, bytes]:
             _, (_, old_src, _) = _PARSED.popitem(last=False)
             _CACHE_BY_SRC.pop(id(old_src), None)
     return root, src
+
+
+#: Param blocks a script may have the gap below after (one per script block), at most.
+_PARAM_GAPS_MAX = 64
+
+
+def _tree(src: bytes) -> tuple[Node, bytes]:
+    """`src` parsed, read as PowerShell's grammar reads it where tree-sitter-powershell does not.
+
+    PowerShell needs no terminator between a param block and the statements after it
+    ("script-block: param-block~opt~ statement-terminators~opt~ script-block-body~opt~",
+    Windows PowerShell Language Specification 3.0, §7.1.8 and §B.2.2), but the grammar rejects
+    a keyword statement there on the same line (`param($a) return $a`, `… if …`, `… throw …`).
+    The blank after such a param block is parsed as the `;` the specification makes optional:
+    as many bytes, so every node keeps its position, and the source returned (from which node
+    texts are read) is the script as written.
+    """
+    parser = tree_sitter.Parser(_LANGUAGE)
+    root = parser.parse(src).root_node
+    parsed = src
+    for _ in range(_PARAM_GAPS_MAX):
+        at = _param_gap(root, parsed) if root.has_error else None
+        if at is None:
+            break
+        parsed = parsed[:at] + b";" + parsed[at + 1 :]
+        root = parser.parse(parsed).root_node
+    return root, src
+
+
+def _param_gap(root: Node, src: bytes) -> int | None:
+    """The blank right after a param block that the grammar left in an error, if any."""
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if node.type == "ERROR":
+            first = node.named_children[:1]
+            if first and first[0].type == "param_block":
+                end = first[0].end_byte
+                if src[end : end + 1] in (b" ", b"\t"):
+                    return end
+        if node.has_error:
+            stack.extend(node.children)
+    return None
 
 
 def node_cache(src: bytes) -> _NodeCache:
