@@ -277,8 +277,9 @@ def _check_row(setting: Setting) -> None:
 
 def row_projection() -> str:
     """The read projections of the roles' own settings, as PowerShell statements for the
-    prelude's ConvertTo-CMProxyRow (in scope: `$roleName`, `$Role`, `$row`); empty when no
-    role registered one. `cmproxy.templates.load_prelude` inserts them."""
+    prelude's ConvertTo-CMProxyRow (in scope: `$roleName`, `$Role`, `$row`, and `$props`, the
+    role's embedded properties by name, built once per row); empty when no role registered
+    one. `cmproxy.templates.load_prelude` inserts them."""
     rows: dict[str, dict[str, str]] = {}
     for setting in role_settings():
         if setting.role is not None and setting.row:
@@ -286,7 +287,6 @@ def row_projection() -> str:
     lines = []
     for role_name, fields in rows.items():
         lines.append(f"    if ($roleName -eq '{role_name}') {{")
-        lines.append("        $props = Get-CMProxyProps -Object $Role")
         lines.extend(f"        $row['{p}'] = $props['{p}'].{f}" for p, f in fields.items())
         lines.append("    }")
     return "".join(f"{line}\n" for line in lines)

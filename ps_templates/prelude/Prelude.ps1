@@ -36,7 +36,7 @@ function ConvertTo-CMProxyRow {
     }
     # The embedded properties by name, inline rather than through Get-CMProxyProps: a read of
     # a whole hierarchy projects thousands of rows, and a function call per row costs more
-    # than its loop.
+    # than its loop. The ROLE SETTINGS projections below read them from here too.
     $props = @{}
     foreach ($prop in $Role.Props) {
         $props[$prop.PropertyName] = $prop
