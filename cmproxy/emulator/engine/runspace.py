@@ -8,6 +8,7 @@ through `configmgr.dispatch`: site drive, faults, costs).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -210,46 +211,30 @@ class SiteRunspace:
         input_objects: Sequence[Any] = (),
         stop: threading.Event | None = None,
     ) -> InvocationResult:
-        with self._lock:
-            result = self.current = InvocationResult()
-            self.stop_event = stop
+        with self._lock, self._pipeline(stop) as result:
             items: list[Any] | None = list(input_objects) if input_objects else None
-            try:
-                for idx, spec in enumerate(commands):
-                    try:
-                        if spec.is_script:
-                            # UseLocalScope absent or false: the script is dot-sourced into
-                            # the global scope (Command.UseLocalScope => _useLocalScope ?? false).
-                            items = self.run_text(
-                                spec.name, self._spec_args(spec), items, scoped=spec.use_local_scope
-                            )
-                        else:
-                            items = self.call(spec.name, self._spec_args(spec), items, None)
-                    except PSError as e:
-                        if idx < len(commands) - 1:
-                            e.value = []  # its output went to the next command, not the caller
-                        raise
-                    except LoopFlow as f:
-                        # break/continue with no loop to act on: the pipeline ends quietly
-                        # (about_Break); what reached the output stays, a later command of
-                        # the pipeline never finishes.
-                        items = f.value if idx == len(commands) - 1 else []
-                        break
-                result.output = [x for x in (items or []) if x is not NOTHING]
-            except PSError as e:
-                result.output = [x for x in e.value if x is not NOTHING]
-                result.terminating = e.record
-            except NotSupportedByEmulator as e:
-                result.terminating = e.record
-            except RecursionError:  # the interpreter's stack: PowerShell's ends the same way
-                result.terminating = call_depth_overflow()
-            except StopRequested:
-                result.stopped = True
-            # The script's thread ends with it: what it still owns is abandoned.
-            self.engine.named_objects.thread_ended(result)
-            # Its calls reach the call_log table now (state.record_call buffers them).
-            self.engine.state.flush_calls()
-            return result
+            for idx, spec in enumerate(commands):
+                try:
+                    if spec.is_script:
+                        # UseLocalScope absent or false: the script is dot-sourced into
+                        # the global scope (Command.UseLocalScope => _useLocalScope ?? false).
+                        items = self.run_text(
+                            spec.name, self._spec_args(spec), items, scoped=spec.use_local_scope
+                        )
+                    else:
+                        items = self.call(spec.name, self._spec_args(spec), items, None)
+                except PSError as e:
+                    if idx < len(commands) - 1:
+                        e.value = []  # its output went to the next command, not the caller
+                    raise
+                except LoopFlow as f:
+                    # break/continue with no loop to act on: the pipeline ends quietly
+                    # (about_Break); what reached the output stays, a later command of
+                    # the pipeline never finishes.
+                    items = f.value if idx == len(commands) - 1 else []
+                    break
+            result.output = [x for x in (items or []) if x is not NOTHING]
+        return result
 
     def run_script(
         self,
@@ -260,29 +245,35 @@ class SiteRunspace:
         """A whole script as `powershell.exe -EncodedCommand` runs it: in the global scope,
         as if typed at the prompt. `stop`: the process was terminated (WinRS Signal terminate
         or its shell deleted): it runs no further statement or loop iteration."""
-        with self._lock:
-            result = self.current = InvocationResult()
-            self.stop_event = stop
+        with self._lock, self._pipeline(stop) as result:
             try:
-                try:
-                    out = self.run_text(text, [], list(input_objects), scoped=False)
-                except LoopFlow as f:
-                    out = f.value  # break/continue outside any loop end the script quietly
-                result.output = [x for x in out if x is not NOTHING]
-            except PSError as e:
-                result.output = [x for x in e.value if x is not NOTHING]
-                result.terminating = e.record
-            except NotSupportedByEmulator as e:
-                result.terminating = e.record
-            except RecursionError:  # the interpreter's stack: PowerShell's ends the same way
-                result.terminating = call_depth_overflow()
-            except StopRequested:
-                result.stopped = True
-            # The script's thread ends with it: what it still owns is abandoned.
-            self.engine.named_objects.thread_ended(result)
-            # Its calls reach the call_log table now (state.record_call buffers them).
-            self.engine.state.flush_calls()
-            return result
+                out = self.run_text(text, [], list(input_objects), scoped=False)
+            except LoopFlow as f:
+                out = f.value  # break/continue outside any loop end the script quietly
+            result.output = [x for x in out if x is not NOTHING]
+        return result
+
+    @contextlib.contextmanager
+    def _pipeline(self, stop: threading.Event | None) -> Iterator[InvocationResult]:
+        """One pipeline's (or script's) thread (the caller holds `_lock`): its result, which a
+        terminating error, a stop or the interpreter's own stack overflow end as PowerShell
+        ends them; then what the thread still owns is abandoned and its calls reach the
+        call_log table (state.record_call buffers them)."""
+        result = self.current = InvocationResult()
+        self.stop_event = stop
+        try:
+            yield result
+        except PSError as e:
+            result.output = [x for x in e.value if x is not NOTHING]
+            result.terminating = e.record
+        except NotSupportedByEmulator as e:
+            result.terminating = e.record
+        except RecursionError:  # the interpreter's stack: PowerShell's ends the same way
+            result.terminating = call_depth_overflow()
+        except StopRequested:
+            result.stopped = True
+        self.engine.named_objects.thread_ended(result)
+        self.engine.state.flush_calls()
 
     def close(self) -> None:
         self.functions.clear()
