@@ -367,7 +367,8 @@ class Transport(abc.ABC):
         """Prepare for `concurrency` concurrent steps (PSRP opens its pools in parallel);
         `secrets`: steps will send SecureStrings (PSRP exchanges its keys while importing);
         `wait=False`: return before they are ready; `at_once`: bootstraps (module imports)
-        run at most that many at a time (None: all at once)."""
+        run at most that many at a time (None: as many as the provider has logical
+        processors, PSRP asking it first; all at once if it does not say)."""
 
     def lanes_ready(self) -> int | None:
         """Steps it can run at once now while some of its lanes are still warming (opening or

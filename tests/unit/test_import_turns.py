@@ -23,6 +23,8 @@ class _Bootstraps:
         self.asked = 0
         self.inside = 0
         self.most = 0
+        #: Inside their turn when the first `first_in` had entered (`run`).
+        self.at_first = 0
         self.entered = threading.Semaphore(0)
         self.release = threading.Event()
         self._lock = threading.Lock()
