@@ -422,11 +422,13 @@ class ExpressionRules(EvaluatorCore):
             return not conv.truthy(self.expr(kids[-1]))
         if op == ",":
             return [self.expr(kids[-1])]
-        if op == "-":
+        if op in ("-", "+"):
             v = self.expr(kids[-1])
-            return -conv.to_number(v)
-        if op == "+":
-            return conv.to_number(self.expr(kids[-1]))
+            if isinstance(v, int | float) and not isinstance(v, bool):
+                return -v if op == "-" else v
+            # Of anything not numeric, PowerShell's PSUnaryOperationBinder binds 0 - x / 0 + x:
+            # the binary operation's conversions and errors.
+            return arith_op(op, 0, v, self.rs.engine.settings.limits)
         if op == "-join":
             return "".join(conv.to_str(x) for x in conv.enumerate_value(self.expr(kids[-1])))
         if op == "-bnot":
