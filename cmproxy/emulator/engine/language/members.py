@@ -228,6 +228,16 @@ def _split(s: str, seps: tuple[Any, ...]) -> list[str]:
 
 def call_method(target: Any, name: str, args: list[Any], node: Node, ev: Evaluator) -> Any:
     low = name.lower()
+    if target is None or target is NOTHING:
+        # PSInvokeMemberBinder: a null target is a runtime error, whatever the method.
+        raise PSError(
+            record(
+                "You cannot call a method on a null-valued expression.",
+                "InvokeMethodOnNull",
+                category="InvalidOperation",
+                exception="System.Management.Automation.RuntimeException",
+            )
+        )
     if isinstance(target, SecureValue):
         raise ev.unsupported(node, "Methods of a SecureString")
     if low == "tostring" and not args:
