@@ -151,7 +151,7 @@ function Lock-Group {
     $mutexes = @()
     $busy = $null
     foreach ($server in @($servers.Keys | Sort-Object)) {
-        $mutex = Lock-CMProxyServer -SiteCode $SiteCode -Server $server -TimeoutMs $LockTimeoutMs
+        $mutex = Lock-CMProxyServer -SiteCode $SiteCode -Server $server -TimeoutMs $LockTimeoutMs -Security $lockSecurity
         if ($null -eq $mutex) {
             $busy = [pscustomobject]@{
                 Kind       = 'Conflict'
@@ -212,9 +212,11 @@ function Read-BackItem {
     ConvertTo-CMProxyRow -Role $role -SiteCode $SiteCode -Index $Index
 }
 
+# One security descriptor for every lock this pipeline takes (see Get-CMProxyLockSecurity).
+$lockSecurity = Get-CMProxyLockSecurity
 $accounts = @{}
 if ($NewAccountName) {
-    $accountLock = Lock-CMProxyServer -SiteCode $SiteCode -Server ('account:' + $NewAccountName) -TimeoutMs $LockTimeoutMs
+    $accountLock = Lock-CMProxyServer -SiteCode $SiteCode -Server ('account:' + $NewAccountName) -TimeoutMs $LockTimeoutMs -Security $lockSecurity
     if ($null -eq $accountLock) {
         throw ('cmproxy:Locked: another writer has held the lock on account ' + $NewAccountName + ' at site ' + $SiteCode + ' for ' + ($LockTimeoutMs / 1000) + ' s')
     }

@@ -74,6 +74,18 @@ function Register-CMProxyAccount {
     return $account
 }
 
+# The security descriptor of cmproxy's write locks: Authenticated Users (S-1-5-11) may open
+# them (Synchronize, Modify), so writers under other accounts wait for them too. The .NET Mutex
+# constructor applies it to the kernel object it creates and keeps no hold on it: one object
+# serves every lock a pipeline takes.
+function Get-CMProxyLockSecurity {
+    $security = New-Object -TypeName System.Security.AccessControl.MutexSecurity
+    $users = New-Object -TypeName System.Security.Principal.SecurityIdentifier -ArgumentList 'S-1-5-11'
+    $rule = New-Object -TypeName System.Security.AccessControl.MutexAccessRule -ArgumentList $users, 'Synchronize, Modify', 'Allow'
+    $security.AddAccessRule($rule)
+    return $security
+}
+
 # Takes server $Server's lock: a named system mutex on this machine (the one running the
 # cmdlets), so that cmproxy writers reaching the site through it never interleave on a server
 # (docs/transactions.md, "Limits"). Returns the mutex, or $null when another writer still holds
@@ -83,19 +95,19 @@ function Register-CMProxyAccount {
 # name only share a lock). Authenticated Users may open it (Synchronize, Modify), so writers
 # under other accounts wait for it too. A mutex whose holder ended without releasing it
 # (AbandonedMutexException) is taken over: the caller's compare decides. Release it with
-# Unlock-CMProxyServer, in a finally.
+# Unlock-CMProxyServer, in a finally. $Security: Get-CMProxyLockSecurity's descriptor, built
+# once by a caller taking many locks (three New-Object per lock otherwise); built here if absent.
 function Lock-CMProxyServer {
-    param([string]$SiteCode, [string]$Server, [int]$TimeoutMs = 60000)
+    param([string]$SiteCode, [string]$Server, [int]$TimeoutMs = 60000, $Security = $null)
     $lockName = 'Global\cmproxy-' + (($SiteCode + '-' + $Server).ToLower() -replace '[^a-z0-9.-]', '_')
     if ($lockName.Length -gt 260) {
         $lockName = $lockName.Substring(0, 260)
     }
     $created = $false
-    $security = New-Object -TypeName System.Security.AccessControl.MutexSecurity
-    $users = New-Object -TypeName System.Security.Principal.SecurityIdentifier -ArgumentList 'S-1-5-11'
-    $rule = New-Object -TypeName System.Security.AccessControl.MutexAccessRule -ArgumentList $users, 'Synchronize, Modify', 'Allow'
-    $security.AddAccessRule($rule)
-    $mutex = New-Object -TypeName System.Threading.Mutex -ArgumentList $false, $lockName, ([ref]$created), $security
+    if ($null -eq $Security) {
+        $Security = Get-CMProxyLockSecurity
+    }
+    $mutex = New-Object -TypeName System.Threading.Mutex -ArgumentList $false, $lockName, ([ref]$created), $Security
     $owned = $false
     try {
         $owned = $mutex.WaitOne($TimeoutMs)

@@ -194,6 +194,7 @@ def test_hostile_account_and_password_round_trip(
                     # and the per-server write lock (a System.Threading.Mutex, New-Object)
                     "Get-CMProxyProps",
                     "ConvertTo-CMProxyRow",
+                    "Get-CMProxyLockSecurity",
                     "Lock-CMProxyServer",
                     "Unlock-CMProxyServer",
                     "Register-CMProxyAccount",

@@ -322,6 +322,42 @@ def test_a_single_write_template_waits_for_the_servers_lock(proxy_off: SiteEngin
     assert other.take(LOCK) is not None  # released by the template
 
 
+@pytest.mark.parametrize(
+    "creator",
+    [
+        "$s = Get-CMProxyLockSecurity\n"
+        "$global:m = Lock-CMProxyServer -SiteCode PS1 -Server $server -Security $s",
+        "$global:m = Lock-CMProxyServer -SiteCode PS1 -Server $server",
+        # the control: the same name created with the default security descriptor
+        "$global:m = New-Object -TypeName System.Threading.Mutex -ArgumentList $false, "
+        "('Global\\cmproxy-ps1-' + $server)",
+    ],
+    ids=["shared-descriptor", "built-per-lock", "default-descriptor"],
+)
+def test_a_lock_taken_under_one_account_opens_under_another(host: SiteEngine, creator: str) -> None:
+    """Lock-CMProxyServer's descriptor (Get-CMProxyLockSecurity, built once per Set-ProxyBatch
+    pipeline or per lock) lets another account open the lock it created: Authenticated Users,
+    Synchronize | Modify (see the two tests above); the mutex created without it refuses them
+    (ConstructorInvokedThrowException) unless HostFacts.mutex_default_dacl_shared."""
+    first = _rs(host)
+    first.run_script(load_prelude())
+    made = first.run_script(f"$server = '{SERVER}'\n{creator}")
+    assert not made.had_errors, made
+    other = _rs(host, "CONTOSO\\operator")
+    other.run_script(load_prelude())
+    res = other.run_script(  # as the write templates run it
+        "$ErrorActionPreference = 'Stop'\n"
+        f"$m = Lock-CMProxyServer -SiteCode PS1 -Server '{SERVER}' -TimeoutMs 0\n$null -eq $m"
+    )
+    if "New-Object" in creator:
+        assert _errors(res) == [
+            "ConstructorInvokedThrowException,Microsoft.PowerShell.Commands.NewObjectCommand"
+        ]
+    else:
+        # The creator's script ended owning it (abandoned): the other account takes it.
+        assert res.output == [False] and not res.had_errors, res
+
+
 def test_a_ref_argument_shows_as_a_psreference(host: SiteEngine, demo_state: SiteState) -> None:
     """`[ref]$created` passed to New-Object is a PSReference: Windows PowerShell 5.1's class is
     not generic and does not override ToString (System.Management.Automation.dll, class
