@@ -4,8 +4,9 @@ Scripts run with `add_script(template, use_local_scope=True)` and their values a
 `add_parameter`, so no value ever becomes script text. Each runs in its own local scope: left
 out, UseLocalScope means false and PowerShell dot-sources the script into the pool's global
 scope, where its typed parameters would linger as type-constrained variables. A `Secret` is
-sent as a PowerShell SecureString (`<SS>`), encrypted with the session key from
-`RunspacePool.exchange_keys()`; the clear text only exists inside this process and inside the
+sent as a PowerShell SecureString (`<SS>`), encrypted with the session key each pool agrees
+with the server (`RunspacePool.exchange_keys()`; every pool of a transport sends the same RSA
+public key, `session_keys.py`); the clear text only exists inside this process and inside the
 remote runspace.
 
 Each pool holds one runspace, so the session bootstrap (module import, site drive, location)
@@ -51,6 +52,7 @@ from cmproxy.transports.base import (
     translate_exception,
 )
 from cmproxy.transports.import_turns import PROCESSOR_COUNT, ImportTurns, processor_count
+from cmproxy.transports.session_keys import KeyPair, KeySharingRunspacePool
 
 __all__ = ["DEFAULT_MAX_POOLS", "PSRPTransport"]
 
@@ -146,6 +148,8 @@ class PSRPTransport(Transport):
         self.generation = 0
         #: Pools exchange their session key during their bootstrap (`warm(secrets=True)`).
         self._keys_on_open = False
+        #: The RSA key every pool's SecureString key exchange sends (session_keys.py).
+        self._key_pair = KeyPair()
         #: Lanes `warm` has not finished (opened and bootstrapped) and not yet opened; the lock
         #: that opens them one at a time.
         self._warming = 0
@@ -259,11 +263,12 @@ class PSRPTransport(Transport):
             with self._opening if one_at_a_time else contextlib.nullcontext():
                 lane.info = self.info
                 lane.wsman = WSMan(**self.info.to_pypsrp_kwargs())
-                pool = RunspacePool(
+                pool = KeySharingRunspacePool(
                     lane.wsman,
                     configuration_name=self.info.configuration_name,
                     min_runspaces=1,
                     max_runspaces=1,
+                    key_pair=self._key_pair,
                 )
                 pool.open()
         except Exception as exc:

@@ -12,8 +12,10 @@ import json
 import queue
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 from emulator.meeting import WAIT, Meeting, until
 
 from cmproxy._exceptions import ItemNotFoundError, PlanError, PowerShellError, TransportError
@@ -25,7 +27,13 @@ from cmproxy.retry import is_transient
 from cmproxy.session import Session, WriteCoalescer
 from cmproxy.transports.psrp import PSRPTransport
 from cmproxy.tuning import Tuning
-from cmproxy.writer import BATCH_TEMPLATE, WriteResult, batch_results, batch_step
+from cmproxy.writer import (
+    BATCH_TEMPLATE,
+    WriteResult,
+    batch_results,
+    batch_step,
+    step_for_invocation,
+)
 
 from .targets import (
     BATCH_ACCOUNT,
@@ -306,6 +314,39 @@ def test_warm_with_secrets_exchanges_each_pools_key_during_its_bootstrap() -> No
         assert len(lanes) == 2 and all(lane.keys_exchanged for lane in lanes)
         assert session.write(change).matches
         assert emu.state.check_password("PS1", "CONTOSO\\svc-warm", password)
+
+
+def test_every_pool_of_a_transport_sends_one_rsa_key_and_each_decrypts_its_password(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The SecureString key exchange (MS-PSRP 2.2.2.3 PUBLIC_KEY / 2.2.2.4
+    ENCRYPTED_SESSION_KEY): the pools of one transport all send the same RSA public key, so
+    warming three with passwords to come generates one key, not three (about 60 ms of CPU
+    each); each pool still gets its own session key, and a password sent on each lands."""
+    generated: list[int] = []
+    generate = rsa.generate_private_key
+
+    def counted(*args: Any, **kwargs: Any) -> rsa.RSAPrivateKey:
+        generated.append(1)
+        return generate(*args, **kwargs)
+
+    monkeypatch.setattr(rsa, "generate_private_key", counted)  # counts, then generates
+    with (
+        Emulator(seed="demo", receive_timeout=RECEIVE_TIMEOUT) as emu,
+        contextlib.closing(Session(connection_info(emu, "psrp", "ntlm"))) as session,
+    ):
+        session.warm(3, secrets=True)
+        transport = session._transport
+        assert isinstance(transport, PSRPTransport)
+        transport.warm(3)
+        lanes = list(transport._lanes)
+        assert len(lanes) == 3 and all(lane.keys_exchanged for lane in lanes)
+        assert len(generated) == 1
+        for i, lane in enumerate(lanes):  # one SecureString through each pool's session key
+            user, password = f"CONTOSO\\svc-key{i}", f"Key-Pa55-{i}-9e1f"
+            transport._run_on(lane, step_for_invocation(account_change(user, password).invocation))
+            assert emu.state.check_password("PS1", user, password)
+        assert len(generated) == 1
 
 
 def test_an_unopened_session_opens_on_its_first_warm_pool_and_steps_wait_for_the_others() -> None:
