@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +21,8 @@ from cmproxy.emulator.engine.values import CommandSpec, InvocationResult
 from cmproxy.emulator.settings import EmulatorSettings
 from cmproxy.emulator.state import SiteState
 from cmproxy.templates import load_prelude, load_template
+
+from ..meeting import until
 
 NAME = "Global\\cmproxy-test"
 SERVER = "cm-ps1-mp01.contoso.com"
@@ -52,14 +53,6 @@ def _rs(engine: SiteEngine, user: str = "CONTOSO\\admin") -> SiteRunspace:
     res = runspace.run_script("Import-Module ConfigurationManager; Set-Location PS1:")
     assert not res.had_errors, res
     return runspace
-
-
-def _until(check: Callable[[], bool], what: str) -> None:
-    """Wait (bounded) until another thread got somewhere; orders threads, times nothing."""
-    deadline = time.monotonic() + 10
-    while not check():
-        assert time.monotonic() < deadline, f"never: {what}"
-        time.sleep(0.005)
 
 
 def _errors(res: InvocationResult) -> list[str]:
@@ -122,7 +115,7 @@ def test_a_waiter_gets_the_mutex_when_its_owner_releases_it(host: SiteEngine) ->
             _OPEN.format(name=NAME) + "$mutex.WaitOne(20000)\n$mutex.ReleaseMutex()"
         )
     )
-    _until(lambda: host.named_objects.waiting(NAME) == 1, "the script waits")
+    until(lambda: host.named_objects.waiting(NAME) == 1, "the script waits")
     other.release(held)
     waiter.join(30)
     assert got[0].output == [True] and not got[0].had_errors
@@ -141,7 +134,7 @@ def test_a_thread_that_ends_owning_it_abandons_it(host: SiteEngine) -> None:
         + "$mutex.ReleaseMutex()\n'released'"
     )
     waiter, got = _in_thread(lambda: _rs(host).run_script(script))
-    _until(lambda: host.named_objects.waiting(NAME) == 1, "the script waits")
+    until(lambda: host.named_objects.waiting(NAME) == 1, "the script waits")
     other.end()
     waiter.join(30)
     assert got[0].output == ["AbandonedMutexException", "released"], _errors(got[0])
@@ -313,7 +306,7 @@ def test_a_single_write_template_waits_for_the_servers_lock(proxy_off: SiteEngin
         ),
     )
     writer, got = _in_thread(lambda: _rs(proxy_off).invoke([prelude, spec]))
-    _until(lambda: proxy_off.named_objects.waiting(LOCK) == 1, "the template waits")
+    until(lambda: proxy_off.named_objects.waiting(LOCK) == 1, "the template waits")
     assert proxy_off.state.call_log("Set-CMSiteSystemServer") == []
     other.release(held)
     writer.join(30)
