@@ -37,11 +37,6 @@ class KeyPair:
         self._lock = threading.Lock()
         self._key: rsa.RSAPrivateKey | None = None
         self._blob = ""
-        #: Keys generated so far (one per transport; what the tests observe).
-        self.generated = 0
-
-    def __repr__(self) -> str:
-        return f"KeyPair(generated={self.generated})"
 
     def key(self) -> tuple[rsa.RSAPrivateKey, str]:
         """The private key and its public half as the PUBLIC_KEY message carries it."""
@@ -49,7 +44,6 @@ class KeyPair:
             if self._key is None:
                 self._key = rsa.generate_private_key(public_exponent=65537, key_size=_KEY_BITS)
                 self._blob = public_key_blob(self._key)
-                self.generated += 1
             return self._key, self._blob
 
 
