@@ -153,8 +153,13 @@ def _is_psobj_custom(v: Any) -> bool:
     return isinstance(v, PSObj) and v.type_names[:1] == conv.PSCUSTOM[:1]
 
 
+def _type_key(ev: EvaluatorCore, tl: Node) -> str:
+    """A type literal's name as the static member tables key it: lower case, no `system.`."""
+    return ev.text(tl).strip("[]").lower().removeprefix("system.")
+
+
 def static_method(ev: EvaluatorCore, tl: Node, name: str, args: list[Any]) -> Any:
-    t = ev.text(tl).strip("[]").lower().removeprefix("system.")
+    t = _type_key(ev, tl)
     method = STATIC_METHODS.get((t, name.lower()))
     if method is None:
         raise ev.unsupported(tl, f"The static method [{t}]::{name}()")
@@ -162,7 +167,7 @@ def static_method(ev: EvaluatorCore, tl: Node, name: str, args: list[Any]) -> An
 
 
 def static_property(ev: EvaluatorCore, tl: Node, name: str) -> Any:
-    t = ev.text(tl).strip("[]").lower().removeprefix("system.")
+    t = _type_key(ev, tl)
     getter = STATIC_PROPERTIES.get((t, name.lower()))
     if getter is None:
         raise ev.unsupported(tl, f"The static member [{t}]::{name}")
