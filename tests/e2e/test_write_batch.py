@@ -20,6 +20,7 @@ from emulator.meeting import WAIT, Meeting, until
 
 from cmproxy._exceptions import ItemNotFoundError, PlanError, PowerShellError, TransportError
 from cmproxy.emulator.api import Emulator
+from cmproxy.emulator.engine import SiteEngine
 from cmproxy.emulator.settings import EmulatorSettings, HostFacts
 from cmproxy.model import ProxySettings, SiteState, SupFlags
 from cmproxy.plan import Change
@@ -390,11 +391,14 @@ def _imports_meeting(
         meeting.sleep(seconds)
 
     with (
-        Emulator(seed="demo", settings=settings, receive_timeout=RECEIVE_TIMEOUT) as emu,
+        Emulator(
+            seed="demo",
+            settings=settings,
+            receive_timeout=RECEIVE_TIMEOUT,
+            engine_factory=lambda state, cfg: SiteEngine(state, cfg, sleep=sleep),
+        ) as emu,
         contextlib.closing(Session(connection_info(emu, "psrp", "ntlm"), tuning=tuning)) as s,
     ):
-        assert emu.engine is not None
-        emu.engine.sleep = sleep  # type: ignore[attr-defined]
         s.warm(3)
         transport = s._transport
         assert isinstance(transport, PSRPTransport)
@@ -455,14 +459,17 @@ def test_lanes_ready_counts_the_pools_imported_while_others_still_warm() -> None
         return entered.get(timeout=WAIT)
 
     with (
-        Emulator(seed="demo", settings=settings, receive_timeout=RECEIVE_TIMEOUT) as emu,
+        Emulator(
+            seed="demo",
+            settings=settings,
+            receive_timeout=RECEIVE_TIMEOUT,
+            engine_factory=lambda state, cfg: SiteEngine(state, cfg, sleep=held),
+        ) as emu,
         contextlib.closing(
             Session(connection_info(emu, "psrp", "ntlm"), tuning=Tuning(imports_at_once=1))
         ) as session,
         ThreadPoolExecutor(1) as pool,
     ):
-        assert emu.engine is not None
-        emu.engine.sleep = held  # type: ignore[attr-defined]
         # Opens on the first pool ready; the two others import after it, one at a time.
         warmed = pool.submit(session.warm, 3)
         next_import().set()
