@@ -92,8 +92,8 @@ function Get-CMProxyLockSecurity {
 # it after $TimeoutMs. Kernel object names are case-sensitive, may not hold a backslash after
 # the Global\ prefix and are at most 260 characters: the name is lower-cased, anything but
 # letters, digits, '.' and '-' becomes '_', and it is cut at 260 (two servers sharing a cut
-# name only share a lock). Authenticated Users may open it (Synchronize, Modify), so writers
-# under other accounts wait for it too. A mutex whose holder ended without releasing it
+# name only share a lock). Its descriptor is Get-CMProxyLockSecurity's, so writers under
+# other accounts wait for it too. A mutex whose holder ended without releasing it
 # (AbandonedMutexException) is taken over: the caller's compare decides. Release it with
 # Unlock-CMProxyServer, in a finally. $Security: Get-CMProxyLockSecurity's descriptor, built
 # once by a caller taking many locks (three New-Object per lock otherwise); built here if absent.
