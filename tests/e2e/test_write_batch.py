@@ -11,6 +11,7 @@ import contextlib
 import json
 import queue
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -369,6 +370,16 @@ def test_an_unopened_session_opens_on_its_first_warm_pool_and_steps_wait_for_the
         assert transport.pools == 3
 
 
+def _emulator_sleeping(settings: EmulatorSettings, sleep: Callable[[float], None]) -> Emulator:
+    """The demo site whose modelled costs pass through `sleep` (SiteEngine's sleep parameter)."""
+    return Emulator(
+        seed="demo",
+        settings=settings,
+        receive_timeout=RECEIVE_TIMEOUT,
+        engine_factory=lambda state, cfg: SiteEngine(state, cfg, sleep=sleep),
+    )
+
+
 def _imports_meeting(
     imports_at_once: int | None, parties: int, wait: float, *, provider_cores: int = 16
 ) -> tuple[Meeting, int | None]:
@@ -391,12 +402,7 @@ def _imports_meeting(
         meeting.sleep(seconds)
 
     with (
-        Emulator(
-            seed="demo",
-            settings=settings,
-            receive_timeout=RECEIVE_TIMEOUT,
-            engine_factory=lambda state, cfg: SiteEngine(state, cfg, sleep=sleep),
-        ) as emu,
+        _emulator_sleeping(settings, sleep) as emu,
         contextlib.closing(Session(connection_info(emu, "psrp", "ntlm"), tuning=tuning)) as s,
     ):
         s.warm(3)
@@ -459,12 +465,7 @@ def test_lanes_ready_counts_the_pools_imported_while_others_still_warm() -> None
         return entered.get(timeout=WAIT)
 
     with (
-        Emulator(
-            seed="demo",
-            settings=settings,
-            receive_timeout=RECEIVE_TIMEOUT,
-            engine_factory=lambda state, cfg: SiteEngine(state, cfg, sleep=held),
-        ) as emu,
+        _emulator_sleeping(settings, held) as emu,
         contextlib.closing(
             Session(connection_info(emu, "psrp", "ntlm"), tuning=Tuning(imports_at_once=1))
         ) as session,
