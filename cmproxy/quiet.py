@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -25,6 +26,7 @@ import attrs
 from cmproxy._exceptions import CMProxyError
 from cmproxy.journal import Journal
 from cmproxy.ports import HoldsShells, Identified, RecordsPipelines, StopsShells
+from cmproxy.steps import PipelineRef
 
 __all__ = ["make_quiet", "recording"]
 
@@ -42,22 +44,60 @@ def recording(client: Any, journal: Journal, tx_ids: Callable[[], Sequence[str]]
 
     A client without `watch_pipelines` (a test double) records nothing. Pipelines other
     threads send meanwhile on the same client are recorded too: recovery then stops a little
-    more than it strictly must, never less.
+    more than it strictly must, never less. The blocks open at once on one client and journal
+    share one watcher (`_Recorder`): each pipeline is one commit with all their transactions.
     """
     if not isinstance(client, RecordsPipelines):
         yield
         return
-    account = _account(client)
+    key = (id(client), id(journal))
+    with _RECORDERS_LOCK:
+        recorder = _RECORDERS.get(key)
+        if recorder is None:
+            recorder = _RECORDERS[key] = _Recorder(client, journal)
+        recorder.sources.append(tx_ids)
+    try:
+        yield
+    finally:
+        with _RECORDERS_LOCK:
+            recorder.sources.remove(tx_ids)
+            if not recorder.sources:
+                del _RECORDERS[key]
+                recorder.stop()
 
-    def record(ref: Any) -> None:
-        ids = list(tx_ids())
+
+class _Recorder:
+    """The one watcher of a client for a journal while `recording` blocks are open on it.
+
+    A bulk run has a block per batch in flight on one session, and the session tells every
+    watcher about every pipeline: a watcher per block made each pipeline wait, before it was
+    sent, for one fsynced commit per batch in flight (issue 18: twelve at N = 1,000)."""
+
+    def __init__(self, client: RecordsPipelines, journal: Journal) -> None:
+        self.journal = journal
+        self.account = _account(client)
+        #: The open blocks' `tx_ids`, in the order they opened (changed under _RECORDERS_LOCK).
+        self.sources: list[Callable[[], Sequence[str]]] = []
+        self._watching = contextlib.ExitStack()
+        self._watching.enter_context(client.watch_pipelines(self.record))
+
+    def record(self, ref: PipelineRef) -> None:
+        with _RECORDERS_LOCK:
+            sources = list(self.sources)
+        ids = list(dict.fromkeys(tx_id for source in sources for tx_id in source()))
         if ids:
-            journal.record_pipeline(
-                ids, ref.resource_uri, ref.shell_id, ref.command_id, account=account
+            self.journal.record_pipeline(
+                ids, ref.resource_uri, ref.shell_id, ref.command_id, account=self.account
             )
 
-    with client.watch_pipelines(record):
-        yield
+    def stop(self) -> None:
+        self._watching.close()
+
+
+#: The recorder of each (client, journal) pair with a `recording` block open, by their ids
+#: (both stay alive while it is here: it holds them).
+_RECORDERS: dict[tuple[int, int], _Recorder] = {}
+_RECORDERS_LOCK = threading.Lock()
 
 
 @attrs.frozen
