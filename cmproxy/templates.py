@@ -69,7 +69,8 @@ def _with_projections(text: str, projections: str) -> str:
 
 
 def load_prelude() -> str:
-    """The functions both transports send ahead of every template (`ps_templates/prelude/`):
+    """The functions both transports define before a template runs (`ps_templates/prelude/`;
+    a PSRP pool gets them with its first pipeline, and again only when this text changes):
     the projections templates share, defined once, with the read projections of the settings
     roles registered (`cmproxy.settings.row_projection`), so a new role edits no template to
     be read."""

@@ -98,6 +98,9 @@ class _Lane:
         self.wsman: WSMan | None = None
         self.pool: RunspacePool | None = None
         self.keys_exchanged = False
+        #: The prelude text this pool's runspace has defined (None: not yet). Its functions
+        #: live in the runspace's global scope, so later pipelines need not carry it again.
+        self.prelude: str | None = None
         self.last_used = 0.0
         self.slot: Slot | None = None
         #: The pool's connection settings, to delete its shell if its own connection broke.
@@ -218,6 +221,7 @@ class PSRPTransport(Transport):
                     self._available.notify_all()
         lane.pool = pool
         lane.keys_exchanged = False
+        lane.prelude = None
         with self._lock:
             self.generation += 1
             generation = self.generation
@@ -498,8 +502,13 @@ class PSRPTransport(Transport):
         # the location belongs to the runspace.
         # First the prelude (the functions templates share), dot-sourced: its functions are
         # defined before the template's body runs (it is the first command of the pipeline,
-        # and it only defines functions, so it writes nothing into the template).
-        ps.add_script(load_prelude(), use_local_scope=False)
+        # and it only defines functions, so it writes nothing into the template). Dot-sourced
+        # means into the runspace's global scope, which the pool keeps: only a pool's first
+        # pipeline carries it (the bootstrap, normally), or the next one after the prelude
+        # changed (a role setting registered since: its projection is part of the text).
+        prelude = load_prelude()
+        if lane.prelude != prelude:
+            ps.add_script(prelude, use_local_scope=False)
         ps.add_script(step.script.text, use_local_scope=True)
         for name, value in step.parameters:
             ps.add_parameter(name, _to_wire(value))
@@ -520,6 +529,8 @@ class PSRPTransport(Transport):
                     self._available.wait_for(lambda: self._to_open <= 0, timeout=10)
                 self._exchange_keys(lane, pool)
             output = ps.end_invoke()
+            if ps.state == PSInvocationState.COMPLETED:
+                lane.prelude = prelude  # it ran: the runspace has its functions
         except WSManFaultError as exc:
             if not started and exc.code in _POOL_GONE:
                 raise _PoolGone from None

@@ -1,6 +1,8 @@
 # cmproxy's prelude: the functions templates share (the projection of a role row, the
-# per-server write lock), sent by both transports ahead of every template (PSRP: a script dot-sourced before the template in the same pipeline; WinRS: run by
-# the bootstrap before its steps), so a template calls them without a round trip of its own.
+# per-server write lock), defined by both transports before a template runs (PSRP: dot-sourced
+# by a runspace pool's first pipeline, ahead of its template, and kept by the pool's runspace;
+# WinRS: run by the bootstrap before its steps), so a template calls them without a round trip
+# of its own.
 # Only function definitions: nothing runs, no variable is set.
 
 # The embedded properties (Props) of a ConfigMgr object, by name.
