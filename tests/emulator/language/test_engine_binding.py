@@ -262,3 +262,34 @@ def test_array_parameter_types_keep_their_brackets() -> None:
             "function G {\n param([string]$B)\n $B\n}\nG -B q"
         )
     assert result.output == [2, "q"]
+
+
+# -- ValueFromRemainingArguments: what the corpus cannot source (tests/emulator/conformance/
+# binding.yaml has the behaviours PowerShell's own tests state) --------------------------------
+
+
+def test_a_typed_remaining_arguments_parameter_given_one_collection_is_not_guessed(
+    run: Run,
+) -> None:
+    """Windows PowerShell 5.1 binds the remaining arguments' list first and unwraps its one
+    element only if that fails; whether it fails for a typed parameter is [UNCONFIRMED], so the
+    emulator says so instead of picking one reading."""
+    script = (
+        "function f { param([Parameter(ValueFromRemainingArguments = $true)][string[]]$Rest) "
+        "$Rest.Count }\n"
+    )
+    res = run(script + "f 'a', 'b'")
+    assert res.terminating is not None
+    assert res.terminating.fully_qualified_error_id == "NotSupportedByEmulator"
+    assert "[UNCONFIRMED]" in res.terminating.message
+    # Several arguments, or one that is not a collection, are the list PowerShell binds.
+    assert run(script + "f 'a' 'b' 'c'").output == [3]
+    assert run(script + "f 'a'").output == [1]
+
+
+def test_without_a_remaining_arguments_parameter_a_leftover_is_still_refused(run: Run) -> None:
+    """An advanced function with no ValueFromRemainingArguments parameter refuses what nothing
+    binds, the first leftover's error (named before positional, as they are bound)."""
+    script = "function f { [CmdletBinding()] param($A) $A }\n"
+    assert term(run, script + "f 1 2").startswith("PositionalParameterNotFound")
+    assert term(run, script + "f 1 -Q 2").startswith("NamedParameterNotFound")

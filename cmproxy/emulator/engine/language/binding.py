@@ -1,8 +1,9 @@
 """Parameter binding the way PowerShell does it, driven by declarative definitions.
 
 Order (as in PowerShell's ParameterBinderController): named arguments (exact name or alias,
-then unambiguous prefix), positional arguments, parameter-set resolution, mandatory check,
-then, per pipeline object, ValueFromPipeline binding. Error ids and texts are PowerShell's own.
+then unambiguous prefix), positional arguments, the remaining arguments to a
+ValueFromRemainingArguments parameter, parameter-set resolution, mandatory check, then, per
+pipeline object, ValueFromPipeline binding. Error ids and texts are PowerShell's own.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from cmproxy.emulator.engine.language.errors import (
     ARGUMENT_TRANSFORMATION_EXCEPTION,
     BINDING_EXCEPTION,
     BINDING_VALIDATION_EXCEPTION,
+    NotSupportedByEmulator,
     PSError,
     binding_error,
 )
@@ -62,6 +64,8 @@ class ParamDef:
     enum_type: str = ""
     secret: bool = False
     default: Any = None
+    #: ValueFromRemainingArguments: takes what nothing else bound (never bound by position).
+    remaining: bool = False
 
     def in_set(self, s: str) -> bool:
         return not self.sets or s in self.sets
@@ -163,6 +167,9 @@ class _Binding:
     positional: list[Any] = attrs.field(factory=list)
     order: list[int] = attrs.field(factory=list)
     remaining: list[tuple[int, Any]] = attrs.field(factory=list)
+    #: For a command with a ValueFromRemainingArguments parameter: the error each of
+    #: `remaining` (by argument index) is if that parameter does not take it.
+    refused: dict[int, PSError] = attrs.field(factory=dict)
 
 
 class Binder:
@@ -291,6 +298,9 @@ class Binder:
         if b.positional:
             self._bind_positional(b, candidates)
             candidates = self._candidates(b.defs.values())
+        if b.refused:
+            self._bind_remaining(b, candidates)
+            candidates = self._candidates(b.defs.values())
         chosen = self._choose(candidates, b.values, expects_input)
         if not expects_input or not self._pipeline_params(chosen):
             self.check_mandatory(b.values, chosen, pipeline_pending=False)
@@ -311,13 +321,17 @@ class Binder:
                 continue
             try:
                 p = self.resolve_name(a.name)
-            except PSError:
-                if self.cmd.advanced:
+            except PSError as refusal:
+                if self.cmd.advanced and not self._takes_remaining():
                     raise
-                # A simple function takes unknown parameters into $args (as PowerShell does).
+                # A simple function takes unknown parameters into $args, a command with a
+                # ValueFromRemainingArguments parameter into that one, as its text
+                # (HandleRemainingArguments: argument.ParameterText).
                 b.remaining.append((i, a.text or f"-{a.name}"))
                 if not a.bare:
                     b.remaining.append((i, a.value))
+                if self.cmd.advanced:
+                    b.refused.setdefault(i, refusal)
                 i += 1
                 continue
             if p.name in b.values:
@@ -348,27 +362,73 @@ class Binder:
         """Positional values to the unbound positional parameters of the candidate sets, in
         position order (one parameter per position)."""
         slots: list[ParamDef] = []
+        default = self.cmd.default_set
         for p in sorted(
-            (p for p in self.cmd.params if p.position is not None and p.name not in b.values),
-            key=lambda q: q.position or 0,
+            (
+                p
+                for p in self.cmd.params
+                # Never a ValueFromRemainingArguments one, Position or not
+                # (EvaluateUnboundPositionalParameters: "Skip ValueFromRemainingArguments").
+                if p.position is not None and p.name not in b.values and not p.remaining
+            ),
+            # At one position, the default set's parameter first (when the default set is
+            # still possible): ParameterBinderController picks it.
+            key=lambda q: (q.position or 0, not (default in candidates and q.in_set(default))),
         ):
             if any(p.in_set(s) for s in candidates) and all(q.name != p.name for q in slots):
                 if any(q.position == p.position for q in slots):
                     continue
                 slots.append(p)
         for idx, v in enumerate(b.positional):
-            if idx >= len(slots) and not self.cmd.advanced:
-                b.remaining.append((b.order[idx], v))
+            if idx < len(slots):
+                p = slots[idx]
+                b.values[p.name] = self.coerce(p, v)
+                b.defs[p.name] = p
                 continue
-            if idx >= len(slots):
-                raise self._err(
-                    f"A positional parameter cannot be found that accepts argument "
-                    f"'{conv.to_str(v)}'.",
-                    "PositionalParameterNotFound",
-                )
-            p = slots[idx]
-            b.values[p.name] = self.coerce(p, v)
-            b.defs[p.name] = p
+            refusal = self._err(
+                f"A positional parameter cannot be found that accepts argument '{conv.to_str(v)}'.",
+                "PositionalParameterNotFound",
+            )
+            if self.cmd.advanced and not self._takes_remaining():
+                raise refusal
+            b.remaining.append((b.order[idx], v))
+            if self.cmd.advanced:
+                b.refused[b.order[idx]] = refusal
+
+    def _takes_remaining(self) -> bool:
+        return any(p.remaining for p in self.cmd.params)
+
+    def _bind_remaining(self, b: _Binding, candidates: list[str]) -> None:
+        """What is still unbound, in command-line order, as one list to the unbound
+        ValueFromRemainingArguments parameter of the candidate sets (HandleRemainingArguments);
+        without one, the first of them is the error it was."""
+        takers = [
+            p
+            for p in self.cmd.params
+            if p.remaining and p.name not in b.values and any(p.in_set(s) for s in candidates)
+        ]
+        if not takers:
+            raise b.refused[min(b.refused)]
+        if len(takers) > 1:
+            raise self._err(
+                "Parameter set cannot be resolved using the specified named parameters.",
+                "AmbiguousParameterSet",
+            )
+        p = takers[0]
+        rest = [v for _, v in sorted(b.remaining, key=lambda iv: iv[0])]
+        if len(rest) == 1 and p.type != "object" and isinstance(rest[0], list | tuple):
+            # Windows PowerShell 5.1 binds the list itself first and unwraps its one element
+            # only when that fails; PowerShell 6+ always unwraps it (PowerShell/PowerShell pull
+            # request 2038). For an untyped parameter the list binds, so it stays; for a typed
+            # one whether it fails is not known here: said, not guessed.
+            raise NotSupportedByEmulator(
+                f"One collection argument for the typed ValueFromRemainingArguments parameter "
+                f"'{p.name}' (Windows PowerShell 5.1 may or may not unwrap it) [UNCONFIRMED]"
+            )
+        b.values[p.name] = self.coerce(p, rest)
+        b.defs[p.name] = p
+        b.remaining.clear()
+        b.refused.clear()
 
     def _candidates(self, bound: Iterable[ParamDef]) -> list[str]:
         sets = self.cmd.sets()

@@ -148,6 +148,7 @@ class FunctionRules(ExpressionRules):
             if "position" in kwargs:
                 p.position = int(kwargs["position"])
             p.pipeline = conv.truthy(kwargs.get("valuefrompipeline", False))
+            p.remaining = conv.truthy(kwargs.get("valuefromremainingarguments", False))
             if "parametersetname" in kwargs:
                 p.sets = (*p.sets, conv.to_str(kwargs["parametersetname"]))
             return True

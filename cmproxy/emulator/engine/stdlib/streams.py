@@ -18,17 +18,25 @@ if TYPE_CHECKING:
 @command(
     "Write-Output",
     [
-        ParamDef("InputObject", "object", position=0, pipeline=True),
+        ParamDef("InputObject", "object", position=0, pipeline=True, remaining=True),
         ParamDef("NoEnumerate", "switch"),
     ],
 )
 def _write_output(ctx: Context, a: dict[str, Any], items: Any) -> Any:
+    """Windows PowerShell 5.1's: InputObject is a PSObject[] (ValueFromRemainingArguments) and
+    each of its elements is written, enumerated unless -NoEnumerate. So `Write-Output 1 2 3`
+    writes three objects, `-NoEnumerate 1, 2` (one argument, the remaining arguments' list of
+    it) writes the array as one, and `-NoEnumerate -InputObject 1, 2` still enumerates (the
+    5.1 reference's note on NoEnumerate; PowerShell 6.2+ differs)."""
     v = a.get("InputObject")
     if v is None and items is not None:
         return list(items)
+    if v is None:
+        return []
+    elements = v if isinstance(v, list | tuple) else [v]
     if a.get("NoEnumerate"):
-        return [v]
-    return conv.enumerate_value(v) if v is not None else []
+        return list(elements)
+    return [x for e in elements for x in conv.enumerate_value(e)]
 
 
 @command("Write-Warning", [ParamDef("Message", "string", position=0, pipeline=True)])
