@@ -87,10 +87,18 @@ _State = Annotated[
 _Seed = Annotated[
     str, typer.Option(help="The site to start from when the state is new: demo or empty")
 ]
-_NoUnencrypted = Annotated[
+_AllowBasic = Annotated[
     bool,
     typer.Option(
-        "--no-unencrypted", help="Refuse Basic over plain HTTP (WinRM AllowUnencrypted=false)"
+        "--allow-basic",
+        help="Offer and accept Basic (WinRM Auth/Basic=true; off by default, as in WinRM)",
+    ),
+]
+_AllowUnencrypted = Annotated[
+    bool,
+    typer.Option(
+        "--allow-unencrypted",
+        help="Accept Basic over plain HTTP (WinRM AllowUnencrypted=true; off by default)",
     ),
 ]
 _NoConsole = Annotated[
@@ -260,7 +268,8 @@ def emulator_serve(  # noqa: PLR0913 - one parameter per CLI option (declared ab
     user: _User = None,
     state: _State = None,
     seed: _Seed = "demo",
-    no_unencrypted: _NoUnencrypted = False,
+    allow_basic: _AllowBasic = False,
+    allow_unencrypted: _AllowUnencrypted = False,
     no_console: _NoConsole = False,
     keytab: _Keytab = None,
     allow_credssp: _AllowCredssp = False,
@@ -310,7 +319,8 @@ def emulator_serve(  # noqa: PLR0913 - one parameter per CLI option (declared ab
         settings=settings,
         port=port,
         host=host,
-        allow_unencrypted=not no_unencrypted,
+        allow_basic=allow_basic,
+        allow_unencrypted=allow_unencrypted,
         receive_timeout=receive_timeout,
         console_installed=not no_console,
         keytab=str(keytab) if keytab is not None else None,

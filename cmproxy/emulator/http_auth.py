@@ -138,10 +138,11 @@ class AuthConfig:
     https: bool
     #: tls-server-end-point bindings over HTTPS (None over HTTP).
     channel_bindings: GssChannelBindings | None = None
-    #: Accept unencrypted bodies over HTTP with Basic (WinRM's AllowUnencrypted).
-    allow_unencrypted: bool = True
-    #: Offer and accept Basic at all.
-    allow_basic: bool = True
+    #: Accept unencrypted bodies over HTTP with Basic (WinRM's AllowUnencrypted: false by
+    #: default).
+    allow_unencrypted: bool = False
+    #: Offer and accept Basic at all (WinRM's Auth/Basic: false by default).
+    allow_basic: bool = False
     #: Offer and accept Negotiate (WinRM's Auth/Negotiate, on by default).
     allow_negotiate: bool = True
     #: Offer and accept the "Kerberos" scheme (WinRM's Auth/Kerberos, on by default).

@@ -45,7 +45,8 @@ def _emulator(*, https: bool) -> Emulator:
 
 @pytest.fixture
 def cm_emulator() -> Iterator[Emulator]:
-    """The demo site over HTTP (Basic, NTLM, Negotiate with encryption)."""
+    """The demo site over HTTP: NTLM or Negotiate, with message encryption (WinRM's defaults:
+    Basic is off; an `Emulator(allow_basic=True)` is a lab that turned it on)."""
     with _emulator(https=False) as emu:
         yield emu
 

@@ -39,9 +39,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--get-cost", type=float, default=0.0, help="seconds a Get-CM* cmdlet costs")
     s.add_argument("--set-cost", type=float, default=0.0, help="seconds a Set-CM* cmdlet costs")
     s.add_argument(
-        "--no-unencrypted",
+        "--allow-basic",
         action="store_true",
-        help="refuse Basic over plain HTTP (WinRM AllowUnencrypted=false)",
+        help="offer and accept Basic (WinRM Auth/Basic=true; off by default, as in WinRM)",
+    )
+    s.add_argument(
+        "--allow-unencrypted",
+        action="store_true",
+        help="accept Basic over plain HTTP (WinRM AllowUnencrypted=true; off by default)",
     )
     s.add_argument(
         "--no-console",
@@ -135,7 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings=settings,
         port=args.port,
         host=args.host,
-        allow_unencrypted=not args.no_unencrypted,
+        allow_basic=args.allow_basic,
+        allow_unencrypted=args.allow_unencrypted,
         receive_timeout=args.receive_timeout,
         console_installed=not args.no_console,
     )

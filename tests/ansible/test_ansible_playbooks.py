@@ -328,7 +328,7 @@ def test_env_connection_https_info_and_journal_option(tmp_path: Path) -> None:
     """Connection options from CMPROXY_* only (no module_defaults), HTTPS with Basic and the
     emulator's certificate verified as CA; the info module; an explicit journal_path."""
     journal = tmp_path / "journal" / "cmproxy.sqlite3"
-    with Emulator(seed="demo", https=True, receive_timeout=3.0) as emu:
+    with Emulator(allow_basic=True, seed="demo", https=True, receive_timeout=3.0) as emu:
         assert emu.cert_path is not None
         runner = Runner(emu, tmp_path)
         env = {

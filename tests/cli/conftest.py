@@ -158,5 +158,5 @@ def cli_env(emu: Emulator, tmp: Path, auth: str | None = None) -> dict[str, str]
 
 @pytest.fixture
 def site(tmp_path: Path) -> Iterator[Site]:
-    with Emulator(seed="demo", https=True, receive_timeout=3.0) as emu:
+    with Emulator(allow_basic=True, seed="demo", https=True, receive_timeout=3.0) as emu:
         yield Site(emu, cli_env(emu, tmp_path), tmp_path)

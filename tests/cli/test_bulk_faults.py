@@ -81,7 +81,7 @@ def _table_text(results: cmproxy.Results) -> str:
 
 
 def test_failures_on_a_few_servers_roll_back_only_those(tmp_path: Path) -> None:
-    with Emulator(seed="demo", https=True, receive_timeout=3.0) as emu:
+    with Emulator(allow_basic=True, seed="demo", https=True, receive_timeout=3.0) as emu:
         before = proxy_view(emu)
         results = _apply(emu, tmp_path, all_or_nothing=False)
         after = proxy_view(emu)
@@ -110,7 +110,7 @@ def test_failures_on_a_few_servers_roll_back_only_those(tmp_path: Path) -> None:
 
 
 def test_all_or_nothing_puts_every_server_back(tmp_path: Path) -> None:
-    with Emulator(seed="demo", https=True, receive_timeout=3.0) as emu:
+    with Emulator(allow_basic=True, seed="demo", https=True, receive_timeout=3.0) as emu:
         before = proxy_view(emu)
         results = _apply(emu, tmp_path, all_or_nothing=True)
         after = proxy_view(emu)

@@ -393,7 +393,7 @@ def test_diagnose_finds_12007_and_exits_1(site: Site) -> None:
 
 
 def test_diagnose_clean_site_exits_0(tmp_path: Path) -> None:
-    with Emulator(seed="empty", https=True, receive_timeout=3.0) as emu:
+    with Emulator(allow_basic=True, seed="empty", https=True, receive_timeout=3.0) as emu:
         clean = Site(emu, cli_env(emu, tmp_path), tmp_path)
         plain, as_json = clean.run_many(["diagnose"], ["diagnose", "--json"])
         assert plain.returncode == 0, plain.stdout + plain.stderr

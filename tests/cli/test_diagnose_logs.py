@@ -57,7 +57,9 @@ def test_a_log_behind_a_second_hop_is_named_with_its_server_and_cause(site: Site
 
 def test_with_delegation_a_missing_log_is_reported_as_not_found(tmp_path: Path) -> None:
     settings = EmulatorSettings(host=HostFacts(credentials_delegated=True))
-    with Emulator(seed="demo", https=True, receive_timeout=3.0, settings=settings) as emu:
+    with Emulator(
+        allow_basic=True, seed="demo", https=True, receive_timeout=3.0, settings=settings
+    ) as emu:
         site = Site(emu, cli_env(emu, tmp_path), tmp_path)
         _, data = _findings(site)
     unreadable = _unreadable(data)

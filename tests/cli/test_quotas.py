@@ -52,7 +52,9 @@ def emu() -> Iterator[Emulator]:
     settings.costs.module_import = 0.5
     settings.costs.get_cmdlet = 0.05
     settings.costs.set_cmdlet = 0.5
-    with Emulator(seed="demo", https=True, receive_timeout=3.0, settings=settings) as emu:
+    with Emulator(
+        allow_basic=True, seed="demo", https=True, receive_timeout=3.0, settings=settings
+    ) as emu:
         yield emu
 
 

@@ -130,7 +130,9 @@ def connection_info(emu: Emulator, transport: str, auth: str, **extra: Any) -> C
 def target(request: pytest.FixtureRequest) -> Iterator[Target]:
     transport, mode = request.param
     auth, https = AUTH_MODES[mode]
-    with Emulator(seed="demo", https=https, receive_timeout=RECEIVE_TIMEOUT) as emu:
+    with Emulator(
+        allow_basic=True, seed="demo", https=https, receive_timeout=RECEIVE_TIMEOUT
+    ) as emu:
         yield Target(emu, connection_info(emu, transport, auth))
 
 

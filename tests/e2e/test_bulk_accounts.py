@@ -50,7 +50,9 @@ def _desired() -> DesiredState:
 
 @pytest.fixture
 def emu() -> Iterator[Emulator]:
-    with Emulator(seed="demo", https=True, receive_timeout=RECEIVE_TIMEOUT) as emulator:
+    with Emulator(
+        allow_basic=True, seed="demo", https=True, receive_timeout=RECEIVE_TIMEOUT
+    ) as emulator:
         yield emulator
 
 

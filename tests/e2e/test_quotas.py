@@ -48,7 +48,9 @@ QUOTA_TEXT = (
 
 @pytest.fixture
 def emu() -> Iterator[Emulator]:
-    with Emulator(seed="demo", receive_timeout=3.0) as emu:
+    with Emulator(
+        allow_basic=True, allow_unencrypted=True, seed="demo", receive_timeout=3.0
+    ) as emu:
         yield emu
 
 

@@ -250,7 +250,9 @@ def test_wrong_password(transport_name: str) -> None:
 
 
 def test_untrusted_certificate(transport_name: str) -> None:
-    with Emulator(seed="demo", https=True, receive_timeout=RECEIVE_TIMEOUT) as emu:
+    with Emulator(
+        allow_basic=True, seed="demo", https=True, receive_timeout=RECEIVE_TIMEOUT
+    ) as emu:
         info = connection_info(emu, transport_name, "basic").evolve(ca_cert=None)
         with pytest.raises(TLSError) as err:
             Session(info).open()

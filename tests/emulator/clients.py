@@ -36,7 +36,9 @@ class FakeClock:
 def two_user_emulator(receive_timeout: float) -> Iterator[Emulator]:
     """A running emulator that knows the default account and `OTHER`."""
     users = {DEFAULT_USER: DEFAULT_PASSWORD, OTHER: OTHER_PASSWORD}
-    with Emulator(users=users, receive_timeout=receive_timeout) as emu:
+    with Emulator(
+        allow_basic=True, allow_unencrypted=True, users=users, receive_timeout=receive_timeout
+    ) as emu:
         yield emu
 
 

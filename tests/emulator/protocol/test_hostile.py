@@ -51,7 +51,12 @@ class EchoEngine:
 
 @pytest.fixture(scope="module")
 def emu() -> Iterator[Emulator]:
-    with Emulator(receive_timeout=0.5, engine_factory=lambda s, st: EchoEngine()) as e:
+    with Emulator(
+        allow_basic=True,
+        allow_unencrypted=True,
+        receive_timeout=0.5,
+        engine_factory=lambda s, st: EchoEngine(),
+    ) as e:
         yield e
 
 

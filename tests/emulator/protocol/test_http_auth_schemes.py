@@ -41,13 +41,12 @@ def _auth(**allow: bool) -> ConnectionAuth:
 
 
 def test_a_401_offers_the_enabled_schemes() -> None:
-    """Negotiate and Kerberos are WinRM's defaults; Basic is offered because the emulator's
-    service has Basic enabled unless `allow_basic=False` (WinRM's own default is Basic =
-    false: a lab runs `winrm set winrm/config/service/auth @{Basic="true"}`; the emulator's
-    documented choice, docs/emulator-protocol.md "Authentication")."""
-    assert _auth().offer() == ["Negotiate", "Kerberos", 'Basic realm="WSMAN"']
+    """WinRM's defaults: Negotiate and Kerberos on, Basic and CredSSP off; a lab turns Basic on
+    with `winrm set winrm/config/service/auth @{Basic="true"}` (`allow_basic=True`)."""
+    assert _auth().offer() == ["Negotiate", "Kerberos"]
+    assert _auth(allow_basic=True).offer() == ["Negotiate", "Kerberos", 'Basic realm="WSMAN"']
     assert "CredSSP" in _auth(allow_credssp=True).offer()
-    assert _auth(allow_negotiate=False, allow_basic=False).offer() == ["Kerberos"]
+    assert _auth(allow_negotiate=False).offer() == ["Kerberos"]
 
 
 @pytest.mark.parametrize(("scheme", "setting"), [("Kerberos", "allow_kerberos"), ("CredSSP", "")])

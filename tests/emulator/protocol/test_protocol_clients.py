@@ -33,13 +33,13 @@ WINRM_MODES = ["basic-http", "basic-https", "ntlm-http", "ntlm-https"]
 
 @pytest.fixture(scope="module")
 def emu_http() -> Iterator[Emulator]:
-    with Emulator(receive_timeout=3) as emu:
+    with Emulator(allow_basic=True, allow_unencrypted=True, receive_timeout=3) as emu:
         yield emu
 
 
 @pytest.fixture(scope="module")
 def emu_https() -> Iterator[Emulator]:
-    with Emulator(https=True, receive_timeout=3) as emu:
+    with Emulator(allow_basic=True, allow_unencrypted=True, https=True, receive_timeout=3) as emu:
         yield emu
 
 
@@ -200,7 +200,9 @@ def test_psrp_secure_string_reaches_engine(emu_http: Emulator) -> None:
 
 def test_psrp_restart_loses_no_committed_write(tmp_path: Any) -> None:
     state = str(tmp_path / "site.sqlite")
-    with Emulator(state_path=state, receive_timeout=3) as emu:
+    with Emulator(
+        allow_basic=True, allow_unencrypted=True, state_path=state, receive_timeout=3
+    ) as emu:
         with RunspacePool(wsman_for(emu, "ntlm")) as pool:
             ps = prelude(PowerShell(pool))
             ps.add_cmdlet("Set-CMSiteSystemServer")
@@ -294,12 +296,34 @@ def test_fixtures(cm_emulator: Emulator, cm_emulator_https: Emulator) -> None:
         assert r.std_out.strip() == b"PS1", r.std_err
 
 
+def test_basic_is_off_until_the_site_turns_it_on(
+    cm_emulator: Emulator, cm_emulator_https: Emulator
+) -> None:
+    """WinRM's service defaults ("Installation and configuration for Windows Remote
+    Management": Auth/Basic and AllowUnencrypted false): a client asking for Basic gets a 401
+    offering Negotiate and Kerberos only, over HTTP and HTTPS alike; the lab emulators of this
+    module ran `winrm set winrm/config/service/auth @{Basic="true"}` (`allow_basic=True`)."""
+    for emu in (cm_emulator, cm_emulator_https):
+        response = requests.post(
+            f"{emu.endpoint}",
+            headers={"Authorization": "Basic " + base64.b64encode(b"x:y").decode()},
+            verify=emu.cert_path if emu.https else True,
+            timeout=10,
+        )
+        assert response.status_code == 401
+        assert "Basic" not in response.headers.get("WWW-Authenticate", "")
+        with pytest.raises(AuthenticationError):
+            RunspacePool(wsman_for(emu, "basic")).open()
+        with pytest.raises(InvalidCredentialsError):
+            winrm_session(emu, "basic").run_ps("1")
+
+
 def test_lost_answer_is_committed_but_never_answered(cm_emulator: Emulator) -> None:
     emu = cm_emulator
     with emu.settings.lock:
         emu.settings.faults.lose_answer_cmdlet = "Set-CMSiteSystemServer"
         emu.settings.faults.lose_answer_on_call = 1
-    pool = RunspacePool(wsman_for(emu, "basic"))
+    pool = RunspacePool(wsman_for(emu, "ntlm"))
     pool.open()
     ps = prelude(PowerShell(pool))
     ps.add_cmdlet("Set-CMSiteSystemServer")

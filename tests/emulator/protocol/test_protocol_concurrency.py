@@ -36,7 +36,7 @@ def meet(emu: Emulator, parties: int, wait: float = WAIT) -> Meeting:
 
 @pytest.fixture
 def emu() -> Iterator[Emulator]:
-    with Emulator(receive_timeout=30) as emulator:
+    with Emulator(allow_basic=True, allow_unencrypted=True, receive_timeout=30) as emulator:
         emulator.settings.costs.set_cmdlet = COST
         yield emulator
 

@@ -108,7 +108,7 @@ def create_cmd_shell(emu: Emulator) -> str:
 
 @pytest.fixture(scope="module")
 def emu() -> Iterator[Emulator]:
-    with Emulator(receive_timeout=1.5) as e:
+    with Emulator(allow_basic=True, allow_unencrypted=True, receive_timeout=1.5) as e:
         yield e
 
 
@@ -246,7 +246,12 @@ class Recorder:
 @pytest.fixture
 def rec() -> Iterator[tuple[Emulator, Recorder]]:
     recorder = Recorder()
-    with Emulator(receive_timeout=1.5, engine_factory=lambda state, settings: recorder) as e:
+    with Emulator(
+        allow_basic=True,
+        allow_unencrypted=True,
+        receive_timeout=1.5,
+        engine_factory=lambda state, settings: recorder,
+    ) as e:
         yield e, recorder
 
 

@@ -43,7 +43,7 @@ PYTHON_TEXT = ("RecursionError", "Traceback", "MemoryError", "Emulator engine er
 
 @pytest.fixture(scope="module")
 def emu() -> Iterator[Emulator]:
-    with Emulator(receive_timeout=3) as e:
+    with Emulator(allow_basic=True, allow_unencrypted=True, receive_timeout=3) as e:
         yield e
 
 
@@ -177,7 +177,7 @@ def test_connections_beyond_max_connections_get_503() -> None:
     close only when collected) holds a slot, so one held socket here would be the refused
     one, and the POST would pass once that leftover let go (CI saw 200; reproduced by
     closing a leftover between the holds and the POST)."""
-    with Emulator(receive_timeout=3) as emu:
+    with Emulator(allow_basic=True, allow_unencrypted=True, receive_timeout=3) as emu:
         emu.settings.quotas.max_connections = 3
         held: list[socket.socket] = []
         try:
