@@ -289,7 +289,24 @@ def test_a_typed_remaining_arguments_parameter_given_one_collection_is_not_guess
 
 def test_without_a_remaining_arguments_parameter_a_leftover_is_still_refused(run: Run) -> None:
     """An advanced function with no ValueFromRemainingArguments parameter refuses what nothing
-    binds, the first leftover's error (named before positional, as they are bound)."""
+    binds: the first leftover's error."""
     script = "function f { [CmdletBinding()] param($A) $A }\n"
     assert term(run, script + "f 1 2").startswith("PositionalParameterNotFound")
     assert term(run, script + "f 1 -Q 2").startswith("NamedParameterNotFound")
+    # The first leftover in command-line order (VerifyArgumentsProcessed: UnboundArguments[0]),
+    # though named arguments are bound before positional ones.
+    assert term(run, script + "f 1 2 -Q 3").startswith("PositionalParameterNotFound")
+
+
+def test_with_no_taker_the_first_leftover_on_the_command_line_is_the_error(run: Run) -> None:
+    """ParameterBinderController.VerifyArgumentsProcessed reports UnboundArguments[0]: the
+    first argument nothing bound, in command-line order, NamedParameterNotFound for a `-Name`
+    and PositionalParameterNotFound for a value. Here the remaining-arguments parameter is in a
+    set the named argument ruled out, so nothing takes the leftovers."""
+    script = (
+        "function f { param([Parameter(ParameterSetName = 'one')] $A, "
+        "[Parameter(ParameterSetName = 'two', ValueFromRemainingArguments = $true)] $Rest) "
+        "$A }\n"
+    )
+    assert term(run, script + "f -A 1 2 -Q 3").startswith("PositionalParameterNotFound")
+    assert term(run, script + "f -A 1 -Q 3 2").startswith("NamedParameterNotFound")

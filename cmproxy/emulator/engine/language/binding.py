@@ -167,8 +167,8 @@ class _Binding:
     positional: list[Any] = attrs.field(factory=list)
     order: list[int] = attrs.field(factory=list)
     remaining: list[tuple[int, Any]] = attrs.field(factory=list)
-    #: For a command with a ValueFromRemainingArguments parameter: the error each of
-    #: `remaining` (by argument index) is if that parameter does not take it.
+    #: For an advanced command: the error each of `remaining` (by argument index) is if no
+    #: ValueFromRemainingArguments parameter takes it.
     refused: dict[int, PSError] = attrs.field(factory=dict)
 
 
@@ -322,11 +322,10 @@ class Binder:
             try:
                 p = self.resolve_name(a.name)
             except PSError as refusal:
-                if self.cmd.advanced and not self._takes_remaining():
-                    raise
-                # A simple function takes unknown parameters into $args, a command with a
-                # ValueFromRemainingArguments parameter into that one, as its text
-                # (HandleRemainingArguments: argument.ParameterText).
+                # Left unbound: a simple function takes unknown parameters into $args, a command
+                # with a ValueFromRemainingArguments parameter into that one, as its text
+                # (HandleRemainingArguments: argument.ParameterText); else it is refused, unless
+                # an earlier argument is (VerifyArgumentsProcessed: the first one unbound).
                 b.remaining.append((i, a.text or f"-{a.name}"))
                 if not a.bare:
                     b.remaining.append((i, a.value))
@@ -389,19 +388,15 @@ class Binder:
                 f"A positional parameter cannot be found that accepts argument '{conv.to_str(v)}'.",
                 "PositionalParameterNotFound",
             )
-            if self.cmd.advanced and not self._takes_remaining():
-                raise refusal
             b.remaining.append((b.order[idx], v))
             if self.cmd.advanced:
                 b.refused[b.order[idx]] = refusal
 
-    def _takes_remaining(self) -> bool:
-        return any(p.remaining for p in self.cmd.params)
-
     def _bind_remaining(self, b: _Binding, candidates: list[str]) -> None:
         """What is still unbound, in command-line order, as one list to the unbound
         ValueFromRemainingArguments parameter of the candidate sets (HandleRemainingArguments);
-        without one, the first of them is the error it was."""
+        without one, the first of them is the error it was (VerifyArgumentsProcessed reports
+        UnboundArguments[0])."""
         takers = [
             p
             for p in self.cmd.params
