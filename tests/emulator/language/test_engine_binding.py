@@ -310,3 +310,20 @@ def test_with_no_taker_the_first_leftover_on_the_command_line_is_the_error(run: 
     )
     assert term(run, script + "f -A 1 2 -Q 3").startswith("PositionalParameterNotFound")
     assert term(run, script + "f -A 1 -Q 3 2").startswith("NamedParameterNotFound")
+
+
+def test_pipeline_input_by_property_name_is_refused_not_ignored(run: Run) -> None:
+    """ValueFromPipelineByPropertyName binds a pipeline object's property of the parameter's
+    name (ParameterBinding.Tests.ps1, "Value from pipeline by property name"). The emulator
+    does not bind by property name; ignoring the attribute left the parameter silently empty,
+    so pipeline input to such a command is refused (NotSupportedByEmulator). Named arguments
+    bind as always."""
+    script = (
+        "function get-foo { param([Parameter(ValueFromPipelineByPropertyName = $true)] $foo) "
+        "$foo }\n"
+    )
+    res = run(script + "[pscustomobject]@{ foo = 10 } | get-foo")
+    assert res.terminating is not None
+    assert res.terminating.fully_qualified_error_id == "NotSupportedByEmulator"
+    assert "ValueFromPipelineByPropertyName" in res.terminating.message
+    assert run(script + "get-foo -foo 11").output == [11]

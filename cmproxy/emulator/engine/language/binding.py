@@ -66,6 +66,8 @@ class ParamDef:
     default: Any = None
     #: ValueFromRemainingArguments: takes what nothing else bound (never bound by position).
     remaining: bool = False
+    #: ValueFromPipelineByPropertyName, declared by a script: not modelled (see `Binder.bind`).
+    by_property_name: bool = False
 
     def in_set(self, s: str) -> bool:
         return not self.sets or s in self.sets
@@ -292,6 +294,12 @@ class Binder:
     def bind(self, args: Sequence[Arg], expects_input: bool) -> Bound:
         """Named arguments, then positional ones over the candidate sets, then the set and
         the mandatory check (ParameterBinderController's order)."""
+        if expects_input and any(p.by_property_name for p in self.cmd.params):
+            # PowerShell would bind each pipeline object's property of that name; ignored, the
+            # parameter would stay silently empty.
+            raise NotSupportedByEmulator(
+                "Binding pipeline input by property name (ValueFromPipelineByPropertyName)"
+            )
         b = _Binding()
         self._bind_named(list(args), b)
         candidates = self._candidates(b.defs.values())

@@ -149,6 +149,7 @@ class FunctionRules(ExpressionRules):
                 p.position = int(kwargs["position"])
             p.pipeline = conv.truthy(kwargs.get("valuefrompipeline", False))
             p.remaining = conv.truthy(kwargs.get("valuefromremainingarguments", False))
+            p.by_property_name = conv.truthy(kwargs.get("valuefrompipelinebypropertyname", False))
             if "parametersetname" in kwargs:
                 p.sets = (*p.sets, conv.to_str(kwargs["parametersetname"]))
             return True
