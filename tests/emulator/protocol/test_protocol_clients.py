@@ -200,9 +200,7 @@ def test_psrp_secure_string_reaches_engine(emu_http: Emulator) -> None:
 
 def test_psrp_restart_loses_no_committed_write(tmp_path: Any) -> None:
     state = str(tmp_path / "site.sqlite")
-    with Emulator(
-        allow_basic=True, allow_unencrypted=True, state_path=state, receive_timeout=3
-    ) as emu:
+    with Emulator(state_path=state, receive_timeout=3) as emu:
         with RunspacePool(wsman_for(emu, "ntlm")) as pool:
             ps = prelude(PowerShell(pool))
             ps.add_cmdlet("Set-CMSiteSystemServer")

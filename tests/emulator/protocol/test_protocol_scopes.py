@@ -20,7 +20,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def emu() -> Iterator[Emulator]:
-    with Emulator(allow_basic=True, allow_unencrypted=True, receive_timeout=3) as emulator:
+    with Emulator(receive_timeout=3) as emulator:
         yield emulator
 
 
