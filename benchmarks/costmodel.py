@@ -41,11 +41,28 @@ def zero_costs() -> Costs:
     return Costs(http_exchange=0.0, module_import=0.0, get_cmdlet=0.0, set_cmdlet=0.0)
 
 
+def scaled(costs: Costs, factor: float) -> Costs:
+    """`costs` with every duration × `factor` and its shape (write lock, cores) kept.
+
+    × 0 is a harness check (`--zero-costs`). × 10 (`--cost-scale 10`) separates what the cost
+    model charges a contender from this machine's CPU: the modelled costs grow tenfold, the CPU
+    (the client's, and the emulator interpreting what it is sent) does not, so a contender's
+    overhead over the floor ÷ 10 is what the model charges the way it works, plus a tenth of
+    its CPU (docs/performance.md, "The costs × 10"). The floor is linear in these durations.
+    """
+    return attrs.evolve(
+        costs,
+        http_exchange=costs.http_exchange * factor,
+        module_import=costs.module_import * factor,
+        get_cmdlet=costs.get_cmdlet * factor,
+        set_cmdlet=costs.set_cmdlet * factor,
+        get_per_row=costs.get_per_row * factor,
+    )
+
+
 def without_time(costs: Costs) -> Costs:
     """`costs` with every duration 0 and its shape (write lock, cores) kept: a harness check."""
-    return attrs.evolve(
-        costs, http_exchange=0.0, module_import=0.0, get_cmdlet=0.0, set_cmdlet=0.0, get_per_row=0.0
-    )
+    return scaled(costs, 0.0)
 
 
 @attrs.frozen

@@ -387,11 +387,16 @@ def table(rows: Sequence[Measurement], floors: dict[int, costmodel.Floor]) -> st
     return "\n".join(lines)
 
 
-def ratios(rows: Sequence[Measurement], floors: dict[int, costmodel.Floor]) -> str:
-    """The comparisons issue 18 sets bars on, per N (measured, never asserted)."""
+def ratios(
+    rows: Sequence[Measurement], floors: dict[int, costmodel.Floor], scale: float = 1.0
+) -> str:
+    """The comparisons issue 18 sets bars on, per N (measured, never asserted). With the costs
+    × `scale`, the overhead over the floor and its bar are given ÷ `scale`: in the default
+    costs' seconds (see costmodel.scaled)."""
+    per = "" if scale == 1 else f" ÷ {scale:g}"
     lines = [
-        "| N | cmproxy ÷ smart-par | smart-seq ÷ cmproxy | cmproxy − floor (s) "
-        "| bar 0.5 s + 3 % (s) | naive ÷ cmproxy |",
+        f"| N | cmproxy ÷ smart-par | smart-seq ÷ cmproxy | (cmproxy − floor){per} (s) "
+        f"| bar 0.5 s + 3 % (s) | naive ÷ cmproxy |",
         "|" + "---|" * 6,
     ]
     for n in sorted(floors):
@@ -403,7 +408,8 @@ def ratios(rows: Sequence[Measurement], floors: dict[int, costmodel.Floor]) -> s
         par, seqw, naive = wall.get("smart-par"), wall.get("smart-seq"), wall.get("naive")
         lines.append(
             f"| {n} | {_f(cm / par if par else None)} | {_f(seqw / cm if seqw else None)} "
-            f"| {cm - f:.2f} | {0.5 + 0.03 * f:.2f} | {_f(naive / cm if naive else None, '.1f')} |"
+            f"| {(cm - f) / scale:.2f} | {0.5 + 0.03 * f / scale:.2f} "
+            f"| {_f(naive / cm if naive else None, '.1f')} |"
         )
     return "\n".join(lines)
 
@@ -429,12 +435,21 @@ def _options(args_in: list[str]) -> tuple[argparse.Namespace, list[int], list[st
         "--sample", type=int, default=50, help="per-connection: servers run above this N"
     )
     parser.add_argument("--zero-costs", action="store_true", help="all costs 0 (harness check)")
+    parser.add_argument(
+        "--cost-scale",
+        type=float,
+        default=1.0,
+        help="every modelled duration × this (10: overhead ÷ 10 is what the model charges, "
+        "this machine's CPU a tenth as weighty; costmodel.scaled)",
+    )
     parser.add_argument("--extra", default="", help="JSON merged into each contender's config")
     parser.add_argument("--json", action="store_true", help="the rows as JSON on stdout")
     parser.add_argument("--smoke", action="store_true", help="N=5, zero costs, every contender")
     args = parser.parse_args(args_in)
     if args.smoke:
         args.sizes, args.zero_costs, args.sample = "5", True, 5
+    if not args.cost_scale > 0:
+        parser.error(f"--cost-scale must be above 0, not {args.cost_scale:g} (--zero-costs: 0)")
     sizes = [int(s) for s in args.sizes.split(",") if s]
     contenders = [c for c in args.contenders.split(",") if c]
     unknown = set(contenders) - set(CONTENDERS)
@@ -454,9 +469,10 @@ def _profile(
     floor at each N."""
     profile = costmodel.PROFILES[name]
     costs = profile.costs()
-    if bench.args.zero_costs:
-        costs = costmodel.without_time(costs)
-    say(f"# profile {name}: {profile.why}" + (" (zero costs)" if bench.args.zero_costs else ""))
+    scale = 0.0 if bench.args.zero_costs else bench.args.cost_scale
+    costs = costmodel.scaled(costs, scale) if scale != 1 else costs
+    how = " (zero costs)" if scale == 0 else f" (every duration × {scale:g})" if scale != 1 else ""
+    say(f"# profile {name}: {profile.why}{how}")
     say(f"# costs: {costs}")
     floors: dict[int, costmodel.Floor] = {}
     for n in sizes:
@@ -479,8 +495,9 @@ def _summary(
     rows: list[Measurement],
     floors: dict[str, dict[int, costmodel.Floor]],
     say: Callable[[str], None],
+    scale: float = 1.0,
 ) -> None:
-    """Each profile's floors, then its table and ratios."""
+    """Each profile's floors, then its table and ratios (`scale`: --cost-scale)."""
     for name in names:
         for n, f in floors[name].items():
             say(
@@ -493,7 +510,7 @@ def _summary(
         say(f"\n## profile {name}: {costmodel.PROFILES[name].why}\n")
         say(table(mine, floors[name]))
         say("")
-        say(ratios(mine, floors[name]))
+        say(ratios(mine, floors[name], scale))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -522,7 +539,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name in names:
             floors[name] = _profile(bench, name, sizes, contenders, say)
     elapsed = time.perf_counter() - started
-    _summary(names, rows, floors, say)
+    _summary(names, rows, floors, say, args.cost_scale)
     say(f"\n# {elapsed:.0f} s in all; {load()} at the end")
     if args.json:
         doc = {
@@ -531,6 +548,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "cpu_reference_ms": reference,
             "load_at_end": load(),
             "cmproxy_options": cmproxy_options(extra),
+            "cost_scale": 0.0 if args.zero_costs else args.cost_scale,
             "profiles": {n: costmodel.PROFILES[n].why for n in names},
             "rows": [m.row() for m in rows],
         }
