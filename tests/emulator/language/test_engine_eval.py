@@ -12,6 +12,11 @@ from cmproxy.emulator.state import SiteState
 
 from ..conftest import Run, ids, out
 
+#: Windows PowerShell 5.1's texts of two ParserStrings (5.1 console output; PowerShell 7 gave
+#: `&&` and `||` a meaning, about_Pipeline_Chain_Operators).
+_CHAIN = "The token '{}' is not a valid statement separator in this version."
+_FIRST = "Expressions are only allowed as the first element of a pipeline."
+
 
 def test_literals_and_arithmetic(run: Run) -> None:
     assert out(run, "1 + 2; 'a' + 'b'; 5 - 7; 2 * 3; 7 % 4; -3") == [3, "ab", -2, 6, 3, -3]
@@ -341,3 +346,55 @@ def test_output_before_return_is_kept(run: Run) -> None:
     """PowerShell keeps what a script wrote before `return`, in loops too."""
     script = "'a'\nforeach ($i in 1..3) { $i; if ($i -eq 2) { return 'r' } }\n'never'"
     assert run(script).output == ["a", 1, 2, "r"]
+
+
+@pytest.mark.parametrize(
+    "redirection", ["2>$null", "2>>errors.txt", "*>$null", "1>$null", ">$null", "3>&1", "6>$null"]
+)
+def test_a_redirection_written_without_a_space_is_refused_not_passed_as_an_argument(
+    run: Run, redirection: str
+) -> None:
+    """`Write-Output 1 2>$null` is a redirection in Windows PowerShell 5.1, as with a space:
+    about_Redirection's operators (>, >>, n>, n>>, n>&1, *>, … for the streams 1 to 6); a number
+    token ends before '>' (CharTraits.cs: '>' is ForceStartNewTokenAfterNumber); the idiom on
+    5.1 in PowerShell/PowerShell#4572 (`Get-Item /NoSuch 2>$null`). tree-sitter-powershell reads
+    it as a bare word, which the emulator bound as an argument ('2>$null' written as output).
+    The emulator does not emulate redirection: it refuses, as it does with the space."""
+    res = run(f"Write-Output 1 {redirection}")
+    assert res.terminating is not None, res.output
+    assert res.terminating.fully_qualified_error_id == "NotSupportedByEmulator"
+    assert "Redirection is not supported" in res.terminating.message
+    assert res.output == []
+
+
+def test_a_bare_word_with_a_greater_than_sign_inside_stays_an_argument(run: Run) -> None:
+    """'>' ends a number token, not a word (CharTraits.cs: ForceStartNewTokenAfterNumber, not
+    ForceStartNewToken), so only a word that starts with a redirection operator is one."""
+    assert run("Write-Output a>b").output == ["a>b"]
+
+
+@pytest.mark.parametrize(
+    ("script", "error_id", "text", "column", "squiggle"),
+    [
+        ("1 && 2", "InvalidEndOfLine", _CHAIN.format("&&"), 3, "~~"),
+        ("Get-CMSite || 2", "InvalidEndOfLine", _CHAIN.format("||"), 12, "~~"),
+        ("1|1", "ExpressionsMustBeFirstInPipeline", _FIRST, 3, "~"),
+        ("Get-CMSite | 1.5", "ExpressionsMustBeFirstInPipeline", _FIRST, 14, "~~~"),
+    ],
+)
+def test_a_5_1_parse_error_names_its_place_and_its_text(
+    run: Run, *, script: str, error_id: str, text: str, column: int, squiggle: str
+) -> None:
+    """The message of a ParseException is each ParseError's position (line, column, the line,
+    a squiggle under the token) and its ParserStrings text (ParseException.Message,
+    ParseError.ToString); the texts and columns as Windows PowerShell 5.1 prints them."""
+    res = run(script)
+    assert res.terminating is not None, res.output
+    assert res.terminating.fully_qualified_error_id == error_id
+    lines = res.terminating.message.splitlines()
+    assert lines == [
+        f"At line:1 char:{column}",
+        f"+ {script}",
+        "+ " + " " * (column - 1) + squiggle,
+        text,
+    ]

@@ -3,6 +3,7 @@ grammar's wrapper nodes and string escapes."""
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -51,6 +52,7 @@ class _NodeCache:
 
     __slots__ = (
         "blocks",
+        "checked",
         "elements",
         "exprs",
         "named",
@@ -78,6 +80,9 @@ class _NodeCache:
         self.targets: dict[int, tuple[str, Node]] = {}
         #: node → its source text
         self.texts: dict[int, str] = {}
+        #: What Windows PowerShell 5.1's parser refuses that the grammar accepts (`parse_error`):
+        #: (error id, message) of each, in source order; None until checked.
+        self.checked: list[tuple[str, str]] | None = None
         #: (what, node) → the parts a statement or expression of that kind is made of
         self.parts: dict[tuple[str, int], Any] = {}
 
@@ -166,9 +171,22 @@ def node_cache(src: bytes) -> _NodeCache:
 
 
 def parse_error(root: Node, src: bytes) -> ErrorRecord | None:
-    """A ParseException record when the grammar flags an error, else None."""
+    """A ParseException record when the grammar flags an error, or when Windows PowerShell 5.1
+    refuses what the grammar accepts (`refused_by_5_1`), else None."""
     if not root.has_error:
-        return None
+        cache = node_cache(src)
+        if cache.checked is None:
+            cache.checked = refused_by_5_1(root, src)
+        if not cache.checked:
+            return None
+        # ParseException(ParseError[]): the first error's ErrorId, every error's text (at most
+        # ten) in its Message, one after the other (ParseException.cs).
+        return record(
+            "\n".join(text for _, text in cache.checked[:10]),
+            cache.checked[0][0],
+            category="ParserError",
+            exception="System.Management.Automation.ParseException",
+        )
     errors = _errors(root)
     real = [e for e in errors if not recoverable(e)]
     if errors and not real:
@@ -184,6 +202,65 @@ def parse_error(root: Node, src: bytes) -> ErrorRecord | None:
         category="ParserError",
         exception="System.Management.Automation.ParseException",
     )
+
+
+#: Windows PowerShell 5.1's ParserStrings for what its parser refuses and the grammar (written
+#: for PowerShell 7) accepts: `&&` / `||` (pipeline chains, PowerShell 7.0) and an expression
+#: after `|` (PowerShell/PowerShell Parsing.Tests.ps1: '1|1' is ExpressionsMustBeFirstInPipeline).
+_INVALID_END_OF_LINE = "The token '{}' is not a valid statement separator in this version."
+_EXPRESSION_NOT_FIRST = "Expressions are only allowed as the first element of a pipeline."
+#: A number literal (about_Numeric_Literals: decimal, hexadecimal, real, an exponent, the type
+#: suffixes l and d, the multipliers kb to pb), which the grammar takes for a command name
+#: after `|` and PowerShell's tokenizer scans as a number: an expression.
+_NUMBER = re.compile(
+    r"(?:0x[0-9a-f]+l?|(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?[ld]?)(?:kb|mb|gb|tb|pb)?", re.I
+)
+
+
+def refused_by_5_1(root: Node, src: bytes) -> list[tuple[str, str]]:
+    """(error id, text) of each ParseError Windows PowerShell 5.1 reports in a script the grammar
+    parsed without error, in source order: a pipeline chain operator, a number after `|`."""
+    found: list[tuple[int, str, Node, str]] = []
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if node.type == "pipeline_chain_tail":
+            op = next((c for c in node.children if c.type in ("&&", "||")), node)
+            found.append(
+                (op.start_byte, "InvalidEndOfLine", op, _INVALID_END_OF_LINE.format(op.type))
+            )
+        elif (
+            node.type == "command"
+            and node.prev_sibling is not None
+            and node.prev_sibling.type == "|"
+        ):
+            name = next((c for c in node.children if c.type == "command_name"), None)
+            if name is not None and _NUMBER.fullmatch(_text(name, src)):
+                found.append(
+                    (
+                        name.start_byte,
+                        "ExpressionsMustBeFirstInPipeline",
+                        name,
+                        _EXPRESSION_NOT_FIRST,
+                    )
+                )
+        stack.extend(node.children)
+    found.sort(key=lambda f: f[0])
+    return [(error_id, _position(node, src) + "\n" + text) for _, error_id, node, text in found]
+
+
+def _text(node: Node, src: bytes) -> str:
+    return src[node.start_byte : node.end_byte].decode("utf-8", errors="replace")
+
+
+def _position(node: Node, src: bytes) -> str:
+    """Where a ParseError is, as PowerShell prints it: line and column, the line, and a squiggle
+    under the token (PositionUtilities.VerboseMessage; one line of the token)."""
+    line, _ = node.start_point
+    text_line = src.decode("utf-8", errors="replace").splitlines()[line]
+    start = len(src[: node.start_byte].decode("utf-8", errors="replace").rpartition("\n")[2])
+    width = max(1, min(len(_text(node, src)), len(text_line) - start))
+    return f"At line:{line + 1} char:{start + 1}\n+ {text_line}\n+ {' ' * start}{'~' * width}"
 
 
 def _errors(n: Node) -> list[Node]:

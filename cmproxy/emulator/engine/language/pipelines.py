@@ -270,7 +270,9 @@ class PipelineRules(FunctionRules):
                     name = name[:-1]
                     kind = _PARAMETER_COLON
                 out.append((c, kind, name, text))
-            elif c.type == "redirection":
+            elif c.type == "redirection" or (
+                c.type == "generic_token" and _REDIRECTION_WORD.match(self.text(c))
+            ):
                 out.append((c, _REDIRECTION, "", ""))
             elif self.text(c).startswith("@") and self.unwrap(c).type == "variable":
                 out.append((c, _SPLAT, "", ""))
@@ -292,6 +294,11 @@ class PipelineRules(FunctionRules):
             return self.text(n)
         return self.expr(n)
 
+
+#: A bare word the grammar reads as an argument where PowerShell reads a redirection: `2>$null`,
+#: `*>>log`, `>out` written without a space (about_Redirection's operators; a number token
+#: ends before '>', CharTraits.cs). Any other word with a '>' inside stays one argument.
+_REDIRECTION_WORD = re.compile(r"(?:\*|\d*)>")
 
 #: The kinds of a pipeline's elements (`PipelineRules._pipeline_plan`).
 _COMMAND, _ASSIGNMENT, _EXPRESSION = range(3)
