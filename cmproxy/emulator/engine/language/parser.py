@@ -204,62 +204,181 @@ def parse_error(root: Node, src: bytes) -> ErrorRecord | None:
     )
 
 
-#: Windows PowerShell 5.1's ParserStrings for what its parser refuses and the grammar (written
-#: for PowerShell 7) accepts: `&&` / `||` (pipeline chains, PowerShell 7.0) and an expression
-#: after `|` (PowerShell/PowerShell Parsing.Tests.ps1: '1|1' is ExpressionsMustBeFirstInPipeline).
-_INVALID_END_OF_LINE = "The token '{}' is not a valid statement separator in this version."
-_EXPRESSION_NOT_FIRST = "Expressions are only allowed as the first element of a pipeline."
+#: Windows PowerShell's ParserStrings (src/System.Management.Automation/resources/
+#: ParserStrings.resx) for what its parser refuses and the grammar accepts: `&&` / `||`
+#: (pipeline chains, a meaning only since PowerShell 7.0), an expression after `|`, and the
+#: semantic checks of Parser.cs and SemanticChecks.cs below. Each is a case of PowerShell's
+#: own test/powershell/Language/Parser/Parsing.Tests.ps1 (`ShouldBeParseError`).
+_TEXTS = {
+    "InvalidEndOfLine": "The token '{}' is not a valid statement separator in this version.",
+    "ExpressionsMustBeFirstInPipeline": (
+        "Expressions are only allowed as the first element of a pipeline."
+    ),
+    "MissingCatchOrFinally": "The Try statement is missing its Catch or Finally block.",
+    "ControlLeavingFinally": "Flow of control cannot leave a Finally block.",
+    "DuplicateFormalParameter": "Duplicate parameter ${} in parameter list.",
+    "SplattingNotPermitted": (
+        "The splatting operator '@' cannot be used to reference variables in an expression. "
+        "'@{0}' can be used only as an argument to a command. To reference variables in an "
+        "expression use '${0}'."
+    ),
+    "SplattingNotPermittedInArgumentList": (
+        "Splatted variables like '@{}' cannot be part of a comma-separated list of arguments."
+    ),
+    "ParameterRequiresArgument": "Parameter {} requires an argument.",
+}
 #: A number literal (about_Numeric_Literals: decimal, hexadecimal, real, an exponent, the type
 #: suffixes l and d, the multipliers kb to pb), which the grammar takes for a command name
 #: after `|` and PowerShell's tokenizer scans as a number: an expression.
 _NUMBER = re.compile(
     r"(?:0x[0-9a-f]+l?|(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?[ld]?)(?:kb|mb|gb|tb|pb)?", re.I
 )
+#: Where `return` / `break` / `continue` stop looking for a finally they would leave: a script
+#: block (a function's, a `{ }` literal's) or a trap (SemanticChecks.CheckForFlowOutOfFinally).
+_FLOW_SCOPES = {"script_block", "trap_statement"}
+#: Loops (and switch) a `break` / `continue` acts on, so it does not leave an enclosing finally.
+_LOOPS = {
+    "foreach_statement",
+    "for_statement",
+    "while_statement",
+    "do_statement",
+    "switch_statement",
+}
+#: The expression levels between a command argument and the variable it is.
+_ARGUMENT_LEVELS = WRAPPERS | {"unary_expression", "expression_with_unary_operator"}
+
+#: One ParseError: where it starts (for the order), its id, its node, its text, and whether it
+#: sits right after its node (an empty extent after it, Parser.After).
+_Found = tuple[int, str, Node, str, bool]
 
 
 def refused_by_5_1(root: Node, src: bytes) -> list[tuple[str, str]]:
     """(error id, text) of each ParseError Windows PowerShell 5.1 reports in a script the grammar
-    parsed without error, in source order: a pipeline chain operator, a number after `|`."""
-    found: list[tuple[int, str, Node, str]] = []
+    parsed without error, in source order."""
+    found: list[_Found] = []
     stack = [root]
     while stack:
         node = stack.pop()
-        if node.type == "pipeline_chain_tail":
-            op = next((c for c in node.children if c.type in ("&&", "||")), node)
-            found.append(
-                (op.start_byte, "InvalidEndOfLine", op, _INVALID_END_OF_LINE.format(op.type))
-            )
-        elif (
-            node.type == "command"
-            and node.prev_sibling is not None
-            and node.prev_sibling.type == "|"
-        ):
-            name = next((c for c in node.children if c.type == "command_name"), None)
-            if name is not None and _NUMBER.fullmatch(_text(name, src)):
-                found.append(
-                    (
-                        name.start_byte,
-                        "ExpressionsMustBeFirstInPipeline",
-                        name,
-                        _EXPRESSION_NOT_FIRST,
-                    )
-                )
+        found += _refusals(node, src)
         stack.extend(node.children)
     found.sort(key=lambda f: f[0])
-    return [(error_id, _position(node, src) + "\n" + text) for _, error_id, node, text in found]
+    return [
+        (error_id, _position(node, src, after=after) + "\n" + text)
+        for _, error_id, node, text, after in found
+    ]
+
+
+def _refusals(node: Node, src: bytes) -> list[_Found]:
+    """What PowerShell's parser reports at `node` that the grammar let through."""
+    t = node.type
+    if t == "pipeline_chain_tail":
+        op = next((c for c in node.children if c.type in ("&&", "||")), node)
+        text = _TEXTS["InvalidEndOfLine"].format(op.type)
+        return [(op.start_byte, "InvalidEndOfLine", op, text, False)]
+    if t == "command" and node.prev_sibling is not None and node.prev_sibling.type == "|":
+        name = next((c for c in node.children if c.type == "command_name"), None)
+        if name is not None and _NUMBER.fullmatch(_text(name, src)):
+            error_id = "ExpressionsMustBeFirstInPipeline"
+            return [(name.start_byte, error_id, name, _TEXTS[error_id], False)]
+        return []
+    if t == "try_statement" and not any(
+        c.type in ("catch_clauses", "finally_clause") for c in node.children
+    ):
+        # Parser.TryStatementRule: right after the try's block.
+        body = next((c for c in node.children if c.type == "statement_block"), node)
+        error_id = "MissingCatchOrFinally"
+        return [(body.end_byte, error_id, body, _TEXTS[error_id], True)]
+    if t == "flow_control_statement" and _leaves_finally(node):
+        error_id = "ControlLeavingFinally"
+        return [(node.start_byte, error_id, node, _TEXTS[error_id], False)]
+    if t == "parameter_list":
+        return _duplicate_parameters(node, src)
+    if t == "variable" and _text(node, src).startswith("@"):
+        return _splatted_in_expression(node, src)
+    if t == "command_argument_sep" and any(c.type == ":" for c in node.children):
+        return _parameter_without_argument(node, src)
+    return []
+
+
+def _leaves_finally(node: Node) -> bool:
+    """Does this return / break / continue leave a finally block (CheckForFlowOutOfFinally)?"""
+    keyword = node.children[0].type if node.children else ""
+    if keyword not in ("return", "break", "continue"):
+        return False
+    parent = node.parent
+    while parent is not None and parent.type not in _FLOW_SCOPES:
+        if keyword != "return" and parent.type in _LOOPS:
+            return False  # the loop it acts on is inside the finally
+        if parent.type == "statement_block" and _is_finally(parent.parent):
+            return True
+        parent = parent.parent
+    return False
+
+
+def _is_finally(node: Node | None) -> bool:
+    return node is not None and node.type == "finally_clause"
+
+
+def _duplicate_parameters(node: Node, src: bytes) -> list[_Found]:
+    """SemanticChecks.CheckForDuplicateParameters: a name (case-insensitive) given twice."""
+    seen: set[str] = set()
+    found: list[_Found] = []
+    for param in (c for c in node.children if c.type == "script_parameter"):
+        var = next((c for c in param.children if c.type == "variable"), None)
+        if var is None:
+            continue
+        name = _text(var, src)[1:]
+        if name.lower() in seen:
+            text = _TEXTS["DuplicateFormalParameter"].format(name)
+            found.append((var.start_byte, "DuplicateFormalParameter", var, text, False))
+        seen.add(name.lower())
+    return found
+
+
+def _splatted_in_expression(node: Node, src: bytes) -> list[_Found]:
+    """SemanticChecks.VisitVariableExpression: `@name` anywhere but as a command's argument."""
+    name = _text(node, src)[1:]
+    listed = False
+    up = node.parent
+    while up is not None and up.type in _ARGUMENT_LEVELS:
+        listed = listed or (up.type == "array_literal_expression" and up.named_child_count > 1)
+        up = up.parent
+    if up is not None and up.type == "command_elements" and not listed:
+        return []
+    if up is not None and up.type == "command_elements":
+        text = _TEXTS["SplattingNotPermittedInArgumentList"].format(name)
+        return [(node.start_byte, "SplattingNotPermittedInArgumentList", node, text, False)]
+    text = _TEXTS["SplattingNotPermitted"].format(name)
+    return [(node.start_byte, "SplattingNotPermitted", node, text, False)]
+
+
+def _parameter_without_argument(node: Node, src: bytes) -> list[_Found]:
+    """Parser.CommandRule: `-Name:` with nothing after it in its command."""
+    before = node.prev_sibling
+    after = node.next_sibling
+    while after is not None and after.type in ("command_argument_sep", "comment"):
+        after = after.next_sibling
+    if before is None or before.type != "command_parameter" or after is not None:
+        return []
+    text = _TEXTS["ParameterRequiresArgument"].format(_text(before, src) + ":")
+    return [(node.end_byte, "ParameterRequiresArgument", node, text, True)]
 
 
 def _text(node: Node, src: bytes) -> str:
     return src[node.start_byte : node.end_byte].decode("utf-8", errors="replace")
 
 
-def _position(node: Node, src: bytes) -> str:
+def _position(node: Node, src: bytes, *, after: bool = False) -> str:
     """Where a ParseError is, as PowerShell prints it: line and column, the line, and a squiggle
-    under the token (PositionUtilities.VerboseMessage; one line of the token)."""
-    line, _ = node.start_point
-    text_line = src.decode("utf-8", errors="replace").splitlines()[line]
-    start = len(src[: node.start_byte].decode("utf-8", errors="replace").rpartition("\n")[2])
-    width = max(1, min(len(_text(node, src)), len(text_line) - start))
+    under the token (PositionUtilities.VerboseMessage; one line of the token), or under the
+    place right after it (`after`: an empty extent, Parser.After)."""
+    at = node.end_byte if after else node.start_byte
+    before = src[:at].decode("utf-8", errors="replace")
+    line = before.count("\n")
+    start = len(before.rpartition("\n")[2])
+    lines = src.decode("utf-8", errors="replace").splitlines() or [""]
+    text_line = lines[min(line, len(lines) - 1)]
+    width = 1 if after else max(1, min(len(_text(node, src)), len(text_line) - start))
     return f"At line:{line + 1} char:{start + 1}\n+ {text_line}\n+ {' ' * start}{'~' * width}"
 
 
