@@ -355,9 +355,9 @@ def test_a_redirection_written_without_a_space_is_refused_not_passed_as_an_argum
     run: Run, redirection: str
 ) -> None:
     """`Write-Output 1 2>$null` is a redirection in Windows PowerShell 5.1, as with a space:
-    about_Redirection's operators (>, >>, n>, n>>, n>&1, *>, … for the streams 1 to 6); a number
-    token ends before '>' (CharTraits.cs: '>' is ForceStartNewTokenAfterNumber); the idiom on
-    5.1 in PowerShell/PowerShell#4572 (`Get-Item /NoSuch 2>$null`). tree-sitter-powershell reads
+    about_Redirection's operators (>, >>, n>, n>>, n>&1, *>, … for the streams 1 to 6), which
+    PowerShell's tokenizer recognises before it scans a word (tokenizer.cs, NextToken); the idiom
+    on 5.1 in PowerShell/PowerShell#4572 (`Get-Item /NoSuch 2>$null`). tree-sitter-powershell reads
     it as a bare word, which the emulator bound as an argument ('2>$null' written as output).
     The emulator does not emulate redirection: it refuses, as it does with the space."""
     res = run(f"Write-Output 1 {redirection}")
@@ -368,9 +368,10 @@ def test_a_redirection_written_without_a_space_is_refused_not_passed_as_an_argum
 
 
 def test_a_bare_word_with_a_greater_than_sign_inside_stays_an_argument(run: Run) -> None:
-    """'>' ends a number token, not a word (CharTraits.cs: ForceStartNewTokenAfterNumber, not
-    ForceStartNewToken), so only a word that starts with a redirection operator is one."""
-    assert run("Write-Output a>b").output == ["a>b"]
+    """Only `>`, `1>` to `6>` and `*>` start a redirection (tokenizer.cs, NextToken); a '>'
+    inside a word does not end it (CharTraits.cs: not ForceStartNewToken), and in a command's
+    arguments digits before '>' are a word, not a number (tokenizer.cs, ScanNumberHelper)."""
+    assert run("Write-Output a>b 7>x 10>y").output == ["a>b", "7>x", "10>y"]
 
 
 @pytest.mark.parametrize(

@@ -295,10 +295,13 @@ class PipelineRules(FunctionRules):
         return self.expr(n)
 
 
-#: A bare word the grammar reads as an argument where PowerShell reads a redirection: `2>$null`,
-#: `*>>log`, `>out` written without a space (about_Redirection's operators; a number token
-#: ends before '>', CharTraits.cs). Any other word with a '>' inside stays one argument.
-_REDIRECTION_WORD = re.compile(r"(?:\*|\d*)>")
+#: A bare word the grammar reads as an argument where PowerShell reads a redirection: one that
+#: starts with `>`, `1>` to `6>` or `*>` (`2>$null`, `*>>log`, `>out` written without a space).
+#: PowerShell's tokenizer checks for those before it scans a word or a number (tokenizer.cs,
+#: NextToken); any other digits before '>' make one bare word in a command's arguments
+#: (`7>x`, ScanNumberHelper), and so does a '>' inside a word (CharTraits.cs: '>' does not
+#: force a new token).
+_REDIRECTION_WORD = re.compile(r"[1-6*]?>")
 
 #: The kinds of a pipeline's elements (`PipelineRules._pipeline_plan`).
 _COMMAND, _ASSIGNMENT, _EXPRESSION = range(3)
