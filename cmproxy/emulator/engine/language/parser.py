@@ -423,6 +423,8 @@ def recoverable(n: Node) -> bool:
     )
 
 
+#: Windows PowerShell 5.1's escape sequences in double-quoted strings; `e and `u{x} came with
+#: PowerShell 6 (about_Special_Characters), so in 5.1 a backtick before them is the letter.
 _ESCAPES = {
     "n": "\n",
     "t": "\t",
@@ -432,7 +434,6 @@ _ESCAPES = {
     "b": "\b",
     "f": "\f",
     "v": "\v",
-    "e": "\x1b",
 }
 
 
