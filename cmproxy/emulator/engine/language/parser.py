@@ -226,7 +226,10 @@ _TEXTS = {
         "Splatted variables like '@{}' cannot be part of a comma-separated list of arguments."
     ),
     "ParameterRequiresArgument": "Parameter {} requires an argument.",
+    "MissingNamedStatementBlock": "Missing statement block after '{}'.",
 }
+#: The named blocks of a script block (Parser.NamedBlockListRule; `clean` came with 7.3).
+_BLOCK_NAMES = {"begin", "process", "end", "dynamicparam"}
 #: A number literal (about_Numeric_Literals: decimal, hexadecimal, real, an exponent, the type
 #: suffixes l and d, the multipliers kb to pb), which the grammar takes for a command name
 #: after `|` and PowerShell's tokenizer scans as a number: an expression.
@@ -275,6 +278,8 @@ def _refusals(node: Node, src: bytes) -> list[_Found]:
         op = next((c for c in node.children if c.type in ("&&", "||")), node)
         text = _TEXTS["InvalidEndOfLine"].format(op.type)
         return [(op.start_byte, "InvalidEndOfLine", op, text, False)]
+    if t == "command" and _opens_a_body(node):
+        return _named_blocks_without_block(node, src)
     if t == "command" and node.prev_sibling is not None and node.prev_sibling.type == "|":
         name = next((c for c in node.children if c.type == "command_name"), None)
         if name is not None and _NUMBER.fullmatch(_text(name, src)):
@@ -298,6 +303,46 @@ def _refusals(node: Node, src: bytes) -> list[_Found]:
     if t == "command_argument_sep" and any(c.type == ":" for c in node.children):
         return _parameter_without_argument(node, src)
     return []
+
+
+def _opens_a_body(node: Node) -> bool:
+    """Is this command the first statement of a script or script block (where PowerShell reads
+    `begin`, `process`, `end` and `dynamicparam` as the names of its blocks)?"""
+    chain = node.parent
+    pipeline = chain.parent if chain is not None else None
+    statements = pipeline.parent if pipeline is not None else None
+    if chain is None or chain.type != "pipeline_chain" or chain.named_children[:1] != [node]:
+        return False
+    if pipeline is None or statements is None or statements.type != "statement_list":
+        return False
+    first = next((c for c in statements.named_children if c.type not in SKIP), None)
+    return (
+        first == pipeline
+        and statements.parent is not None
+        and (statements.parent.type in ("program", "script_block_body"))
+    )
+
+
+def _named_blocks_without_block(node: Node, src: bytes) -> list[_Found]:
+    """Parser.NamedBlockListRule: a block name with no statement block after it is
+    MissingNamedStatementBlock, right after the name (the grammar read `begin process end`,
+    which has none, as a command and its arguments)."""
+    name = next((c for c in node.children if c.type == "command_name"), None)
+    if name is None or _text(name, src).lower() not in _BLOCK_NAMES:
+        return []
+    words = [name]
+    elements = next((c for c in node.children if c.type == "command_elements"), None)
+    args = [c for c in (elements.children if elements else []) if c.type not in SKIP]
+    found: list[_Found] = []
+    for i, word in enumerate(words + args):
+        if word.type not in ("command_name", "generic_token"):
+            continue
+        keyword = _text(word, src).lower()
+        following = (words + args)[i + 1] if i + 1 < len(words + args) else None
+        if keyword in _BLOCK_NAMES and (following is None or "{" not in _text(following, src)[:1]):
+            text = _TEXTS["MissingNamedStatementBlock"].format(keyword)
+            found.append((word.end_byte, "MissingNamedStatementBlock", word, text, True))
+    return found
 
 
 def _leaves_finally(node: Node) -> bool:
