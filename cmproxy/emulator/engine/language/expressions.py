@@ -649,6 +649,12 @@ class ExpressionRules(EvaluatorCore):
             if isinstance(target, list):
                 target[conv.to_int(idx)] = value
                 return
+        if kind == "array_literal_expression":
+            # `$a, $b = …` (about_Assignment_Operators): each target its share of the value.
+            targets = self.named(node)
+            for target, share in zip(targets, spread(value, len(targets)), strict=True):
+                self.assign_to(target, share)
+            return
         raise self.unsupported(node, f"Assigning to {self.text(node)}")
 
     # -- script blocks ----------------------------------------------------------------------
@@ -747,3 +753,14 @@ _EXPRESSIONS: dict[str, _Handler] = {
     "pre_decrement_expression": lambda ev, n, kids: ev.increment(n),
     "assignment_expression": ExpressionRules._assignment_value,
 }
+
+
+def spread(value: Any, count: int) -> list[Any]:
+    """`value` shared among `count` assignment targets, as PSArrayAssignmentRHSBinder does
+    (Binders.cs): a list's elements one each, $null for targets beyond its end, the rest as an
+    array for the last target; a value that is not a list to the first target alone."""
+    if not isinstance(value, list):
+        return [value] + [None] * (count - 1)
+    if len(value) <= count:
+        return list(value) + [None] * (count - len(value))
+    return [*value[: count - 1], list(value[count - 1 :])]

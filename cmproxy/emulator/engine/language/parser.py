@@ -227,6 +227,10 @@ _TEXTS = {
     ),
     "ParameterRequiresArgument": "Parameter {} requires an argument.",
     "MissingNamedStatementBlock": "Missing statement block after '{}'.",
+    "InvalidLeftHandSide": (
+        "The assignment expression is not valid. The input to an assignment operator must be an "
+        "object that is able to accept assignments, such as a variable or a property."
+    ),
 }
 #: The named blocks of a script block (Parser.NamedBlockListRule; `clean` came with 7.3).
 _BLOCK_NAMES = {"begin", "process", "end", "dynamicparam"}
@@ -298,6 +302,8 @@ def _refusals(node: Node, src: bytes) -> list[_Found]:
         return [(node.start_byte, error_id, node, _TEXTS[error_id], False)]
     if t == "parameter_list":
         return _duplicate_parameters(node, src)
+    if t == "assignment_expression":
+        return _compound_to_many(node, src)
     if t == "variable" and _text(node, src).startswith("@"):
         return _splatted_in_expression(node, src)
     if t == "command_argument_sep" and any(c.type == ":" for c in node.children):
@@ -343,6 +349,21 @@ def _named_blocks_without_block(node: Node, src: bytes) -> list[_Found]:
             text = _TEXTS["MissingNamedStatementBlock"].format(keyword)
             found.append((word.end_byte, "MissingNamedStatementBlock", word, text, True))
     return found
+
+
+def _compound_to_many(node: Node, src: bytes) -> list[_Found]:
+    """`$a, $b += 1, 2`: several targets take `=` only (Compiler.cs, ArrayAssignableValue has no
+    read/modify/write), InvalidLeftHandSide at the targets."""
+    kids = node.named_children
+    op = next((c for c in kids if c.type == "assignement_operator"), None)
+    if not kids or op is None or _text(op, src).strip() == "=":
+        return []
+    left = kids[0]
+    while left.type in WRAPPERS and left.named_child_count == 1:
+        left = left.named_children[0]
+    if left.type != "array_literal_expression" or left.named_child_count < 2:
+        return []
+    return [(left.start_byte, "InvalidLeftHandSide", left, _TEXTS["InvalidLeftHandSide"], False)]
 
 
 def _leaves_finally(node: Node) -> bool:
