@@ -92,8 +92,10 @@ def _net_regex(pattern: Any, cs: bool) -> re.Pattern[str]:
 
 
 def _net_substitution(rep: str) -> Callable[[re.Match[str]], str]:
-    """A .NET replacement pattern (`$1`, `${name}`, `$0` / `$&`, `$$`) as a re.sub callable."""
-    tokens = re.split(r"(\$\$|\$\{\w+\}|\$\d+|\$&)", rep)
+    """A .NET replacement pattern as a re.sub callable: `$1`, `${name}`, `$0` / `$&`, `$$`, and
+    the input around the match, `` $` `` before it, `$'` after it, `$_` all of it, `$+` the last
+    group (.NET Framework "Substitutions", Regex.Replace)."""
+    tokens = re.split(r"(\$\$|\$\{\w+\}|\$\d+|\$[&`'+_])", rep)
 
     def expand(m: re.Match[str]) -> str:
         out = []
@@ -102,6 +104,14 @@ def _net_substitution(rep: str) -> Callable[[re.Match[str]], str]:
                 out.append("$")
             elif tok == "$&":
                 out.append(m.group(0))
+            elif tok == "$`":
+                out.append(m.string[: m.start()])
+            elif tok == "$'":
+                out.append(m.string[m.end() :])
+            elif tok == "$_":
+                out.append(m.string)
+            elif tok == "$+":
+                out.append(m.group(m.re.groups) or "")
             elif tok.startswith("${") and tok.endswith("}"):
                 name = tok[2:-1]
                 try:
