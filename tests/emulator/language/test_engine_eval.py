@@ -399,3 +399,12 @@ def test_a_5_1_parse_error_names_its_place_and_its_text(
         "+ " + " " * (column - 1) + squiggle,
         text,
     ]
+
+
+def test_split_from_the_end_is_refused(run: Run) -> None:
+    """A negative <Max-substrings> splits from the end only since PowerShell 7.0
+    (CHANGELOG/7.0.md, #8960); what 5.1 answers is [UNCONFIRMED], so the emulator refuses."""
+    res = run("'a,b,c' -split ',', -2")
+    assert res.terminating is not None
+    assert res.terminating.fully_qualified_error_id == "NotSupportedByEmulator"
+    assert "negative number of substrings" in res.terminating.message

@@ -153,9 +153,15 @@ def compare_op(op: str, left: Any, right: Any, ev: EvaluatorCore) -> Any:
         if len(parts) > 2:
             raise NotSupportedByEmulator("The options of -split")
         pattern, limit = parts[0], conv.to_int(parts[1]) if len(parts) > 1 else 0
+        if limit < 0:
+            # Splitting from the end came with PowerShell 7.0 (CHANGELOG/7.0.md, #8960); what
+            # 5.1 answers (Regex.Split with a negative count) is [UNCONFIRMED].
+            raise NotSupportedByEmulator("A negative number of substrings for -split")
         rx = _net_regex(pattern, cs)
-        most = max(limit - 1, 0)
-        return [part for x in conv.enumerate_value(left) for part in rx.split(conv.to_str(x), most)]
+        texts = [conv.to_str(x) for x in conv.enumerate_value(left)]
+        if limit == 1:  # Regex.Split(input, 1): one substring, the whole input
+            return texts
+        return [part for text in texts for part in rx.split(text, max(limit - 1, 0))]
     if base not in _CMP_OPS:
         raise NotSupportedByEmulator(f"The operator '{op}'")
     if isinstance(left, list):
