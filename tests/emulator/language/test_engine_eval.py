@@ -236,7 +236,14 @@ def test_one_line_function_with_param_block(run: Run) -> None:
 
 @pytest.mark.parametrize(
     "source",
-    ["$null", "(Write-Output)", "Nothing", "$undefined", "(Nothing)", "Get-CMSite -SiteCode XXX"],
+    [
+        "$null",
+        "(Write-Output @())",
+        "Nothing",
+        "$undefined",
+        "(Nothing)",
+        "Get-CMSite -SiteCode XXX",
+    ],
 )
 def test_foreach_over_nothing_iterates_zero_times(run: Run, source: str) -> None:
     res = run(f"function Nothing {{ }}\n$n = 0\nforeach ($x in {source}) {{ $n++ }}\n$n")

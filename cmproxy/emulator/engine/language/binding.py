@@ -68,6 +68,8 @@ class ParamDef:
     remaining: bool = False
     #: ValueFromPipelineByPropertyName, declared by a script: not modelled (see `Binder.bind`).
     by_property_name: bool = False
+    #: [AllowNull()]: a mandatory parameter that takes $null.
+    allow_null: bool = False
 
     def in_set(self, s: str) -> bool:
         return not self.sets or s in self.sets
@@ -252,7 +254,7 @@ class Binder:
                 "ParameterArgumentValidationError",
                 BINDING_VALIDATION_EXCEPTION,
             )
-        if p.mandatory and v is None:
+        if p.mandatory and v is None and not p.allow_null:
             raise self._err(
                 f"Cannot bind argument to parameter '{name}' because it is null.",
                 "ParameterArgumentValidationErrorNullNotAllowed",

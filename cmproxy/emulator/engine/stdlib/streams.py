@@ -18,7 +18,15 @@ if TYPE_CHECKING:
 @command(
     "Write-Output",
     [
-        ParamDef("InputObject", "object", position=0, pipeline=True, remaining=True),
+        ParamDef(
+            "InputObject",
+            "object",
+            mandatory=True,
+            allow_null=True,
+            position=0,
+            pipeline=True,
+            remaining=True,
+        ),
         ParamDef("NoEnumerate", "switch"),
     ],
 )
@@ -27,12 +35,11 @@ def _write_output(ctx: Context, a: dict[str, Any], items: Any) -> Any:
     each of its elements is written, enumerated unless -NoEnumerate. So `Write-Output 1 2 3`
     writes three objects, `-NoEnumerate 1, 2` (one argument, the remaining arguments' list of
     it) writes the array as one, and `-NoEnumerate -InputObject 1, 2` still enumerates (the
-    5.1 reference's note on NoEnumerate; PowerShell 6.2+ differs)."""
+    5.1 reference's note on NoEnumerate; PowerShell 6.2+ differs). InputObject is mandatory
+    and [AllowNull]: a null one is written as one object (Write-Object.cs, ProcessRecord)."""
     v = a.get("InputObject")
-    if v is None and items is not None:
-        return list(items)
     if v is None:
-        return []
+        return [None]
     elements = v if isinstance(v, list | tuple) else [v]
     if a.get("NoEnumerate"):
         return list(elements)
