@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import threading
 from collections import OrderedDict
-from typing import Any
+from typing import Any, NamedTuple
 
 import tree_sitter
 import tree_sitter_powershell
@@ -252,11 +252,26 @@ _LOOPS = {
     "switch_statement",
 }
 #: The expression levels between a command argument and the variable it is.
-_ARGUMENT_LEVELS = WRAPPERS | {"unary_expression", "expression_with_unary_operator"}
+_ARGUMENT_LEVELS = WRAPPERS | {"expression_with_unary_operator"}
 
-#: One ParseError: where it starts (for the order), its id, its node, its text, and whether it
-#: sits right after its node (an empty extent after it, Parser.After).
-_Found = tuple[int, str, Node, str, bool]
+
+class _Found(NamedTuple):
+    """One ParseError: its id and text, its node, and whether it sits right after the node (an
+    empty extent after it, Parser.After) rather than on it."""
+
+    error_id: str
+    node: Node
+    text: str
+    after: bool
+
+    @property
+    def offset(self) -> int:
+        return self.node.end_byte if self.after else self.node.start_byte
+
+
+def _refuse(error_id: str, node: Node, *args: str, after: bool = False) -> list[_Found]:
+    """The ParseError `error_id` at `node`, its ParserStrings text filled with `args`."""
+    return [_Found(error_id, node, _TEXTS[error_id].format(*args), after)]
 
 
 def refused_by_5_1(root: Node, src: bytes) -> list[tuple[str, str]]:
@@ -268,11 +283,8 @@ def refused_by_5_1(root: Node, src: bytes) -> list[tuple[str, str]]:
         node = stack.pop()
         found += _refusals(node, src)
         stack.extend(node.children)
-    found.sort(key=lambda f: f[0])
-    return [
-        (error_id, _position(node, src, after=after) + "\n" + text)
-        for _, error_id, node, text, after in found
-    ]
+    found.sort(key=lambda f: f.offset)
+    return [(f.error_id, _position(f.node, src, after=f.after) + "\n" + f.text) for f in found]
 
 
 def _refusals(node: Node, src: bytes) -> list[_Found]:
@@ -280,26 +292,22 @@ def _refusals(node: Node, src: bytes) -> list[_Found]:
     t = node.type
     if t == "pipeline_chain_tail":
         op = next((c for c in node.children if c.type in ("&&", "||")), node)
-        text = _TEXTS["InvalidEndOfLine"].format(op.type)
-        return [(op.start_byte, "InvalidEndOfLine", op, text, False)]
+        return _refuse("InvalidEndOfLine", op, op.type)
     if t == "command" and _opens_a_body(node):
         return _named_blocks_without_block(node, src)
     if t == "command" and node.prev_sibling is not None and node.prev_sibling.type == "|":
         name = next((c for c in node.children if c.type == "command_name"), None)
         if name is not None and _NUMBER.fullmatch(_text(name, src)):
-            error_id = "ExpressionsMustBeFirstInPipeline"
-            return [(name.start_byte, error_id, name, _TEXTS[error_id], False)]
+            return _refuse("ExpressionsMustBeFirstInPipeline", name)
         return []
     if t == "try_statement" and not any(
         c.type in ("catch_clauses", "finally_clause") for c in node.children
     ):
         # Parser.TryStatementRule: right after the try's block.
         body = next((c for c in node.children if c.type == "statement_block"), node)
-        error_id = "MissingCatchOrFinally"
-        return [(body.end_byte, error_id, body, _TEXTS[error_id], True)]
+        return _refuse("MissingCatchOrFinally", body, after=True)
     if t == "flow_control_statement" and _leaves_finally(node):
-        error_id = "ControlLeavingFinally"
-        return [(node.start_byte, error_id, node, _TEXTS[error_id], False)]
+        return _refuse("ControlLeavingFinally", node)
     if t == "parameter_list":
         return _duplicate_parameters(node, src)
     if t == "assignment_expression":
@@ -325,7 +333,7 @@ def _opens_a_body(node: Node) -> bool:
     return (
         first == pipeline
         and statements.parent is not None
-        and (statements.parent.type in ("program", "script_block_body"))
+        and statements.parent.type in ("program", "script_block_body")
     )
 
 
@@ -333,21 +341,20 @@ def _named_blocks_without_block(node: Node, src: bytes) -> list[_Found]:
     """Parser.NamedBlockListRule: a block name with no statement block after it is
     MissingNamedStatementBlock, right after the name (the grammar read `begin process end`,
     which has none, as a command and its arguments)."""
-    name = next((c for c in node.children if c.type == "command_name"), None)
-    if name is None or _text(name, src).lower() not in _BLOCK_NAMES:
-        return []
-    words = [name]
     elements = next((c for c in node.children if c.type == "command_elements"), None)
-    args = [c for c in (elements.children if elements else []) if c.type not in SKIP]
+    words = [c for c in node.children if c.type == "command_name"]
+    words += [c for c in (elements.children if elements else []) if c.type not in SKIP]
+    if not words or _text(words[0], src).lower() not in _BLOCK_NAMES:
+        return []
     found: list[_Found] = []
-    for i, word in enumerate(words + args):
-        if word.type not in ("command_name", "generic_token"):
-            continue
+    for word, following in zip(words, [*words[1:], None], strict=True):
         keyword = _text(word, src).lower()
-        following = (words + args)[i + 1] if i + 1 < len(words + args) else None
-        if keyword in _BLOCK_NAMES and (following is None or "{" not in _text(following, src)[:1]):
-            text = _TEXTS["MissingNamedStatementBlock"].format(keyword)
-            found.append((word.end_byte, "MissingNamedStatementBlock", word, text, True))
+        if (
+            word.type in ("command_name", "generic_token")
+            and keyword in _BLOCK_NAMES
+            and (following is None or not _text(following, src).startswith("{"))
+        ):
+            found += _refuse("MissingNamedStatementBlock", word, keyword, after=True)
     return found
 
 
@@ -363,7 +370,7 @@ def _compound_to_many(node: Node, src: bytes) -> list[_Found]:
         left = left.named_children[0]
     if left.type != "array_literal_expression" or left.named_child_count < 2:
         return []
-    return [(left.start_byte, "InvalidLeftHandSide", left, _TEXTS["InvalidLeftHandSide"], False)]
+    return _refuse("InvalidLeftHandSide", left)
 
 
 def _leaves_finally(node: Node) -> bool:
@@ -395,8 +402,7 @@ def _duplicate_parameters(node: Node, src: bytes) -> list[_Found]:
             continue
         name = _text(var, src)[1:]
         if name.lower() in seen:
-            text = _TEXTS["DuplicateFormalParameter"].format(name)
-            found.append((var.start_byte, "DuplicateFormalParameter", var, text, False))
+            found += _refuse("DuplicateFormalParameter", var, name)
         seen.add(name.lower())
     return found
 
@@ -409,13 +415,11 @@ def _splatted_in_expression(node: Node, src: bytes) -> list[_Found]:
     while up is not None and up.type in _ARGUMENT_LEVELS:
         listed = listed or (up.type == "array_literal_expression" and up.named_child_count > 1)
         up = up.parent
-    if up is not None and up.type == "command_elements" and not listed:
-        return []
-    if up is not None and up.type == "command_elements":
-        text = _TEXTS["SplattingNotPermittedInArgumentList"].format(name)
-        return [(node.start_byte, "SplattingNotPermittedInArgumentList", node, text, False)]
-    text = _TEXTS["SplattingNotPermitted"].format(name)
-    return [(node.start_byte, "SplattingNotPermitted", node, text, False)]
+    if up is None or up.type != "command_elements":
+        return _refuse("SplattingNotPermitted", node, name)
+    if listed:
+        return _refuse("SplattingNotPermittedInArgumentList", node, name)
+    return []
 
 
 def _parameter_without_argument(node: Node, src: bytes) -> list[_Found]:
@@ -426,8 +430,7 @@ def _parameter_without_argument(node: Node, src: bytes) -> list[_Found]:
         after = after.next_sibling
     if before is None or before.type != "command_parameter" or after is not None:
         return []
-    text = _TEXTS["ParameterRequiresArgument"].format(_text(before, src) + ":")
-    return [(node.end_byte, "ParameterRequiresArgument", node, text, True)]
+    return _refuse("ParameterRequiresArgument", node, _text(before, src) + ":", after=True)
 
 
 def _text(node: Node, src: bytes) -> str:

@@ -77,10 +77,8 @@ class PipelineRules(FunctionRules):
             node.type in WRAPPERS and len(self.named(node)) == 1 and node.child_count == 1
         ):
             kids = self.named(node)
-            if node.type == "pipeline_chain" and len(kids) > 1:
-                if any(c.type in ("&&", "||") for c in node.children):
-                    raise self.unsupported(node, "Pipeline chain operators (&&, ||)")
-                return kids
+            # `&&` / `||` never get here: the grammar puts them in a pipeline_chain_tail, and
+            # Windows PowerShell 5.1 refuses them when it parses (parser.refused_by_5_1).
             if len(kids) != 1:
                 return kids
             node = kids[0]
