@@ -23,6 +23,15 @@ def out(run: Run, script: str) -> list[object]:
     return res.output
 
 
+def unsupported(run: Run, script: str) -> tuple[str, list[object]]:
+    """The message of the NotSupportedByEmulator `script` must stop with, and what it wrote
+    before."""
+    res = run(script)
+    assert res.terminating is not None, res
+    assert res.terminating.fully_qualified_error_id == "NotSupportedByEmulator"
+    return res.terminating.message, res.output
+
+
 def ids(res: InvocationResult) -> list[str]:
     """The FullyQualifiedErrorId of each non-terminating error a script wrote, in order."""
     return [e.fully_qualified_error_id for e in res.errors]

@@ -10,19 +10,11 @@ from cmproxy.emulator.engine import SiteRunspace
 from cmproxy.emulator.engine.values import SWITCH_PRESENT, CommandSpec, InvocationResult
 from cmproxy.emulator.state import SiteState
 
-from ..conftest import ids
+from ..conftest import ids, unsupported
 
 Run = Callable[[str], InvocationResult]
 
 SSS = "Microsoft.ConfigurationManagement.Cmdlets.HS.Commands.SetSiteSystemServerCommand"
-
-
-def unsupported(run: Run, script: str) -> str:
-    """The message of the NotSupportedByEmulator a script stopped with."""
-    res = run(script)
-    assert res.terminating is not None, res
-    assert res.terminating.fully_qualified_error_id == "NotSupportedByEmulator"
-    return res.terminating.message
 
 
 def term(run: Run, script: str) -> str:
@@ -286,7 +278,7 @@ def test_a_typed_remaining_arguments_parameter_given_one_collection_is_not_guess
         "function f { param([Parameter(ValueFromRemainingArguments = $true)][string[]]$Rest) "
         "$Rest.Count }\n"
     )
-    assert "[UNCONFIRMED]" in unsupported(run, script + "f 'a', 'b'")
+    assert "[UNCONFIRMED]" in unsupported(run, script + "f 'a', 'b'")[0]
     # Several arguments, or one that is not a collection, are the list PowerShell binds.
     assert run(script + "f 'a' 'b' 'c'").output == [3]
     assert run(script + "f 'a'").output == [1]
@@ -327,6 +319,6 @@ def test_pipeline_input_by_property_name_is_refused_not_ignored(run: Run) -> Non
         "function get-foo { param([Parameter(ValueFromPipelineByPropertyName = $true)] $foo) "
         "$foo }\n"
     )
-    message = unsupported(run, script + "[pscustomobject]@{ foo = 10 } | get-foo")
-    assert "ValueFromPipelineByPropertyName" in message
+    refused, _ = unsupported(run, script + "[pscustomobject]@{ foo = 10 } | get-foo")
+    assert "ValueFromPipelineByPropertyName" in refused
     assert run(script + "get-foo -foo 11").output == [11]
