@@ -462,15 +462,19 @@ def _options(args_in: list[str]) -> tuple[argparse.Namespace, list[int], list[st
     return args, sizes, contenders, names
 
 
+def _duration_scale(args: argparse.Namespace) -> float:
+    """What every modelled duration is multiplied by: 0 with --zero-costs, else --cost-scale."""
+    return 0.0 if args.zero_costs else float(args.cost_scale)
+
+
 def _profile(
     bench: Bench, name: str, sizes: list[int], contenders: list[str], say: Callable[[str], None]
 ) -> dict[int, costmodel.Floor]:
     """Every contender at every N under one cost profile (rows added to `bench.rows`); the
     floor at each N."""
     profile = costmodel.PROFILES[name]
-    costs = profile.costs()
-    scale = 0.0 if bench.args.zero_costs else bench.args.cost_scale
-    costs = costmodel.scaled(costs, scale) if scale != 1 else costs
+    scale = _duration_scale(bench.args)
+    costs = costmodel.scaled(profile.costs(), scale)
     how = " (zero costs)" if scale == 0 else f" (every duration × {scale:g})" if scale != 1 else ""
     say(f"# profile {name}: {profile.why}{how}")
     say(f"# costs: {costs}")
@@ -548,7 +552,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "cpu_reference_ms": reference,
             "load_at_end": load(),
             "cmproxy_options": cmproxy_options(extra),
-            "cost_scale": 0.0 if args.zero_costs else args.cost_scale,
+            "cost_scale": _duration_scale(args),
             "profiles": {n: costmodel.PROFILES[n].why for n in names},
             "rows": [m.row() for m in rows],
         }
